@@ -1,0 +1,100 @@
+// ThreadPool: the calling thread takes chunk 0, workers take the others.
+#include "core/thread_pool.h"
+
+#include <memory>
+
+#include "core/check.h"
+
+namespace dsv4 {
+
+namespace {
+thread_local bool in_worker = false;
+
+void run_chunk(size_t n, int n_chunks, int chunk, const std::function<void(size_t, size_t)>& fn) {
+  size_t begin = n * chunk / n_chunks, end = n * (chunk + 1) / n_chunks;
+  if (begin < end) fn(begin, end);
+}
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  start_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::worker(int id) {
+  in_worker = true;
+  unsigned long long seen = 0;
+  for (;;) {
+    const std::function<void(size_t, size_t)>* job;
+    size_t n;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+      n = job_n_;
+    }
+    run_chunk(n, n_threads_, id, *job);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn) {
+  if (n == 0) return;
+  if (n_threads_ == 1 || n == 1 || in_worker) {
+    fn(0, n);
+    return;
+  }
+  std::lock_guard<std::mutex> call_lock(call_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = &fn;
+    job_n_ = n;
+    pending_ = n_threads_ - 1;
+    ++generation_;
+  }
+  start_cv_.notify_all();
+  bool was_worker = in_worker;
+  in_worker = true;  // nested parallel_for from chunk 0 runs inline
+  run_chunk(n, n_threads_, 0, fn);
+  in_worker = was_worker;
+  std::unique_lock<std::mutex> lock(mu_);
+  done_cv_.wait(lock, [&] { return pending_ == 0; });
+}
+
+namespace {
+int requested_threads = 0;
+std::unique_ptr<ThreadPool> global_pool;
+std::mutex global_mu;
+}  // namespace
+
+void set_num_threads(int n) {
+  std::lock_guard<std::mutex> lock(global_mu);
+  DSV4_CHECK(n >= 0, "--threads must be >= 0 (0 = all cores), got ", n);
+  requested_threads = n;
+  global_pool.reset();
+}
+
+ThreadPool& pool() {
+  std::lock_guard<std::mutex> lock(global_mu);
+  if (!global_pool) {
+    int n = requested_threads > 0 ? requested_threads
+                                  : static_cast<int>(std::thread::hardware_concurrency());
+    global_pool = std::make_unique<ThreadPool>(n);
+  }
+  return *global_pool;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,48 @@
+// A persistent pool of worker threads and parallel_for over an index range.
+//
+// Work is split into contiguous chunks, one per thread; each index is computed entirely by one
+// thread, so results never depend on the thread count (no cross-thread reductions here).
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dsv4 {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Calls fn(begin, end) on disjoint chunks covering [0, n). Blocks until all are done.
+  // Nested calls from inside a worker run inline on the calling thread.
+  void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn);
+
+ private:
+  void worker(int id);
+
+  int n_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex call_mu_;  // one parallel_for at a time (several sessions may share the pool)
+  std::mutex mu_;
+  std::condition_variable start_cv_, done_cv_;
+  const std::function<void(size_t, size_t)>* job_ = nullptr;
+  size_t job_n_ = 0;
+  unsigned long long generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+// The process-wide pool used by the kernels. set_num_threads before first use; 0 = all cores.
+void set_num_threads(int n);
+ThreadPool& pool();
+
+}  // namespace dsv4

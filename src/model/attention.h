@@ -1,0 +1,23 @@
+// Attention of one layer: low-rank q (wq_a -> q_norm -> wq_b, per-head RMS), one shared kv
+// head (key = value) over a sliding window plus, by the layer's compress ratio, nothing (0),
+// indexer-chosen compressed entries (4, CSA) or every complete compressed entry (HCA); an
+// attention sink per head; inverse RoPE on the output; grouped low-rank output wo_a -> wo_b.
+#pragma once
+
+#include <span>
+
+#include "io/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "ops/rope.h"
+
+namespace dsv4 {
+
+void layer_cache_init(const BlockWeights& b, const ModelConfig& c, LayerCache& cache);
+
+// x: [n, dim] (attn_norm output) at positions pos0 .. pos0 + n - 1 -> out: [n, dim].
+void attention_forward(const AttentionWeights& w, int compress_ratio, const ModelConfig& c,
+                       const Rope& rope, std::span<const float> x, int n, long long pos0,
+                       bool act_quant, LayerCache& cache, std::span<float> out);
+
+}  // namespace dsv4

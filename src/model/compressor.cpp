@@ -1,0 +1,86 @@
+// Compression one token at a time through the pending-row state. The reference's prefill pools
+// whole blocks at once and its decode uses this state; both reduce to the same softmax over
+// the same rows in the same order, so one path serves both here.
+#include "model/compressor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "ops/hadamard.h"
+#include "ops/norm.h"
+#include "quant/act_quant.h"
+
+namespace dsv4 {
+
+void compressor_init(const CompressorWeights& w, CompressorState& s) {
+  const int coff = w.overlap ? 2 : 1;
+  const size_t size = static_cast<size_t>(coff * w.ratio) * coff * w.head_dim;
+  s.kv.assign(size, 0.0f);
+  s.score.assign(size, -std::numeric_limits<float>::infinity());
+  s.entries.clear();
+  s.head_dim = w.head_dim;
+}
+
+namespace {
+
+// Pools the pending rows into one entry [head_dim] (before norm).
+void pool_block(const CompressorWeights& w, const CompressorState& s, float* entry) {
+  const int r = w.ratio, hd = w.head_dim, coff = w.overlap ? 2 : 1, width = coff * hd;
+  const int n_rows = coff * r;
+  std::vector<float> sc(n_rows), kv(n_rows);
+  for (int d = 0; d < hd; ++d) {
+    for (int i = 0; i < n_rows; ++i) {
+      // Overlap: rows [0, r) contribute their first half, rows [r, 2r) their second half.
+      const int col = (w.overlap && i >= r) ? hd + d : d;
+      sc[i] = s.score[static_cast<size_t>(i) * width + col];
+      kv[i] = s.kv[static_cast<size_t>(i) * width + col];
+    }
+    const float mx = *std::max_element(sc.begin(), sc.end());
+    float sum = 0;
+    for (int i = 0; i < n_rows; ++i) sum += (sc[i] = std::exp(sc[i] - mx));
+    float acc = 0;
+    for (int i = 0; i < n_rows; ++i) acc += kv[i] * (sc[i] / sum);
+    entry[d] = acc;
+  }
+}
+
+}  // namespace
+
+void compressor_forward(const CompressorWeights& w, std::span<const float> x, int n, long long pos0,
+                        const Rope& rope, float norm_eps, CompressedRounding rounding,
+                        bool act_quant, CompressorState& s) {
+  const int r = w.ratio, hd = w.head_dim, coff = w.overlap ? 2 : 1, width = coff * hd;
+  std::vector<float> kv(static_cast<size_t>(n) * width), score(kv.size());
+  linear(w.wkv, x, n, kv, false);
+  linear(w.wgate, x, n, score, false);
+  std::vector<float> entry(hd);
+  for (int t = 0; t < n; ++t) {
+    const long long pos = pos0 + t;
+    const int slot = static_cast<int>(pos % r);
+    const int row = w.overlap ? r + slot : slot;
+    for (int c = 0; c < width; ++c) {
+      s.kv[static_cast<size_t>(row) * width + c] = kv[static_cast<size_t>(t) * width + c];
+      s.score[static_cast<size_t>(row) * width + c] =
+          score[static_cast<size_t>(t) * width + c] + w.ape[static_cast<size_t>(slot) * width + c];
+    }
+    if ((pos + 1) % r != 0) continue;
+    pool_block(w, s, entry.data());
+    if (w.overlap) {  // the current block becomes the previous one
+      std::copy(s.kv.begin() + static_cast<size_t>(r) * width, s.kv.end(), s.kv.begin());
+      std::copy(s.score.begin() + static_cast<size_t>(r) * width, s.score.end(), s.score.begin());
+    }
+    rmsnorm(entry, w.norm, norm_eps, hd, entry);
+    rope.apply(entry.data() + hd - rope.dim(), pos + 1 - r);
+    if (rounding == CompressedRounding::fp8_nope) {
+      if (act_quant) fp8_roundtrip(std::span<float>(entry).first(hd - rope.dim()), 64);
+    } else {
+      hadamard_rotate(entry);
+      if (act_quant) fp4_roundtrip(entry, 32);
+    }
+    s.entries.insert(s.entries.end(), entry.begin(), entry.end());
+  }
+}
+
+}  // namespace dsv4

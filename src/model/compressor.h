@@ -1,0 +1,26 @@
+// The compressor: turns every `ratio` consecutive tokens of a layer into one kv entry by a
+// learned softmax-gated pooling (per dimension), then RMSNorm and RoPE at the block's first
+// position. Ratio 4 overlaps: an entry pools the first half-projection of the previous block's
+// rows with the second half-projection of its own. The main compressor FP8-rounds the non-rope
+// dims; the indexer's Hadamard-rotates and FP4-rounds the whole entry.
+#pragma once
+
+#include <span>
+
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "ops/rope.h"
+
+namespace dsv4 {
+
+enum class CompressedRounding { fp8_nope, hadamard_fp4 };
+
+void compressor_init(const CompressorWeights& w, CompressorState& s);
+
+// Feeds n tokens at positions pos0 .. pos0 + n - 1; x: [n, dim] (the attention input). Appends
+// an entry to s.entries each time a block completes.
+void compressor_forward(const CompressorWeights& w, std::span<const float> x, int n, long long pos0,
+                        const Rope& rope, float norm_eps, CompressedRounding rounding,
+                        bool act_quant, CompressorState& s);
+
+}  // namespace dsv4

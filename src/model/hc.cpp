@@ -1,0 +1,122 @@
+// mHC, scalar, following the reference's hc_pre / hc_split_sinkhorn / hc_post / hc_head.
+#include "model/hc.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/thread_pool.h"
+
+namespace dsv4 {
+
+namespace {
+
+float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+
+// mixes[m] = (fn[m] . x_flat) / sqrt(mean(x_flat^2) + eps) for one token.
+void hc_mixes(const std::vector<float>& fn, const float* x_flat, int flat, int n_mix, float norm_eps,
+              float* mixes) {
+  float ss = 0;
+  for (int k = 0; k < flat; ++k) ss += x_flat[k] * x_flat[k];
+  const float rsqrt = 1.0f / std::sqrt(ss / flat + norm_eps);
+  for (int m = 0; m < n_mix; ++m) {
+    const float* f = fn.data() + static_cast<size_t>(m) * flat;
+    float acc = 0;
+    for (int k = 0; k < flat; ++k) acc += f[k] * x_flat[k];
+    mixes[m] = acc * rsqrt;
+  }
+}
+
+void weighted_sum(const float* pre, const float* x, int hc, int dim, float* y) {
+  for (int d = 0; d < dim; ++d) {
+    float acc = 0;
+    for (int i = 0; i < hc; ++i) acc += pre[i] * x[static_cast<size_t>(i) * dim + d];
+    y[d] = acc;
+  }
+}
+
+}  // namespace
+
+void hc_split_sinkhorn(std::span<const float> mixes, const HcParams& p, int hc, int iters,
+                       float eps, float* pre, float* post, float* comb) {
+  const float* s = p.scale.data();
+  const float* b = p.base.data();
+  for (int j = 0; j < hc; ++j) pre[j] = sigmoid(mixes[j] * s[0] + b[j]) + eps;
+  for (int j = 0; j < hc; ++j) post[j] = 2 * sigmoid(mixes[hc + j] * s[1] + b[hc + j]);
+  for (int j = 0; j < hc * hc; ++j) comb[j] = mixes[2 * hc + j] * s[2] + b[2 * hc + j];
+  // Row softmax, + eps.
+  for (int j = 0; j < hc; ++j) {
+    float* row = comb + j * hc;
+    const float mx = *std::max_element(row, row + hc);
+    float sum = 0;
+    for (int k = 0; k < hc; ++k) sum += (row[k] = std::exp(row[k] - mx));
+    for (int k = 0; k < hc; ++k) row[k] = row[k] / sum + eps;
+  }
+  auto col_normalise = [&] {
+    for (int k = 0; k < hc; ++k) {
+      float sum = 0;
+      for (int j = 0; j < hc; ++j) sum += comb[j * hc + k];
+      for (int j = 0; j < hc; ++j) comb[j * hc + k] /= sum + eps;
+    }
+  };
+  col_normalise();
+  for (int it = 0; it < iters - 1; ++it) {
+    for (int j = 0; j < hc; ++j) {
+      float sum = 0;
+      for (int k = 0; k < hc; ++k) sum += comb[j * hc + k];
+      for (int k = 0; k < hc; ++k) comb[j * hc + k] /= sum + eps;
+    }
+    col_normalise();
+  }
+}
+
+void hc_pre(const HcParams& p, std::span<const float> x, int n, int hc, int dim, float norm_eps,
+            int sinkhorn_iters, float hc_eps, std::span<float> y, HcMix& mix) {
+  const int flat = hc * dim, n_mix = (2 + hc) * hc;
+  mix.post.assign(static_cast<size_t>(n) * hc, 0);
+  mix.comb.assign(static_cast<size_t>(n) * hc * hc, 0);
+  pool().parallel_for(n, [&](size_t t0, size_t t1) {
+    std::vector<float> mixes(n_mix), pre(hc);
+    for (size_t t = t0; t < t1; ++t) {
+      const float* xt = x.data() + t * flat;
+      hc_mixes(p.fn, xt, flat, n_mix, norm_eps, mixes.data());
+      hc_split_sinkhorn(mixes, p, hc, sinkhorn_iters, hc_eps, pre.data(), mix.post.data() + t * hc,
+                        mix.comb.data() + t * hc * hc);
+      weighted_sum(pre.data(), xt, hc, dim, y.data() + t * dim);
+    }
+  });
+}
+
+void hc_post(const HcMix& mix, std::span<const float> out, std::span<const float> residual, int n,
+             int hc, int dim, std::span<float> new_residual) {
+  pool().parallel_for(n, [&](size_t t0, size_t t1) {
+    std::vector<float> res(static_cast<size_t>(hc) * dim);
+    for (size_t t = t0; t < t1; ++t) {
+      const float* r = residual.data() + t * hc * dim;
+      std::copy(r, r + res.size(), res.begin());  // new_residual may alias residual
+      const float* post = mix.post.data() + t * hc;
+      const float* comb = mix.comb.data() + t * hc * hc;
+      const float* o = out.data() + t * dim;
+      float* dst = new_residual.data() + t * hc * dim;
+      for (int j = 0; j < hc; ++j)
+        for (int d = 0; d < dim; ++d) {
+          float acc = 0;
+          for (int i = 0; i < hc; ++i) acc += comb[i * hc + j] * res[static_cast<size_t>(i) * dim + d];
+          dst[static_cast<size_t>(j) * dim + d] = post[j] * o[d] + acc;
+        }
+    }
+  });
+}
+
+void hc_head(const HcParams& p, std::span<const float> x, int n, int hc, int dim, float norm_eps,
+             float hc_eps, std::span<float> y) {
+  const int flat = hc * dim;
+  std::vector<float> mixes(hc), pre(hc);
+  for (int t = 0; t < n; ++t) {
+    const float* xt = x.data() + static_cast<size_t>(t) * flat;
+    hc_mixes(p.fn, xt, flat, hc, norm_eps, mixes.data());
+    for (int i = 0; i < hc; ++i) pre[i] = sigmoid(mixes[i] * p.scale[0] + p.base[i]) + hc_eps;
+    weighted_sum(pre.data(), xt, hc, dim, y.data() + static_cast<size_t>(t) * dim);
+  }
+}
+
+}  // namespace dsv4

@@ -1,0 +1,126 @@
+// The layer loop: embed -> hc_mult copies -> blocks (hc_pre, norm, attention, hc_post; hc_pre,
+// norm, MoE, hc_post) -> hc_head -> norm -> head, and the MTP layer on top.
+#include "model/model.h"
+
+#include <filesystem>
+
+#include "core/check.h"
+#include "model/attention.h"
+#include "model/hc.h"
+#include "model/moe.h"
+#include "ops/norm.h"
+
+namespace dsv4 {
+
+namespace {
+
+ModelConfig config_of(const std::string& dir) {
+  return load_config((std::filesystem::path(dir) / "config.json").string());
+}
+
+}  // namespace
+
+Model::Model(const std::string& dir, ModelOptions opts)
+    : cfg_(config_of(dir)),
+      opts_(opts),
+      ckpt_(std::make_unique<Checkpoint>(dir)),
+      w_(load_weights(*ckpt_, cfg_)),
+      rope_plain_(cfg_.qk_rope_head_dim, cfg_.rope_theta, 0, 1, 0, 0),
+      rope_yarn_(cfg_.qk_rope_head_dim, cfg_.compress_rope_theta, cfg_.original_max_position_embeddings,
+                 cfg_.rope_factor, cfg_.beta_fast, cfg_.beta_slow) {}
+
+Session Model::new_session() const {
+  Session s;
+  s.layers.resize(w_->layers.size());
+  for (size_t l = 0; l < w_->layers.size(); ++l) layer_cache_init(w_->layers[l], cfg_, s.layers[l]);
+  s.mtp.resize(w_->mtp.size());
+  for (size_t i = 0; i < w_->mtp.size(); ++i) layer_cache_init(w_->mtp[i].block, cfg_, s.mtp[i]);
+  return s;
+}
+
+void Model::check_tokens(std::span<const int> tokens) const {
+  DSV4_CHECK(!tokens.empty(), "no tokens to feed");
+  for (size_t i = 0; i < tokens.size(); ++i)
+    DSV4_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id ", tokens[i], " at index ", i,
+               " is outside the vocabulary [0, ", cfg_.vocab_size, ")");
+}
+
+void Model::block_forward(const BlockWeights& b, LayerCache& cache, std::vector<float>& h,
+                          std::span<const int> tokens, int n, long long pos0) const {
+  const int hc = cfg_.hc_mult, dim = cfg_.hidden_size;
+  const float eps = cfg_.rms_norm_eps;
+  std::vector<float> y(static_cast<size_t>(n) * dim), out(y.size());
+  HcMix mix;
+
+  hc_pre(b.hc_attn, h, n, hc, dim, eps, cfg_.hc_sinkhorn_iters, cfg_.hc_eps, y, mix);
+  rmsnorm(y, b.attn_norm, eps, dim, y);
+  attention_forward(b.attn, b.compress_ratio, cfg_, rope_for(b.compress_ratio), y, n, pos0,
+                    opts_.act_quant, cache, out);
+  hc_post(mix, out, h, n, hc, dim, h);
+
+  hc_pre(b.hc_ffn, h, n, hc, dim, eps, cfg_.hc_sinkhorn_iters, cfg_.hc_eps, y, mix);
+  rmsnorm(y, b.ffn_norm, eps, dim, y);
+  moe_forward(b.ffn, b.hash, cfg_, y, tokens, n, opts_.act_quant, out);
+  hc_post(mix, out, h, n, hc, dim, h);
+}
+
+std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const float> norm,
+                                      std::span<const float> stream_last) const {
+  const int dim = cfg_.hidden_size;
+  std::vector<float> y(dim);
+  hc_head(hc_head_p, stream_last, 1, cfg_.hc_mult, dim, cfg_.rms_norm_eps, cfg_.hc_eps, y);
+  rmsnorm(y, norm, cfg_.rms_norm_eps, dim, y);
+  std::vector<float> logits(cfg_.vocab_size);
+  linear(w_->head, y, 1, logits, false);
+  return logits;
+}
+
+std::vector<float> Model::forward(Session& s, std::span<const int> tokens, ForwardTrace* trace) const {
+  check_tokens(tokens);
+  const int n = static_cast<int>(tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
+  // Embedding, repeated into every hc copy: h [n, hc, dim].
+  std::vector<float> h(static_cast<size_t>(n) * hc * dim), row(dim);
+  for (int t = 0; t < n; ++t) {
+    w_->embed.dequant_row(tokens[t], row.data());
+    for (int i = 0; i < hc; ++i) std::copy(row.begin(), row.end(), h.begin() + (static_cast<size_t>(t) * hc + i) * dim);
+  }
+  if (trace) trace->layer_hidden.clear();
+  for (size_t l = 0; l < w_->layers.size(); ++l) {
+    block_forward(w_->layers[l], s.layers[l], h, tokens, n, s.pos);
+    if (trace && trace->keep_layer_hidden) trace->layer_hidden.push_back(h);
+  }
+  s.pos += n;
+  const size_t flat = static_cast<size_t>(hc) * dim;
+  std::vector<float> logits =
+      head_logits(w_->hc_head, w_->norm, std::span<const float>(h).subspan((n - 1) * flat, flat));
+  if (trace) trace->final_stream = std::move(h);
+  return logits;
+}
+
+std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
+                                      std::span<const int> next_tokens) const {
+  DSV4_CHECK(!w_->mtp.empty(), "this model has no MTP layer (num_nextn_predict_layers = 0)");
+  check_tokens(next_tokens);
+  const int n = static_cast<int>(next_tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
+  const size_t flat = static_cast<size_t>(hc) * dim;
+  DSV4_CHECK(stream.size() == n * flat, "mtp_forward: stream holds ", stream.size() / flat,
+             " positions for ", n, " tokens");
+  const MtpWeights& m = w_->mtp[0];
+  const float eps = cfg_.rms_norm_eps;
+  // x = e_proj(enorm(embed(next))) broadcast over copies + h_proj(hnorm(h)) per copy.
+  std::vector<float> e(static_cast<size_t>(n) * dim), ep(e.size());
+  for (int t = 0; t < n; ++t) w_->embed.dequant_row(next_tokens[t], e.data() + static_cast<size_t>(t) * dim);
+  rmsnorm(e, m.enorm, eps, dim, e);
+  linear(m.e_proj, e, n, ep, opts_.act_quant);
+  std::vector<float> hn(static_cast<size_t>(n) * flat), h(hn.size());
+  rmsnorm(stream, m.hnorm, eps, dim, hn);
+  linear(m.h_proj, hn, n * hc, h, opts_.act_quant);
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < hc; ++i)
+      for (int d = 0; d < dim; ++d) h[(static_cast<size_t>(t) * hc + i) * dim + d] += ep[static_cast<size_t>(t) * dim + d];
+  block_forward(m.block, s.mtp[0], h, next_tokens, n, s.mtp_pos);
+  s.mtp_pos += n;
+  return head_logits(m.hc_head, m.norm, std::span<const float>(h).subspan((n - 1) * flat, flat));
+}
+
+}  // namespace dsv4

@@ -1,0 +1,75 @@
+// DeepSeek-V4: the narrow interface the tools (and later the runtime) use.
+//   Model   = config + memory-mapped, validated weights (shared, read-only).
+//   Session = one token timeline: its position and every layer's caches (window ring,
+//             compressed entries, compressor / indexer state), and the MTP layer's own.
+// Several sessions of one model are independent. forward() accepts any number of tokens at
+// the session's current position: a prefill, a chunk of one, or a decode step of one token.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "ops/rope.h"
+
+namespace dsv4 {
+
+struct Session {
+  long long pos = 0;                 // tokens consumed by the main layers
+  std::vector<LayerCache> layers;
+  long long mtp_pos = 0;             // positions consumed by the MTP layer
+  std::vector<LayerCache> mtp;
+};
+
+// Optional outputs of forward() for validation and speculative decoding.
+struct ForwardTrace {
+  bool keep_layer_hidden = false;
+  std::vector<std::vector<float>> layer_hidden;  // per block: [n, hc, dim] residual after it
+  std::vector<float> final_stream;               // [n, hc, dim] before hc_head (MTP input)
+};
+
+struct ModelOptions {
+  bool act_quant = true;  // false only for validation against the smooth goldens
+};
+
+class Model {
+ public:
+  Model(const std::string& dir, ModelOptions opts = {});  // throws Error on any bad input
+
+  const ModelConfig& config() const { return cfg_; }
+  const Checkpoint& checkpoint() const { return *ckpt_; }
+  const ModelWeights& weights() const { return *w_; }
+
+  Session new_session() const;
+
+  // Feeds tokens at s.pos; logits [vocab] of the last token. trace may be null.
+  std::vector<float> forward(Session& s, std::span<const int> tokens, ForwardTrace* trace = nullptr) const;
+
+  // The MTP layer (mtp.0) over positions s.mtp_pos ..: stream [n, hc, dim] is the main model's
+  // final stream at those positions and next_tokens [n] the token after each. Returns the
+  // logits [vocab] predicted at the last position.
+  std::vector<float> mtp_forward(Session& s, std::span<const float> stream,
+                                 std::span<const int> next_tokens) const;
+
+ private:
+  void check_tokens(std::span<const int> tokens) const;
+  // One block on the residual stream h [n, hc, dim] in place.
+  void block_forward(const BlockWeights& b, LayerCache& cache, std::vector<float>& h,
+                     std::span<const int> tokens, int n, long long pos0) const;
+  std::vector<float> head_logits(const HcParams& hc_head, std::span<const float> norm,
+                                 std::span<const float> stream_last) const;
+  const Rope& rope_for(int compress_ratio) const { return compress_ratio ? rope_yarn_ : rope_plain_; }
+
+  ModelConfig cfg_;
+  ModelOptions opts_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  std::unique_ptr<ModelWeights> w_;
+  Rope rope_plain_, rope_yarn_;
+};
+
+}  // namespace dsv4

@@ -1,0 +1,123 @@
+// MoE in prefill is expert-batched: the tokens routed to an expert go through it together.
+// Each token's contributions are still summed in ascending expert order, so its result does
+// not depend on which other tokens share the call.
+#include "model/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "ops/topk.h"
+
+namespace dsv4 {
+
+namespace {
+
+float score_fn(ScoreFunc f, float z) {
+  switch (f) {
+    case ScoreFunc::sigmoid: return 1.0f / (1.0f + std::exp(-z));
+    case ScoreFunc::sqrtsoftplus: {
+      // softplus as torch computes it: linear above threshold 20.
+      const float sp = z > 20.0f ? z : std::log1p(std::exp(z));
+      return std::sqrt(sp);
+    }
+    case ScoreFunc::softmax: return z;  // normalised over experts by the caller
+  }
+  return z;
+}
+
+// SwiGLU expert on rows x [m, dim], scaled by weight[m] before w2 (empty = unweighted).
+void expert_forward(const ExpertWeights& e, float limit, std::span<const float> x, int m,
+                    std::span<const float> weight, bool act_quant, std::span<float> y) {
+  const int inter = e.w1.out;
+  std::vector<float> gate(static_cast<size_t>(m) * inter), up(gate.size());
+  linear(e.w1, x, m, gate, act_quant);
+  linear(e.w3, x, m, up, act_quant);
+  for (int t = 0; t < m; ++t)
+    for (int i = 0; i < inter; ++i) {
+      const size_t k = static_cast<size_t>(t) * inter + i;
+      float g = gate[k], u = up[k];
+      if (limit > 0) {
+        u = std::clamp(u, -limit, limit);
+        g = std::min(g, limit);
+      }
+      float v = g / (1.0f + std::exp(-g)) * u;
+      if (!weight.empty()) v = weight[t] * v;
+      gate[k] = v;
+    }
+  linear(e.w2, gate, m, y, act_quant);
+}
+
+}  // namespace
+
+void moe_route(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> logits,
+               int token, std::vector<int>& experts, std::vector<float>& weights) {
+  const int E = c.n_routed_experts, k = c.num_experts_per_tok;
+  std::vector<float> s(E);
+  for (int e = 0; e < E; ++e) s[e] = score_fn(c.scoring_func, logits[e]);
+  if (c.scoring_func == ScoreFunc::softmax) {
+    const float mx = *std::max_element(s.begin(), s.end());
+    float sum = 0;
+    for (float& v : s) sum += (v = std::exp(v - mx));
+    for (float& v : s) v /= sum;
+  }
+  if (hash) {
+    experts.assign(w.tid2eid.begin() + static_cast<size_t>(token) * k,
+                   w.tid2eid.begin() + static_cast<size_t>(token + 1) * k);
+  } else {
+    std::vector<float> biased(s);
+    for (int e = 0; e < E; ++e) biased[e] += w.bias[e];
+    experts = topk_indices(biased, k);
+  }
+  weights.resize(experts.size());
+  float sum = 0;
+  for (size_t i = 0; i < experts.size(); ++i) sum += (weights[i] = s[experts[i]]);
+  for (float& v : weights) {
+    if (c.scoring_func != ScoreFunc::softmax) v /= sum;
+    v *= c.routed_scaling_factor;
+  }
+}
+
+void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> x,
+                 std::span<const int> tokens, int n, bool act_quant, std::span<float> out) {
+  const int dim = c.hidden_size, E = c.n_routed_experts;
+  std::vector<float> logits(static_cast<size_t>(n) * E);
+  linear(w.gate, x, n, logits, false);
+
+  // Per expert: the tokens routed to it and their weights, tokens in ascending order.
+  std::vector<std::vector<int>> rows(E);
+  std::vector<std::vector<float>> row_w(E);
+  std::vector<int> experts;
+  std::vector<float> weights;
+  for (int t = 0; t < n; ++t) {
+    moe_route(w, hash, c, std::span<const float>(logits).subspan(static_cast<size_t>(t) * E, E),
+              tokens[t], experts, weights);
+    for (size_t i = 0; i < experts.size(); ++i) {
+      rows[experts[i]].push_back(t);
+      row_w[experts[i]].push_back(weights[i]);
+    }
+  }
+
+  std::fill(out.begin(), out.end(), 0.0f);
+  std::vector<float> xe, ye;
+  for (int e = 0; e < E; ++e) {
+    const int m = static_cast<int>(rows[e].size());
+    if (m == 0) continue;
+    xe.resize(static_cast<size_t>(m) * dim);
+    ye.resize(xe.size());
+    for (int i = 0; i < m; ++i)
+      std::copy_n(x.data() + static_cast<size_t>(rows[e][i]) * dim, dim, xe.data() + static_cast<size_t>(i) * dim);
+    expert_forward(w.experts[e], c.swiglu_limit, xe, m, row_w[e], act_quant, ye);
+    for (int i = 0; i < m; ++i) {
+      float* dst = out.data() + static_cast<size_t>(rows[e][i]) * dim;
+      for (int d = 0; d < dim; ++d) dst[d] += ye[static_cast<size_t>(i) * dim + d];
+    }
+  }
+  if (w.shared) {
+    ye.resize(static_cast<size_t>(n) * dim);
+    expert_forward(*w.shared, c.swiglu_limit, x, n, {}, act_quant, ye);
+    for (size_t i = 0; i < ye.size(); ++i) out[i] += ye[i];
+  }
+}
+
+}  // namespace dsv4

@@ -1,0 +1,154 @@
+// The checkpoint layout of SPEC.md, written once.
+#include "model/tensor_spec.h"
+
+namespace dsv4 {
+
+namespace {
+
+struct Builder {
+  const ModelConfig& c;
+  std::vector<TensorSpec>& out;
+  int layer;
+  bool mtp;
+  bool routed = false;
+
+  void add(const std::string& name, std::vector<long long> shape, SpecKind kind) {
+    out.push_back({name, std::move(shape), kind, layer, routed, mtp});
+  }
+  void fp8_linear(const std::string& p, long long o, long long i) {
+    add(p + ".weight", {o, i}, SpecKind::fp8_weight);
+    add(p + ".scale", {(o + 127) / 128, (i + 127) / 128}, SpecKind::scale);
+  }
+  void expert_linear(const std::string& p, long long o, long long i) {
+    if (c.expert_dtype == ExpertDtype::fp8) return fp8_linear(p, o, i);
+    add(p + ".weight", {o, i / 2}, SpecKind::fp4_weight);
+    add(p + ".scale", {o, i / 32}, SpecKind::scale);
+  }
+  void compressor(const std::string& p, int ratio, long long head_dim) {
+    const long long coff = ratio == 4 ? 2 : 1;
+    add(p + ".ape", {ratio, coff * head_dim}, SpecKind::floats);
+    add(p + ".wkv.weight", {coff * head_dim, c.hidden_size}, SpecKind::floats);
+    add(p + ".wgate.weight", {coff * head_dim, c.hidden_size}, SpecKind::floats);
+    add(p + ".norm.weight", {head_dim}, SpecKind::floats);
+  }
+
+  void block(const std::string& p) {
+    const long long dim = c.hidden_size, hc = c.hc_mult, mix = (2 + hc) * hc;
+    const long long H = c.num_attention_heads, D = c.head_dim, G = c.o_groups;
+    for (const char* k : {"attn", "ffn"}) {
+      add(p + ".hc_" + k + "_fn", {mix, hc * dim}, SpecKind::floats);
+      add(p + ".hc_" + k + "_base", {mix}, SpecKind::floats);
+      add(p + ".hc_" + k + "_scale", {3}, SpecKind::floats);
+    }
+    add(p + ".attn_norm.weight", {dim}, SpecKind::floats);
+    add(p + ".ffn_norm.weight", {dim}, SpecKind::floats);
+    const std::string a = p + ".attn";
+    add(a + ".attn_sink", {H}, SpecKind::floats);
+    fp8_linear(a + ".wq_a", c.q_lora_rank, dim);
+    add(a + ".q_norm.weight", {c.q_lora_rank}, SpecKind::floats);
+    fp8_linear(a + ".wq_b", H * D, c.q_lora_rank);
+    fp8_linear(a + ".wkv", D, dim);
+    add(a + ".kv_norm.weight", {D}, SpecKind::floats);
+    fp8_linear(a + ".wo_a", G * c.o_lora_rank, H * D / G);
+    fp8_linear(a + ".wo_b", dim, G * c.o_lora_rank);
+    const int ratio = c.compress_ratio(layer);
+    if (ratio) compressor(a + ".compressor", ratio, D);
+    if (ratio == 4) {
+      fp8_linear(a + ".indexer.wq_b", (long long)c.index_n_heads * c.index_head_dim, c.q_lora_rank);
+      add(a + ".indexer.weights_proj.weight", {c.index_n_heads, dim}, SpecKind::floats);
+      compressor(a + ".indexer.compressor", 4, c.index_head_dim);
+    }
+    const std::string f = p + ".ffn";
+    add(f + ".gate.weight", {c.n_routed_experts, dim}, SpecKind::floats);
+    if (layer < c.num_hash_layers)
+      add(f + ".gate.tid2eid", {c.vocab_size, c.num_experts_per_tok}, SpecKind::index);
+    else
+      add(f + ".gate.bias", {c.n_routed_experts}, SpecKind::floats);
+    const long long inter = c.moe_intermediate_size;
+    routed = true;
+    for (int e = 0; e < c.n_routed_experts; ++e) {
+      const std::string x = f + ".experts." + std::to_string(e);
+      expert_linear(x + ".w1", inter, dim);
+      expert_linear(x + ".w2", dim, inter);
+      expert_linear(x + ".w3", inter, dim);
+    }
+    routed = false;
+    if (c.n_shared_experts) {
+      fp8_linear(f + ".shared_experts.w1", inter, dim);
+      fp8_linear(f + ".shared_experts.w2", dim, inter);
+      fp8_linear(f + ".shared_experts.w3", inter, dim);
+    }
+  }
+
+  void hc_head(const std::string& p) {
+    const long long hc = c.hc_mult;
+    add(p + "hc_head_fn", {hc, hc * c.hidden_size}, SpecKind::floats);
+    add(p + "hc_head_base", {hc}, SpecKind::floats);
+    add(p + "hc_head_scale", {1}, SpecKind::floats);
+  }
+};
+
+}  // namespace
+
+long long TensorSpec::numel() const {
+  long long n = 1;
+  for (long long d : shape) n *= d;
+  return n;
+}
+
+long long TensorSpec::logical_params() const {
+  return kind == SpecKind::fp4_weight ? 2 * numel() : numel();
+}
+
+bool TensorSpec::dtype_allowed(DType t) const {
+  switch (kind) {
+    case SpecKind::fp8_weight: return t == DType::F8_E4M3;
+    case SpecKind::fp4_weight: return t == DType::I8 || t == DType::U8;
+    case SpecKind::scale: return t == DType::F8_E8M0 || t == DType::F32;
+    case SpecKind::floats: return t == DType::BF16 || t == DType::F16 || t == DType::F32;
+    case SpecKind::index: return t == DType::I32 || t == DType::I64;
+  }
+  return false;
+}
+
+const char* TensorSpec::dtypes_str() const {
+  switch (kind) {
+    case SpecKind::fp8_weight: return "F8_E4M3";
+    case SpecKind::fp4_weight: return "I8 (packed FP4)";
+    case SpecKind::scale: return "F8_E8M0 or F32";
+    case SpecKind::floats: return "BF16, F16 or F32";
+    case SpecKind::index: return "I32 or I64";
+  }
+  return "?";
+}
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
+  std::vector<TensorSpec> out;
+  Builder g{c, out, -1, false};
+  g.add("embed.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats);
+  g.add("head.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats);
+  g.add("norm.weight", {c.hidden_size}, SpecKind::floats);
+  g.hc_head("");
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    Builder b{c, out, l, false};
+    b.block("layers." + std::to_string(l));
+  }
+  for (int i = 0; i < c.num_nextn_predict_layers; ++i) {
+    Builder b{c, out, c.num_hidden_layers + i, true};
+    const std::string p = "mtp." + std::to_string(i);
+    b.block(p);
+    b.fp8_linear(p + ".e_proj", c.hidden_size, c.hidden_size);
+    b.fp8_linear(p + ".h_proj", c.hidden_size, c.hidden_size);
+    for (const char* n : {".enorm", ".hnorm", ".norm"}) b.add(p + n + ".weight", {c.hidden_size}, SpecKind::floats);
+    b.hc_head(p + ".");
+  }
+  return out;
+}
+
+bool ignorable_tensor(const std::string& name) {
+  // The Hugging Face release may repeat the shared embedding and head under mtp.N.
+  return name.rfind("mtp.", 0) == 0 &&
+         (name.find(".emb") != std::string::npos || name.find(".head.weight") != std::string::npos);
+}
+
+}  // namespace dsv4

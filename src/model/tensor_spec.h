@@ -1,0 +1,41 @@
+// The tensors a DeepSeek-V4 checkpoint must hold, derived from ModelConfig alone: name, shape
+// and the dtypes allowed for it. The loader validates against this list; `dsv4 info` counts
+// parameters and bytes from it (so it works with a config.json and no weights).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "io/config.h"
+#include "io/safetensors.h"
+
+namespace dsv4 {
+
+enum class SpecKind {
+  fp8_weight,  // F8_E4M3, logical shape = stored shape
+  fp4_weight,  // I8 packed, stored shape [out, in / 2]; `shape` holds the stored shape
+  scale,       // F8_E8M0 or F32
+  floats,      // BF16, F16 or F32
+  index,       // I32 or I64
+};
+
+struct TensorSpec {
+  std::string name;
+  std::vector<long long> shape;  // stored shape
+  SpecKind kind;
+  int layer = -1;          // block index (num_hidden_layers + i for mtp.i), -1 for globals
+  bool routed_expert = false;
+  bool mtp = false;
+
+  long long numel() const;
+  long long logical_params() const;  // fp4 counts two parameters per stored byte
+  bool dtype_allowed(DType t) const;
+  const char* dtypes_str() const;
+};
+
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
+
+// Names the checkpoint may carry that dsv4 does not use (e.g. MTP copies of embed / head).
+bool ignorable_tensor(const std::string& name);
+
+}  // namespace dsv4

@@ -1,0 +1,91 @@
+// The loaded model: typed views of every checkpoint tensor, validated against ModelConfig.
+// Matrices stay in the memory-mapped checkpoint (Linear views); small vectors (norms, hc
+// parameters, biases, ape) are copied to float32.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "quant/linear.h"
+
+namespace dsv4 {
+
+struct CompressorWeights {
+  int ratio = 0, head_dim = 0;
+  bool overlap = false;       // ratio 4: blocks overlap, 2 * head_dim wide projections
+  std::vector<float> ape;     // [ratio, coff * head_dim]
+  Linear wkv, wgate;          // [coff * head_dim, dim], float weights
+  std::vector<float> norm;    // [head_dim]
+};
+
+struct IndexerWeights {
+  Linear wq_b;                // fp8 [index_n_heads * index_head_dim, q_lora_rank]
+  Linear weights_proj;        // float [index_n_heads, dim]
+  CompressorWeights compressor;
+};
+
+struct AttentionWeights {
+  std::vector<float> attn_sink;  // [n_heads]
+  Linear wq_a;                   // [q_lora_rank, dim]
+  std::vector<float> q_norm;     // [q_lora_rank]
+  Linear wq_b;                   // [n_heads * head_dim, q_lora_rank]
+  Linear wkv;                    // [head_dim, dim]
+  std::vector<float> kv_norm;    // [head_dim]
+  Linear wo_a;                   // [o_groups * o_lora_rank, n_heads * head_dim / o_groups]
+  Linear wo_b;                   // [dim, o_groups * o_lora_rank]
+  std::optional<CompressorWeights> compressor;
+  std::optional<IndexerWeights> indexer;
+};
+
+struct ExpertWeights {
+  Linear w1, w2, w3;  // w1, w3: [inter, dim]; w2: [dim, inter]
+};
+
+struct MoeWeights {
+  Linear gate;                    // float [n_routed_experts, dim]
+  std::vector<float> bias;        // [n_routed_experts], score-routed layers
+  std::vector<int> tid2eid;       // [vocab, n_activated], hash-routed layers
+  std::vector<ExpertWeights> experts;
+  std::optional<ExpertWeights> shared;
+};
+
+struct HcParams {
+  std::vector<float> fn, base, scale;  // fn [mix, hc * dim], base [mix], scale [3] (head: [1])
+};
+
+struct BlockWeights {
+  int layer = 0;
+  int compress_ratio = 0;
+  bool hash = false;
+  HcParams hc_attn, hc_ffn;
+  std::vector<float> attn_norm, ffn_norm;
+  AttentionWeights attn;
+  MoeWeights ffn;
+};
+
+struct MtpWeights {
+  BlockWeights block;
+  Linear e_proj, h_proj;  // [dim, dim]
+  std::vector<float> enorm, hnorm, norm;
+  HcParams hc_head;
+};
+
+struct ModelWeights {
+  Linear embed, head;  // float [vocab, dim]
+  std::vector<float> norm;
+  HcParams hc_head;
+  std::vector<BlockWeights> layers;
+  std::vector<MtpWeights> mtp;
+  std::deque<std::vector<uint8_t>> owned;  // converted copies (F16 matrices)
+};
+
+// Validates every tensor (presence, shape, dtype, tid2eid range) and builds the views.
+// Throws Error naming the tensor and both shapes on a mismatch.
+std::unique_ptr<ModelWeights> load_weights(const Checkpoint& ckpt, const ModelConfig& cfg);
+
+}  // namespace dsv4

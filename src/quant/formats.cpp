@@ -1,0 +1,76 @@
+// Scalar reference implementations of the number formats.
+#include "quant/formats.h"
+
+#include <array>
+#include <cmath>
+
+namespace dsv4 {
+
+namespace {
+
+constexpr float pow2(int e) {
+  float v = 1;
+  for (; e > 0; --e) v *= 2;
+  for (; e < 0; ++e) v /= 2;
+  return v;
+}
+
+constexpr float decode_e4m3(int b) {
+  const int sign = b >> 7, exp = (b >> 3) & 15, man = b & 7;
+  float v;
+  if (exp == 15 && man == 7) v = __builtin_nanf("");  // the only NaN pattern of e4m3fn
+  else if (exp == 0) v = (man / 8.0f) * pow2(-6);     // subnormal: man * 2^-9
+  else v = (1.0f + man / 8.0f) * pow2(exp - 7);
+  return sign ? -v : v;
+}
+
+constexpr std::array<float, 256> make_e4m3() {
+  std::array<float, 256> t{};
+  for (int i = 0; i < 256; ++i) t[i] = decode_e4m3(i);
+  return t;
+}
+
+// Rounds |x| to a grid whose spacing is 2^(exponent - mantissa_bits), with the spacing of the
+// smallest normal binade below it (subnormals). std::nearbyint rounds half to even.
+float round_grid(float x, int mantissa_bits, int min_normal_exp) {
+  if (x == 0 || std::isnan(x)) return x;
+  int e;
+  std::frexp(x, &e);  // |x| in [2^(e-1), 2^e)
+  int exp = e - 1;
+  if (exp < min_normal_exp) exp = min_normal_exp;
+  const float step = std::ldexp(1.0f, exp - mantissa_bits);
+  return std::nearbyint(x / step) * step;  // x / step is exact: step is a power of two
+}
+
+}  // namespace
+
+constexpr std::array<float, 256> e4m3_table = make_e4m3();
+const float* const kE4M3 = e4m3_table.data();
+const float kE2M1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
+                         -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+float f16_to_f32(uint16_t v) {
+  const int sign = v >> 15, exp = (v >> 10) & 31, man = v & 1023;
+  float f;
+  if (exp == 0) f = std::ldexp(static_cast<float>(man), -24);
+  else if (exp == 31) f = man ? NAN : INFINITY;
+  else f = std::ldexp(1.0f + man / 1024.0f, exp - 15);
+  return sign ? -f : f;
+}
+
+float round_e4m3(float x) { return round_grid(x, 3, -6); }
+float round_e2m1(float x) { return round_grid(x, 1, 0); }
+
+uint8_t encode_e4m3(float x) {
+  for (int i = 0; i < 256; ++i)
+    if (e4m3_table[i] == x && (std::signbit(e4m3_table[i]) == std::signbit(x))) return static_cast<uint8_t>(i);
+  return 0x7F;  // NaN
+}
+
+uint8_t encode_e2m1(float x) {
+  for (int i = 0; i < 16; ++i)
+    if (kE2M1[i] == x && std::signbit(kE2M1[i]) == std::signbit(x)) return static_cast<uint8_t>(i);
+  return 0;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,135 @@
+// Scalar reference of the quantized linear. Per output element it follows the original
+// kernels: partial dot products over one scale block of unscaled values, then multiplied by
+// the block's scales and accumulated (fp8: 128-wide blocks, scale sa*sb; fp4: 32-wide weight
+// blocks inside 128-wide activation blocks, (dot*sa)*sb).
+#include "quant/linear.h"
+
+#include <cstring>
+#include <vector>
+
+#include "core/check.h"
+#include "core/thread_pool.h"
+#include "quant/act_quant.h"
+#include "quant/formats.h"
+
+namespace dsv4 {
+
+namespace {
+
+float read_scale(const uint8_t* p, size_t idx, bool f32) {
+  if (f32) {
+    float s;
+    std::memcpy(&s, p + 4 * idx, 4);
+    return s;
+  }
+  return ue8m0_to_f32(p[idx]);
+}
+
+// Unscaled weight values of one row (e4m3 / e2m1 decoded, or the float weights).
+void raw_row(const Linear& w, int row, float* dst) {
+  const size_t in = static_cast<size_t>(w.in);
+  switch (w.format) {
+    case WeightFormat::fp8: {
+      const uint8_t* p = w.weight + row * in;
+      for (size_t k = 0; k < in; ++k) dst[k] = e4m3_to_f32(p[k]);
+      break;
+    }
+    case WeightFormat::fp4: {
+      const uint8_t* p = w.weight + row * (in / 2);
+      for (size_t k = 0; k < in / 2; ++k) {
+        dst[2 * k] = e2m1_to_f32(p[k] & 15);
+        dst[2 * k + 1] = e2m1_to_f32(p[k] >> 4);
+      }
+      break;
+    }
+    case WeightFormat::bf16: {
+      const uint8_t* p = w.weight + row * in * 2;
+      for (size_t k = 0; k < in; ++k) {
+        uint16_t v;
+        std::memcpy(&v, p + 2 * k, 2);
+        dst[k] = bf16_to_f32(v);
+      }
+      break;
+    }
+    case WeightFormat::f32: std::memcpy(dst, w.weight + row * in * 4, in * 4); break;
+  }
+}
+
+}  // namespace
+
+float Linear::scale_at(int row, int col) const {
+  switch (format) {
+    case WeightFormat::fp8: {
+      const int n_col_blocks = (in + 127) / 128;
+      return read_scale(scale, static_cast<size_t>(row / 128) * n_col_blocks + col / 128, scale_f32);
+    }
+    case WeightFormat::fp4:
+      return read_scale(scale, static_cast<size_t>(row) * (in / 32) + col / 32, scale_f32);
+    default: return 1.0f;
+  }
+}
+
+void Linear::dequant_row(int row, float* dst) const {
+  raw_row(*this, row, dst);
+  if (format == WeightFormat::fp8 || format == WeightFormat::fp4)
+    for (int k = 0; k < in; ++k) dst[k] *= scale_at(row, k);
+}
+
+void linear(const Linear& w, std::span<const float> x, int n, std::span<float> y,
+            bool quantize_input, int row_begin, int rows) {
+  if (rows < 0) rows = w.out - row_begin;
+  DSV4_CHECK(row_begin >= 0 && row_begin + rows <= w.out, "linear: rows out of range");
+  DSV4_CHECK(x.size() == static_cast<size_t>(n) * w.in && y.size() == static_cast<size_t>(n) * rows,
+             "linear: x or y has the wrong size for [", n, ", ", w.in, "] -> [", n, ", ", rows, "]");
+  const bool quantized = w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4;
+  const int in = w.in;
+  const int n_act_blocks = in / 128;
+
+  // Activations: unscaled values xq and one scale per 128 (1 when not quantized).
+  std::vector<float> xq(x.begin(), x.end());
+  std::vector<float> sa(static_cast<size_t>(n) * (quantized ? n_act_blocks : 0), 1.0f);
+  if (quantized && quantize_input) {
+    DSV4_CHECK(in % 128 == 0, "linear: input width ", in, " is not a multiple of 128");
+    for (int t = 0; t < n; ++t)
+      fp8_quantize(x.subspan(static_cast<size_t>(t) * in, in), 128,
+                   std::span<float>(xq).subspan(static_cast<size_t>(t) * in, in),
+                   std::span<float>(sa).subspan(static_cast<size_t>(t) * n_act_blocks, n_act_blocks));
+  }
+
+  pool().parallel_for(static_cast<size_t>(rows), [&](size_t r0, size_t r1) {
+    std::vector<float> wrow(in);
+    std::vector<float> sb(in / 32 + 1);
+    for (size_t r = r0; r < r1; ++r) {
+      const int row = row_begin + static_cast<int>(r);
+      raw_row(w, row, wrow.data());
+      if (!quantized) {
+        for (int t = 0; t < n; ++t) {
+          const float* xt = xq.data() + static_cast<size_t>(t) * in;
+          float acc = 0;
+          for (int k = 0; k < in; ++k) acc += xt[k] * wrow[k];
+          y[static_cast<size_t>(t) * rows + r] = acc;
+        }
+        continue;
+      }
+      const bool fp4 = w.format == WeightFormat::fp4;
+      const int wblock = fp4 ? 32 : 128;
+      const int n_wblocks = (in + wblock - 1) / wblock;
+      for (int b = 0; b < n_wblocks; ++b) sb[b] = w.scale_at(row, b * wblock);
+      for (int t = 0; t < n; ++t) {
+        const float* xt = xq.data() + static_cast<size_t>(t) * in;
+        const float* st = sa.data() + static_cast<size_t>(t) * n_act_blocks;
+        float acc = 0;
+        for (int b = 0; b < n_wblocks; ++b) {
+          const int k0 = b * wblock, k1 = std::min(in, k0 + wblock);
+          float part = 0;
+          for (int k = k0; k < k1; ++k) part += xt[k] * wrow[k];
+          const float s_act = quantize_input ? st[k0 / 128] : 1.0f;
+          acc += fp4 ? (part * s_act) * sb[b] : part * (s_act * sb[b]);
+        }
+        y[static_cast<size_t>(t) * rows + r] = acc;
+      }
+    }
+  });
+}
+
+}  // namespace dsv4

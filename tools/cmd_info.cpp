@@ -1,0 +1,60 @@
+// dsv4 info: what a model is and what it costs, from a checkpoint (-m, validated and measured
+// on disk) or a bare config.json (--config).
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "core/check.h"
+#include "model/info.h"
+#include "model/model.h"
+#include "tools/commands.h"
+
+namespace dsv4::tools {
+
+namespace {
+
+struct InfoArgs {
+  std::string model_dir, config;
+  long long ctx = 4096;
+  bool json = false;
+};
+
+int run(const InfoArgs& a) {
+  DSV4_CHECK(a.model_dir.empty() != a.config.empty(), "give exactly one of -m DIR or --config FILE");
+  DSV4_CHECK(a.ctx >= 0, "--ctx must be >= 0");
+  std::unique_ptr<Model> model;
+  ModelConfig cfg;
+  if (!a.model_dir.empty()) {
+    model = std::make_unique<Model>(a.model_dir);
+    cfg = model->config();
+  } else {
+    cfg = load_config(a.config);
+  }
+  const ModelInfo b = model_info(cfg, a.ctx, 2), f = model_info(cfg, a.ctx, 4);
+  if (a.json) {
+    nlohmann::json j = info_json(b);
+    j["kv_bytes_at_ctx_f32"] = info_json(f)["kv_bytes_at_ctx"];
+    if (model) j["bytes_on_disk"] = model->checkpoint().bytes_on_disk();
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << info_text(cfg, b, f);
+  if (model) std::cout << "checkpoint: " << a.model_dir << ", " << model->checkpoint().bytes_on_disk()
+                       << " bytes in " << model->checkpoint().files().size() << " file(s), all "
+                       << model->checkpoint().tensors().size() << " tensors validated\n";
+  return 0;
+}
+
+}  // namespace
+
+void add_info(CLI::App& app, std::vector<Command>& out) {
+  auto args = std::make_shared<InfoArgs>();
+  CLI::App* sub = app.add_subcommand("info", "parameters, bytes, layer kinds and KV-cache sizes");
+  sub->add_option("-m,--model", args->model_dir, "checkpoint directory");
+  sub->add_option("--config", args->config, "a config.json alone (no weights)");
+  sub->add_option("--ctx", args->ctx, "context length for the KV-cache sizes");
+  sub->add_flag("--json", args->json, "print one JSON object");
+  out.push_back({sub, [args] { return run(*args); }});
+}
+
+}  // namespace dsv4::tools

@@ -1,0 +1,18 @@
+// Subcommand registration: each add_* adds its options to the app and a run function.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <vector>
+
+namespace dsv4::tools {
+
+struct Command {
+  CLI::App* sub;
+  std::function<int()> run;
+};
+
+void add_logits(CLI::App& app, std::vector<Command>& out);
+void add_info(CLI::App& app, std::vector<Command>& out);
+
+}  // namespace dsv4::tools

@@ -1,0 +1,31 @@
+// dsv4: the single command. Each subcommand lives in its own cmd_*.cpp and registers itself
+// here; errors (dsv4::Error) are printed as "dsv4: error: ..." with exit status 1.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "core/check.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv4: a CPU engine for the DeepSeek-V4 model family"};
+  app.require_subcommand(1);
+  std::vector<dsv4::tools::Command> commands;
+  dsv4::tools::add_logits(app, commands);
+  dsv4::tools::add_info(app, commands);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& c : commands)
+      if (c.sub->parsed()) return c.run();
+  } catch (const dsv4::Error& e) {
+    std::cerr << "dsv4: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "dsv4: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
