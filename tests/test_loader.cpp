@@ -1,1 +1,194 @@
+// Bad input never crashes and always names the problem: malformed safetensors files, broken
+// checkpoints (missing tensor, wrong shape or dtype, bad tid2eid, bad shard index), configs
+// missing a key, token ids outside the vocabulary. Also: a sharded copy of a golden checkpoint
+// loads and gives the single-file logits exactly.
 #include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <functional>
+
+#include "core/check.h"
+#include "io/config.h"
+#include "io/safetensors_writer.h"
+#include "model/model.h"
+#include "test_util.h"
+
+namespace dsv4 {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Expects fn to throw dsv4::Error whose message contains every fragment.
+void expect_error(const std::function<void()>& fn, std::vector<std::string> fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one mentioning '" << fragments[0] << "'";
+  } catch (const Error& e) {
+    for (const auto& f : fragments)
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "message: " << e.what() << "\nmissing: " << f;
+  }
+}
+
+std::string header_file(const std::string& header, const std::string& data) {
+  std::string s(8, '\0');
+  const uint64_t n = header.size();
+  std::memcpy(s.data(), &n, 8);
+  return s + header + data;
+}
+
+TEST(Safetensors, TruncatedFile) {
+  test::TempDir d;
+  test::write_file(d.file("a.safetensors"), "abc");
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"a.safetensors", "truncated"});
+}
+
+TEST(Safetensors, HeaderLengthPastEnd) {
+  test::TempDir d;
+  std::string s = header_file("{}", "");
+  const uint64_t huge = 1ULL << 40;
+  std::memcpy(s.data(), &huge, 8);
+  test::write_file(d.file("a.safetensors"), s);
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"header length", "past the end"});
+}
+
+TEST(Safetensors, HeaderNotJson) {
+  test::TempDir d;
+  test::write_file(d.file("a.safetensors"), header_file("{\"x\": [", ""));
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"not valid JSON"});
+}
+
+TEST(Safetensors, UnknownDtype) {
+  test::TempDir d;
+  test::write_file(d.file("a.safetensors"),
+                   header_file(R"({"w": {"dtype": "F8_E5M2", "shape": [2], "data_offsets": [0, 2]}})", "xx"));
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"'w'", "unknown dtype 'F8_E5M2'"});
+}
+
+TEST(Safetensors, DataPastEndOfFile) {
+  test::TempDir d;
+  test::write_file(d.file("a.safetensors"),
+                   header_file(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", "12345678"));
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"'w'", "past the end"});
+}
+
+TEST(Safetensors, ByteCountDisagreesWithShape) {
+  test::TempDir d;
+  test::write_file(d.file("a.safetensors"),
+                   header_file(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", "12345678"));
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"'w'", "holds 8 bytes", "needs 12"});
+}
+
+// A copy of the tiny golden checkpoint whose tensors pass through `edit` (return false to drop).
+class BrokenCheckpoint : public ::testing::Test {
+ protected:
+  test::TempDir dir;
+  void make(const std::function<bool(TensorData&)>& edit) {
+    const std::string src = test::golden_dir("tiny");
+    fs::copy_file(src + "/config.json", dir.file("config.json"));
+    SafetensorsFile f(src + "/model.safetensors");
+    std::vector<TensorData> out;
+    for (const auto& [name, t] : f.tensors()) {
+      TensorData d{name, t.dtype, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes)};
+      if (edit(d)) out.push_back(std::move(d));
+    }
+    write_safetensors(dir.file("model.safetensors"), out);
+  }
+};
+
+TEST_F(BrokenCheckpoint, MissingTensor) {
+  make([](TensorData& t) { return t.name != "layers.2.attn.wkv.scale"; });
+  expect_error([&] { Model m(dir.path()); }, {"missing tensor 'layers.2.attn.wkv.scale'"});
+}
+
+TEST_F(BrokenCheckpoint, WrongShape) {
+  make([](TensorData& t) {
+    if (t.name == "layers.1.attn.wq_b.weight") t.shape = {256, 256};
+    return true;
+  });
+  expect_error([&] { Model m(dir.path()); }, {"'layers.1.attn.wq_b.weight'", "[256, 256]", "[512, 128]"});
+}
+
+TEST_F(BrokenCheckpoint, WrongDtype) {
+  make([](TensorData& t) {
+    if (t.name == "layers.0.attn.wkv.weight") t.dtype = DType::I8;
+    return true;
+  });
+  expect_error([&] { Model m(dir.path()); }, {"'layers.0.attn.wkv.weight'", "dtype I8", "F8_E4M3"});
+}
+
+TEST_F(BrokenCheckpoint, Tid2eidOutOfRange) {
+  make([](TensorData& t) {
+    if (t.name == "layers.0.ffn.gate.tid2eid") t.bytes[4 * 5] = 99;  // entry 5 -> expert 99
+    return true;
+  });
+  expect_error([&] { Model m(dir.path()); }, {"tid2eid", "99", "[0, 8)"});
+}
+
+TEST_F(BrokenCheckpoint, ConfigMissingKey) {
+  make([](TensorData&) { return true; });
+  std::string cfg = test::read_file(dir.file("config.json"));
+  const size_t at = cfg.find("\"o_lora_rank\"");
+  cfg.replace(at, cfg.find('\n', at) - at + 1, "");
+  test::write_file(dir.file("config.json"), cfg);
+  expect_error([&] { Model m(dir.path()); }, {"config.json", "missing key 'o_lora_rank'"});
+}
+
+TEST_F(BrokenCheckpoint, ConfigWrongType) {
+  make([](TensorData&) { return true; });
+  std::string cfg = test::read_file(dir.file("config.json"));
+  const size_t at = cfg.find("\"hidden_size\": 128");
+  cfg.replace(at, 18, "\"hidden_size\": \"128\"");
+  test::write_file(dir.file("config.json"), cfg);
+  expect_error([&] { Model m(dir.path()); }, {"'hidden_size' must be an integer"});
+}
+
+TEST_F(BrokenCheckpoint, NotADirectoryOrNoWeights) {
+  expect_error([&] { Model m(dir.file("nothing")); }, {"nothing"});
+  fs::copy_file(test::golden_dir("tiny") + "/config.json", dir.file("config.json"));
+  expect_error([&] { Model m(dir.path()); }, {"model.safetensors"});
+}
+
+TEST(Model, TokenOutsideVocabulary) {
+  Model m(test::golden_dir("tiny"));
+  Session s = m.new_session();
+  const std::vector<int> ids = {1, 2, 1024};
+  expect_error([&] { m.forward(s, ids); }, {"token id 1024", "index 2", "[0, 1024)"});
+  const std::vector<int> neg = {-3};
+  expect_error([&] { m.forward(s, neg); }, {"token id -3"});
+}
+
+TEST(Checkpoint, ShardedEqualsSingleFile) {
+  test::TempDir dir;
+  const std::string src = test::golden_dir("tiny-fp8");
+  fs::copy_file(src + "/config.json", dir.file("config.json"));
+  SafetensorsFile f(src + "/model.safetensors");
+  std::vector<TensorData> shard[2];
+  nlohmann::json index;
+  int i = 0;
+  for (const auto& [name, t] : f.tensors()) {
+    const int k = i++ % 2;
+    shard[k].push_back({name, t.dtype, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes)});
+    index["weight_map"][name] = "model-0000" + std::to_string(k + 1) + "-of-00002.safetensors";
+  }
+  for (int k = 0; k < 2; ++k)
+    write_safetensors(dir.file("model-0000" + std::to_string(k + 1) + "-of-00002.safetensors"), shard[k]);
+  test::write_file(dir.file("model.safetensors.index.json"), index.dump());
+
+  const std::vector<int> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5};
+  Model single(src), sharded(dir.path());
+  Session a = single.new_session(), b = sharded.new_session();
+  EXPECT_EQ(test::max_abs_err(sharded.forward(b, ids), single.forward(a, ids)).err, 0.0);
+  EXPECT_EQ(sharded.checkpoint().files().size(), 2u);
+
+  // An index that maps a tensor to the wrong shard is an error naming both.
+  index["weight_map"]["embed.weight"] = index["weight_map"]["head.weight"] == "model-00001-of-00002.safetensors"
+                                            ? "model-00002-of-00002.safetensors"
+                                            : "model-00001-of-00002.safetensors";
+  test::write_file(dir.file("model.safetensors.index.json"), index.dump());
+  expect_error([&] { Model m(dir.path()); }, {"'embed.weight'", "does not contain it"});
+}
+
+}  // namespace
+}  // namespace dsv4
