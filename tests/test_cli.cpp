@@ -1,1 +1,104 @@
+// The dsv4 command end to end: `logits` writes the documented rows (checked against the
+// faithful golden of tiny-short, max-abs 1e-3), `info` on the official configs and on a
+// checkpoint, and bad flags / ids / paths exit non-zero with a message naming the problem.
 #include <gtest/gtest.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "test_util.h"
+
+namespace dsv4 {
+namespace {
+
+std::string ids_of(const std::vector<int>& t) {
+  std::string s;
+  for (size_t i = 0; i < t.size(); ++i) s += (i ? "," : "") + std::to_string(t[i]);
+  return s;
+}
+
+std::vector<float> read_floats(const std::string& path) {
+  const std::string b = test::read_file(path);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+TEST(Cli, LogitsRowsMatchGolden) {
+  const std::string dir = test::golden_dir("tiny-short");
+  SafetensorsFile g(dir + "/golden.safetensors");
+  const int P = std::stoi(g.metadata().at("prefill")), D = std::stoi(g.metadata().at("decode"));
+  const std::vector<int> tokens = test::ints(g, "tokens");
+  test::TempDir tmp;
+  const auto r = test::run_command(test::dsv4_binary() + " logits -m " + dir + " --ids " + ids_of(tokens) +
+                                   " --prefill " + std::to_string(P) + " -o " + tmp.file("out.bin") +
+                                   " --mtp-out " + tmp.file("mtp.bin") + " --threads 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::vector<float> out = read_floats(tmp.file("out.bin")), mtp = read_floats(tmp.file("mtp.bin"));
+  const size_t V = 1024;
+  ASSERT_EQ(out.size(), (1 + D) * V);
+  ASSERT_EQ(mtp.size(), V);
+  EXPECT_LE(test::max_abs_err(std::span<const float>(out).first(V), test::floats(g, "prefill.logits")).err, 1e-3);
+  EXPECT_LE(test::max_abs_err(std::span<const float>(out).subspan(V), test::floats(g, "decode.logits")).err, 1e-3);
+  EXPECT_LE(test::max_abs_err(mtp, test::floats(g, "prefill.mtp_logits")).err, 1e-3);
+}
+
+struct BadCase {
+  std::string args, fragment;
+};
+
+TEST(Cli, BadInputExitsWithMessage) {
+  const std::string tiny = test::golden_dir("tiny");
+  const std::vector<BadCase> cases = {
+      {"logits -m " + tiny + " --ids 1,2,1024 --prefill 2 -o /dev/null", "token id 1024"},
+      {"logits -m " + tiny + " --ids 1,x,3 --prefill 2 -o /dev/null", "'x' is not an integer"},
+      {"logits -m " + tiny + " --ids 1,2,3 --prefill 4 -o /dev/null", "--prefill 4"},
+      {"logits -m " + tiny + " --ids 1,2,3 --prefill 3 -o /dev/null --mtp-out /dev/null", "--mtp-out"},
+      {"logits -m /nonexistent --ids 1 --prefill 1 -o /dev/null", "/nonexistent"},
+      {"logits -m " + tiny + " --ids 1 --prefill 1 -o /nonexistent/dir/out.bin", "cannot open"},
+      {"logits -m " + tiny + " --ids 1 --prefill 1 -o /dev/null --threads -2", "--threads"},
+      {"info", "-m DIR or --config FILE"},
+      {"info --config /nonexistent.json", "/nonexistent.json"},
+      {"frobnicate", "frobnicate"},
+  };
+  for (const auto& c : cases) {
+    const auto r = test::run_command(test::dsv4_binary() + " " + c.args);
+    EXPECT_NE(r.status, 0) << c.args;
+    EXPECT_LT(r.status, 128) << c.args << " crashed:\n" << r.output;
+    EXPECT_NE(r.output.find(c.fragment), std::string::npos) << c.args << "\n" << r.output;
+  }
+}
+
+TEST(Cli, InfoOfficialConfigs) {
+  // Published sizes: V4-Pro 1.6T total / 49B active, V4-Flash 284B / 13B (main model).
+  struct Want {
+    std::string file;
+    double total_b, active_b;
+  };
+  for (const Want& w : {Want{"deepseek-v4-pro.json", 1573, 49.8}, Want{"deepseek-v4-flash.json", 284.3, 13.8}}) {
+    const auto r = test::run_command(test::dsv4_binary() + " info --json --ctx 1048576 --config " +
+                                     test::shared_dir() + "/configs/" + w.file);
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output);
+    EXPECT_NEAR(j["params_main"].get<double>() / 1e9, w.total_b, 0.5) << w.file;
+    EXPECT_NEAR(j["params_active"].get<double>() / 1e9, w.active_b, 0.5) << w.file;
+    const auto& kv = j["kv_bytes_at_ctx"];
+    EXPECT_GT(kv["csa"].get<double>(), 0);
+    EXPECT_GT(kv["hca"].get<double>(), 0);
+    EXPECT_GT(kv["indexer"].get<double>(), 0);
+    EXPECT_NEAR(kv["total"].get<double>(), kv["window"].get<double>() + kv["csa"].get<double>() +
+                                               kv["hca"].get<double>() + kv["indexer"].get<double>() +
+                                               kv["compressor_state"].get<double>(), 1.0);
+  }
+}
+
+TEST(Cli, InfoOfCheckpoint) {
+  const auto r = test::run_command(test::dsv4_binary() + " info -m " + test::golden_dir("tiny") + " --ctx 64");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("SWA CSA HCA(16) CSA | mtp: SWA"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tensors validated"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace dsv4

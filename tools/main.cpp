@@ -1,6 +1,7 @@
 // dsv4: the single command. Each subcommand lives in its own cmd_*.cpp and registers itself
 // here; errors (dsv4::Error) are printed as "dsv4: error: ..." with exit status 1.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 
 #include "core/check.h"
@@ -12,6 +13,13 @@ int main(int argc, char** argv) {
   std::vector<dsv4::tools::Command> commands;
   dsv4::tools::add_logits(app, commands);
   dsv4::tools::add_info(app, commands);
+  if (argc > 1 && argv[1][0] != '-' && std::none_of(commands.begin(), commands.end(),
+                                                   [&](const auto& c) { return c.sub->get_name() == argv[1]; })) {
+    std::cerr << "dsv4: error: unknown command '" << argv[1] << "' (commands:";
+    for (const auto& c : commands) std::cerr << " " << c.sub->get_name();
+    std::cerr << ")\n";
+    return 1;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -131,14 +131,16 @@ std::string info_text(const ModelConfig& c, const ModelInfo& b, const ModelInfo&
     << human(f.kv_per_token.total()) << "\n";
   o << "kv cache at ctx " << b.ctx << " (bf16 as the official engine | dsv4 f32 now):\n";
   auto row = [&](const char* name, double x, double y) {
-    o << "  " << name << human(x) << " | " << human(y) << "\n";
+    char label[32];
+    std::snprintf(label, sizeof label, "  %-18s", name);
+    o << label << human(x) << " | " << human(y) << "\n";
   };
-  row("window          ", b.kv_at_ctx.window, f.kv_at_ctx.window);
-  row("CSA compressed  ", b.kv_at_ctx.csa, f.kv_at_ctx.csa);
+  row("window", b.kv_at_ctx.window, f.kv_at_ctx.window);
+  row("CSA compressed", b.kv_at_ctx.csa, f.kv_at_ctx.csa);
   row("CSA indexer keys", b.kv_at_ctx.indexer, f.kv_at_ctx.indexer);
-  row("HCA compressed  ", b.kv_at_ctx.hca, f.kv_at_ctx.hca);
+  row("HCA compressed", b.kv_at_ctx.hca, f.kv_at_ctx.hca);
   row("compressor state", b.kv_at_ctx.state, f.kv_at_ctx.state);
-  row("total           ", b.kv_at_ctx.total(), f.kv_at_ctx.total());
+  row("total", b.kv_at_ctx.total(), f.kv_at_ctx.total());
   return o.str();
 }
 
