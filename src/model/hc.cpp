@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/thread_pool.h"
+#include "ops/norm.h"
 
 namespace dsv4 {
 
@@ -15,9 +16,7 @@ float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 // mixes[m] = (fn[m] . x_flat) / sqrt(mean(x_flat^2) + eps) for one token.
 void hc_mixes(const std::vector<float>& fn, const float* x_flat, int flat, int n_mix, float norm_eps,
               float* mixes) {
-  float ss = 0;
-  for (int k = 0; k < flat; ++k) ss += x_flat[k] * x_flat[k];
-  const float rsqrt = 1.0f / std::sqrt(ss / flat + norm_eps);
+  const float rsqrt = 1.0f / std::sqrt(mean_square(x_flat, flat) + norm_eps);
   for (int m = 0; m < n_mix; ++m) {
     const float* f = fn.data() + static_cast<size_t>(m) * flat;
     float acc = 0;

@@ -7,6 +7,16 @@
 
 namespace dsv4 {
 
+float mean_square(const float* x, int n) {
+  // Double, rounded once. A float running sum is a few ulps off the reference's (torch reduces
+  // pairwise), enough to move a kv value across an FP8 rounding midpoint: golden tiny, MTP kv
+  // at position 43 is -83.99999 vs the reference's -84.00001 after scaling, rounding to -80
+  // instead of -88 and moving the MTP logits by 0.06.
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  return static_cast<float>(ss) / n;
+}
+
 void rmsnorm(std::span<const float> x, std::span<const float> weight, float eps, int d,
              std::span<float> y) {
   DSV4_CHECK(x.size() % d == 0 && y.size() == x.size() && (weight.empty() || (int)weight.size() == d),
@@ -14,9 +24,7 @@ void rmsnorm(std::span<const float> x, std::span<const float> weight, float eps,
   for (size_t r = 0; r < x.size() / d; ++r) {
     const float* xr = x.data() + r * d;
     float* yr = y.data() + r * d;
-    float ss = 0;
-    for (int i = 0; i < d; ++i) ss += xr[i] * xr[i];
-    const float inv = 1.0f / std::sqrt(ss / d + eps);
+    const float inv = 1.0f / std::sqrt(mean_square(xr, d) + eps);
     for (int i = 0; i < d; ++i) yr[i] = weight.empty() ? xr[i] * inv : weight[i] * (xr[i] * inv);
   }
 }
