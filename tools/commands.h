@@ -14,5 +14,8 @@ struct Command {
 
 void add_logits(CLI::App& app, std::vector<Command>& out);
 void add_info(CLI::App& app, std::vector<Command>& out);
+void add_tokenize(CLI::App& app, std::vector<Command>& out);
+void add_render(CLI::App& app, std::vector<Command>& out);
+void add_parse(CLI::App& app, std::vector<Command>& out);
 
 }  // namespace dsv4::tools

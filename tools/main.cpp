@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   std::vector<dsv4::tools::Command> commands;
   dsv4::tools::add_logits(app, commands);
   dsv4::tools::add_info(app, commands);
+  dsv4::tools::add_tokenize(app, commands);
+  dsv4::tools::add_render(app, commands);
+  dsv4::tools::add_parse(app, commands);
   if (argc > 1 && argv[1][0] != '-' && std::none_of(commands.begin(), commands.end(),
                                                    [&](const auto& c) { return c.sub->get_name() == argv[1]; })) {
     std::cerr << "dsv4: error: unknown command '" << argv[1] << "' (commands:";
