@@ -1,1 +1,133 @@
+// The tokenizer against ../shared/tokenizer/expected.json (ids from Hugging Face's
+// transformers.js for a real DeepSeek tokenizer.json; exact), decode(encode(s)) == s, the
+// incremental decoder never splitting a UTF-8 character, and bad input.
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/check.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
+
+namespace dsv4 {
+namespace {
+
+const Tokenizer& deepseek() {
+  static const Tokenizer t = Tokenizer::load(test::shared_dir() + "/tokenizer/deepseek-v3/tokenizer.json");
+  return t;
+}
+
+std::string ids_str(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s += std::to_string(x) + ",";
+  return s;
+}
+
+TEST(Tokenizer, ReproducesExpectedIds) {
+  const auto cases = nlohmann::json::parse(test::read_file(test::shared_dir() + "/tokenizer/expected.json"));
+  int n = 0;
+  for (const auto& c : cases) {
+    const std::string text = c.at("text").get<std::string>();
+    const std::vector<int> want = c.at("ids").get<std::vector<int>>();
+    const std::vector<int> got = deepseek().encode(text);
+    EXPECT_EQ(ids_str(got), ids_str(want)) << "text: " << text;
+    EXPECT_EQ(deepseek().decode(got), text);
+    ++n;
+  }
+  EXPECT_GT(n, 50);
+}
+
+}  // namespace
+}  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+TEST(Tokenizer, RoundTripsRandomText) {
+  // Random mixtures of ASCII, CJK, emoji, combining marks and special tokens.
+  const std::vector<std::string> alphabet = {"a", "Z", " ", "  ", "\n", "\t", "1", "23", ".", "!?", "中", "語",
+                                             "한", "é", "e\xCC\x81", "😀", "👍🏽", "—", "<", "｜", "<｜User｜>",
+                                             "<｜end▁of▁sentence｜>", "<think>", "\r\n"};
+  std::mt19937 rng(42);
+  for (int it = 0; it < 300; ++it) {
+    std::string s;
+    const int len = static_cast<int>(rng() % 40);
+    for (int k = 0; k < len; ++k) s += alphabet[rng() % alphabet.size()];
+    EXPECT_EQ(deepseek().decode(deepseek().encode(s)), s) << s;
+  }
+}
+
+TEST(Tokenizer, SpecialTokensAreSingleIds) {
+  const std::vector<int> ids = deepseek().encode("<｜begin▁of▁sentence｜>hi<｜User｜>");
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), 0);
+  EXPECT_EQ(ids.back(), deepseek().special_id("<｜User｜>"));
+  EXPECT_EQ(deepseek().special_id("no such token"), -1);
+}
+
+TEST(Tokenizer, IncrementalDecoderNeverSplitsACharacter) {
+  // Emoji and CJK span several byte-level tokens; every chunk pushed out must be valid UTF-8
+  // and the chunks together must be the text.
+  const std::string text = "Emoji 😀👍🏽🚀 中文测试：深度求索 ß—…";
+  IncrementalDecoder dec(deepseek());
+  std::string all;
+  for (int id : deepseek().encode(text)) {
+    const std::string piece = dec.push(id);
+    EXPECT_EQ(utf8_invalid_at(piece), std::string::npos) << "piece splits a character";
+    all += piece;
+  }
+  all += dec.flush();
+  EXPECT_EQ(all, text);
+}
+
+TEST(Tokenizer, IncrementalDecoderFlushReplacesStrayBytes) {
+  IncrementalDecoder dec(deepseek());
+  const std::vector<int> ids = deepseek().encode("😀");
+  ASSERT_GT(ids.size(), 1u);  // the emoji is more than one byte-level token
+  EXPECT_EQ(dec.push(ids[0]), "");
+  std::string want;
+  for (size_t i = 0; i < deepseek().token_bytes(ids[0]).size(); ++i) want += "\xEF\xBF\xBD";
+  EXPECT_EQ(dec.flush(), want);
+}
+
+TEST(Tokenizer, BadInput) {
+  EXPECT_THROW(deepseek().encode("abc\xFF"), Error);
+  EXPECT_THROW(deepseek().encode("\xC3"), Error);  // truncated sequence
+  EXPECT_THROW(deepseek().decode({5, 1 << 30}), Error);
+  EXPECT_THROW(deepseek().decode({-1}), Error);
+  EXPECT_THROW(Tokenizer::load("/nonexistent/tokenizer.json"), Error);
+  EXPECT_THROW(Tokenizer::from_json("{", "x"), Error);
+  EXPECT_THROW(Tokenizer::from_json(R"({"model": {"type": "Unigram"}})", "x"), Error);
+  try {
+    deepseek().encode("ok\xE2\x82");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("byte 2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tokenizer, CommandEncodesAndDecodesJsonLines) {
+  test::TempDir d;
+  test::write_file(d.file("in.jsonl"), "\"Hello, world!\"\n\"中文\"\n");
+  const std::string tok = test::shared_dir() + "/tokenizer/deepseek-v3/tokenizer.json";
+  auto r = test::run_command(test::dsv4_binary() + " tokenize -t " + tok + " < " + d.file("in.jsonl"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output.substr(0, r.output.find('\n')), "[19923,14,2058,3]");
+  test::write_file(d.file("ids.jsonl"), r.output);
+  r = test::run_command(test::dsv4_binary() + " tokenize --decode -t " + tok + " < " + d.file("ids.jsonl"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output, "\"Hello, world!\"\n\"中文\"\n");
+  test::write_file(d.file("bad.jsonl"), "\"fine\"\n[1, 2\n");
+  r = test::run_command(test::dsv4_binary() + " tokenize -t " + tok + " < " + d.file("bad.jsonl"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("stdin line 2"), std::string::npos) << r.output;
+  test::write_file(d.file("bad.jsonl"), "[1, 99999999]\n");
+  r = test::run_command(test::dsv4_binary() + " tokenize --decode -t " + tok + " < " + d.file("bad.jsonl"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("outside the vocabulary"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace dsv4
