@@ -17,5 +17,7 @@ void add_info(CLI::App& app, std::vector<Command>& out);
 void add_tokenize(CLI::App& app, std::vector<Command>& out);
 void add_render(CLI::App& app, std::vector<Command>& out);
 void add_parse(CLI::App& app, std::vector<Command>& out);
+void add_synth(CLI::App& app, std::vector<Command>& out);
+void add_run(CLI::App& app, std::vector<Command>& out);
 
 }  // namespace dsv4::tools

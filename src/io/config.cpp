@@ -109,6 +109,8 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
     else if (e == "fp8") c.expert_dtype = ExpertDtype::fp8;
     else fail(where, ": expert_dtype '", e, "' is not fp4 or fp8");
   }
+  for (auto [key, field] : {std::pair{"bos_token_id", &c.bos_token_id}, std::pair{"eos_token_id", &c.eos_token_id}})
+    if (j.contains(key) && !j[key].is_null()) *field = get_int(j, key, where, 0);
   const json& qc = need(j, "quantization_config", where);
   DSV4_CHECK(qc.is_object(), where, ": key 'quantization_config' must be an object");
   const json& wbs = need(qc, "weight_block_size", where + ": quantization_config");

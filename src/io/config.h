@@ -47,6 +47,7 @@ struct ModelConfig {
   float hc_eps = 1e-6f;
   ExpertDtype expert_dtype = ExpertDtype::fp8;  // optional key: "fp4", absent/null = fp8 (Base)
   int weight_block_size = 128;                  // quantization_config.weight_block_size
+  int bos_token_id = -1, eos_token_id = -1;     // optional keys; -1 = absent
 
   int compress_ratio(int layer) const { return compress_ratios.at(layer); }
   int n_layers_total() const { return num_hidden_layers + num_nextn_predict_layers; }

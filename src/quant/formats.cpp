@@ -62,9 +62,14 @@ float round_e4m3(float x) { return round_grid(x, 3, -6); }
 float round_e2m1(float x) { return round_grid(x, 1, 0); }
 
 uint8_t encode_e4m3(float x) {
-  for (int i = 0; i < 256; ++i)
-    if (e4m3_table[i] == x && (std::signbit(e4m3_table[i]) == std::signbit(x))) return static_cast<uint8_t>(i);
-  return 0x7F;  // NaN
+  if (std::isnan(x)) return 0x7F;
+  const uint8_t sign = std::signbit(x) ? 0x80 : 0;
+  const float a = std::fabs(x);
+  if (a < std::ldexp(1.0f, -6)) return sign | static_cast<uint8_t>(a * 512.0f);  // subnormal: m * 2^-9
+  int e;
+  const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  const int exp_field = e - 1 + 7, man = static_cast<int>((m * 2.0f - 1.0f) * 8.0f);
+  return sign | static_cast<uint8_t>(exp_field << 3) | static_cast<uint8_t>(man);
 }
 
 uint8_t encode_e2m1(float x) {

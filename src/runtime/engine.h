@@ -1,0 +1,87 @@
+// The runtime's narrow interface for the CLI and the server:
+//   Engine      = a loaded model + its tokenizer (shared, read-only, thread-safe to use);
+//   Conversation = one KV timeline (a model Session plus the tokens it has consumed), which
+//                  reuses its cache when the next prompt extends what it has seen;
+//   generate()  = prefill + sampling loop with stop conditions, streaming text deltas.
+// Nothing above this layer touches tensors.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv4 {
+
+class Engine {
+ public:
+  // Loads DIR/config.json, the weights and DIR/tokenizer.json. progress (optional) is told
+  // what is being loaded.
+  explicit Engine(const std::string& dir, std::function<void(const std::string&)> progress = {});
+
+  const Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  int eos_id() const { return eos_id_; }
+  int bos_id() const { return bos_id_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  int eos_id_ = -1, bos_id_ = -1;
+  std::string name_;
+};
+
+class Conversation {
+ public:
+  explicit Conversation(const Engine& e);
+  // Feeds prompt tokens, reusing the cache when the prompt starts with everything fed so far
+  // (else starting over). Returns the logits after the last token.
+  std::vector<float> prefill(const std::vector<int>& prompt,
+                             const std::function<void(size_t done, size_t total)>& progress = {});
+  std::vector<float> feed(int token);
+  const std::vector<int>& tokens() const { return fed_; }
+  size_t last_reused() const { return reused_; }  // prompt tokens the last prefill found cached
+  const Engine& engine() const { return e_; }
+  void reset();
+
+ private:
+  const Engine& e_;
+  Session session_;
+  std::vector<int> fed_;
+  size_t reused_ = 0;
+};
+
+enum class FinishReason { stop, length, cancelled };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerateRequest {
+  std::vector<int> prompt;
+  SamplingParams sampling;
+  int max_tokens = 256;
+  std::vector<std::string> stop;      // stop strings (not included in the text)
+  bool stop_at_eos = true;
+  // Streams text as it becomes final (never half a UTF-8 character, never part of a stop
+  // string). Return false to cancel.
+  std::function<bool(const std::string& delta)> on_text;
+  std::function<void(size_t done, size_t total)> on_prefill;
+  std::optional<std::string> forced_text;  // test hook: emit this text's tokens, then EOS
+};
+
+struct GenerateResult {
+  std::string text;
+  std::vector<int> tokens;  // generated ids (EOS excluded)
+  FinishReason finish = FinishReason::stop;
+  int prompt_tokens = 0, reused_tokens = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+};
+
+GenerateResult generate(Conversation& conv, const GenerateRequest& req);
+
+}  // namespace dsv4
