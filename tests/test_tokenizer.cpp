@@ -92,6 +92,17 @@ TEST(Tokenizer, IncrementalDecoderFlushReplacesStrayBytes) {
   EXPECT_EQ(dec.flush(), want);
 }
 
+TEST(Tokenizer, IncrementalDecoderOutputIsAlwaysValidUtf8) {
+  // Random ids decode to arbitrary bytes; what the decoder emits must still be valid UTF-8.
+  std::mt19937 rng(9);
+  IncrementalDecoder dec(deepseek());
+  for (int i = 0; i < 2000; ++i) {
+    const std::string piece = dec.push(static_cast<int>(rng() % 128000));
+    ASSERT_EQ(utf8_invalid_at(piece), std::string::npos) << "after " << i << " ids";
+  }
+  EXPECT_EQ(utf8_invalid_at(dec.flush()), std::string::npos);
+}
+
 TEST(Tokenizer, BadInput) {
   EXPECT_THROW(deepseek().encode("abc\xFF"), Error);
   EXPECT_THROW(deepseek().encode("\xC3"), Error);  // truncated sequence

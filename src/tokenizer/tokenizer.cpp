@@ -296,7 +296,7 @@ std::string Tokenizer::decode(const std::vector<int>& ids) const {
 std::string IncrementalDecoder::push(int id) {
   pending_ += t_.token_bytes(id);
   const size_t n = utf8_complete_prefix(pending_);
-  std::string ready = pending_.substr(0, n);
+  std::string ready = utf8_sanitize(std::string_view(pending_).substr(0, n));
   pending_.erase(0, n);
   return ready;
 }

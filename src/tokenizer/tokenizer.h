@@ -58,7 +58,8 @@ class Tokenizer {
   mutable std::unique_ptr<std::shared_mutex> cache_mu_ = std::make_unique<std::shared_mutex>();
 };
 
-// Feeds ids, returns the text that became complete (UTF-8 characters never split).
+// Feeds ids, returns the text that became complete: valid UTF-8 only, characters never split,
+// bytes that can never form a character replaced by U+FFFD.
 class IncrementalDecoder {
  public:
   explicit IncrementalDecoder(const Tokenizer& t) : t_(t) {}

@@ -40,6 +40,22 @@ size_t utf8_invalid_at(std::string_view s) {
   return std::string_view::npos;
 }
 
+std::string utf8_sanitize(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const int len = utf8_seq_len(static_cast<unsigned char>(s[i]));
+    if (len > 0 && i + len <= s.size() && valid_seq(s, i, len)) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 size_t utf8_complete_prefix(std::string_view s) {
   // Look back at most 3 bytes for a lead byte whose sequence is not complete yet.
   for (size_t back = 1; back <= 3 && back <= s.size(); ++back) {

@@ -19,6 +19,9 @@ size_t utf8_complete_prefix(std::string_view s);
 
 void utf8_append(std::string& out, uint32_t cp);
 
+// s with every byte that is not part of a valid sequence replaced by U+FFFD.
+std::string utf8_sanitize(std::string_view s);
+
 // Decodes the code point at s[i] (s must be valid there) and advances i.
 uint32_t utf8_next(std::string_view s, size_t& i);
 
