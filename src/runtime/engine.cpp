@@ -47,25 +47,26 @@ void Conversation::reset() {
 std::vector<float> Conversation::prefill(const std::vector<int>& prompt,
                                          const std::function<void(size_t, size_t)>& progress) {
   DSV4_CHECK(!prompt.empty(), "empty prompt");
-  const bool extends = prompt.size() > fed_.size() && std::equal(fed_.begin(), fed_.end(), prompt.begin());
-  if (!extends) reset();
+  if (!continues_with(prompt)) reset();
   reused_ = fed_.size();
   std::vector<float> logits;
   const size_t total = prompt.size();
   for (size_t i = fed_.size(); i < total; i += kPrefillChunk) {
     const size_t n = std::min(kPrefillChunk, total - i);
-    logits = e_.model().forward(session_, std::span<const int>(prompt).subspan(i, n));
-    fed_.insert(fed_.end(), prompt.begin() + static_cast<long>(i), prompt.begin() + static_cast<long>(i + n));
+    logits = feed(std::span<const int>(prompt).subspan(i, n));
     if (progress) progress(i + n, total);
   }
   return logits;
 }
 
-std::vector<float> Conversation::feed(int token) {
-  const int one[1] = {token};
-  std::vector<float> logits = e_.model().forward(session_, one);
-  fed_.push_back(token);
+std::vector<float> Conversation::feed(std::span<const int> tokens) {
+  std::vector<float> logits = e_.model().forward(session_, tokens);
+  fed_.insert(fed_.end(), tokens.begin(), tokens.end());
   return logits;
+}
+
+bool Conversation::continues_with(const std::vector<int>& prompt) const {
+  return prompt.size() > fed_.size() && std::equal(fed_.begin(), fed_.end(), prompt.begin());
 }
 
 const char* finish_reason_name(FinishReason r) {
@@ -77,80 +78,109 @@ const char* finish_reason_name(FinishReason r) {
   return "?";
 }
 
-GenerateResult generate(Conversation& conv, const GenerateRequest& req) {
-  req.sampling.validate();
-  DSV4_CHECK(req.max_tokens >= 1, "max_tokens must be >= 1, got ", req.max_tokens);
-  for (const auto& s : req.stop) DSV4_CHECK(!s.empty(), "stop strings must not be empty");
-  const Engine& e = conv.engine();
-  GenerateResult r;
-  r.prompt_tokens = static_cast<int>(req.prompt.size());
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = conv.prefill(req.prompt, req.on_prefill);
-  r.reused_tokens = static_cast<int>(conv.last_reused());
-  r.prefill_seconds = seconds_since(t0);
-  t0 = std::chrono::steady_clock::now();
-
-  std::vector<int> forced;
-  if (req.forced_text) forced = e.tokenizer().encode(*req.forced_text);
-  Sampler sampler(req.sampling);
-  IncrementalDecoder dec(e.tokenizer());
-  std::string text;     // final text so far (stop strings cut off)
-  size_t emitted = 0;   // bytes of text already streamed
-  size_t max_stop = 0;
-  for (const auto& s : req.stop) max_stop = std::max(max_stop, s.size());
-  r.finish = FinishReason::length;
-  bool hit_stop_string = false;
-
-  auto stream = [&](size_t upto) -> bool {
-    if (upto <= emitted) return true;
-    const bool go = !req.on_text || req.on_text(text.substr(emitted, upto - emitted));
-    emitted = upto;
-    return go;
-  };
-
-  for (int i = 0; i < req.max_tokens; ++i) {
-    const int tok = req.forced_text ? (static_cast<size_t>(i) < forced.size() ? forced[i] : e.eos_id())
-                                    : sampler.sample(logits);
-    if (req.stop_at_eos && tok == e.eos_id()) {
-      r.finish = FinishReason::stop;
-      break;
-    }
-    r.tokens.push_back(tok);
-    text += dec.push(tok);
-    // A stop string ends the text where it starts.
-    bool stopped = false;
-    const size_t from = emitted > max_stop ? emitted - max_stop : 0;
-    for (const auto& s : req.stop) {
-      const size_t at = text.find(s, from);
-      if (at != std::string::npos) {
-        text.resize(at);
-        stopped = true;
-      }
-    }
-    if (stopped) {
-      r.finish = FinishReason::stop;
-      hit_stop_string = true;
-      break;
-    }
-    // Hold back a tail that could still grow into a stop string.
-    size_t hold = 0;
-    for (const auto& s : req.stop)
-      for (size_t k = std::min(s.size() - 1, text.size()); k > hold; --k)
-        if (text.compare(text.size() - k, k, s, 0, k) == 0) {
-          hold = k;
-          break;
-        }
-    if (!stream(text.size() - hold)) {
-      r.finish = FinishReason::cancelled;
-      break;
-    }
-    if (i + 1 < req.max_tokens) logits = conv.feed(tok);
+Generation::Generation(Conversation& conv, GenerateRequest req)
+    : conv_(conv), req_(std::move(req)), sampler_(req_.sampling), dec_(conv.engine().tokenizer()) {
+  DSV4_CHECK(!req_.prompt.empty(), "empty prompt");
+  DSV4_CHECK(req_.max_tokens >= 1, "max_tokens must be >= 1, got ", req_.max_tokens);
+  for (const auto& s : req_.stop) {
+    DSV4_CHECK(!s.empty(), "stop strings must not be empty");
+    max_stop_ = std::max(max_stop_, s.size());
   }
-  if (!hit_stop_string) text += dec.flush();  // bytes after a stop string are dropped
-  if (r.finish != FinishReason::cancelled) stream(text.size());
-  r.text = text;
-  r.decode_seconds = seconds_since(t0);
-  return r;
+  if (req_.forced_text) forced_ = conv.engine().tokenizer().encode(*req_.forced_text);
+  r_.prompt_tokens = static_cast<int>(req_.prompt.size());
+  r_.finish = FinishReason::length;
+  t0_ = std::chrono::steady_clock::now();
+}
+
+void Generation::cancel() { cancel_ = true; }
+
+bool Generation::stream(size_t upto) {
+  if (upto <= emitted_) return true;
+  const bool go = !req_.on_text || req_.on_text(r_.text.substr(emitted_, upto - emitted_));
+  emitted_ = upto;
+  return go;
+}
+
+void Generation::finish(FinishReason why, bool hit_stop_string) {
+  r_.finish = why;
+  if (!hit_stop_string) r_.text += dec_.flush();  // bytes after a stop string are dropped
+  if (why != FinishReason::cancelled) stream(r_.text.size());
+  r_.decode_seconds = seconds_since(t0_);
+  finished_ = true;
+}
+
+bool Generation::step() {
+  if (finished_) return true;
+  if (cancel_) {
+    finish(FinishReason::cancelled, false);
+    return true;
+  }
+  if (!started_) {  // the first step decides what the cache already holds
+    started_ = true;
+    if (!conv_.continues_with(req_.prompt)) conv_.reset();
+    prefilled_ = conv_.tokens().size();
+    r_.reused_tokens = static_cast<int>(prefilled_);
+  }
+  if (prefilled_ < req_.prompt.size()) {  // one prefill chunk
+    const size_t n = std::min(kPrefillChunk, req_.prompt.size() - prefilled_);
+    logits_ = conv_.feed(std::span<const int>(req_.prompt).subspan(prefilled_, n));
+    prefilled_ += n;
+    if (req_.on_prefill) req_.on_prefill(prefilled_, req_.prompt.size());
+    if (prefilled_ == req_.prompt.size()) {
+      r_.prefill_seconds = seconds_since(t0_);
+      t0_ = std::chrono::steady_clock::now();
+    }
+    return false;
+  }
+  const Engine& e = conv_.engine();
+  const size_t i = r_.tokens.size();
+  const int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id()) : sampler_.sample(logits_);
+  if (req_.stop_at_eos && tok == e.eos_id()) {
+    finish(FinishReason::stop, false);
+    return true;
+  }
+  r_.tokens.push_back(tok);
+  r_.text += dec_.push(tok);
+  // A stop string ends the text where it starts.
+  bool stopped = false;
+  const size_t from = emitted_ > max_stop_ ? emitted_ - max_stop_ : 0;
+  for (const auto& s : req_.stop) {
+    const size_t at = r_.text.find(s, from);
+    if (at != std::string::npos) {
+      r_.text.resize(at);
+      stopped = true;
+    }
+  }
+  if (stopped) {
+    finish(FinishReason::stop, true);
+    return true;
+  }
+  // Hold back a tail that could still grow into a stop string.
+  size_t hold = 0;
+  for (const auto& s : req_.stop)
+    for (size_t k = std::min(s.size() - 1, r_.text.size()); k > hold; --k)
+      if (r_.text.compare(r_.text.size() - k, k, s, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+  if (!stream(r_.text.size() - hold)) {
+    finish(FinishReason::cancelled, false);
+    return true;
+  }
+  if (r_.tokens.size() >= static_cast<size_t>(req_.max_tokens)) {
+    finish(FinishReason::length, false);
+    return true;
+  }
+  const int one[1] = {tok};
+  logits_ = conv_.feed(one);
+  return false;
+}
+
+GenerateResult generate(Conversation& conv, const GenerateRequest& req) {
+  Generation g(conv, req);
+  while (!g.step()) {
+  }
+  return g.result();
 }
 
 }  // namespace dsv4

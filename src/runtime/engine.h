@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -45,7 +46,8 @@ class Conversation {
   // (else starting over). Returns the logits after the last token.
   std::vector<float> prefill(const std::vector<int>& prompt,
                              const std::function<void(size_t done, size_t total)>& progress = {});
-  std::vector<float> feed(int token);
+  std::vector<float> feed(std::span<const int> tokens);
+  bool continues_with(const std::vector<int>& prompt) const;  // prompt extends what was fed
   const std::vector<int>& tokens() const { return fed_; }
   size_t last_reused() const { return reused_; }  // prompt tokens the last prefill found cached
   const Engine& engine() const { return e_; }
@@ -80,6 +82,32 @@ struct GenerateResult {
   FinishReason finish = FinishReason::stop;
   int prompt_tokens = 0, reused_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
+};
+
+// Generation one step at a time, so a scheduler can interleave many: each step() feeds one
+// prefill chunk or samples (and streams) one token. generate() runs it to the end.
+class Generation {
+ public:
+  Generation(Conversation& conv, GenerateRequest req);  // validates the request
+  bool step();  // true once finished
+  bool finished() const { return finished_; }
+  void cancel();  // finishes with FinishReason::cancelled at the next step
+  const GenerateResult& result() const { return r_; }
+
+ private:
+  void finish(FinishReason why, bool hit_stop_string);
+  bool stream(size_t upto);
+
+  Conversation& conv_;
+  GenerateRequest req_;
+  GenerateResult r_;
+  Sampler sampler_;
+  IncrementalDecoder dec_;
+  std::vector<int> forced_;
+  std::vector<float> logits_;
+  size_t prefilled_ = 0, emitted_ = 0, max_stop_ = 0;
+  bool started_ = false, finished_ = false, cancel_ = false;
+  std::chrono::steady_clock::time_point t0_;
 };
 
 GenerateResult generate(Conversation& conv, const GenerateRequest& req);
