@@ -88,7 +88,8 @@ bool truthy(const json* v) {
     case json::value_t::number_integer: return v->get<int64_t>() != 0;
     case json::value_t::number_unsigned: return v->get<uint64_t>() != 0;
     case json::value_t::number_float: return v->get<double>() != 0.0;
-    default: return !v->empty();
+    case json::value_t::string: return !v->get_ref<const std::string&>().empty();
+    default: return !v->empty();  // arrays and objects (empty() is false for any scalar)
   }
 }
 
