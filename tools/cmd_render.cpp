@@ -1,8 +1,65 @@
-// dsv4 render: not written yet.
+// dsv4 render: chat messages on stdin -> the prompt text the model is fed, exactly as the
+// official DeepSeek-V4 encoder writes it (src/chat/encode.h). Input is an OpenAI-style
+// {"messages": [...], "tools": [...]} or a bare array of messages; the prompt goes to stdout
+// with nothing added, so it can be piped into the tokenizer byte for byte.
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "chat/encode.h"
+#include "core/check.h"
 #include "tools/commands.h"
 
 namespace dsv4::tools {
 
-void add_render(CLI::App&, std::vector<Command>&) {}
+namespace {
+
+using json = nlohmann::ordered_json;
+
+struct RenderArgs {
+  std::string thinking_mode, reasoning_effort = "none";
+  bool keep_thinking = false;
+};
+
+int run(const RenderArgs& a) {
+  DSV4_CHECK(!a.thinking_mode.empty(), "--thinking-mode chat|thinking is required");
+  chat::EncodeOptions options;
+  options.thinking_mode = chat::parse_thinking_mode(a.thinking_mode);
+  options.reasoning_effort = chat::parse_reasoning_effort(a.reasoning_effort);
+  options.drop_thinking = !a.keep_thinking;
+
+  const std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+  json request;
+  try {
+    request = json::parse(input);
+  } catch (const json::exception& e) {
+    fail("stdin is not JSON: ", e.what());
+  }
+  json messages;
+  if (request.is_array()) {
+    messages = std::move(request);
+  } else {
+    DSV4_CHECK(request.is_object() && request.contains("messages"),
+               "stdin must hold {\"messages\": [...], \"tools\": [...]} or an array of messages");
+    for (const auto& [key, value] : request.items())
+      DSV4_CHECK(key == "messages" || key == "tools", "unexpected key '", key,
+                 "' in the request (render reads messages and tools)");
+    messages = chat::attach_tools(request["messages"], request.value("tools", json()));
+  }
+  std::cout << chat::encode_messages(messages, options);
+  return 0;
+}
+
+}  // namespace
+
+void add_render(CLI::App& app, std::vector<Command>& out) {
+  auto args = std::make_shared<RenderArgs>();
+  CLI::App* sub = app.add_subcommand("render", "chat messages (JSON on stdin) -> prompt text");
+  sub->add_option("--thinking-mode", args->thinking_mode, "chat or thinking");
+  sub->add_option("--reasoning-effort", args->reasoning_effort, "none, high or max (max adds a preamble)");
+  sub->add_flag("--keep-thinking", args->keep_thinking, "keep the reasoning of turns before the last user turn");
+  out.push_back({sub, [args] { return run(*args); }});
+}
 
 }  // namespace dsv4::tools

@@ -1,0 +1,310 @@
+// The streaming completion parser; see stream.h. Each state reads up to the nearest of its stop
+// strings, as the one-shot parser does, but over a buffer that may end anywhere: a buffer tail
+// that could still grow into a stop is held back, and the stop taken at a position is the
+// longest one that can still match there.
+#include "chat/stream.h"
+
+#include <array>
+#include <span>
+#include <utility>
+
+#include "chat/python_json.h"
+#include "core/check.h"
+
+namespace dsv4::chat {
+
+namespace {
+
+constexpr size_t npos = std::string_view::npos;
+
+// Reasoning and content end at these; the generic DSML tags catch markup outside a block.
+constexpr std::string_view dsml_open = "<｜DSML｜", dsml_close_open = "</｜DSML｜";
+constexpr std::array<std::string_view, 9> text_stops = {think_end,   tool_calls_start, tool_calls_open,
+                                                        eos_token,   think_start,      bos_token,
+                                                        dsml_open,   dsml_close_open,  dsml_token};
+constexpr std::array<std::string_view, 2> block_stops = {invoke_open, tool_calls_close};
+constexpr std::array<std::string_view, 2> invoke_stops = {parameter_open, invoke_close};
+constexpr std::array<std::string_view, 3> header_stops = {string_true_marker, string_false_marker, parameter_close};
+// A value ends in "<" + "/｜DSML｜parameter" (or "<\n" + it, which the official regex also
+// allows); a bare "/｜DSML｜parameter" is a format error.
+constexpr std::string_view value_end = "</｜DSML｜parameter", value_end_newline = "<\n/｜DSML｜parameter";
+constexpr std::array<std::string_view, 3> value_stops = {value_end, value_end_newline, parameter_close};
+constexpr std::array<std::string_view, 1> eos_stops = {eos_token};
+
+struct Scan {
+  size_t pos = npos;  // where the stop found starts; npos when none yet
+  size_t which = 0;   // its index in the stop list
+  size_t safe = 0;    // bytes before this offset are certainly not part of a stop
+};
+
+// The nearest stop in buf. At each position, a buffer tail that is a proper prefix of some stop
+// might still become that (longer) stop, so nothing is decided there until more text comes.
+Scan scan(std::string_view buf, std::span<const std::string_view> stops) {
+  for (size_t p = 0; p < buf.size(); ++p) {
+    const std::string_view rest = buf.substr(p);
+    size_t best = npos;
+    bool partial = false;
+    for (size_t i = 0; i < stops.size(); ++i) {
+      if (rest.starts_with(stops[i])) {
+        if (best == npos || stops[i].size() > stops[best].size()) best = i;
+      } else if (stops[i].starts_with(rest)) {
+        partial = true;
+      }
+    }
+    if (partial) return {npos, 0, p};
+    if (best != npos) return {p, best, p};
+  }
+  return {npos, 0, buf.size()};
+}
+
+// end, moved back so that s[0, end) does not stop inside a UTF-8 character, so each delta is
+// whole characters (tokens often carry half of one).
+size_t utf8_boundary(std::string_view s, size_t end) {
+  for (size_t k = 1; k <= 3 && k <= end; ++k) {
+    const auto c = static_cast<unsigned char>(s[end - k]);
+    if ((c & 0xC0) == 0x80) continue;
+    const size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return len > k ? end - k : end;
+  }
+  return end;
+}
+
+bool is_prefix_of(std::string_view s, std::string_view of) { return of.starts_with(s); }
+
+}  // namespace
+
+StreamParser::StreamParser(ThinkingMode mode)
+    : state_(mode == ThinkingMode::thinking ? State::reasoning : State::content) {}
+
+StreamDelta StreamParser::feed(std::string_view piece) {
+  DSV4_CHECK(!finished_, "StreamParser::feed called after finish()");
+  buf_ += piece;
+  while (step()) {
+  }
+  return std::exchange(delta_, StreamDelta{});
+}
+
+StreamDelta StreamParser::finish() {
+  DSV4_CHECK(!finished_, "StreamParser::finish called twice");
+  finished_ = true;
+  // Whatever is held back could only have been the start of a tag; it is dropped. Plain text
+  // held for an incomplete UTF-8 character is kept.
+  if (state_ == State::reasoning || state_ == State::content) {
+    emit_text(std::string_view(buf_).substr(0, scan(buf_, text_stops).safe));
+  } else if (state_ == State::param_value) {
+    emit_value(std::string_view(buf_).substr(0, scan(buf_, value_stops).safe));
+  } else if (state_ == State::call_name) {
+    // The official parser takes a name that runs to the end of the text, with no arguments.
+    if (std::optional<std::string> name = match_invoke_name(buf_)) begin_call(std::move(*name));
+  }
+  buf_.clear();
+  if (value_open_) emit_arguments("\"");
+  value_open_ = false;
+  if (call_open_) close_call();
+  truncated_ = state_ != State::done && state_ != State::failed;
+  return std::exchange(delta_, StreamDelta{});
+}
+
+void StreamParser::consume(size_t n) {
+  buf_.erase(0, n);
+  offset_ += n;
+}
+
+void StreamParser::fail(const std::string& why) {
+  error_ = why + " (at byte " + std::to_string(offset_) + " of the completion)";
+  state_ = State::failed;
+  offset_ += buf_.size();
+  buf_.clear();
+}
+
+void StreamParser::emit_text(std::string_view s) {
+  if (s.empty()) return;
+  std::string& whole = state_ == State::reasoning ? message_.reasoning_content : message_.content;
+  std::string& delta = state_ == State::reasoning ? delta_.reasoning_content : delta_.content;
+  whole += s;
+  delta += s;
+}
+
+void StreamParser::begin_call(std::string name) {
+  message_.tool_calls.push_back({name, ""});
+  delta_.tool_calls.push_back({message_.tool_calls.size() - 1, true, std::move(name), ""});
+  param_names_.clear();
+  call_open_ = true;
+  emit_arguments("{");
+}
+
+void StreamParser::emit_arguments(std::string_view s) {
+  if (s.empty()) return;
+  const size_t index = message_.tool_calls.size() - 1;
+  message_.tool_calls.back().arguments += s;
+  if (delta_.tool_calls.empty() || delta_.tool_calls.back().index != index)
+    delta_.tool_calls.push_back({index, false, "", ""});
+  delta_.tool_calls.back().arguments += s;
+}
+
+void StreamParser::emit_value(std::string_view s) {
+  if (!value_is_string_) return emit_arguments(s);
+  std::string escaped;
+  append_python_json_escaped(escaped, s);
+  emit_arguments(escaped);
+}
+
+void StreamParser::close_call() {
+  emit_arguments("}");
+  call_open_ = false;
+}
+
+// Text states: everything before the nearest stop is reasoning or content.
+bool StreamParser::step_text() {
+  const Scan s = scan(buf_, text_stops);
+  if (s.pos == npos) {
+    const size_t n = utf8_boundary(buf_, s.safe);
+    emit_text(std::string_view(buf_).substr(0, n));
+    consume(n);
+    return false;
+  }
+  emit_text(std::string_view(buf_).substr(0, s.pos));
+  const std::string_view stop = text_stops[s.which];
+  consume(s.pos + stop.size());
+  if (stop == think_end) {
+    if (state_ == State::reasoning) state_ = State::content;  // a second "</think>" is dropped
+  } else if (stop == tool_calls_start || stop == tool_calls_open) {
+    state_ = State::calls_between;  // also when "</think>" never came
+  } else if (stop == eos_token) {
+    state_ = State::done;
+  } else if (stop == think_start || stop == bos_token) {
+    // dropped: not text, and nothing to act on
+  } else {
+    fail("DSML markup outside a tool-call block");
+  }
+  return true;
+}
+
+// States whose text before the stop must be exactly `expected` (">\n" between tags, nothing
+// before the end-of-sentence token). Returns the stop's index, or npos when waiting or failed;
+// text that can no longer turn out right fails at once.
+size_t StreamParser::step_fixed(std::span<const std::string_view> stops, std::string_view expected,
+                                const char* complaint) {
+  const Scan s = scan(buf_, stops);
+  const std::string_view before = std::string_view(buf_).substr(0, s.pos == npos ? s.safe : s.pos);
+  if (s.pos == npos ? !is_prefix_of(before, expected) : before != expected) {
+    fail(std::string(complaint) + ", got '" + std::string(before.substr(0, 80)) + "'");
+    return npos;
+  }
+  if (s.pos == npos) return npos;
+  consume(s.pos + stops[s.which].size());
+  return s.which;
+}
+
+bool StreamParser::step() {
+  switch (state_) {
+    case State::reasoning:
+    case State::content:
+      return step_text();
+
+    case State::calls_between: {
+      const size_t which = step_fixed(block_stops, ">\n", "tool call format error: expected '>\\n' between tags");
+      if (which == npos) return false;
+      state_ = which == 0 ? State::call_name : State::after_calls;
+      return true;
+    }
+
+    case State::call_name: {
+      const Scan s = scan(buf_, invoke_stops);
+      if (s.pos == npos) return false;
+      std::optional<std::string> name = match_invoke_name(std::string_view(buf_).substr(0, s.pos));
+      if (!name) {
+        fail("tool name format error: expected ' name=\"NAME\">\\n' after <｜DSML｜invoke");
+        return false;
+      }
+      begin_call(std::move(*name));
+      consume(s.pos + invoke_stops[s.which].size());
+      if (s.which == 0) {
+        state_ = State::param_header;
+      } else {
+        close_call();
+        state_ = State::calls_between;
+      }
+      return true;
+    }
+
+    case State::param_header: {
+      const size_t n = std::min(buf_.size(), parameter_name_prefix.size());
+      if (buf_.compare(0, n, parameter_name_prefix.substr(0, n)) != 0) {
+        fail("parameter format error: expected ' name=\"' after <｜DSML｜parameter");
+        return false;
+      }
+      if (n < parameter_name_prefix.size()) return false;
+      const Scan s = scan(std::string_view(buf_).substr(n), header_stops);
+      if (s.pos == npos) return false;
+      if (s.which == 2) {
+        fail("parameter format error: no string=\"true|false\" before </｜DSML｜parameter");
+        return false;
+      }
+      std::string name = buf_.substr(n, s.pos);
+      for (const std::string& seen : param_names_) {
+        if (seen == name) {
+          fail("duplicate parameter name '" + name + "'");
+          return false;
+        }
+      }
+      emit_arguments(argument_key_text(name, param_names_.empty()));
+      param_names_.push_back(std::move(name));
+      value_is_string_ = s.which == 0;
+      if (value_is_string_) emit_arguments("\"");
+      value_open_ = value_is_string_;
+      consume(n + s.pos + header_stops[s.which].size());
+      state_ = State::param_value;
+      return true;
+    }
+
+    case State::param_value: {
+      const Scan s = scan(buf_, value_stops);
+      if (s.pos == npos) {
+        const size_t n = utf8_boundary(buf_, s.safe);
+        emit_value(std::string_view(buf_).substr(0, n));
+        consume(n);
+        return false;
+      }
+      if (s.which == 2) {
+        fail("parameter format error: the value must end with '<' before /｜DSML｜parameter");
+        return false;
+      }
+      emit_value(std::string_view(buf_).substr(0, s.pos));
+      if (value_open_) emit_arguments("\"");
+      value_open_ = false;
+      consume(s.pos + value_stops[s.which].size());
+      state_ = State::param_close;
+      return true;
+    }
+
+    case State::param_close: {
+      const size_t which = step_fixed(invoke_stops, ">\n", "parameter format error: expected '>\\n' after </｜DSML｜parameter");
+      if (which == npos) return false;
+      if (which == 0) {
+        state_ = State::param_header;
+      } else {
+        close_call();
+        state_ = State::calls_between;
+      }
+      return true;
+    }
+
+    case State::after_calls:
+      if (step_fixed(eos_stops, "", "unexpected content after </｜DSML｜tool_calls>") == npos) return false;
+      state_ = State::done;
+      return true;
+
+    case State::done:
+      if (!buf_.empty()) fail("text after the end-of-sentence token");
+      return false;
+
+    case State::failed:
+      offset_ += buf_.size();
+      buf_.clear();
+      return false;
+  }
+  return false;
+}
+
+}  // namespace dsv4::chat
