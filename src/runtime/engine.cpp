@@ -136,6 +136,7 @@ bool Generation::step() {
   const size_t i = r_.tokens.size();
   const int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id()) : sampler_.sample(logits_);
   if (req_.stop_at_eos && tok == e.eos_id()) {
+    r_.hit_eos = true;
     finish(FinishReason::stop, false);
     return true;
   }

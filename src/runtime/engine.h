@@ -80,6 +80,7 @@ struct GenerateResult {
   std::string text;
   std::vector<int> tokens;  // generated ids (EOS excluded)
   FinishReason finish = FinishReason::stop;
+  bool hit_eos = false;  // stopped because the model emitted its end-of-sentence token
   int prompt_tokens = 0, reused_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
 };

@@ -1,0 +1,128 @@
+// Round-robin stepping of the active slots. The engine thread owns every Conversation; other
+// threads only touch Jobs (their event queues and cancel flags) and the queue under mu_.
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace dsv4 {
+
+std::optional<JobEvent> Job::next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return std::nullopt;
+  JobEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+void Job::push(JobEvent e) {
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back(std::move(e));
+  }
+  cv_.notify_one();
+}
+
+Scheduler::Scheduler(const Engine& e, int parallel, size_t max_queue) : e_(e), max_queue_(max_queue) {
+  DSV4_CHECK(parallel >= 1, "--parallel must be >= 1, got ", parallel);
+  slots_.resize(parallel);
+  for (auto& s : slots_) s.conv = std::make_unique<Conversation>(e);
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
+  Sampler check(req.sampling);  // validates before queueing
+  DSV4_CHECK(!req.prompt.empty(), "empty prompt");
+  DSV4_CHECK(req.max_tokens >= 1, "max_tokens must be >= 1");
+  auto job = std::make_shared<Job>();
+  job->req_ = std::move(req);
+  {
+    std::lock_guard lock(mu_);
+    if (queue_.size() >= max_queue_) {
+      ++stats_.refused;
+      throw Busy("server busy: " + std::to_string(slots_.size()) + " generations running and " +
+                 std::to_string(queue_.size()) + " waiting; retry later");
+    }
+    queue_.push_back(job);
+  }
+  cv_.notify_all();
+  return job;
+}
+
+SchedulerStats Scheduler::stats() {
+  std::lock_guard lock(mu_);
+  SchedulerStats s = stats_;
+  s.queued = queue_.size();
+  s.active = static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& x) { return x.job != nullptr; }));
+  return s;
+}
+
+void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
+  Job* j = job.get();
+  GenerateRequest req = j->req_;
+  req.on_text = [j](const std::string& delta) {
+    j->push({JobEvent::delta, delta, {}});
+    return !j->cancelled();
+  };
+  slot.job = std::move(job);
+  slot.gen = std::make_unique<Generation>(*slot.conv, std::move(req));
+}
+
+void Scheduler::loop() {
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      const auto busy = [&] { return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; }); };
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || busy(); });
+      if (stop_) break;
+      // Fill free slots; prefer the free slot whose conversation the prompt continues.
+      while (!queue_.empty()) {
+        std::vector<Slot*> free;
+        for (auto& s : slots_)
+          if (!s.job) free.push_back(&s);
+        if (free.empty()) break;
+        std::shared_ptr<Job> job = queue_.front();
+        queue_.pop_front();
+        Slot* pick = free.front();
+        for (Slot* s : free)
+          if (s->conv->continues_with(job->req_.prompt)) pick = s;
+        try {
+          start(*pick, job);
+        } catch (const std::exception& e) {
+          job->push({JobEvent::error, e.what(), {}});
+        }
+      }
+    }
+    for (auto& s : slots_) {
+      if (!s.job) continue;
+      bool finished = false;
+      try {
+        if (s.job->cancelled()) s.gen->cancel();
+        finished = s.gen->step();
+        if (finished) s.job->push({JobEvent::done, {}, s.gen->result()});
+      } catch (const std::exception& e) {
+        s.job->push({JobEvent::error, e.what(), {}});
+        s.conv->reset();
+        finished = true;
+      }
+      if (finished) {
+        std::lock_guard lock(mu_);
+        ++(s.gen->finished() && s.gen->result().finish == FinishReason::cancelled ? stats_.cancelled : stats_.completed);
+        s.job.reset();
+        s.gen.reset();
+      }
+    }
+  }
+}
+
+}  // namespace dsv4

@@ -1,0 +1,163 @@
+// Field-by-field validation of OpenAI chat and completion requests.
+#include "server/api_request.h"
+
+#include <random>
+
+#include "core/check.h"
+
+namespace dsv4 {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+[[noreturn]] void bad(const std::string& param, const std::string& message, const std::string& code = "invalid_value") {
+  throw ApiError{400, message, "invalid_request_error", param, code};
+}
+
+json parse_body(const std::string& body) {
+  try {
+    json j = json::parse(body);
+    if (!j.is_object()) bad("", "the request body must be a JSON object", "invalid_json");
+    return j;
+  } catch (const json::parse_error& e) {
+    bad("", std::string("the request body is not valid JSON: ") + e.what(), "invalid_json");
+  }
+}
+
+// The field if present and not null, after a type check.
+const json* field(const json& j, const char* key, json::value_t type, const char* type_name) {
+  if (!j.contains(key) || j[key].is_null()) return nullptr;
+  const json& v = j[key];
+  const bool ok = type == json::value_t::number_float ? v.is_number()
+                  : type == json::value_t::number_integer ? v.is_number_integer()
+                                                          : v.type() == type;
+  if (!ok) bad(key, std::string("'") + key + "' must be " + type_name + ", got " + v.dump());
+  return &v;
+}
+
+double number(const json& j, const char* key, double def, double lo, double hi) {
+  const json* v = field(j, key, json::value_t::number_float, "a number");
+  if (!v) return def;
+  const double x = v->get<double>();
+  if (!(x >= lo && x <= hi))
+    bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
+  return x;
+}
+
+std::optional<long long> integer(const json& j, const char* key, long long lo, long long hi) {
+  const json* v = field(j, key, json::value_t::number_integer, "an integer");
+  if (!v) return std::nullopt;
+  const long long x = v->is_number_unsigned() ? static_cast<long long>(std::min<uint64_t>(v->get<uint64_t>(), INT64_MAX)) : v->get<long long>();
+  if (x < lo || x > hi)
+    bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
+  return x;
+}
+
+void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
+  if (const json* v = field(j, "model", json::value_t::string, "a string")) r.model = v->get<std::string>();
+  if (const json* v = field(j, "stream", json::value_t::boolean, "a boolean")) r.stream = v->get<bool>();
+  if (const json* so = field(j, "stream_options", json::value_t::object, "an object"))
+    if (const json* v = field(*so, "include_usage", json::value_t::boolean, "a boolean")) r.include_usage = v->get<bool>();
+  for (const char* key : {"max_tokens", "max_completion_tokens"})
+    if (auto v = integer(j, key, 1, 1 << 30)) r.max_tokens = static_cast<int>(*v);
+  r.sampling.temperature = static_cast<float>(number(j, "temperature", 1.0, 0.0, 2.0));
+  r.sampling.top_p = static_cast<float>(number(j, "top_p", 1.0, 0.0, 1.0));
+  if (j.contains("top_p") && r.sampling.top_p <= 0) bad("top_p", "'top_p' must be greater than 0");
+  r.sampling.min_p = static_cast<float>(number(j, "min_p", 0.0, 0.0, 0.999999));
+  r.sampling.top_k = static_cast<int>(integer(j, "top_k", 0, 1 << 30).value_or(0));
+  if (auto s = integer(j, "seed", INT64_MIN, INT64_MAX)) r.sampling.seed = static_cast<uint64_t>(*s);
+  else r.sampling.seed = std::random_device{}();
+  if (auto n = integer(j, "n", 1, 1 << 20); n && *n != 1) bad("n", "only n = 1 is supported");
+  for (const char* key : {"presence_penalty", "frequency_penalty"})
+    if (number(j, key, 0.0, -2.0, 2.0) != 0.0) bad(key, std::string("'") + key + "' is not supported (must be 0)");
+  if (const json* v = field(j, "logprobs", json::value_t::boolean, "a boolean"); v && v->get<bool>())
+    bad("logprobs", "logprobs are not supported");
+  if (j.contains("stop") && !j["stop"].is_null()) {
+    const json& s = j["stop"];
+    if (s.is_string()) {
+      r.stop.push_back(s.get<std::string>());
+    } else if (s.is_array()) {
+      for (const auto& x : s) {
+        if (!x.is_string()) bad("stop", "'stop' must be a string or an array of strings");
+        r.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      bad("stop", "'stop' must be a string or an array of strings");
+    }
+    if (r.stop.size() > 16) bad("stop", "at most 16 stop strings");
+    for (const auto& x : r.stop)
+      if (x.empty()) bad("stop", "stop strings must not be empty");
+  }
+  if (const json* v = field(j, "dsv4_forced_text", json::value_t::string, "a string")) {
+    if (!test_hooks) bad("dsv4_forced_text", "dsv4_forced_text is a test hook; start the server with --test-hooks");
+    r.forced_text = v->get<std::string>();
+  }
+}
+
+}  // namespace
+
+nlohmann::ordered_json ApiError::body() const {
+  json e = {{"message", message}, {"type", type}, {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code.empty() ? json(nullptr) : json(code)}};
+  return {{"error", e}};
+}
+
+ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mode, bool test_hooks) {
+  const json j = parse_body(body);
+  ChatRequest r;
+  parse_common(j, r, test_hooks);
+  const json* m = field(j, "messages", json::value_t::array, "an array");
+  if (!m || m->empty()) bad("messages", "'messages' must be a non-empty array", "missing_required_parameter");
+  for (size_t i = 0; i < m->size(); ++i) {
+    const json& x = (*m)[i];
+    if (!x.is_object() || !x.contains("role") || !x["role"].is_string())
+      bad("messages", "messages[" + std::to_string(i) + "] must be an object with a string 'role'");
+  }
+  r.messages = *m;
+  if (const json* t = field(j, "tools", json::value_t::array, "an array")) r.tools = *t;
+  if (j.contains("tool_choice") && !j["tool_choice"].is_null()) {
+    const json& tc = j["tool_choice"];
+    if (tc == "none") r.tools = nullptr;
+    else if (tc != "auto") bad("tool_choice", "only tool_choice \"auto\" and \"none\" are supported");
+  }
+  if (const json* rf = field(j, "response_format", json::value_t::object, "an object"))
+    if (rf->value("type", "text") != "text") bad("response_format", "only response_format {\"type\": \"text\"} is supported");
+  r.mode = default_mode;
+  if (j.contains("thinking") && !j["thinking"].is_null()) {
+    const json& t = j["thinking"];
+    bool on;
+    if (t.is_boolean()) on = t.get<bool>();
+    else if (t.is_object() && t.contains("type") && (t["type"] == "enabled" || t["type"] == "disabled")) on = t["type"] == "enabled";
+    else bad("thinking", "'thinking' must be a boolean or {\"type\": \"enabled\" | \"disabled\"}");
+    r.mode = on ? ReasoningMode::think_high : ReasoningMode::non_think;
+  }
+  if (const json* e = field(j, "reasoning_effort", json::value_t::string, "a string")) {
+    try {
+      const ReasoningMode m2 = parse_reasoning_mode(e->get<std::string>());
+      // A reasoning effort selects thinking unless "thinking" turned it off explicitly.
+      if (!(j.contains("thinking") && r.mode == ReasoningMode::non_think)) r.mode = m2;
+    } catch (const Error& err) {
+      bad("reasoning_effort", err.what());
+    }
+  }
+  return r;
+}
+
+CompletionRequest parse_completion_request(const std::string& body, bool test_hooks) {
+  const json j = parse_body(body);
+  CompletionRequest r;
+  parse_common(j, r, test_hooks);
+  if (!j.contains("prompt")) bad("prompt", "'prompt' is required", "missing_required_parameter");
+  const json& p = j["prompt"];
+  if (p.is_string()) r.prompt = p.get<std::string>();
+  else if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
+  else bad("prompt", "'prompt' must be a string (or an array of one string)");
+  if (r.prompt.empty()) bad("prompt", "'prompt' must not be empty");
+  if (const json* e = field(j, "echo", json::value_t::boolean, "a boolean"); e && e->get<bool>()) bad("echo", "echo is not supported");
+  if (const json* s = field(j, "suffix", json::value_t::string, "a string"); s && !s->get<std::string>().empty())
+    bad("suffix", "suffix is not supported");
+  return r;
+}
+
+}  // namespace dsv4

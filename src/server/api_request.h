@@ -1,0 +1,46 @@
+// OpenAI request bodies -> validated, typed requests. Each known field is checked for type and
+// range; a violation is an ApiError naming the field (HTTP 400, OpenAI's error shape). Unknown
+// fields are ignored, as OpenAI-compatible servers do.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/chat_prompt.h"
+#include "runtime/sampler.h"
+
+namespace dsv4 {
+
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param, code;
+  nlohmann::ordered_json body() const;
+};
+
+struct CommonRequest {
+  std::string model;
+  bool stream = false, include_usage = false;
+  std::optional<int> max_tokens;
+  SamplingParams sampling;
+  std::vector<std::string> stop;
+  std::optional<std::string> forced_text;  // test hook
+};
+
+struct ChatRequest : CommonRequest {
+  nlohmann::ordered_json messages, tools;
+  ReasoningMode mode = ReasoningMode::non_think;
+};
+
+struct CompletionRequest : CommonRequest {
+  std::string prompt;
+};
+
+// Parse the body text; throws ApiError.
+ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mode, bool test_hooks);
+CompletionRequest parse_completion_request(const std::string& body, bool test_hooks);
+
+}  // namespace dsv4

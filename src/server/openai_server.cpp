@@ -1,0 +1,373 @@
+// HTTP handlers (cpp-httplib) over the Scheduler. Streaming responses are SSE: one
+// chat.completion.chunk (or text_completion) per delta, then [DONE].
+#include "server/openai_server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <random>
+
+#include "chat/stream.h"
+#include "core/check.h"
+#include "runtime/scheduler.h"
+#include "server/api_request.h"
+
+namespace dsv4 {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+using namespace std::chrono_literals;
+
+long long now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string random_id(const char* prefix) {
+  static std::atomic<unsigned long long> counter{0};
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ (counter++ << 20));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string(prefix) + buf;
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(dump(body), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) { send_json(res, e.status, e.body()); }
+
+json usage_json(const GenerateResult& r) {
+  const int completion = static_cast<int>(r.tokens.size()) + (r.hit_eos ? 1 : 0);
+  return {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", completion},
+          {"total_tokens", r.prompt_tokens + completion},
+          {"prompt_tokens_details", {{"cached_tokens", r.reused_tokens}}}};
+}
+
+const char* finish_name(const GenerateResult& r, bool tool_calls) {
+  if (tool_calls && r.finish == FinishReason::stop) return "tool_calls";
+  return r.finish == FinishReason::length ? "length" : "stop";
+}
+
+// Turns parser deltas into OpenAI chat deltas; keeps the call ids.
+struct ChatDeltaWriter {
+  std::vector<std::string> call_ids;
+  json delta(const chat::StreamDelta& d) {
+    json out = json::object();
+    if (!d.reasoning_content.empty()) out["reasoning_content"] = d.reasoning_content;
+    if (!d.content.empty()) out["content"] = d.content;
+    if (!d.tool_calls.empty()) {
+      json calls = json::array();
+      for (const auto& t : d.tool_calls) {
+        json c = {{"index", t.index}};
+        if (t.begin) {
+          call_ids.push_back(random_id("call_"));
+          c["id"] = call_ids.back();
+          c["type"] = "function";
+          c["function"] = {{"name", t.name}, {"arguments", t.arguments}};
+        } else {
+          c["function"] = {{"arguments", t.arguments}};
+        }
+        calls.push_back(c);
+      }
+      out["tool_calls"] = calls;
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+struct OpenAIServer::Impl {
+  const Engine& engine;
+  ServerOptions opt;
+  Scheduler scheduler;
+  httplib::Server http;
+
+  Impl(const Engine& e, ServerOptions o)
+      : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue) {}
+
+  GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
+    const int max_tokens = c.max_tokens.value_or(opt.default_max_tokens);
+    if (static_cast<long long>(prompt.size()) + max_tokens > opt.ctx)
+      throw ApiError{400, "this model's context is " + std::to_string(opt.ctx) + " tokens; the prompt has " +
+                              std::to_string(prompt.size()) + " and max_tokens is " + std::to_string(max_tokens),
+                     "invalid_request_error", "messages", "context_length_exceeded"};
+    GenerateRequest g;
+    g.prompt = std::move(prompt);
+    g.sampling = c.sampling;
+    g.max_tokens = max_tokens;
+    g.stop = c.stop;
+    g.forced_text = c.forced_text;
+    return g;
+  }
+
+  std::shared_ptr<Job> submit(GenerateRequest g) {
+    try {
+      return scheduler.submit(std::move(g));
+    } catch (const Busy& b) {
+      throw ApiError{503, b.what(), "server_error", "", "server_busy"};
+    } catch (const Error& e) {
+      throw ApiError{400, e.what()};
+    }
+  }
+
+  // Waits for the end of a job, collecting its text; a job error becomes a 500.
+  GenerateResult wait(Job& job) {
+    while (true) {
+      auto ev = job.next(1000ms);
+      if (!ev || ev->kind == JobEvent::delta) continue;
+      if (ev->kind == JobEvent::error) throw ApiError{500, ev->text, "server_error"};
+      return ev->result;
+    }
+  }
+
+  void chat_completions(const httplib::Request& req, httplib::Response& res) {
+    const ChatRequest c = parse_chat_request(req.body, opt.default_reasoning, opt.test_hooks);
+    if (c.mode == ReasoningMode::think_max && opt.ctx < kThinkMaxMinContext)
+      std::cerr << "warning: think max requested with --ctx " << opt.ctx << " (the model card recommends >= "
+                << kThinkMaxMinContext << ")\n";
+    std::vector<int> prompt;
+    try {
+      prompt = chat_prompt_tokens(engine, c.messages, c.tools, c.mode);
+    } catch (const Error& e) {
+      throw ApiError{400, std::string("messages: ") + e.what(), "invalid_request_error", "messages"};
+    }
+    auto job = submit(make_request(c, std::move(prompt)));
+    const std::string id = random_id("chatcmpl-"), model = c.model.empty() ? engine.name() : c.model;
+    const long long created = now_s();
+    const chat::ThinkingMode tmode = thinking_mode_of(c.mode);
+
+    if (!c.stream) {
+      const GenerateResult r = wait(*job);
+      chat::StreamParser parser(tmode);
+      parser.feed(r.text);
+      if (r.hit_eos) parser.feed(chat::eos_token);
+      parser.finish();
+      const chat::ParsedMessage& m = parser.message();
+      json msg = {{"role", "assistant"}};
+      msg["content"] = m.content.empty() && !m.tool_calls.empty() ? json(nullptr) : json(m.content);
+      if (tmode == chat::ThinkingMode::thinking) msg["reasoning_content"] = m.reasoning_content;
+      if (!m.tool_calls.empty()) {
+        json calls = json::array();
+        for (const auto& t : m.tool_calls)
+          calls.push_back({{"id", random_id("call_")}, {"type", "function"},
+                           {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
+        msg["tool_calls"] = calls;
+      }
+      send_json(res, 200,
+                {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
+                 {"choices", json::array({{{"index", 0}, {"message", msg}, {"logprobs", nullptr},
+                                           {"finish_reason", finish_name(r, !m.tool_calls.empty())}}})},
+                 {"usage", usage_json(r)}});
+      return;
+    }
+
+    auto parser = std::make_shared<chat::StreamParser>(tmode);
+    auto writer = std::make_shared<ChatDeltaWriter>();
+    auto state = std::make_shared<int>(0);  // 0: role not sent, 1: streaming, 2: finished
+    const bool include_usage = c.include_usage;
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream", [=](size_t, httplib::DataSink& sink) {
+          auto chunk = [&](const json& delta, const json& finish, const json* usage) {
+            json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                      {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr},
+                                                {"finish_reason", finish}}})}};
+            if (usage) j["usage"] = *usage;
+            const std::string s = "data: " + dump(j) + "\n\n";
+            return sink.write(s.data(), s.size());
+          };
+          auto close = [&](bool ok) {
+            if (ok) {
+              const std::string s = "data: [DONE]\n\n";
+              sink.write(s.data(), s.size());
+            }
+            sink.done();
+            return ok;
+          };
+          if (*state == 0) {
+            *state = 1;
+            if (!chunk({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)) {
+              job->cancel();
+              return false;
+            }
+          }
+          while (true) {
+            auto ev = job->next(200ms);
+            if (!ev) {
+              if (!sink.is_writable()) {  // the client went away
+                job->cancel();
+                return false;
+              }
+              continue;
+            }
+            if (ev->kind == JobEvent::error) {
+              const std::string s = "data: " + dump(ApiError{500, ev->text, "server_error"}.body()) + "\n\n";
+              sink.write(s.data(), s.size());
+              return close(true);
+            }
+            if (ev->kind == JobEvent::delta) {
+              const chat::StreamDelta d = parser->feed(ev->text);
+              if (!d.empty() && !chunk(writer->delta(d), nullptr, nullptr)) {
+                job->cancel();
+                return false;
+              }
+              continue;
+            }
+            const GenerateResult& r = ev->result;
+            chat::StreamDelta d = r.hit_eos ? parser->feed(chat::eos_token) : chat::StreamDelta{};
+            const chat::StreamDelta tail = parser->finish();
+            d.reasoning_content += tail.reasoning_content;
+            d.content += tail.content;
+            d.tool_calls.insert(d.tool_calls.end(), tail.tool_calls.begin(), tail.tool_calls.end());
+            if (!d.empty()) chunk(writer->delta(d), nullptr, nullptr);
+            const bool calls = !parser->message().tool_calls.empty();
+            chunk(json::object(), finish_name(r, calls), nullptr);
+            if (include_usage) {
+              const json u = usage_json(r);
+              json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                        {"choices", json::array()}, {"usage", u}};
+              const std::string s = "data: " + dump(j) + "\n\n";
+              sink.write(s.data(), s.size());
+            }
+            *state = 2;
+            return close(true);
+          }
+        },
+        [job](bool) { job->cancel(); });  // released: cancel if still running (no-op when done)
+  }
+
+  void completions(const httplib::Request& req, httplib::Response& res) {
+    const CompletionRequest c = parse_completion_request(req.body, opt.test_hooks);
+    std::vector<int> prompt;
+    try {
+      prompt = engine.tokenizer().encode(c.prompt);
+    } catch (const Error& e) {
+      throw ApiError{400, std::string("prompt: ") + e.what(), "invalid_request_error", "prompt"};
+    }
+    if (engine.bos_id() >= 0 && (prompt.empty() || prompt[0] != engine.bos_id())) prompt.insert(prompt.begin(), engine.bos_id());
+    CommonRequest common = c;
+    if (!common.max_tokens) common.max_tokens = 16;  // OpenAI's default for completions
+    auto job = submit(make_request(common, std::move(prompt)));
+    const std::string id = random_id("cmpl-"), model = c.model.empty() ? engine.name() : c.model;
+    const long long created = now_s();
+    auto body = [&](const std::string& text, const json& finish) {
+      return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
+                  {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+    };
+    if (!c.stream) {
+      const GenerateResult r = wait(*job);
+      json j = body(r.text, finish_name(r, false));
+      j["usage"] = usage_json(r);
+      send_json(res, 200, j);
+      return;
+    }
+    const bool include_usage = c.include_usage;
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [=](size_t, httplib::DataSink& sink) {
+          auto send = [&](const json& j) {
+            const std::string s = "data: " + dump(j) + "\n\n";
+            return sink.write(s.data(), s.size());
+          };
+          while (true) {
+            auto ev = job->next(200ms);
+            if (!ev) {
+              if (!sink.is_writable()) {
+                job->cancel();
+                return false;
+              }
+              continue;
+            }
+            if (ev->kind == JobEvent::delta) {
+              if (!send(body(ev->text, nullptr))) {
+                job->cancel();
+                return false;
+              }
+              continue;
+            }
+            if (ev->kind == JobEvent::error) send(ApiError{500, ev->text, "server_error"}.body());
+            else {
+              json j = body("", finish_name(ev->result, false));
+              if (include_usage) j["usage"] = usage_json(ev->result);
+              send(j);
+            }
+            const std::string done = "data: [DONE]\n\n";
+            sink.write(done.data(), done.size());
+            sink.done();
+            return true;
+          }
+        },
+        [job](bool) { job->cancel(); });
+  }
+
+  // Wraps a handler: ApiError and any other exception become JSON errors, never a crash.
+  httplib::Server::Handler guard(void (Impl::*h)(const httplib::Request&, httplib::Response&)) {
+    return [this, h](const httplib::Request& req, httplib::Response& res) {
+      try {
+        (this->*h)(req, res);
+      } catch (const ApiError& e) {
+        send_error(res, e);
+      } catch (const std::exception& e) {
+        send_error(res, ApiError{500, e.what(), "server_error"});
+      }
+    };
+  }
+
+  void routes() {
+    http.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(n); };
+    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+      const SchedulerStats s = scheduler.stats();
+      send_json(res, 200, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}, {"completed", s.completed},
+                           {"cancelled", s.cancelled}, {"refused", s.refused}});
+    });
+    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200, {{"object", "list"},
+                           {"data", json::array({{{"id", engine.name()}, {"object", "model"}, {"created", now_s()},
+                                                  {"owned_by", "dsv4"}}})}});
+    });
+    http.Post("/v1/chat/completions", guard(&Impl::chat_completions));
+    http.Post("/v1/completions", guard(&Impl::completions));
+    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      ApiError e{res.status, "no route " + req.method + " " + req.path, "invalid_request_error", "", "not_found"};
+      if (res.status != 404) e.message = "HTTP " + std::to_string(res.status);
+      send_error(res, e);
+    });
+    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "internal error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      send_error(res, ApiError{500, what, "server_error"});
+    });
+  }
+};
+
+OpenAIServer::OpenAIServer(const Engine& e, ServerOptions o) : impl_(std::make_unique<Impl>(e, std::move(o))) {
+  impl_->routes();
+}
+
+OpenAIServer::~OpenAIServer() = default;
+
+void OpenAIServer::run(const std::function<void(int)>& on_listening) {
+  int port = impl_->opt.port;
+  if (port == 0) port = impl_->http.bind_to_any_port(impl_->opt.host);
+  else DSV4_CHECK(impl_->http.bind_to_port(impl_->opt.host, port), "cannot listen on ", impl_->opt.host, ":", port);
+  DSV4_CHECK(port > 0, "cannot listen on ", impl_->opt.host);
+  if (on_listening) on_listening(port);
+  impl_->http.listen_after_bind();
+}
+
+void OpenAIServer::stop() { impl_->http.stop(); }
+
+}  // namespace dsv4

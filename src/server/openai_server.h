@@ -1,0 +1,41 @@
+// The OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/chat/completions
+// (plain and SSE streaming, reasoning_content, DSML tool calls as tool_calls, usage) and
+// POST /v1/completions. Requests are validated field by field; every failure is a 4xx/5xx
+// JSON body in OpenAI's error shape. Generation runs on the runtime Scheduler; a streaming
+// client that disconnects cancels its generation. Links the runtime and chat layers only.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "runtime/chat_prompt.h"
+#include "runtime/engine.h"
+
+namespace dsv4 {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;              // 0 = pick a free port (see on_listening)
+  int parallel = 4;             // generations advancing together
+  size_t max_queue = 64;        // waiting requests beyond which new ones get 503
+  long long ctx = 65536;        // prompt + max_tokens limit per request
+  int http_threads = 32;
+  ReasoningMode default_reasoning = ReasoningMode::non_think;
+  bool test_hooks = false;      // honour "dsv4_forced_text" in requests (tests only)
+  int default_max_tokens = 1024;
+};
+
+// Serves until stop() (from another thread or a signal handler). on_listening gets the port.
+class OpenAIServer {
+ public:
+  OpenAIServer(const Engine& e, ServerOptions o);
+  ~OpenAIServer();
+  void run(const std::function<void(int port)>& on_listening = {});
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsv4
