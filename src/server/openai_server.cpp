@@ -81,6 +81,21 @@ struct ChatDeltaWriter {
   }
 };
 
+// A streaming provider must never throw (it runs on an HTTP worker thread): any exception
+// cancels the job and ends the response.
+httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
+                                                    httplib::ContentProviderWithoutLength provider) {
+  return [job, provider](size_t offset, httplib::DataSink& sink) {
+    try {
+      return provider(offset, sink);
+    } catch (const std::exception& e) {
+      std::cerr << "dsv4 serve: stream aborted: " << e.what() << "\n";
+      job->cancel();
+      return false;
+    }
+  };
+}
+
 }  // namespace
 
 struct OpenAIServer::Impl {
@@ -174,7 +189,7 @@ struct OpenAIServer::Impl {
     const bool include_usage = c.include_usage;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream", [=](size_t, httplib::DataSink& sink) {
+        "text/event-stream", safe_provider(job, [=](size_t, httplib::DataSink& sink) {
           auto chunk = [&](const json& delta, const json& finish, const json* usage) {
             json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
                       {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr},
@@ -239,7 +254,7 @@ struct OpenAIServer::Impl {
             *state = 2;
             return close(true);
           }
-        },
+        }),
         [job](bool) { job->cancel(); });  // released: cancel if still running (no-op when done)
   }
 
@@ -257,7 +272,7 @@ struct OpenAIServer::Impl {
     auto job = submit(make_request(common, std::move(prompt)));
     const std::string id = random_id("cmpl-"), model = c.model.empty() ? engine.name() : c.model;
     const long long created = now_s();
-    auto body = [&](const std::string& text, const json& finish) {
+    auto body = [id, model, created](const std::string& text, const json& finish) {
       return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
                   {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
     };
@@ -271,7 +286,7 @@ struct OpenAIServer::Impl {
     const bool include_usage = c.include_usage;
     res.set_chunked_content_provider(
         "text/event-stream",
-        [=](size_t, httplib::DataSink& sink) {
+        safe_provider(job, [=](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& j) {
             const std::string s = "data: " + dump(j) + "\n\n";
             return sink.write(s.data(), s.size());
@@ -303,7 +318,7 @@ struct OpenAIServer::Impl {
             sink.done();
             return true;
           }
-        },
+        }),
         [job](bool) { job->cancel(); });
   }
 

@@ -1,0 +1,262 @@
+// dsv4 serve driven by the real `openai` npm client: models, chat (plain and streaming),
+// reasoning, a tool-call round trip with scripted model output (the server's --test-hooks
+// field dsv4_forced_text), errors in OpenAI's shape, cancellation by disconnect, seeded
+// reproducibility, and a bounded load test (16 clients x 20 requests) that reports requests/s
+// and time to first token. The model is a random-weight synthetic one written by dsv4 synth.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+
+const binary = process.env.DSV4_BINARY ?? new URL('../../build/dsv4', import.meta.url).pathname;
+let dir, server, port, client, base;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dsv4-server-'));
+  execFileSync(binary, ['synth', '-o', join(dir, 'model'), '--preset', 'tiny', '--seed', '3'], { stdio: 'ignore' });
+  server = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--parallel', '4', '--queue', '64',
+                          '--ctx', '2048', '--max-tokens', '400', '--test-hooks'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  port = await new Promise((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(() => reject(new Error('server did not start: ' + err)), 30000);
+    server.stderr.on('data', (d) => {
+      if (process.env.DSV4_SERVER_LOG) process.stderr.write(d);
+      err += d;
+      const m = err.match(/on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    server.on('exit', (code) => reject(new Error(`server exited with ${code}: ${err}`)));
+  });
+  base = `http://127.0.0.1:${port}`;
+  client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'not-needed', maxRetries: 0, timeout: 60000 });
+});
+
+after(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((resolve) => server.on('exit', resolve));
+    server.kill('SIGTERM');
+    const code = await exited;
+    assert.equal(code, 0, 'server exits cleanly on SIGTERM');
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const user = (text) => [{ role: 'user', content: text }];
+const health = async () => (await fetch(`${base}/health`)).json();
+
+test('lists the model', async () => {
+  const models = await client.models.list();
+  assert.equal(models.data.length, 1);
+  assert.equal(models.data[0].id, 'model');
+});
+
+test('non-streaming chat with usage', async () => {
+  const r = await client.chat.completions.create({ model: 'model', messages: user('Hello'), max_tokens: 8, seed: 3 });
+  const c = r.choices[0];
+  assert.equal(c.message.role, 'assistant');
+  assert.equal(typeof c.message.content, 'string');
+  assert.equal(c.finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 8);
+  assert.ok(r.usage.prompt_tokens > 0);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + 8);
+});
+
+test('the same seed gives the same text; streaming gives what non-streaming gives', async () => {
+  const ask = (seed, stream) => client.chat.completions.create({ model: 'model', messages: user('Tell me a story'), max_tokens: 12, seed, stream });
+  const a = (await ask(11, false)).choices[0].message.content;
+  const b = (await ask(11, false)).choices[0].message.content;
+  const c = (await ask(12, false)).choices[0].message.content;
+  assert.equal(a, b);
+  assert.notEqual(a, c);
+  let streamed = '';
+  for await (const chunk of await ask(11, true)) streamed += chunk.choices[0]?.delta?.content ?? '';
+  assert.equal(streamed, a);
+});
+
+test('streaming chat: role first, finish reason, usage chunk', async () => {
+  const stream = await client.chat.completions.create({
+    model: 'model', messages: user('Hi'), max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+  const finish = chunks.filter((c) => c.choices[0]?.finish_reason).map((c) => c.choices[0].finish_reason);
+  assert.deepEqual(finish, ['length']);
+  assert.equal(chunks.at(-1).usage.completion_tokens, 5);
+});
+
+test('thinking: reasoning_content apart from content', async () => {
+  const r = await client.chat.completions.create({
+    model: 'model', messages: user('What is 6 x 7?'), thinking: { type: 'enabled' },
+    dsv4_forced_text: 'Six sevens are forty-two.</think>The answer is 42.' });
+  const m = r.choices[0].message;
+  assert.equal(m.reasoning_content, 'Six sevens are forty-two.');
+  assert.equal(m.content, 'The answer is 42.');
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  // reasoning_effort selects thinking too, and streams reasoning before content.
+  const stream = await client.chat.completions.create({
+    model: 'model', messages: user('What is 6 x 7?'), reasoning_effort: 'high', stream: true,
+    dsv4_forced_text: 'Six sevens.</think>42.' });
+  let reasoning = '', content = '';
+  for await (const chunk of stream) {
+    reasoning += chunk.choices[0]?.delta?.reasoning_content ?? '';
+    content += chunk.choices[0]?.delta?.content ?? '';
+  }
+  assert.equal(reasoning, 'Six sevens.');
+  assert.equal(content, '42.');
+});
+
+const tools = [{
+  type: 'function',
+  function: {
+    name: 'get_weather', description: 'Get the weather for a city',
+    parameters: { type: 'object', properties: { location: { type: 'string' }, days: { type: 'integer' } }, required: ['location'] },
+  },
+}];
+const call = '<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n' +
+  '<｜DSML｜parameter name="location" string="true">Beijing</｜DSML｜parameter>\n' +
+  '<｜DSML｜parameter name="days" string="false">3</｜DSML｜parameter>\n' +
+  '</｜DSML｜invoke>\n</｜DSML｜tool_calls>';
+
+test('tool call round trip', async () => {
+  const messages = user('Weather in Beijing for 3 days?');
+  const r = await client.chat.completions.create({
+    model: 'model', messages, tools, thinking: { type: 'enabled' },
+    dsv4_forced_text: 'I should call the tool.</think>\n\n' + call });
+  const c = r.choices[0];
+  assert.equal(c.finish_reason, 'tool_calls');
+  assert.equal(c.message.reasoning_content, 'I should call the tool.');
+  assert.equal(c.message.tool_calls.length, 1);
+  const tc = c.message.tool_calls[0];
+  assert.equal(tc.type, 'function');
+  assert.equal(tc.function.name, 'get_weather');
+  assert.deepEqual(JSON.parse(tc.function.arguments), { location: 'Beijing', days: 3 });
+  assert.ok(tc.id.startsWith('call_'));
+  assert.ok(!(c.message.content ?? '').includes('DSML'));
+
+  // Send the result back; the model answers in text.
+  messages.push(c.message, { role: 'tool', tool_call_id: tc.id, content: '{"temperature": 22, "condition": "sunny"}' });
+  const r2 = await client.chat.completions.create({
+    model: 'model', messages, tools, thinking: { type: 'enabled' },
+    dsv4_forced_text: 'Got it.</think>Sunny, 22°C.' });
+  assert.equal(r2.choices[0].message.content, 'Sunny, 22°C.');
+  assert.equal(r2.choices[0].finish_reason, 'stop');
+
+  // The same call streamed: deltas assemble into the same call, no markup in content.
+  const stream = await client.chat.completions.create({
+    model: 'model', messages: user('Weather?'), tools, stream: true, dsv4_forced_text: call });
+  let content = '', name = '', args = '', finish;
+  for await (const chunk of stream) {
+    const d = chunk.choices[0]?.delta ?? {};
+    content += d.content ?? '';
+    for (const t of d.tool_calls ?? []) { name += t.function?.name ?? ''; args += t.function?.arguments ?? ''; }
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  assert.equal(content, '');
+  assert.equal(name, 'get_weather');
+  assert.deepEqual(JSON.parse(args), { location: 'Beijing', days: 3 });
+  assert.equal(finish, 'tool_calls');
+});
+
+test('completions endpoint, plain and streaming', async () => {
+  const r = await client.completions.create({ model: 'model', prompt: 'Once upon a time', max_tokens: 6, seed: 1 });
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.usage.completion_tokens, 6);
+  let text = '';
+  for await (const chunk of await client.completions.create({ model: 'model', prompt: 'Once upon a time', max_tokens: 6, seed: 1, stream: true }))
+    text += chunk.choices[0]?.text ?? '';
+  assert.equal(text, r.choices[0].text);
+});
+
+test('errors come back in OpenAI shape, and the server stays up', async () => {
+  const expect400 = async (params, param) => {
+    await assert.rejects(client.chat.completions.create({ model: 'model', messages: user('x'), ...params }), (e) => {
+      assert.equal(e.status, 400, JSON.stringify(e.error));
+      assert.equal(e.error.type, 'invalid_request_error');
+      if (param) assert.equal(e.error.param, param);
+      return true;
+    });
+  };
+  await expect400({ temperature: 'hot' }, 'temperature');
+  await expect400({ top_p: 1.5 }, 'top_p');
+  await expect400({ max_tokens: 0 }, 'max_tokens');
+  await expect400({ n: 3 }, 'n');
+  await expect400({ stop: [1, 2] }, 'stop');
+  await expect400({ messages: [] }, 'messages');
+  await expect400({ messages: [{ role: 'wizard', content: 'hi' }] }, 'messages');
+  await expect400({ tools: 'nope' }, 'tools');
+  await expect400({ thinking: 'maybe' }, 'thinking');
+  await assert.rejects(client.chat.completions.create({ model: 'model', messages: user('x'), max_tokens: 100000 }),
+    (e) => e.status === 400 && e.error.code === 'context_length_exceeded');
+  const raw = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{"messages": [', headers: { 'content-type': 'application/json' } });
+  assert.equal(raw.status, 400);
+  assert.equal((await raw.json()).error.code, 'invalid_json');
+  const missing = await fetch(`${base}/v1/nothing`);
+  assert.equal(missing.status, 404);
+  assert.equal((await missing.json()).error.code, 'not_found');
+  assert.equal((await health()).status, 'ok');
+});
+
+test('a client that disconnects cancels its generation', async () => {
+  const before = await health();
+  const controller = new AbortController();
+  const stream = await client.chat.completions.create(
+    { model: 'model', messages: user('Talk for a long time'), max_tokens: 2000, stream: true },
+    { signal: controller.signal });
+  let n = 0;
+  try {
+    for await (const chunk of stream) {
+      if (++n === 3) { controller.abort(); break; }
+    }
+  } catch (e) {
+    assert.equal(e.name, 'APIUserAbortError');  // how the SDK may report our own abort
+  }
+  assert.equal(n, 3);
+  for (let i = 0; i < 50; ++i) {
+    const h = await health();
+    if (h.cancelled > before.cancelled && h.active === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail('the generation was not cancelled: ' + JSON.stringify(await health()));
+});
+
+test('load: 16 concurrent clients x 20 requests, all answered or cleanly refused', async () => {
+  const clients = 16, perClient = 20;
+  const ttft = [];
+  let ok = 0, refused = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: clients }, async (_, ci) => {
+    for (let k = 0; k < perClient; ++k) {
+      const start = performance.now();
+      try {
+        const stream = await client.chat.completions.create({
+          model: 'model', messages: user(`client ${ci} request ${k}`), max_tokens: 4, stream: true, seed: ci * 100 + k });
+        let first = true, finish;
+        for await (const chunk of stream) {
+          // Time to first token: the first chunk that carries generated text (not the role chunk).
+          if (first && chunk.choices[0]?.delta?.content) { ttft.push(performance.now() - start); first = false; }
+          finish = chunk.choices[0]?.finish_reason ?? finish;
+        }
+        assert.ok(finish === 'length' || finish === 'stop', `finish ${finish}`);
+        ++ok;
+      } catch (e) {
+        assert.equal(e.status, 503, `request failed: ${e}`);
+        ++refused;
+      }
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  assert.equal(ok + refused, clients * perClient);
+  assert.ok(ok > 0);
+  ttft.sort((a, b) => a - b);
+  const q = (p) => ttft[Math.min(ttft.length - 1, Math.floor(p * ttft.length))].toFixed(1);
+  const report = { requests: clients * perClient, answered: ok, refused, seconds: +seconds.toFixed(2),
+    requests_per_s: +(ok / seconds).toFixed(1), ttft_ms_p50: +q(0.5), ttft_ms_p95: +q(0.95) };
+  console.log('load test:', JSON.stringify(report));
+  if (process.env.DSV4_LOAD_REPORT) writeFileSync(process.env.DSV4_LOAD_REPORT, JSON.stringify(report, null, 2) + '\n');
+  const h = await health();
+  assert.equal(h.status, 'ok');
+  assert.equal(h.active, 0);
+});
