@@ -105,22 +105,24 @@ void Scheduler::loop() {
     }
     for (auto& s : slots_) {
       if (!s.job) continue;
-      bool finished = false;
+      std::optional<JobEvent> last;  // sent once the slot is free again
       try {
         if (s.job->cancelled()) s.gen->cancel();
-        finished = s.gen->step();
-        if (finished) s.job->push({JobEvent::done, {}, s.gen->result()});
+        if (s.gen->step()) last = JobEvent{JobEvent::done, {}, s.gen->result()};
       } catch (const std::exception& e) {
-        s.job->push({JobEvent::error, e.what(), {}});
+        last = JobEvent{JobEvent::error, e.what(), {}};
         s.conv->reset();
-        finished = true;
       }
-      if (finished) {
+      if (!last) continue;
+      std::shared_ptr<Job> job = std::move(s.job);
+      {
         std::lock_guard lock(mu_);
-        ++(s.gen->finished() && s.gen->result().finish == FinishReason::cancelled ? stats_.cancelled : stats_.completed);
+        const bool cancelled = last->kind == JobEvent::done && last->result.finish == FinishReason::cancelled;
+        ++(cancelled ? stats_.cancelled : stats_.completed);
         s.job.reset();
         s.gen.reset();
       }
+      job->push(std::move(*last));
     }
   }
 }
