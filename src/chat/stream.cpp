@@ -294,7 +294,8 @@ bool StreamParser::step() {
     }
 
     case State::param_close: {
-      const size_t which = step_fixed(invoke_stops, ">\n", "parameter format error: expected '>\\n' after </｜DSML｜parameter");
+      const size_t which =
+          step_fixed(invoke_stops, ">\n", "parameter format error: expected '>\\n' after </｜DSML｜parameter");
       if (which == npos) return false;
       if (which == 0) {
         state_ = State::param_header;
