@@ -482,13 +482,13 @@ json attach_tools(json messages, const json& tools) {
   if (tools.is_null() || (tools.is_array() && tools.empty())) return messages;
   validate_tools(tools, "tools");
   DSV4_CHECK(messages.is_array(), "messages must be an array of messages, got ", messages.type_name());
-  json& first = messages.empty() ? messages : messages[0];
-  const bool first_is_system = !messages.empty() && first.is_object() && first.contains("role") &&
-                               first["role"] == "system";
+  const bool first_is_system = !messages.empty() && messages[0].is_object() && messages[0].contains("role") &&
+                               messages[0]["role"] == "system";
   if (first_is_system) {
-    DSV4_CHECK(!truthy(field(first, "tools")),
+    json& system = messages[0];
+    DSV4_CHECK(!truthy(field(system, "tools")),
                "tools are given both beside the messages and on the system message messages[0]");
-    first["tools"] = tools;
+    system["tools"] = tools;
   } else {
     json system = json::object();
     system["role"] = "system";

@@ -4,6 +4,7 @@
 // longest one that can still match there.
 #include "chat/stream.h"
 
+#include <algorithm>
 #include <array>
 #include <span>
 #include <utility>
@@ -22,6 +23,9 @@ constexpr std::string_view dsml_open = "<｜DSML｜", dsml_close_open = "</｜DS
 constexpr std::array<std::string_view, 9> text_stops = {think_end,   tool_calls_start, tool_calls_open,
                                                         eos_token,   think_start,      bos_token,
                                                         dsml_open,   dsml_close_open,  dsml_token};
+constexpr size_t max_text_stop = std::max_element(text_stops.begin(), text_stops.end(), [](auto a, auto b) {
+                                    return a.size() < b.size();
+                                  })->size();
 constexpr std::array<std::string_view, 2> block_stops = {invoke_open, tool_calls_close};
 constexpr std::array<std::string_view, 2> invoke_stops = {parameter_open, invoke_close};
 constexpr std::array<std::string_view, 3> header_stops = {string_true_marker, string_false_marker, parameter_close};
@@ -79,6 +83,7 @@ StreamParser::StreamParser(ThinkingMode mode)
 StreamDelta StreamParser::feed(std::string_view piece) {
   DSV4_CHECK(!finished_, "StreamParser::feed called after finish()");
   buf_ += piece;
+  fed_ += piece.size();
   while (step()) {
   }
   return std::exchange(delta_, StreamDelta{});
@@ -90,7 +95,8 @@ StreamDelta StreamParser::finish() {
   // Whatever is held back could only have been the start of a tag; it is dropped. Plain text
   // held for an incomplete UTF-8 character is kept.
   if (state_ == State::reasoning || state_ == State::content) {
-    emit_text(std::string_view(buf_).substr(0, scan(buf_, text_stops).safe));
+    const size_t safe = scan(tail_ + buf_, text_stops).safe;
+    emit_text(std::string_view(buf_).substr(0, safe > tail_.size() ? safe - tail_.size() : 0));
   } else if (state_ == State::param_value) {
     emit_value(std::string_view(buf_).substr(0, scan(buf_, value_stops).safe));
   } else if (state_ == State::call_name) {
@@ -105,15 +111,9 @@ StreamDelta StreamParser::finish() {
   return std::exchange(delta_, StreamDelta{});
 }
 
-void StreamParser::consume(size_t n) {
-  buf_.erase(0, n);
-  offset_ += n;
-}
-
 void StreamParser::fail(const std::string& why) {
-  error_ = why + " (at byte " + std::to_string(offset_) + " of the completion)";
+  error_ = why + " (within the first " + std::to_string(fed_) + " bytes of the completion)";
   state_ = State::failed;
-  offset_ += buf_.size();
   buf_.clear();
 }
 
@@ -123,6 +123,8 @@ void StreamParser::emit_text(std::string_view s) {
   std::string& delta = state_ == State::reasoning ? delta_.reasoning_content : delta_.content;
   whole += s;
   delta += s;
+  tail_ += s;
+  if (tail_.size() > max_text_stop) tail_.erase(0, tail_.size() - max_text_stop);
 }
 
 void StreamParser::begin_call(std::string name) {
@@ -154,26 +156,39 @@ void StreamParser::close_call() {
   call_open_ = false;
 }
 
-// Text states: everything before the nearest stop is reasoning or content.
+// Text states: everything before the nearest stop is reasoning or content. The scan also covers
+// the last bytes already written to the field: once a stray tag has been cut out, the text on
+// either side of it meets, and "<th" written before "<think>" + "ink>" must not become a tag.
 bool StreamParser::step_text() {
-  const Scan s = scan(buf_, text_stops);
+  const size_t t = tail_.size();
+  const Scan s = scan(tail_ + buf_, text_stops);
   if (s.pos == npos) {
-    const size_t n = utf8_boundary(buf_, s.safe);
+    const size_t n = utf8_boundary(buf_, s.safe > t ? s.safe - t : 0);
     emit_text(std::string_view(buf_).substr(0, n));
-    consume(n);
+    buf_.erase(0, n);
     return false;
   }
-  emit_text(std::string_view(buf_).substr(0, s.pos));
   const std::string_view stop = text_stops[s.which];
-  consume(s.pos + stop.size());
+  if (s.pos < t) {
+    // A tag that begins in written text can only have formed across a cut; its rest goes too.
+    buf_.erase(0, s.pos + stop.size() - t);
+    return true;
+  }
+  const size_t pos = s.pos - t;
+  if (stop == think_start || stop == bos_token || (stop == think_end && state_ == State::content)) {
+    // A stray tag is cut out and the text around it scanned again as one.
+    buf_.erase(pos, stop.size());
+    return true;
+  }
+  emit_text(std::string_view(buf_).substr(0, pos));
+  buf_.erase(0, pos + stop.size());
+  tail_.clear();
   if (stop == think_end) {
-    if (state_ == State::reasoning) state_ = State::content;  // a second "</think>" is dropped
+    state_ = State::content;
   } else if (stop == tool_calls_start || stop == tool_calls_open) {
     state_ = State::calls_between;  // also when "</think>" never came
   } else if (stop == eos_token) {
     state_ = State::done;
-  } else if (stop == think_start || stop == bos_token) {
-    // dropped: not text, and nothing to act on
   } else {
     fail("DSML markup outside a tool-call block");
   }
@@ -192,7 +207,7 @@ size_t StreamParser::step_fixed(std::span<const std::string_view> stops, std::st
     return npos;
   }
   if (s.pos == npos) return npos;
-  consume(s.pos + stops[s.which].size());
+  buf_.erase(0, s.pos + stops[s.which].size());
   return s.which;
 }
 
@@ -218,7 +233,7 @@ bool StreamParser::step() {
         return false;
       }
       begin_call(std::move(*name));
-      consume(s.pos + invoke_stops[s.which].size());
+      buf_.erase(0, s.pos + invoke_stops[s.which].size());
       if (s.which == 0) {
         state_ = State::param_header;
       } else {
@@ -253,7 +268,7 @@ bool StreamParser::step() {
       value_is_string_ = s.which == 0;
       if (value_is_string_) emit_arguments("\"");
       value_open_ = value_is_string_;
-      consume(n + s.pos + header_stops[s.which].size());
+      buf_.erase(0, n + s.pos + header_stops[s.which].size());
       state_ = State::param_value;
       return true;
     }
@@ -263,7 +278,7 @@ bool StreamParser::step() {
       if (s.pos == npos) {
         const size_t n = utf8_boundary(buf_, s.safe);
         emit_value(std::string_view(buf_).substr(0, n));
-        consume(n);
+        buf_.erase(0, n);
         return false;
       }
       if (s.which == 2) {
@@ -273,13 +288,14 @@ bool StreamParser::step() {
       emit_value(std::string_view(buf_).substr(0, s.pos));
       if (value_open_) emit_arguments("\"");
       value_open_ = false;
-      consume(s.pos + value_stops[s.which].size());
+      buf_.erase(0, s.pos + value_stops[s.which].size());
       state_ = State::param_close;
       return true;
     }
 
     case State::param_close: {
-      const size_t which = step_fixed(invoke_stops, ">\n", "parameter format error: expected '>\\n' after </｜DSML｜parameter");
+      const size_t which =
+          step_fixed(invoke_stops, ">\n", "parameter format error: expected '>\\n' after </｜DSML｜parameter");
       if (which == npos) return false;
       if (which == 0) {
         state_ = State::param_header;
@@ -300,7 +316,6 @@ bool StreamParser::step() {
       return false;
 
     case State::failed:
-      offset_ += buf_.size();
       buf_.clear();
       return false;
   }

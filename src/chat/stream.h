@@ -7,7 +7,7 @@
 // message() equal parse_completion's result.
 //
 // Unlike the one-shot parser it is lenient where a server must keep going: a tool-call block
-// before "</think>" ends the reasoning, stray "<think>", "</think>" and BOS tokens are dropped,
+// before "</think>" ends the reasoning, stray "<think>", "</think>" and BOS tokens are cut out,
 // the end-of-sentence token inside reasoning ends the message. Text cut short is not an error:
 // finish() closes what is open (a string value gets its quote, a call its "}") and sets
 // truncated(). Text that breaks the DSML format sets error() and the rest is ignored; the parser
@@ -67,7 +67,6 @@ class StreamParser {
   bool step();       // consumes what the state can; false when it needs more text
   bool step_text();  // reasoning and content
   size_t step_fixed(std::span<const std::string_view> stops, std::string_view expected, const char* complaint);
-  void consume(size_t n);
   void fail(const std::string& why);
   void emit_text(std::string_view s);
   void begin_call(std::string name);
@@ -77,7 +76,8 @@ class StreamParser {
 
   State state_;
   std::string buf_;   // received, not yet consumed by the state
-  size_t offset_ = 0; // bytes of the completion before buf_, for error messages
+  std::string tail_;  // the last bytes written to reasoning or content, see step_text
+  size_t fed_ = 0;    // bytes of completion received, for error messages
   ParsedMessage message_;
   StreamDelta delta_;  // being built by the current feed/finish
   std::vector<std::string> param_names_;  // of the open call, to refuse duplicates
