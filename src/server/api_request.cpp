@@ -12,7 +12,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 [[noreturn]] void bad(const std::string& param, const std::string& message, const std::string& code = "invalid_value") {
-  throw ApiError{400, message, "invalid_request_error", param, code};
+  throw ApiError(400, message, "invalid_request_error", param, code);
 }
 
 json parse_body(const std::string& body) {

@@ -14,10 +14,11 @@
 namespace dsv4 {
 
 struct ApiError {
-  int status = 400;
-  std::string message;
-  std::string type = "invalid_request_error";
-  std::string param, code;
+  ApiError(int status, std::string message, std::string type = "invalid_request_error", std::string param = "",
+           std::string code = "")
+      : status(status), message(std::move(message)), type(std::move(type)), param(std::move(param)), code(std::move(code)) {}
+  int status;
+  std::string message, type, param, code;
   nlohmann::ordered_json body() const;
 };
 

@@ -110,9 +110,9 @@ struct OpenAIServer::Impl {
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
     const int max_tokens = c.max_tokens.value_or(opt.default_max_tokens);
     if (static_cast<long long>(prompt.size()) + max_tokens > opt.ctx)
-      throw ApiError{400, "this model's context is " + std::to_string(opt.ctx) + " tokens; the prompt has " +
+      throw ApiError(400, "this model's context is " + std::to_string(opt.ctx) + " tokens; the prompt has " +
                               std::to_string(prompt.size()) + " and max_tokens is " + std::to_string(max_tokens),
-                     "invalid_request_error", "messages", "context_length_exceeded"};
+                     "invalid_request_error", "messages", "context_length_exceeded");
     GenerateRequest g;
     g.prompt = std::move(prompt);
     g.sampling = c.sampling;
@@ -126,9 +126,9 @@ struct OpenAIServer::Impl {
     try {
       return scheduler.submit(std::move(g));
     } catch (const Busy& b) {
-      throw ApiError{503, b.what(), "server_error", "", "server_busy"};
+      throw ApiError(503, b.what(), "server_error", "", "server_busy");
     } catch (const Error& e) {
-      throw ApiError{400, e.what()};
+      throw ApiError(400, e.what());
     }
   }
 
@@ -137,7 +137,7 @@ struct OpenAIServer::Impl {
     while (true) {
       auto ev = job.next(1000ms);
       if (!ev || ev->kind == JobEvent::delta) continue;
-      if (ev->kind == JobEvent::error) throw ApiError{500, ev->text, "server_error"};
+      if (ev->kind == JobEvent::error) throw ApiError(500, ev->text, "server_error");
       return ev->result;
     }
   }
@@ -151,7 +151,7 @@ struct OpenAIServer::Impl {
     try {
       prompt = chat_prompt_tokens(engine, c.messages, c.tools, c.mode);
     } catch (const Error& e) {
-      throw ApiError{400, std::string("messages: ") + e.what(), "invalid_request_error", "messages"};
+      throw ApiError(400, std::string("messages: ") + e.what(), "invalid_request_error", "messages");
     }
     auto job = submit(make_request(c, std::move(prompt)));
     const std::string id = random_id("chatcmpl-"), model = c.model.empty() ? engine.name() : c.model;
@@ -223,7 +223,7 @@ struct OpenAIServer::Impl {
               continue;
             }
             if (ev->kind == JobEvent::error) {
-              const std::string s = "data: " + dump(ApiError{500, ev->text, "server_error"}.body()) + "\n\n";
+              const std::string s = "data: " + dump(ApiError(500, ev->text, "server_error").body()) + "\n\n";
               sink.write(s.data(), s.size());
               return close(true);
             }
@@ -264,7 +264,7 @@ struct OpenAIServer::Impl {
     try {
       prompt = engine.tokenizer().encode(c.prompt);
     } catch (const Error& e) {
-      throw ApiError{400, std::string("prompt: ") + e.what(), "invalid_request_error", "prompt"};
+      throw ApiError(400, std::string("prompt: ") + e.what(), "invalid_request_error", "prompt");
     }
     if (engine.bos_id() >= 0 && (prompt.empty() || prompt[0] != engine.bos_id())) prompt.insert(prompt.begin(), engine.bos_id());
     CommonRequest common = c;
@@ -307,7 +307,7 @@ struct OpenAIServer::Impl {
               }
               continue;
             }
-            if (ev->kind == JobEvent::error) send(ApiError{500, ev->text, "server_error"}.body());
+            if (ev->kind == JobEvent::error) send(ApiError(500, ev->text, "server_error").body());
             else {
               json j = body("", finish_name(ev->result, false));
               if (include_usage) j["usage"] = usage_json(ev->result);
@@ -330,7 +330,7 @@ struct OpenAIServer::Impl {
       } catch (const ApiError& e) {
         send_error(res, e);
       } catch (const std::exception& e) {
-        send_error(res, ApiError{500, e.what(), "server_error"});
+        send_error(res, ApiError(500, e.what(), "server_error"));
       }
     };
   }
@@ -351,7 +351,7 @@ struct OpenAIServer::Impl {
     http.Post("/v1/completions", guard(&Impl::completions));
     http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
-      ApiError e{res.status, "no route " + req.method + " " + req.path, "invalid_request_error", "", "not_found"};
+      ApiError e(res.status, "no route " + req.method + " " + req.path, "invalid_request_error", "", "not_found");
       if (res.status != 404) e.message = "HTTP " + std::to_string(res.status);
       send_error(res, e);
     });
@@ -363,7 +363,7 @@ struct OpenAIServer::Impl {
         what = e.what();
       } catch (...) {
       }
-      send_error(res, ApiError{500, what, "server_error"});
+      send_error(res, ApiError(500, what, "server_error"));
     });
   }
 };
