@@ -102,3 +102,77 @@ TEST(Cli, InfoOfCheckpoint) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// A synthetic model written by `dsv4 synth` once for the run / chat tests.
+const std::string& synth_model() {
+  static test::TempDir dir;
+  static const std::string path = [] {
+    const auto r = test::run_command(test::dsv4_binary() + " synth --preset tiny --seed 5 -o " + dir.file("m"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    return dir.file("m");
+  }();
+  return path;
+}
+
+TEST(Cli, RunIsReproducibleWithASeed) {
+  // Only stdout (the answer): stderr carries timings.
+  const std::string cmd = "(" + test::dsv4_binary() + " run -m " + synth_model() + " -p 'Hello there' -n 12 --seed 4 2>/dev/null)";
+  const auto a = test::run_command(cmd), b = test::run_command(cmd);
+  ASSERT_EQ(a.status, 0) << a.output;
+  EXPECT_EQ(a.output, b.output);
+  EXPECT_FALSE(a.output.empty());
+  const auto c = test::run_command("(" + test::dsv4_binary() + " run -m " + synth_model() + " -p 'Hello there' -n 12 --seed 5 2>/dev/null)");
+  EXPECT_NE(a.output, c.output);
+  const auto stats = test::run_command("(" + test::dsv4_binary() + " run -m " + synth_model() + " -p hi -n 3 >/dev/null)");
+  EXPECT_NE(stats.output.find("tok/s"), std::string::npos) << stats.output;
+}
+
+TEST(Cli, RunInputFileAnswersEachPrompt) {
+  test::TempDir d;
+  test::write_file(d.file("p.txt"), "first prompt\nstill the first\n\n\nsecond prompt\n");
+  const auto r = test::run_command("(" + test::dsv4_binary() + " run -m " + synth_model() + " --input-file " +
+                                   d.file("p.txt") + " -n 4 --reasoning high 2>/dev/null)");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("### prompt 1: first prompt\nstill the first"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("### prompt 2: second prompt"), std::string::npos) << r.output;
+  test::write_file(d.file("empty.txt"), "\n\n");
+  const auto e = test::run_command(test::dsv4_binary() + " run -m " + synth_model() + " --input-file " + d.file("empty.txt"));
+  EXPECT_EQ(e.status, 1);
+  EXPECT_NE(e.output.find("no prompts"), std::string::npos) << e.output;
+}
+
+TEST(Cli, ChatCommands) {
+  test::TempDir d;
+  test::write_file(d.file("in.txt"), "hello\n/think\nmore\n/max\n/nothink\n/clear\n/bogus\nbye\n/exit\nnever read\n");
+  const auto r = test::run_command(test::dsv4_binary() + " chat -m " + synth_model() + " -n 3 --seed 1 < " + d.file("in.txt"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* want : {"(think high)", "(think max)", "warning: think max", "(non-think)", "(conversation cleared)",
+                           "unknown command /bogus"})
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+  // Turn 2 continues turn 1's conversation: its prompt starts with what was fed, so the cache
+  // is reused (in the same reasoning mode).
+  test::write_file(d.file("two.txt"), "hello\nagain\n");
+  const auto two = test::run_command(test::dsv4_binary() + " chat -m " + synth_model() + " -n 3 --temperature 0 < " + d.file("two.txt"));
+  EXPECT_NE(two.output.find("cached)"), std::string::npos) << two.output;
+}
+
+TEST(Cli, RunBadInput) {
+  for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"run -m " + synth_model() + " -p hi --reasoning sideways", "reasoning mode 'sideways'"},
+           {"run -m " + synth_model() + " -p hi --temperature -1", "temperature"},
+           {"run -m " + synth_model() + " -p hi -n 100 --ctx 20", "exceeds --ctx"},
+           {"run -m " + synth_model(), "exactly one of -p"},
+           {"run -m " + test::golden_dir("tiny") + " -p hi", "tokenizer.json"},
+           {"synth -o /tmp/x --preset huge", "unknown preset 'huge'"},
+           {"serve -m " + synth_model() + " --port 70000", "--port"}}) {
+    const auto r = test::run_command(test::dsv4_binary() + " " + args + " < /dev/null");
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(fragment), std::string::npos) << args << "\n" << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace dsv4

@@ -224,6 +224,11 @@ test('a client that disconnects cancels its generation', async () => {
 
 test('load: 16 concurrent clients x 20 requests, all answered or cleanly refused', async () => {
   const clients = 16, perClient = 20;
+  // Requests answered alone first: under load they must give the same text (no mixing).
+  const probe = (k) => client.chat.completions.create({ model: 'model', messages: user(`probe ${k}`), max_tokens: 8, seed: 77 + k });
+  const alone = [];
+  for (let k = 0; k < 3; ++k) alone.push((await probe(k)).choices[0].message.content);
+  const underLoad = [];
   const ttft = [];
   let ok = 0, refused = 0;
   const t0 = performance.now();
@@ -247,6 +252,7 @@ test('load: 16 concurrent clients x 20 requests, all answered or cleanly refused
       }
     }
   }));
+  for (let k = 0; k < 3; ++k) underLoad.push(probe(k));
   const seconds = (performance.now() - t0) / 1000;
   assert.equal(ok + refused, clients * perClient);
   assert.ok(ok > 0);
@@ -256,7 +262,33 @@ test('load: 16 concurrent clients x 20 requests, all answered or cleanly refused
     requests_per_s: +(ok / seconds).toFixed(1), ttft_ms_p50: +q(0.5), ttft_ms_p95: +q(0.95) };
   console.log('load test:', JSON.stringify(report));
   if (process.env.DSV4_LOAD_REPORT) writeFileSync(process.env.DSV4_LOAD_REPORT, JSON.stringify(report, null, 2) + '\n');
+  assert.deepEqual((await Promise.all(underLoad)).map((r) => r.choices[0].message.content), alone);
   const h = await health();
   assert.equal(h.status, 'ok');
   assert.equal(h.active, 0);
+});
+
+test('a full queue refuses with 503 in OpenAI shape', async () => {
+  const small = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--parallel', '1', '--queue', '1'],
+                      { stdio: ['ignore', 'ignore', 'pipe'] });
+  const smallPort = await new Promise((resolve, reject) => {
+    let err = '';
+    small.stderr.on('data', (d) => { err += d; const m = err.match(/:(\d+) \(parallel/); if (m) resolve(Number(m[1])); });
+    small.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+  try {
+    const c = new OpenAI({ baseURL: `http://127.0.0.1:${smallPort}/v1`, apiKey: 'x', maxRetries: 0 });
+    const results = await Promise.allSettled(Array.from({ length: 6 }, (_, k) =>
+      c.chat.completions.create({ model: 'model', messages: user(`r${k}`), max_tokens: 64 })));
+    const refused = results.filter((r) => r.status === 'rejected');
+    assert.ok(results.some((r) => r.status === 'fulfilled'));
+    assert.ok(refused.length >= 1, 'some requests are refused');
+    for (const r of refused) {
+      assert.equal(r.reason.status, 503);
+      assert.equal(r.reason.error.code, 'server_busy');
+    }
+    assert.equal((await (await fetch(`http://127.0.0.1:${smallPort}/health`)).json()).status, 'ok');
+  } finally {
+    small.kill('SIGTERM');
+  }
 });
