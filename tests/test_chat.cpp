@@ -8,6 +8,8 @@
 // Metric everywhere: exact equality of strings and fields; there is no tolerance.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
