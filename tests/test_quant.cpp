@@ -149,6 +149,92 @@ TEST(Linear, MatchesPlainDotOfDequantizedValues) {
     }
 }
 
+// Float weights for the bf16 / f32 formats.
+TestLinear make_float_linear(WeightFormat fmt, int out, int in, std::mt19937& rng) {
+  TestLinear t;
+  t.lin.format = fmt;
+  t.lin.out = out;
+  t.lin.in = in;
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  t.w.resize(size_t(out) * in * (fmt == WeightFormat::bf16 ? 2 : 4));
+  for (size_t i = 0; i < size_t(out) * in; ++i) {
+    const float v = nd(rng);
+    if (fmt == WeightFormat::bf16) {
+      const uint16_t b = static_cast<uint16_t>(f32_to_bits(v) >> 16);
+      std::memcpy(t.w.data() + 2 * i, &b, 2);
+    } else {
+      std::memcpy(t.w.data() + 4 * i, &v, 4);
+    }
+  }
+  t.lin.weight = t.w.data();
+  return t;
+}
+
+TEST(Linear, Avx2PathMatchesScalarReference) {
+  if (linear_path() != LinearPath::avx2) GTEST_SKIP() << "this CPU has no AVX2 + FMA + F16C";
+  std::mt19937 rng(8);
+  std::vector<TestLinear> cases;
+  for (bool sf32 : {false, true}) {
+    cases.push_back(make_linear(WeightFormat::fp8, 200, 384, sf32, rng));
+    cases.push_back(make_linear(WeightFormat::fp4, 200, 384, sf32, rng));
+  }
+  cases.push_back(make_float_linear(WeightFormat::bf16, 67, 208, rng));
+  cases.push_back(make_float_linear(WeightFormat::f32, 67, 208, rng));
+  for (const auto& t : cases)
+    for (int n : {1, 3, 70}) {
+      std::vector<float> x(size_t(n) * t.lin.in);
+      std::normal_distribution<float> nd;
+      for (float& v : x) v = nd(rng) * 3;
+      for (bool q : {false, true}) {
+        std::vector<float> fast(size_t(n) * t.lin.out), ref(fast.size());
+        linear_with(LinearPath::avx2, t.lin, x, n, fast, q);
+        linear_with(LinearPath::scalar, t.lin, x, n, ref, q);
+        // Metric: |fast - ref| / sum_k |x_k w_k| per output (summation order differs only).
+        double worst = 0;
+        std::vector<float> wrow(t.lin.in), xq = x;
+        const bool quantized = t.lin.format == WeightFormat::fp8 || t.lin.format == WeightFormat::fp4;
+        if (q && quantized)
+          for (int r = 0; r < n; ++r) fp8_roundtrip(std::span<float>(xq).subspan(size_t(r) * t.lin.in, t.lin.in), 128);
+        for (int o = 0; o < t.lin.out; ++o) {
+          t.lin.dequant_row(o, wrow.data());
+          for (int r = 0; r < n; ++r) {
+            double mag = 0;
+            for (int k = 0; k < t.lin.in; ++k) mag += std::fabs(double(xq[size_t(r) * t.lin.in + k]) * wrow[k]);
+            worst = std::max(worst, std::fabs(double(fast[size_t(r) * t.lin.out + o]) - ref[size_t(r) * t.lin.out + o]) / (mag + 1e-30));
+          }
+        }
+        EXPECT_LE(worst, 1e-6) << "format " << int(t.lin.format) << " n " << n << " quantized input " << q;
+      }
+    }
+}
+
+TEST(Linear, Avx2RowsAreIndependentOfBatchAndThreads) {
+  if (linear_path() != LinearPath::avx2) GTEST_SKIP() << "this CPU has no AVX2 + FMA + F16C";
+  std::mt19937 rng(12);
+  for (WeightFormat fmt : {WeightFormat::fp8, WeightFormat::fp4}) {
+    TestLinear t = make_linear(fmt, 130, 256, false, rng);
+    const int n = 75;  // more than one token tile
+    std::vector<float> x(size_t(n) * 256);
+    std::normal_distribution<float> nd;
+    for (float& v : x) v = nd(rng);
+    std::vector<float> all(size_t(n) * 130);
+    set_num_threads(2);
+    linear_with(LinearPath::avx2, t.lin, x, n, all, true);
+    set_num_threads(1);
+    for (int r : {0, 1, 63, 64, 74}) {
+      std::vector<float> one(130);
+      linear_with(LinearPath::avx2, t.lin, std::span<const float>(x).subspan(size_t(r) * 256, 256), 1, one, true);
+      EXPECT_EQ(test::max_abs_err(one, std::span<const float>(all).subspan(size_t(r) * 130, 130)).err, 0.0) << "row " << r;
+    }
+    // A slice of output rows equals the same rows of the full product.
+    std::vector<float> part(size_t(n) * 7);
+    linear_with(LinearPath::avx2, t.lin, x, n, part, true, 61, 7);
+    for (int r = 0; r < n; ++r)
+      for (int o = 0; o < 7; ++o) EXPECT_EQ(part[size_t(r) * 7 + o], all[size_t(r) * 130 + 61 + o]);
+    set_num_threads(0);
+  }
+}
+
 TEST(Linear, RowsAreIndependentOfBatchAndThreads) {
   std::mt19937 rng(4);
   TestLinear t = make_linear(WeightFormat::fp4, 256, 384, false, rng);

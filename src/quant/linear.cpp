@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "quant/act_quant.h"
 #include "quant/formats.h"
+#include "quant/linear_kernels.h"
 
 namespace dsv4 {
 
@@ -75,8 +76,18 @@ void Linear::dequant_row(int row, float* dst) const {
     for (int k = 0; k < in; ++k) dst[k] *= scale_at(row, k);
 }
 
+LinearPath linear_path() {
+  static const LinearPath p = linear_avx2_supported() ? LinearPath::avx2 : LinearPath::scalar;
+  return p;
+}
+
 void linear(const Linear& w, std::span<const float> x, int n, std::span<float> y,
             bool quantize_input, int row_begin, int rows) {
+  linear_with(linear_path(), w, x, n, y, quantize_input, row_begin, rows);
+}
+
+void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int n, std::span<float> y,
+                 bool quantize_input, int row_begin, int rows) {
   if (rows < 0) rows = w.out - row_begin;
   DSV4_CHECK(row_begin >= 0 && row_begin + rows <= w.out, "linear: rows out of range");
   DSV4_CHECK(x.size() == static_cast<size_t>(n) * w.in && y.size() == static_cast<size_t>(n) * rows,
@@ -96,6 +107,10 @@ void linear(const Linear& w, std::span<const float> x, int n, std::span<float> y
                    std::span<float>(sa).subspan(static_cast<size_t>(t) * n_act_blocks, n_act_blocks));
   }
 
+  if (path == LinearPath::avx2 && linear_avx2_handles(w)) {
+    linear_avx2(w, xq.data(), sa.data(), n_act_blocks, quantized && quantize_input, n, row_begin, rows, y.data());
+    return;
+  }
   pool().parallel_for(static_cast<size_t>(rows), [&](size_t r0, size_t r1) {
     std::vector<float> wrow(in);
     std::vector<float> sb(in / 32 + 1);

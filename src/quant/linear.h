@@ -33,7 +33,15 @@ struct Linear {
 };
 
 // y[n, rows] = x[n, in] . W[row_begin : row_begin + rows]^T ; rows = -1 means all.
+// Runs the fastest path this CPU has (the same one for the whole process).
 void linear(const Linear& w, std::span<const float> x, int n, std::span<float> y,
             bool quantize_input, int row_begin = 0, int rows = -1);
+
+// The paths: scalar is the plain reference; avx2 (AVX2 + FMA + F16C) the production path on
+// machines that have it. Tests and benchmarks call a path explicitly.
+enum class LinearPath { scalar, avx2 };
+LinearPath linear_path();
+void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int n, std::span<float> y,
+                 bool quantize_input, int row_begin = 0, int rows = -1);
 
 }  // namespace dsv4

@@ -1,0 +1,188 @@
+// The AVX2 + FMA + F16C body of linear(): the production path on x86-64 machines that have
+// them (chosen once per process at run time; linear.cpp keeps the scalar reference).
+//
+// Work is tiled as 4 output rows x up to 64 tokens x one 128-wide block of the input: the
+// block of 4 weight rows is decoded once into floats in L1 and used for every token of the
+// tile. Each (row, token) dot product has ONE fixed arithmetic order whatever the tile sizes,
+// the thread count or the other rows in the call: per 32-wide (fp4) or 128-wide (fp8, float)
+// block, two 8-lane FMA chains over alternate vectors, summed lane by lane and then across
+// lanes in a fixed tree, then scaled and added to the row's accumulator in block order. So a
+// token gives the same bits in a prefill, a decode step or any batch.
+//
+// Decoding: e4m3 bytes become f16 bit patterns by shifts and masks ((b & 0x7f) << 7 with the
+// sign moved to bit 15), converted exactly by vcvtph2ps; the f16 value is w / 2^8, so 2^8 is
+// folded into the block scale (a power of two: exact). e2m1 nibbles go through a vpshufb table
+// of 2w (small integers) and are converted from int32; 1/2 is folded into the scale.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "quant/formats.h"
+#include "quant/linear_kernels.h"
+
+namespace dsv4 {
+
+#define DSV4_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace {
+
+constexpr int kRowTile = 4;
+constexpr int kTokenTile = 64;
+
+DSV4_AVX2 inline float hsum(__m256 a, __m256 b) {
+  const __m256 s = _mm256_add_ps(a, b);
+  const __m128 lo = _mm256_castps256_ps128(s), hi = _mm256_extractf128_ps(s, 1);
+  __m128 q = _mm_add_ps(lo, hi);                      // 4 lanes
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));             // 2 lanes
+  q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 0x55));      // 1 lane
+  return _mm_cvtss_f32(q);
+}
+
+// 16 e4m3 bytes -> 16 floats (each w / 2^8).
+DSV4_AVX2 inline void decode_e4m3_16(const uint8_t* p, float* dst) {
+  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i mag = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7);
+  const __m256i sign = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8);
+  const __m256i h = _mm256_or_si256(mag, sign);
+  _mm256_storeu_ps(dst, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+  _mm256_storeu_ps(dst + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+}
+
+// 16 bytes of packed e2m1 (32 values, low nibble first) -> 32 floats (each 2w).
+DSV4_AVX2 inline void decode_e2m1_32(const uint8_t* p, float* dst) {
+  const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0F)));
+  const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
+  const __m128i v0 = _mm_unpacklo_epi8(lo, hi), v1 = _mm_unpackhi_epi8(lo, hi);  // values 0..15, 16..31
+  _mm256_storeu_ps(dst, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0)));
+  _mm256_storeu_ps(dst + 8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8))));
+  _mm256_storeu_ps(dst + 16, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1)));
+  _mm256_storeu_ps(dst + 24, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8))));
+}
+
+DSV4_AVX2 inline void decode_bf16_16(const uint8_t* p, float* dst) {
+  const __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  _mm256_storeu_ps(dst, _mm256_castsi256_ps(_mm256_slli_epi32(b, 16)));
+  const __m256i c = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
+  _mm256_storeu_ps(dst + 8, _mm256_castsi256_ps(_mm256_slli_epi32(c, 16)));
+}
+
+// Dot products of one input span with 4 weight spans (len a multiple of 16): the canonical
+// two-chain order, for 4 rows at once (x is loaded once for all of them).
+DSV4_AVX2 inline void dot4(const float* x, const float* w0, const float* w1, const float* w2, const float* w3,
+                           int len, float out[4]) {
+  __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+  for (int k = 0; k < len; k += 16) {
+    const __m256 xa = _mm256_loadu_ps(x + k), xb = _mm256_loadu_ps(x + k + 8);
+    a0 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w0 + k), a0);
+    b0 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w0 + k + 8), b0);
+    a1 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w1 + k), a1);
+    b1 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w1 + k + 8), b1);
+    a2 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w2 + k), a2);
+    b2 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w2 + k + 8), b2);
+    a3 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w3 + k), a3);
+    b3 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w3 + k + 8), b3);
+  }
+  out[0] = hsum(a0, b0);
+  out[1] = hsum(a1, b1);
+  out[2] = hsum(a2, b2);
+  out[3] = hsum(a3, b3);
+}
+
+float read_scale(const Linear& w, int row, int col) { return w.scale_at(row, col); }
+
+// One tile: rows [r0, r0 + 4) (rows past `rows` are padding and dropped), tokens [t0, t1).
+// acc: [4][kTokenTile] accumulators.
+DSV4_AVX2 void tile(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input,
+                    int row_begin, int rows, int r0, int t0, int t1, float* y) {
+  const int in = w.in;
+  alignas(32) float wbuf[kRowTile][128];
+  float acc[kRowTile][kTokenTile] = {};
+  const int nr = std::min(kRowTile, rows - r0);
+  const bool fp4 = w.format == WeightFormat::fp4, fp8 = w.format == WeightFormat::fp8;
+  for (int k0 = 0; k0 < in; k0 += 128) {
+    const int len = std::min(128, in - k0);  // float weights may end in a partial block (len % 16 == 0)
+    float sb[kRowTile][4];                      // fp8: one scale; fp4: four
+    for (int r = 0; r < kRowTile; ++r) {
+      const int row = row_begin + std::min(r0 + r, rows - 1);
+      switch (w.format) {
+        case WeightFormat::fp8: {
+          const uint8_t* p = w.weight + static_cast<size_t>(row) * in + k0;
+          for (int k = 0; k < 128; k += 16) decode_e4m3_16(p + k, wbuf[r] + k);
+          sb[r][0] = read_scale(w, row, k0) * 256.0f;
+          break;
+        }
+        case WeightFormat::fp4: {
+          const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
+          for (int k = 0; k < 128; k += 32) decode_e2m1_32(p + k / 2, wbuf[r] + k);
+          for (int s = 0; s < 4; ++s) sb[r][s] = read_scale(w, row, k0 + 32 * s) * 0.5f;
+          break;
+        }
+        case WeightFormat::bf16: {
+          const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) * 2;
+          for (int k = 0; k < len; k += 16) decode_bf16_16(p + 2 * k, wbuf[r] + k);
+          break;
+        }
+        case WeightFormat::f32:
+          std::memcpy(wbuf[r], w.weight + (static_cast<size_t>(row) * in + k0) * 4, len * 4);
+          break;
+      }
+    }
+    for (int t = t0; t < t1; ++t) {
+      const float* xt = xq + static_cast<size_t>(t) * in + k0;
+      float* at = nullptr;
+      (void)at;
+      if (fp4) {
+        const float s_act = quantize_input ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
+        for (int s = 0; s < 4; ++s) {
+          float part[4];
+          dot4(xt + 32 * s, wbuf[0] + 32 * s, wbuf[1] + 32 * s, wbuf[2] + 32 * s, wbuf[3] + 32 * s, 32, part);
+          for (int r = 0; r < kRowTile; ++r) acc[r][t - t0] += (part[r] * s_act) * sb[r][s];
+        }
+      } else {
+        float part[4];
+        dot4(xt, wbuf[0], wbuf[1], wbuf[2], wbuf[3], len, part);
+        if (fp8) {
+          const float s_act = quantize_input ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
+          for (int r = 0; r < kRowTile; ++r) acc[r][t - t0] += part[r] * (s_act * sb[r][0]);
+        } else {
+          for (int r = 0; r < kRowTile; ++r) acc[r][t - t0] += part[r];
+        }
+      }
+    }
+  }
+  for (int r = 0; r < nr; ++r)
+    for (int t = t0; t < t1; ++t) y[static_cast<size_t>(t) * rows + r0 + r] = acc[r][t - t0];
+}
+
+}  // namespace
+
+bool linear_avx2_supported() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+bool linear_avx2_handles(const Linear& w) {
+  // fp8 / fp4 rows are whole 128-blocks (the config guarantees it for every quantized layer);
+  // float rows need a multiple of 16.
+  if (w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4) return w.in % 128 == 0;
+  return w.in % 16 == 0;
+}
+
+void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input, int n,
+                 int row_begin, int rows, float* y) {
+  const size_t n_row_tiles = (rows + kRowTile - 1) / kRowTile;
+  const size_t n_token_tiles = (n + kTokenTile - 1) / kTokenTile;
+  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      const int r0 = static_cast<int>(i / n_token_tiles) * kRowTile;
+      const int t0 = static_cast<int>(i % n_token_tiles) * kTokenTile;
+      tile(w, xq, sa, n_act_blocks, quantize_input, row_begin, rows, r0, t0, std::min(n, t0 + kTokenTile), y);
+    }
+  });
+}
+
+}  // namespace dsv4

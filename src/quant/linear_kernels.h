@@ -1,0 +1,15 @@
+// The fast bodies of linear() and how linear.cpp chooses among them (internal to src/quant).
+#pragma once
+
+#include "quant/linear.h"
+
+namespace dsv4 {
+
+bool linear_avx2_supported();                 // this CPU has AVX2, FMA and F16C
+bool linear_avx2_handles(const Linear& w);    // the kernel's shape constraints
+// xq: [n, in] input (already quantized to unscaled e4m3 values when quantize_input), sa:
+// [n, n_act_blocks] activation scales, y: [n, rows] for weight rows [row_begin, +rows).
+void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input, int n,
+                 int row_begin, int rows, float* y);
+
+}  // namespace dsv4
