@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,5 +21,12 @@ struct TensorData {
 // Tensors are laid out in the given order; throws Error if a byte count does not match.
 void write_safetensors(const std::string& path, const std::vector<TensorData>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// Streams large files: `tensors` gives names, dtypes and shapes (bytes left empty); fill(i,
+// bytes) produces tensor i's bytes just before they are written, so only one tensor is in
+// memory at a time.
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorData>& tensors,
+                                const std::function<void(size_t, std::vector<uint8_t>&)>& fill,
+                                const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace dsv4

@@ -5,7 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
+#include <cmath>
+#include <cstring>
 
 #include "core/check.h"
 #include "io/safetensors_writer.h"
@@ -17,21 +18,27 @@ namespace dsv4 {
 
 namespace {
 
-std::string config_for(int vocab, int dim, int layers, std::vector<int> ratios, int heads, int experts,
-                       int topk, int inter, int window, int index_topk, const char* expert_dtype) {
+struct Shape {
+  int vocab, dim, layers;
+  std::vector<int> ratios;  // layers + 1 (MTP)
+  int heads, experts, topk, inter, window, index_topk;
+  int q_lora = 128, head_dim = 128, o_groups = 2, o_lora = 128, index_heads = 4;
+};
+
+std::string config_for(const Shape& s) {
   nlohmann::ordered_json c = {
       {"architectures", {"DeepseekV4ForCausalLM"}}, {"model_type", "deepseek_v4"},
-      {"vocab_size", vocab}, {"hidden_size", dim}, {"moe_intermediate_size", inter},
-      {"num_hidden_layers", layers}, {"num_hash_layers", 1}, {"num_nextn_predict_layers", 1},
-      {"num_attention_heads", heads}, {"n_routed_experts", experts}, {"n_shared_experts", 1},
-      {"num_experts_per_tok", topk}, {"scoring_func", "sqrtsoftplus"}, {"routed_scaling_factor", 1.5},
-      {"swiglu_limit", 10.0}, {"q_lora_rank", 128}, {"head_dim", 128}, {"qk_rope_head_dim", 64},
-      {"rms_norm_eps", 1e-6}, {"o_groups", 2}, {"o_lora_rank", 128}, {"sliding_window", window},
-      {"compress_ratios", ratios}, {"compress_rope_theta", 160000.0}, {"rope_theta", 10000.0},
+      {"vocab_size", s.vocab}, {"hidden_size", s.dim}, {"moe_intermediate_size", s.inter},
+      {"num_hidden_layers", s.layers}, {"num_hash_layers", 1}, {"num_nextn_predict_layers", 1},
+      {"num_attention_heads", s.heads}, {"n_routed_experts", s.experts}, {"n_shared_experts", 1},
+      {"num_experts_per_tok", s.topk}, {"scoring_func", "sqrtsoftplus"}, {"routed_scaling_factor", 1.5},
+      {"swiglu_limit", 10.0}, {"q_lora_rank", s.q_lora}, {"head_dim", s.head_dim}, {"qk_rope_head_dim", 64},
+      {"rms_norm_eps", 1e-6}, {"o_groups", s.o_groups}, {"o_lora_rank", s.o_lora}, {"sliding_window", s.window},
+      {"compress_ratios", s.ratios}, {"compress_rope_theta", 160000.0}, {"rope_theta", 10000.0},
       {"rope_scaling", {{"type", "yarn"}, {"factor", 4}, {"original_max_position_embeddings", 1024},
                         {"beta_fast", 32}, {"beta_slow", 1}}},
-      {"index_n_heads", 4}, {"index_head_dim", 128}, {"index_topk", index_topk}, {"hc_mult", 4},
-      {"hc_sinkhorn_iters", 20}, {"hc_eps", 1e-6}, {"expert_dtype", expert_dtype},
+      {"index_n_heads", s.index_heads}, {"index_head_dim", 128}, {"index_topk", s.index_topk}, {"hc_mult", 4},
+      {"hc_sinkhorn_iters", 20}, {"hc_eps", 1e-6}, {"expert_dtype", "fp4"},
       {"bos_token_id", 0}, {"eos_token_id", 1}, {"max_position_embeddings", 65536},
       {"tie_word_embeddings", false}, {"torch_dtype", "bfloat16"},
       {"quantization_config", {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
@@ -52,55 +59,60 @@ std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
   return out;
 }
 
+// splitmix64: fast enough to fill gigabytes; the values only need a sensible spread.
 class Filler {
  public:
-  explicit Filler(uint64_t seed) : rng_(seed) {}
-
+  explicit Filler(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  int uniform(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
+  // Roughly N(0, sigma): the sum of four uniforms (Irwin-Hall), centred and scaled.
+  float normal(float sigma) {
+    const uint64_t r = next();
+    float s = 0;
+    for (int k = 0; k < 4; ++k) s += static_cast<float>((r >> (16 * k)) & 0xFFFF) / 65535.0f;
+    return (s - 2.0f) * 1.7320508f * sigma;
+  }
   std::vector<float> normal(size_t n, float sigma) {
-    std::normal_distribution<float> nd(0.0f, sigma);
     std::vector<float> v(n);
-    for (float& x : v) x = nd(rng_);
+    for (float& x : v) x = normal(sigma);
     return v;
   }
-  int uniform(int n) { return static_cast<int>(rng_() % n); }
 
  private:
-  std::mt19937_64 rng_;
+  uint64_t state_;
 };
 
-// FP8 e4m3 with one ue8m0 scale per 128x128 block.
-void quantize_fp8(const std::vector<float>& w, long long out, long long in, TensorData& wt, TensorData& st) {
-  const long long bo = (out + 127) / 128, bi = (in + 127) / 128;
-  wt.bytes.resize(out * in);
-  st.bytes.resize(bo * bi);
-  for (long long r = 0; r < bo; ++r)
-    for (long long c = 0; c < bi; ++c) {
-      float amax = 0;
-      for (long long i = r * 128; i < std::min(out, r * 128 + 128); ++i)
-        for (long long k = c * 128; k < std::min(in, c * 128 + 128); ++k) amax = std::max(amax, std::fabs(w[i * in + k]));
-      const float s = pow2_ceil(std::max(amax, 1e-30f) / 448.0f);
-      st.bytes[r * bi + c] = static_cast<uint8_t>((f32_to_bits(s) >> 23) & 0xFF);
-      for (long long i = r * 128; i < std::min(out, r * 128 + 128); ++i)
-        for (long long k = c * 128; k < std::min(in, c * 128 + 128); ++k)
-          wt.bytes[i * in + k] = encode_e4m3(round_e4m3(std::clamp(w[i * in + k] / s, -448.0f, 448.0f)));
+uint8_t ue8m0_of(int exponent) { return static_cast<uint8_t>(exponent + 127); }
+
+// e4m3 codes with exponents 4..8 (|v| in [1/8, 3.75]) and random sign and mantissa; with a
+// block scale of 2^-(round(log2 sqrt(in)) + 1) the weights spread like N(0, 1/in).
+void random_fp8(Filler& f, long long out, long long in, std::vector<uint8_t>& w, std::vector<uint8_t>& s) {
+  w.resize(static_cast<size_t>(out * in));
+  for (size_t i = 0; i < w.size(); i += 8) {
+    uint64_t r = f.next();
+    for (size_t k = i; k < std::min(w.size(), i + 8); ++k, r >>= 8) {
+      const uint8_t b = static_cast<uint8_t>(r);
+      w[k] = static_cast<uint8_t>((b & 0x87) | ((4 + (b >> 3) % 5) << 3));
     }
+  }
+  const int e = -static_cast<int>(std::lround(0.5 * std::log2(static_cast<double>(in)))) - 1;
+  s.assign(static_cast<size_t>(((out + 127) / 128) * ((in + 127) / 128)), ue8m0_of(e));
 }
 
-// FP4 e2m1, two per byte (low nibble = even index), one ue8m0 scale per 1x32.
-void quantize_fp4(const std::vector<float>& w, long long out, long long in, TensorData& wt, TensorData& st) {
-  wt.bytes.assign(out * in / 2, 0);
-  st.bytes.resize(out * (in / 32));
-  for (long long i = 0; i < out; ++i)
-    for (long long b = 0; b < in / 32; ++b) {
-      float amax = 0;
-      for (long long k = b * 32; k < b * 32 + 32; ++k) amax = std::max(amax, std::fabs(w[i * in + k]));
-      const float s = pow2_ceil(std::max(amax, 1e-30f) / 6.0f);
-      st.bytes[i * (in / 32) + b] = static_cast<uint8_t>((f32_to_bits(s) >> 23) & 0xFF);
-      for (long long k = b * 32; k < b * 32 + 32; ++k) {
-        const uint8_t q = encode_e2m1(round_e2m1(std::clamp(w[i * in + k] / s, -6.0f, 6.0f)));
-        wt.bytes[(i * in + k) / 2] |= static_cast<uint8_t>(k % 2 ? q << 4 : q);
-      }
-    }
+// Random e2m1 nibbles (|v| <= 6) with a per-32 scale of 2^-(round(log2 sqrt(in)) + 2).
+void random_fp4(Filler& f, long long out, long long in, std::vector<uint8_t>& w, std::vector<uint8_t>& s) {
+  w.resize(static_cast<size_t>(out * in / 2));
+  for (size_t i = 0; i < w.size(); i += 8) {
+    uint64_t r = f.next();
+    std::memcpy(w.data() + i, &r, std::min<size_t>(8, w.size() - i));
+  }
+  const int e = -static_cast<int>(std::lround(0.5 * std::log2(static_cast<double>(in)))) - 2;
+  s.assign(static_cast<size_t>(out * (in / 32)), ue8m0_of(e));
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -155,11 +167,17 @@ std::string byte_level_tokenizer_json() {
 
 const std::vector<SynthPreset>& synth_presets() {
   const int vocab = static_cast<int>(v4_special_tokens().size()) + 256;
+  Shape flash{vocab, 4096, 6, {4, 128, 4, 128, 4, 128, 0}, 64, 32, 6, 2048, 128, 512};
+  flash.q_lora = 1024, flash.head_dim = 512, flash.o_groups = 8, flash.o_lora = 1024, flash.index_heads = 64;
   static const std::vector<SynthPreset> p = {
       {"tiny", "4 layers (SWA, CSA, HCA, CSA) + MTP, dim 128, 8 FP4 experts: runs anywhere in a blink",
-       config_for(vocab, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8, "fp4")},
-      {"small", "8 layers, dim 512, 16 FP4 experts (top 4): a few hundred MB, for CLI and server load",
-       config_for(vocab, 512, 8, {0, 0, 4, 128, 4, 128, 4, 128, 0}, 8, 16, 4, 512, 128, 64, "fp4")},
+       config_for({vocab, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8})},
+      {"small", "8 layers, dim 512, 16 FP4 experts (top 4): about 80 MB, for CLI and server load",
+       config_for({vocab, 512, 8, {0, 0, 4, 128, 4, 128, 4, 128, 0}, 8, 16, 4, 512, 128, 64})},
+      {"flash-6l", "V4-Flash shapes (dim 4096, 64 heads x 512, q_lora 1024, 8 output groups, FP4 experts of "
+                   "2048, top 6, 64 index heads) with 6 layers (CSA / HCA) and 32 experts: about 3.5 GB, "
+                   "for memory-bandwidth benchmarks",
+       config_for(flash)},
   };
   return p;
 }
@@ -179,53 +197,73 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
   const ModelConfig cfg = parse_config(preset.config_json, "preset " + preset.name);
   fs::create_directories(dir);
   const std::vector<TensorSpec> specs = expected_tensors(cfg);
+  std::vector<TensorData> meta;
+  long long total = 0;
+  for (const TensorSpec& s : specs) {
+    DType d = DType::BF16;
+    switch (s.kind) {
+      case SpecKind::fp8_weight: d = DType::F8_E4M3; break;
+      case SpecKind::fp4_weight: d = DType::I8; break;
+      case SpecKind::scale: d = DType::F8_E8M0; break;
+      case SpecKind::index: d = DType::I32; break;
+      case SpecKind::floats: {
+        const bool f32 = s.name.find("hc_") != std::string::npos || ends_with(s.name, ".ape") ||
+                         ends_with(s.name, "attn_sink") || ends_with(s.name, "gate.bias");
+        d = f32 ? DType::F32 : DType::BF16;
+        break;
+      }
+    }
+    meta.push_back({s.name, d, s.shape, {}});
+    total += s.numel();
+  }
   Filler fill(seed);
-  std::vector<TensorData> out;
-  for (size_t i = 0; i < specs.size(); ++i) {
+  std::vector<uint8_t> pending_scale;  // a weight's scale, generated with it, written next
+  long long done = 0;
+  auto generate = [&](size_t i, std::vector<uint8_t>& bytes) {
     const TensorSpec& s = specs[i];
-    if (progress) progress(static_cast<double>(i) / specs.size());
-    if (s.kind == SpecKind::scale) continue;  // written with its weight
-    if (s.kind == SpecKind::fp8_weight || s.kind == SpecKind::fp4_weight) {
-      const bool fp4 = s.kind == SpecKind::fp4_weight;
-      const long long o = s.shape[0], in = fp4 ? s.shape[1] * 2 : s.shape[1];
-      const std::vector<float> w = fill.normal(static_cast<size_t>(o * in), 1.0f / std::sqrt(static_cast<float>(in)));
-      const std::string base = s.name.substr(0, s.name.size() - std::string(".weight").size());
-      TensorData wt{s.name, fp4 ? DType::I8 : DType::F8_E4M3, s.shape, {}};
-      TensorData st{base + ".scale", DType::F8_E8M0, specs[i + 1].shape, {}};
-      (fp4 ? quantize_fp4 : quantize_fp8)(w, o, in, wt, st);
-      out.push_back(std::move(wt));
-      out.push_back(std::move(st));
-      continue;
+    done += s.numel();
+    if (progress) progress(static_cast<double>(done) / static_cast<double>(total));
+    switch (s.kind) {
+      case SpecKind::fp8_weight:
+        random_fp8(fill, s.shape[0], s.shape[1], bytes, pending_scale);
+        return;
+      case SpecKind::fp4_weight:
+        random_fp4(fill, s.shape[0], s.shape[1] * 2, bytes, pending_scale);
+        return;
+      case SpecKind::scale:
+        bytes = std::move(pending_scale);
+        return;
+      case SpecKind::index: {  // tid2eid: distinct experts per token
+        std::vector<int32_t> v(static_cast<size_t>(s.numel()));
+        const int k = static_cast<int>(s.shape[1]);
+        for (long long t = 0; t < s.shape[0]; ++t) {
+          const int first = fill.uniform(cfg.n_routed_experts);
+          for (int j = 0; j < k; ++j) v[t * k + j] = (first + j) % cfg.n_routed_experts;
+        }
+        bytes = as_bytes(v);
+        return;
+      }
+      case SpecKind::floats: break;
     }
-    if (s.kind == SpecKind::index) {  // tid2eid: distinct experts per token
-      std::vector<int32_t> v(static_cast<size_t>(s.numel()));
-      const int k = static_cast<int>(s.shape[1]);
-      for (long long t = 0; t < s.shape[0]; ++t)
-        for (int j = 0; j < k; ++j) v[t * k + j] = (fill.uniform(cfg.n_routed_experts) + j) % cfg.n_routed_experts;
-      out.push_back({s.name, DType::I32, s.shape, as_bytes(v)});
-      continue;
-    }
-    // Float tensors: norms 1, hc / ape / sink / bias small, matrices ~ N(0, 1/in).
+    // Float tensors: norms and hc scales 1, hc bases / ape / sink / bias 0, hc_fn small,
+    // matrices ~ N(0, 1/in), the embedding ~ N(0, 1).
     std::vector<float> v;
     const size_t n = static_cast<size_t>(s.numel());
-    if (ends_with(s.name, "norm.weight")) v.assign(n, 1.0f);
-    else if (ends_with(s.name, "_scale")) v.assign(n, 1.0f);
+    if (ends_with(s.name, "norm.weight") || ends_with(s.name, "_scale")) v.assign(n, 1.0f);
     else if (ends_with(s.name, "_base") || ends_with(s.name, ".ape") || ends_with(s.name, "attn_sink") ||
              ends_with(s.name, "gate.bias")) v.assign(n, 0.0f);
     else if (ends_with(s.name, "_fn")) v = fill.normal(n, 0.01f);
     else if (s.name == "embed.weight") v = fill.normal(n, 1.0f);
     else v = fill.normal(n, 1.0f / std::sqrt(static_cast<float>(s.shape.back())));
-    const bool f32 = s.name.find("hc_") != std::string::npos || ends_with(s.name, ".ape") ||
-                     ends_with(s.name, "attn_sink") || ends_with(s.name, "gate.bias");
-    if (f32) {
-      out.push_back({s.name, DType::F32, s.shape, as_bytes(v)});
+    if (meta[i].dtype == DType::F32) {
+      bytes = as_bytes(v);
     } else {
       std::vector<uint16_t> b(n);
       for (size_t k = 0; k < n; ++k) b[k] = to_bf16(v[k]);
-      out.push_back({s.name, DType::BF16, s.shape, as_bytes(b)});
+      bytes = as_bytes(b);
     }
-  }
-  write_safetensors((fs::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  };
+  write_safetensors_streamed((fs::path(dir) / "model.safetensors").string(), meta, generate, {{"format", "pt"}});
   std::ofstream((fs::path(dir) / "config.json").string()) << preset.config_json << "\n";
   std::ofstream((fs::path(dir) / "tokenizer.json").string()) << byte_level_tokenizer_json() << "\n";
   if (progress) progress(1.0);

@@ -32,15 +32,6 @@ namespace {
 constexpr int kRowTile = 4;
 constexpr int kTokenTile = 64;
 
-DSV4_AVX2 inline float hsum(__m256 a, __m256 b) {
-  const __m256 s = _mm256_add_ps(a, b);
-  const __m128 lo = _mm256_castps256_ps128(s), hi = _mm256_extractf128_ps(s, 1);
-  __m128 q = _mm_add_ps(lo, hi);                      // 4 lanes
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));             // 2 lanes
-  q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 0x55));      // 1 lane
-  return _mm_cvtss_f32(q);
-}
-
 // 16 e4m3 bytes -> 16 floats (each w / 2^8).
 DSV4_AVX2 inline void decode_e4m3_16(const uint8_t* p, float* dst) {
   const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -71,92 +62,100 @@ DSV4_AVX2 inline void decode_bf16_16(const uint8_t* p, float* dst) {
   _mm256_storeu_ps(dst + 8, _mm256_castsi256_ps(_mm256_slli_epi32(c, 16)));
 }
 
-// Dot products of one input span with 4 weight spans (len a multiple of 16): the canonical
-// two-chain order, for 4 rows at once (x is loaded once for all of them).
-DSV4_AVX2 inline void dot4(const float* x, const float* w0, const float* w1, const float* w2, const float* w3,
-                           int len, float out[4]) {
+// Per (row, token) the arithmetic is: for each 128-wide block, two 8-lane FMA chains over its
+// even and odd vectors of x * w' (w' the decoded weights, fp4 already times its 1x32 scale),
+// then total = fma(a + b, block_scale, total); at the end one horizontal sum in a fixed tree.
+// block_scale is sa * sb * 2^8 for fp8, sa for fp4 (sb is in w'), 1 for float weights.
+
+// Decodes 4 rows of one 128-wide block (or the first `len` elements for float weights) into
+// wbuf and their block scales (1 when the scale is inside w').
+DSV4_AVX2 void decode_block(const Linear& w, int row_begin, int rows, int r0, int k0, int len,
+                            float (*wbuf)[128], float* block_scale) {
+  const int in = w.in;
+  for (int r = 0; r < kRowTile; ++r) {
+    const int row = row_begin + std::min(r0 + r, rows - 1);  // rows past the end repeat the last
+    switch (w.format) {
+      case WeightFormat::fp8: {
+        const uint8_t* p = w.weight + static_cast<size_t>(row) * in + k0;
+        for (int k = 0; k < 128; k += 16) decode_e4m3_16(p + k, wbuf[r] + k);
+        block_scale[r] = w.scale_at(row, k0) * 256.0f;
+        break;
+      }
+      case WeightFormat::fp4: {
+        const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
+        for (int k = 0; k < 128; k += 32) {
+          decode_e2m1_32(p + k / 2, wbuf[r] + k);
+          const __m256 sb = _mm256_set1_ps(w.scale_at(row, k0 + k) * 0.5f);
+          for (int j = 0; j < 32; j += 8)
+            _mm256_storeu_ps(wbuf[r] + k + j, _mm256_mul_ps(_mm256_loadu_ps(wbuf[r] + k + j), sb));
+        }
+        block_scale[r] = 1.0f;
+        break;
+      }
+      case WeightFormat::bf16: {
+        const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) * 2;
+        for (int k = 0; k < len; k += 16) decode_bf16_16(p + 2 * k, wbuf[r] + k);
+        block_scale[r] = 1.0f;
+        break;
+      }
+      case WeightFormat::f32:
+        std::memcpy(wbuf[r], w.weight + (static_cast<size_t>(row) * in + k0) * 4, len * 4);
+        block_scale[r] = 1.0f;
+        break;
+    }
+  }
+}
+
+// total[r] = fma(sum of the block's x * w'[r] in two chains, scale[r], total[r]) for 4 rows.
+DSV4_AVX2 inline void block_fma4(const float* x, const float (*wbuf)[128], int len, const float* scale,
+                                 __m256* total) {
   __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
   for (int k = 0; k < len; k += 16) {
     const __m256 xa = _mm256_loadu_ps(x + k), xb = _mm256_loadu_ps(x + k + 8);
-    a0 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w0 + k), a0);
-    b0 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w0 + k + 8), b0);
-    a1 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w1 + k), a1);
-    b1 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w1 + k + 8), b1);
-    a2 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w2 + k), a2);
-    b2 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w2 + k + 8), b2);
-    a3 = _mm256_fmadd_ps(xa, _mm256_loadu_ps(w3 + k), a3);
-    b3 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w3 + k + 8), b3);
+    a0 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[0] + k), a0);
+    b0 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[0] + k + 8), b0);
+    a1 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[1] + k), a1);
+    b1 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[1] + k + 8), b1);
+    a2 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[2] + k), a2);
+    b2 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[2] + k + 8), b2);
+    a3 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[3] + k), a3);
+    b3 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[3] + k + 8), b3);
   }
-  out[0] = hsum(a0, b0);
-  out[1] = hsum(a1, b1);
-  out[2] = hsum(a2, b2);
-  out[3] = hsum(a3, b3);
+  total[0] = _mm256_fmadd_ps(_mm256_add_ps(a0, b0), _mm256_set1_ps(scale[0]), total[0]);
+  total[1] = _mm256_fmadd_ps(_mm256_add_ps(a1, b1), _mm256_set1_ps(scale[1]), total[1]);
+  total[2] = _mm256_fmadd_ps(_mm256_add_ps(a2, b2), _mm256_set1_ps(scale[2]), total[2]);
+  total[3] = _mm256_fmadd_ps(_mm256_add_ps(a3, b3), _mm256_set1_ps(scale[3]), total[3]);
 }
 
-float read_scale(const Linear& w, int row, int col) { return w.scale_at(row, col); }
+DSV4_AVX2 inline float hsum(__m256 s) {
+  const __m128 lo = _mm256_castps256_ps128(s), hi = _mm256_extractf128_ps(s, 1);
+  __m128 q = _mm_add_ps(lo, hi);
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 0x55));
+  return _mm_cvtss_f32(q);
+}
 
 // One tile: rows [r0, r0 + 4) (rows past `rows` are padding and dropped), tokens [t0, t1).
-// acc: [4][kTokenTile] accumulators.
 DSV4_AVX2 void tile(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input,
                     int row_begin, int rows, int r0, int t0, int t1, float* y) {
   const int in = w.in;
   alignas(32) float wbuf[kRowTile][128];
-  float acc[kRowTile][kTokenTile] = {};
-  const int nr = std::min(kRowTile, rows - r0);
-  const bool fp4 = w.format == WeightFormat::fp4, fp8 = w.format == WeightFormat::fp8;
+  __m256 total[kTokenTile][kRowTile];
+  for (int t = 0; t < t1 - t0; ++t)
+    for (int r = 0; r < kRowTile; ++r) total[t][r] = _mm256_setzero_ps();
+  float block_scale[kRowTile], scale[kRowTile];
   for (int k0 = 0; k0 < in; k0 += 128) {
     const int len = std::min(128, in - k0);  // float weights may end in a partial block (len % 16 == 0)
-    float sb[kRowTile][4];                      // fp8: one scale; fp4: four
-    for (int r = 0; r < kRowTile; ++r) {
-      const int row = row_begin + std::min(r0 + r, rows - 1);
-      switch (w.format) {
-        case WeightFormat::fp8: {
-          const uint8_t* p = w.weight + static_cast<size_t>(row) * in + k0;
-          for (int k = 0; k < 128; k += 16) decode_e4m3_16(p + k, wbuf[r] + k);
-          sb[r][0] = read_scale(w, row, k0) * 256.0f;
-          break;
-        }
-        case WeightFormat::fp4: {
-          const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
-          for (int k = 0; k < 128; k += 32) decode_e2m1_32(p + k / 2, wbuf[r] + k);
-          for (int s = 0; s < 4; ++s) sb[r][s] = read_scale(w, row, k0 + 32 * s) * 0.5f;
-          break;
-        }
-        case WeightFormat::bf16: {
-          const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) * 2;
-          for (int k = 0; k < len; k += 16) decode_bf16_16(p + 2 * k, wbuf[r] + k);
-          break;
-        }
-        case WeightFormat::f32:
-          std::memcpy(wbuf[r], w.weight + (static_cast<size_t>(row) * in + k0) * 4, len * 4);
-          break;
-      }
-    }
+    decode_block(w, row_begin, rows, r0, k0, len, wbuf, block_scale);
     for (int t = t0; t < t1; ++t) {
-      const float* xt = xq + static_cast<size_t>(t) * in + k0;
-      float* at = nullptr;
-      (void)at;
-      if (fp4) {
-        const float s_act = quantize_input ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
-        for (int s = 0; s < 4; ++s) {
-          float part[4];
-          dot4(xt + 32 * s, wbuf[0] + 32 * s, wbuf[1] + 32 * s, wbuf[2] + 32 * s, wbuf[3] + 32 * s, 32, part);
-          for (int r = 0; r < kRowTile; ++r) acc[r][t - t0] += (part[r] * s_act) * sb[r][s];
-        }
-      } else {
-        float part[4];
-        dot4(xt, wbuf[0], wbuf[1], wbuf[2], wbuf[3], len, part);
-        if (fp8) {
-          const float s_act = quantize_input ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
-          for (int r = 0; r < kRowTile; ++r) acc[r][t - t0] += part[r] * (s_act * sb[r][0]);
-        } else {
-          for (int r = 0; r < kRowTile; ++r) acc[r][t - t0] += part[r];
-        }
-      }
+      const float s_act = quantize_input ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
+      for (int r = 0; r < kRowTile; ++r) scale[r] = s_act * block_scale[r];
+      block_fma4(xq + static_cast<size_t>(t) * in + k0, wbuf, len, scale, total[t - t0]);
     }
   }
-  for (int r = 0; r < nr; ++r)
-    for (int t = t0; t < t1; ++t) y[static_cast<size_t>(t) * rows + r0 + r] = acc[r][t - t0];
+  const int nr = std::min(kRowTile, rows - r0);
+  for (int t = t0; t < t1; ++t)
+    for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum(total[t - t0][r]);
 }
 
 }  // namespace

@@ -1,0 +1,82 @@
+// The quantized linear kernels (Google Benchmark), at the shapes ggml's test-backend-ops
+// reports for MUL_MAT so the two can be compared side by side: GEMV of a 4096 x 14336 weight
+// (k = 14336, one token) and GEMM with 512 tokens. Counters: weight bytes moved per second
+// (bytes_per_second) and GFLOP/s (2 * m * n * k). Paths: the production one (linear()) and the
+// scalar reference. Run: build/bench_kernels [--benchmark_filter=...].
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "quant/formats.h"
+#include "quant/linear.h"
+
+namespace {
+
+using namespace dsv4;
+
+struct Weights {
+  std::vector<uint8_t> w, s;
+  Linear lin;
+};
+
+// Random codes of the format, ue8m0 scales around 2^-7 (values as a real layer's).
+Weights make(WeightFormat fmt, int out, int in) {
+  Weights m;
+  std::mt19937_64 rng(1);
+  m.lin.format = fmt;
+  m.lin.out = out;
+  m.lin.in = in;
+  const size_t wbytes = fmt == WeightFormat::fp4 ? size_t(out) * in / 2
+                        : fmt == WeightFormat::bf16 ? size_t(out) * in * 2 : size_t(out) * in;
+  m.w.resize(wbytes);
+  for (size_t i = 0; i < wbytes; i += 8) {
+    uint64_t r = rng();
+    for (size_t k = i; k < std::min(wbytes, i + 8); ++k, r >>= 8) m.w[k] = static_cast<uint8_t>(r & 0xBF);  // no NaN codes
+  }
+  const size_t sn = fmt == WeightFormat::fp4 ? size_t(out) * (in / 32) : size_t((out + 127) / 128) * ((in + 127) / 128);
+  m.s.assign(sn, 120);
+  m.lin.weight = m.w.data();
+  m.lin.scale = m.s.data();
+  return m;
+}
+
+void run(benchmark::State& state, WeightFormat fmt, LinearPath path) {
+  const int m_out = static_cast<int>(state.range(0)), k_in = static_cast<int>(state.range(1));
+  const int n = static_cast<int>(state.range(2));
+  set_num_threads(static_cast<int>(state.range(3)));
+  const Weights w = make(fmt, m_out, k_in);
+  std::vector<float> x(size_t(n) * k_in), y(size_t(n) * m_out);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  for (float& v : x) v = nd(rng);
+  for (auto _ : state) {
+    linear_with(path, w.lin, x, n, y, true);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double iters = static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<int64_t>(iters * static_cast<double>(w.w.size() + w.s.size())));
+  state.counters["GFLOPS"] = benchmark::Counter(2.0 * m_out * double(k_in) * n * iters / 1e9, benchmark::Counter::kIsRate);
+  state.counters["threads"] = pool().size();
+}
+
+void BM_fp8(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path()); }
+void BM_fp4(benchmark::State& s) { run(s, WeightFormat::fp4, linear_path()); }
+void BM_bf16(benchmark::State& s) { run(s, WeightFormat::bf16, linear_path()); }
+void BM_fp8_scalar(benchmark::State& s) { run(s, WeightFormat::fp8, LinearPath::scalar); }
+void BM_fp4_scalar(benchmark::State& s) { run(s, WeightFormat::fp4, LinearPath::scalar); }
+
+// Args: {m (out), k (in), n (tokens), threads}
+#define SHAPES(B)                                                                          \
+  BENCHMARK(B)->Args({4096, 14336, 1, 2})->Args({4096, 14336, 1, 1})                      \
+      ->Args({4096, 14336, 512, 2})->Unit(benchmark::kMillisecond)->UseRealTime()
+SHAPES(BM_fp8);
+SHAPES(BM_fp4);
+BENCHMARK(BM_bf16)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_fp8_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_fp4_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,29 @@
+#include "model/cost.h"
+
+#include "model/tensor_spec.h"
+
+namespace dsv4 {
+
+TokenCost token_cost(const ModelConfig& c) {
+  TokenCost t;
+  const double expert_share = static_cast<double>(c.num_experts_per_tok) / c.n_routed_experts;
+  for (const TensorSpec& s : expected_tensors(c)) {
+    if (s.mtp) continue;
+    // Stored bytes: fp8 / fp4-packed / ue8m0 1 per element; floats as the release stores them
+    // (BF16 matrices; the small F32 tensors are negligible and counted as 2 bytes too).
+    const double bytes = s.kind == SpecKind::index ? 0.0
+                         : (s.kind == SpecKind::floats ? 2.0 : 1.0) * static_cast<double>(s.numel());
+    const double share = s.routed_expert ? expert_share : 1.0;
+    if (s.name == "embed.weight") {
+      t.weight_bytes += 2.0 * c.hidden_size;  // one row
+      continue;
+    }
+    t.weight_bytes += bytes * share;
+    const bool matrix = s.shape.size() == 2 && s.kind != SpecKind::scale && s.kind != SpecKind::index &&
+                        s.name.find("hc_") == std::string::npos && s.name.find(".ape") == std::string::npos;
+    if (matrix) t.matmul_flops += 2.0 * static_cast<double>(s.logical_params()) * share;
+  }
+  return t;
+}
+
+}  // namespace dsv4
