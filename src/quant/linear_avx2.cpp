@@ -62,6 +62,15 @@ DSV4_AVX2 inline void decode_bf16_16(const uint8_t* p, float* dst) {
   _mm256_storeu_ps(dst + 8, _mm256_castsi256_ps(_mm256_slli_epi32(c, 16)));
 }
 
+// The 1x32 scale of fp4 weight (row, col), without Linear::scale_at's generality.
+inline float fp4_scale(const Linear& w, int row, int col) {
+  const size_t i = static_cast<size_t>(row) * (w.in / 32) + col / 32;
+  if (!w.scale_f32) return ue8m0_to_f32(w.scale[i]);
+  float s;
+  std::memcpy(&s, w.scale + 4 * i, 4);
+  return s;
+}
+
 // Per (row, token) the arithmetic is: for each 128-wide block, two 8-lane FMA chains over its
 // even and odd vectors of x * w' (w' the decoded weights, fp4 already times its 1x32 scale),
 // then total = fma(a + b, block_scale, total); at the end one horizontal sum in a fixed tree.
@@ -85,7 +94,7 @@ DSV4_AVX2 void decode_block(const Linear& w, int row_begin, int rows, int r0, in
         const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
         for (int k = 0; k < 128; k += 32) {
           decode_e2m1_32(p + k / 2, wbuf[r] + k);
-          const __m256 sb = _mm256_set1_ps(w.scale_at(row, k0 + k) * 0.5f);
+          const __m256 sb = _mm256_set1_ps(fp4_scale(w, row, k0 + k) * 0.5f);
           for (int j = 0; j < 32; j += 8)
             _mm256_storeu_ps(wbuf[r] + k + j, _mm256_mul_ps(_mm256_loadu_ps(wbuf[r] + k + j), sb));
         }
@@ -135,6 +144,70 @@ DSV4_AVX2 inline float hsum(__m256 s) {
   return _mm_cvtss_f32(q);
 }
 
+// 16 e4m3 bytes -> two vectors of 8 floats (w / 2^8), in registers.
+DSV4_AVX2 inline void e4m3_16(const uint8_t* p, __m256& lo, __m256& hi) {
+  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7),
+                                    _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8));
+  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
+
+// 16 bytes of e2m1 -> four vectors of 8 floats, each times sb (the same values decode_block
+// stores in wbuf, so both paths compute the same bits).
+DSV4_AVX2 inline void e2m1_32(const uint8_t* p, __m256 sb, __m256 v[4]) {
+  const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0F)));
+  const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
+  const __m128i v0 = _mm_unpacklo_epi8(lo, hi), v1 = _mm_unpackhi_epi8(lo, hi);
+  v[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0)), sb);
+  v[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8))), sb);
+  v[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1)), sb);
+  v[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8))), sb);
+}
+
+// One token, 4 rows, fp8 or fp4 weights decoded straight into registers (no buffer): the
+// decode step's GEMV. Same arithmetic as tile() + block_fma4.
+DSV4_AVX2 void gemv_tile(const Linear& w, const float* x, const float* sa, bool quantize_input, int row_begin,
+                         int rows, int r0, float* y) {
+  const int in = w.in;
+  const bool fp4 = w.format == WeightFormat::fp4;
+  int row[kRowTile];
+  for (int r = 0; r < kRowTile; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  __m256 total[kRowTile] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int k0 = 0; k0 < in; k0 += 128) {
+    const float s_act = quantize_input ? sa[k0 / 128] : 1.0f;
+    const __m256* unused = nullptr;
+    (void)unused;
+    for (int r = 0; r < kRowTile; ++r) {
+      __m256 a = _mm256_setzero_ps(), b = a;
+      if (fp4) {
+        const uint8_t* p = w.weight + (static_cast<size_t>(row[r]) * in + k0) / 2;
+        for (int k = 0; k < 128; k += 32) {
+          __m256 v[4];
+          e2m1_32(p + k / 2, _mm256_set1_ps(fp4_scale(w, row[r], k0 + k) * 0.5f), v);
+          a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k), v[0], a);
+          b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 8), v[1], b);
+          a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 16), v[2], a);
+          b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 24), v[3], b);
+        }
+        total[r] = _mm256_fmadd_ps(_mm256_add_ps(a, b), _mm256_set1_ps(s_act * 1.0f), total[r]);
+      } else {
+        const uint8_t* p = w.weight + static_cast<size_t>(row[r]) * in + k0;
+        for (int k = 0; k < 128; k += 16) {
+          __m256 lo, hi;
+          e4m3_16(p + k, lo, hi);
+          a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k), lo, a);
+          b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 8), hi, b);
+        }
+        total[r] = _mm256_fmadd_ps(_mm256_add_ps(a, b), _mm256_set1_ps(s_act * (w.scale_at(row[r], k0) * 256.0f)), total[r]);
+      }
+    }
+  }
+  for (int r = 0; r < std::min(kRowTile, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
+}
+
 // One tile: rows [r0, r0 + 4) (rows past `rows` are padding and dropped), tokens [t0, t1).
 DSV4_AVX2 void tile(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input,
                     int row_begin, int rows, int r0, int t0, int t1, float* y) {
@@ -174,6 +247,13 @@ bool linear_avx2_handles(const Linear& w) {
 void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input, int n,
                  int row_begin, int rows, float* y) {
   const size_t n_row_tiles = (rows + kRowTile - 1) / kRowTile;
+  if (n == 1 && (w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4)) {
+    pool().parallel_for(n_row_tiles, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i)
+        gemv_tile(w, xq, sa, quantize_input, row_begin, rows, static_cast<int>(i) * kRowTile, y);
+    });
+    return;
+  }
   const size_t n_token_tiles = (n + kTokenTile - 1) / kTokenTile;
   pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) {
