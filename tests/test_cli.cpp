@@ -1,9 +1,11 @@
 // The dsv4 command end to end: `logits` writes the documented rows (checked against the
-// faithful golden of tiny-short, max-abs 1e-3), `info` on the official configs and on a
-// checkpoint, and bad flags / ids / paths exit non-zero with a message naming the problem.
+// faithful golden of tiny-short, max-abs 1e-3), `info` on the official configs (KV-cache bytes
+// exact, bf16 / packed / f32; the 1M-context table is printed) and on a checkpoint, and bad
+// flags / ids / paths exit non-zero with a message naming the problem.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
@@ -72,24 +74,47 @@ TEST(Cli, BadInputExitsWithMessage) {
 
 TEST(Cli, InfoOfficialConfigs) {
   // Published sizes: V4-Pro 1.6T total / 49B active, V4-Flash 284B / 13B (main model).
+  // KV cache at 1M tokens, exact: a kv row (head_dim 512, 64 rope dims) is 1024 bytes in bf16,
+  // 448 e4m3 + 7 ue8m0 + 64 x 4 float32 = 711 bytes packed; an index key (128) 256 bytes in
+  // bf16, 64 + 4 = 68 packed. The windows of every layer hold 128 rows.
   struct Want {
     std::string file;
     double total_b, active_b;
   };
+  const double ctx = 1048576;
   for (const Want& w : {Want{"deepseek-v4-pro.json", 1573, 49.8}, Want{"deepseek-v4-flash.json", 284.3, 13.8}}) {
+    const std::string cmd = test::dsv4_binary() + " info --ctx 1048576 --config " + test::shared_dir() + "/configs/" + w.file;
     const auto r = test::run_command(test::dsv4_binary() + " info --json --ctx 1048576 --config " +
                                      test::shared_dir() + "/configs/" + w.file);
     ASSERT_EQ(r.status, 0) << r.output;
     const auto j = nlohmann::json::parse(r.output);
     EXPECT_NEAR(j["params_main"].get<double>() / 1e9, w.total_b, 0.5) << w.file;
     EXPECT_NEAR(j["params_active"].get<double>() / 1e9, w.active_b, 0.5) << w.file;
-    const auto& kv = j["kv_bytes_at_ctx"];
-    EXPECT_GT(kv["csa"].get<double>(), 0);
-    EXPECT_GT(kv["hca"].get<double>(), 0);
-    EXPECT_GT(kv["indexer"].get<double>(), 0);
-    EXPECT_NEAR(kv["total"].get<double>(), kv["window"].get<double>() + kv["csa"].get<double>() +
-                                               kv["hca"].get<double>() + kv["indexer"].get<double>() +
-                                               kv["compressor_state"].get<double>(), 1.0);
+    EXPECT_EQ(j["kv_elem_bytes"].get<int>(), 2);
+    const double n_layers = j["n_swa"].get<double>() + j["n_csa"].get<double>() + j["n_hca"].get<double>();
+    const double n_csa = j["n_csa"].get<double>(), n_hca = j["n_hca"].get<double>();
+    for (const auto& [key, row, index_key] : {std::tuple{"kv_bytes_at_ctx", 1024.0, 256.0},
+                                              std::tuple{"kv_bytes_at_ctx_compact", 711.0, 68.0},
+                                              std::tuple{"kv_bytes_at_ctx_f32", 2048.0, 512.0}}) {
+      const auto& kv = j[key];
+      EXPECT_EQ(kv["window"].get<double>(), n_layers * 128 * row) << w.file << " " << key;
+      EXPECT_EQ(kv["csa"].get<double>(), n_csa * (ctx / 4) * row) << w.file << " " << key;
+      EXPECT_EQ(kv["indexer"].get<double>(), n_csa * (ctx / 4) * index_key) << w.file << " " << key;
+      EXPECT_EQ(kv["hca"].get<double>(), n_hca * (ctx / 128) * row) << w.file << " " << key;
+      EXPECT_GT(kv["compressor_state"].get<double>(), 0);
+      EXPECT_NEAR(kv["total"].get<double>(), kv["window"].get<double>() + kv["csa"].get<double>() +
+                                                 kv["hca"].get<double>() + kv["indexer"].get<double>() +
+                                                 kv["compressor_state"].get<double>(), 1.0);
+    }
+    const auto& pt = j["kv_bytes_per_token_compact"];
+    EXPECT_EQ(pt["csa"].get<double>(), n_csa * 711.0 / 4) << w.file;
+    EXPECT_EQ(pt["total"].get<double>(), n_csa * (711.0 + 68.0) / 4 + n_hca * 711.0 / 128) << w.file;
+    EXPECT_LT(j["kv_bytes_at_ctx_compact"]["total"].get<double>(), 0.65 * j["kv_bytes_at_ctx"]["total"].get<double>());
+    // The numbers, for the log.
+    const auto text = test::run_command(cmd);
+    ASSERT_EQ(text.status, 0) << text.output;
+    EXPECT_NE(text.output.find("dsv4 (e4m3"), std::string::npos) << text.output;
+    std::printf("%s, --ctx 1048576:\n%s", w.file.c_str(), text.output.substr(text.output.find("kv cache")).c_str());
   }
 }
 

@@ -1,13 +1,19 @@
 // The small ops against their definitions: RMSNorm, RoPE (inverse undoes it; YaRN leaves the
 // high frequencies alone and divides the low ones by the factor), Hadamard (orthogonal, self-
-// inverse), top-k (ties as the reference's torch.topk), mHC Sinkhorn (doubly stochastic).
+// inverse), top-k (ties as the reference's torch.topk), mHC Sinkhorn (doubly stochastic), and
+// the attention / indexer inner products (ops/dot.h): AVX2 against the scalar reference within
+// 2 m 2^-24 sum |terms| per element (m terms), each path computing exactly its stated order
+// (bitwise, against the order written out here with std::fma) whatever the shapes.
 // Metrics: max-abs error, tolerances stated per test.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
+#include "core/cpu.h"
 #include "model/hc.h"
+#include "ops/dot.h"
 #include "ops/hadamard.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
@@ -83,6 +89,118 @@ TEST(Ops, SinkhornCombIsDoublyStochastic) {
     EXPECT_GT(post[j], 0.0f);
     EXPECT_LT(post[j], 2.0f);
     EXPECT_GT(pre[j], 0.0f);
+  }
+}
+
+// Shapes that exercise every register block and tail: n below, at and between multiples of 8
+// and 16, a and b row counts around the 4 x 2 blocks and the 16-row key tiles.
+struct DotCase {
+  int na, nb, n;
+};
+const std::vector<DotCase> kDotCases = {{1, 1, 1},   {3, 2, 7},    {4, 17, 8},  {5, 33, 13}, {9, 3, 64},
+                                        {4, 16, 128}, {64, 40, 128}, {7, 20, 100}, {2, 5, 512}, {16, 37, 24}};
+
+struct DotData {
+  std::vector<float> a, p, brows;
+  std::vector<const float*> b;
+};
+
+DotData dot_data(const DotCase& c, unsigned seed) {
+  DotData d;
+  d.a = randn(c.na * c.n, seed);
+  d.p = randn(c.na * c.nb, seed + 1);
+  for (float& v : d.p) v = std::fabs(v);  // softmax weights are >= 0
+  d.brows = randn((c.nb + 1) * c.n + 3, seed + 2);
+  for (int j = 0; j < c.nb; ++j) d.b.push_back(d.brows.data() + 3 + ((j * 7) % (c.nb + 1)) * c.n);  // any order, unaligned
+  return d;
+}
+
+TEST(Dot, Avx2WithinRoundingBoundOfScalar) {
+  if (!use_avx2_fma()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  double worst = 0;  // |avx2 - scalar| / (2 m 2^-24 sum |terms|), must stay <= 1
+  for (const DotCase& c : kDotCases) {
+    const DotData d = dot_data(c, 10 + c.n);
+    std::vector<float> s(c.na * c.nb), v(s.size());
+    scalar::dot_rows(d.a.data(), c.na, d.b.data(), c.nb, c.n, s.data());
+    avx2::dot_rows(d.a.data(), c.na, d.b.data(), c.nb, c.n, v.data());
+    for (int i = 0; i < c.na; ++i)
+      for (int j = 0; j < c.nb; ++j) {
+        double mag = 0;
+        for (int k = 0; k < c.n; ++k) mag += std::fabs(double(d.a[i * c.n + k]) * d.b[j][k]);
+        const double r = std::fabs(double(v[i * c.nb + j]) - s[i * c.nb + j]) / (2 * c.n * std::ldexp(1.0, -24) * mag + 1e-30);
+        worst = std::max(worst, r);
+        EXPECT_LE(r, 1.0) << "dot " << c.na << "x" << c.nb << "x" << c.n << " at " << i << "," << j << ": avx2 "
+                          << v[i * c.nb + j] << ", scalar " << s[i * c.nb + j];
+      }
+    std::vector<float> ws(c.na * c.n), wv(ws.size());
+    scalar::weighted_rows(d.p.data(), c.na, d.b.data(), c.nb, c.n, ws.data());
+    avx2::weighted_rows(d.p.data(), c.na, d.b.data(), c.nb, c.n, wv.data());
+    for (int i = 0; i < c.na; ++i)
+      for (int k = 0; k < c.n; ++k) {
+        double mag = 0;
+        for (int j = 0; j < c.nb; ++j) mag += std::fabs(double(d.p[i * c.nb + j]) * d.b[j][k]);
+        const double r = std::fabs(double(wv[i * c.n + k]) - ws[i * c.n + k]) / (2 * c.nb * std::ldexp(1.0, -24) * mag + 1e-30);
+        worst = std::max(worst, r);
+        EXPECT_LE(r, 1.0) << "weighted " << c.na << "x" << c.nb << "x" << c.n << " at " << i << "," << k << ": avx2 "
+                          << wv[i * c.n + k] << ", scalar " << ws[i * c.n + k];
+      }
+  }
+  std::printf("dot / weighted rows: worst |avx2 - scalar| = %.3g of the rounding bound\n", worst);
+}
+
+// The AVX2 orders of dot.h written out element by element.
+float avx2_order_dot(const float* a, const float* b, int n) {
+  float lane[8] = {};
+  const int n8 = n / 8 * 8;
+  for (int d = 0; d < n8; ++d) lane[d % 8] = std::fma(a[d], b[d], lane[d % 8]);
+  float r = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+  for (int d = n8; d < n; ++d) r = std::fma(a[d], b[d], r);
+  return r;
+}
+
+bool bits_equal(float x, float y) {
+  uint32_t a, b;
+  std::memcpy(&a, &x, 4);
+  std::memcpy(&b, &y, 4);
+  return a == b;
+}
+
+TEST(Dot, EachPathComputesItsStatedOrderWhateverTheShape) {
+  // Metric: bitwise equality. An element's value may not depend on which other rows share the
+  // call (prefill and decode pass different sets), nor on the register blocking or tiling.
+  for (bool simd : {false, true}) {
+    if (simd && !use_avx2_fma()) continue;
+    for (const DotCase& c : kDotCases) {
+      const DotData d = dot_data(c, 20 + c.nb);
+      std::vector<float> dots(c.na * c.nb), w(c.na * c.n);
+      (simd ? avx2::dot_rows : scalar::dot_rows)(d.a.data(), c.na, d.b.data(), c.nb, c.n, dots.data());
+      (simd ? avx2::weighted_rows : scalar::weighted_rows)(d.p.data(), c.na, d.b.data(), c.nb, c.n, w.data());
+      for (int i = 0; i < c.na; ++i) {
+        const float* ai = d.a.data() + i * c.n;
+        for (int j = 0; j < c.nb; ++j) {
+          float want = 0;
+          if (simd) {
+            want = avx2_order_dot(ai, d.b[j], c.n);
+          } else {
+            for (int k = 0; k < c.n; ++k) want += ai[k] * d.b[j][k];
+          }
+          EXPECT_TRUE(bits_equal(dots[i * c.nb + j], want))
+              << (simd ? "avx2" : "scalar") << " dot " << c.na << "x" << c.nb << "x" << c.n << " at " << i << "," << j
+              << ": " << dots[i * c.nb + j] << " vs " << want;
+        }
+        // One row alone, as a decode step's head range may pass it.
+        std::vector<float> one(c.n);
+        (simd ? avx2::weighted_rows : scalar::weighted_rows)(d.p.data() + i * c.nb, 1, d.b.data(), c.nb, c.n, one.data());
+        for (int k = 0; k < c.n; ++k) {
+          float want = 0;
+          for (int j = 0; j < c.nb; ++j)
+            want = simd ? std::fma(d.p[i * c.nb + j], d.b[j][k], want) : want + d.p[i * c.nb + j] * d.b[j][k];
+          EXPECT_TRUE(bits_equal(w[i * c.n + k], want) && bits_equal(one[k], want))
+              << (simd ? "avx2" : "scalar") << " weighted " << c.na << "x" << c.nb << "x" << c.n << " at " << i << ","
+              << k << ": " << w[i * c.n + k] << " / " << one[k] << " vs " << want;
+        }
+      }
+    }
   }
 }
 

@@ -1,14 +1,19 @@
 // Number formats and rounding against ../shared/golden/quant.safetensors (exact: max-abs 0),
-// plus the quantized linear: its fast-to-be body against a plain double-precision dot product
-// of dequantized values (relative 1e-5), and row independence (exact).
+// the block packing of rounded rows (exact: bit for bit, scalar and AVX2 unpackers alike; off-
+// grid values throw), plus the quantized linear: its fast-to-be body against a plain
+// double-precision dot product of dequantized values (relative 1e-5), and row independence
+// (exact).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
+#include "core/check.h"
+#include "core/cpu.h"
 #include "core/thread_pool.h"
 #include "ops/hadamard.h"
 #include "quant/act_quant.h"
+#include "quant/block_pack.h"
 #include "quant/formats.h"
 #include "quant/linear.h"
 #include "test_util.h"
@@ -55,6 +60,146 @@ TEST_F(QuantVectors, Hadamard128) {
   }
   EXPECT_LE(worst, 1e-6) << "at " << at << ": got " << y[at] << ", want " << want[at];
   std::printf("hadamard128 worst relative err vs reference: %.3g\n", worst);
+}
+
+// Rows with every kind of block: normal data, zeros (+0 and -0), a block of zeros only, tiny
+// values (below the FP8 amax floor, float subnormals), huge values (near the float maximum)
+// and blocks spanning many binades.
+std::vector<float> awkward_rows(int n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::uniform_int_distribution<int> ex(-140, 120);
+  std::vector<float> x(n);
+  for (int i = 0; i < n; ++i) {
+    switch ((i / 64) % 6) {
+      case 0: x[i] = nd(rng); break;
+      case 1: x[i] = i % 3 == 0 ? 0.0f : i % 3 == 1 ? -0.0f : nd(rng); break;
+      case 2: x[i] = i % 2 ? 0.0f : -0.0f; break;
+      case 3: x[i] = nd(rng) * std::ldexp(1.0f, -130 + (i % 20)); break;  // tiny, subnormal floats
+      case 4: x[i] = nd(rng) * std::ldexp(1.0f, 120 + (i % 6)); break;    // huge
+      case 5: x[i] = std::ldexp(nd(rng), ex(rng)); break;                 // wide spread
+    }
+  }
+  return x;
+}
+
+bool same_bits(std::span<const float> a, std::span<const float> b, std::string& where) {
+  for (size_t i = 0; i < a.size(); ++i)
+    if (f32_to_bits(a[i]) != f32_to_bits(b[i])) {
+      where = "index " + std::to_string(i) + ": got " + std::to_string(a[i]) + ", want " + std::to_string(b[i]);
+      return false;
+    }
+  return true;
+}
+
+TEST(BlockPack, Fp8RoundTrippedRowsUnpackBitForBit) {
+  // Metric: bitwise equality of unpack(pack(fp8_roundtrip(x))) with fp8_roundtrip(x).
+  for (unsigned seed : {1u, 2u, 3u}) {
+    std::vector<float> x = awkward_rows(64 * 6 * 4, seed);
+    fp8_roundtrip(x, 64);
+    std::vector<uint8_t> codes(x.size()), scales(x.size() / 64);
+    pack_fp8_blocks(x, 64, codes, scales);
+    std::vector<float> y(x.size()), ys(x.size()), yv(x.size());
+    unpack_fp8_blocks(codes, scales, 64, y);
+    scalar::unpack_fp8_blocks(codes.data(), scales.data(), 64, static_cast<int>(x.size()), ys.data());
+    std::string where;
+    EXPECT_TRUE(same_bits(y, x, where)) << "seed " << seed << " " << where;
+    EXPECT_TRUE(same_bits(ys, x, where)) << "scalar, seed " << seed << " " << where;
+    if (use_avx2_fma()) {
+      avx2::unpack_fp8_blocks(codes.data(), scales.data(), 64, static_cast<int>(x.size()), yv.data());
+      EXPECT_TRUE(same_bits(yv, x, where)) << "avx2, seed " << seed << " " << where;
+    }
+  }
+  // The reference's own round-trip vectors.
+  SafetensorsFile f{test::golden_dir("") + "quant.safetensors"};
+  const std::vector<float> want = test::floats(f, "fp8_roundtrip_b64");
+  std::vector<uint8_t> codes(want.size()), scales(want.size() / 64);
+  pack_fp8_blocks(want, 64, codes, scales);
+  std::vector<float> got(want.size());
+  unpack_fp8_blocks(codes, scales, 64, got);
+  std::string where;
+  EXPECT_TRUE(same_bits(got, want, where)) << where;
+}
+
+TEST(BlockPack, Fp4RoundTrippedRowsUnpackBitForBit) {
+  for (unsigned seed : {4u, 5u, 6u}) {
+    std::vector<float> x = awkward_rows(64 * 6 * 4, seed);
+    fp4_roundtrip(x, 32);
+    std::vector<uint8_t> codes(x.size() / 2), scales(x.size() / 32);
+    pack_fp4_blocks(x, 32, codes, scales);
+    std::vector<float> y(x.size()), ys(x.size()), yv(x.size());
+    unpack_fp4_blocks(codes, scales, 32, y);
+    scalar::unpack_fp4_blocks(codes.data(), scales.data(), 32, static_cast<int>(x.size()), ys.data());
+    std::string where;
+    EXPECT_TRUE(same_bits(y, x, where)) << "seed " << seed << " " << where;
+    EXPECT_TRUE(same_bits(ys, x, where)) << "scalar, seed " << seed << " " << where;
+    if (use_avx2_fma()) {
+      avx2::unpack_fp4_blocks(codes.data(), scales.data(), 32, static_cast<int>(x.size()), yv.data());
+      EXPECT_TRUE(same_bits(yv, x, where)) << "avx2, seed " << seed << " " << where;
+    }
+  }
+  SafetensorsFile f{test::golden_dir("") + "quant.safetensors"};
+  const std::vector<float> want = test::floats(f, "fp4_roundtrip_b32");
+  std::vector<uint8_t> codes(want.size() / 2), scales(want.size() / 32);
+  pack_fp4_blocks(want, 32, codes, scales);
+  std::vector<float> got(want.size());
+  unpack_fp4_blocks(codes, scales, 32, got);
+  std::string where;
+  EXPECT_TRUE(same_bits(got, want, where)) << where;
+}
+
+TEST(BlockPack, Avx2UnpackersMatchScalarOnEveryCodeAndScale) {
+  if (!use_avx2_fma()) GTEST_SKIP() << "no AVX2 + FMA on this CPU";
+  // Every byte (e4m3 NaN codes excepted: never stored) under every scale byte 1 .. 254.
+  std::vector<uint8_t> codes(256), scales(254);
+  for (int i = 0; i < 256; ++i) codes[i] = static_cast<uint8_t>((i & 0x7F) == 0x7F ? 0 : i);
+  for (int s = 1; s <= 254; ++s) scales[s - 1] = static_cast<uint8_t>(s);
+  std::vector<uint8_t> all8, all4, sc8, sc4;
+  for (int s = 0; s < 254; ++s) {
+    all8.insert(all8.end(), codes.begin(), codes.end());  // blocks of 256 e4m3 codes
+    sc8.push_back(scales[s]);
+    all4.insert(all4.end(), codes.begin(), codes.end());  // blocks of 512 e2m1 nibbles
+    sc4.push_back(scales[s]);
+  }
+  std::vector<float> a(all8.size()), b(all8.size());
+  scalar::unpack_fp8_blocks(all8.data(), sc8.data(), 256, static_cast<int>(a.size()), a.data());
+  avx2::unpack_fp8_blocks(all8.data(), sc8.data(), 256, static_cast<int>(b.size()), b.data());
+  std::string where;
+  EXPECT_TRUE(same_bits(b, a, where)) << "e4m3 " << where;
+  std::vector<float> c(all4.size() * 2), d(all4.size() * 2);
+  scalar::unpack_fp4_blocks(all4.data(), sc4.data(), 512, static_cast<int>(c.size()), c.data());
+  avx2::unpack_fp4_blocks(all4.data(), sc4.data(), 512, static_cast<int>(d.size()), d.data());
+  EXPECT_TRUE(same_bits(d, c, where)) << "e2m1 " << where;
+}
+
+TEST(BlockPack, OffGridValuesThrow) {
+  // Not on the grid: a value between two e4m3 steps of its block, NaN, infinity, a float
+  // subnormal below the finest step of a block with large values; for FP4, 0.75 * max.
+  auto fp8_throws = [](std::vector<float> x, const std::string& fragment) {
+    std::vector<uint8_t> codes(x.size()), scales(x.size() / 64);
+    try {
+      pack_fp8_blocks(x, 64, codes, scales);
+      ADD_FAILURE() << "no error for " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  std::vector<float> row(128, 1.0f);
+  row[70] = 1.0f + 1.0f / 64;  // the block scale becomes 2^-8, so its e4m3 steps near 1 are 1/8
+  fp8_throws(row, "index 70");
+  row[70] = NAN;
+  fp8_throws(row, "not finite");
+  row[70] = INFINITY;
+  fp8_throws(row, "not finite");
+  row[70] = 1.0f;
+  row[3] = std::ldexp(1.0f, -140);
+  fp8_throws(row, "index 3");
+  std::vector<float> f4(32, 6.0f);
+  f4[5] = 4.5f;
+  std::vector<uint8_t> codes(16), scales(1);
+  EXPECT_THROW(pack_fp4_blocks(f4, 32, codes, scales), Error);
+  // Sizes that do not fit the row.
+  EXPECT_THROW(pack_fp4_blocks(f4, 32, std::span<uint8_t>(codes).first(8), scales), Error);
 }
 
 TEST(Formats, E4M3DecodeEncodeRoundTripsEveryCode) {

@@ -2,13 +2,18 @@
 //  - decoding token by token gives exactly (bit for bit) the logits of a one-shot prefill of
 //    the same tokens, and so does any chunking of the prefill;
 //  - results do not depend on the thread count;
-//  - two sessions of one model, interleaved, never see each other's tokens.
+//  - two sessions of one model, interleaved, never see each other's tokens;
+//  - the cache stores rows packed in act_quant mode (float32 without), gives them back bit for
+//    bit, refuses rows that are not on the grid, and copies deeply.
 // Metric: max-abs difference, tolerance 0 (the same computation in the same order).
 #include <gtest/gtest.h>
 
 #include <random>
 
+#include "core/check.h"
 #include "core/thread_pool.h"
+#include "quant/act_quant.h"
+#include "quant/formats.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -107,6 +112,65 @@ TEST(Session, MtpDecodeEqualsMtpPrefill) {
   for (int i = 0; i < 29; ++i)
     step = m.mtp_forward(b, std::span<const float>(tr.final_stream).subspan(i * flat, flat), next.subspan(i, 1));
   EXPECT_EQ(test::max_abs_err(step, batch).err, 0.0);
+}
+
+TEST(KvCache, PackedRowsLoadBitForBitAndRefuseOffGridRows) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd;
+  const int D = 192, rd = 64;
+  KvRows kv(KvFormat::fp8_nope, D, rd), idx(KvFormat::fp4, 128, 0), f(KvFormat::f32, D, rd);
+  std::vector<std::vector<float>> rows, keys;
+  for (int r = 0; r < 20; ++r) {
+    std::vector<float> x(D), k(128);
+    for (float& v : x) v = nd(rng) * (r + 1);
+    for (float& v : k) v = nd(rng) / (r + 1);
+    fp8_roundtrip(std::span<float>(x).first(D - rd), 64);  // the rope dims stay arbitrary floats
+    fp4_roundtrip(k, 32);
+    kv.push_back(x);
+    idx.push_back(k);
+    f.push_back(x);
+    rows.push_back(x);
+    keys.push_back(k);
+  }
+  const KvRows copy = kv;
+  kv.store(0, rows[1]);  // the copy keeps its own rows
+  std::vector<float> got(D), key(128);
+  for (int r = 0; r < 20; ++r) {
+    copy.load(r, got.data());
+    for (int d = 0; d < D; ++d) ASSERT_EQ(f32_to_bits(got[d]), f32_to_bits(rows[r][d])) << "row " << r << " dim " << d;
+    idx.load(r, key.data());
+    for (int d = 0; d < 128; ++d) ASSERT_EQ(f32_to_bits(key[d]), f32_to_bits(keys[r][d])) << "key " << r << " dim " << d;
+  }
+  kv.load(0, got.data());
+  EXPECT_EQ(test::max_abs_err(got, rows[1]).err, 0.0);
+  EXPECT_EQ(kv.bytes(), 20u * (128 + 2 + 4 * 64));
+  EXPECT_EQ(idx.bytes(), 20u * (64 + 4));
+  EXPECT_EQ(f.bytes(), 20u * 4 * D);
+  // A row that was not rounded (a --no-act-quant row) is refused and leaves the rows as they were.
+  std::vector<float> raw(D);
+  for (float& v : raw) v = nd(rng);
+  EXPECT_THROW(kv.push_back(raw), Error);
+  EXPECT_EQ(kv.size(), 20u);
+  EXPECT_THROW(idx.push_back(std::span<const float>(raw).first(128)), Error);
+  f.push_back(raw);  // float32 rows take anything
+  f.load(20, got.data());
+  EXPECT_EQ(test::max_abs_err(got, raw).err, 0.0);
+}
+
+TEST(KvCache, SessionsStorePackedRowsOnlyWithRounding) {
+  for (bool act_quant : {true, false}) {
+    Model m(test::golden_dir("tiny"), ModelOptions{.act_quant = act_quant});
+    Session s = m.new_session();
+    m.forward(s, some_tokens(40, m.config().vocab_size, 3));
+    const LayerCache& csa = s.layers[1];  // tiny: SWA CSA HCA CSA
+    EXPECT_EQ(csa.window.format(), act_quant ? KvFormat::fp8_nope : KvFormat::f32);
+    EXPECT_EQ(csa.compressor.entries.format(), act_quant ? KvFormat::fp8_nope : KvFormat::f32);
+    EXPECT_EQ(csa.indexer.entries.format(), act_quant ? KvFormat::fp4 : KvFormat::f32);
+    EXPECT_EQ(csa.compressor.entries.size(), 10u);  // 40 tokens / ratio 4
+    const int D = m.config().head_dim, rd = m.config().qk_rope_head_dim;
+    EXPECT_EQ(csa.compressor.entries.bytes(),
+              10u * static_cast<size_t>(KvRows::row_bytes(csa.compressor.entries.format(), D, rd)));
+  }
 }
 
 }  // namespace

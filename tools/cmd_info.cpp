@@ -30,15 +30,14 @@ int run(const InfoArgs& a) {
   } else {
     cfg = load_config(a.config);
   }
-  const ModelInfo b = model_info(cfg, a.ctx, 2), f = model_info(cfg, a.ctx, 4);
+  const ModelInfo info = model_info(cfg, a.ctx);
   if (a.json) {
-    nlohmann::json j = info_json(b);
-    j["kv_bytes_at_ctx_f32"] = info_json(f)["kv_bytes_at_ctx"];
+    nlohmann::json j = info_json(info);
     if (model) j["bytes_on_disk"] = model->checkpoint().bytes_on_disk();
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << info_text(cfg, b, f);
+  std::cout << info_text(cfg, info);
   if (model) std::cout << "checkpoint: " << a.model_dir << ", " << model->checkpoint().bytes_on_disk()
                        << " bytes in " << model->checkpoint().files().size() << " file(s), all "
                        << model->checkpoint().tensors().size() << " tensors validated\n";

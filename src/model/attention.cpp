@@ -1,6 +1,11 @@
-// Attention, scalar: projections through linear(), then one (token, head) at a time over the
-// gathered keys, in a fixed key order (window by position, then compressed entries by index),
-// so a token's result is the same in a prefill and in a decode step.
+// Attention: projections through linear(), then per token a softmax over its keys in a fixed
+// order (window by position, then compressed entries by index), so a token's result is the
+// same in a prefill and in a decode step. Keys stored packed in the cache are unpacked once
+// (bit for bit) into float rows: the window ring and, for HCA, the entries once per call; a
+// CSA token's chosen entries once per token; then all heads of the token share them (one kv
+// head serves every query head). The inner products are ops/dot.h: one reduction order per
+// element whatever the blocking, so tokens may be split over threads (prefill) or a token's
+// heads may be (decode) with the same result.
 #include "model/attention.h"
 
 #include <algorithm>
@@ -10,18 +15,56 @@
 #include "core/thread_pool.h"
 #include "model/compressor.h"
 #include "model/indexer.h"
+#include "ops/dot.h"
 #include "ops/norm.h"
 #include "quant/act_quant.h"
 
 namespace dsv4 {
 
-void layer_cache_init(const BlockWeights& b, const ModelConfig& c, LayerCache& cache) {
-  cache.window.assign(static_cast<size_t>(c.sliding_window) * c.head_dim, 0.0f);
+void layer_cache_init(const BlockWeights& b, const ModelConfig& c, bool act_quant, LayerCache& cache) {
+  const int rd = c.qk_rope_head_dim;
+  const KvFormat kv = act_quant ? KvFormat::fp8_nope : KvFormat::f32;
+  cache.window = KvRows(kv, c.head_dim, rd);
+  cache.window.resize(c.sliding_window);
   cache.compressor = {};
   cache.indexer = {};
-  if (b.attn.compressor) compressor_init(*b.attn.compressor, cache.compressor);
-  if (b.attn.indexer) compressor_init(b.attn.indexer->compressor, cache.indexer);
+  if (b.attn.compressor) compressor_init(*b.attn.compressor, kv, rd, cache.compressor);
+  if (b.attn.indexer)
+    compressor_init(b.attn.indexer->compressor, act_quant ? KvFormat::fp4 : KvFormat::f32, rd, cache.indexer);
 }
+
+namespace {
+
+// Heads [h0, h1) of one token at position pos: q [H, D] -> o [H, D] (rows h0 .. h1 - 1 written).
+// scores is scratch. The sink takes probability mass and adds no value.
+void attend(const float* q, int h0, int h1, std::span<const float* const> keys, int D, float scale,
+            std::span<const float> attn_sink, const Rope& rope, long long pos, std::vector<float>& scores,
+            float* o) {
+  const int nh = h1 - h0, nk = static_cast<int>(keys.size()), rd = rope.dim();
+  scores.resize(static_cast<size_t>(nh) * nk);
+  dot_rows(q + static_cast<size_t>(h0) * D, nh, keys.data(), nk, D, scores.data());
+  float sums[64];  // per head of a block of at most 64
+  for (int hb = 0; hb < nh; hb += 64) {
+    const int he = std::min(nh, hb + 64);
+    for (int i = hb; i < he; ++i) {
+      float* p = scores.data() + static_cast<size_t>(i) * nk;
+      float mx = -INFINITY;
+      for (int j = 0; j < nk; ++j) mx = std::max(mx, p[j] *= scale);
+      float sum = 0;
+      for (int j = 0; j < nk; ++j) sum += (p[j] = std::exp(p[j] - mx));
+      sums[i - hb] = sum + std::exp(attn_sink[h0 + i] - mx);
+    }
+    float* ob = o + static_cast<size_t>(h0 + hb) * D;
+    weighted_rows(scores.data() + static_cast<size_t>(hb) * nk, he - hb, keys.data(), nk, D, ob);
+    for (int i = hb; i < he; ++i) {
+      float* oh = ob + static_cast<size_t>(i - hb) * D;
+      for (int d = 0; d < D; ++d) oh[d] /= sums[i - hb];
+      rope.apply(oh + D - rd, pos, /*inverse=*/true);
+    }
+  }
+}
+
+}  // namespace
 
 void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,
                        std::span<const float> x, int n, long long pos0, bool act_quant,
@@ -58,50 +101,76 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
     compressor_forward(*w.compressor, x, n, pos0, rope, eps, CompressedRounding::fp8_nope, act_quant,
                        cache.compressor);
 
-  // Attention per (token, head). Window keys come from this chunk or, before it, the ring.
-  std::vector<float> o(static_cast<size_t>(n) * H * D);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  pool().parallel_for(static_cast<size_t>(n), [&](size_t t0, size_t t1) {
-    std::vector<const float*> keys;
-    std::vector<float> p;
-    for (size_t t = t0; t < t1; ++t) {
-      const long long pos = pos0 + static_cast<long long>(t);
-      keys.clear();
-      for (long long kp = std::max(0LL, pos - win + 1); kp <= pos; ++kp)
-        keys.push_back(kp >= pos0 ? kv.data() + (kp - pos0) * D
-                                  : cache.window.data() + (kp % win) * D);
-      if (ratio == 4) {
-        for (int b : chosen[t]) keys.push_back(cache.compressor.entry(b));
-      } else if (ratio > 0) {
-        for (long long b = 0; b < (pos + 1) / ratio; ++b) keys.push_back(cache.compressor.entry(b));
-      }
-      p.resize(keys.size());
-      for (int h = 0; h < H; ++h) {
-        const float* qh = q.data() + (t * H + h) * D;
-        float mx = -INFINITY;
-        for (size_t j = 0; j < keys.size(); ++j) {
-          float dot = 0;
-          for (int d = 0; d < D; ++d) dot += qh[d] * keys[j][d];
-          p[j] = dot * scale;
-          mx = std::max(mx, p[j]);
-        }
-        float sum = 0;
-        for (size_t j = 0; j < keys.size(); ++j) sum += (p[j] = std::exp(p[j] - mx));
-        sum += std::exp(w.attn_sink[h] - mx);  // the sink takes probability mass, adds no value
-        float* oh = o.data() + (t * H + h) * D;
-        std::fill(oh, oh + D, 0.0f);
-        for (size_t j = 0; j < keys.size(); ++j)
-          for (int d = 0; d < D; ++d) oh[d] += p[j] * keys[j][d];
-        for (int d = 0; d < D; ++d) oh[d] /= sum;
-        rope.apply(oh + D - rd, pos, /*inverse=*/true);
-      }
+  // Unpacked once per call: the ring rows of the positions before this chunk that its tokens
+  // see ([win, D], by slot), and for HCA every entry the last token sees ([n_entries, D]).
+  const KvRows& entries = cache.compressor.entries;
+  std::vector<float> ring(static_cast<size_t>(win) * D);
+  const long long ring_from = std::max(0LL, pos0 - win + 1);
+  pool().parallel_for(static_cast<size_t>(pos0 - ring_from), [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      const long long slot = (ring_from + static_cast<long long>(i)) % win;
+      cache.window.load(slot, ring.data() + slot * D);
     }
   });
+  std::vector<float> hca(ratio > 4 ? entries.size() * D : 0);
+  if (ratio > 4)
+    pool().parallel_for(entries.size(), [&](size_t b0, size_t b1) {
+      for (size_t b = b0; b < b1; ++b) entries.load(b, hca.data() + b * D);
+    });
+
+  // Token t's keys: window positions (this chunk's kv, or the ring), then compressed entries
+  // (HCA: every complete block; CSA: the indexer's choice, unpacked into csa_rows).
+  auto token_keys = [&](size_t t, std::vector<const float*>& keys, std::vector<float>& csa_rows,
+                        bool parallel_unpack) {
+    const long long pos = pos0 + static_cast<long long>(t);
+    keys.clear();
+    for (long long kp = std::max(0LL, pos - win + 1); kp <= pos; ++kp)
+      keys.push_back(kp >= pos0 ? kv.data() + (kp - pos0) * D : ring.data() + (kp % win) * D);
+    if (ratio == 4) {
+      const std::vector<int>& ch = chosen[t];
+      csa_rows.resize(ch.size() * D);
+      auto unpack = [&](size_t i0, size_t i1) {
+        for (size_t i = i0; i < i1; ++i) entries.load(ch[i], csa_rows.data() + i * D);
+      };
+      if (parallel_unpack) pool().parallel_for(ch.size(), unpack);
+      else unpack(0, ch.size());
+      for (size_t i = 0; i < ch.size(); ++i) keys.push_back(csa_rows.data() + i * D);
+    } else if (ratio > 0) {
+      for (long long b = 0; b < (pos + 1) / ratio; ++b) keys.push_back(hca.data() + b * D);
+    }
+  };
+
+  // Attention per (token, head): tokens over threads when there are enough of them (prefill),
+  // else one token at a time with its heads over threads (decode).
+  std::vector<float> o(static_cast<size_t>(n) * H * D);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  auto q_of = [&](size_t t) { return q.data() + t * H * D; };
+  auto o_of = [&](size_t t) { return o.data() + t * H * D; };
+  if (n >= pool().size()) {
+    pool().parallel_for(static_cast<size_t>(n), [&](size_t t0, size_t t1) {
+      std::vector<const float*> keys;
+      std::vector<float> csa_rows, scores;
+      for (size_t t = t0; t < t1; ++t) {
+        token_keys(t, keys, csa_rows, false);
+        attend(q_of(t), 0, H, keys, D, scale, w.attn_sink, rope, pos0 + static_cast<long long>(t), scores, o_of(t));
+      }
+    });
+  } else {
+    std::vector<const float*> keys;
+    std::vector<float> csa_rows;
+    for (size_t t = 0; t < static_cast<size_t>(n); ++t) {
+      token_keys(t, keys, csa_rows, true);
+      pool().parallel_for(static_cast<size_t>(H), [&](size_t h0, size_t h1) {
+        std::vector<float> scores;
+        attend(q_of(t), static_cast<int>(h0), static_cast<int>(h1), keys, D, scale, w.attn_sink, rope,
+               pos0 + static_cast<long long>(t), scores, o_of(t));
+      });
+    }
+  }
 
   // The ring keeps the last `win` positions.
   for (int t = std::max(0, n - win); t < n; ++t)
-    std::copy_n(kv.data() + static_cast<size_t>(t) * D, D,
-                cache.window.data() + ((pos0 + t) % win) * D);
+    cache.window.store((pos0 + t) % win, std::span<const float>(kv).subspan(static_cast<size_t>(t) * D, D));
 
   // Grouped low-rank output: group g of o ([H / G * D]) times wo_a rows [g*R, (g+1)*R).
   const int G = c.o_groups, R = c.o_lora_rank, gw = H / G * D;

@@ -13,7 +13,8 @@
 
 namespace dsv4 {
 
-void layer_cache_init(const BlockWeights& b, const ModelConfig& c, LayerCache& cache);
+// act_quant decides the storage: packed rows when the rounding is on, float32 when off.
+void layer_cache_init(const BlockWeights& b, const ModelConfig& c, bool act_quant, LayerCache& cache);
 
 // x: [n, dim] (attn_norm output) at positions pos0 .. pos0 + n - 1 -> out: [n, dim].
 void attention_forward(const AttentionWeights& w, int compress_ratio, const ModelConfig& c,

@@ -14,13 +14,12 @@
 
 namespace dsv4 {
 
-void compressor_init(const CompressorWeights& w, CompressorState& s) {
+void compressor_init(const CompressorWeights& w, KvFormat entries, int rope_dim, CompressorState& s) {
   const int coff = w.overlap ? 2 : 1;
   const size_t size = static_cast<size_t>(coff * w.ratio) * coff * w.head_dim;
   s.kv.assign(size, 0.0f);
   s.score.assign(size, -std::numeric_limits<float>::infinity());
-  s.entries.clear();
-  s.head_dim = w.head_dim;
+  s.entries = KvRows(entries, w.head_dim, rope_dim);
 }
 
 namespace {
@@ -79,7 +78,7 @@ void compressor_forward(const CompressorWeights& w, std::span<const float> x, in
       hadamard_rotate(entry);
       if (act_quant) fp4_roundtrip(entry, 32);
     }
-    s.entries.insert(s.entries.end(), entry.begin(), entry.end());
+    s.entries.push_back(entry);
   }
 }
 

@@ -15,10 +15,13 @@ namespace dsv4 {
 
 enum class CompressedRounding { fp8_nope, hadamard_fp4 };
 
-void compressor_init(const CompressorWeights& w, CompressorState& s);
+// entries: how s.entries stores them (f32, or the packed format of this compressor's rounding
+// when act_quant is on); rope_dim: the float32 tail of fp8_nope rows.
+void compressor_init(const CompressorWeights& w, KvFormat entries, int rope_dim, CompressorState& s);
 
 // Feeds n tokens at positions pos0 .. pos0 + n - 1; x: [n, dim] (the attention input). Appends
-// an entry to s.entries each time a block completes.
+// an entry to s.entries each time a block completes (packed: act_quant must be on for a packed
+// format, else packing throws).
 void compressor_forward(const CompressorWeights& w, std::span<const float> x, int n, long long pos0,
                         const Rope& rope, float norm_eps, CompressedRounding rounding,
                         bool act_quant, CompressorState& s);

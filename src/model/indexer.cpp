@@ -1,4 +1,6 @@
-// Indexer scoring and top-k selection, one query token at a time (parallel over tokens).
+// Indexer scoring and top-k selection. The keys are stored packed (FP4) in act_quant mode and
+// unpacked per tile of blocks; the dot products are ops/dot.h (one reduction order per element,
+// whatever the tiling), so a token's choice is the same in a prefill and in a decode step.
 #include "model/indexer.h"
 
 #include <algorithm>
@@ -6,6 +8,7 @@
 
 #include "core/thread_pool.h"
 #include "model/compressor.h"
+#include "ops/dot.h"
 #include "ops/hadamard.h"
 #include "ops/topk.h"
 #include "quant/act_quant.h"
@@ -33,27 +36,60 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
   const float wscale = static_cast<float>(std::pow(id, -0.5) * std::pow(ih, -0.5));
   for (float& v : weights) v *= wscale;
 
+  // score(t, b) for the blocks b < n_vis(t) each token sees. Jobs are (tile of keys, group of
+  // tokens); a job unpacks its keys once (bit for bit) and scores them for all its tokens, so
+  // a decode step spreads over threads too. Tokens go in batches that bound the score buffer.
+  const int ratio = w.compressor.ratio;
+  auto n_vis = [&](int t) { return static_cast<int>((pos0 + t + 1) / ratio); };
+  const int vis_all = n_vis(n - 1), n_thr = pool().size();
+  constexpr int kTokensPerJob = 16;
+  constexpr size_t kMaxScores = size_t(1) << 22;  // floats (16 MiB)
+  const int batch = static_cast<int>(std::clamp<size_t>(kMaxScores / std::max(1, vis_all), 1, n));
   std::vector<std::vector<int>> chosen(n);
-  pool().parallel_for(n, [&](size_t t0, size_t t1) {
-    for (size_t t = t0; t < t1; ++t) {
-      const long long n_vis = (pos0 + static_cast<long long>(t) + 1) / w.compressor.ratio;
-      std::vector<float> score(n_vis, 0.0f);
-      const float* qt = q.data() + t * ih * id;
-      const float* wt = weights.data() + t * ih;
-      for (long long b = 0; b < n_vis; ++b) {
-        const float* k = keys.entry(b);
-        float acc = 0;
-        for (int h = 0; h < ih; ++h) {
-          const float* qh = qt + static_cast<size_t>(h) * id;
-          float dot = 0;
-          for (int d = 0; d < id; ++d) dot += qh[d] * k[d];
-          acc += std::max(dot, 0.0f) * wt[h];
+  std::vector<float> score;
+  for (int g0 = 0; g0 < n; g0 += batch) {
+    const int g1 = std::min(n, g0 + batch), vis = n_vis(g1 - 1);
+    const int subs = (g1 - g0 + kTokensPerJob - 1) / kTokensPerJob;
+    // Tiles of 8 .. 64 keys, small enough to give every thread a few jobs.
+    const int tile = std::clamp((vis * subs + 4 * n_thr - 1) / (4 * n_thr), 8, 64);
+    const int tiles = (vis + tile - 1) / tile;
+    score.assign(static_cast<size_t>(g1 - g0) * vis, 0.0f);  // [g1 - g0, vis]
+    pool().parallel_for(static_cast<size_t>(tiles) * subs, [&](size_t j0, size_t j1) {
+      std::vector<float> rows(static_cast<size_t>(tile) * id), dots(static_cast<size_t>(ih) * tile);
+      std::vector<const float*> ptr(tile);
+      long long unpacked = -1;  // consecutive jobs share a tile
+      for (size_t job = j0; job < j1; ++job) {
+        const int ti = static_cast<int>(job / subs), sub = static_cast<int>(job % subs);
+        const int b0 = ti * tile, b1 = std::min(vis, b0 + tile);
+        if (unpacked != ti) {
+          for (int b = b0; b < b1; ++b) {
+            ptr[b - b0] = rows.data() + static_cast<size_t>(b - b0) * id;
+            keys.entries.load(b, rows.data() + static_cast<size_t>(b - b0) * id);
+          }
+          unpacked = ti;
         }
-        score[b] = acc;
+        const int t_end = std::min(g1, g0 + (sub + 1) * kTokensPerJob);
+        for (int t = g0 + sub * kTokensPerJob; t < t_end; ++t) {
+          const int nb = std::min(b1, n_vis(t)) - b0;
+          if (nb <= 0) continue;
+          const float* wt = weights.data() + static_cast<size_t>(t) * ih;
+          dot_rows(q.data() + static_cast<size_t>(t) * ih * id, ih, ptr.data(), nb, id, dots.data());
+          float* st = score.data() + static_cast<size_t>(t - g0) * vis + b0;
+          for (int b = 0; b < nb; ++b) {
+            float acc = 0;
+            for (int h = 0; h < ih; ++h) acc += std::max(dots[static_cast<size_t>(h) * nb + b], 0.0f) * wt[h];
+            st[b] = acc;
+          }
+        }
       }
-      chosen[t] = topk_indices(score, c.index_topk);
-    }
-  });
+    });
+    pool().parallel_for(static_cast<size_t>(g1 - g0), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) {
+        const int t = g0 + static_cast<int>(i);
+        chosen[t] = topk_indices(std::span<const float>(score).subspan(i * vis, n_vis(t)), c.index_topk);
+      }
+    });
+  }
   return chosen;
 }
 

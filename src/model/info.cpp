@@ -50,10 +50,43 @@ std::string count(long long n) {
 
 }  // namespace
 
-ModelInfo model_info(const ModelConfig& c, long long ctx, int elem_bytes) {
+KvSizes kv_sizes(const ModelConfig& c, long long ctx, KvStorage storage) {
+  const int D = c.head_dim, ID = c.index_head_dim, rd = c.qk_rope_head_dim;
+  double row = 0, key = 0;  // bytes of one kv row [head_dim] and one index key [index_head_dim]
+  switch (storage) {
+    case KvStorage::bf16: row = 2.0 * D, key = 2.0 * ID; break;
+    case KvStorage::f32: row = 4.0 * D, key = 4.0 * ID; break;
+    case KvStorage::packed:
+      row = KvRows::row_bytes(KvFormat::fp8_nope, D, rd);
+      key = KvRows::row_bytes(KvFormat::fp4, ID, 0);
+      break;
+  }
+  KvSizes k;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const int r = c.compress_ratio(l);
+    k.at_ctx.window += row * static_cast<double>(std::min<long long>(ctx, c.sliding_window));
+    if (r == 0) continue;
+    const double entries = static_cast<double>(ctx / r);
+    const double coff = r == 4 ? 2 : 1;
+    // Compressor pending rows: kv + score, [coff * r, coff * D] each, always float32.
+    k.at_ctx.state += 2 * 4.0 * coff * r * coff * D;
+    if (r == 4) {
+      k.at_ctx.csa += row * entries;
+      k.at_ctx.indexer += key * entries;
+      k.at_ctx.state += 2 * 4.0 * 2 * 4 * 2 * ID;
+      k.per_token.csa += row / r;
+      k.per_token.indexer += key / r;
+    } else {
+      k.at_ctx.hca += row * entries;
+      k.per_token.hca += row / r;
+    }
+  }
+  return k;
+}
+
+ModelInfo model_info(const ModelConfig& c, long long ctx) {
   ModelInfo i;
   i.ctx = ctx;
-  i.elem_bytes = elem_bytes;
   long long expert_params = 0;  // one routed expert
   for (const TensorSpec& s : expected_tensors(c)) {
     const long long p = s.kind == SpecKind::scale ? 0 : s.logical_params();
@@ -75,27 +108,9 @@ ModelInfo model_info(const ModelConfig& c, long long ctx, int elem_bytes) {
   }
   i.layer_kinds = kinds.str();
   if (!i.layer_kinds.empty()) i.layer_kinds.pop_back();
-
-  const double eb = elem_bytes, D = c.head_dim, ID = c.index_head_dim;
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const int r = c.compress_ratio(l);
-    i.kv_at_ctx.window += eb * D * static_cast<double>(std::min<long long>(ctx, c.sliding_window));
-    if (r == 0) continue;
-    const double entries = static_cast<double>(ctx / r);
-    const double coff = r == 4 ? 2 : 1;
-    // Compressor pending rows: kv + score, [coff * r, coff * D] each, always float32.
-    i.kv_at_ctx.state += 2 * 4.0 * coff * r * coff * D;
-    if (r == 4) {
-      i.kv_at_ctx.csa += eb * D * entries;
-      i.kv_at_ctx.indexer += eb * ID * entries;
-      i.kv_at_ctx.state += 2 * 4.0 * 2 * 4 * 2 * ID;
-      i.kv_per_token.csa += eb * D / r;
-      i.kv_per_token.indexer += eb * ID / r;
-    } else {
-      i.kv_at_ctx.hca += eb * D * entries;
-      i.kv_per_token.hca += eb * D / r;
-    }
-  }
+  i.kv_bf16 = kv_sizes(c, ctx, KvStorage::bf16);
+  i.kv_packed = kv_sizes(c, ctx, KvStorage::packed);
+  i.kv_f32 = kv_sizes(c, ctx, KvStorage::f32);
   return i;
 }
 
@@ -108,11 +123,15 @@ nlohmann::json info_json(const ModelInfo& i) {
           {"params_mtp", i.params_mtp}, {"params_active", i.params_active},
           {"bytes_on_disk_expected", i.bytes_expected}, {"layer_kinds", i.layer_kinds},
           {"n_swa", i.n_swa}, {"n_csa", i.n_csa}, {"n_hca", i.n_hca}, {"ctx", i.ctx},
-          {"kv_elem_bytes", i.elem_bytes}, {"kv_bytes_per_token", kv(i.kv_per_token)},
-          {"kv_bytes_at_ctx", kv(i.kv_at_ctx)}};
+          {"kv_elem_bytes", 2}, {"kv_bytes_per_token", kv(i.kv_bf16.per_token)},
+          {"kv_bytes_at_ctx", kv(i.kv_bf16.at_ctx)},
+          {"kv_bytes_per_token_compact", kv(i.kv_packed.per_token)},
+          {"kv_bytes_at_ctx_compact", kv(i.kv_packed.at_ctx)},
+          {"kv_bytes_per_token_f32", kv(i.kv_f32.per_token)},
+          {"kv_bytes_at_ctx_f32", kv(i.kv_f32.at_ctx)}};
 }
 
-std::string info_text(const ModelConfig& c, const ModelInfo& b, const ModelInfo& f) {
+std::string info_text(const ModelConfig& c, const ModelInfo& i) {
   std::ostringstream o;
   o << "model: dim " << c.hidden_size << ", " << c.num_hidden_layers << " layers + "
     << c.num_nextn_predict_layers << " MTP, " << c.num_attention_heads << " heads x " << c.head_dim
@@ -120,27 +139,30 @@ std::string info_text(const ModelConfig& c, const ModelInfo& b, const ModelInfo&
     << c.n_shared_experts << " shared, vocab " << c.vocab_size << "\n";
   o << "experts: " << (c.expert_dtype == ExpertDtype::fp4 ? "FP4 (e2m1, 1x32 ue8m0 scales)" : "FP8 (e4m3, 128x128 scales)")
     << ", gate " << score_func_name(c.scoring_func) << ", " << c.num_hash_layers << " hash-routed layers\n";
-  o << "layers: " << b.layer_kinds << "  (" << b.n_swa << " SWA, " << b.n_csa << " CSA, " << b.n_hca << " HCA)\n";
-  o << "parameters: " << count(b.params_total) << " total (" << count(b.params_main) << " main + "
-    << count(b.params_mtp) << " MTP), " << count(b.params_active) << " active per token\n";
-  o << "bytes on disk (official dtypes): " << human(b.bytes_expected) << "\n";
-  o << "kv cache per token (growth, bf16 | f32): CSA " << human(b.kv_per_token.csa) << " | "
-    << human(f.kv_per_token.csa) << ", indexer " << human(b.kv_per_token.indexer) << " | "
-    << human(f.kv_per_token.indexer) << ", HCA " << human(b.kv_per_token.hca) << " | "
-    << human(f.kv_per_token.hca) << ", total " << human(b.kv_per_token.total()) << " | "
-    << human(f.kv_per_token.total()) << "\n";
-  o << "kv cache at ctx " << b.ctx << " (bf16 as the official engine | dsv4 f32 now):\n";
-  auto row = [&](const char* name, double x, double y) {
+  o << "layers: " << i.layer_kinds << "  (" << i.n_swa << " SWA, " << i.n_csa << " CSA, " << i.n_hca << " HCA)\n";
+  o << "parameters: " << count(i.params_total) << " total (" << count(i.params_main) << " main + "
+    << count(i.params_mtp) << " MTP), " << count(i.params_active) << " active per token\n";
+  o << "bytes on disk (official dtypes): " << human(i.bytes_expected) << "\n";
+  o << "kv cache: bf16 as the official engine | dsv4 (e4m3 + f32 rope dims, e2m1 index keys) | dsv4 "
+       "--no-act-quant (f32)\n";
+  auto row = [&](const char* name, double b, double p, double f) {
     char label[32];
     std::snprintf(label, sizeof label, "  %-18s", name);
-    o << label << human(x) << " | " << human(y) << "\n";
+    o << label << human(b) << " | " << human(p) << " | " << human(f) << "\n";
   };
-  row("window", b.kv_at_ctx.window, f.kv_at_ctx.window);
-  row("CSA compressed", b.kv_at_ctx.csa, f.kv_at_ctx.csa);
-  row("CSA indexer keys", b.kv_at_ctx.indexer, f.kv_at_ctx.indexer);
-  row("HCA compressed", b.kv_at_ctx.hca, f.kv_at_ctx.hca);
-  row("compressor state", b.kv_at_ctx.state, f.kv_at_ctx.state);
-  row("total", b.kv_at_ctx.total(), f.kv_at_ctx.total());
+  auto table = [&](auto pick, bool with_window) {
+    const KvBytes &b = pick(i.kv_bf16), &p = pick(i.kv_packed), &f = pick(i.kv_f32);
+    if (with_window) row("window", b.window, p.window, f.window);
+    row("CSA compressed", b.csa, p.csa, f.csa);
+    row("CSA indexer keys", b.indexer, p.indexer, f.indexer);
+    row("HCA compressed", b.hca, p.hca, f.hca);
+    if (with_window) row("compressor state", b.state, p.state, f.state);
+    row("total", b.total(), p.total(), f.total());
+  };
+  o << " per token (growth):\n";
+  table([](const KvSizes& k) -> const KvBytes& { return k.per_token; }, false);
+  o << " at ctx " << i.ctx << ":\n";
+  table([](const KvSizes& k) -> const KvBytes& { return k.at_ctx; }, true);
   return o.str();
 }
 

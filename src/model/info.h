@@ -6,6 +6,7 @@
 #include <string>
 
 #include "io/config.h"
+#include "model/kv_cache.h"
 
 namespace dsv4 {
 
@@ -14,6 +15,19 @@ struct KvBytes {
   double total() const { return window + csa + hca + indexer + state; }
 };
 
+// How the cached rows are stored: bf16 as the official engine; dsv4's packed rows (act_quant on,
+// the production mode: e4m3 + ue8m0 non-rope dims and float32 rope dims, e2m1 + ue8m0 index
+// keys, see model/kv_cache.h); dsv4's float32 rows (--no-act-quant). The compressors' pending
+// rows are float32 in every case.
+enum class KvStorage { bf16, packed, f32 };
+
+struct KvSizes {
+  KvBytes per_token;  // growth per additional token (window excluded)
+  KvBytes at_ctx;     // at ctx tokens, main layers
+};
+
+KvSizes kv_sizes(const ModelConfig& c, long long ctx, KvStorage storage);
+
 struct ModelInfo {
   long long params_total = 0, params_main = 0, params_mtp = 0, params_active = 0;
   long long params_routed_experts = 0;
@@ -21,14 +35,13 @@ struct ModelInfo {
   std::string layer_kinds;              // e.g. "SWA CSA HCA CSA | mtp: SWA"
   int n_swa = 0, n_csa = 0, n_hca = 0;
   long long ctx = 0;
-  int elem_bytes = 2;                   // bytes per cached element (bf16 like the official engine)
-  KvBytes kv_per_token;                 // growth per additional token (window excluded)
-  KvBytes kv_at_ctx;                    // at ctx tokens, main layers
+  KvSizes kv_bf16, kv_packed, kv_f32;  // see KvStorage
 };
 
-// elem_bytes: 2 for bf16 (the official engine), 4 for dsv4's current float32 cache.
-ModelInfo model_info(const ModelConfig& c, long long ctx, int elem_bytes);
+ModelInfo model_info(const ModelConfig& c, long long ctx);
+// Keys: kv_bytes_per_token / kv_bytes_at_ctx are bf16 (kv_elem_bytes 2, as always);
+// *_compact are dsv4's packed cache, *_f32 its float32 cache.
 nlohmann::json info_json(const ModelInfo& i);
-std::string info_text(const ModelConfig& c, const ModelInfo& bf16, const ModelInfo& f32);
+std::string info_text(const ModelConfig& c, const ModelInfo& i);
 
 }  // namespace dsv4

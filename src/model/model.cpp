@@ -32,9 +32,9 @@ Model::Model(const std::string& dir, ModelOptions opts)
 Session Model::new_session() const {
   Session s;
   s.layers.resize(w_->layers.size());
-  for (size_t l = 0; l < w_->layers.size(); ++l) layer_cache_init(w_->layers[l], cfg_, s.layers[l]);
+  for (size_t l = 0; l < w_->layers.size(); ++l) layer_cache_init(w_->layers[l], cfg_, opts_.act_quant, s.layers[l]);
   s.mtp.resize(w_->mtp.size());
-  for (size_t i = 0; i < w_->mtp.size(); ++i) layer_cache_init(w_->mtp[i].block, cfg_, s.mtp[i]);
+  for (size_t i = 0; i < w_->mtp.size(); ++i) layer_cache_init(w_->mtp[i].block, cfg_, opts_.act_quant, s.mtp[i]);
   return s;
 }
 

@@ -1,0 +1,29 @@
+// The once-per-process choice of the SIMD path (see cpu.h).
+#include "core/cpu.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace dsv4 {
+
+namespace {
+
+bool detect() {
+  const char* off = std::getenv("DSV4_NO_AVX2");
+  if (off && std::strcmp(off, "") != 0 && std::strcmp(off, "0") != 0) return false;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+bool use_avx2_fma() {
+  static const bool avx2 = detect();  // thread-safe initialisation, once
+  return avx2;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,13 @@
+// Which instruction set the SIMD kernels use. Decided once per process, at the first call, from
+// the CPU: AVX2 + FMA when both are present, the scalar reference otherwise. A process never
+// mixes the two, so every result of one process comes from one set of kernels (the kernels'
+// reduction orders differ between the paths, within the tolerance their tests state).
+// DSV4_NO_AVX2=1 in the environment forces the scalar path: only to validate it end to end
+// (ctest runs the goldens both ways), never a different semantics.
+#pragma once
+
+namespace dsv4 {
+
+bool use_avx2_fma();
+
+}  // namespace dsv4
