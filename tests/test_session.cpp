@@ -65,9 +65,12 @@ TEST_P(SessionCase, ThreadCountDoesNotChangeResults) {
   const std::vector<float> two = run_chunked(m, tokens, {40});
   set_num_threads(3);
   const std::vector<float> three = run_chunked(m, tokens, {7});
+  // Chunks smaller than the thread count: attention splits each token's heads over threads.
+  const std::vector<float> three_small = run_chunked(m, tokens, {1, 2});
   set_num_threads(0);
   EXPECT_EQ(test::max_abs_err(two, one).err, 0.0) << test::max_abs_err(two, one).str();
   EXPECT_EQ(test::max_abs_err(three, one).err, 0.0) << test::max_abs_err(three, one).str();
+  EXPECT_EQ(test::max_abs_err(three_small, one).err, 0.0) << test::max_abs_err(three_small, one).str();
 }
 
 TEST_P(SessionCase, InterleavedSessionsAreIndependent) {

@@ -36,31 +36,28 @@ void layer_cache_init(const BlockWeights& b, const ModelConfig& c, bool act_quan
 namespace {
 
 // Heads [h0, h1) of one token at position pos: q [H, D] -> o [H, D] (rows h0 .. h1 - 1 written).
-// scores is scratch. The sink takes probability mass and adds no value.
+// scores [h1 - h0, n_keys] and sums [h1 - h0] are scratch. The sink takes probability mass and
+// adds no value.
 void attend(const float* q, int h0, int h1, std::span<const float* const> keys, int D, float scale,
             std::span<const float> attn_sink, const Rope& rope, long long pos, std::vector<float>& scores,
-            float* o) {
+            std::vector<float>& sums, float* o) {
   const int nh = h1 - h0, nk = static_cast<int>(keys.size()), rd = rope.dim();
   scores.resize(static_cast<size_t>(nh) * nk);
+  sums.resize(nh);
   dot_rows(q + static_cast<size_t>(h0) * D, nh, keys.data(), nk, D, scores.data());
-  float sums[64];  // per head of a block of at most 64
-  for (int hb = 0; hb < nh; hb += 64) {
-    const int he = std::min(nh, hb + 64);
-    for (int i = hb; i < he; ++i) {
-      float* p = scores.data() + static_cast<size_t>(i) * nk;
-      float mx = -INFINITY;
-      for (int j = 0; j < nk; ++j) mx = std::max(mx, p[j] *= scale);
-      float sum = 0;
-      for (int j = 0; j < nk; ++j) sum += (p[j] = std::exp(p[j] - mx));
-      sums[i - hb] = sum + std::exp(attn_sink[h0 + i] - mx);
-    }
-    float* ob = o + static_cast<size_t>(h0 + hb) * D;
-    weighted_rows(scores.data() + static_cast<size_t>(hb) * nk, he - hb, keys.data(), nk, D, ob);
-    for (int i = hb; i < he; ++i) {
-      float* oh = ob + static_cast<size_t>(i - hb) * D;
-      for (int d = 0; d < D; ++d) oh[d] /= sums[i - hb];
-      rope.apply(oh + D - rd, pos, /*inverse=*/true);
-    }
+  for (int i = 0; i < nh; ++i) {
+    float* p = scores.data() + static_cast<size_t>(i) * nk;
+    float mx = -INFINITY;
+    for (int j = 0; j < nk; ++j) mx = std::max(mx, p[j] *= scale);
+    float sum = 0;
+    for (int j = 0; j < nk; ++j) sum += (p[j] = std::exp(p[j] - mx));
+    sums[i] = sum + std::exp(attn_sink[h0 + i] - mx);
+  }
+  float* oh = o + static_cast<size_t>(h0) * D;
+  weighted_rows(scores.data(), nh, keys.data(), nk, D, oh);  // unnormalised: sum_j p[j] * key[j]
+  for (int i = 0; i < nh; ++i, oh += D) {
+    for (int d = 0; d < D; ++d) oh[d] /= sums[i];
+    rope.apply(oh + D - rd, pos, /*inverse=*/true);
   }
 }
 
@@ -149,10 +146,11 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
   if (n >= pool().size()) {
     pool().parallel_for(static_cast<size_t>(n), [&](size_t t0, size_t t1) {
       std::vector<const float*> keys;
-      std::vector<float> csa_rows, scores;
+      std::vector<float> csa_rows, scores, sums;
       for (size_t t = t0; t < t1; ++t) {
         token_keys(t, keys, csa_rows, false);
-        attend(q_of(t), 0, H, keys, D, scale, w.attn_sink, rope, pos0 + static_cast<long long>(t), scores, o_of(t));
+        attend(q_of(t), 0, H, keys, D, scale, w.attn_sink, rope, pos0 + static_cast<long long>(t), scores, sums,
+               o_of(t));
       }
     });
   } else {
@@ -161,9 +159,9 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
     for (size_t t = 0; t < static_cast<size_t>(n); ++t) {
       token_keys(t, keys, csa_rows, true);
       pool().parallel_for(static_cast<size_t>(H), [&](size_t h0, size_t h1) {
-        std::vector<float> scores;
+        std::vector<float> scores, sums;
         attend(q_of(t), static_cast<int>(h0), static_cast<int>(h1), keys, D, scale, w.attn_sink, rope,
-               pos0 + static_cast<long long>(t), scores, o_of(t));
+               pos0 + static_cast<long long>(t), scores, sums, o_of(t));
       });
     }
   }
