@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/cpu.h"
 #include "core/thread_pool.h"
 #include "quant/act_quant.h"
 #include "quant/formats.h"
@@ -77,7 +78,8 @@ void Linear::dequant_row(int row, float* dst) const {
 }
 
 LinearPath linear_path() {
-  static const LinearPath p = linear_avx2_supported() ? LinearPath::avx2 : LinearPath::scalar;
+  // The process-wide choice of core/cpu.h (DSV4_NO_AVX2=1 validates the scalar path), plus F16C.
+  static const LinearPath p = use_avx2_fma() && linear_avx2_supported() ? LinearPath::avx2 : LinearPath::scalar;
   return p;
 }
 
