@@ -32,27 +32,27 @@ namespace {
 constexpr int kRowTile = 4;
 constexpr int kTokenTile = 64;
 
-// 16 e4m3 bytes -> 16 floats (each w / 2^8).
-DSV4_AVX2 inline void decode_e4m3_16(const uint8_t* p, float* dst) {
+// 16 e4m3 bytes -> two vectors of 8 floats (w / 2^8), in registers.
+DSV4_AVX2 inline void e4m3_16(const uint8_t* p, __m256& lo, __m256& hi) {
   const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i mag = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7);
-  const __m256i sign = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8);
-  const __m256i h = _mm256_or_si256(mag, sign);
-  _mm256_storeu_ps(dst, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
-  _mm256_storeu_ps(dst + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7),
+                                    _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8));
+  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 }
 
-// 16 bytes of packed e2m1 (32 values, low nibble first) -> 32 floats (each 2w).
-DSV4_AVX2 inline void decode_e2m1_32(const uint8_t* p, float* dst) {
+// 16 bytes of e2m1 -> four vectors of 8 floats, each times sb (the same values decode_block
+// stores in wbuf, so both paths compute the same bits).
+DSV4_AVX2 inline void e2m1_32(const uint8_t* p, __m256 sb, __m256 v[4]) {
   const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0F)));
   const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
-  const __m128i v0 = _mm_unpacklo_epi8(lo, hi), v1 = _mm_unpackhi_epi8(lo, hi);  // values 0..15, 16..31
-  _mm256_storeu_ps(dst, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0)));
-  _mm256_storeu_ps(dst + 8, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8))));
-  _mm256_storeu_ps(dst + 16, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1)));
-  _mm256_storeu_ps(dst + 24, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8))));
+  const __m128i v0 = _mm_unpacklo_epi8(lo, hi), v1 = _mm_unpackhi_epi8(lo, hi);
+  v[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0)), sb);
+  v[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8))), sb);
+  v[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1)), sb);
+  v[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8))), sb);
 }
 
 DSV4_AVX2 inline void decode_bf16_16(const uint8_t* p, float* dst) {
@@ -86,17 +86,21 @@ DSV4_AVX2 void decode_block(const Linear& w, int row_begin, int rows, int r0, in
     switch (w.format) {
       case WeightFormat::fp8: {
         const uint8_t* p = w.weight + static_cast<size_t>(row) * in + k0;
-        for (int k = 0; k < 128; k += 16) decode_e4m3_16(p + k, wbuf[r] + k);
+        for (int k = 0; k < 128; k += 16) {
+          __m256 lo, hi;
+          e4m3_16(p + k, lo, hi);
+          _mm256_store_ps(wbuf[r] + k, lo);
+          _mm256_store_ps(wbuf[r] + k + 8, hi);
+        }
         block_scale[r] = w.scale_at(row, k0) * 256.0f;
         break;
       }
       case WeightFormat::fp4: {
         const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
         for (int k = 0; k < 128; k += 32) {
-          decode_e2m1_32(p + k / 2, wbuf[r] + k);
-          const __m256 sb = _mm256_set1_ps(fp4_scale(w, row, k0 + k) * 0.5f);
-          for (int j = 0; j < 32; j += 8)
-            _mm256_storeu_ps(wbuf[r] + k + j, _mm256_mul_ps(_mm256_loadu_ps(wbuf[r] + k + j), sb));
+          __m256 v[4];
+          e2m1_32(p + k / 2, _mm256_set1_ps(fp4_scale(w, row, k0 + k) * 0.5f), v);
+          for (int j = 0; j < 4; ++j) _mm256_store_ps(wbuf[r] + k + 8 * j, v[j]);
         }
         block_scale[r] = 1.0f;
         break;
@@ -144,29 +148,6 @@ DSV4_AVX2 inline float hsum(__m256 s) {
   return _mm_cvtss_f32(q);
 }
 
-// 16 e4m3 bytes -> two vectors of 8 floats (w / 2^8), in registers.
-DSV4_AVX2 inline void e4m3_16(const uint8_t* p, __m256& lo, __m256& hi) {
-  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7),
-                                    _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8));
-  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-}
-
-// 16 bytes of e2m1 -> four vectors of 8 floats, each times sb (the same values decode_block
-// stores in wbuf, so both paths compute the same bits).
-DSV4_AVX2 inline void e2m1_32(const uint8_t* p, __m256 sb, __m256 v[4]) {
-  const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0F)));
-  const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
-  const __m128i v0 = _mm_unpacklo_epi8(lo, hi), v1 = _mm_unpackhi_epi8(lo, hi);
-  v[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0)), sb);
-  v[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8))), sb);
-  v[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1)), sb);
-  v[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8))), sb);
-}
-
 // One token, 4 rows, fp8 or fp4 weights decoded straight into registers (no buffer): the
 // decode step's GEMV. Same arithmetic as tile() + block_fma4.
 DSV4_AVX2 void gemv_tile(const Linear& w, const float* x, const float* sa, bool quantize_input, int row_begin,
@@ -178,8 +159,6 @@ DSV4_AVX2 void gemv_tile(const Linear& w, const float* x, const float* sa, bool 
   __m256 total[kRowTile] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int k0 = 0; k0 < in; k0 += 128) {
     const float s_act = quantize_input ? sa[k0 / 128] : 1.0f;
-    const __m256* unused = nullptr;
-    (void)unused;
     for (int r = 0; r < kRowTile; ++r) {
       __m256 a = _mm256_setzero_ps(), b = a;
       if (fp4) {
@@ -192,7 +171,7 @@ DSV4_AVX2 void gemv_tile(const Linear& w, const float* x, const float* sa, bool 
           a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 16), v[2], a);
           b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 24), v[3], b);
         }
-        total[r] = _mm256_fmadd_ps(_mm256_add_ps(a, b), _mm256_set1_ps(s_act * 1.0f), total[r]);
+        total[r] = _mm256_fmadd_ps(_mm256_add_ps(a, b), _mm256_set1_ps(s_act), total[r]);
       } else {
         const uint8_t* p = w.weight + static_cast<size_t>(row[r]) * in + k0;
         for (int k = 0; k < 128; k += 16) {
