@@ -1,7 +1,7 @@
 // The AVX2 + FMA + F16C body of linear(): the production path on x86-64 machines that have
 // them (chosen once per process at run time; linear.cpp keeps the scalar reference).
 //
-// Work is tiled as 4 output rows x up to 64 tokens x one 128-wide block of the input: the
+// Work is tiled as 4 output rows x up to 16 tokens x one 128-wide block of the input: the
 // block of 4 weight rows is decoded once into floats in L1 and used for every token of the
 // tile. Each (row, token) dot product has ONE fixed arithmetic order whatever the tile sizes,
 // the thread count or the other rows in the call: per 32-wide (fp4) or 128-wide (fp8, float)
@@ -30,7 +30,7 @@ namespace dsv4 {
 namespace {
 
 constexpr int kRowTile = 4;
-constexpr int kTokenTile = 64;
+constexpr int kTokenTile = 16;
 
 // 16 e4m3 bytes -> two vectors of 8 floats (w / 2^8), in registers.
 DSV4_AVX2 inline void e4m3_16(const uint8_t* p, __m256& lo, __m256& hi) {
