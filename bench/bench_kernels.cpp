@@ -1,8 +1,8 @@
 // The quantized linear kernels (Google Benchmark), at the shapes ggml's test-backend-ops
 // reports for MUL_MAT so the two can be compared side by side: GEMV of a 4096 x 14336 weight
 // (k = 14336, one token) and GEMM with 512 tokens. Counters: weight bytes moved per second
-// (bytes_per_second) and GFLOP/s (2 * m * n * k). Paths: the production one (linear()) and the
-// scalar reference. Run: build/bench_kernels [--benchmark_filter=...].
+// (bytes_per_second) and GFLOP/s (2 * m * n * k). Paths: the production one (linear(): AVX-512
+// BF16 where the CPU has it), AVX2 and the scalar reference. Run: build/bench_kernels [--benchmark_filter=...].
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -64,6 +64,8 @@ void run(benchmark::State& state, WeightFormat fmt, LinearPath path) {
 void BM_fp8(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path()); }
 void BM_fp4(benchmark::State& s) { run(s, WeightFormat::fp4, linear_path()); }
 void BM_bf16(benchmark::State& s) { run(s, WeightFormat::bf16, linear_path()); }
+void BM_fp8_avx2(benchmark::State& s) { run(s, WeightFormat::fp8, LinearPath::avx2); }
+void BM_fp4_avx2(benchmark::State& s) { run(s, WeightFormat::fp4, LinearPath::avx2); }
 void BM_fp8_scalar(benchmark::State& s) { run(s, WeightFormat::fp8, LinearPath::scalar); }
 void BM_fp4_scalar(benchmark::State& s) { run(s, WeightFormat::fp4, LinearPath::scalar); }
 
@@ -73,6 +75,8 @@ void BM_fp4_scalar(benchmark::State& s) { run(s, WeightFormat::fp4, LinearPath::
       ->Args({4096, 14336, 512, 2})->Unit(benchmark::kMillisecond)->UseRealTime()
 SHAPES(BM_fp8);
 SHAPES(BM_fp4);
+SHAPES(BM_fp8_avx2);
+SHAPES(BM_fp4_avx2);
 BENCHMARK(BM_bf16)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp8_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp4_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -315,8 +315,14 @@ TestLinear make_float_linear(WeightFormat fmt, int out, int in, std::mt19937& rn
   return t;
 }
 
-TEST(Linear, Avx2PathMatchesScalarReference) {
-  if (linear_path() != LinearPath::avx2) GTEST_SKIP() << "this CPU has no AVX2 + FMA + F16C";
+class LinearPaths : public ::testing::TestWithParam<LinearPath> {
+ protected:
+  void SetUp() override {
+    if (!linear_path_available(GetParam())) GTEST_SKIP() << "this CPU cannot run the path";
+  }
+};
+
+TEST_P(LinearPaths, MatchesScalarReference) {
   std::mt19937 rng(8);
   std::vector<TestLinear> cases;
   for (bool sf32 : {false, true}) {
@@ -332,7 +338,7 @@ TEST(Linear, Avx2PathMatchesScalarReference) {
       for (float& v : x) v = nd(rng) * 3;
       for (bool q : {false, true}) {
         std::vector<float> fast(size_t(n) * t.lin.out), ref(fast.size());
-        linear_with(LinearPath::avx2, t.lin, x, n, fast, q);
+        linear_with(GetParam(), t.lin, x, n, fast, q);
         linear_with(LinearPath::scalar, t.lin, x, n, ref, q);
         // Metric: |fast - ref| / sum_k |x_k w_k| per output (summation order differs only).
         double worst = 0;
@@ -353,8 +359,7 @@ TEST(Linear, Avx2PathMatchesScalarReference) {
     }
 }
 
-TEST(Linear, Avx2RowsAreIndependentOfBatchAndThreads) {
-  if (linear_path() != LinearPath::avx2) GTEST_SKIP() << "this CPU has no AVX2 + FMA + F16C";
+TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {
   std::mt19937 rng(12);
   for (WeightFormat fmt : {WeightFormat::fp8, WeightFormat::fp4}) {
     TestLinear t = make_linear(fmt, 130, 256, false, rng);
@@ -364,21 +369,24 @@ TEST(Linear, Avx2RowsAreIndependentOfBatchAndThreads) {
     for (float& v : x) v = nd(rng);
     std::vector<float> all(size_t(n) * 130);
     set_num_threads(2);
-    linear_with(LinearPath::avx2, t.lin, x, n, all, true);
+    linear_with(GetParam(), t.lin, x, n, all, true);
     set_num_threads(1);
     for (int r : {0, 1, 63, 64, 74}) {
       std::vector<float> one(130);
-      linear_with(LinearPath::avx2, t.lin, std::span<const float>(x).subspan(size_t(r) * 256, 256), 1, one, true);
+      linear_with(GetParam(), t.lin, std::span<const float>(x).subspan(size_t(r) * 256, 256), 1, one, true);
       EXPECT_EQ(test::max_abs_err(one, std::span<const float>(all).subspan(size_t(r) * 130, 130)).err, 0.0) << "row " << r;
     }
     // A slice of output rows equals the same rows of the full product.
     std::vector<float> part(size_t(n) * 7);
-    linear_with(LinearPath::avx2, t.lin, x, n, part, true, 61, 7);
+    linear_with(GetParam(), t.lin, x, n, part, true, 61, 7);
     for (int r = 0; r < n; ++r)
       for (int o = 0; o < 7; ++o) EXPECT_EQ(part[size_t(r) * 7 + o], all[size_t(r) * 130 + 61 + o]);
     set_num_threads(0);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Fast, LinearPaths, ::testing::Values(LinearPath::avx2, LinearPath::avx512_bf16),
+                         [](const auto& info) { return info.param == LinearPath::avx2 ? "avx2" : "avx512_bf16"; });
 
 TEST(Linear, RowsAreIndependentOfBatchAndThreads) {
   std::mt19937 rng(4);

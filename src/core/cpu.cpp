@@ -19,7 +19,17 @@ bool detect() {
 #endif
 }
 
+bool env_off(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
+}
+
 }  // namespace
+
+bool use_avx512() {
+  static const bool on = use_avx2_fma() && !env_off("DSV4_NO_AVX512");
+  return on;
+}
 
 bool use_avx2_fma() {
   static const bool avx2 = detect();  // thread-safe initialisation, once

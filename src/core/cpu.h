@@ -10,4 +10,8 @@ namespace dsv4 {
 
 bool use_avx2_fma();
 
+// AVX-512 kernels on top of AVX2 (where the CPU has them): off with DSV4_NO_AVX2 too, or with
+// DSV4_NO_AVX512=1 alone (validates the AVX2 path end to end on such a CPU).
+bool use_avx512();
+
 }  // namespace dsv4

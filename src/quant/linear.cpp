@@ -79,8 +79,19 @@ void Linear::dequant_row(int row, float* dst) const {
 
 LinearPath linear_path() {
   // The process-wide choice of core/cpu.h (DSV4_NO_AVX2=1 validates the scalar path), plus F16C.
-  static const LinearPath p = use_avx2_fma() && linear_avx2_supported() ? LinearPath::avx2 : LinearPath::scalar;
+  static const LinearPath p = !use_avx2_fma() || !linear_avx2_supported() ? LinearPath::scalar
+                              : use_avx512() && linear_avx512_supported()  ? LinearPath::avx512_bf16
+                                                                           : LinearPath::avx2;
   return p;
+}
+
+bool linear_path_available(LinearPath p) {
+  switch (p) {
+    case LinearPath::scalar: return true;
+    case LinearPath::avx2: return linear_avx2_supported();
+    case LinearPath::avx512_bf16: return linear_avx2_supported() && linear_avx512_supported();
+  }
+  return false;
 }
 
 void linear(const Linear& w, std::span<const float> x, int n, std::span<float> y,
@@ -109,7 +120,11 @@ void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int
                    std::span<float>(sa).subspan(static_cast<size_t>(t) * n_act_blocks, n_act_blocks));
   }
 
-  if (path == LinearPath::avx2 && linear_avx2_handles(w)) {
+  if (path == LinearPath::avx512_bf16 && linear_avx512_handles(w, quantized && quantize_input)) {
+    linear_avx512(w, xq.data(), sa.data(), n_act_blocks, n, row_begin, rows, y.data());
+    return;
+  }
+  if ((path == LinearPath::avx2 || path == LinearPath::avx512_bf16) && linear_avx2_handles(w)) {
     linear_avx2(w, xq.data(), sa.data(), n_act_blocks, quantized && quantize_input, n, row_begin, rows, y.data());
     return;
   }

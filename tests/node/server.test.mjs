@@ -18,7 +18,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dsv4-server-'));
   execFileSync(binary, ['synth', '-o', join(dir, 'model'), '--preset', 'tiny', '--seed', '3'], { stdio: 'ignore' });
   server = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--parallel', '4', '--queue', '64',
-                          '--ctx', '2048', '--max-tokens', '400', '--test-hooks'], { stdio: ['ignore', 'ignore', 'pipe'] });
+                          '--ctx', '1000000', '--max-tokens', '400', '--test-hooks'], { stdio: ['ignore', 'ignore', 'pipe'] });
   port = await new Promise((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error('server did not start: ' + err)), 30000);
@@ -188,7 +188,7 @@ test('errors come back in OpenAI shape, and the server stays up', async () => {
   await expect400({ messages: [{ role: 'wizard', content: 'hi' }] }, 'messages');
   await expect400({ tools: 'nope' }, 'tools');
   await expect400({ thinking: 'maybe' }, 'thinking');
-  await assert.rejects(client.chat.completions.create({ model: 'model', messages: user('x'), max_tokens: 100000 }),
+  await assert.rejects(client.chat.completions.create({ model: 'model', messages: user('x'), max_tokens: 2000000 }),
     (e) => e.status === 400 && e.error.code === 'context_length_exceeded');
   const raw = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{"messages": [', headers: { 'content-type': 'application/json' } });
   assert.equal(raw.status, 400);
@@ -203,7 +203,7 @@ test('a client that disconnects cancels its generation', async () => {
   const before = await health();
   const controller = new AbortController();
   const stream = await client.chat.completions.create(
-    { model: 'model', messages: user('Talk for a long time'), max_tokens: 2000, stream: true },
+    { model: 'model', messages: user('Talk for a long time'), max_tokens: 500000, stream: true },
     { signal: controller.signal });
   let n = 0;
   try {
@@ -214,7 +214,7 @@ test('a client that disconnects cancels its generation', async () => {
     assert.equal(e.name, 'APIUserAbortError');  // how the SDK may report our own abort
   }
   assert.equal(n, 3);
-  for (let i = 0; i < 50; ++i) {
+  for (let i = 0; i < 150; ++i) {  // up to 15 s; the generation itself would take minutes
     const h = await health();
     if (h.cancelled > before.cancelled && h.active === 0) return;
     await new Promise((r) => setTimeout(r, 100));
