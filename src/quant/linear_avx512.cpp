@@ -28,7 +28,7 @@
 
 namespace dsv4 {
 
-#define DSV4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+#define DSV4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi,avx2,fma,f16c")))
 
 namespace {
 
@@ -46,14 +46,27 @@ DSV4_AVX512 inline __m512i e4m3_32(const uint8_t* p) {
   return to_bf16(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)));
 }
 
-// 16 bytes of e2m1 (32 values, low nibble first) -> 32 bf16 of 2w.
+// 16 bytes of e2m1 (32 values, low nibble first) -> 32 bf16 of 2w, by table: vpermb picks
+// each value's low and high byte from a 32-byte table (2w: 0, 1, 2, 3, 4, 6, 8, 12 and their
+// negatives; nibble 8, -0, gives +0 as an int8 table would).
 DSV4_AVX512 inline __m512i e2m1_32(const uint8_t* p) {
-  const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+  static const uint16_t bf16_of_2w[16] = {0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40C0, 0x4100, 0x4140,
+                                          0x0000, 0xBF80, 0xC000, 0xC040, 0xC080, 0xC0C0, 0xC100, 0xC140};
+  alignas(64) static const auto table = [] {
+    struct T { uint8_t b[64]; } t{};
+    for (int i = 0; i < 16; ++i) {
+      t.b[i] = static_cast<uint8_t>(bf16_of_2w[i] & 0xFF);
+      t.b[16 + i] = static_cast<uint8_t>(bf16_of_2w[i] >> 8);
+    }
+    return t;
+  }();
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0F)));
-  const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
-  const __m128i v0 = _mm_unpacklo_epi8(lo, hi), v1 = _mm_unpackhi_epi8(lo, hi);
-  return to_bf16(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v0)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v1)));
+  const __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
+  const __m256i nib = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));  // values 0..31
+  const __m512i w = _mm512_cvtepu8_epi16(nib);
+  const __m512i idx = _mm512_or_si512(w, _mm512_slli_epi16(_mm512_add_epi16(w, _mm512_set1_epi16(16)), 8));
+  return _mm512_permutexvar_epi8(idx, _mm512_load_si512(table.b));
 }
 
 DSV4_AVX512 inline float hsum16(__m512 v) {
@@ -65,7 +78,16 @@ DSV4_AVX512 inline float hsum16(__m512 v) {
   return _mm_cvtss_f32(q);
 }
 
-inline float scale_of(const Linear& w, int row, int col) { return w.scale_at(row, col); }
+// The scale of weight (row, col): 1x32 blocks for fp4, 128x128 for fp8 (inline: it is read
+// once per 32 weights).
+inline float scale_of(const Linear& w, int row, int col) {
+  const size_t i = w.format == WeightFormat::fp4 ? static_cast<size_t>(row) * (w.in / 32) + col / 32
+                                                  : static_cast<size_t>(row / 128) * ((w.in + 127) / 128) + col / 128;
+  if (!w.scale_f32) return ue8m0_to_f32(w.scale[i]);
+  float s;
+  std::memcpy(&s, w.scale + 4 * i, 4);
+  return s;
+}
 
 DSV4_AVX512 void tile(const Linear& w, const uint16_t* xb, const float* sa, int n_act_blocks, int row_begin,
                       int rows, int r0, int t0, int t1, float* y) {
@@ -132,6 +154,7 @@ DSV4_AVX512 void convert_input(const float* xq, size_t count, uint16_t* xb) {
 bool linear_avx512_supported() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
+         __builtin_cpu_supports("avx512vbmi") &&
          __builtin_cpu_supports("f16c");
 }
 

@@ -12,7 +12,7 @@ bool linear_avx2_handles(const Linear& w);    // the kernel's shape constraints
 void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input, int n,
                  int row_begin, int rows, float* y);
 
-bool linear_avx512_supported();  // AVX512 F / BW / VL / BF16 and F16C
+bool linear_avx512_supported();  // AVX512 F / BW / VL / BF16 / VBMI and F16C
 // Only FP8 / FP4 weights with quantized inputs (on the bf16 grid), in % 128 == 0.
 bool linear_avx512_handles(const Linear& w, bool quantize_input);
 void linear_avx512(const Linear& w, const float* xq, const float* sa, int n_act_blocks, int n, int row_begin,
