@@ -78,7 +78,7 @@ test('the same seed gives the same text; streaming gives what non-streaming give
 
 test('streaming chat: role first, finish reason, usage chunk', async () => {
   const stream = await client.chat.completions.create({
-    model: 'model', messages: user('Hi'), max_tokens: 5, stream: true, stream_options: { include_usage: true } });
+    model: 'model', messages: user('Hi'), max_tokens: 5, seed: 21, stream: true, stream_options: { include_usage: true } });
   const chunks = [];
   for await (const chunk of stream) chunks.push(chunk);
   assert.equal(chunks[0].choices[0].delta.role, 'assistant');
@@ -203,7 +203,9 @@ test('a client that disconnects cancels its generation', async () => {
   const before = await health();
   const controller = new AbortController();
   const stream = await client.chat.completions.create(
-    { model: 'model', messages: user('Talk for a long time'), max_tokens: 500000, stream: true },
+    // A scripted long answer: a random model could sample its end-of-sentence token first.
+    { model: 'model', messages: user('Talk for a long time'), max_tokens: 500000, stream: true,
+      dsv4_forced_text: 'la '.repeat(20000) },
     { signal: controller.signal });
   let n = 0;
   try {
@@ -269,7 +271,7 @@ test('load: 16 concurrent clients x 20 requests, all answered or cleanly refused
 });
 
 test('a full queue refuses with 503 in OpenAI shape', async () => {
-  const small = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--parallel', '1', '--queue', '1'],
+  const small = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--parallel', '1', '--queue', '1', '--test-hooks'],
                       { stdio: ['ignore', 'ignore', 'pipe'] });
   const smallPort = await new Promise((resolve, reject) => {
     let err = '';
@@ -279,7 +281,8 @@ test('a full queue refuses with 503 in OpenAI shape', async () => {
   try {
     const c = new OpenAI({ baseURL: `http://127.0.0.1:${smallPort}/v1`, apiKey: 'x', maxRetries: 0 });
     const results = await Promise.allSettled(Array.from({ length: 6 }, (_, k) =>
-      c.chat.completions.create({ model: 'model', messages: user(`r${k}`), max_tokens: 64 })));
+      // Scripted long answers keep the one slot busy while the others arrive.
+      c.chat.completions.create({ model: 'model', messages: user(`r${k}`), max_tokens: 1000, dsv4_forced_text: 'la '.repeat(300) })));
     const refused = results.filter((r) => r.status === 'rejected');
     assert.ok(results.some((r) => r.status === 'fulfilled'));
     assert.ok(refused.length >= 1, 'some requests are refused');
