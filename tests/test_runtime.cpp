@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "model/synth.h"
+#include "runtime/chat_prompt.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
 #include "test_util.h"
@@ -134,6 +135,26 @@ TEST(Conversation, ReusedCacheEqualsFreshPrefill) {
   // A prompt that does not extend the history starts over.
   reuse.prefill(tok.encode("something else"));
   EXPECT_EQ(reuse.last_reused(), 0u);
+}
+
+TEST(Conversation, NextChatTurnReusesTheCache) {
+  // Turn 1 answers (scripted), turn 2 renders the whole conversation again: its prompt extends
+  // everything fed so far, so only the new part is prefilled.
+  Conversation conv(engine());
+  nlohmann::ordered_json messages = {{{"role", "user"}, {"content", "hello"}}};
+  GenerateRequest r1;
+  r1.prompt = chat_prompt_tokens(engine(), messages, nullptr, ReasoningMode::non_think);
+  r1.forced_text = "Hi there.";
+  const GenerateResult g1 = generate(conv, r1);
+  ASSERT_EQ(g1.text, "Hi there.");
+  messages.push_back({{"role", "assistant"}, {"content", g1.text}});
+  messages.push_back({{"role", "user"}, {"content", "again"}});
+  GenerateRequest r2;
+  r2.prompt = chat_prompt_tokens(engine(), messages, nullptr, ReasoningMode::non_think);
+  r2.max_tokens = 2;
+  const GenerateResult g2 = generate(conv, r2);
+  EXPECT_EQ(static_cast<size_t>(g2.reused_tokens), r1.prompt.size() + g1.tokens.size());
+  EXPECT_GT(g2.reused_tokens, 0);
 }
 
 TEST(Conversation, InterleavedConversationsDoNotMix) {
