@@ -20,13 +20,7 @@ double spec_bytes(const TensorSpec& s) {
     case SpecKind::fp4_weight:
     case SpecKind::scale: return static_cast<double>(s.numel());
     case SpecKind::index: return 4.0 * s.numel();
-    case SpecKind::floats: {
-      const bool f32 = s.name.find(".hc_") != std::string::npos || s.name.rfind("hc_", 0) == 0 ||
-                       s.name.find(".ape") != std::string::npos ||
-                       s.name.find("attn_sink") != std::string::npos ||
-                       s.name.find("gate.bias") != std::string::npos;
-      return (f32 ? 4.0 : 2.0) * s.numel();
-    }
+    case SpecKind::floats: return (released_as_f32(s.name) ? 4.0 : 2.0) * s.numel();
   }
   return 0;
 }

@@ -206,12 +206,7 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
       case SpecKind::fp4_weight: d = DType::I8; break;
       case SpecKind::scale: d = DType::F8_E8M0; break;
       case SpecKind::index: d = DType::I32; break;
-      case SpecKind::floats: {
-        const bool f32 = s.name.find("hc_") != std::string::npos || ends_with(s.name, ".ape") ||
-                         ends_with(s.name, "attn_sink") || ends_with(s.name, "gate.bias");
-        d = f32 ? DType::F32 : DType::BF16;
-        break;
-      }
+      case SpecKind::floats: d = released_as_f32(s.name) ? DType::F32 : DType::BF16; break;
     }
     meta.push_back({s.name, d, s.shape, {}});
     total += s.numel();

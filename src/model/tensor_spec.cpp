@@ -145,6 +145,12 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
   return out;
 }
 
+bool released_as_f32(const std::string& name) {
+  return name.find(".hc_") != std::string::npos || name.rfind("hc_", 0) == 0 ||
+         name.find(".ape") != std::string::npos || name.find("attn_sink") != std::string::npos ||
+         name.find("gate.bias") != std::string::npos;
+}
+
 bool ignorable_tensor(const std::string& name) {
   // The Hugging Face release may repeat the shared embedding and head under mtp.N.
   return name.rfind("mtp.", 0) == 0 &&

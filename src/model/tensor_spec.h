@@ -35,6 +35,10 @@ struct TensorSpec {
 
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
 
+// Float tensors the release stores as F32 (hc_*, ape, attn_sink, gate bias); the other float
+// tensors are BF16.
+bool released_as_f32(const std::string& name);
+
 // Names the checkpoint may carry that dsv4 does not use (e.g. MTP copies of embed / head).
 bool ignorable_tensor(const std::string& name);
 

@@ -18,15 +18,6 @@ namespace dsv4 {
 
 namespace {
 
-float read_scale(const uint8_t* p, size_t idx, bool f32) {
-  if (f32) {
-    float s;
-    std::memcpy(&s, p + 4 * idx, 4);
-    return s;
-  }
-  return ue8m0_to_f32(p[idx]);
-}
-
 // Unscaled weight values of one row (e4m3 / e2m1 decoded, or the float weights).
 void raw_row(const Linear& w, int row, float* dst) {
   const size_t in = static_cast<size_t>(w.in);
@@ -58,18 +49,6 @@ void raw_row(const Linear& w, int row, float* dst) {
 }
 
 }  // namespace
-
-float Linear::scale_at(int row, int col) const {
-  switch (format) {
-    case WeightFormat::fp8: {
-      const int n_col_blocks = (in + 127) / 128;
-      return read_scale(scale, static_cast<size_t>(row / 128) * n_col_blocks + col / 128, scale_f32);
-    }
-    case WeightFormat::fp4:
-      return read_scale(scale, static_cast<size_t>(row) * (in / 32) + col / 32, scale_f32);
-    default: return 1.0f;
-  }
-}
 
 void Linear::dequant_row(int row, float* dst) const {
   raw_row(*this, row, dst);

@@ -13,9 +13,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "io/safetensors.h"
+#include "quant/formats.h"
 
 namespace dsv4 {
 
@@ -28,7 +30,17 @@ struct Linear {
   const uint8_t* scale = nullptr;       // fp8 / fp4 only
   bool scale_f32 = false;               // scale dtype F32 instead of ue8m0
 
-  float scale_at(int row, int col) const;  // the scale applying to weight element (row, col)
+  // The scale applying to weight element (row, col); inline: kernels read it per 32 weights.
+  float scale_at(int row, int col) const {
+    size_t i;
+    if (format == WeightFormat::fp8) i = static_cast<size_t>(row / 128) * ((in + 127) / 128) + col / 128;
+    else if (format == WeightFormat::fp4) i = static_cast<size_t>(row) * (in / 32) + col / 32;
+    else return 1.0f;
+    if (!scale_f32) return ue8m0_to_f32(scale[i]);
+    float s;
+    std::memcpy(&s, scale + 4 * i, 4);
+    return s;
+  }
   void dequant_row(int row, float* dst) const;  // dst [in], exact dequantized values
 };
 

@@ -62,15 +62,6 @@ DSV4_AVX2 inline void decode_bf16_16(const uint8_t* p, float* dst) {
   _mm256_storeu_ps(dst + 8, _mm256_castsi256_ps(_mm256_slli_epi32(c, 16)));
 }
 
-// The 1x32 scale of fp4 weight (row, col), without Linear::scale_at's generality.
-inline float fp4_scale(const Linear& w, int row, int col) {
-  const size_t i = static_cast<size_t>(row) * (w.in / 32) + col / 32;
-  if (!w.scale_f32) return ue8m0_to_f32(w.scale[i]);
-  float s;
-  std::memcpy(&s, w.scale + 4 * i, 4);
-  return s;
-}
-
 // Per (row, token) the arithmetic is: for each 128-wide block, two 8-lane FMA chains over its
 // even and odd vectors of x * w' (w' the decoded weights, fp4 already times its 1x32 scale),
 // then total = fma(a + b, block_scale, total); at the end one horizontal sum in a fixed tree.
@@ -99,7 +90,7 @@ DSV4_AVX2 void decode_block(const Linear& w, int row_begin, int rows, int r0, in
         const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
         for (int k = 0; k < 128; k += 32) {
           __m256 v[4];
-          e2m1_32(p + k / 2, _mm256_set1_ps(fp4_scale(w, row, k0 + k) * 0.5f), v);
+          e2m1_32(p + k / 2, _mm256_set1_ps(w.scale_at(row, k0 + k) * 0.5f), v);
           for (int j = 0; j < 4; ++j) _mm256_store_ps(wbuf[r] + k + 8 * j, v[j]);
         }
         block_scale[r] = 1.0f;
@@ -165,7 +156,7 @@ DSV4_AVX2 void gemv_tile(const Linear& w, const float* x, const float* sa, bool 
         const uint8_t* p = w.weight + (static_cast<size_t>(row[r]) * in + k0) / 2;
         for (int k = 0; k < 128; k += 32) {
           __m256 v[4];
-          e2m1_32(p + k / 2, _mm256_set1_ps(fp4_scale(w, row[r], k0 + k) * 0.5f), v);
+          e2m1_32(p + k / 2, _mm256_set1_ps(w.scale_at(row[r], k0 + k) * 0.5f), v);
           a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k), v[0], a);
           b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 8), v[1], b);
           a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 16), v[2], a);

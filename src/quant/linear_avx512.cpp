@@ -78,17 +78,6 @@ DSV4_AVX512 inline float hsum16(__m512 v) {
   return _mm_cvtss_f32(q);
 }
 
-// The scale of weight (row, col): 1x32 blocks for fp4, 128x128 for fp8 (inline: it is read
-// once per 32 weights).
-inline float scale_of(const Linear& w, int row, int col) {
-  const size_t i = w.format == WeightFormat::fp4 ? static_cast<size_t>(row) * (w.in / 32) + col / 32
-                                                  : static_cast<size_t>(row / 128) * ((w.in + 127) / 128) + col / 128;
-  if (!w.scale_f32) return ue8m0_to_f32(w.scale[i]);
-  float s;
-  std::memcpy(&s, w.scale + 4 * i, 4);
-  return s;
-}
-
 DSV4_AVX512 void tile(const Linear& w, const uint16_t* xb, const float* sa, int n_act_blocks, int row_begin,
                       int rows, int r0, int t0, int t1, float* y) {
   const int in = w.in;
@@ -105,12 +94,12 @@ DSV4_AVX512 void tile(const Linear& w, const uint16_t* xb, const float* sa, int 
         const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
         for (int j = 0; j < 4; ++j) {
           wb[r][j] = e2m1_32(p + 16 * j);
-          sb[r][j] = scale_of(w, row, k0 + 32 * j) * 0.5f;
+          sb[r][j] = w.scale_at(row, k0 + 32 * j) * 0.5f;
         }
       } else {
         const uint8_t* p = w.weight + static_cast<size_t>(row) * in + k0;
         for (int j = 0; j < 4; ++j) wb[r][j] = e4m3_32(p + 32 * j);
-        sb[r][0] = scale_of(w, row, k0) * 256.0f;
+        sb[r][0] = w.scale_at(row, k0) * 256.0f;
       }
     }
     for (int t = t0; t < t1; ++t) {
