@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <vector>
 
 #include "core/thread_pool.h"
 
