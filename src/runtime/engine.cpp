@@ -78,14 +78,17 @@ const char* finish_reason_name(FinishReason r) {
   return "?";
 }
 
+void validate(const GenerateRequest& req) {
+  req.sampling.validate();
+  DSV4_CHECK(!req.prompt.empty(), "empty prompt");
+  DSV4_CHECK(req.max_tokens >= 1, "max_tokens must be >= 1, got ", req.max_tokens);
+  for (const auto& s : req.stop) DSV4_CHECK(!s.empty(), "stop strings must not be empty");
+}
+
 Generation::Generation(Conversation& conv, GenerateRequest req)
     : conv_(conv), req_(std::move(req)), sampler_(req_.sampling), dec_(conv.engine().tokenizer()) {
-  DSV4_CHECK(!req_.prompt.empty(), "empty prompt");
-  DSV4_CHECK(req_.max_tokens >= 1, "max_tokens must be >= 1, got ", req_.max_tokens);
-  for (const auto& s : req_.stop) {
-    DSV4_CHECK(!s.empty(), "stop strings must not be empty");
-    max_stop_ = std::max(max_stop_, s.size());
-  }
+  validate(req_);
+  for (const auto& s : req_.stop) max_stop_ = std::max(max_stop_, s.size());
   if (req_.forced_text) forced_ = conv.engine().tokenizer().encode(*req_.forced_text);
   r_.prompt_tokens = static_cast<int>(req_.prompt.size());
   r_.finish = FinishReason::length;

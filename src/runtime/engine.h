@@ -85,6 +85,10 @@ struct GenerateResult {
   double prefill_seconds = 0, decode_seconds = 0;
 };
 
+// Throws Error naming the first bad field (empty prompt, max_tokens < 1, empty stop string,
+// sampling parameters out of range).
+void validate(const GenerateRequest& req);
+
 // Generation one step at a time, so a scheduler can interleave many: each step() feeds one
 // prefill chunk or samples (and streams) one token. generate() runs it to the end.
 class Generation {

@@ -41,9 +41,7 @@ Scheduler::~Scheduler() {
 }
 
 std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
-  req.sampling.validate();  // before queueing, so a bad request fails at submit
-  DSV4_CHECK(!req.prompt.empty(), "empty prompt");
-  DSV4_CHECK(req.max_tokens >= 1, "max_tokens must be >= 1");
+  validate(req);  // before queueing, so a bad request fails at submit
   auto job = std::make_shared<Job>();
   job->req_ = std::move(req);
   {
