@@ -1,7 +1,9 @@
 // The quantized linear kernels (Google Benchmark), at the shapes ggml's test-backend-ops
 // reports for MUL_MAT so the two can be compared side by side: GEMV of a 4096 x 14336 weight
-// (k = 14336, one token) and GEMM with 512 tokens. Counters: weight bytes moved per second
-// (bytes_per_second) and GFLOP/s (2 * m * n * k). Paths: the production one (linear(): AVX-512
+// (k = 14336, one token) and GEMM with 512 tokens, plus V4-Flash's decode shapes (a routed
+// expert's w1 / w3 and w2, wq_b). Counters: weight bytes (scales included) moved per second in
+// decimal GB/s, as ggml prints them (Google Benchmark's bytes_per_second is binary, GiB/s),
+// and GFLOP/s (2 * m * n * k). Paths: the production one (linear(): AVX-512
 // BF16 where the CPU has it), AVX2 and the scalar reference. Run: build/bench_kernels [--benchmark_filter=...].
 #include <benchmark/benchmark.h>
 
@@ -56,7 +58,8 @@ void run(benchmark::State& state, WeightFormat fmt, LinearPath path) {
     benchmark::DoNotOptimize(y.data());
   }
   const double iters = static_cast<double>(state.iterations());
-  state.SetBytesProcessed(static_cast<int64_t>(iters * static_cast<double>(w.w.size() + w.s.size())));
+  state.counters["weight_GBps"] =
+      benchmark::Counter(iters * static_cast<double>(w.w.size() + w.s.size()) / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOPS"] = benchmark::Counter(2.0 * m_out * double(k_in) * n * iters / 1e9, benchmark::Counter::kIsRate);
   state.counters["threads"] = pool().size();
 }
@@ -77,6 +80,9 @@ SHAPES(BM_fp8);
 SHAPES(BM_fp4);
 SHAPES(BM_fp8_avx2);
 SHAPES(BM_fp4_avx2);
+// V4-Flash decode: expert w1 / w3 [2048, 4096] and w2 [4096, 2048] (FP4), wq_b [32768, 1024] (FP8).
+BENCHMARK(BM_fp4)->Args({2048, 4096, 1, 2})->Args({4096, 2048, 1, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_fp8)->Args({32768, 1024, 1, 2})->Args({2048, 4096, 1, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_bf16)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp8_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp4_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();

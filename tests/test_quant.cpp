@@ -43,6 +43,36 @@ TEST_F(QuantVectors, Fp4RoundTripBlock32Exact) {
   EXPECT_EQ(e.err, 0.0) << e.str();
 }
 
+// The definition round_e4m3 / round_e2m1 implement without library calls: frexp for the
+// binade, the subnormal binade's spacing below it, nearbyint (half to even).
+float round_grid_definition(float x, int mantissa_bits, int min_normal_exp) {
+  if (x == 0 || std::isnan(x)) return x;
+  int e;
+  std::frexp(x, &e);
+  const float step = std::ldexp(1.0f, std::max(e - 1, min_normal_exp) - mantissa_bits);
+  return std::nearbyint(x / step) * step;
+}
+
+TEST(Rounding, MatchesTheDefinitionEverywhere) {
+  std::vector<float> xs = {0.0f, -0.0f, 448.0f, -448.0f, 6.0f, -6.0f, 1e-30f, -1e-30f, 1e-45f};
+  for (int b = 0; b < 256; ++b) {  // every code, and the midpoints and neighbours around it
+    const float v = e4m3_to_f32(static_cast<uint8_t>(b));
+    if (std::isnan(v)) continue;
+    for (float d : {0.0f, std::ldexp(1.0f, -10), std::ldexp(1.0f, -12), std::ldexp(1.0f, -4)})
+      for (float sgn : {1.0f, -1.0f}) xs.push_back(sgn * (std::fabs(v) + d)), xs.push_back(sgn * std::nextafter(std::fabs(v) + d, 0.0f));
+  }
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> mant(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> ex(-30, 9);
+  for (int i = 0; i < 200000; ++i) xs.push_back(std::ldexp(mant(rng), ex(rng)));
+  for (float x : xs) {
+    const float x8 = std::clamp(x, -448.0f, 448.0f), x4 = std::clamp(x, -6.0f, 6.0f);
+    const float want8 = round_grid_definition(x8, 3, -6), want4 = round_grid_definition(x4, 1, 0);
+    ASSERT_EQ(f32_to_bits(round_e4m3(x8)), f32_to_bits(want8)) << "e4m3 of " << x8;
+    ASSERT_EQ(f32_to_bits(round_e2m1(x4)), f32_to_bits(want4)) << "e2m1 of " << x4;
+  }
+}
+
 TEST_F(QuantVectors, Hadamard128) {
   std::vector<float> y = x;
   for (size_t r = 0; r < y.size() / 128; ++r) hadamard_rotate(std::span<float>(y).subspan(r * 128, 128));
@@ -330,6 +360,7 @@ TEST_P(LinearPaths, MatchesScalarReference) {
     cases.push_back(make_linear(WeightFormat::fp4, 200, 384, sf32, rng));
   }
   cases.push_back(make_float_linear(WeightFormat::bf16, 67, 208, rng));
+  cases.push_back(make_float_linear(WeightFormat::bf16, 67, 256, rng));  // whole 128-blocks: AVX-512 float kernel
   cases.push_back(make_float_linear(WeightFormat::f32, 67, 208, rng));
   for (const auto& t : cases)
     for (int n : {1, 3, 70}) {
@@ -361,24 +392,33 @@ TEST_P(LinearPaths, MatchesScalarReference) {
 
 TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {
   std::mt19937 rng(12);
-  for (WeightFormat fmt : {WeightFormat::fp8, WeightFormat::fp4}) {
-    TestLinear t = make_linear(fmt, 130, 256, false, rng);
+  struct Case {
+    TestLinear t;
+    bool quantize_input;
+  };
+  std::vector<Case> cases;
+  cases.push_back({make_linear(WeightFormat::fp8, 130, 256, false, rng), true});
+  cases.push_back({make_linear(WeightFormat::fp4, 130, 256, false, rng), true});
+  cases.push_back({make_linear(WeightFormat::fp8, 130, 256, false, rng), false});  // wo_a, smooth mode
+  cases.push_back({make_float_linear(WeightFormat::bf16, 130, 256, rng), false});
+  for (const auto& [t, q] : cases) {
     const int n = 75;  // more than one token tile
     std::vector<float> x(size_t(n) * 256);
     std::normal_distribution<float> nd;
     for (float& v : x) v = nd(rng);
     std::vector<float> all(size_t(n) * 130);
     set_num_threads(2);
-    linear_with(GetParam(), t.lin, x, n, all, true);
+    linear_with(GetParam(), t.lin, x, n, all, q);
     set_num_threads(1);
     for (int r : {0, 1, 63, 64, 74}) {
       std::vector<float> one(130);
-      linear_with(GetParam(), t.lin, std::span<const float>(x).subspan(size_t(r) * 256, 256), 1, one, true);
-      EXPECT_EQ(test::max_abs_err(one, std::span<const float>(all).subspan(size_t(r) * 130, 130)).err, 0.0) << "row " << r;
+      linear_with(GetParam(), t.lin, std::span<const float>(x).subspan(size_t(r) * 256, 256), 1, one, q);
+      EXPECT_EQ(test::max_abs_err(one, std::span<const float>(all).subspan(size_t(r) * 130, 130)).err, 0.0)
+          << "format " << int(t.lin.format) << " quantized input " << q << " row " << r;
     }
     // A slice of output rows equals the same rows of the full product.
     std::vector<float> part(size_t(n) * 7);
-    linear_with(GetParam(), t.lin, x, n, part, true, 61, 7);
+    linear_with(GetParam(), t.lin, x, n, part, q, 61, 7);
     for (int r = 0; r < n; ++r)
       for (int o = 0; o < 7; ++o) EXPECT_EQ(part[size_t(r) * 7 + o], all[size_t(r) * 130 + 61 + o]);
     set_num_threads(0);

@@ -103,6 +103,10 @@ void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int
     linear_avx512(w, xq.data(), sa.data(), n_act_blocks, n, row_begin, rows, y.data());
     return;
   }
+  if (path == LinearPath::avx512_bf16 && linear_avx512_f32_handles(w, quantized && quantize_input)) {
+    linear_avx512_f32(w, xq.data(), n, row_begin, rows, y.data());
+    return;
+  }
   if ((path == LinearPath::avx2 || path == LinearPath::avx512_bf16) && linear_avx2_handles(w)) {
     linear_avx2(w, xq.data(), sa.data(), n_act_blocks, quantized && quantize_input, n, row_begin, rows, y.data());
     return;

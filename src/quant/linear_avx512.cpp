@@ -9,120 +9,118 @@
 // the bf16 grid and stay on the AVX2 path (the choice depends on the weight and the mode only,
 // never on the number of tokens, so a token still gives the same bits in prefill and decode).
 //
-// Per (row, token): for each 128-wide block, FP8: two chains of vdpbf16ps over its four 32-wide
-// pieces (a: 0 and 2, b: 1 and 3), then total = fma(a + b, sa * sb * 2^8, total); FP4: each
-// 32-wide piece is one vdpbf16ps into a fresh accumulator, total = fma(piece, sa * sb / 2, total).
-// A final 16-lane reduction in a fixed tree. Weights are decoded per 4 rows x 128 into bf16 in
-// L1 and reused for a tile of up to 16 tokens.
-// GCC 12 warns inside its own AVX-512 headers (maybe-uninitialized in the cvt intrinsics).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
+// Decoding is what limits a GEMV, so weights become bf16 by table lookups in registers, in
+// whatever lane order the lookups produce: e4m3 by two vpermi2b over 128-entry tables (the low
+// and the high byte of each magnitude's bf16, sign or'ed in), e2m1 by vpshufb over 16-entry
+// tables; vpunpck{l,h}bw then interleave low and high bytes in 128-bit lanes. The inputs are
+// converted to bf16 once per call in the same permuted order (kFp8Order / kFp4Order), so every
+// product pairs the right weight with the right input. For e2m1 each 128-bit lane stays inside
+// one 32-wide scale block, so four scales per 128 multiply lane groups.
+//
+// Per (row, token) and 128-wide block, one order shared by the GEMV and the GEMM kernels
+// (accumulate()): FP8: two vdpbf16ps chains (pieces 0, 2 and 1, 3), then
+// total = fma(a + b, sa * sb, total); FP4: one chain over the four pieces,
+// total = fma(piece, sa * sb[lane group], total). A final 16-lane reduction in a fixed tree.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "core/thread_pool.h"
-#include "quant/formats.h"
+#include "quant/avx512_decode.h"
 #include "quant/linear_kernels.h"
 
 namespace dsv4 {
 
-#define DSV4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vbmi,avx2,fma,f16c")))
-
 namespace {
 
-constexpr int kRows = 4;
-constexpr int kTokens = 16;
+using namespace avx512;
 
-// 32 floats (a, b: 16 each) -> 32 bf16 (exact for values on the bf16 grid).
-DSV4_AVX512 inline __m512i to_bf16(__m512 a, __m512 b) { return (__m512i)_mm512_cvtne2ps_pbh(b, a); }
+constexpr int kRows = 4;     // weight rows decoded per step
+constexpr int kTokens = 16;  // tokens sharing one decoded 4 x 128 weight tile (GEMM)
 
-// 32 e4m3 bytes -> 32 bf16 of w / 2^8 (through the exact e4m3 -> f16 bit trick).
-DSV4_AVX512 inline __m512i e4m3_32(const uint8_t* p) {
-  const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  const __m512i h = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(b, _mm512_set1_epi16(0x7F)), 7),
-                                    _mm512_slli_epi16(_mm512_and_si512(b, _mm512_set1_epi16(0x80)), 8));
-  return to_bf16(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)));
+// The one accumulation order of a (row, token, 128-block); scale: sa * sb (per lane group for FP4).
+template <bool kFp4>
+DSV4_AVX512 inline void accumulate(const __m512i w[4], const __m512i x[4], __m512 scale, __m512& total) {
+  if constexpr (kFp4) {
+    __m512 piece = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)w[0], (__m512bh)x[0]);
+    for (int j = 1; j < 4; ++j) piece = _mm512_dpbf16_ps(piece, (__m512bh)w[j], (__m512bh)x[j]);
+    total = _mm512_fmadd_ps(piece, scale, total);
+  } else {
+    __m512 a = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)w[0], (__m512bh)x[0]);
+    __m512 b = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)w[1], (__m512bh)x[1]);
+    a = _mm512_dpbf16_ps(a, (__m512bh)w[2], (__m512bh)x[2]);
+    b = _mm512_dpbf16_ps(b, (__m512bh)w[3], (__m512bh)x[3]);
+    total = _mm512_fmadd_ps(_mm512_add_ps(a, b), scale, total);
+  }
 }
 
-// 16 bytes of e2m1 (32 values, low nibble first) -> 32 bf16 of 2w, by table: vpermb picks
-// each value's low and high byte from a 32-byte table (2w: 0, 1, 2, 3, 4, 6, 8, 12 and their
-// negatives; nibble 8, -0, gives +0 as an int8 table would).
-DSV4_AVX512 inline __m512i e2m1_32(const uint8_t* p) {
-  static const uint16_t bf16_of_2w[16] = {0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40C0, 0x4100, 0x4140,
-                                          0x0000, 0xBF80, 0xC000, 0xC040, 0xC080, 0xC0C0, 0xC100, 0xC140};
-  alignas(64) static const auto table = [] {
-    struct T { uint8_t b[64]; } t{};
-    for (int i = 0; i < 16; ++i) {
-      t.b[i] = static_cast<uint8_t>(bf16_of_2w[i] & 0xFF);
-      t.b[16 + i] = static_cast<uint8_t>(bf16_of_2w[i] >> 8);
+template <bool kFp4>
+DSV4_AVX512 inline const uint8_t* weight_at(const Linear& w, int row, int k0) {
+  if constexpr (kFp4) return w.weight + (static_cast<size_t>(row) * w.in + k0) / 2;
+  else return w.weight + static_cast<size_t>(row) * w.in + k0;
+}
+
+template <bool kFp4>
+DSV4_AVX512 inline void decode(const Decoder& d, const Linear& w, int row, int k0, __m512i out[4]) {
+  if constexpr (kFp4) d.fp4(weight_at<kFp4>(w, row, k0), out);
+  else d.fp8(weight_at<kFp4>(w, row, k0), out);
+}
+
+template <bool kFp4>
+DSV4_AVX512 inline __m512 block_scale(const Decoder& d, const Linear& w, int row, int k0, float s_act) {
+  if constexpr (kFp4) return _mm512_mul_ps(d.fp4_scales(w, row, k0), _mm512_set1_ps(s_act));
+  else return _mm512_set1_ps(s_act * w.scale_at(row, k0));
+}
+
+// One token: kRows rows at a time, each weight byte decoded in registers and used once. Rows
+// past the end repeat the last one (computed, not stored).
+template <bool kFp4>
+DSV4_AVX512 void gemv(const Linear& w, const uint16_t* xb, const float* sa, int row_begin, int rows, int r0,
+                      float* y) {
+  const Decoder d;
+  int row[kRows];
+  for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  __m512 total[kRows];
+  for (auto& t : total) t = _mm512_setzero_ps();
+  const size_t row_bytes = kFp4 ? w.in / 2 : w.in;
+  for (int k0 = 0; k0 < w.in; k0 += 128) {
+    __m512i x[4];
+    for (int j = 0; j < 4; ++j) x[j] = _mm512_loadu_si512(xb + k0 + 32 * j);
+    const float s_act = sa[k0 / 128];
+    for (int r = 0; r < kRows; ++r) {
+      __m512i wr[4];
+      // The same place kRows rows on, which the next call reads (rows are contiguous): short
+      // rows give the hardware prefetcher too little to go on.
+      const uint8_t* ahead = weight_at<kFp4>(w, row[r], k0) + kRows * row_bytes;
+      _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
+      if constexpr (!kFp4) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T1);
+      decode<kFp4>(d, w, row[r], k0, wr);
+      accumulate<kFp4>(wr, x, block_scale<kFp4>(d, w, row[r], k0, s_act), total[r]);
     }
-    return t;
-  }();
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F));
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
-  const __m256i nib = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));  // values 0..31
-  const __m512i w = _mm512_cvtepu8_epi16(nib);
-  const __m512i idx = _mm512_or_si512(w, _mm512_slli_epi16(_mm512_add_epi16(w, _mm512_set1_epi16(16)), 8));
-  return _mm512_permutexvar_epi8(idx, _mm512_load_si512(table.b));
+  }
+  for (int r = 0; r < std::min(kRows, rows - r0); ++r) y[r0 + r] = hsum16(total[r]);
 }
 
-DSV4_AVX512 inline float hsum16(__m512 v) {
-  const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  const __m128 lo = _mm256_castps256_ps128(s), hi = _mm256_extractf128_ps(s, 1);
-  __m128 q = _mm_add_ps(lo, hi);
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 0x55));
-  return _mm_cvtss_f32(q);
-}
-
-DSV4_AVX512 void tile(const Linear& w, const uint16_t* xb, const float* sa, int n_act_blocks, int row_begin,
-                      int rows, int r0, int t0, int t1, float* y) {
+// Tokens [t0, t1): a kRows x 128 tile decoded into L1 once and used for every token.
+template <bool kFp4>
+DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, const float* sa, int n_act_blocks, int row_begin,
+                           int rows, int r0, int t0, int t1, float* y) {
+  const Decoder d;
   const int in = w.in;
-  const bool fp4 = w.format == WeightFormat::fp4;
-  alignas(64) __m512i wb[kRows][4];  // 4 rows x 128 bf16
-  float sb[kRows][4];                // fp8: [r][0] = sb * 2^8; fp4: per 32, sb / 2
+  int row[kRows];
+  for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  alignas(64) __m512i wb[kRows][4];
   __m512 total[kTokens][kRows];
   for (int t = 0; t < t1 - t0; ++t)
     for (int r = 0; r < kRows; ++r) total[t][r] = _mm512_setzero_ps();
   for (int k0 = 0; k0 < in; k0 += 128) {
-    for (int r = 0; r < kRows; ++r) {
-      const int row = row_begin + std::min(r0 + r, rows - 1);
-      if (fp4) {
-        const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
-        for (int j = 0; j < 4; ++j) {
-          wb[r][j] = e2m1_32(p + 16 * j);
-          sb[r][j] = w.scale_at(row, k0 + 32 * j) * 0.5f;
-        }
-      } else {
-        const uint8_t* p = w.weight + static_cast<size_t>(row) * in + k0;
-        for (int j = 0; j < 4; ++j) wb[r][j] = e4m3_32(p + 32 * j);
-        sb[r][0] = w.scale_at(row, k0) * 256.0f;
-      }
-    }
+    for (int r = 0; r < kRows; ++r) decode<kFp4>(d, w, row[r], k0, wb[r]);
     for (int t = t0; t < t1; ++t) {
+      __m512i x[4];
       const uint16_t* xt = xb + static_cast<size_t>(t) * in + k0;
-      const __m512i x0 = _mm512_loadu_si512(xt), x1 = _mm512_loadu_si512(xt + 32);
-      const __m512i x2 = _mm512_loadu_si512(xt + 64), x3 = _mm512_loadu_si512(xt + 96);
+      for (int j = 0; j < 4; ++j) x[j] = _mm512_loadu_si512(xt + 32 * j);
       const float s_act = sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128];
-      __m512* tot = total[t - t0];
-      for (int r = 0; r < kRows; ++r) {
-        if (fp4) {
-          const __m512i xs[4] = {x0, x1, x2, x3};
-          for (int j = 0; j < 4; ++j) {
-            const __m512 piece = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)wb[r][j], (__m512bh)xs[j]);
-            tot[r] = _mm512_fmadd_ps(piece, _mm512_set1_ps(s_act * sb[r][j]), tot[r]);
-          }
-        } else {
-          __m512 a = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)wb[r][0], (__m512bh)x0);
-          __m512 b = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)wb[r][1], (__m512bh)x1);
-          a = _mm512_dpbf16_ps(a, (__m512bh)wb[r][2], (__m512bh)x2);
-          b = _mm512_dpbf16_ps(b, (__m512bh)wb[r][3], (__m512bh)x3);
-          tot[r] = _mm512_fmadd_ps(_mm512_add_ps(a, b), _mm512_set1_ps(s_act * sb[r][0]), tot[r]);
-        }
-      }
+      for (int r = 0; r < kRows; ++r)
+        accumulate<kFp4>(wb[r], x, block_scale<kFp4>(d, w, row[r], k0, s_act), total[t - t0][r]);
     }
   }
   const int nr = std::min(kRows, rows - r0);
@@ -130,12 +128,24 @@ DSV4_AVX512 void tile(const Linear& w, const uint16_t* xb, const float* sa, int 
     for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum16(total[t - t0][r]);
 }
 
-// xq [n, in] floats on the bf16 grid -> bf16 (same element order as the weights' conversion).
-DSV4_AVX512 void convert_input(const float* xq, size_t count, uint16_t* xb) {
-  for (size_t i = 0; i < count; i += 32) {
-    const __m512i v = to_bf16(_mm512_loadu_ps(xq + i), _mm512_loadu_ps(xq + i + 16));
-    _mm512_storeu_si512(xb + i, v);
+template <bool kFp4>
+void run(const Linear& w, const uint16_t* xb, const float* sa, int n_act_blocks, int n, int row_begin, int rows,
+         float* y) {
+  const size_t n_row_tiles = (rows + kRows - 1) / kRows;
+  if (n == 1) {
+    pool().parallel_for(n_row_tiles, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) gemv<kFp4>(w, xb, sa, row_begin, rows, static_cast<int>(i) * kRows, y);
+    });
+    return;
   }
+  const size_t n_token_tiles = (n + kTokens - 1) / kTokens;
+  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      const int r0 = static_cast<int>(i / n_token_tiles) * kRows;
+      const int t0 = static_cast<int>(i % n_token_tiles) * kTokens;
+      gemm_tile<kFp4>(w, xb, sa, n_act_blocks, row_begin, rows, r0, t0, std::min(n, t0 + kTokens), y);
+    }
+  });
 }
 
 }  // namespace
@@ -143,8 +153,7 @@ DSV4_AVX512 void convert_input(const float* xq, size_t count, uint16_t* xb) {
 bool linear_avx512_supported() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
-         __builtin_cpu_supports("avx512vbmi") &&
-         __builtin_cpu_supports("f16c");
+         __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("f16c");
 }
 
 bool linear_avx512_handles(const Linear& w, bool quantize_input) {
@@ -153,16 +162,14 @@ bool linear_avx512_handles(const Linear& w, bool quantize_input) {
 
 void linear_avx512(const Linear& w, const float* xq, const float* sa, int n_act_blocks, int n, int row_begin,
                    int rows, float* y) {
+  // The inputs as bf16 (exact: they are e4m3 values) in the order the weight decoder produces.
+  const bool fp4 = w.format == WeightFormat::fp4;
+  const Order& order = fp4 ? kFp4Order : kFp8Order;
   std::vector<uint16_t> xb(static_cast<size_t>(n) * w.in);
-  convert_input(xq, xb.size(), xb.data());
-  const size_t n_row_tiles = (rows + kRows - 1) / kRows, n_token_tiles = (n + kTokens - 1) / kTokens;
-  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; ++i) {
-      const int r0 = static_cast<int>(i / n_token_tiles) * kRows;
-      const int t0 = static_cast<int>(i % n_token_tiles) * kTokens;
-      tile(w, xb.data(), sa, n_act_blocks, row_begin, rows, r0, t0, std::min(n, t0 + kTokens), y);
-    }
-  });
+  for (size_t b = 0; b < xb.size(); b += 128)
+    for (int p = 0; p < 128; ++p) xb[b + p] = static_cast<uint16_t>(f32_to_bits(xq[b + order[p]]) >> 16);
+  if (fp4) run<true>(w, xb.data(), sa, n_act_blocks, n, row_begin, rows, y);
+  else run<false>(w, xb.data(), sa, n_act_blocks, n, row_begin, rows, y);
 }
 
 }  // namespace dsv4

@@ -1,0 +1,167 @@
+// The AVX-512 body of linear() for float inputs that are not on the bf16 grid: FP8 weights
+// applied to unquantized inputs (wo_a, which the reference applies dequantized, and the smooth
+// validation mode) and BF16 weights (compressor, indexer weights_proj, head). Weights are
+// decoded to float in registers (e4m3 through the bf16 tables of avx512_decode.h, bf16 by a
+// 16-bit shift) and multiplied with 16-lane float FMAs; the inputs are permuted once per call
+// into the decoder's lane order.
+//
+// Per (row, token) and 128-wide block, one order shared by the GEMV and the GEMM kernels
+// (accumulate()): eight 16-float pieces in two FMA chains (even and odd pieces), then
+// total = fma(a + b, sb, total) with the block's weight scale (1 for bf16); a final 16-lane
+// reduction in a fixed tree. As every path, it depends on nothing but the row and the token.
+#include <algorithm>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "quant/avx512_decode.h"
+#include "quant/linear_kernels.h"
+
+namespace dsv4 {
+
+namespace {
+
+using namespace avx512;
+
+constexpr int kRows = 4;
+constexpr int kTokens = 16;
+
+// Float position in a 128-block -> position of the bf16 vector it came from: piece i takes
+// bf16 vector i / 2, words 8L + 4 (i % 2) + j of its 128-bit lane L (vpunpck{l,h}wd).
+constexpr Order float_order(const Order& bf16_order) {
+  Order o{};
+  for (int p = 0; p < 128; ++p) {
+    const int piece = p / 16, q = p % 16, lane = q / 4, j = q % 4;
+    o[p] = bf16_order[32 * (piece / 2) + 8 * lane + 4 * (piece % 2) + j];
+  }
+  return o;
+}
+
+constexpr Order kIdentity = [] {
+  Order o{};
+  for (int p = 0; p < 128; ++p) o[p] = static_cast<uint8_t>(p);
+  return o;
+}();
+constexpr Order kFp8FloatOrder = float_order(kFp8Order);
+constexpr Order kBf16FloatOrder = float_order(kIdentity);
+
+// 128 weights of a row -> 8 x 16 floats (unscaled e4m3 values, or the bf16 values).
+template <bool kBf16>
+DSV4_AVX512 inline void decode(const Decoder& d, const Linear& w, int row, int k0, __m512 out[8]) {
+  __m512i v[4];
+  if constexpr (kBf16) {
+    const uint8_t* p = w.weight + (static_cast<size_t>(row) * w.in + k0) * 2;
+    for (int i = 0; i < 4; ++i) v[i] = _mm512_loadu_si512(p + 64 * i);
+  } else {
+    d.fp8(w.weight + static_cast<size_t>(row) * w.in + k0, v);
+  }
+  const __m512i zero = _mm512_setzero_si512();
+  for (int i = 0; i < 4; ++i) {
+    out[2 * i] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, v[i]));
+    out[2 * i + 1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, v[i]));
+  }
+}
+
+template <bool kBf16>
+DSV4_AVX512 inline __m512 block_scale(const Linear& w, int row, int k0) {
+  return _mm512_set1_ps(kBf16 ? 1.0f : w.scale_at(row, k0));
+}
+
+DSV4_AVX512 inline void accumulate(const __m512 w[8], const __m512 x[8], __m512 scale, __m512& total) {
+  __m512 a = _mm512_mul_ps(w[0], x[0]), b = _mm512_mul_ps(w[1], x[1]);
+  for (int i = 2; i < 8; i += 2) {
+    a = _mm512_fmadd_ps(w[i], x[i], a);
+    b = _mm512_fmadd_ps(w[i + 1], x[i + 1], b);
+  }
+  total = _mm512_fmadd_ps(_mm512_add_ps(a, b), scale, total);
+}
+
+template <bool kBf16>
+DSV4_AVX512 void gemv(const Linear& w, const float* xp, int row_begin, int rows, int r0, float* y) {
+  const Decoder d;
+  int row[kRows];
+  for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  const size_t row_bytes = kBf16 ? 2 * static_cast<size_t>(w.in) : w.in;
+  __m512 total[kRows];
+  for (auto& t : total) t = _mm512_setzero_ps();
+  for (int k0 = 0; k0 < w.in; k0 += 128) {
+    __m512 x[8];
+    for (int i = 0; i < 8; ++i) x[i] = _mm512_loadu_ps(xp + k0 + 16 * i);
+    for (int r = 0; r < kRows; ++r) {
+      // Prefetch the same place kRows rows on (the next call's rows; see linear_avx512.cpp).
+      const uint8_t* ahead = w.weight + static_cast<size_t>(row[r]) * row_bytes + k0 * (row_bytes / w.in) +
+                             kRows * row_bytes;
+      for (size_t b = 0; b < 128 * (row_bytes / w.in); b += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
+      __m512 wr[8];
+      decode<kBf16>(d, w, row[r], k0, wr);
+      accumulate(wr, x, block_scale<kBf16>(w, row[r], k0), total[r]);
+    }
+  }
+  for (int r = 0; r < std::min(kRows, rows - r0); ++r) y[r0 + r] = hsum16(total[r]);
+}
+
+template <bool kBf16>
+DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int rows, int r0, int t0, int t1,
+                           float* y) {
+  const Decoder d;
+  const int in = w.in;
+  int row[kRows];
+  for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  alignas(64) __m512 wf[kRows][8];
+  __m512 scale[kRows];
+  __m512 total[kTokens][kRows];
+  for (int t = 0; t < t1 - t0; ++t)
+    for (int r = 0; r < kRows; ++r) total[t][r] = _mm512_setzero_ps();
+  for (int k0 = 0; k0 < in; k0 += 128) {
+    for (int r = 0; r < kRows; ++r) {
+      decode<kBf16>(d, w, row[r], k0, wf[r]);
+      scale[r] = block_scale<kBf16>(w, row[r], k0);
+    }
+    for (int t = t0; t < t1; ++t) {
+      __m512 x[8];
+      const float* xt = xp + static_cast<size_t>(t) * in + k0;
+      for (int i = 0; i < 8; ++i) x[i] = _mm512_loadu_ps(xt + 16 * i);
+      for (int r = 0; r < kRows; ++r) accumulate(wf[r], x, scale[r], total[t - t0][r]);
+    }
+  }
+  const int nr = std::min(kRows, rows - r0);
+  for (int t = t0; t < t1; ++t)
+    for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum16(total[t - t0][r]);
+}
+
+template <bool kBf16>
+void run(const Linear& w, const float* xp, int n, int row_begin, int rows, float* y) {
+  const size_t n_row_tiles = (rows + kRows - 1) / kRows;
+  if (n == 1) {
+    pool().parallel_for(n_row_tiles, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) gemv<kBf16>(w, xp, row_begin, rows, static_cast<int>(i) * kRows, y);
+    });
+    return;
+  }
+  const size_t n_token_tiles = (n + kTokens - 1) / kTokens;
+  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      const int r0 = static_cast<int>(i / n_token_tiles) * kRows;
+      const int t0 = static_cast<int>(i % n_token_tiles) * kTokens;
+      gemm_tile<kBf16>(w, xp, row_begin, rows, r0, t0, std::min(n, t0 + kTokens), y);
+    }
+  });
+}
+
+}  // namespace
+
+bool linear_avx512_f32_handles(const Linear& w, bool quantize_input) {
+  return ((w.format == WeightFormat::fp8 && !quantize_input) || w.format == WeightFormat::bf16) && w.in % 128 == 0;
+}
+
+void linear_avx512_f32(const Linear& w, const float* x, int n, int row_begin, int rows, float* y) {
+  const bool bf16 = w.format == WeightFormat::bf16;
+  const Order& order = bf16 ? kBf16FloatOrder : kFp8FloatOrder;
+  std::vector<float> xp(static_cast<size_t>(n) * w.in);
+  for (size_t b = 0; b < xp.size(); b += 128)
+    for (int p = 0; p < 128; ++p) xp[b + p] = x[b + order[p]];
+  if (bf16) run<true>(w, xp.data(), n, row_begin, rows, y);
+  else run<false>(w, xp.data(), n, row_begin, rows, y);
+}
+
+}  // namespace dsv4
