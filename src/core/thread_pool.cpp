@@ -10,6 +10,19 @@ namespace dsv4 {
 namespace {
 thread_local bool in_worker = false;
 
+// Spins until done() or kSpin has passed; true when done() became true.
+template <typename Done>
+bool spin_until(Done done) {
+  const auto deadline = std::chrono::steady_clock::now() + ThreadPool::kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return done();
+  }
+}
+
 void run_chunk(size_t n, int n_chunks, int chunk, const std::function<void(size_t, size_t)>& fn) {
   size_t begin = n * chunk / n_chunks, end = n * (chunk + 1) / n_chunks;
   if (begin < end) fn(begin, end);
@@ -23,7 +36,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   start_cv_.notify_all();
   for (auto& t : workers_) t.join();
@@ -33,20 +46,17 @@ void ThreadPool::worker(int id) {
   in_worker = true;
   unsigned long long seen = 0;
   for (;;) {
-    const std::function<void(size_t, size_t)>* job;
-    size_t n;
-    {
+    const auto woken = [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(woken)) {
       std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
+      start_cv_.wait(lock, woken);
     }
-    run_chunk(n, n_threads_, id, *job);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    run_chunk(job_n_, n_threads_, id, *job_);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);  // the caller may be between its check and its wait
+      done_cv_.notify_one();
     }
   }
 }
@@ -58,20 +68,23 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     return;
   }
   std::lock_guard<std::mutex> call_lock(call_mu_);
+  job_ = &fn;
+  job_n_ = n;
+  pending_.store(n_threads_ - 1);
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    std::lock_guard<std::mutex> lock(mu_);  // a worker may be between its check and its wait
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   bool was_worker = in_worker;
   in_worker = true;  // nested parallel_for from chunk 0 runs inline
   run_chunk(n, n_threads_, 0, fn);
   in_worker = was_worker;
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(done)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, done);
+  }
 }
 
 namespace {

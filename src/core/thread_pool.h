@@ -2,8 +2,14 @@
 //
 // Work is split into contiguous chunks, one per thread; each index is computed entirely by one
 // thread, so results never depend on the thread count (no cross-thread reductions here).
+//
+// Decoding a token makes hundreds of parallel_for calls of ~100 us each, so waking sleeping
+// threads (a futex round trip each way, tens of microseconds on a VM) would cost a large
+// share of the step: workers and the caller spin for a short while (kSpin) before blocking.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -15,6 +21,8 @@ namespace dsv4 {
 
 class ThreadPool {
  public:
+  static constexpr std::chrono::microseconds kSpin{300};
+
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -32,13 +40,13 @@ class ThreadPool {
   int n_threads_;
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // one parallel_for at a time (several sessions may share the pool)
-  std::mutex mu_;
+  std::mutex mu_;  // guards the sleeping side of generation_ / pending_ / stop_
   std::condition_variable start_cv_, done_cv_;
-  const std::function<void(size_t, size_t)>* job_ = nullptr;
+  const std::function<void(size_t, size_t)>* job_ = nullptr;  // published by generation_
   size_t job_n_ = 0;
-  unsigned long long generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<unsigned long long> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 // The process-wide pool used by the kernels. set_num_threads before first use; 0 = all cores.
