@@ -1,4 +1,4 @@
-// mHC, scalar, following the reference's hc_pre / hc_split_sinkhorn / hc_post / hc_head.
+// mHC, following the reference's hc_pre / hc_split_sinkhorn / hc_post / hc_head.
 #include "model/hc.h"
 
 #include <algorithm>
@@ -13,16 +13,34 @@ namespace {
 
 float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
-// mixes[m] = (fn[m] . x_flat) / sqrt(mean(x_flat^2) + eps) for one token.
-void hc_mixes(const std::vector<float>& fn, const float* x_flat, int flat, int n_mix, float norm_eps,
-              float* mixes) {
-  const float rsqrt = 1.0f / std::sqrt(mean_square(x_flat, flat) + norm_eps);
-  for (int m = 0; m < n_mix; ++m) {
-    const float* f = fn.data() + static_cast<size_t>(m) * flat;
-    float acc = 0;
-    for (int k = 0; k < flat; ++k) acc += f[k] * x_flat[k];
-    mixes[m] = acc * rsqrt;
+// mixes[t][m] = (fn[m] . x_t) / sqrt(mean(x_t^2) + eps). Each dot product is summed in input
+// order, one rounded multiply and one rounded add per element like the plain scalar loop (the
+// faithful goldens are sensitive to this order: a blocked SIMD order flips an FP8 rounding of
+// golden tiny-long); the rows of a block are the vector lanes, so the loop still vectorizes,
+// and (token, block) pairs are split across threads.
+std::vector<float> hc_mixes(const HcParams& p, std::span<const float> x, int n, int flat, int n_mix,
+                            float norm_eps) {
+  constexpr int B = HcParams::kHcMixBlock;
+  const int n_blocks = (n_mix + B - 1) / B;
+  std::vector<float> padded(static_cast<size_t>(n) * n_blocks * B);
+  pool().parallel_for(static_cast<size_t>(n) * n_blocks, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      const size_t t = i / n_blocks, b = i % n_blocks;
+      const float* xt = x.data() + t * flat;
+      const float* f = p.fn_blocks.data() + b * flat * B;
+      float acc[B] = {};
+      for (int k = 0; k < flat; ++k)
+        for (int m = 0; m < B; ++m) acc[m] += f[static_cast<size_t>(k) * B + m] * xt[k];
+      std::copy_n(acc, B, padded.data() + i * B);
+    }
+  });
+  std::vector<float> mixes(static_cast<size_t>(n) * n_mix);
+  for (int t = 0; t < n; ++t) {
+    const float rsqrt = 1.0f / std::sqrt(mean_square(x.data() + static_cast<size_t>(t) * flat, flat) + norm_eps);
+    for (int m = 0; m < n_mix; ++m)
+      mixes[static_cast<size_t>(t) * n_mix + m] = padded[static_cast<size_t>(t) * n_blocks * B + m] * rsqrt;
   }
+  return mixes;
 }
 
 void weighted_sum(const float* pre, const float* x, int hc, int dim, float* y) {
@@ -73,13 +91,13 @@ void hc_pre(const HcParams& p, std::span<const float> x, int n, int hc, int dim,
   const int flat = hc * dim, n_mix = (2 + hc) * hc;
   mix.post.assign(static_cast<size_t>(n) * hc, 0);
   mix.comb.assign(static_cast<size_t>(n) * hc * hc, 0);
+  const std::vector<float> mixes = hc_mixes(p, x, n, flat, n_mix, norm_eps);
   pool().parallel_for(n, [&](size_t t0, size_t t1) {
-    std::vector<float> mixes(n_mix), pre(hc);
+    std::vector<float> pre(hc);
     for (size_t t = t0; t < t1; ++t) {
       const float* xt = x.data() + t * flat;
-      hc_mixes(p.fn, xt, flat, n_mix, norm_eps, mixes.data());
-      hc_split_sinkhorn(mixes, p, hc, sinkhorn_iters, hc_eps, pre.data(), mix.post.data() + t * hc,
-                        mix.comb.data() + t * hc * hc);
+      hc_split_sinkhorn(std::span<const float>(mixes).subspan(t * n_mix, n_mix), p, hc, sinkhorn_iters, hc_eps,
+                        pre.data(), mix.post.data() + t * hc, mix.comb.data() + t * hc * hc);
       weighted_sum(pre.data(), xt, hc, dim, y.data() + t * dim);
     }
   });
@@ -109,11 +127,11 @@ void hc_post(const HcMix& mix, std::span<const float> out, std::span<const float
 void hc_head(const HcParams& p, std::span<const float> x, int n, int hc, int dim, float norm_eps,
              float hc_eps, std::span<float> y) {
   const int flat = hc * dim;
-  std::vector<float> mixes(hc), pre(hc);
+  const std::vector<float> mixes = hc_mixes(p, x, n, flat, hc, norm_eps);
+  std::vector<float> pre(hc);
   for (int t = 0; t < n; ++t) {
     const float* xt = x.data() + static_cast<size_t>(t) * flat;
-    hc_mixes(p.fn, xt, flat, hc, norm_eps, mixes.data());
-    for (int i = 0; i < hc; ++i) pre[i] = sigmoid(mixes[i] * p.scale[0] + p.base[i]) + hc_eps;
+    for (int i = 0; i < hc; ++i) pre[i] = sigmoid(mixes[static_cast<size_t>(t) * hc + i] * p.scale[0] + p.base[i]) + hc_eps;
     weighted_sum(pre.data(), xt, hc, dim, y.data() + static_cast<size_t>(t) * dim);
   }
 }

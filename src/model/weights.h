@@ -55,7 +55,11 @@ struct MoeWeights {
 };
 
 struct HcParams {
-  std::vector<float> fn, base, scale;  // fn [mix, hc * dim], base [mix], scale [3] (head: [1])
+  // fn_blocks: hc_*_fn [mix, hc * dim] as blocks of kHcMixBlock rows, each stored column by
+  // column ([mix / kHcMixBlock][hc * dim][kHcMixBlock], rows padded with zeros): hc_mixes
+  // computes a block's dot products side by side. base [mix], scale [3] (head: [1]).
+  static constexpr int kHcMixBlock = 4;
+  std::vector<float> fn_blocks, base, scale;
 };
 
 struct BlockWeights {
