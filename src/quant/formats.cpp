@@ -1,6 +1,7 @@
 // Scalar reference implementations of the number formats.
 #include "quant/formats.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 
@@ -30,16 +31,19 @@ constexpr std::array<float, 256> make_e4m3() {
   return t;
 }
 
-// Rounds |x| to a grid whose spacing is 2^(exponent - mantissa_bits), with the spacing of the
-// smallest normal binade below it (subnormals). std::nearbyint rounds half to even.
+// Rounds x to a grid whose spacing is 2^(exponent - mantissa_bits), with the spacing of the
+// smallest normal binade below it (subnormals), half to even. Adding then subtracting
+// magic = 1.5 * 2^23 * spacing makes the float adder itself round at the spacing (x + magic
+// stays in magic's binade for |x| < 2^(exponent + 1)); no library calls, since activation
+// quantization runs on every linear input. The sign of zero is kept, as nearbyint(x / step)
+// would. The test checks it against that definition.
 float round_grid(float x, int mantissa_bits, int min_normal_exp) {
-  if (x == 0 || std::isnan(x)) return x;
-  int e;
-  std::frexp(x, &e);  // |x| in [2^(e-1), 2^e)
-  int exp = e - 1;
-  if (exp < min_normal_exp) exp = min_normal_exp;
-  const float step = std::ldexp(1.0f, exp - mantissa_bits);
-  return std::nearbyint(x / step) * step;  // x / step is exact: step is a power of two
+  const uint32_t biased = (f32_to_bits(x) >> 23) & 0xFF;
+  if (biased == 0xFF) return x;  // NaN, inf
+  const int step = std::max(static_cast<int>(biased), min_normal_exp + 127) - mantissa_bits;  // biased
+  const float magic = bits_to_f32(static_cast<uint32_t>(step + 23) << 23 | 0x400000u);
+  const float r = (x + magic) - magic;
+  return std::copysign(r, x);
 }
 
 }  // namespace
