@@ -1,21 +1,30 @@
-// The AVX2 + FMA + F16C body of linear(): the production path on x86-64 machines that have
-// them (chosen once per process at run time; linear.cpp keeps the scalar reference).
+// The AVX2 + FMA + F16C body of linear(): the production path on x86-64 machines without
+// AVX512-BF16 (chosen once per process at run time; linear.cpp keeps the scalar reference).
 //
-// Work is tiled as 4 output rows x up to 16 tokens x one 128-wide block of the input: the
-// block of 4 weight rows is decoded once into floats in L1 and used for every token of the
-// tile. Each (row, token) dot product has ONE fixed arithmetic order whatever the tile sizes,
-// the thread count or the other rows in the call: per 32-wide (fp4) or 128-wide (fp8, float)
-// block, two 8-lane FMA chains over alternate vectors, summed lane by lane and then across
-// lanes in a fixed tree, then scaled and added to the row's accumulator in block order. So a
-// token gives the same bits in a prefill, a decode step or any batch.
+// Decoding. FP8 and FP4 codes become f16 bit patterns with a few integer operations per 16
+// values, then floats by vcvtph2ps (exact):
+//   e4m3: u = code << 8 (vpunpck with zero), arithmetic u >> 1 puts the sign in bit 15 and the
+//         7 magnitude bits in 7..13 with a copy of the sign in bit 14, cleared by & 0xBFFF: the
+//         f16 of w / 2^8 (e4m3 subnormals land on f16 subnormals, exactly);
+//   e2m1: a vpshufb table of the f16's high byte (the low byte is zero for every e2m1 value).
+// The powers of two go into the scales (exact). The byte unpacks work per 128-bit lane, so
+// e4m3 comes out in natural order; e2m1 comes out as even and odd weights, and the inputs are
+// permuted once per call to match (kFp4Order).
 //
-// Decoding: e4m3 bytes become f16 bit patterns by shifts and masks ((b & 0x7f) << 7 with the
-// sign moved to bit 15), converted exactly by vcvtph2ps; the f16 value is w / 2^8, so 2^8 is
-// folded into the block scale (a power of two: exact). e2m1 nibbles go through a vpshufb table
-// of 2w (small integers) and are converted from int32; 1/2 is folded into the scale.
+// Per (row, token) and 128-wide block, ONE order shared by the GEMV and the GEMM kernels: one
+// 8-lane FMA chain over the block's 16 vectors of x * w' (w' the decoded weight; FP4 weights
+// already times their 1x32 scale, exact), then total = fma(chain, block scale, total); at the
+// end a horizontal sum in a fixed tree. So a token gives the same bits in a prefill, a decode
+// step or any batch, on any number of threads.
+//
+// GEMM: a tile of 4 rows x 128 is decoded into L1 once and used for up to 16 tokens, two tokens
+// at a time (8 chains in registers, 6 loads per 8 FMAs). GEMV: 8 rows decoded in registers side
+// by side (8 independent chains), with the next rows prefetched. The GEMM walks row tiles
+// inside token tiles, so a token tile's inputs (packed block by block) stay in L2.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -29,106 +38,87 @@ namespace dsv4 {
 
 namespace {
 
-constexpr int kRowTile = 4;
-constexpr int kTokenTile = 16;
+constexpr int kRows = 4;       // GEMM tile rows
+constexpr int kTokens = 16;    // GEMM tile tokens
+constexpr int kGemvRows = 8;   // GEMV rows in flight: 8 independent FMA chains hide the latency
 
-// 16 e4m3 bytes -> two vectors of 8 floats (w / 2^8), in registers.
-DSV4_AVX2 inline void e4m3_16(const uint8_t* p, __m256& lo, __m256& hi) {
-  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7),
-                                    _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8));
-  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+// FP4 input order per 64 values (two scale blocks): vector v (8 floats) holds weights
+// 16 (v / 2) + 2j + v % 2 (even weights from the low nibbles, odd from the high ones).
+constexpr std::array<uint8_t, 64> kFp4Order = [] {
+  std::array<uint8_t, 64> o{};
+  for (int p = 0; p < 64; ++p) o[p] = static_cast<uint8_t>(16 * (p / 16) + 2 * (p % 8) + (p / 8) % 2);
+  return o;
+}();
+
+// Two f16 vectors (16 values each, per-lane halves) -> 4 float vectors in the order lo0, lo1,
+// hi0, hi1 of the 128-bit lanes.
+DSV4_AVX2 inline void f16_to_f32(__m256i h0, __m256i h1, __m256 out[4]) {
+  out[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(h0));
+  out[1] = _mm256_cvtph_ps(_mm256_castsi256_si128(h1));
+  out[2] = _mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1));
+  out[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1));
 }
 
-// 16 bytes of e2m1 -> four vectors of 8 floats, each times sb (the same values decode_block
-// stores in wbuf, so both paths compute the same bits).
-DSV4_AVX2 inline void e2m1_32(const uint8_t* p, __m256 sb, __m256 v[4]) {
-  const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i lo = _mm_shuffle_epi8(lut, _mm_and_si128(b, _mm_set1_epi8(0x0F)));
-  const __m128i hi = _mm_shuffle_epi8(lut, _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
-  const __m128i v0 = _mm_unpacklo_epi8(lo, hi), v1 = _mm_unpackhi_epi8(lo, hi);
-  v[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0)), sb);
-  v[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8))), sb);
-  v[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1)), sb);
-  v[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8))), sb);
+// 32 e4m3 codes -> 4 x 8 floats of w / 2^8, natural order.
+DSV4_AVX2 inline void e4m3_32(const uint8_t* p, __m256 out[4]) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i zero = _mm256_setzero_si256(), mask = _mm256_set1_epi16(static_cast<short>(0xBFFF));
+  const __m256i h0 = _mm256_and_si256(_mm256_srai_epi16(_mm256_unpacklo_epi8(zero, b), 1), mask);  // bytes 0-7 | 16-23
+  const __m256i h1 = _mm256_and_si256(_mm256_srai_epi16(_mm256_unpackhi_epi8(zero, b), 1), mask);  // 8-15 | 24-31
+  f16_to_f32(h0, h1, out);
 }
 
-DSV4_AVX2 inline void decode_bf16_16(const uint8_t* p, float* dst) {
-  const __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  _mm256_storeu_ps(dst, _mm256_castsi256_ps(_mm256_slli_epi32(b, 16)));
-  const __m256i c = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
-  _mm256_storeu_ps(dst + 8, _mm256_castsi256_ps(_mm256_slli_epi32(c, 16)));
+// 32 e2m1 codes (16 bytes, one 1x32 scale block) -> 4 x 8 floats of w * sb in kFp4Order. Every
+// e2m1 value is a normal f16 whose low byte is zero, so a vpshufb table of high bytes and a
+// byte unpack make the f16 (no f16 subnormals, which some CPUs convert slowly).
+DSV4_AVX2 inline void e2m1_32(const uint8_t* p, __m256 sb, __m256 out[4]) {
+  const __m128i f16_high = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46,  //
+                                         static_cast<char>(0x80), static_cast<char>(0xB8), static_cast<char>(0xBC),
+                                         static_cast<char>(0xBE), static_cast<char>(0xC0), static_cast<char>(0xC2),
+                                         static_cast<char>(0xC4), static_cast<char>(0xC6));
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), nib = _mm_set1_epi8(0x0F), zero = _mm_setzero_si128();
+  const __m128i even = _mm_shuffle_epi8(f16_high, _mm_and_si128(b, nib));                     // low nibbles
+  const __m128i odd = _mm_shuffle_epi8(f16_high, _mm_and_si128(_mm_srli_epi16(b, 4), nib));  // high nibbles
+  out[0] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(zero, even)), sb);  // weights 0, 2, .., 14
+  out[1] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(zero, odd)), sb);   // 1, 3, .., 15
+  out[2] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(zero, even)), sb);  // 16, .., 30
+  out[3] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(zero, odd)), sb);   // 17, .., 31
 }
 
-// Per (row, token) the arithmetic is: for each 128-wide block, two 8-lane FMA chains over its
-// even and odd vectors of x * w' (w' the decoded weights, fp4 already times its 1x32 scale),
-// then total = fma(a + b, block_scale, total); at the end one horizontal sum in a fixed tree.
-// block_scale is sa * sb * 2^8 for fp8, sa for fp4 (sb is in w'), 1 for float weights.
+DSV4_AVX2 inline void bf16_16(const uint8_t* p, __m256 out[2]) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i zero = _mm256_setzero_si256();
+  // Per lane: words 0-3 and 4-7 -> floats; reorder the lanes back to natural order.
+  const __m256i lo = _mm256_unpacklo_epi16(zero, b), hi = _mm256_unpackhi_epi16(zero, b);
+  out[0] = _mm256_castsi256_ps(_mm256_permute2x128_si256(lo, hi, 0x20));
+  out[1] = _mm256_castsi256_ps(_mm256_permute2x128_si256(lo, hi, 0x31));
+}
 
-// Decodes 4 rows of one 128-wide block (or the first `len` elements for float weights) into
-// wbuf and their block scales (1 when the scale is inside w').
-DSV4_AVX2 void decode_block(const Linear& w, int row_begin, int rows, int r0, int k0, int len,
-                            float (*wbuf)[128], float* block_scale) {
-  const int in = w.in;
-  for (int r = 0; r < kRowTile; ++r) {
-    const int row = row_begin + std::min(r0 + r, rows - 1);  // rows past the end repeat the last
-    switch (w.format) {
-      case WeightFormat::fp8: {
-        const uint8_t* p = w.weight + static_cast<size_t>(row) * in + k0;
-        for (int k = 0; k < 128; k += 16) {
-          __m256 lo, hi;
-          e4m3_16(p + k, lo, hi);
-          _mm256_store_ps(wbuf[r] + k, lo);
-          _mm256_store_ps(wbuf[r] + k + 8, hi);
-        }
-        block_scale[r] = w.scale_at(row, k0) * 256.0f;
-        break;
-      }
-      case WeightFormat::fp4: {
-        const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) / 2;
-        for (int k = 0; k < 128; k += 32) {
-          __m256 v[4];
-          e2m1_32(p + k / 2, _mm256_set1_ps(w.scale_at(row, k0 + k) * 0.5f), v);
-          for (int j = 0; j < 4; ++j) _mm256_store_ps(wbuf[r] + k + 8 * j, v[j]);
-        }
-        block_scale[r] = 1.0f;
-        break;
-      }
-      case WeightFormat::bf16: {
-        const uint8_t* p = w.weight + (static_cast<size_t>(row) * in + k0) * 2;
-        for (int k = 0; k < len; k += 16) decode_bf16_16(p + 2 * k, wbuf[r] + k);
-        block_scale[r] = 1.0f;
-        break;
-      }
-      case WeightFormat::f32:
-        std::memcpy(wbuf[r], w.weight + (static_cast<size_t>(row) * in + k0) * 4, len * 4);
-        block_scale[r] = 1.0f;
-        break;
-    }
+// Decoding steps: kValues weights of one row from value k on, as kValues / 8 float vectors
+// (w' as defined above).
+template <WeightFormat F>
+constexpr int kValues = F == WeightFormat::fp8 ? 32 : F == WeightFormat::fp4 ? 32 : F == WeightFormat::bf16 ? 16 : 8;
+
+template <WeightFormat F>
+DSV4_AVX2 inline void decode_piece(const Linear& w, int row, int k, __m256* v) {
+  if constexpr (F == WeightFormat::fp8) {
+    e4m3_32(w.weight + static_cast<size_t>(row) * w.in + k, v);
+  } else if constexpr (F == WeightFormat::fp4) {
+    e2m1_32(w.weight + (static_cast<size_t>(row) * w.in + k) / 2, _mm256_set1_ps(w.scale_at(row, k)), v);
+  } else if constexpr (F == WeightFormat::bf16) {
+    bf16_16(w.weight + (static_cast<size_t>(row) * w.in + k) * 2, v);
+  } else {
+    v[0] = _mm256_loadu_ps(reinterpret_cast<const float*>(w.weight) + static_cast<size_t>(row) * w.in + k);
   }
 }
 
-// total[r] = fma(sum of the block's x * w'[r] in two chains, scale[r], total[r]) for 4 rows.
-DSV4_AVX2 inline void block_fma4(const float* x, const float (*wbuf)[128], int len, const float* scale,
-                                 __m256* total) {
-  __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
-  for (int k = 0; k < len; k += 16) {
-    const __m256 xa = _mm256_loadu_ps(x + k), xb = _mm256_loadu_ps(x + k + 8);
-    a0 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[0] + k), a0);
-    b0 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[0] + k + 8), b0);
-    a1 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[1] + k), a1);
-    b1 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[1] + k + 8), b1);
-    a2 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[2] + k), a2);
-    b2 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[2] + k + 8), b2);
-    a3 = _mm256_fmadd_ps(xa, _mm256_load_ps(wbuf[3] + k), a3);
-    b3 = _mm256_fmadd_ps(xb, _mm256_load_ps(wbuf[3] + k + 8), b3);
-  }
-  total[0] = _mm256_fmadd_ps(_mm256_add_ps(a0, b0), _mm256_set1_ps(scale[0]), total[0]);
-  total[1] = _mm256_fmadd_ps(_mm256_add_ps(a1, b1), _mm256_set1_ps(scale[1]), total[1]);
-  total[2] = _mm256_fmadd_ps(_mm256_add_ps(a2, b2), _mm256_set1_ps(scale[2]), total[2]);
-  total[3] = _mm256_fmadd_ps(_mm256_add_ps(a3, b3), _mm256_set1_ps(scale[3]), total[3]);
+// A chain covers one 128-wide block (the last block of a float row may be shorter);
+// chain_scale: the factor applied to it, before the activation scale (FP8: the weight scale,
+// times 2^8 to undo the f16 decoding's; FP4 weights carry their 1x32 scales already).
+template <WeightFormat F>
+DSV4_AVX2 inline float chain_scale(const Linear& w, int row, int k0) {
+  if constexpr (F == WeightFormat::fp8) return w.scale_at(row, k0) * 256.0f;
+  return 1.0f;
 }
 
 DSV4_AVX2 inline float hsum(__m256 s) {
@@ -139,66 +129,131 @@ DSV4_AVX2 inline float hsum(__m256 s) {
   return _mm_cvtss_f32(q);
 }
 
-// One token, 4 rows, fp8 or fp4 weights decoded straight into registers (no buffer): the
-// decode step's GEMV. Same arithmetic as tile() + block_fma4.
-DSV4_AVX2 void gemv_tile(const Linear& w, const float* x, const float* sa, bool quantize_input, int row_begin,
-                         int rows, int r0, float* y) {
+size_t row_bytes(const Linear& w) {
+  switch (w.format) {
+    case WeightFormat::fp8: return w.in;
+    case WeightFormat::fp4: return w.in / 2;
+    case WeightFormat::bf16: return 2 * static_cast<size_t>(w.in);
+    case WeightFormat::f32: return 4 * static_cast<size_t>(w.in);
+  }
+  return 0;
+}
+
+// One token, rows [r0, r0 + 8) (rows past `rows` repeat the last and are dropped); the rows'
+// chains advance side by side, so they overlap their FMA latencies.
+template <WeightFormat F>
+DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_begin, int rows, int r0, float* y) {
+  constexpr int P = kValues<F>, V = P / 8;
   const int in = w.in;
-  const bool fp4 = w.format == WeightFormat::fp4;
-  int row[kRowTile];
-  for (int r = 0; r < kRowTile; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
-  __m256 total[kRowTile] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  const size_t rb = row_bytes(w);
+  const size_t block_bytes = rb * 128 / in;
+  int row[kGemvRows];
+  for (int r = 0; r < kGemvRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  __m256 total[kGemvRows];
+  for (auto& t : total) t = _mm256_setzero_ps();
   for (int k0 = 0; k0 < in; k0 += 128) {
-    const float s_act = quantize_input ? sa[k0 / 128] : 1.0f;
-    for (int r = 0; r < kRowTile; ++r) {
-      __m256 a = _mm256_setzero_ps(), b = a;
-      if (fp4) {
-        const uint8_t* p = w.weight + (static_cast<size_t>(row[r]) * in + k0) / 2;
-        for (int k = 0; k < 128; k += 32) {
-          __m256 v[4];
-          e2m1_32(p + k / 2, _mm256_set1_ps(w.scale_at(row[r], k0 + k) * 0.5f), v);
-          a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k), v[0], a);
-          b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 8), v[1], b);
-          a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 16), v[2], a);
-          b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 24), v[3], b);
-        }
-        total[r] = _mm256_fmadd_ps(_mm256_add_ps(a, b), _mm256_set1_ps(s_act), total[r]);
-      } else {
-        const uint8_t* p = w.weight + static_cast<size_t>(row[r]) * in + k0;
-        for (int k = 0; k < 128; k += 16) {
-          __m256 lo, hi;
-          e4m3_16(p + k, lo, hi);
-          a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k), lo, a);
-          b = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + k + 8), hi, b);
-        }
-        total[r] = _mm256_fmadd_ps(_mm256_add_ps(a, b), _mm256_set1_ps(s_act * (w.scale_at(row[r], k0) * 256.0f)), total[r]);
+    const int len = std::min(128, in - k0);
+    // The same place kGemvRows rows on, which the next call reads: short rows give the hardware
+    // prefetcher too little to go on.
+    for (int r = 0; r < kGemvRows; ++r) {
+      const uint8_t* ahead = w.weight + static_cast<size_t>(row[r]) * rb + k0 * rb / in + kGemvRows * rb;
+      for (size_t b = 0; b < block_bytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
+    }
+    __m256 chain[kGemvRows];
+    for (auto& c : chain) c = _mm256_setzero_ps();
+    for (int k = k0; k < k0 + len; k += P) {
+#pragma GCC unroll 8  // fully unrolled, so the chains live in registers
+      for (int r = 0; r < kGemvRows; ++r) {
+        __m256 v[V];
+        decode_piece<F>(w, row[r], k, v);
+#pragma GCC unroll 8
+        for (int j = 0; j < V; ++j) chain[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8 * j), v[j], chain[r]);
+      }
+    }
+    const float s_act = sa ? sa[k0 / 128] : 1.0f;
+    for (int r = 0; r < kGemvRows; ++r)
+      total[r] = _mm256_fmadd_ps(chain[r], _mm256_set1_ps(s_act * chain_scale<F>(w, row[r], k0)), total[r]);
+  }
+  for (int r = 0; r < std::min(kGemvRows, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
+}
+
+// Tokens [t0, t1) x rows [r0, r0 + 4): each 4 x 128 block decoded once into L1.
+template <WeightFormat F>
+DSV4_AVX2 void gemm_tile(const Linear& w, const float* x, int n, const float* sa, int n_act_blocks,
+                         int row_begin, int rows, int r0, int t0, int t1, float* y) {
+  const int in = w.in;
+  int row[kRows];
+  for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  alignas(32) __m256 wv[kRows][16];
+  float scale[kRows];
+  __m256 total[kTokens][kRows];
+  for (int t = 0; t < t1 - t0; ++t)
+    for (int r = 0; r < kRows; ++r) total[t][r] = _mm256_setzero_ps();
+  for (int k0 = 0; k0 < in; k0 += 128) {
+    const int len = std::min(128, in - k0), nv = len / 8;
+    for (int r = 0; r < kRows; ++r) {
+      for (int k = 0; k < len; k += kValues<F>) decode_piece<F>(w, row[r], k0 + k, wv[r] + k / 8);
+      scale[r] = chain_scale<F>(w, row[r], k0);
+    }
+    int t = t0;
+    for (; t + 2 <= t1; t += 2) {
+      const float* xa = x + (static_cast<size_t>(k0 / 128) * n + t) * 128 + k0 % 128;
+      const float* xb = xa + 128;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int i = 0; i < nv; ++i) {
+        const __m256 va = _mm256_loadu_ps(xa + 8 * i), vb = _mm256_loadu_ps(xb + 8 * i);
+        a0 = _mm256_fmadd_ps(va, wv[0][i], a0), b0 = _mm256_fmadd_ps(vb, wv[0][i], b0);
+        a1 = _mm256_fmadd_ps(va, wv[1][i], a1), b1 = _mm256_fmadd_ps(vb, wv[1][i], b1);
+        a2 = _mm256_fmadd_ps(va, wv[2][i], a2), b2 = _mm256_fmadd_ps(vb, wv[2][i], b2);
+        a3 = _mm256_fmadd_ps(va, wv[3][i], a3), b3 = _mm256_fmadd_ps(vb, wv[3][i], b3);
+      }
+      const float sa_a = sa ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
+      const float sa_b = sa ? sa[static_cast<size_t>(t + 1) * n_act_blocks + k0 / 128] : 1.0f;
+      __m256* ta = total[t - t0];
+      __m256* tb = total[t + 1 - t0];
+      ta[0] = _mm256_fmadd_ps(a0, _mm256_set1_ps(sa_a * scale[0]), ta[0]);
+      ta[1] = _mm256_fmadd_ps(a1, _mm256_set1_ps(sa_a * scale[1]), ta[1]);
+      ta[2] = _mm256_fmadd_ps(a2, _mm256_set1_ps(sa_a * scale[2]), ta[2]);
+      ta[3] = _mm256_fmadd_ps(a3, _mm256_set1_ps(sa_a * scale[3]), ta[3]);
+      tb[0] = _mm256_fmadd_ps(b0, _mm256_set1_ps(sa_b * scale[0]), tb[0]);
+      tb[1] = _mm256_fmadd_ps(b1, _mm256_set1_ps(sa_b * scale[1]), tb[1]);
+      tb[2] = _mm256_fmadd_ps(b2, _mm256_set1_ps(sa_b * scale[2]), tb[2]);
+      tb[3] = _mm256_fmadd_ps(b3, _mm256_set1_ps(sa_b * scale[3]), tb[3]);
+    }
+    for (; t < t1; ++t) {  // an odd last token: the same chains one token at a time
+      const float* xa = x + (static_cast<size_t>(k0 / 128) * n + t) * 128 + k0 % 128;
+      const float s = sa ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
+      for (int r = 0; r < kRows; ++r) {
+        __m256 chain = _mm256_setzero_ps();
+        for (int i = 0; i < nv; ++i) chain = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 8 * i), wv[r][i], chain);
+        total[t - t0][r] = _mm256_fmadd_ps(chain, _mm256_set1_ps(s * scale[r]), total[t - t0][r]);
       }
     }
   }
-  for (int r = 0; r < std::min(kRowTile, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
-}
-
-// One tile: rows [r0, r0 + 4) (rows past `rows` are padding and dropped), tokens [t0, t1).
-DSV4_AVX2 void tile(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input,
-                    int row_begin, int rows, int r0, int t0, int t1, float* y) {
-  const int in = w.in;
-  alignas(32) float wbuf[kRowTile][128];
-  __m256 total[kTokenTile][kRowTile];
-  for (int t = 0; t < t1 - t0; ++t)
-    for (int r = 0; r < kRowTile; ++r) total[t][r] = _mm256_setzero_ps();
-  float block_scale[kRowTile], scale[kRowTile];
-  for (int k0 = 0; k0 < in; k0 += 128) {
-    const int len = std::min(128, in - k0);  // float weights may end in a partial block (len % 16 == 0)
-    decode_block(w, row_begin, rows, r0, k0, len, wbuf, block_scale);
-    for (int t = t0; t < t1; ++t) {
-      const float s_act = quantize_input ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
-      for (int r = 0; r < kRowTile; ++r) scale[r] = s_act * block_scale[r];
-      block_fma4(xq + static_cast<size_t>(t) * in + k0, wbuf, len, scale, total[t - t0]);
-    }
-  }
-  const int nr = std::min(kRowTile, rows - r0);
+  const int nr = std::min(kRows, rows - r0);
   for (int t = t0; t < t1; ++t)
     for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum(total[t - t0][r]);
+}
+
+template <WeightFormat F>
+void run(const Linear& w, const float* x, const float* s, int n_act_blocks, int n, int row_begin, int rows, float* y) {
+  const size_t n_row_tiles = (rows + kRows - 1) / kRows;
+  if (n == 1) {
+    pool().parallel_for((rows + kGemvRows - 1) / kGemvRows, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) gemv<F>(w, x, s, row_begin, rows, static_cast<int>(i) * kGemvRows, y);
+    });
+    return;
+  }
+  const size_t n_token_tiles = (n + kTokens - 1) / kTokens;
+  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      // Row tiles inner: a token tile's inputs stay in L2 while the weights stream past (the
+      // other order re-reads all the inputs from memory for every 4 rows).
+      const int t0 = static_cast<int>(i / n_row_tiles) * kTokens;
+      const int r0 = static_cast<int>(i % n_row_tiles) * kRows;
+      gemm_tile<F>(w, x, n, s, n_act_blocks, row_begin, rows, r0, t0, std::min(n, t0 + kTokens), y);
+    }
+  });
 }
 
 }  // namespace
@@ -216,22 +271,30 @@ bool linear_avx2_handles(const Linear& w) {
 
 void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input, int n,
                  int row_begin, int rows, float* y) {
-  const size_t n_row_tiles = (rows + kRowTile - 1) / kRowTile;
-  if (n == 1 && (w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4)) {
-    pool().parallel_for(n_row_tiles, [&](size_t i0, size_t i1) {
-      for (size_t i = i0; i < i1; ++i)
-        gemv_tile(w, xq, sa, quantize_input, row_begin, rows, static_cast<int>(i) * kRowTile, y);
-    });
-    return;
-  }
-  const size_t n_token_tiles = (n + kTokenTile - 1) / kTokenTile;
-  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; ++i) {
-      const int r0 = static_cast<int>(i / n_token_tiles) * kRowTile;
-      const int t0 = static_cast<int>(i % n_token_tiles) * kTokenTile;
-      tile(w, xq, sa, n_act_blocks, quantize_input, row_begin, rows, r0, t0, std::min(n, t0 + kTokenTile), y);
+  // The inputs block by block ([in / 128][n][128], the last block zero-padded): a tile's
+  // tokens then lie side by side instead of `in` floats apart (a multiple of 4 KiB for the
+  // usual widths, which maps them all to the same L1 sets). FP4 weights decode as even / odd
+  // halves: their inputs are permuted to match.
+  const int n_blocks = (w.in + 127) / 128;
+  std::vector<float> packed(static_cast<size_t>(n_blocks) * n * 128, 0.0f);
+  for (int t = 0; t < n; ++t)
+    for (int kb = 0; kb < n_blocks; ++kb) {
+      const float* src = xq + static_cast<size_t>(t) * w.in + kb * 128;
+      float* dst = packed.data() + (static_cast<size_t>(kb) * n + t) * 128;
+      if (w.format == WeightFormat::fp4) {
+        for (int p = 0; p < 128; ++p) dst[p] = src[p / 64 * 64 + kFp4Order[p % 64]];
+      } else {
+        std::copy_n(src, std::min(128, w.in - kb * 128), dst);
+      }
     }
-  });
+  const float* x = packed.data();
+  const float* s = quantize_input ? sa : nullptr;
+  switch (w.format) {
+    case WeightFormat::fp8: return run<WeightFormat::fp8>(w, x, s, n_act_blocks, n, row_begin, rows, y);
+    case WeightFormat::fp4: return run<WeightFormat::fp4>(w, x, s, n_act_blocks, n, row_begin, rows, y);
+    case WeightFormat::bf16: return run<WeightFormat::bf16>(w, x, s, n_act_blocks, n, row_begin, rows, y);
+    case WeightFormat::f32: return run<WeightFormat::f32>(w, x, s, n_act_blocks, n, row_begin, rows, y);
+  }
 }
 
 }  // namespace dsv4
