@@ -1,12 +1,13 @@
-// MoE in prefill is expert-batched: the tokens routed to an expert go through it together.
-// Each token's contributions are still summed in ascending expert order, so its result does
-// not depend on which other tokens share the call.
+// MoE in prefill is expert-batched: the tokens routed to an expert go through it together; in
+// decode the experts are spread over the threads whole. Each token's contributions are summed
+// in ascending expert order, so its result does not depend on which other tokens share the call.
 #include "model/moe.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "ops/topk.h"
 
 namespace dsv4 {
@@ -100,7 +101,21 @@ void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span
 
   std::fill(out.begin(), out.end(), 0.0f);
   std::vector<float> xe, ye;
-  for (int e = 0; e < E; ++e) {
+  if (n == 1) {
+    // Decoding one token: each thread runs whole experts (the linears inside run inline on it),
+    // so both stream weights without a barrier per matrix. Summed in ascending expert order.
+    std::vector<int> active;
+    for (int e = 0; e < E; ++e)
+      if (!rows[e].empty()) active.push_back(e);
+    std::vector<std::vector<float>> ys(active.size(), std::vector<float>(dim));
+    pool().parallel_for(active.size(), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i)
+        expert_forward(w.experts[active[i]], c.swiglu_limit, x, 1, row_w[active[i]], act_quant, ys[i]);
+    });
+    for (const auto& y : ys)
+      for (int d = 0; d < dim; ++d) out[d] += y[d];
+  }
+  for (int e = 0; e < E && n > 1; ++e) {
     const int m = static_cast<int>(rows[e].size());
     if (m == 0) continue;
     xe.resize(static_cast<size_t>(m) * dim);
