@@ -17,8 +17,8 @@
 // end a horizontal sum in a fixed tree. So a token gives the same bits in a prefill, a decode
 // step or any batch, on any number of threads.
 //
-// GEMM: a tile of 4 rows x 128 is decoded into L1 once and used for up to 16 tokens, two tokens
-// at a time (8 chains in registers, 6 loads per 8 FMAs). GEMV: 8 rows decoded in registers side
+// GEMM: a tile of 4 rows x 128 is decoded into L1 once and used for up to 16 tokens, three
+// tokens at a time (12 chains in registers, 7 loads per 12 FMAs). GEMV: 8 rows decoded in registers side
 // by side (8 independent chains), with the next rows prefetched. The GEMM walks row tiles
 // inside token tiles, so a token tile's inputs (packed block by block) stay in L2.
 #include <immintrin.h>
@@ -40,7 +40,8 @@ namespace {
 
 constexpr int kRows = 4;       // GEMM tile rows
 constexpr int kTokens = 16;    // GEMM tile tokens
-constexpr int kGemvRows = 8;   // GEMV rows in flight: 8 independent FMA chains hide the latency
+constexpr int kGemvRows = 8;
+constexpr int kGroup = 3;      // GEMM tokens per register tile (4 x 3 chains, 7 loads per 12 FMAs)   // GEMV rows in flight: 8 independent FMA chains hide the latency
 
 // FP4 input order per 64 values (two scale blocks): vector v (8 floats) holds weights
 // 16 (v / 2) + 2j + v % 2 (even weights from the low nibbles, odd from the high ones).
@@ -177,6 +178,36 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
   for (int r = 0; r < std::min(kGemvRows, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
 }
 
+// The chains of kRows rows x G tokens (t, t + 1, ..) over one block, in registers, then added
+// to the tokens' totals (G consecutive rows of total[]).
+template <int G>
+DSV4_AVX2 inline void group(const float* x, int n, int k0, int nv, const __m256 (*wv)[16], const float* sa,
+                            int n_act_blocks, const float* scale, int t, __m256 (*total)[kRows]) {
+  const float* x0 = x + (static_cast<size_t>(k0 / 128) * n + t) * 128 + k0 % 128;
+  __m256 acc[G][kRows];
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) acc[g][r] = _mm256_setzero_ps();
+  for (int i = 0; i < nv; ++i) {
+    __m256 xv[G];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) xv[g] = _mm256_loadu_ps(x0 + 128 * g + 8 * i);
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) {
+      const __m256 wr = wv[r][i];
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) acc[g][r] = _mm256_fmadd_ps(xv[g], wr, acc[g][r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) {
+    const float s = sa ? sa[static_cast<size_t>(t + g) * n_act_blocks + k0 / 128] : 1.0f;
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) total[g][r] = _mm256_fmadd_ps(acc[g][r], _mm256_set1_ps(s * scale[r]), total[g][r]);
+  }
+}
+
 // Tokens [t0, t1) x rows [r0, r0 + 4): each 4 x 128 block decoded once into L1.
 template <WeightFormat F>
 DSV4_AVX2 void gemm_tile(const Linear& w, const float* x, int n, const float* sa, int n_act_blocks,
@@ -196,39 +227,9 @@ DSV4_AVX2 void gemm_tile(const Linear& w, const float* x, int n, const float* sa
       scale[r] = chain_scale<F>(w, row[r], k0);
     }
     int t = t0;
-    for (; t + 2 <= t1; t += 2) {
-      const float* xa = x + (static_cast<size_t>(k0 / 128) * n + t) * 128 + k0 % 128;
-      const float* xb = xa + 128;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (int i = 0; i < nv; ++i) {
-        const __m256 va = _mm256_loadu_ps(xa + 8 * i), vb = _mm256_loadu_ps(xb + 8 * i);
-        a0 = _mm256_fmadd_ps(va, wv[0][i], a0), b0 = _mm256_fmadd_ps(vb, wv[0][i], b0);
-        a1 = _mm256_fmadd_ps(va, wv[1][i], a1), b1 = _mm256_fmadd_ps(vb, wv[1][i], b1);
-        a2 = _mm256_fmadd_ps(va, wv[2][i], a2), b2 = _mm256_fmadd_ps(vb, wv[2][i], b2);
-        a3 = _mm256_fmadd_ps(va, wv[3][i], a3), b3 = _mm256_fmadd_ps(vb, wv[3][i], b3);
-      }
-      const float sa_a = sa ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
-      const float sa_b = sa ? sa[static_cast<size_t>(t + 1) * n_act_blocks + k0 / 128] : 1.0f;
-      __m256* ta = total[t - t0];
-      __m256* tb = total[t + 1 - t0];
-      ta[0] = _mm256_fmadd_ps(a0, _mm256_set1_ps(sa_a * scale[0]), ta[0]);
-      ta[1] = _mm256_fmadd_ps(a1, _mm256_set1_ps(sa_a * scale[1]), ta[1]);
-      ta[2] = _mm256_fmadd_ps(a2, _mm256_set1_ps(sa_a * scale[2]), ta[2]);
-      ta[3] = _mm256_fmadd_ps(a3, _mm256_set1_ps(sa_a * scale[3]), ta[3]);
-      tb[0] = _mm256_fmadd_ps(b0, _mm256_set1_ps(sa_b * scale[0]), tb[0]);
-      tb[1] = _mm256_fmadd_ps(b1, _mm256_set1_ps(sa_b * scale[1]), tb[1]);
-      tb[2] = _mm256_fmadd_ps(b2, _mm256_set1_ps(sa_b * scale[2]), tb[2]);
-      tb[3] = _mm256_fmadd_ps(b3, _mm256_set1_ps(sa_b * scale[3]), tb[3]);
-    }
-    for (; t < t1; ++t) {  // an odd last token: the same chains one token at a time
-      const float* xa = x + (static_cast<size_t>(k0 / 128) * n + t) * 128 + k0 % 128;
-      const float s = sa ? sa[static_cast<size_t>(t) * n_act_blocks + k0 / 128] : 1.0f;
-      for (int r = 0; r < kRows; ++r) {
-        __m256 chain = _mm256_setzero_ps();
-        for (int i = 0; i < nv; ++i) chain = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 8 * i), wv[r][i], chain);
-        total[t - t0][r] = _mm256_fmadd_ps(chain, _mm256_set1_ps(s * scale[r]), total[t - t0][r]);
-      }
-    }
+    for (; t + kGroup <= t1; t += kGroup) group<kGroup>(x, n, k0, nv, wv, sa, n_act_blocks, scale, t, total + (t - t0));
+    for (; t + 2 <= t1; t += 2) group<2>(x, n, k0, nv, wv, sa, n_act_blocks, scale, t, total + (t - t0));
+    for (; t < t1; ++t) group<1>(x, n, k0, nv, wv, sa, n_act_blocks, scale, t, total + (t - t0));
   }
   const int nr = std::min(kRows, rows - r0);
   for (int t = t0; t < t1; ++t)
