@@ -63,6 +63,11 @@ TEST(Cli, BadInputExitsWithMessage) {
       {"info", "-m DIR or --config FILE"},
       {"info --config /nonexistent.json", "/nonexistent.json"},
       {"frobnicate", "frobnicate"},
+      {"convert --hf-ckpt " + tiny + " --out /tmp/dsv4-cli-never --expert-dtype fp16", "--expert-dtype must be fp8 or fp4"},
+      {"convert --hf-ckpt /nonexistent --out /tmp/dsv4-cli-never", "/nonexistent"},
+      {"convert --hf-ckpt " + tiny + " --out /tmp/dsv4-cli-never --model-parallel 2", "among 2 ranks"},
+      {"convert --hf-ckpt " + tiny + " --out " + tiny, "not an empty directory"},
+      {"convert --out /tmp/dsv4-cli-never", "--hf-ckpt"},
   };
   for (const auto& c : cases) {
     const auto r = test::run_command(test::dsv4_binary() + " " + c.args);

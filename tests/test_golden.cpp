@@ -2,13 +2,19 @@
 //   smooth   (golden_smooth.safetensors, act_quant off): every row, max-abs error <= 1e-3;
 //   faithful (golden.safetensors, act_quant on): rows whose `stable` mask is 1, <= 1e-3.
 // Groups: prefill logits, each layer's hidden stream, MTP logits, decode rows, full prefill.
-// The worst error of each group is printed, stable or not.
+// The worst error of each group is printed, stable or not. Each case runs on the Hugging Face
+// checkpoint as given and, in the main run, on its `dsv4 convert` (one rank: wo_a dequantized
+// to BF16) and its conversion with the FP4 experts cast to FP8 (--expert-dtype fp8).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "core/thread_pool.h"
+#include "model/convert.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -23,12 +29,37 @@ struct Group {
   std::string where;
 };
 
-class GoldenCase : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+enum class Variant { hf, converted, converted_fp8 };
+
+// Conversions written by this process, removed when the tests end.
+std::map<std::pair<std::string, Variant>, std::string> conversions;
+struct RemoveConversions : ::testing::Environment {
+  void TearDown() override {
+    for (const auto& [key, dir] : conversions) std::filesystem::remove_all(dir);
+  }
+};
+const auto* const remove_conversions = ::testing::AddGlobalTestEnvironment(new RemoveConversions);
+
+// The case's checkpoint in the variant's layout (each conversion written once per process).
+std::string checkpoint_dir(const std::string& name, Variant v) {
+  if (v == Variant::hf) return test::golden_dir(name);
+  auto& dir = conversions[{name, v}];
+  if (dir.empty()) {
+    dir = (std::filesystem::temp_directory_path() /
+           ("dsv4-golden-" + name + (v == Variant::converted ? "-mp1-" : "-mp1-fp8-") + std::to_string(getpid())))
+              .string();
+    std::filesystem::remove_all(dir);
+    convert_checkpoint({test::golden_dir(name), dir, 1, v == Variant::converted_fp8});
+  }
+  return dir;
+}
+
+class GoldenCase : public ::testing::TestWithParam<std::tuple<std::string, bool, Variant>> {};
 
 TEST_P(GoldenCase, MatchesReference) {
-  const auto& [name, smooth] = GetParam();
-  const std::string dir = test::golden_dir(name);
-  SafetensorsFile g(dir + (smooth ? "/golden_smooth.safetensors" : "/golden.safetensors"));
+  const auto& [name, smooth, variant] = GetParam();
+  SafetensorsFile g(test::golden_dir(name) + (smooth ? "/golden_smooth.safetensors" : "/golden.safetensors"));
+  const std::string dir = checkpoint_dir(name, variant);
   const int P = std::stoi(g.metadata().at("prefill")), D = std::stoi(g.metadata().at("decode"));
   const std::vector<int> tokens = test::ints(g, "tokens");
   ASSERT_EQ(static_cast<int>(tokens.size()), P + D);
@@ -96,10 +127,12 @@ TEST_P(GoldenCase, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllCases, GoldenCase,
-    ::testing::Combine(::testing::Values("tiny", "tiny-long", "tiny-fp8", "tiny-short"),
-                       ::testing::Bool()),
+    ::testing::Combine(::testing::Values("tiny", "tiny-long", "tiny-fp8", "tiny-short"), ::testing::Bool(),
+                       ::testing::Values(Variant::hf, Variant::converted, Variant::converted_fp8)),
     [](const auto& info) {
-      std::string n = std::get<0>(info.param) + (std::get<1>(info.param) ? "_smooth" : "_faithful");
+      const Variant v = std::get<2>(info.param);
+      std::string n = std::get<0>(info.param) + (std::get<1>(info.param) ? "_smooth" : "_faithful") +
+                      (v == Variant::hf ? "" : v == Variant::converted ? "_converted" : "_converted_fp8");
       for (char& c : n)
         if (c == '-') c = '_';
       return n;

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 
 #include "core/check.h"
@@ -12,8 +13,48 @@ namespace dsv4 {
 
 namespace fs = std::filesystem;
 
-Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
+namespace {
+
+// The world size of the model{r}-mp{N}.safetensors files in dir (0 when there are none); all
+// N files must be there and no other N.
+int converted_world(const std::string& dir) {
+  static const std::regex name(R"(model(\d+)-mp(\d+)\.safetensors)");
+  std::set<int> worlds, ranks;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string f = entry.path().filename().string();
+    if (!std::regex_match(f, m, name)) continue;
+    worlds.insert(std::stoi(m[2]));
+    ranks.insert(std::stoi(m[1]));
+  }
+  if (worlds.empty()) return 0;
+  DSV4_CHECK(worlds.size() == 1, dir, ": model-parallel files for several rank counts (", *worlds.begin(), " and ",
+             *worlds.rbegin(), ")");
+  const int world = *worlds.begin();
+  for (int r = 0; r < world; ++r)
+    DSV4_CHECK(ranks.count(r), dir, ": model", r, "-mp", world, ".safetensors is missing");
+  DSV4_CHECK(static_cast<int>(ranks.size()) == world, dir, ": a model-parallel file with a rank outside 0..",
+             world - 1);
+  return world;
+}
+
+}  // namespace
+
+Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
   DSV4_CHECK(fs::is_directory(dir), dir, ": not a directory");
+  if (const int world = converted_world(dir)) {
+    DSV4_CHECK(rank >= 0 || world == 1, dir, " holds a conversion for ", world,
+               " model-parallel ranks (model0-mp", world, ".safetensors ...); one process reads only a conversion"
+               " for one rank (dsv4 convert --model-parallel 1) or the Hugging Face layout");
+    if (rank < 0) rank = 0;
+    DSV4_CHECK(rank < world, dir, ": rank ", rank, " of a conversion for ", world, " ranks");
+    layout_ = {true, rank, world};
+    const std::string file = "model" + std::to_string(rank) + "-mp" + std::to_string(world) + ".safetensors";
+    files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / file).string()));
+    for (const auto& [name, view] : files_.back()->tensors()) tensors_[name] = &view;
+    return;
+  }
+  DSV4_CHECK(rank <= 0, dir, ": rank ", rank, " requested, but the directory is not a model-parallel conversion");
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
   std::map<std::string, std::string> weight_map;  // tensor -> file (sharded only)
   std::vector<std::string> shard_names;

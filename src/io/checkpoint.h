@@ -1,5 +1,7 @@
 // A checkpoint directory: config.json plus either model.safetensors or shards listed in
-// model.safetensors.index.json. All tensors of all shards in one name -> view map.
+// model.safetensors.index.json (the Hugging Face layout), or the model-parallel files
+// model{rank}-mp{world}.safetensors written by `dsv4 convert`. All tensors of the files this
+// process reads in one name -> view map.
 #pragma once
 
 #include <map>
@@ -11,18 +13,33 @@
 
 namespace dsv4 {
 
+// Which layout a checkpoint has: the Hugging Face release, or rank `rank` of the `world`
+// model-parallel shards written by `dsv4 convert` (the official convert.py's layout: embed,
+// head, wq_b, attn_sink, wo_a (dequantized to BF16), the indexer's wq_b and weights_proj split
+// along their output rows, wo_b along its input columns, the routed experts divided among the
+// ranks in index order, everything else whole on every rank).
+struct Layout {
+  bool converted = false;
+  int rank = 0, world = 1;
+};
+
 class Checkpoint {
  public:
-  explicit Checkpoint(const std::string& dir);  // throws Error naming the file and problem
+  // rank: which model-parallel shard this process reads; -1 for a single process, which
+  // needs the Hugging Face layout or a conversion for one rank. Throws Error naming the file
+  // and problem.
+  explicit Checkpoint(const std::string& dir, int rank = -1);
 
   const std::string& dir() const { return dir_; }
   const std::map<std::string, const TensorView*>& tensors() const { return tensors_; }
   const TensorView* find(const std::string& name) const;
   size_t bytes_on_disk() const;
+  const Layout& layout() const { return layout_; }
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
 
  private:
   std::string dir_;
+  Layout layout_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorView*> tensors_;
 };

@@ -169,9 +169,17 @@ const std::vector<SynthPreset>& synth_presets() {
   const int vocab = static_cast<int>(v4_special_tokens().size()) + 256;
   Shape flash{vocab, 4096, 6, {4, 128, 4, 128, 4, 128, 0}, 64, 32, 6, 2048, 128, 512};
   flash.q_lora = 1024, flash.head_dim = 512, flash.o_groups = 8, flash.o_lora = 1024, flash.index_heads = 64;
+  // Every split dimension of the model-parallel layout divisible by 4 (the vocabulary padded
+  // past the tokenizer's, as the releases pad theirs; 4 output groups so that wo_b's input
+  // spans four 128-blocks).
+  Shape tiny_mp{(vocab + 127) / 128 * 128, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8};
+  tiny_mp.o_groups = 4;
   static const std::vector<SynthPreset> p = {
       {"tiny", "4 layers (SWA, CSA, HCA, CSA) + MTP, dim 128, 8 FP4 experts: runs anywhere in a blink",
        config_for({vocab, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8})},
+      {"tiny-mp", "tiny with every model-parallel split divisible by 4 (vocabulary padded, 4 output groups): "
+                  "for dsv4 convert --model-parallel 2 / 4",
+       config_for(tiny_mp)},
       {"small", "8 layers, dim 512, 16 FP4 experts (top 4): about 80 MB, for CLI and server load",
        config_for({vocab, 512, 8, {0, 0, 4, 128, 4, 128, 4, 128, 0}, 8, 16, 4, 512, 128, 64})},
       {"flash-6l", "V4-Flash shapes (dim 4096, 64 heads x 512, q_lora 1024, 8 output groups, FP4 experts of "

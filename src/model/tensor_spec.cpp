@@ -1,23 +1,35 @@
 // The checkpoint layout of SPEC.md, written once.
 #include "model/tensor_spec.h"
 
+#include "core/check.h"
+
 namespace dsv4 {
 
 namespace {
 
 struct Builder {
   const ModelConfig& c;
+  const Layout& layout;
   std::vector<TensorSpec>& out;
   int layer;
   bool mtp;
   bool routed = false;
 
-  void add(const std::string& name, std::vector<long long> shape, SpecKind kind) {
-    out.push_back({name, std::move(shape), kind, layer, routed, mtp});
+  // split: the dimension divided among the ranks in a converted layout (-1: whole).
+  void add(const std::string& name, std::vector<long long> shape, SpecKind kind, int split = -1) {
+    if (!layout.converted || layout.world == 1) split = -1;
+    if (split >= 0) {
+      DSV4_CHECK(shape[split] % layout.world == 0, "cannot split '", name, "' ", shape_str(shape), " along dimension ",
+                 split, " among ", layout.world, " ranks");
+      shape[split] /= layout.world;
+    }
+    TensorSpec s{name, std::move(shape), kind, layer, routed, mtp};
+    s.split_dim = split;
+    out.push_back(std::move(s));
   }
-  void fp8_linear(const std::string& p, long long o, long long i) {
-    add(p + ".weight", {o, i}, SpecKind::fp8_weight);
-    add(p + ".scale", {(o + 127) / 128, (i + 127) / 128}, SpecKind::scale);
+  void fp8_linear(const std::string& p, long long o, long long i, int split = -1) {
+    add(p + ".weight", {o, i}, SpecKind::fp8_weight, split);
+    add(p + ".scale", {(o + 127) / 128, (i + 127) / 128}, SpecKind::scale, split);
   }
   void expert_linear(const std::string& p, long long o, long long i) {
     if (c.expert_dtype == ExpertDtype::fp8) return fp8_linear(p, o, i);
@@ -43,19 +55,24 @@ struct Builder {
     add(p + ".attn_norm.weight", {dim}, SpecKind::floats);
     add(p + ".ffn_norm.weight", {dim}, SpecKind::floats);
     const std::string a = p + ".attn";
-    add(a + ".attn_sink", {H}, SpecKind::floats);
+    add(a + ".attn_sink", {H}, SpecKind::floats, 0);
     fp8_linear(a + ".wq_a", c.q_lora_rank, dim);
     add(a + ".q_norm.weight", {c.q_lora_rank}, SpecKind::floats);
-    fp8_linear(a + ".wq_b", H * D, c.q_lora_rank);
+    fp8_linear(a + ".wq_b", H * D, c.q_lora_rank, 0);
     fp8_linear(a + ".wkv", D, dim);
     add(a + ".kv_norm.weight", {D}, SpecKind::floats);
-    fp8_linear(a + ".wo_a", G * c.o_lora_rank, H * D / G);
-    fp8_linear(a + ".wo_b", dim, G * c.o_lora_rank);
+    if (layout.converted) {
+      add(a + ".wo_a.weight", {G * c.o_lora_rank, H * D / G}, SpecKind::floats, 0);
+      out.back().dequantized = true;
+    } else {
+      fp8_linear(a + ".wo_a", G * c.o_lora_rank, H * D / G);
+    }
+    fp8_linear(a + ".wo_b", dim, G * c.o_lora_rank, 1);
     const int ratio = c.compress_ratio(layer);
     if (ratio) compressor(a + ".compressor", ratio, D);
     if (ratio == 4) {
-      fp8_linear(a + ".indexer.wq_b", (long long)c.index_n_heads * c.index_head_dim, c.q_lora_rank);
-      add(a + ".indexer.weights_proj.weight", {c.index_n_heads, dim}, SpecKind::floats);
+      fp8_linear(a + ".indexer.wq_b", (long long)c.index_n_heads * c.index_head_dim, c.q_lora_rank, 0);
+      add(a + ".indexer.weights_proj.weight", {c.index_n_heads, dim}, SpecKind::floats, 0);
       compressor(a + ".indexer.compressor", 4, c.index_head_dim);
     }
     const std::string f = p + ".ffn";
@@ -66,7 +83,14 @@ struct Builder {
       add(f + ".gate.bias", {c.n_routed_experts}, SpecKind::floats);
     const long long inter = c.moe_intermediate_size;
     routed = true;
-    for (int e = 0; e < c.n_routed_experts; ++e) {
+    int e0 = 0, e1 = c.n_routed_experts;  // this rank's experts
+    if (layout.converted && layout.world > 1) {
+      DSV4_CHECK(c.n_routed_experts % layout.world == 0, "cannot divide ", c.n_routed_experts, " experts among ",
+                 layout.world, " ranks");
+      e0 = layout.rank * (c.n_routed_experts / layout.world);
+      e1 = e0 + c.n_routed_experts / layout.world;
+    }
+    for (int e = e0; e < e1; ++e) {
       const std::string x = f + ".experts." + std::to_string(e);
       expert_linear(x + ".w1", inter, dim);
       expert_linear(x + ".w2", dim, inter);
@@ -122,19 +146,21 @@ const char* TensorSpec::dtypes_str() const {
   return "?";
 }
 
-std::vector<TensorSpec> expected_tensors(const ModelConfig& c) {
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c, const Layout& layout) {
+  DSV4_CHECK(layout.world >= 1 && layout.rank >= 0 && layout.rank < layout.world, "rank ", layout.rank,
+             " is not one of ", layout.world, " ranks");
   std::vector<TensorSpec> out;
-  Builder g{c, out, -1, false};
-  g.add("embed.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats);
-  g.add("head.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats);
+  Builder g{c, layout, out, -1, false};
+  g.add("embed.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats, 0);
+  g.add("head.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats, 0);
   g.add("norm.weight", {c.hidden_size}, SpecKind::floats);
   g.hc_head("");
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    Builder b{c, out, l, false};
+    Builder b{c, layout, out, l, false};
     b.block("layers." + std::to_string(l));
   }
   for (int i = 0; i < c.num_nextn_predict_layers; ++i) {
-    Builder b{c, out, c.num_hidden_layers + i, true};
+    Builder b{c, layout, out, c.num_hidden_layers + i, true};
     const std::string p = "mtp." + std::to_string(i);
     b.block(p);
     b.fp8_linear(p + ".e_proj", c.hidden_size, c.hidden_size);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/safetensors.h"
 
@@ -21,11 +22,13 @@ enum class SpecKind {
 
 struct TensorSpec {
   std::string name;
-  std::vector<long long> shape;  // stored shape
+  std::vector<long long> shape;  // stored shape (this rank's part in a model-parallel layout)
   SpecKind kind;
   int layer = -1;          // block index (num_hidden_layers + i for mtp.i), -1 for globals
   bool routed_expert = false;
   bool mtp = false;
+  int split_dim = -1;      // model-parallel layouts: the dimension divided among the ranks
+  bool dequantized = false;  // converted layouts: wo_a, stored as BF16 without its scale
 
   long long numel() const;
   long long logical_params() const;  // fp4 counts two parameters per stored byte
@@ -33,7 +36,8 @@ struct TensorSpec {
   const char* dtypes_str() const;
 };
 
-std::vector<TensorSpec> expected_tensors(const ModelConfig& c);
+// Throws Error naming the first dimension `world` does not divide.
+std::vector<TensorSpec> expected_tensors(const ModelConfig& c, const Layout& layout = {});
 
 // Float tensors the release stores as F32 (hc_*, ape, attn_sink, gate bias); the other float
 // tensors are BF16.

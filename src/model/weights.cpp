@@ -11,11 +11,9 @@
 
 namespace dsv4 {
 
-namespace {
-
-void validate(const Checkpoint& ckpt, const ModelConfig& cfg) {
+void validate_checkpoint(const Checkpoint& ckpt, const ModelConfig& cfg) {
   std::set<std::string> expected;
-  for (const TensorSpec& s : expected_tensors(cfg)) {
+  for (const TensorSpec& s : expected_tensors(cfg, ckpt.layout())) {
     expected.insert(s.name);
     const TensorView* t = ckpt.find(s.name);
     DSV4_CHECK(t, ckpt.dir(), ": missing tensor '", s.name, "' (expected ", s.dtypes_str(),
@@ -32,6 +30,8 @@ void validate(const Checkpoint& ckpt, const ModelConfig& cfg) {
   }
   if (unknown > 5) std::cerr << "warning: " << unknown - 5 << " more unused tensors\n";
 }
+
+namespace {
 
 class Reader {
  public:
@@ -145,7 +145,8 @@ class Reader {
     a.wq_b = quantized(ap + ".wq_b");
     a.wkv = quantized(ap + ".wkv");
     a.kv_norm = floats(ap + ".kv_norm.weight");
-    a.wo_a = quantized(ap + ".wo_a");
+    // A converted checkpoint holds wo_a dequantized (BF16, no scale), as the reference applies it.
+    a.wo_a = ckpt_.layout().converted ? plain(ap + ".wo_a.weight") : quantized(ap + ".wo_a");
     a.wo_b = quantized(ap + ".wo_b");
     if (b.compress_ratio) a.compressor = compressor(ap + ".compressor", b.compress_ratio, c.head_dim);
     if (b.compress_ratio == 4) {
@@ -174,7 +175,7 @@ class Reader {
 }  // namespace
 
 std::unique_ptr<ModelWeights> load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
-  validate(ckpt, cfg);
+  validate_checkpoint(ckpt, cfg);
   auto w = std::make_unique<ModelWeights>();
   Reader r(ckpt, *w);
   w->embed = r.plain("embed.weight");

@@ -90,6 +90,10 @@ struct ModelWeights {
 
 // Validates every tensor (presence, shape, dtype, tid2eid range) and builds the views.
 // Throws Error naming the tensor and both shapes on a mismatch.
+// Every expected tensor of the checkpoint's layout present with its shape and an allowed dtype
+// (Error naming the first that is not); unknown tensors are reported on stderr.
+void validate_checkpoint(const Checkpoint& ckpt, const ModelConfig& cfg);
+
 std::unique_ptr<ModelWeights> load_weights(const Checkpoint& ckpt, const ModelConfig& cfg);
 
 }  // namespace dsv4

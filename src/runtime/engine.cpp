@@ -137,7 +137,10 @@ bool Generation::step() {
   }
   const Engine& e = conv_.engine();
   const size_t i = r_.tokens.size();
-  const int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id()) : sampler_.sample(logits_);
+  // Only ids the tokenizer can decode are sampled: a checkpoint's vocabulary may be padded past it.
+  const size_t n_ids = std::min(logits_.size(), static_cast<size_t>(e.tokenizer().vocab_size()));
+  const int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id())
+                                   : sampler_.sample(std::span<const float>(logits_).first(n_ids));
   if (req_.stop_at_eos && tok == e.eos_id()) {
     r_.hit_eos = true;
     finish(FinishReason::stop, false);
