@@ -123,6 +123,27 @@ TEST(Cli, InfoOfficialConfigs) {
   }
 }
 
+TEST(Cli, InfoPerRank) {
+  // Weights per rank: the routed experts and the split matrices divide, the rest is on every
+  // rank, so a rank holds more than 1/R of the whole and less than 1/R + the replicated part;
+  // the KV cache is whole on every rank.
+  const std::string pro = test::shared_dir() + "/configs/deepseek-v4-pro.json";
+  const auto one = nlohmann::json::parse(test::run_command(test::dsv4_binary() + " info --json --config " + pro).output);
+  for (int ranks : {2, 8}) {
+    const auto r = test::run_command(test::dsv4_binary() + " info --json --ctx 1048576 --ranks " +
+                                     std::to_string(ranks) + " --config " + pro);
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output);
+    const double total = one["bytes_on_disk_expected"].get<double>(), per_rank = j["bytes_per_rank"].get<double>();
+    EXPECT_GT(per_rank, total / ranks) << ranks;
+    EXPECT_LT(per_rank, total / ranks * 1.1) << ranks << " ranks: the replicated part should be small";
+    EXPECT_EQ(j["kv_bytes_at_ctx_compact_per_rank"].get<double>(), j["kv_bytes_at_ctx_compact"]["total"].get<double>());
+  }
+  const auto bad = test::run_command(test::dsv4_binary() + " info --ranks 3 --config " + pro);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("among 3 ranks"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, InfoOfCheckpoint) {
   const auto r = test::run_command(test::dsv4_binary() + " info -m " + test::golden_dir("tiny") + " --ctx 64");
   ASSERT_EQ(r.status, 0) << r.output;

@@ -13,6 +13,7 @@
 #include "core/check.h"
 #include "core/membench.h"
 #include "core/thread_pool.h"
+#include "dist/comm.h"
 #include "model/cost.h"
 #include "model/model.h"
 #include "tools/commands.h"
@@ -71,9 +72,13 @@ int run(const BenchArgs& a) {
   model.forward(s, std::span<const int>(ids).first(a.prefill));
   const double prefill_s = now_s() - t0;
   log("decode of " + std::to_string(a.decode) + " tokens...");
+  const Comm& comm = Comm::get();
+  const Comm::Stats comm0 = comm.stats();
   t0 = now_s();
   for (int i = 0; i < a.decode; ++i) model.forward(s, std::span<const int>(ids).subspan(a.prefill + i, 1));
   const double decode_s = now_s() - t0;
+  const double comm_bytes = static_cast<double>(comm.stats().bytes - comm0.bytes) / a.decode;
+  const double comm_share = (comm.stats().seconds - comm0.seconds) / decode_s;
   log("measuring memory bandwidth again...");
   const MemBandwidth after = measure_memory_bandwidth();
   bw.triad_gbps = std::max(bw.triad_gbps, after.triad_gbps);
@@ -88,10 +93,11 @@ int run(const BenchArgs& a) {
         "{\"threads\": %d, \"prefill_tokens\": %d, \"decode_tokens\": %d, \"prefill_tok_s\": %.3f, "
         "\"decode_tok_s\": %.3f, \"decode_weight_bytes_per_token\": %.0f, \"decode_gbps\": %.3f, "
         "\"stream_gbps\": %.3f, \"read_gbps\": %.3f, \"decode_bandwidth_ratio\": %.4f, \"prefill_gflops\": %.3f, "
-        "\"fma_peak_gflops\": %.3f, \"prefill_peak_ratio\": %.4f}\n",
+        "\"fma_peak_gflops\": %.3f, \"prefill_peak_ratio\": %.4f, \"ranks\": %d, \"comm_bytes_per_token\": %.0f, "
+        "\"comm_time_share\": %.4f}\n",
         threads, a.prefill, a.decode, prefill_tok_s, decode_tok_s, cost.weight_bytes, decode_gbps, bw.triad_gbps,
         bw.read_gbps, decode_gbps / bw.triad_gbps, prefill_gflops, peak_gflops,
-        peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0);
+        peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0, comm.world(), comm_bytes, comm_share);
     return 0;
   }
   std::printf("threads                 %d\n", threads);
@@ -103,6 +109,10 @@ int run(const BenchArgs& a) {
   std::printf("decode                  %d tokens in %.3f s: %.2f tok/s\n", a.decode, decode_s, decode_tok_s);
   std::printf("weights per token       %.1f MB -> %.2f GB/s = %.0f%% of the triad bandwidth (%.0f%% of read)\n",
               cost.weight_bytes / 1e6, decode_gbps, 100 * decode_gbps / bw.triad_gbps, 100 * decode_gbps / bw.read_gbps);
+  if (comm.distributed())
+    std::printf("model parallel          %d ranks (each measured its own bandwidth; weights split among them): "
+                "rank 0 sent/received %.1f KB per decoded token in collectives, %.0f%% of decode time\n",
+                comm.world(), comm_bytes / 1e3, 100 * comm_share);
   return 0;
 }
 

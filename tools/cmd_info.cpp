@@ -16,6 +16,7 @@ namespace {
 struct InfoArgs {
   std::string model_dir, config;
   long long ctx = 4096;
+  int ranks = 1;
   bool json = false;
 };
 
@@ -30,7 +31,7 @@ int run(const InfoArgs& a) {
   } else {
     cfg = load_config(a.config);
   }
-  const ModelInfo info = model_info(cfg, a.ctx);
+  const ModelInfo info = model_info(cfg, a.ctx, a.ranks);
   if (a.json) {
     nlohmann::json j = info_json(info);
     if (model) j["bytes_on_disk"] = model->checkpoint().bytes_on_disk();
@@ -52,6 +53,7 @@ void add_info(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("-m,--model", args->model_dir, "checkpoint directory");
   sub->add_option("--config", args->config, "a config.json alone (no weights)");
   sub->add_option("--ctx", args->ctx, "context length for the KV-cache sizes");
+  sub->add_option("--ranks", args->ranks, "model-parallel ranks: weight and KV bytes per rank");
   sub->add_flag("--json", args->json, "print one JSON object");
   out.push_back({sub, [args] { return run(*args); }});
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "dist/comm.h"
 #include "core/thread_pool.h"
 #include "model/model.h"
 #include "tools/commands.h"
@@ -43,7 +44,9 @@ std::vector<int> parse_ids(const std::string& s) {
   return ids;
 }
 
+// Under mpirun every rank computes every row (the collectives need them all); rank 0 writes.
 void write_rows(std::ofstream& f, const std::vector<float>& row, const std::string& path) {
+  if (Comm::get().rank() != 0) return;
   f.write(reinterpret_cast<const char*>(row.data()), static_cast<std::streamsize>(row.size() * 4));
   DSV4_CHECK(f.good(), path, ": write failed");
 }
@@ -57,15 +60,18 @@ int run(const LogitsArgs& a) {
   DSV4_CHECK(a.mtp_out.empty() || n > a.prefill, "--mtp-out needs at least one id after the prefill");
   Model model(a.model_dir, ModelOptions{.act_quant = !a.no_act_quant});
   Session s = model.new_session();
-  std::ofstream f(a.out, std::ios::binary);
-  DSV4_CHECK(f.good(), a.out, ": cannot open for writing");
+  const bool writer = Comm::get().rank() == 0;
+  std::ofstream f;
+  if (writer) f.open(a.out, std::ios::binary);
+  DSV4_CHECK(!writer || f.good(), a.out, ": cannot open for writing");
 
   ForwardTrace trace;
   const std::span<const int> all(ids);
   write_rows(f, model.forward(s, all.first(a.prefill), &trace), a.out);
   if (!a.mtp_out.empty()) {
-    std::ofstream m(a.mtp_out, std::ios::binary);
-    DSV4_CHECK(m.good(), a.mtp_out, ": cannot open for writing");
+    std::ofstream m;
+    if (writer) m.open(a.mtp_out, std::ios::binary);
+    DSV4_CHECK(!writer || m.good(), a.mtp_out, ": cannot open for writing");
     write_rows(m, model.mtp_forward(s, trace.final_stream, all.subspan(1, a.prefill)), a.mtp_out);
   }
   for (int i = a.prefill; i < n; ++i) write_rows(f, model.forward(s, all.subspan(i, 1)), a.out);

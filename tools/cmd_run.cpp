@@ -9,6 +9,7 @@
 
 #include "chat/stream.h"
 #include "core/check.h"
+#include "dist/comm.h"
 #include "core/thread_pool.h"
 #include "runtime/chat_prompt.h"
 #include "tools/commands.h"
@@ -132,6 +133,8 @@ int run_once(const RunArgs& a) {
 }
 
 int run_chat(const RunArgs& a) {
+  DSV4_CHECK(!Comm::get().distributed(), "dsv4 chat does not run under mpirun yet (only rank 0 reads the terminal); "
+             "use dsv4 run -p / --input-file");
   ReasoningMode mode = parse_reasoning_mode(a.reasoning);
   check_mode(mode, a.ctx);
   const auto engine = load(a);

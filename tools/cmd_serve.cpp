@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "core/check.h"
+#include "dist/comm.h"
 #include "core/thread_pool.h"
 #include "server/openai_server.h"
 #include "tools/commands.h"
@@ -26,6 +27,8 @@ extern "C" void on_signal(int) {
 }
 
 int run(ServeArgs& a) {
+  DSV4_CHECK(!Comm::get().distributed(), "dsv4 serve does not run under mpirun yet (the other ranks would need "
+             "rank 0's requests); use dsv4 run or logits");
   set_num_threads(a.threads);
   DSV4_CHECK(a.opt.port >= 0 && a.opt.port <= 65535, "--port must be in [0, 65535]");
   DSV4_CHECK(a.opt.ctx >= 16, "--ctx must be at least 16");

@@ -5,9 +5,11 @@
 #include <iostream>
 
 #include "core/check.h"
+#include "dist/comm.h"
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  dsv4::Comm::init(&argc, &argv);
   CLI::App app{"dsv4: a CPU engine for the DeepSeek-V4 model family"};
   app.require_subcommand(1);
   std::vector<dsv4::tools::Command> commands;
@@ -33,15 +35,25 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  const dsv4::Comm& comm = dsv4::Comm::get();
+  // Under mpirun rank 0 speaks for the job; the other ranks only report their errors.
+  std::ostream err(std::cerr.rdbuf());
+  if (comm.rank() > 0) {
+    std::cout.rdbuf(nullptr);
+    std::cerr.rdbuf(nullptr);
+  }
+  // Under mpirun an error on one rank must end them all (the others would wait in a collective).
+  auto failed = [&](const char* what) {
+    err << "dsv4: error: " << (comm.distributed() ? "rank " + std::to_string(comm.rank()) + ": " : "")
+              << what << "\n";
+    if (comm.distributed()) comm.abort(1);
+    return 1;
+  };
   try {
     for (auto& c : commands)
       if (c.sub->parsed()) return c.run();
-  } catch (const dsv4::Error& e) {
-    std::cerr << "dsv4: error: " << e.what() << "\n";
-    return 1;
   } catch (const std::exception& e) {
-    std::cerr << "dsv4: error: " << e.what() << "\n";
-    return 1;
+    return failed(e.what());
   }
   return 0;
 }

@@ -4,12 +4,15 @@
 
 #include <cstdio>
 
+#include "dist/comm.h"
+
 namespace dsv4::tools {
 
 ProgressBar::ProgressBar(std::string label)
     : label_(std::move(label)), tty_(isatty(2)), t0_(std::chrono::steady_clock::now()) {}
 
 void ProgressBar::update(double f, const std::string& extra) {
+  if (Comm::get().rank() > 0) return;  // under mpirun rank 0 reports for all
   const int pct = static_cast<int>(f * 100);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   if (tty_) {
@@ -24,7 +27,7 @@ void ProgressBar::update(double f, const std::string& extra) {
 
 void ProgressBar::done(const std::string& extra) {
   update(1.0, extra);
-  if (tty_) std::fprintf(stderr, "\n");
+  if (tty_ && Comm::get().rank() == 0) std::fprintf(stderr, "\n");
 }
 
 }  // namespace dsv4::tools

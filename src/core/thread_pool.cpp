@@ -10,16 +10,16 @@ namespace dsv4 {
 namespace {
 thread_local bool in_worker = false;
 
-// Spins until done() or kSpin has passed; true when done() became true.
+// Waits for done() up to kSpin without sleeping. Each round yields the core: when the machine
+// is oversubscribed (another process, or more threads than cores) the thread we wait for gets
+// to run, and when it is not, sched_yield returns at once.
 template <typename Done>
 bool spin_until(Done done) {
   const auto deadline = std::chrono::steady_clock::now() + ThreadPool::kSpin;
   for (int i = 0;; ++i) {
     if (done()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return done();
+    std::this_thread::yield();
+    if ((i & 15) == 15 && std::chrono::steady_clock::now() > deadline) return done();
   }
 }
 

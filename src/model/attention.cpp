@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "dist/comm.h"
 #include "model/compressor.h"
 #include "model/indexer.h"
 #include "ops/dot.h"
@@ -66,7 +67,9 @@ void attend(const float* q, int h0, int h1, std::span<const float* const> keys, 
 void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,
                        std::span<const float> x, int n, long long pos0, bool act_quant,
                        LayerCache& cache, std::span<float> out) {
-  const int H = c.num_attention_heads, D = c.head_dim, rd = c.qk_rope_head_dim;
+  // H: this rank's heads (all of them in one process; a model-parallel rank holds H / world
+  // rows of wq_b and the matching output groups of wo_a).
+  const int D = c.head_dim, rd = c.qk_rope_head_dim, H = w.wq_b.out / D;
   const int win = c.sliding_window, eps_dim = c.q_lora_rank;
   const float eps = c.rms_norm_eps;
 
@@ -171,7 +174,7 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
     cache.window.store((pos0 + t) % win, std::span<const float>(kv).subspan(static_cast<size_t>(t) * D, D));
 
   // Grouped low-rank output: group g of o ([H / G * D]) times wo_a rows [g*R, (g+1)*R).
-  const int G = c.o_groups, R = c.o_lora_rank, gw = H / G * D;
+  const int R = c.o_lora_rank, G = w.wo_a.out / R, gw = c.num_attention_heads / c.o_groups * D;
   std::vector<float> og(static_cast<size_t>(n) * gw), low(static_cast<size_t>(n) * G * R), part(static_cast<size_t>(n) * R);
   for (int g = 0; g < G; ++g) {
     for (int t = 0; t < n; ++t)
@@ -183,6 +186,7 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
                   low.data() + static_cast<size_t>(t) * G * R + static_cast<size_t>(g) * R);
   }
   linear(w.wo_b, low, n, out, act_quant);
+  Comm::get().all_reduce_sum(out);  // wo_b is split by its input: the ranks' parts add up
 }
 
 }  // namespace dsv4

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
@@ -160,6 +161,8 @@ void convert_checkpoint(const ConvertOptions& o, const std::function<void(double
     specs.push_back(expected_tensors(out_cfg, {true, r, world}));
     for (const TensorSpec& s : specs.back()) total += static_cast<size_t>(s.numel());
   }
+  // Identifies this conversion: ranks of a model-parallel run check that they read the same one.
+  const std::string conversion_id = std::to_string(std::random_device{}()) + "-" + std::to_string(std::random_device{}());
   auto write_rank = [&](int r) {
     std::vector<TensorData> headers;
     for (const TensorSpec& s : specs[r]) {
@@ -197,7 +200,7 @@ void convert_checkpoint(const ConvertOptions& o, const std::function<void(double
       }
       written += static_cast<size_t>(s.numel());
       if (progress) progress(static_cast<double>(written) / static_cast<double>(total));
-    }, {{"format", "pt"}});
+    }, {{"format", "pt"}, {"dsv4_conversion", conversion_id}});
   };
 
   fs::create_directories(out_dir);

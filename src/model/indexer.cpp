@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/thread_pool.h"
+#include "dist/comm.h"
 #include "model/compressor.h"
 #include "ops/dot.h"
 #include "ops/hadamard.h"
@@ -19,7 +20,9 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
                                               std::span<const float> x, std::span<const float> qr,
                                               int n, long long pos0, const Rope& rope,
                                               bool act_quant, CompressorState& keys) {
-  const int ih = c.index_n_heads, id = c.index_head_dim, rd = rope.dim();
+  // ih: this rank's index heads (wq_b and weights_proj hold ih rows); the score scale is that
+  // of all c.index_n_heads heads, and the ranks' partial scores add up before the top-k.
+  const int id = c.index_head_dim, rd = rope.dim(), ih = w.wq_b.out / id;
   std::vector<float> q(static_cast<size_t>(n) * ih * id);  // [n, ih, id]
   linear(w.wq_b, qr, n, q, act_quant);
   for (int t = 0; t < n; ++t)
@@ -33,7 +36,7 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
                      act_quant, keys);
   std::vector<float> weights(static_cast<size_t>(n) * ih);  // [n, ih]
   linear(w.weights_proj, x, n, weights, false);
-  const float wscale = static_cast<float>(std::pow(id, -0.5) * std::pow(ih, -0.5));
+  const float wscale = static_cast<float>(std::pow(id, -0.5) * std::pow(c.index_n_heads, -0.5));
   for (float& v : weights) v *= wscale;
 
   // score(t, b) for the blocks b < n_vis(t) each token sees. Jobs are (tile of keys, group of
@@ -83,6 +86,7 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
         }
       }
     });
+    Comm::get().all_reduce_sum(score);
     pool().parallel_for(static_cast<size_t>(g1 - g0), [&](size_t i0, size_t i1) {
       for (size_t i = i0; i < i1; ++i) {
         const int t = g0 + static_cast<int>(i);

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/check.h"
 #include "model/tensor_spec.h"
 
 namespace dsv4 {
@@ -78,9 +79,16 @@ KvSizes kv_sizes(const ModelConfig& c, long long ctx, KvStorage storage) {
   return k;
 }
 
-ModelInfo model_info(const ModelConfig& c, long long ctx) {
+ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks) {
+  DSV4_CHECK(ranks >= 1, "--ranks must be >= 1, got ", ranks);
   ModelInfo i;
   i.ctx = ctx;
+  i.ranks = ranks;
+  for (int r = 0; r < ranks && ranks > 1; ++r) {
+    double bytes = 0;
+    for (const TensorSpec& s : expected_tensors(c, {true, r, ranks})) bytes += spec_bytes(s);
+    i.bytes_per_rank = std::max(i.bytes_per_rank, bytes);
+  }
   long long expert_params = 0;  // one routed expert
   for (const TensorSpec& s : expected_tensors(c)) {
     const long long p = s.kind == SpecKind::scale ? 0 : s.logical_params();
@@ -122,7 +130,9 @@ nlohmann::json info_json(const ModelInfo& i) {
           {"kv_bytes_per_token_compact", kv(i.kv_packed.per_token)},
           {"kv_bytes_at_ctx_compact", kv(i.kv_packed.at_ctx)},
           {"kv_bytes_per_token_f32", kv(i.kv_f32.per_token)},
-          {"kv_bytes_at_ctx_f32", kv(i.kv_f32.at_ctx)}};
+          {"kv_bytes_at_ctx_f32", kv(i.kv_f32.at_ctx)}, {"ranks", i.ranks},
+          {"bytes_per_rank", i.ranks > 1 ? i.bytes_per_rank : i.bytes_expected},
+          {"kv_bytes_at_ctx_compact_per_rank", i.kv_packed.at_ctx.total()}};
 }
 
 std::string info_text(const ModelConfig& c, const ModelInfo& i) {
@@ -157,6 +167,11 @@ std::string info_text(const ModelConfig& c, const ModelInfo& i) {
   table([](const KvSizes& k) -> const KvBytes& { return k.per_token; }, false);
   o << " at ctx " << i.ctx << ":\n";
   table([](const KvSizes& k) -> const KvBytes& { return k.at_ctx; }, true);
+  if (i.ranks > 1)
+    o << "model parallel, " << i.ranks << " ranks (dsv4 convert --model-parallel " << i.ranks
+      << "): weights " << human(i.bytes_per_rank) << " per rank (wo_a in BF16); KV cache "
+      << human(i.kv_packed.at_ctx.total()) << " per rank at ctx " << i.ctx
+      << " (dsv4's compact cache; not divided: the one KV head serves every rank's query heads)\n";
   return o.str();
 }
 

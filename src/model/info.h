@@ -36,9 +36,15 @@ struct ModelInfo {
   int n_swa = 0, n_csa = 0, n_hca = 0;
   long long ctx = 0;
   KvSizes kv_bf16, kv_packed, kv_f32;  // see KvStorage
+  // Model parallel (dsv4 convert --model-parallel ranks): the largest rank's weights in the
+  // converted dtypes (wo_a in BF16). The KV cache is not divided: the one KV head serves every
+  // query head, so each rank holds all of it.
+  int ranks = 1;
+  double bytes_per_rank = 0;
 };
 
-ModelInfo model_info(const ModelConfig& c, long long ctx);
+// ranks > 1: also the per-rank sizes (Error if the config does not split among them).
+ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks = 1);
 // Keys: kv_bytes_per_token / kv_bytes_at_ctx are bf16 (kv_elem_bytes 2, as always);
 // *_compact are dsv4's packed cache, *_f32 its float32 cache.
 nlohmann::json info_json(const ModelInfo& i);

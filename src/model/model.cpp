@@ -2,9 +2,11 @@
 // norm, MoE, hc_post) -> hc_head -> norm -> head, and the MTP layer on top.
 #include "model/model.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/check.h"
+#include "dist/comm.h"
 #include "model/attention.h"
 #include "model/hc.h"
 #include "model/moe.h"
@@ -18,12 +20,29 @@ ModelConfig config_of(const std::string& dir) {
   return load_config((std::filesystem::path(dir) / "config.json").string());
 }
 
+// Under mpirun: this rank's shard of a conversion for exactly as many ranks, the same
+// conversion and config on every rank (checked collectively, so all ranks fail together).
+std::unique_ptr<Checkpoint> open_checkpoint(const std::string& dir) {
+  const Comm& comm = Comm::get();
+  if (!comm.distributed()) return std::make_unique<Checkpoint>(dir);
+  auto ckpt = std::make_unique<Checkpoint>(dir, comm.rank());
+  DSV4_CHECK(ckpt->layout().converted, dir, " is not a model-parallel conversion; under mpirun -np ", comm.world(),
+             " run `dsv4 convert --model-parallel ", comm.world(), "` first");
+  DSV4_CHECK(ckpt->layout().world == comm.world(), dir, " holds a conversion for ", ckpt->layout().world,
+             " ranks, but mpirun started ", comm.world());
+  const auto& meta = ckpt->files().front()->metadata();
+  const auto id = meta.find("dsv4_conversion");
+  DSV4_CHECK(id != meta.end(), ckpt->files().front()->path(), ": no dsv4_conversion id (not written by dsv4 convert)");
+  comm.check_same(std::hash<std::string>{}(id->second), "which conversion they read (shards of different conversions)");
+  return ckpt;
+}
+
 }  // namespace
 
 Model::Model(const std::string& dir, ModelOptions opts)
     : cfg_(config_of(dir)),
       opts_(opts),
-      ckpt_(std::make_unique<Checkpoint>(dir)),
+      ckpt_(open_checkpoint(dir)),
       w_(load_weights(*ckpt_, cfg_)),
       rope_plain_(cfg_.qk_rope_head_dim, cfg_.rope_theta, 0, 1, 0, 0),
       rope_yarn_(cfg_.qk_rope_head_dim, cfg_.compress_rope_theta, cfg_.original_max_position_embeddings,
@@ -70,20 +89,33 @@ std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const
   std::vector<float> y(dim);
   hc_head(hc_head_p, stream_last, 1, cfg_.hc_mult, dim, cfg_.rms_norm_eps, cfg_.hc_eps, y);
   rmsnorm(y, norm, cfg_.rms_norm_eps, dim, y);
-  std::vector<float> logits(cfg_.vocab_size);
-  linear(w_->head, y, 1, logits, false);
+  // The head's rows are this rank's share of the vocabulary; the ranks' parts are gathered.
+  std::vector<float> part(w_->head.out), logits(cfg_.vocab_size);
+  linear(w_->head, y, 1, part, false);
+  Comm::get().all_gather(part, logits);
   return logits;
+}
+
+std::vector<float> Model::embed(std::span<const int> tokens) const {
+  // The embedding's rows are this rank's share of the vocabulary: other ids give zeros here
+  // and their rows from the rank that holds them.
+  const int dim = cfg_.hidden_size, v0 = Comm::get().rank() * w_->embed.out;
+  std::vector<float> e(tokens.size() * dim, 0.0f);
+  for (size_t t = 0; t < tokens.size(); ++t)
+    if (tokens[t] >= v0 && tokens[t] < v0 + w_->embed.out) w_->embed.dequant_row(tokens[t] - v0, e.data() + t * dim);
+  Comm::get().all_reduce_sum(e);
+  return e;
 }
 
 std::vector<float> Model::forward(Session& s, std::span<const int> tokens, ForwardTrace* trace) const {
   check_tokens(tokens);
   const int n = static_cast<int>(tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
   // Embedding, repeated into every hc copy: h [n, hc, dim].
-  std::vector<float> h(static_cast<size_t>(n) * hc * dim), row(dim);
-  for (int t = 0; t < n; ++t) {
-    w_->embed.dequant_row(tokens[t], row.data());
-    for (int i = 0; i < hc; ++i) std::copy(row.begin(), row.end(), h.begin() + (static_cast<size_t>(t) * hc + i) * dim);
-  }
+  std::vector<float> h(static_cast<size_t>(n) * hc * dim);
+  const std::vector<float> e = embed(tokens);
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < hc; ++i)
+      std::copy_n(e.begin() + static_cast<size_t>(t) * dim, dim, h.begin() + (static_cast<size_t>(t) * hc + i) * dim);
   if (trace) trace->layer_hidden.clear();
   for (size_t l = 0; l < w_->layers.size(); ++l) {
     block_forward(w_->layers[l], s.layers[l], h, tokens, n, s.pos);
@@ -108,8 +140,7 @@ std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
   const MtpWeights& m = w_->mtp[0];
   const float eps = cfg_.rms_norm_eps;
   // x = e_proj(enorm(embed(next))) broadcast over copies + h_proj(hnorm(h)) per copy.
-  std::vector<float> e(static_cast<size_t>(n) * dim), ep(e.size());
-  for (int t = 0; t < n; ++t) w_->embed.dequant_row(next_tokens[t], e.data() + static_cast<size_t>(t) * dim);
+  std::vector<float> e = embed(next_tokens), ep(e.size());
   rmsnorm(e, m.enorm, eps, dim, e);
   linear(m.e_proj, e, n, ep, opts_.act_quant);
   std::vector<float> hn(static_cast<size_t>(n) * flat), h(hn.size());

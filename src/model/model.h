@@ -61,6 +61,7 @@ class Model {
   // One block on the residual stream h [n, hc, dim] in place.
   void block_forward(const BlockWeights& b, LayerCache& cache, std::vector<float>& h,
                      std::span<const int> tokens, int n, long long pos0) const;
+  std::vector<float> embed(std::span<const int> tokens) const;  // [n, dim]
   std::vector<float> head_logits(const HcParams& hc_head, std::span<const float> norm,
                                  std::span<const float> stream_last) const;
   const Rope& rope_for(int compress_ratio) const { return compress_ratio ? rope_yarn_ : rope_plain_; }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "dist/comm.h"
 #include "ops/topk.h"
 
 namespace dsv4 {
@@ -101,33 +102,37 @@ void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span
 
   std::fill(out.begin(), out.end(), 0.0f);
   std::vector<float> xe, ye;
+  // This rank's experts (all of them in one process); a model-parallel run sums the ranks'
+  // partial outputs before the shared expert, which every rank holds whole.
+  const int e_begin = w.expert_begin, e_end = w.expert_begin + static_cast<int>(w.experts.size());
   if (n == 1) {
     // Decoding one token: each thread runs whole experts (the linears inside run inline on it),
     // so both stream weights without a barrier per matrix. Summed in ascending expert order.
     std::vector<int> active;
-    for (int e = 0; e < E; ++e)
+    for (int e = e_begin; e < e_end; ++e)
       if (!rows[e].empty()) active.push_back(e);
     std::vector<std::vector<float>> ys(active.size(), std::vector<float>(dim));
     pool().parallel_for(active.size(), [&](size_t i0, size_t i1) {
       for (size_t i = i0; i < i1; ++i)
-        expert_forward(w.experts[active[i]], c.swiglu_limit, x, 1, row_w[active[i]], act_quant, ys[i]);
+        expert_forward(w.experts[active[i] - e_begin], c.swiglu_limit, x, 1, row_w[active[i]], act_quant, ys[i]);
     });
     for (const auto& y : ys)
       for (int d = 0; d < dim; ++d) out[d] += y[d];
   }
-  for (int e = 0; e < E && n > 1; ++e) {
+  for (int e = e_begin; e < e_end && n > 1; ++e) {
     const int m = static_cast<int>(rows[e].size());
     if (m == 0) continue;
     xe.resize(static_cast<size_t>(m) * dim);
     ye.resize(xe.size());
     for (int i = 0; i < m; ++i)
       std::copy_n(x.data() + static_cast<size_t>(rows[e][i]) * dim, dim, xe.data() + static_cast<size_t>(i) * dim);
-    expert_forward(w.experts[e], c.swiglu_limit, xe, m, row_w[e], act_quant, ye);
+    expert_forward(w.experts[e - e_begin], c.swiglu_limit, xe, m, row_w[e], act_quant, ye);
     for (int i = 0; i < m; ++i) {
       float* dst = out.data() + static_cast<size_t>(rows[e][i]) * dim;
       for (int d = 0; d < dim; ++d) dst[d] += ye[static_cast<size_t>(i) * dim + d];
     }
   }
+  Comm::get().all_reduce_sum(out);
   if (w.shared) {
     ye.resize(static_cast<size_t>(n) * dim);
     expert_forward(*w.shared, c.swiglu_limit, x, n, {}, act_quant, ye);

@@ -167,7 +167,9 @@ std::string byte_level_tokenizer_json() {
 
 const std::vector<SynthPreset>& synth_presets() {
   const int vocab = static_cast<int>(v4_special_tokens().size()) + 256;
-  Shape flash{vocab, 4096, 6, {4, 128, 4, 128, 4, 128, 0}, 64, 32, 6, 2048, 128, 512};
+  // The vocabulary padded to a multiple of 128 (as the releases pad theirs), so that the
+  // checkpoint also converts for 2 or 4 model-parallel ranks.
+  Shape flash{(vocab + 127) / 128 * 128, 4096, 6, {4, 128, 4, 128, 4, 128, 0}, 64, 32, 6, 2048, 128, 512};
   flash.q_lora = 1024, flash.head_dim = 512, flash.o_groups = 8, flash.o_lora = 1024, flash.index_heads = 64;
   // Every split dimension of the model-parallel layout divisible by 4 (the vocabulary padded
   // past the tokenizer's, as the releases pad theirs; 4 output groups so that wo_b's input

@@ -161,7 +161,11 @@ class Reader {
     f.gate = plain(fp + ".gate.weight");
     if (b.hash) f.tid2eid = indices(fp + ".gate.tid2eid", c.n_routed_experts);
     else f.bias = floats(fp + ".gate.bias");
-    for (int e = 0; e < c.n_routed_experts; ++e)
+    // A model-parallel rank holds its share of the experts, in index order (see Layout).
+    const Layout& lay = ckpt_.layout();
+    const int per_rank = c.n_routed_experts / lay.world;
+    f.expert_begin = lay.rank * per_rank;
+    for (int e = f.expert_begin; e < f.expert_begin + per_rank; ++e)
       f.experts.push_back(expert(fp + ".experts." + std::to_string(e)));
     if (c.n_shared_experts) f.shared = expert(fp + ".shared_experts");
     return b;

@@ -50,7 +50,8 @@ struct MoeWeights {
   Linear gate;                    // float [n_routed_experts, dim]
   std::vector<float> bias;        // [n_routed_experts], score-routed layers
   std::vector<int> tid2eid;       // [vocab, n_activated], hash-routed layers
-  std::vector<ExpertWeights> experts;
+  std::vector<ExpertWeights> experts;  // this rank's: global indices expert_begin, expert_begin + 1, ..
+  int expert_begin = 0;
   std::optional<ExpertWeights> shared;
 };
 

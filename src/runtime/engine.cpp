@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/check.h"
+#include "dist/comm.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv4 {
@@ -139,8 +140,9 @@ bool Generation::step() {
   const size_t i = r_.tokens.size();
   // Only ids the tokenizer can decode are sampled: a checkpoint's vocabulary may be padded past it.
   const size_t n_ids = std::min(logits_.size(), static_cast<size_t>(e.tokenizer().vocab_size()));
-  const int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id())
-                                   : sampler_.sample(std::span<const float>(logits_).first(n_ids));
+  int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id())
+                             : sampler_.sample(std::span<const float>(logits_).first(n_ids));
+  Comm::get().broadcast(std::span<int>(&tok, 1));  // model-parallel ranks follow rank 0's choice
   if (req_.stop_at_eos && tok == e.eos_id()) {
     r_.hit_eos = true;
     finish(FinishReason::stop, false);

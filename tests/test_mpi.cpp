@@ -1,0 +1,127 @@
+// Model-parallel runs under mpirun (OpenMPI, loopback, oversubscribed on small machines): a
+// synthetic checkpoint whose splits divide by 4, converted for 2 and 4 ranks, against the same
+// checkpoint in one process. Also the failure modes: a killed rank, shards of two different
+// conversions, a conversion for another rank count, an unconverted checkpoint.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <cstring>
+
+#include "model/convert.h"
+#include "model/synth.h"
+#include "test_util.h"
+
+namespace dsv4 {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kIds = "0,5,77,12,200,3,9,41,100,250,17,33,2,8,60,300,21,5";
+
+class Mpi : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);  // CI containers run as root
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    root_ = fs::temp_directory_path() / ("dsv4-mpi-" + std::to_string(getpid()));
+    fs::remove_all(root_);
+    write_synthetic_checkpoint(dir("hf"), synth_preset("tiny-mp"), 11, {});
+    for (int world : {2, 4}) convert_checkpoint({dir("hf"), dir("mp" + std::to_string(world)), world, false});
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+  static std::string dir(const std::string& name) { return (root_ / name).string(); }
+  // The command line that starts dsv4 on np ranks (env: mpirun's -x options).
+  static std::string launcher(int np, const std::string& env = "") {
+    return std::string(DSV4_MPIEXEC) + " --oversubscribe -np " + std::to_string(np) + " " + env + " " +
+           test::dsv4_binary();
+  }
+  static std::string mpirun(int np, const std::string& args, const std::string& env = "") {
+    return launcher(np, env) + " " + args;
+  }
+  // Prefill, decode and MTP logits rows of kIds, written by `dsv4 logits` started by `dsv4`.
+  static std::vector<float> logits(const std::string& dsv4, const std::string& model, const std::string& flags,
+                                   const std::string& out) {
+    const auto r = test::run_command(dsv4 + " logits -m " + model + " --ids " + kIds + " --prefill 12 -o " + out +
+                                     " --mtp-out " + out + ".mtp --threads 1 " + flags);
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::string bytes = test::read_file(out) + test::read_file(out + ".mtp");
+    std::vector<float> rows(bytes.size() / 4);
+    std::memcpy(rows.data(), bytes.data(), rows.size() * 4);
+    return rows;
+  }
+  static fs::path root_;
+};
+fs::path Mpi::root_;
+
+TEST_F(Mpi, TwoAndFourRanksGiveTheSingleProcessLogits) {
+  for (const std::string flags : {"--no-act-quant", ""}) {
+    const std::vector<float> one = logits(test::dsv4_binary(), dir("hf"), flags, dir("one.bin"));
+    ASSERT_FALSE(one.empty());
+    for (int np : {2, 4}) {
+      const std::vector<float> many = logits(launcher(np), dir("mp" + std::to_string(np)), flags, dir("many.bin"));
+      ASSERT_EQ(many.size(), one.size()) << np << " ranks";
+      double worst = 0;
+      for (size_t i = 0; i < one.size(); ++i) worst = std::max(worst, std::fabs(double(many[i]) - one[i]));
+      // Smooth mode: only the summation order differs (the ranks' partial sums are added by MPI).
+      // Faithful mode: the same here, unless a rounding flips (then the goldens' 1e-3 rule).
+      EXPECT_LE(worst, flags.empty() ? 1e-3 : 1e-4) << np << " ranks " << (flags.empty() ? "faithful" : "smooth");
+      std::printf("%d ranks, %s: max |logit difference| %.3g over %zu logits (prefill, decode, MTP)\n", np,
+                  flags.empty() ? "faithful" : "smooth", worst, one.size());
+    }
+  }
+}
+
+TEST_F(Mpi, RunGeneratesTheSameText) {
+  const std::string args = " -p 'The ranks agree' -n 16 --seed 5 --threads 1";
+  // The generated text (stdout) to a file, the reports (stderr) to run_command's output.
+  const auto one = test::run_command("{ " + test::dsv4_binary() + " run -m " + dir("hf") + args + " > " + dir("one.txt") + "; }");
+  const auto two = test::run_command("{ " + mpirun(2, "run -m " + dir("mp2") + args) + " > " + dir("two.txt") + "; }");
+  ASSERT_EQ(one.status, 0) << one.output;
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_FALSE(test::read_file(dir("one.txt")).empty());
+  EXPECT_EQ(test::read_file(dir("one.txt")), test::read_file(dir("two.txt")));
+  EXPECT_EQ(two.output.find("loading 100%"), two.output.rfind("loading 100%")) << "rank 1 reported progress too:\n"
+                                                                               << two.output;
+}
+
+TEST_F(Mpi, AKilledRankEndsTheJobWithAnError) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = test::run_command(
+      mpirun(2, "run -m " + dir("mp2") + " -p 'never finished' -n 200 --threads 1", "-x DSV4_TEST_KILL_RANK=1"));
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_LT(s, 30.0) << "the surviving rank did not end in bounded time";
+  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("signal 9"), std::string::npos) << r.output;
+}
+
+TEST_F(Mpi, MismatchedShardsAreRefused) {
+  // Rank 1's shard from another conversion of a different checkpoint with the same shapes.
+  write_synthetic_checkpoint(dir("hf-other"), synth_preset("tiny-mp"), 12, {});
+  convert_checkpoint({dir("hf-other"), dir("mp2-other"), 2, false});
+  fs::create_directories(dir("mixed"));
+  fs::copy(dir("mp2") + "/config.json", dir("mixed"));
+  fs::copy(dir("mp2") + "/model0-mp2.safetensors", dir("mixed"));
+  fs::copy(dir("mp2-other") + "/model1-mp2.safetensors", dir("mixed"));
+  struct Case {
+    std::string args, fragment;
+  };
+  const Case cases[] = {
+      {mpirun(2, "logits -m " + dir("mixed") + " --ids 1,2 --prefill 2 -o /dev/null"), "different conversions"},
+      {mpirun(2, "logits -m " + dir("mp4") + " --ids 1,2 --prefill 2 -o /dev/null"),
+       "holds a conversion for 4 ranks, but mpirun started 2"},
+      {mpirun(2, "logits -m " + dir("hf") + " --ids 1,2 --prefill 2 -o /dev/null"), "not a model-parallel conversion"},
+      {mpirun(2, "serve -m " + dir("mp2")), "does not run under mpirun yet"},
+  };
+  for (const Case& c : cases) {
+    const auto r = test::run_command(c.args);
+    EXPECT_NE(r.status, 0) << c.args;
+    EXPECT_NE(r.output.find(c.fragment), std::string::npos) << c.args << "\n" << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace dsv4
