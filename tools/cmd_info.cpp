@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "core/check.h"
+#include "model/cost.h"
 #include "model/info.h"
 #include "model/model.h"
 #include "tools/commands.h"
@@ -34,11 +35,13 @@ int run(const InfoArgs& a) {
   const ModelInfo info = model_info(cfg, a.ctx, a.ranks);
   if (a.json) {
     nlohmann::json j = info_json(info);
+    j["decode_weight_bytes_per_token"] = token_cost(cfg).weight_bytes;
     if (model) j["bytes_on_disk"] = model->checkpoint().bytes_on_disk();
     std::cout << j.dump(2) << "\n";
     return 0;
   }
   std::cout << info_text(cfg, info);
+  std::cout << "decode reads " << token_cost(cfg).weight_bytes / 1e9 << " GB of weights per token (main model)\n";
   if (model) std::cout << "checkpoint: " << a.model_dir << ", " << model->checkpoint().bytes_on_disk()
                        << " bytes in " << model->checkpoint().files().size() << " file(s), all "
                        << model->checkpoint().tensors().size() << " tensors validated\n";
