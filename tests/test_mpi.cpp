@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <httplib.h>
+#include <thread>
 #include <cstring>
 
 #include "model/convert.h"
@@ -87,6 +89,62 @@ TEST_F(Mpi, RunGeneratesTheSameText) {
                                                                                << two.output;
 }
 
+// A server started by `cmd` (its report on stderr names the port); stopped with SIGTERM, as
+// mpirun passes it on.
+class Server {
+ public:
+  Server(const std::string& cmd, const std::string& marker) : marker_(marker) {
+    out_ = popen((cmd + " 2>&1").c_str(), "r");
+    char line[4096];
+    while (out_ && std::fgets(line, sizeof line, out_)) {
+      const std::string l(line);
+      if (const size_t at = l.find("http://127.0.0.1:"); at != std::string::npos) {
+        port_ = std::stoi(l.substr(at + 17));
+        break;
+      }
+    }
+  }
+  ~Server() {
+    test::run_command("pkill -TERM -f '" + marker_ + "'");
+    if (out_) pclose(out_);
+  }
+  int port() const { return port_; }
+
+ private:
+  std::string marker_;
+  FILE* out_ = nullptr;
+  int port_ = 0;
+};
+
+TEST_F(Mpi, ServeUnderMpirunAnswersAsOneProcess) {
+  // Rank 0 serves and leads, rank 1 follows its forward passes on mirror sessions; four
+  // concurrent requests (interleaved by the scheduler) get the single process's answers.
+  fs::copy(dir("hf"), dir("hf-serve"), fs::copy_options::recursive);
+  Server one(test::dsv4_binary() + " serve -m " + dir("hf-serve") + " --port 0 --threads 1", dir("hf-serve"));
+  Server two(mpirun(2, "serve -m " + dir("mp2") + " --port 0 --threads 1"), dir("mp2"));
+  ASSERT_GT(one.port(), 0);
+  ASSERT_GT(two.port(), 0);
+  auto ask = [](int port, int i) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(60);
+    const std::string body = R"({"model": "m", "max_tokens": 24, "temperature": 0, "messages": [{"role": "user", "content": "question )" +
+                             std::to_string(i) + R"("}]})";
+    const auto r = c.Post("/v1/chat/completions", body, "application/json");
+    return r && r->status == 200 ? r->body.substr(r->body.find("\"choices\"")) : std::string("(failed)");
+  };
+  std::vector<std::string> a(4), b(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] { a[i] = ask(one.port(), i); });
+    threads.emplace_back([&, i] { b[i] = ask(two.port(), i); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NE(a[i], "(failed)");
+    EXPECT_EQ(a[i], b[i]) << "request " << i;
+  }
+}
+
 TEST_F(Mpi, AKilledRankEndsTheJobWithAnError) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto r = test::run_command(
@@ -114,7 +172,6 @@ TEST_F(Mpi, MismatchedShardsAreRefused) {
       {mpirun(2, "logits -m " + dir("mp4") + " --ids 1,2 --prefill 2 -o /dev/null"),
        "holds a conversion for 4 ranks, but mpirun started 2"},
       {mpirun(2, "logits -m " + dir("hf") + " --ids 1,2 --prefill 2 -o /dev/null"), "not a model-parallel conversion"},
-      {mpirun(2, "serve -m " + dir("mp2")), "does not run under mpirun yet"},
   };
   for (const Case& c : cases) {
     const auto r = test::run_command(c.args);

@@ -27,8 +27,6 @@ extern "C" void on_signal(int) {
 }
 
 int run(ServeArgs& a) {
-  DSV4_CHECK(!Comm::get().distributed(), "dsv4 serve does not run under mpirun yet (the other ranks would need "
-             "rank 0's requests); use dsv4 run or logits");
   set_num_threads(a.threads);
   DSV4_CHECK(a.opt.port >= 0 && a.opt.port <= 65535, "--port must be in [0, 65535]");
   DSV4_CHECK(a.opt.ctx >= 16, "--ctx must be at least 16");
@@ -36,6 +34,12 @@ int run(ServeArgs& a) {
   ProgressBar bar("loading");
   Engine engine(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); });
   bar.done(a.model_dir);
+  // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
+  if (Comm::get().rank() > 0) {
+    engine.model().follow();
+    return 0;
+  }
+  engine.model().lead();
   OpenAIServer server(engine, a.opt);
   running = &server;
   std::signal(SIGINT, on_signal);
@@ -45,6 +49,7 @@ int run(ServeArgs& a) {
               << " (parallel " << a.opt.parallel << ", ctx " << a.opt.ctx << ")" << std::endl;
   });
   running = nullptr;
+  engine.model().stop_followers();
   std::cerr << "dsv4 serve: stopped\n";
   return 0;
 }

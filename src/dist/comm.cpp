@@ -41,8 +41,10 @@ void Comm::init(int* argc, char*** argv) {
 #ifdef DSV4_WITH_MPI
   // Launched by mpirun: OpenMPI, MPICH / PMI and Slurm set one of these.
   if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMI_SIZE") && !std::getenv("PMIX_RANK")) return;
+  // A server calls the collectives from its engine thread, one thread at a time.
   int provided = 0;
-  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);  // collectives from the main thread only
+  MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
+  DSV4_CHECK(provided >= MPI_THREAD_SERIALIZED, "this MPI library cannot be called from several threads in turn");
   std::atexit([] {
     int finalized = 0;
     MPI_Finalized(&finalized);

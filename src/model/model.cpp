@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "core/check.h"
 #include "dist/comm.h"
@@ -50,6 +51,19 @@ Model::Model(const std::string& dir, ModelOptions opts)
 
 Session Model::new_session() const {
   Session s;
+  if (leading_) {
+    s.id = next_session_id_++;
+    // Released with the last copy of the session: the followers drop their mirror with the next op.
+    std::weak_ptr<Drops> drops = drops_;
+    const int id = s.id;
+    s.lease = std::shared_ptr<void>(nullptr, [drops, id](void*) {
+      if (auto d = drops.lock()) {
+        std::lock_guard<std::mutex> lock(d->mu);
+        d->ids.push_back(id);
+      }
+    });
+    send(Op::new_session, s.id, {});
+  }
   s.layers.resize(w_->layers.size());
   for (size_t l = 0; l < w_->layers.size(); ++l) layer_cache_init(w_->layers[l], cfg_, opts_.act_quant, s.layers[l]);
   s.mtp.resize(w_->mtp.size());
@@ -109,6 +123,7 @@ std::vector<float> Model::embed(std::span<const int> tokens) const {
 
 std::vector<float> Model::forward(Session& s, std::span<const int> tokens, ForwardTrace* trace) const {
   check_tokens(tokens);
+  if (leading_) send(Op::forward, s.id, tokens);
   const int n = static_cast<int>(tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
   // Embedding, repeated into every hc copy: h [n, hc, dim].
   std::vector<float> h(static_cast<size_t>(n) * hc * dim);
@@ -132,6 +147,7 @@ std::vector<float> Model::forward(Session& s, std::span<const int> tokens, Forwa
 std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
                                       std::span<const int> next_tokens) const {
   DSV4_CHECK(!w_->mtp.empty(), "this model has no MTP layer (num_nextn_predict_layers = 0)");
+  DSV4_CHECK(!leading_, "mtp_forward is not sent to follower ranks yet");
   check_tokens(next_tokens);
   const int n = static_cast<int>(next_tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
   const size_t flat = static_cast<size_t>(hc) * dim;
@@ -152,6 +168,53 @@ std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
   block_forward(m.block, s.mtp[0], h, next_tokens, n, s.mtp_pos);
   s.mtp_pos += n;
   return head_logits(m.hc_head, m.norm, std::span<const float>(h).subspan((n - 1) * flat, flat));
+}
+
+void Model::lead() {
+  DSV4_CHECK(Comm::get().rank() == 0, "only rank 0 leads");
+  leading_ = Comm::get().distributed();
+}
+
+// An op on the wire: [op, session id, n tokens, n drops] then [drops..., tokens...].
+void Model::send(Op op, int id, std::span<const int> tokens) const {
+  std::vector<int> drops;
+  {
+    std::lock_guard<std::mutex> lock(drops_->mu);
+    drops.swap(drops_->ids);
+  }
+  int head[4] = {static_cast<int>(op), id, static_cast<int>(tokens.size()), static_cast<int>(drops.size())};
+  Comm::get().broadcast(head);
+  std::vector<int> body(drops);
+  body.insert(body.end(), tokens.begin(), tokens.end());
+  if (!body.empty()) Comm::get().broadcast(body);
+}
+
+void Model::stop_followers() const {
+  if (leading_) send(Op::stop, -1, {});
+}
+
+void Model::follow() {
+  const Comm& comm = Comm::get();
+  DSV4_CHECK(comm.rank() > 0, "rank 0 leads; the other ranks follow");
+  std::map<int, Session> mirrors;
+  for (;;) {
+    int head[4];
+    comm.broadcast(head);
+    std::vector<int> body(static_cast<size_t>(head[2]) + head[3]);
+    if (!body.empty()) comm.broadcast(body);
+    for (int i = 0; i < head[3]; ++i) mirrors.erase(body[i]);
+    const std::span<const int> tokens = std::span<const int>(body).subspan(head[3]);
+    switch (static_cast<Op>(head[0])) {
+      case Op::stop: return;
+      case Op::new_session: mirrors[head[1]] = new_session(); break;
+      case Op::forward: {
+        auto it = mirrors.find(head[1]);
+        DSV4_CHECK(it != mirrors.end(), "rank 0 fed session ", head[1], ", which this rank does not hold");
+        forward(it->second, tokens);
+        break;
+      }
+    }
+  }
 }
 
 }  // namespace dsv4

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct Session {
   std::vector<LayerCache> layers;
   long long mtp_pos = 0;             // positions consumed by the MTP layer
   std::vector<LayerCache> mtp;
+  // Model parallel serving (Model::lead): the id of the followers' mirror of this session, and
+  // a lease whose release tells them to drop it.
+  int id = -1;
+  std::shared_ptr<void> lease;
 };
 
 // Optional outputs of forward() for validation and speculative decoding.
@@ -56,7 +61,19 @@ class Model {
   std::vector<float> mtp_forward(Session& s, std::span<const float> stream,
                                  std::span<const int> next_tokens) const;
 
+  // Model parallel runs. By default every rank runs the same program in lockstep (dsv4 run,
+  // logits). A server instead has rank 0 lead: lead() makes every new_session and forward on
+  // rank 0 send itself to the other ranks first, which run it on mirror sessions in follow()
+  // until rank 0 calls stop_followers(). One thread at a time calls into a leading model.
+  void lead();
+  void follow();
+  void stop_followers() const;
+  bool leading() const { return leading_; }
+
  private:
+  enum class Op : int { stop, new_session, forward };
+  // Rank 0, leading: sends an op (with the sessions dropped since the last one).
+  void send(Op op, int id, std::span<const int> tokens) const;
   void check_tokens(std::span<const int> tokens) const;
   // One block on the residual stream h [n, hc, dim] in place.
   void block_forward(const BlockWeights& b, LayerCache& cache, std::vector<float>& h,
@@ -71,6 +88,13 @@ class Model {
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<ModelWeights> w_;
   Rope rope_plain_, rope_yarn_;
+  bool leading_ = false;
+  mutable int next_session_id_ = 0;
+  struct Drops {
+    std::mutex mu;
+    std::vector<int> ids;  // sessions released since the last op
+  };
+  std::shared_ptr<Drops> drops_ = std::make_shared<Drops>();
 };
 
 }  // namespace dsv4

@@ -142,7 +142,8 @@ bool Generation::step() {
   const size_t n_ids = std::min(logits_.size(), static_cast<size_t>(e.tokenizer().vocab_size()));
   int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id())
                              : sampler_.sample(std::span<const float>(logits_).first(n_ids));
-  Comm::get().broadcast(std::span<int>(&tok, 1));  // model-parallel ranks follow rank 0's choice
+  // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone).
+  if (!e.model().leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
   if (req_.stop_at_eos && tok == e.eos_id()) {
     r_.hit_eos = true;
     finish(FinishReason::stop, false);

@@ -27,6 +27,7 @@ class Engine {
   explicit Engine(const std::string& dir, std::function<void(const std::string&)> progress = {});
 
   const Model& model() const { return *model_; }
+  Model& model() { return *model_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   int eos_id() const { return eos_id_; }
   int bos_id() const { return bos_id_; }
