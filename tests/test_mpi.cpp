@@ -12,6 +12,7 @@
 #include <thread>
 #include <cstring>
 
+#include "io/safetensors.h"
 #include "model/convert.h"
 #include "model/synth.h"
 #include "test_util.h"
@@ -73,6 +74,38 @@ TEST_F(Mpi, TwoAndFourRanksGiveTheSingleProcessLogits) {
       std::printf("%d ranks, %s: max |logit difference| %.3g over %zu logits (prefill, decode, MTP)\n", np,
                   flags.empty() ? "faithful" : "smooth", worst, one.size());
     }
+  }
+}
+
+TEST_F(Mpi, GoldenCasesOnTwoRanksGiveTheSingleProcessLogits) {
+  // Every golden checkpoint converted for 2 ranks (their wo_b input is one 128-wide block, so
+  // wo_b stays whole and the ranks gather its input), the golden token sequence, smooth mode:
+  // prefill, every decode row and the MTP row within 1e-4 of one process on the original.
+  for (const std::string name : {"tiny", "tiny-long", "tiny-fp8", "tiny-short"}) {
+    SafetensorsFile g(test::golden_dir(name) + "/golden_smooth.safetensors");
+    const int P = std::stoi(g.metadata().at("prefill"));
+    std::string ids;
+    for (int t : test::ints(g, "tokens")) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+    const std::string conv = dir("golden-" + name);
+    convert_checkpoint({test::golden_dir(name), conv, 2, false});
+    auto rows = [&](const std::string& dsv4, const std::string& model, const std::string& out) {
+      const auto r = test::run_command(dsv4 + " logits -m " + model + " --ids " + ids + " --prefill " +
+                                       std::to_string(P) + " -o " + out + " --mtp-out " + out + ".mtp --threads 1 --no-act-quant");
+      EXPECT_EQ(r.status, 0) << r.output;
+      const std::string bytes = test::read_file(out) + test::read_file(out + ".mtp");
+      std::vector<float> v(bytes.size() / 4);
+      std::memcpy(v.data(), bytes.data(), v.size() * 4);
+      return v;
+    };
+    const std::vector<float> one = rows(test::dsv4_binary(), test::golden_dir(name), dir("g1.bin"));
+    const std::vector<float> two = rows(launcher(2), conv, dir("g2.bin"));
+    ASSERT_FALSE(one.empty());
+    ASSERT_EQ(one.size(), two.size()) << name;
+    double worst = 0;
+    for (size_t i = 0; i < one.size(); ++i) worst = std::max(worst, std::fabs(double(two[i]) - one[i]));
+    EXPECT_LE(worst, 1e-4) << name;
+    std::printf("golden %s, 2 ranks, smooth: max |logit difference| %.3g over %zu logits\n", name.c_str(), worst,
+                one.size());
   }
 }
 

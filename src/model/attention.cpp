@@ -185,8 +185,22 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
       std::copy_n(part.data() + static_cast<size_t>(t) * R, R,
                   low.data() + static_cast<size_t>(t) * G * R + static_cast<size_t>(g) * R);
   }
-  linear(w.wo_b, low, n, out, act_quant);
-  Comm::get().all_reduce_sum(out);  // wo_b is split by its input: the ranks' parts add up
+  const Comm& comm = Comm::get();
+  if (w.wo_b.in == G * R) {  // wo_b split by its input: the ranks' parts add up
+    linear(w.wo_b, low, n, out, act_quant);
+    comm.all_reduce_sum(out);
+    return;
+  }
+  // wo_b whole on every rank (its input does not split into whole scale blocks): gather every
+  // rank's groups ([world][n][G * R] -> [n][world * G * R], rank order = group order) instead.
+  std::vector<float> gathered(low.size() * comm.world()), all(gathered.size());
+  comm.all_gather(low, gathered);
+  const size_t width = static_cast<size_t>(G) * R;
+  for (int r = 0; r < comm.world(); ++r)
+    for (int t = 0; t < n; ++t)
+      std::copy_n(gathered.data() + (static_cast<size_t>(r) * n + t) * width, width,
+                  all.data() + (static_cast<size_t>(t) * comm.world() + r) * width);
+  linear(w.wo_b, all, n, out, act_quant);
 }
 
 }  // namespace dsv4

@@ -67,7 +67,11 @@ struct Builder {
     } else {
       fp8_linear(a + ".wo_a", G * c.o_lora_rank, H * D / G);
     }
-    fp8_linear(a + ".wo_b", dim, G * c.o_lora_rank, 1);
+    // wo_b is split by its input columns when every rank gets whole 128-wide scale blocks (the
+    // official rule; true of the released models); a smaller model keeps it whole on every
+    // rank, which then gathers the low-rank input instead (see attention.cpp).
+    const bool wo_b_split = (G * c.o_lora_rank) % (128LL * layout.world) == 0;
+    fp8_linear(a + ".wo_b", dim, G * c.o_lora_rank, wo_b_split ? 1 : -1);
     const int ratio = c.compress_ratio(layer);
     if (ratio) compressor(a + ".compressor", ratio, D);
     if (ratio == 4) {
