@@ -3,7 +3,9 @@
 #include <memory>
 
 #include "core/check.h"
+#include "io/config.h"
 #include "model/convert.h"
+#include "model/tensor_spec.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 
@@ -23,6 +25,16 @@ int run(ConvertArgs a) {
   ProgressBar bar("convert to " + std::to_string(a.o.model_parallel) + " rank(s)");
   convert_checkpoint(a.o, [&](double f) { bar.update(f); });
   bar.done();
+  if (a.o.model_parallel > 1) {
+    // What the official split could not divide into whole scale blocks stays whole on every rank.
+    const Splits sp = splits_of(load_config(a.o.hf_dir + "/config.json"), a.o.model_parallel);
+    std::string whole;
+    for (const auto& [ok, name] : {std::pair{sp.vocab, "embed / head"}, std::pair{sp.heads, "attention heads"},
+                                   std::pair{sp.wo_b, "wo_b"}, std::pair{sp.index_heads, "indexer heads"}})
+      if (!ok) whole += std::string(whole.empty() ? "" : ", ") + name;
+    std::cerr << "routed experts divided among the ranks; "
+              << (whole.empty() ? "every split as convert.py makes it" : "kept whole on every rank: " + whole) << "\n";
+  }
   std::cerr << "wrote " << a.o.out_dir << ": model0-mp" << a.o.model_parallel << ".safetensors .. model"
             << a.o.model_parallel - 1 << "-mp" << a.o.model_parallel << ".safetensors, all read back and validated\n";
   return 0;

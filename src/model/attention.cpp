@@ -186,9 +186,11 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
                   low.data() + static_cast<size_t>(t) * G * R + static_cast<size_t>(g) * R);
   }
   const Comm& comm = Comm::get();
-  if (w.wo_b.in == G * R) {  // wo_b split by its input: the ranks' parts add up
+  if (H == c.num_attention_heads || w.wo_b.in == G * R) {
     linear(w.wo_b, low, n, out, act_quant);
-    comm.all_reduce_sum(out);
+    // Heads divided among the ranks, wo_b by its input: the ranks' parts add up. (All heads
+    // here: every rank computed the whole output.)
+    if (H != c.num_attention_heads) comm.all_reduce_sum(out);
     return;
   }
   // wo_b whole on every rank (its input does not split into whole scale blocks): gather every

@@ -180,7 +180,7 @@ void convert_checkpoint(const ConvertOptions& o, const std::function<void(double
       if (s.dequantized) {
         const std::string p = s.name.substr(0, s.name.size() - std::string(".weight").size());
         const TensorView& w = source(p + ".weight");
-        bytes = dequantize_rows(w, source(p + ".scale"), r * s.shape[0], s.shape[0]);
+        bytes = dequantize_rows(w, source(p + ".scale"), s.split_dim == 0 ? r * s.shape[0] : 0, s.shape[0]);
       } else if (cast && s.routed_expert) {
         const std::string p = s.name.substr(0, s.name.rfind('.'));
         if (cast_for != p) {

@@ -86,7 +86,7 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
         }
       }
     });
-    Comm::get().all_reduce_sum(score);
+    if (ih != c.index_n_heads) Comm::get().all_reduce_sum(score);  // each rank scored its heads
     pool().parallel_for(static_cast<size_t>(g1 - g0), [&](size_t i0, size_t i1) {
       for (size_t i = i0; i < i1; ++i) {
         const int t = g0 + static_cast<int>(i);

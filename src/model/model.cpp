@@ -106,6 +106,7 @@ std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const
   // The head's rows are this rank's share of the vocabulary; the ranks' parts are gathered.
   std::vector<float> part(w_->head.out), logits(cfg_.vocab_size);
   linear(w_->head, y, 1, part, false);
+  if (w_->head.out == cfg_.vocab_size) return part;  // the whole head on this rank
   Comm::get().all_gather(part, logits);
   return logits;
 }
@@ -113,11 +114,12 @@ std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const
 std::vector<float> Model::embed(std::span<const int> tokens) const {
   // The embedding's rows are this rank's share of the vocabulary: other ids give zeros here
   // and their rows from the rank that holds them.
-  const int dim = cfg_.hidden_size, v0 = Comm::get().rank() * w_->embed.out;
+  const bool whole = w_->embed.out == cfg_.vocab_size;
+  const int dim = cfg_.hidden_size, v0 = whole ? 0 : Comm::get().rank() * w_->embed.out;
   std::vector<float> e(tokens.size() * dim, 0.0f);
   for (size_t t = 0; t < tokens.size(); ++t)
     if (tokens[t] >= v0 && tokens[t] < v0 + w_->embed.out) w_->embed.dequant_row(tokens[t] - v0, e.data() + t * dim);
-  Comm::get().all_reduce_sum(e);
+  if (!whole) Comm::get().all_reduce_sum(e);
   return e;
 }
 

@@ -3,6 +3,8 @@
 
 #include "core/check.h"
 
+#include <algorithm>
+
 namespace dsv4 {
 
 namespace {
@@ -10,6 +12,7 @@ namespace {
 struct Builder {
   const ModelConfig& c;
   const Layout& layout;
+  Splits splits;
   std::vector<TensorSpec>& out;
   int layer;
   bool mtp;
@@ -55,28 +58,25 @@ struct Builder {
     add(p + ".attn_norm.weight", {dim}, SpecKind::floats);
     add(p + ".ffn_norm.weight", {dim}, SpecKind::floats);
     const std::string a = p + ".attn";
-    add(a + ".attn_sink", {H}, SpecKind::floats, 0);
+    const int heads = splits.heads ? 0 : -1, index_heads = splits.index_heads ? 0 : -1;
+    add(a + ".attn_sink", {H}, SpecKind::floats, heads);
     fp8_linear(a + ".wq_a", c.q_lora_rank, dim);
     add(a + ".q_norm.weight", {c.q_lora_rank}, SpecKind::floats);
-    fp8_linear(a + ".wq_b", H * D, c.q_lora_rank, 0);
+    fp8_linear(a + ".wq_b", H * D, c.q_lora_rank, heads);
     fp8_linear(a + ".wkv", D, dim);
     add(a + ".kv_norm.weight", {D}, SpecKind::floats);
     if (layout.converted) {
-      add(a + ".wo_a.weight", {G * c.o_lora_rank, H * D / G}, SpecKind::floats, 0);
+      add(a + ".wo_a.weight", {G * c.o_lora_rank, H * D / G}, SpecKind::floats, heads);
       out.back().dequantized = true;
     } else {
       fp8_linear(a + ".wo_a", G * c.o_lora_rank, H * D / G);
     }
-    // wo_b is split by its input columns when every rank gets whole 128-wide scale blocks (the
-    // official rule; true of the released models); a smaller model keeps it whole on every
-    // rank, which then gathers the low-rank input instead (see attention.cpp).
-    const bool wo_b_split = (G * c.o_lora_rank) % (128LL * layout.world) == 0;
-    fp8_linear(a + ".wo_b", dim, G * c.o_lora_rank, wo_b_split ? 1 : -1);
+    fp8_linear(a + ".wo_b", dim, G * c.o_lora_rank, splits.wo_b ? 1 : -1);
     const int ratio = c.compress_ratio(layer);
     if (ratio) compressor(a + ".compressor", ratio, D);
     if (ratio == 4) {
-      fp8_linear(a + ".indexer.wq_b", (long long)c.index_n_heads * c.index_head_dim, c.q_lora_rank, 0);
-      add(a + ".indexer.weights_proj.weight", {c.index_n_heads, dim}, SpecKind::floats, 0);
+      fp8_linear(a + ".indexer.wq_b", (long long)c.index_n_heads * c.index_head_dim, c.q_lora_rank, index_heads);
+      add(a + ".indexer.weights_proj.weight", {c.index_n_heads, dim}, SpecKind::floats, index_heads);
       compressor(a + ".indexer.compressor", 4, c.index_head_dim);
     }
     const std::string f = p + ".ffn";
@@ -87,13 +87,8 @@ struct Builder {
       add(f + ".gate.bias", {c.n_routed_experts}, SpecKind::floats);
     const long long inter = c.moe_intermediate_size;
     routed = true;
-    int e0 = 0, e1 = c.n_routed_experts;  // this rank's experts
-    if (layout.converted && layout.world > 1) {
-      DSV4_CHECK(c.n_routed_experts % layout.world == 0, "cannot divide ", c.n_routed_experts, " experts among ",
-                 layout.world, " ranks");
-      e0 = layout.rank * (c.n_routed_experts / layout.world);
-      e1 = e0 + c.n_routed_experts / layout.world;
-    }
+    const auto [e0, e1] = layout.converted ? expert_range(c.n_routed_experts, layout.rank, layout.world)
+                                           : std::pair<int, int>{0, c.n_routed_experts};
     for (int e = e0; e < e1; ++e) {
       const std::string x = f + ".experts." + std::to_string(e);
       expert_linear(x + ".w1", inter, dim);
@@ -150,21 +145,41 @@ const char* TensorSpec::dtypes_str() const {
   return "?";
 }
 
+Splits splits_of(const ModelConfig& c, int world) {
+  Splits s;
+  if (world <= 1) return s;
+  const long long H = c.num_attention_heads, G = c.o_groups, blocks = 128LL * world;
+  s.vocab = c.vocab_size % world == 0;
+  s.heads = H % world == 0 && G % world == 0 && (H * c.head_dim) % blocks == 0;
+  s.wo_b = s.heads && (G * c.o_lora_rank) % blocks == 0;
+  s.index_heads = c.index_n_heads % world == 0 && (static_cast<long long>(c.index_n_heads) * c.index_head_dim) % blocks == 0;
+  return s;
+}
+
+std::pair<int, int> expert_range(int n_experts, int rank, int world) {
+  return {static_cast<int>(static_cast<long long>(rank) * n_experts / world),
+          static_cast<int>(static_cast<long long>(rank + 1) * n_experts / world)};
+}
+
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c, const Layout& layout) {
   DSV4_CHECK(layout.world >= 1 && layout.rank >= 0 && layout.rank < layout.world, "rank ", layout.rank,
              " is not one of ", layout.world, " ranks");
+  DSV4_CHECK(layout.world <= std::max(1, c.n_routed_experts), "more ranks (", layout.world, ") than routed experts (",
+             c.n_routed_experts, ")");
   std::vector<TensorSpec> out;
-  Builder g{c, layout, out, -1, false};
-  g.add("embed.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats, 0);
-  g.add("head.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats, 0);
+  const Splits splits = layout.converted ? splits_of(c, layout.world) : Splits{};
+  Builder g{c, layout, splits, out, -1, false};
+  const int vocab = splits.vocab ? 0 : -1;
+  g.add("embed.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats, vocab);
+  g.add("head.weight", {c.vocab_size, c.hidden_size}, SpecKind::floats, vocab);
   g.add("norm.weight", {c.hidden_size}, SpecKind::floats);
   g.hc_head("");
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    Builder b{c, layout, out, l, false};
+    Builder b{c, layout, splits, out, l, false};
     b.block("layers." + std::to_string(l));
   }
   for (int i = 0; i < c.num_nextn_predict_layers; ++i) {
-    Builder b{c, layout, out, c.num_hidden_layers + i, true};
+    Builder b{c, layout, splits, out, c.num_hidden_layers + i, true};
     const std::string p = "mtp." + std::to_string(i);
     b.block(p);
     b.fp8_linear(p + ".e_proj", c.hidden_size, c.hidden_size);

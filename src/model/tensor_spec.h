@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -36,7 +37,21 @@ struct TensorSpec {
   const char* dtypes_str() const;
 };
 
-// Throws Error naming the first dimension `world` does not divide.
+// Which groups of tensors a conversion for `world` ranks divides. The official convert.py
+// divides them all and refuses a world that does not divide them into whole 128-wide scale
+// blocks; dsv4 keeps such a group whole on every rank instead (the forward pass sees it from
+// the shapes and skips that group's collective), which only small models need.
+struct Splits {
+  bool vocab = false;        // embed and head rows
+  bool heads = false;        // wq_b rows, attn_sink, wo_a output groups
+  bool wo_b = false;         // wo_b input columns (needs heads)
+  bool index_heads = false;  // the indexer's wq_b and weights_proj rows
+};
+Splits splits_of(const ModelConfig& c, int world);
+// Rank `rank`'s routed experts [first, second): contiguous, in index order, sizes differing by
+// at most one.
+std::pair<int, int> expert_range(int n_experts, int rank, int world);
+
 std::vector<TensorSpec> expected_tensors(const ModelConfig& c, const Layout& layout = {});
 
 // Float tensors the release stores as F32 (hc_*, ape, attn_sink, gate bias); the other float

@@ -163,9 +163,9 @@ class Reader {
     else f.bias = floats(fp + ".gate.bias");
     // A model-parallel rank holds its share of the experts, in index order (see Layout).
     const Layout& lay = ckpt_.layout();
-    const int per_rank = c.n_routed_experts / lay.world;
-    f.expert_begin = lay.rank * per_rank;
-    for (int e = f.expert_begin; e < f.expert_begin + per_rank; ++e)
+    const auto [e0, e1] = expert_range(c.n_routed_experts, lay.rank, lay.world);
+    f.expert_begin = e0;
+    for (int e = e0; e < e1; ++e)
       f.experts.push_back(expert(fp + ".experts." + std::to_string(e)));
     if (c.n_shared_experts) f.shared = expert(fp + ".shared_experts");
     return b;
