@@ -4,11 +4,14 @@
 // flags / ids / paths exit non-zero with a message naming the problem.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <cstring>
 #include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
+#include "runtime/engine.h"
 #include "test_util.h"
 
 namespace dsv4 {
@@ -221,6 +224,48 @@ TEST(Cli, RunBadInput) {
     const auto r = test::run_command(test::dsv4_binary() + " " + args + " < /dev/null");
     EXPECT_EQ(r.status, 1) << args << "\n" << r.output;
     EXPECT_NE(r.output.find(fragment), std::string::npos) << args << "\n" << r.output;
+  }
+}
+
+TEST(Cli, PerplexityMatchesTokenByTokenDecoding) {
+  // The command's all-position logits against feeding one token at a time (forward()'s last
+  // logits), windows of --ctx tokens each in a fresh session; BOS first.
+  test::TempDir tmp;
+  const std::string text = "The quick brown fox jumps over the lazy dog. It was the best of times.";
+  test::write_file(tmp.file("t.txt"), text);
+  const Engine e(synth_model());
+  std::vector<int> ids = {e.bos_id()};
+  for (int t : e.tokenizer().encode(text)) ids.push_back(t);
+  const int V = e.model().config().vocab_size;
+  for (int ctx : {2048, 7}) {
+    double nll = 0;
+    long long n = 0;
+    for (size_t w0 = 0; w0 + 1 < ids.size(); w0 += ctx) {
+      Session s = e.model().new_session();
+      for (size_t i = w0; i + 1 < std::min(ids.size(), w0 + ctx); ++i) {
+        const std::vector<float> l = e.model().forward(s, std::span<const int>(ids).subspan(i, 1));
+        double mx = *std::max_element(l.begin(), l.end()), sum = 0;
+        for (int v = 0; v < V; ++v) sum += std::exp(l[v] - mx);
+        nll += mx + std::log(sum) - l[ids[i + 1]];
+        ++n;
+      }
+    }
+    const auto r = test::run_command("(" + test::dsv4_binary() + " perplexity --json -m " + synth_model() +
+                                     " --text-file " + tmp.file("t.txt") + " --ctx " + std::to_string(ctx) + " 2>/dev/null)");
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output);
+    EXPECT_EQ(j["tokens"].get<long long>(), n) << "ctx " << ctx;
+    EXPECT_NEAR(j["nll"].get<double>(), nll / n, 1e-5) << "ctx " << ctx;
+    EXPECT_NEAR(j["ppl"].get<double>(), std::exp(nll / n), 1e-3 * std::exp(nll / n)) << "ctx " << ctx;
+  }
+  test::write_file(tmp.file("empty.txt"), "");
+  for (const auto& [args, fragment] :
+       {std::pair<std::string, std::string>{" --text-file " + tmp.file("empty.txt"), "no tokens to score"},
+        {" --text-file " + tmp.file("t.txt") + " --ctx 1", "--ctx must be at least 2"},
+        {" --text-file /nonexistent.txt", "/nonexistent.txt"}}) {
+    const auto bad = test::run_command(test::dsv4_binary() + " perplexity -m " + synth_model() + args);
+    EXPECT_NE(bad.status, 0) << args;
+    EXPECT_NE(bad.output.find(fragment), std::string::npos) << args << "\n" << bad.output;
   }
 }
 

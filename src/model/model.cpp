@@ -98,17 +98,27 @@ void Model::block_forward(const BlockWeights& b, LayerCache& cache, std::vector<
 }
 
 std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const float> norm,
-                                      std::span<const float> stream_last) const {
-  const int dim = cfg_.hidden_size;
-  std::vector<float> y(dim);
-  hc_head(hc_head_p, stream_last, 1, cfg_.hc_mult, dim, cfg_.rms_norm_eps, cfg_.hc_eps, y);
+                                      std::span<const float> stream) const {
+  const int dim = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int n = static_cast<int>(stream.size() / (static_cast<size_t>(cfg_.hc_mult) * dim));
+  std::vector<float> y(static_cast<size_t>(n) * dim);
+  hc_head(hc_head_p, stream, n, cfg_.hc_mult, dim, cfg_.rms_norm_eps, cfg_.hc_eps, y);
   rmsnorm(y, norm, cfg_.rms_norm_eps, dim, y);
   // The head's rows are this rank's share of the vocabulary; the ranks' parts are gathered.
-  std::vector<float> part(w_->head.out), logits(cfg_.vocab_size);
-  linear(w_->head, y, 1, part, false);
-  if (w_->head.out == cfg_.vocab_size) return part;  // the whole head on this rank
-  Comm::get().all_gather(part, logits);
+  const int part_v = w_->head.out;
+  std::vector<float> part(static_cast<size_t>(n) * part_v), logits(static_cast<size_t>(n) * V);
+  linear(w_->head, y, n, part, false);
+  if (part_v == V) return part;  // the whole head on this rank
+  std::vector<float> row(V);
+  for (int t = 0; t < n; ++t) {
+    Comm::get().all_gather(std::span<const float>(part).subspan(static_cast<size_t>(t) * part_v, part_v), row);
+    std::copy(row.begin(), row.end(), logits.begin() + static_cast<size_t>(t) * V);
+  }
   return logits;
+}
+
+std::vector<float> Model::all_logits(std::span<const float> final_stream) const {
+  return head_logits(w_->hc_head, w_->norm, final_stream);
 }
 
 std::vector<float> Model::embed(std::span<const int> tokens) const {

@@ -61,6 +61,10 @@ class Model {
   std::vector<float> mtp_forward(Session& s, std::span<const float> stream,
                                  std::span<const int> next_tokens) const;
 
+  // Logits [n, vocab] at every position of a forward's final stream (ForwardTrace::final_stream
+  // [n, hc, dim]): what forward() returns for the last one, for all of them (perplexity).
+  std::vector<float> all_logits(std::span<const float> final_stream) const;
+
   // Model parallel runs. By default every rank runs the same program in lockstep (dsv4 run,
   // logits). A server instead has rank 0 lead: lead() makes every new_session and forward on
   // rank 0 send itself to the other ranks first, which run it on mirror sessions in follow()
@@ -79,8 +83,9 @@ class Model {
   void block_forward(const BlockWeights& b, LayerCache& cache, std::vector<float>& h,
                      std::span<const int> tokens, int n, long long pos0) const;
   std::vector<float> embed(std::span<const int> tokens) const;  // [n, dim]
+  // Logits [n, vocab] of the stream rows [n, hc, dim].
   std::vector<float> head_logits(const HcParams& hc_head, std::span<const float> norm,
-                                 std::span<const float> stream_last) const;
+                                 std::span<const float> stream) const;
   const Rope& rope_for(int compress_ratio) const { return compress_ratio ? rope_yarn_ : rope_plain_; }
 
   ModelConfig cfg_;
