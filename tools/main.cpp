@@ -2,6 +2,7 @@
 // here; errors (dsv4::Error) are printed as "dsv4: error: ..." with exit status 1.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 
 #include "core/check.h"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   if (comm.rank() > 0) {
     std::cout.rdbuf(nullptr);
     std::cerr.rdbuf(nullptr);
+    if (!std::freopen("/dev/null", "w", stdout)) return 1;  // printf too
   }
   // Under mpirun an error on one rank must end them all (the others would wait in a collective).
   auto failed = [&](const char* what) {
