@@ -71,6 +71,9 @@ TEST(Cli, BadInputExitsWithMessage) {
       {"convert --hf-ckpt " + tiny + " --out /tmp/dsv4-cli-never --model-parallel 9", "more ranks (9) than routed experts (8)"},
       {"convert --hf-ckpt " + tiny + " --out " + tiny, "not an empty directory"},
       {"convert --out /tmp/dsv4-cli-never", "--hf-ckpt"},
+      {"train-tokenizer --text-file /nonexistent.txt -o /tmp/dsv4-cli-never.json", "/nonexistent.txt"},
+      {"train-tokenizer --text-file " + tiny + "/config.json -o /tmp/dsv4-cli-never.json --vocab-size 100",
+       "--vocab-size must be at least 271"},
   };
   for (const auto& c : cases) {
     const auto r = test::run_command(test::dsv4_binary() + " " + c.args);

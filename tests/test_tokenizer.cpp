@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "test_util.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
 
@@ -138,6 +139,32 @@ TEST(Tokenizer, CommandEncodesAndDecodesJsonLines) {
   r = test::run_command(test::dsv4_binary() + " tokenize --decode -t " + tok + " < " + d.file("bad.jsonl"));
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.output.find("outside the vocabulary"), std::string::npos) << r.output;
+}
+
+TEST(TrainBpe, LearnsFrequentWordsAndRoundTrips) {
+  std::string corpus;
+  for (int i = 0; i < 40; ++i)
+    corpus += "The cat sat on the mat. The dog sat on the log. Then the cat and the dog slept. " + std::to_string(i) + "\n";
+  const auto merges = train_bpe(corpus, 20);
+  ASSERT_EQ(merges.size(), 20u);
+  EXPECT_EQ(merges, train_bpe(corpus, 20)) << "training is deterministic";
+  // The corpus's pieces hold only so many pairs seen twice: training stops there.
+  EXPECT_LT(train_bpe(corpus, 1000).size(), 1000u);
+  // The first merge is the most frequent pair of the corpus's pieces (" t" / "he" kind).
+  const Tokenizer t = Tokenizer::from_json(byte_level_tokenizer_json(merges), "trained");
+  EXPECT_EQ(t.vocab_size(), static_cast<int>(v4_special_tokens().size()) + 256 + 20);
+  EXPECT_EQ(t.special_id("<｜begin▁of▁sentence｜>"), 0);
+  EXPECT_EQ(t.special_id("<｜end▁of▁sentence｜>"), 1);
+  // Frequent words become one token; the corpus needs far fewer tokens than bytes.
+  EXPECT_EQ(t.encode(" the").size(), 1u);
+  EXPECT_EQ(t.encode(" cat").size(), 1u);
+  EXPECT_LT(t.encode(corpus).size(), corpus.size() / 2);
+  // Any text round-trips, also what training never saw (other scripts, control bytes, specials).
+  for (const std::string& text : {corpus, std::string("Zebras! ünïcödé 日本語 \t\x01 <｜User｜>hi</think>")})
+    EXPECT_EQ(t.decode(t.encode(text)), text);
+  // Pairs seen fewer than min_count times are never merged.
+  EXPECT_TRUE(train_bpe("abcdefgh", 10, 2).empty());
+  EXPECT_FALSE(train_bpe("abcdefgh", 10, 1).empty());
 }
 
 }  // namespace

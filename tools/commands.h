@@ -23,5 +23,6 @@ void add_serve(CLI::App& app, std::vector<Command>& out);
 void add_bench(CLI::App& app, std::vector<Command>& out);
 void add_convert(CLI::App& app, std::vector<Command>& out);
 void add_perplexity(CLI::App& app, std::vector<Command>& out);
+void add_train_tokenizer(CLI::App& app, std::vector<Command>& out);
 
 }  // namespace dsv4::tools

@@ -12,6 +12,7 @@
 #include "io/safetensors_writer.h"
 #include "model/tensor_spec.h"
 #include "quant/formats.h"
+#include "tokenizer/bpe_train.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv4 {
@@ -120,50 +121,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 }  // namespace
-
-const std::vector<std::string>& v4_special_tokens() {
-  static const std::vector<std::string> t = {
-      "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>", "<｜User｜>", "<｜Assistant｜>",
-      "<｜latest_reminder｜>", "<think>", "</think>", "｜DSML｜", "<｜action｜>", "<｜query｜>",
-      "<｜authority｜>", "<｜domain｜>", "<｜title｜>", "<｜read_url｜>"};
-  return t;
-}
-
-std::string byte_level_tokenizer_json() {
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  nlohmann::ordered_json added = nlohmann::ordered_json::array();
-  const auto& specials = v4_special_tokens();
-  for (size_t i = 0; i < specials.size(); ++i) {
-    vocab[specials[i]] = i;
-    added.push_back({{"id", i}, {"content", specials[i]}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
-  }
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    std::string ch;
-    utf8_append(ch, printable ? b : next++);
-    vocab[ch] = specials.size() + b;
-  }
-  // The same pre-tokenizer as DeepSeek's tokenizer.json.
-  const nlohmann::ordered_json split = {
-      {"type", "Sequence"},
-      {"pretokenizers",
-       {{{"type", "Split"}, {"pattern", {{"Regex", "\\p{N}{1,3}"}}}, {"behavior", "Isolated"}, {"invert", false}},
-        {{"type", "Split"}, {"pattern", {{"Regex", "[一-龥぀-ゟ゠-ヿ]+"}}}, {"behavior", "Isolated"}, {"invert", false}},
-        {{"type", "Split"},
-         {"pattern", {{"Regex", "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}}},
-         {"behavior", "Isolated"}, {"invert", false}},
-        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
-  nlohmann::ordered_json t = {
-      {"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", added},
-      {"normalizer", {{"type", "Sequence"}, {"normalizers", nlohmann::ordered_json::array()}}},
-      {"pre_tokenizer", split}, {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"byte_fallback", false},
-                 {"vocab", vocab}, {"merges", nlohmann::ordered_json::array()}}}};
-  return t.dump(1);
-}
 
 const std::vector<SynthPreset>& synth_presets() {
   const int vocab = static_cast<int>(v4_special_tokens().size()) + 256;

@@ -22,12 +22,6 @@ struct SynthPreset {
 const std::vector<SynthPreset>& synth_presets();
 const SynthPreset& synth_preset(const std::string& name);  // throws Error listing the presets
 
-// The special tokens of the DeepSeek-V4 chat format, in id order from 0 (BOS = 0, EOS = 1).
-const std::vector<std::string>& v4_special_tokens();
-
-// Byte-level tokenizer.json: the special tokens, then one token per byte, no merges.
-std::string byte_level_tokenizer_json();
-
 // Writes DIR/config.json, DIR/model.safetensors, DIR/tokenizer.json. progress gets a fraction.
 void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& preset, uint64_t seed,
                                 const std::function<void(double)>& progress = {});

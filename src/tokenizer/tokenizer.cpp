@@ -198,7 +198,7 @@ std::vector<int> Tokenizer::encode(std::string_view text) const {
   return out;
 }
 
-void Tokenizer::encode_piece(std::string_view piece, std::vector<int>& out) const {
+std::vector<std::string_view> Tokenizer::pretokenize(std::string_view piece) const {
   // Each Split pattern refines the pieces of the previous one: matches and the gaps between
   // them all become pieces.
   std::vector<std::pair<size_t, size_t>> pieces{{0, piece.size()}}, next, matches;
@@ -216,8 +216,14 @@ void Tokenizer::encode_piece(std::string_view piece, std::vector<int>& out) cons
     }
     pieces.swap(next);
   }
-  for (const auto& [b, e] : pieces) {
-    const std::string_view word = piece.substr(b, e - b);
+  std::vector<std::string_view> out;
+  out.reserve(pieces.size());
+  for (const auto& [b, e] : pieces) out.push_back(piece.substr(b, e - b));
+  return out;
+}
+
+void Tokenizer::encode_piece(std::string_view piece, std::vector<int>& out) const {
+  for (const std::string_view word : pretokenize(piece)) {
     if (word.size() > kMaxCachedWord) {
       bpe(word, out);
       continue;

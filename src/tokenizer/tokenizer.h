@@ -30,6 +30,9 @@ class Tokenizer {
   std::string decode(const std::vector<int>& ids) const;
   std::string token_bytes(int id) const;  // one token's bytes
 
+  // The pieces the pre-tokenizer cuts text into (no added-token matching): BPE's input.
+  std::vector<std::string_view> pretokenize(std::string_view text) const;
+
   int vocab_size() const { return static_cast<int>(id_to_token_.size()); }
   // The id of an added / special token by its text, or -1.
   int special_id(const std::string& content) const;
