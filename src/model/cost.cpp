@@ -10,9 +10,11 @@ TokenCost token_cost(const ModelConfig& c) {
   for (const TensorSpec& s : expected_tensors(c)) {
     if (s.mtp) continue;
     // Stored bytes: fp8 / fp4-packed / ue8m0 1 per element; floats as the release stores them
-    // (BF16 matrices; the small F32 tensors are negligible and counted as 2 bytes too).
-    const double bytes = s.kind == SpecKind::index ? 0.0
-                         : (s.kind == SpecKind::floats ? 2.0 : 1.0) * static_cast<double>(s.numel());
+    // (BF16 matrices, the hc_*, ape, attn_sink and gate bias tensors F32).
+    const double per_element = s.kind == SpecKind::index ? 0.0
+                               : s.kind != SpecKind::floats ? 1.0
+                               : released_as_f32(s.name) ? 4.0 : 2.0;
+    const double bytes = per_element * static_cast<double>(s.numel());
     const double share = s.routed_expert ? expert_share : 1.0;
     if (s.name == "embed.weight") {
       t.weight_bytes += 2.0 * c.hidden_size;  // one row
