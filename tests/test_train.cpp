@@ -1,0 +1,131 @@
+// The training optimizers against their definitions: Newton-Schulz orthogonalizes, AdamW's
+// first steps by hand, Muon's update RMS and direction, the schedule and clipping.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "train/optim.h"
+
+namespace dsv4 {
+namespace {
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, sd);
+  std::vector<float> v(n);
+  for (float& x : v) x = nd(rng);
+  return v;
+}
+
+// max |(X X^T or X^T X) - I| for the smaller Gram matrix of x [r, c].
+double orthogonality_error(const std::vector<float>& x, int r, int c) {
+  const bool wide = r <= c;
+  const int n = wide ? r : c, k = wide ? c : r;
+  double worst = 0;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = 0;
+      for (int p = 0; p < k; ++p)
+        s += wide ? double(x[size_t(i) * c + p]) * x[size_t(j) * c + p] : double(x[size_t(p) * c + i]) * x[size_t(p) * c + j];
+      worst = std::max(worst, std::fabs(s - (i == j ? 1.0 : 0.0)));
+    }
+  return worst;
+}
+
+TEST(NewtonSchulz, OrthogonalizesWideAndTallMatrices) {
+  std::mt19937 rng(1);
+  for (const auto& [r, c] : {std::pair{48, 80}, std::pair{80, 48}, std::pair{64, 64}}) {
+    const std::vector<float> g = randn(size_t(r) * c, rng);
+    // The fast steps alone leave the singular values spread around 1; the stabilizing ones
+    // settle them there.
+    const double fast_only = orthogonality_error(newton_schulz(g, r, c, 8, 0), r, c);
+    const double both = orthogonality_error(newton_schulz(g, r, c, 8, 2), r, c);
+    EXPECT_LT(both, 0.05) << r << "x" << c;
+    EXPECT_LT(both, fast_only) << r << "x" << c;
+    EXPECT_GT(fast_only, 0.05) << r << "x" << c << ": the quintic alone does not converge to 1";
+  }
+  // It keeps the singular vectors: for g = U diag(s) V^T it returns ~U V^T, so a matrix that is
+  // already orthogonal (times a scale) comes back unchanged.
+  const int n = 32;
+  std::vector<float> q(n * n, 0.0f);
+  for (int i = 0; i < n; ++i) q[i * n + (i * 7) % n] = 5.0f;  // a scaled permutation
+  const std::vector<float> o = newton_schulz(q, n, n, 8, 2);
+  for (int i = 0; i < n * n; ++i) EXPECT_NEAR(o[i], q[i] / 5.0f, 0.02) << i;
+}
+
+TEST(AdamW, FirstStepsByHand) {
+  AdamWParams p;
+  p.weight_decay = 0.1f;
+  AdamWState s;
+  std::vector<float> w = {1.0f, -2.0f};
+  const float lr = 0.01f;
+  adamw_step(w, std::vector<float>{0.5f, -0.25f}, s, p, lr);
+  // Step 1: m_hat = g, v_hat = g^2, so the update is sign(g) (up to eps).
+  EXPECT_NEAR(w[0], 1.0f - lr * (1.0f + 0.1f * 1.0f), 1e-6);
+  EXPECT_NEAR(w[1], -2.0f - lr * (-1.0f + 0.1f * -2.0f), 1e-6);
+  // Step 2 with g = 0: m = 0.9 * 0.1 * g1, v = 0.95 * 0.05 * g1^2, corrected by 1 - beta^2.
+  const float w0 = w[0];
+  adamw_step(w, std::vector<float>{0.0f, 0.0f}, s, p, lr);
+  const double m_hat = 0.9 * 0.1 * 0.5 / (1 - 0.81), v_hat = 0.95 * 0.05 * 0.25 / (1 - 0.9025);
+  EXPECT_NEAR(w[0], w0 - lr * (m_hat / (std::sqrt(v_hat) + 1e-8) + 0.1 * w0), 1e-6);
+}
+
+TEST(Muon, UpdateHasTheTargetRmsAndDescends) {
+  std::mt19937 rng(2);
+  const int r = 40, c = 96;
+  const std::vector<float> w0 = randn(size_t(r) * c, rng), g = randn(size_t(r) * c, rng);
+  MuonParams p;
+  p.weight_decay = 0;
+  MuonState s;
+  std::vector<float> w = w0;
+  const float lr = 0.01f;
+  muon_step(w, r, c, g, s, p, lr);
+  double sq = 0, dot = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double d = w[i] - w0[i];
+    sq += d * d;
+    dot += d * g[i];
+  }
+  // An orthogonal [r, c] matrix has RMS sqrt(min(r, c) / (r c)) = 1 / sqrt(max(r, c)); scaled by
+  // update_rms * sqrt(max(r, c)), the step's RMS is lr * update_rms whatever the shape.
+  const double rms = std::sqrt(sq / w.size());
+  EXPECT_NEAR(rms, lr * p.update_rms, 0.03 * lr * p.update_rms);
+  EXPECT_LT(dot, 0) << "the step goes against the gradient";
+  // Minimizing 0.5 ||W - T||^2 with Muon gets closer to T.
+  const std::vector<float> target = randn(size_t(r) * c, rng);
+  auto dist = [&] {
+    double d = 0;
+    for (size_t i = 0; i < w.size(); ++i) d += double(w[i] - target[i]) * (w[i] - target[i]);
+    return d;
+  };
+  const double before = dist();
+  MuonState s2;
+  for (int step = 0; step < 30; ++step) {
+    std::vector<float> grad(w.size());
+    for (size_t i = 0; i < w.size(); ++i) grad[i] = w[i] - target[i];
+    muon_step(w, r, c, grad, s2, p, 0.1f);
+  }
+  EXPECT_LT(dist(), 0.5 * before);
+}
+
+TEST(Schedule, WarmupThenCosine) {
+  EXPECT_FLOAT_EQ(lr_at(0, 10, 100, 1.0f), 0.1f);
+  EXPECT_FLOAT_EQ(lr_at(9, 10, 100, 1.0f), 1.0f);
+  EXPECT_NEAR(lr_at(10, 10, 100, 1.0f), 1.0f, 1e-6);
+  EXPECT_NEAR(lr_at(55, 10, 100, 1.0f, 0.1f), 0.55f, 1e-6);  // halfway: (1 + 0.1) / 2
+  EXPECT_FLOAT_EQ(lr_at(100, 10, 100, 1.0f, 0.1f), 0.1f);
+  EXPECT_FLOAT_EQ(lr_at(500, 10, 100, 1.0f, 0.1f), 0.1f);
+}
+
+TEST(ClipGradNorm, ScalesOnlyAboveTheLimit) {
+  std::vector<float> a = {3.0f, 0.0f}, b = {4.0f};
+  std::vector<std::span<float>> gs = {a, b};
+  EXPECT_DOUBLE_EQ(clip_grad_norm(gs, 10.0), 5.0);
+  EXPECT_FLOAT_EQ(a[0], 3.0f);
+  EXPECT_DOUBLE_EQ(clip_grad_norm(gs, 1.0), 5.0);
+  EXPECT_FLOAT_EQ(a[0], 0.6f);
+  EXPECT_FLOAT_EQ(b[0], 0.8f);
+}
+
+}  // namespace
+}  // namespace dsv4
