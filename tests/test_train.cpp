@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
+#include "train/backward.h"
 #include "train/optim.h"
 
 namespace dsv4 {
@@ -125,6 +127,112 @@ TEST(ClipGradNorm, ScalesOnlyAboveTheLimit) {
   EXPECT_DOUBLE_EQ(clip_grad_norm(gs, 1.0), 5.0);
   EXPECT_FLOAT_EQ(a[0], 0.6f);
   EXPECT_FLOAT_EQ(b[0], 0.8f);
+}
+
+// Gradient checks: the loss is <probe, output> for a fixed random probe, so dL/doutput = probe;
+// each analytic gradient is compared with central differences of the forward, coordinate by
+// coordinate. Tolerance: the forward rounds to float, so differences of step h carry ~1e-7 / h.
+double loss_of(const std::vector<float>& out, const std::vector<float>& probe) {
+  double l = 0;
+  for (size_t i = 0; i < out.size(); ++i) l += double(out[i]) * probe[i];
+  return l;
+}
+
+void check_grad(const char* what, std::vector<float>& param, const std::vector<float>& analytic,
+                const std::function<double()>& loss, float h = 1e-2f) {
+  ASSERT_EQ(param.size(), analytic.size()) << what;
+  double worst = 0;
+  for (size_t i = 0; i < param.size(); ++i) {
+    const float keep = param[i];
+    param[i] = keep + h;
+    const double up = loss();
+    param[i] = keep - h;
+    const double down = loss();
+    param[i] = keep;
+    const double numeric = (up - down) / (2.0 * h);
+    const double err = std::fabs(numeric - analytic[i]) / std::max(1.0, std::fabs(numeric));
+    worst = std::max(worst, err);
+    EXPECT_LT(err, 2e-3) << what << " coordinate " << i << ": analytic " << analytic[i] << ", numeric " << numeric;
+  }
+  std::printf("%s: worst relative gradient error %.2g over %zu coordinates\n", what, worst, param.size());
+}
+
+TEST(Backward, LinearMatchesFiniteDifferences) {
+  std::mt19937 rng(3);
+  const int n = 3, in = 8, out = 5;
+  std::vector<float> x = randn(n * in, rng), w = randn(out * in, rng), probe = randn(n * out, rng);
+  std::vector<float> dx(x.size()), dw(w.size(), 0.0f);
+  linear_backward(x, w, probe, n, in, out, dx, dw);
+  auto loss = [&] {
+    std::vector<float> y(n * out);
+    linear_forward(x, w, n, in, out, y);
+    return loss_of(y, probe);
+  };
+  check_grad("linear dx", x, dx, loss);
+  check_grad("linear dw", w, dw, loss);
+}
+
+TEST(Backward, RmsNormMatchesFiniteDifferences) {
+  std::mt19937 rng(4);
+  const int rows = 3, dim = 16;
+  std::vector<float> x = randn(rows * dim, rng), weight = randn(dim, rng), probe = randn(rows * dim, rng);
+  for (bool with_weight : {true, false}) {
+    std::vector<float> wt = with_weight ? weight : std::vector<float>{};
+    std::vector<float> dx(x.size()), dweight(wt.size(), 0.0f);
+    rmsnorm_backward(x, wt, 1e-6f, dim, probe, dx, dweight);
+    auto loss = [&] {
+      std::vector<float> y(x.size());
+      rmsnorm_forward(x, wt, 1e-6f, dim, y);
+      return loss_of(y, probe);
+    };
+    check_grad("rmsnorm dx", x, dx, loss, 1e-3f);
+    if (with_weight) check_grad("rmsnorm dweight", wt, dweight, loss, 1e-3f);
+  }
+}
+
+TEST(Backward, SwigluWithClampMatchesFiniteDifferences) {
+  std::mt19937 rng(5);
+  const size_t n = 64;
+  std::vector<float> gate = randn(n, rng, 4.0f), up = randn(n, rng, 4.0f), probe = randn(n, rng);
+  const float limit = 5.0f;
+  // Keep every coordinate away from the clamp's kinks (finite differences straddling one would
+  // measure an average of two slopes).
+  for (float& v : gate) if (std::fabs(v - limit) < 0.1f) v += 0.3f;
+  for (float& v : up) if (std::fabs(std::fabs(v) - limit) < 0.1f) v += 0.3f;
+  std::vector<float> dgate(n), dup(n);
+  swiglu_backward(gate, up, limit, probe, dgate, dup);
+  int clamped = 0;
+  for (size_t i = 0; i < n; ++i) clamped += gate[i] > limit || std::fabs(up[i]) > limit;
+  EXPECT_GT(clamped, 5) << "the sample must exercise the clamp";
+  auto loss = [&] {
+    std::vector<float> y(n);
+    swiglu_forward(gate, up, limit, y);
+    return loss_of(y, probe);
+  };
+  check_grad("swiglu dgate", gate, dgate, loss, 1e-3f);
+  check_grad("swiglu dup", up, dup, loss, 1e-3f);
+}
+
+TEST(Backward, CrossEntropyMatchesFiniteDifferences) {
+  std::mt19937 rng(6);
+  const int n = 4, vocab = 11;
+  std::vector<float> logits = randn(n * vocab, rng, 2.0f);
+  const std::vector<int> targets = {3, -1, 10, 0};  // one row ignored
+  std::vector<float> dlogits(logits.size());
+  const double l = cross_entropy(logits, targets, vocab, dlogits);
+  EXPECT_GT(l, 0);
+  for (int v = 0; v < vocab; ++v) EXPECT_EQ(dlogits[1 * vocab + v], 0.0f) << "ignored row";
+  auto loss = [&] {
+    std::vector<float> d(logits.size());
+    return cross_entropy(logits, targets, vocab, d);
+  };
+  check_grad("cross-entropy dlogits", logits, dlogits, loss, 1e-3f);
+}
+
+TEST(Backward, EmbeddingAccumulatesRows) {
+  std::vector<float> dtable(4 * 2, 0.0f);
+  embedding_backward(std::vector<int>{2, 0, 2}, std::vector<float>{1, 2, 3, 4, 5, 6}, 2, dtable);
+  EXPECT_EQ(dtable, (std::vector<float>{3, 4, 0, 0, 6, 8, 0, 0}));
 }
 
 }  // namespace

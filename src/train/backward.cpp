@@ -1,0 +1,123 @@
+#include "train/backward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+
+namespace dsv4 {
+
+void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y) {
+  DSV4_CHECK(x.size() == size_t(n) * in && w.size() == size_t(out) * in && y.size() == size_t(n) * out,
+             "linear_forward: sizes do not match [", n, ", ", in, "] x [", out, ", ", in, "]");
+  for (int t = 0; t < n; ++t)
+    for (int o = 0; o < out; ++o) {
+      double acc = 0;
+      for (int k = 0; k < in; ++k) acc += double(x[size_t(t) * in + k]) * w[size_t(o) * in + k];
+      y[size_t(t) * out + o] = static_cast<float>(acc);
+    }
+}
+
+void linear_backward(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n, int in,
+                     int out, std::span<float> dx, std::span<float> dw) {
+  DSV4_CHECK(dy.size() == size_t(n) * out && dx.size() == x.size() && dw.size() == w.size(),
+             "linear_backward: sizes do not match");
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < in; ++k) {
+      double acc = 0;
+      for (int o = 0; o < out; ++o) acc += double(dy[size_t(t) * out + o]) * w[size_t(o) * in + k];
+      dx[size_t(t) * in + k] = static_cast<float>(acc);
+    }
+  for (int o = 0; o < out; ++o)
+    for (int k = 0; k < in; ++k) {
+      double acc = 0;
+      for (int t = 0; t < n; ++t) acc += double(dy[size_t(t) * out + o]) * x[size_t(t) * in + k];
+      dw[size_t(o) * in + k] += static_cast<float>(acc);
+    }
+}
+
+void rmsnorm_forward(std::span<const float> x, std::span<const float> weight, float eps, int dim, std::span<float> y) {
+  for (size_t r = 0; r < x.size() / dim; ++r) {
+    const float* xr = x.data() + r * dim;
+    double ms = 0;
+    for (int i = 0; i < dim; ++i) ms += double(xr[i]) * xr[i];
+    const double inv = 1.0 / std::sqrt(ms / dim + eps);
+    for (int i = 0; i < dim; ++i) y[r * dim + i] = static_cast<float>(xr[i] * inv * (weight.empty() ? 1.0f : weight[i]));
+  }
+}
+
+void rmsnorm_backward(std::span<const float> x, std::span<const float> weight, float eps, int dim,
+                      std::span<const float> dy, std::span<float> dx, std::span<float> dweight) {
+  // y_i = x_i r w_i with r = (mean(x^2) + eps)^-1/2; dr/dx_j = -r^3 x_j / dim, so
+  // dx_j = r w_j dy_j - r^3 x_j / dim * sum_i dy_i w_i x_i.
+  for (size_t row = 0; row < x.size() / dim; ++row) {
+    const float* xr = x.data() + row * dim;
+    const float* g = dy.data() + row * dim;
+    double ms = 0, dot = 0;
+    for (int i = 0; i < dim; ++i) ms += double(xr[i]) * xr[i];
+    const double r = 1.0 / std::sqrt(ms / dim + eps);
+    for (int i = 0; i < dim; ++i) dot += double(g[i]) * (weight.empty() ? 1.0 : weight[i]) * xr[i];
+    for (int i = 0; i < dim; ++i) {
+      const double wi = weight.empty() ? 1.0 : weight[i];
+      dx[row * dim + i] = static_cast<float>(r * wi * g[i] - r * r * r * xr[i] * dot / dim);
+      if (!weight.empty()) dweight[i] += static_cast<float>(g[i] * xr[i] * r);
+    }
+  }
+}
+
+namespace {
+double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+}  // namespace
+
+void swiglu_forward(std::span<const float> gate, std::span<const float> up, float limit, std::span<float> y) {
+  for (size_t i = 0; i < gate.size(); ++i) {
+    double g = gate[i], u = up[i];
+    if (limit > 0) u = std::clamp(u, double(-limit), double(limit)), g = std::min(g, double(limit));
+    y[i] = static_cast<float>(g * sigmoid(g) * u);
+  }
+}
+
+void swiglu_backward(std::span<const float> gate, std::span<const float> up, float limit, std::span<const float> dy,
+                     std::span<float> dgate, std::span<float> dup) {
+  for (size_t i = 0; i < gate.size(); ++i) {
+    double g = gate[i], u = up[i];
+    bool g_clamped = false, u_clamped = false;
+    if (limit > 0) {
+      if (u > limit || u < -limit) u = std::clamp(u, double(-limit), double(limit)), u_clamped = true;
+      if (g > limit) g = limit, g_clamped = true;
+    }
+    const double s = sigmoid(g);
+    const double dsilu = s * (1 + g * (1 - s));  // d(g s(g))/dg
+    dgate[i] = g_clamped ? 0.0f : static_cast<float>(dy[i] * u * dsilu);
+    dup[i] = u_clamped ? 0.0f : static_cast<float>(dy[i] * g * s);
+  }
+}
+
+double cross_entropy(std::span<const float> logits, std::span<const int> targets, int vocab, std::span<float> dlogits) {
+  const size_t n = targets.size();
+  DSV4_CHECK(logits.size() == n * vocab && dlogits.size() == logits.size(), "cross_entropy: sizes do not match");
+  size_t counted = 0;
+  for (int t : targets) counted += t >= 0;
+  double loss = 0;
+  std::fill(dlogits.begin(), dlogits.end(), 0.0f);
+  if (counted == 0) return 0;
+  for (size_t r = 0; r < n; ++r) {
+    if (targets[r] < 0) continue;
+    DSV4_CHECK(targets[r] < vocab, "cross_entropy: target ", targets[r], " outside the vocabulary");
+    const float* l = logits.data() + r * vocab;
+    const double mx = *std::max_element(l, l + vocab);
+    double sum = 0;
+    for (int v = 0; v < vocab; ++v) sum += std::exp(l[v] - mx);
+    loss += mx + std::log(sum) - l[targets[r]];
+    for (int v = 0; v < vocab; ++v)
+      dlogits[r * vocab + v] = static_cast<float>((std::exp(l[v] - mx) / sum - (v == targets[r])) / counted);
+  }
+  return loss / counted;
+}
+
+void embedding_backward(std::span<const int> ids, std::span<const float> dy, int dim, std::span<float> dtable) {
+  for (size_t t = 0; t < ids.size(); ++t)
+    for (int i = 0; i < dim; ++i) dtable[size_t(ids[t]) * dim + i] += dy[t * dim + i];
+}
+
+}  // namespace dsv4
