@@ -6,7 +6,9 @@
 #include <functional>
 #include <random>
 
+#include "model/hc.h"
 #include "train/backward.h"
+#include "train/hc_backward.h"
 #include "train/optim.h"
 
 namespace dsv4 {
@@ -233,6 +235,45 @@ TEST(Backward, EmbeddingAccumulatesRows) {
   std::vector<float> dtable(4 * 2, 0.0f);
   embedding_backward(std::vector<int>{2, 0, 2}, std::vector<float>{1, 2, 3, 4, 5, 6}, 2, dtable);
   EXPECT_EQ(dtable, (std::vector<float>{3, 4, 0, 0, 6, 8, 0, 0}));
+}
+
+TEST(Backward, MhcSplitAndSinkhornMatchFiniteDifferences) {
+  // Through the sigmoids, the row softmax and all 20 unrolled Sinkhorn iterations of the
+  // production forward (model/hc.cpp).
+  std::mt19937 rng(7);
+  const int hc = 4, n_mix = (2 + hc) * hc, iters = 20;
+  const float eps = 1e-6f;
+  std::vector<float> mixes = randn(n_mix, rng), probe = randn(n_mix, rng);
+  HcParams p{{}, randn(n_mix, rng, 0.5f), {0.8f, 1.2f, 0.9f}};
+  auto loss = [&] {
+    std::vector<float> out(n_mix);
+    hc_split_sinkhorn(mixes, p, hc, iters, eps, out.data(), out.data() + hc, out.data() + 2 * hc);
+    return loss_of(out, probe);
+  };
+  const HcSplitGrads g = hc_split_sinkhorn_backward(mixes, p, hc, iters, eps, std::span<const float>(probe).first(hc),
+                                                    std::span<const float>(probe).subspan(hc, hc),
+                                                    std::span<const float>(probe).subspan(2 * hc));
+  check_grad("mHC split + Sinkhorn dmixes", mixes, g.mixes, loss, 1e-3f);
+  check_grad("mHC split + Sinkhorn dbase", p.base, g.base, loss, 1e-3f);
+  check_grad("mHC split + Sinkhorn dscale", p.scale, std::vector<float>(g.scale, g.scale + 3), loss, 1e-3f);
+}
+
+TEST(Backward, MhcPostMatchesFiniteDifferences) {
+  std::mt19937 rng(8);
+  const int hc = 4, dim = 6;
+  std::vector<float> post = randn(hc, rng), comb = randn(hc * hc, rng), out = randn(dim, rng),
+                     res = randn(hc * dim, rng), probe = randn(hc * dim, rng);
+  std::vector<float> dpost(hc), dcomb(hc * hc), dout(dim), dres(hc * dim);
+  hc_post_backward(post, comb, out, res, hc, dim, probe, dpost, dcomb, dout, dres);
+  auto loss = [&] {
+    std::vector<float> next(hc * dim);
+    hc_post(HcMix{post, comb}, out, res, 1, hc, dim, next);
+    return loss_of(next, probe);
+  };
+  check_grad("mHC post dpost", post, dpost, loss);
+  check_grad("mHC post dcomb", comb, dcomb, loss);
+  check_grad("mHC post dout", out, dout, loss);
+  check_grad("mHC post dres", res, dres, loss);
 }
 
 }  // namespace

@@ -1,0 +1,145 @@
+// The forward is recomputed in double with every intermediate kept, then walked backwards.
+#include "train/hc_backward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+
+namespace dsv4 {
+
+namespace {
+
+double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+
+using Mat = std::vector<double>;  // [hc, hc] row-major
+
+// y[j][k] = x[j][k] / (sum over the normalized axis + eps); rows: over k, else over j.
+Mat normalize(const Mat& x, int hc, bool rows, double eps) {
+  Mat y(x.size());
+  for (int a = 0; a < hc; ++a) {
+    double sum = 0;
+    for (int b = 0; b < hc; ++b) sum += rows ? x[a * hc + b] : x[b * hc + a];
+    for (int b = 0; b < hc; ++b) {
+      const int i = rows ? a * hc + b : b * hc + a;
+      y[i] = x[i] / (sum + eps);
+    }
+  }
+  return y;
+}
+
+// dx of normalize: with S = sum + eps, y_i = x_i / S: dx_i = dy_i / S - sum_l dy_l x_l / S^2.
+Mat normalize_backward(const Mat& x, const Mat& dy, int hc, bool rows, double eps) {
+  Mat dx(x.size());
+  for (int a = 0; a < hc; ++a) {
+    double sum = 0, dot = 0;
+    for (int b = 0; b < hc; ++b) {
+      const int i = rows ? a * hc + b : b * hc + a;
+      sum += x[i];
+      dot += dy[i] * x[i];
+    }
+    const double s = sum + eps;
+    for (int b = 0; b < hc; ++b) {
+      const int i = rows ? a * hc + b : b * hc + a;
+      dx[i] = dy[i] / s - dot / (s * s);
+    }
+  }
+  return dx;
+}
+
+}  // namespace
+
+HcSplitGrads hc_split_sinkhorn_backward(std::span<const float> mixes, const HcParams& p, int hc, int iters, float eps,
+                                        std::span<const float> dpre, std::span<const float> dpost,
+                                        std::span<const float> dcomb) {
+  const int n_mix = (2 + hc) * hc;
+  DSV4_CHECK(static_cast<int>(mixes.size()) == n_mix && dpre.size() == size_t(hc) && dpost.size() == size_t(hc) &&
+                 dcomb.size() == size_t(hc) * hc && iters >= 1,
+             "hc_split_sinkhorn_backward: sizes do not match hc ", hc);
+  const float* s = p.scale.data();
+  const float* b = p.base.data();
+  HcSplitGrads g;
+  g.mixes.assign(n_mix, 0.0f);
+  g.base.assign(n_mix, 0.0f);
+  double dscale[3] = {0, 0, 0};
+  // pre = sigmoid(z) + eps, post = 2 sigmoid(z): dz = d * sigmoid' (* 2).
+  for (int j = 0; j < hc; ++j) {
+    const double sg = sigmoid(mixes[j] * double(s[0]) + b[j]);
+    const double dz = dpre[j] * sg * (1 - sg);
+    g.mixes[j] = static_cast<float>(dz * s[0]);
+    dscale[0] += dz * mixes[j];
+    g.base[j] = static_cast<float>(dz);
+  }
+  for (int j = 0; j < hc; ++j) {
+    const int m = hc + j;
+    const double sg = sigmoid(mixes[m] * double(s[1]) + b[m]);
+    const double dz = dpost[j] * 2 * sg * (1 - sg);
+    g.mixes[m] = static_cast<float>(dz * s[1]);
+    dscale[1] += dz * mixes[m];
+    g.base[m] = static_cast<float>(dz);
+  }
+  // comb: z -> row softmax (+ eps) -> column normalize -> (row, column) x (iters - 1).
+  Mat z(hc * hc), soft(hc * hc);
+  for (int i = 0; i < hc * hc; ++i) z[i] = mixes[2 * hc + i] * double(s[2]) + b[2 * hc + i];
+  for (int j = 0; j < hc; ++j) {
+    double mx = z[j * hc];
+    for (int k = 1; k < hc; ++k) mx = std::max(mx, z[j * hc + k]);
+    double sum = 0;
+    for (int k = 0; k < hc; ++k) sum += std::exp(z[j * hc + k] - mx);
+    for (int k = 0; k < hc; ++k) soft[j * hc + k] = std::exp(z[j * hc + k] - mx) / sum;
+  }
+  std::vector<Mat> states;  // the input of every normalization, in order
+  std::vector<bool> by_rows;
+  Mat c(hc * hc);
+  for (int i = 0; i < hc * hc; ++i) c[i] = soft[i] + eps;
+  states.push_back(c), by_rows.push_back(false), c = normalize(c, hc, false, eps);
+  for (int it = 0; it < iters - 1; ++it) {
+    states.push_back(c), by_rows.push_back(true), c = normalize(c, hc, true, eps);
+    states.push_back(c), by_rows.push_back(false), c = normalize(c, hc, false, eps);
+  }
+  Mat d(dcomb.begin(), dcomb.end());
+  for (size_t k = states.size(); k-- > 0;) d = normalize_backward(states[k], d, hc, by_rows[k], eps);
+  // Through the row softmax: dz = soft * (d - sum(d * soft)).
+  for (int j = 0; j < hc; ++j) {
+    double dot = 0;
+    for (int k = 0; k < hc; ++k) dot += d[j * hc + k] * soft[j * hc + k];
+    for (int k = 0; k < hc; ++k) {
+      const int i = j * hc + k, m = 2 * hc + i;
+      const double dz = soft[i] * (d[i] - dot);
+      g.mixes[m] = static_cast<float>(dz * s[2]);
+      dscale[2] += dz * mixes[m];
+      g.base[m] = static_cast<float>(dz);
+    }
+  }
+  for (int k = 0; k < 3; ++k) g.scale[k] = static_cast<float>(dscale[k]);
+  return g;
+}
+
+void hc_post_backward(std::span<const float> post, std::span<const float> comb, std::span<const float> out,
+                      std::span<const float> res, int hc, int dim, std::span<const float> dnew, std::span<float> dpost,
+                      std::span<float> dcomb, std::span<float> dout, std::span<float> dres) {
+  for (int j = 0; j < hc; ++j) {
+    double acc = 0;
+    for (int d = 0; d < dim; ++d) acc += double(dnew[size_t(j) * dim + d]) * out[d];
+    dpost[j] = static_cast<float>(acc);
+  }
+  for (int i = 0; i < hc; ++i)
+    for (int j = 0; j < hc; ++j) {
+      double acc = 0;
+      for (int d = 0; d < dim; ++d) acc += double(dnew[size_t(j) * dim + d]) * res[size_t(i) * dim + d];
+      dcomb[i * hc + j] = static_cast<float>(acc);
+    }
+  for (int d = 0; d < dim; ++d) {
+    double acc = 0;
+    for (int j = 0; j < hc; ++j) acc += double(post[j]) * dnew[size_t(j) * dim + d];
+    dout[d] = static_cast<float>(acc);
+  }
+  for (int i = 0; i < hc; ++i)
+    for (int d = 0; d < dim; ++d) {
+      double acc = 0;
+      for (int j = 0; j < hc; ++j) acc += double(comb[i * hc + j]) * dnew[size_t(j) * dim + d];
+      dres[size_t(i) * dim + d] = static_cast<float>(acc);
+    }
+}
+
+}  // namespace dsv4
