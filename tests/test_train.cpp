@@ -7,6 +7,7 @@
 #include <random>
 
 #include "model/hc.h"
+#include "ops/rope.h"
 #include "train/backward.h"
 #include "train/hc_backward.h"
 #include "train/optim.h"
@@ -274,6 +275,71 @@ TEST(Backward, MhcPostMatchesFiniteDifferences) {
   check_grad("mHC post dcomb", comb, dcomb, loss);
   check_grad("mHC post dout", out, dout, loss);
   check_grad("mHC post dres", res, dres, loss);
+}
+
+TEST(Backward, AttentionHeadWithSinkAndRopeMatchesFiniteDifferences) {
+  std::mt19937 rng(9);
+  const int dim = 16, n_keys = 7;
+  const Rope rope(8, 10000.0, 0, 1, 0, 0);
+  std::vector<float> q = randn(dim, rng), keys = randn(n_keys * dim, rng), probe = randn(dim, rng);
+  std::vector<float> sink = {0.3f};
+  const float scale = 0.4f;
+  const long long pos = 37;
+  std::vector<float> dq(dim), dkeys(keys.size(), 0.0f);
+  const float dsink = attention_head_backward(q, keys, n_keys, dim, scale, sink[0], rope, pos, probe, dq, dkeys);
+  auto loss = [&] {
+    std::vector<float> o(dim);
+    attention_head_forward(q, keys, n_keys, dim, scale, sink[0], rope, pos, o);
+    return loss_of(o, probe);
+  };
+  check_grad("attention dq", q, dq, loss, 1e-3f);
+  check_grad("attention dkeys (keys are values too)", keys, dkeys, loss, 1e-3f);
+  check_grad("attention dsink", sink, {dsink}, loss, 1e-3f);
+}
+
+TEST(Backward, RopeIsARotation) {
+  std::mt19937 rng(10);
+  const Rope rope(16, 160000.0, 1024, 4, 32, 1);  // YaRN frequencies
+  for (bool inverse : {false, true}) {
+    std::vector<float> x = randn(16, rng), probe = randn(16, rng), dx = probe;
+    rope_backward(rope, dx, 1234, inverse);
+    auto loss = [&] {
+      std::vector<float> y = x;
+      rope.apply(y.data(), 1234, inverse);
+      return loss_of(y, probe);
+    };
+    check_grad(inverse ? "inverse rope" : "rope", x, dx, loss, 1e-3f);
+  }
+}
+
+TEST(Backward, RoutingWeightsMatchFiniteDifferences) {
+  std::mt19937 rng(11);
+  const int E = 8;
+  std::vector<float> logits = randn(E, rng, 2.0f);
+  logits[5] = 25.0f;  // above softplus's linear threshold
+  const std::vector<int> chosen = {1, 5, 6};
+  const float route_scale = 1.5f;
+  const std::vector<float> probe = randn(chosen.size(), rng);
+  std::vector<float> dlogits(E, 0.0f);
+  routing_weights_backward(logits, chosen, route_scale, probe, dlogits);
+  auto loss = [&] {  // the weights as model/moe.cpp computes them
+    std::vector<float> w;
+    double total = 0;
+    for (int e : chosen) {
+      const float z = logits[e];
+      w.push_back(std::sqrt(z > 20.0f ? z : std::log1p(std::exp(z))));
+      total += w.back();
+    }
+    for (float& v : w) v = static_cast<float>(v / total * route_scale);
+    return loss_of(w, probe);
+  };
+  check_grad("routing dlogits", logits, dlogits, loss, 1e-3f);
+}
+
+TEST(Backward, RoutingBiasMovesTowardBalance) {
+  std::vector<float> bias = {0.0f, 0.0f, 0.0f, 0.0f};
+  update_routing_bias(bias, std::vector<long long>{10, 2, 4, 4}, 0.001f);  // mean 5
+  EXPECT_EQ(bias, (std::vector<float>{-0.001f, 0.001f, 0.001f, 0.001f}));
 }
 
 }  // namespace

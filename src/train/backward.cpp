@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "ops/rope.h"
 
 namespace dsv4 {
 
@@ -118,6 +119,90 @@ double cross_entropy(std::span<const float> logits, std::span<const int> targets
 void embedding_backward(std::span<const int> ids, std::span<const float> dy, int dim, std::span<float> dtable) {
   for (size_t t = 0; t < ids.size(); ++t)
     for (int i = 0; i < dim; ++i) dtable[size_t(ids[t]) * dim + i] += dy[t * dim + i];
+}
+
+void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
+                            float sink, const Rope& rope, long long pos, std::span<float> o) {
+  std::vector<double> z(n_keys);
+  double mx = sink;
+  for (int j = 0; j < n_keys; ++j) {
+    double d = 0;
+    for (int i = 0; i < dim; ++i) d += double(q[i]) * keys[size_t(j) * dim + i];
+    mx = std::max(mx, z[j] = scale * d);
+  }
+  double sum = std::exp(sink - mx);
+  for (int j = 0; j < n_keys; ++j) sum += (z[j] = std::exp(z[j] - mx));
+  for (int i = 0; i < dim; ++i) {
+    double acc = 0;
+    for (int j = 0; j < n_keys; ++j) acc += z[j] * keys[size_t(j) * dim + i];
+    o[i] = static_cast<float>(acc / sum);
+  }
+  rope.apply(o.data() + dim - rope.dim(), pos, /*inverse=*/true);
+}
+
+float attention_head_backward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
+                              float sink, const Rope& rope, long long pos, std::span<const float> dout,
+                              std::span<float> dq, std::span<float> dkeys) {
+  // Before the inverse rotation: do = R(pos) dout on the rope dims.
+  std::vector<float> d(dout.begin(), dout.end());
+  rope.apply(d.data() + dim - rope.dim(), pos, /*inverse=*/false);
+  std::vector<double> p(n_keys), dp(n_keys);
+  double mx = sink;
+  for (int j = 0; j < n_keys; ++j) {
+    double s = 0;
+    for (int i = 0; i < dim; ++i) s += double(q[i]) * keys[size_t(j) * dim + i];
+    mx = std::max(mx, p[j] = scale * s);
+  }
+  double sum = std::exp(sink - mx);
+  for (int j = 0; j < n_keys; ++j) sum += (p[j] = std::exp(p[j] - mx));
+  for (double& v : p) v /= sum;
+  const double p_sink = std::exp(sink - mx) / sum;
+  double pdp = 0;  // sum_j p_j dp_j (the sink carries no value: its dp is 0)
+  for (int j = 0; j < n_keys; ++j) {
+    double s = 0;
+    for (int i = 0; i < dim; ++i) s += double(d[i]) * keys[size_t(j) * dim + i];
+    dp[j] = s;
+    pdp += p[j] * s;
+  }
+  std::fill(dq.begin(), dq.end(), 0.0f);
+  for (int j = 0; j < n_keys; ++j) {
+    const double dz = p[j] * (dp[j] - pdp);
+    for (int i = 0; i < dim; ++i) {
+      dq[i] += static_cast<float>(scale * dz * keys[size_t(j) * dim + i]);
+      dkeys[size_t(j) * dim + i] += static_cast<float>(scale * dz * q[i] + p[j] * d[i]);
+    }
+  }
+  return static_cast<float>(-p_sink * pdp);
+}
+
+void rope_backward(const Rope& rope, std::span<float> dx, long long pos, bool inverse_in_forward) {
+  rope.apply(dx.data(), pos, !inverse_in_forward);
+}
+
+void routing_weights_backward(std::span<const float> logits, std::span<const int> chosen, float route_scale,
+                              std::span<const float> dweights, std::span<float> dlogits) {
+  auto softplus = [](double z) { return z > 20 ? z : std::log1p(std::exp(z)); };
+  std::vector<double> s(chosen.size());
+  double total = 0;
+  for (size_t k = 0; k < chosen.size(); ++k) total += (s[k] = std::sqrt(softplus(logits[chosen[k]])));
+  double dot = 0;
+  for (size_t k = 0; k < chosen.size(); ++k) dot += dweights[k] * s[k];
+  for (size_t k = 0; k < chosen.size(); ++k) {
+    // w_k = c s_k / T: dw/ds_k = c (1 / T) on its own, and -c s_l / T^2 through T.
+    const double ds = route_scale * (dweights[k] / total - dot / (total * total));
+    const double z = logits[chosen[k]];
+    const double dsp = z > 20 ? 1.0 : 1.0 / (1.0 + std::exp(-z));  // softplus' = sigmoid
+    dlogits[chosen[k]] += static_cast<float>(ds * dsp / (2 * s[k]));
+  }
+}
+
+void update_routing_bias(std::span<float> bias, std::span<const long long> load, float gamma) {
+  DSV4_CHECK(bias.size() == load.size(), "update_routing_bias: ", bias.size(), " biases for ", load.size(), " loads");
+  double mean = 0;
+  for (long long l : load) mean += static_cast<double>(l);
+  mean /= static_cast<double>(load.size());
+  for (size_t e = 0; e < bias.size(); ++e)
+    bias[e] += gamma * (load[e] < mean ? 1.0f : load[e] > mean ? -1.0f : 0.0f);
 }
 
 }  // namespace dsv4

@@ -10,6 +10,8 @@
 
 namespace dsv4 {
 
+class Rope;
+
 // y [n, out] = x [n, in] . w [out, in]^T
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y);
 // dx [n, in] = dy . w (overwritten); dw [out, in] += dy^T . x
@@ -34,5 +36,29 @@ double cross_entropy(std::span<const float> logits, std::span<const int> targets
 
 // Embedding rows: dtable [vocab, dim] += dy rows at their ids.
 void embedding_backward(std::span<const int> ids, std::span<const float> dy, int dim, std::span<float> dtable);
+
+// One query head of V4 attention over its key rows (the window and compressed entries; one kv
+// row is both key and value): z_j = scale q.k_j, p = softmax over the keys and the sink,
+// o = sum_j p_j k_j, then the rope dims of o rotated back (inverse RoPE at pos) — the
+// computation of model/attention.cpp for one (token, head).
+void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
+                            float sink, const Rope& rope, long long pos, std::span<float> o);
+// dq overwritten, dkeys [n_keys, dim] accumulated, returns dsink.
+float attention_head_backward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
+                              float sink, const Rope& rope, long long pos, std::span<const float> dout,
+                              std::span<float> dq, std::span<float> dkeys);
+
+// RoPE is a rotation: its backward rotates the gradient the other way.
+void rope_backward(const Rope& rope, std::span<float> dx, long long pos, bool inverse_in_forward);
+
+// MoE routing weights of one token: s_e = sqrt(softplus(z_e)) of the gate logits z for the chosen
+// experts (chosen by the biased scores, not differentiated), w = route_scale * s / sum(s).
+// Given dL/dw for the chosen experts, accumulates dL/dz into dlogits.
+void routing_weights_backward(std::span<const float> logits, std::span<const int> chosen, float route_scale,
+                              std::span<const float> dweights, std::span<float> dlogits);
+
+// DeepSeek's auxiliary-loss-free balancing: after a step whose tokens were routed `load[e]`
+// times to expert e, bias[e] += gamma * sign(mean load - load[e]).
+void update_routing_bias(std::span<float> bias, std::span<const long long> load, float gamma);
 
 }  // namespace dsv4
