@@ -342,5 +342,41 @@ TEST(Backward, RoutingBiasMovesTowardBalance) {
   EXPECT_EQ(bias, (std::vector<float>{-0.001f, 0.001f, 0.001f, 0.001f}));
 }
 
+TEST(Backward, CompressorPoolingMatchesFiniteDifferences) {
+  std::mt19937 rng(12);
+  const int n_rows = 8, dim = 6;  // an overlapping ratio-4 block: 2 x 4 rows
+  std::vector<float> score = randn(n_rows * dim, rng, 2.0f), kv = randn(n_rows * dim, rng), probe = randn(dim, rng);
+  std::vector<float> dscore(score.size()), dkv(kv.size());
+  compressor_pool_backward(score, kv, n_rows, dim, probe, dscore, dkv);
+  auto loss = [&] {
+    std::vector<float> e(dim);
+    compressor_pool_forward(score, kv, n_rows, dim, e);
+    return loss_of(e, probe);
+  };
+  check_grad("compressor pool dscore", score, dscore, loss, 1e-3f);
+  check_grad("compressor pool dkv", kv, dkv, loss, 1e-3f);
+}
+
+TEST(Backward, IndexerKlMatchesFiniteDifferences) {
+  std::mt19937 rng(13);
+  const int heads = 4, blocks = 9, dim = 8;
+  std::vector<float> q = randn(heads * dim, rng), w = randn(heads, rng), keys = randn(blocks * dim, rng);
+  std::vector<float> target = randn(blocks, rng);
+  double total = 0;
+  for (float& t : target) total += (t = std::exp(t));
+  for (float& t : target) t = static_cast<float>(t / total);
+  target[3] = 0;  // a block the attention gave nothing (the rest no longer sums to 1: also covered)
+  std::vector<float> dq(q.size()), dw(w.size()), dkeys(keys.size(), 0.0f);
+  const double kl = indexer_kl_backward(q, w, heads, keys, blocks, dim, target, dq, dw, dkeys);
+  EXPECT_GT(kl, 0);
+  auto loss = [&] {
+    std::vector<float> a(q.size()), b(w.size()), c(keys.size(), 0.0f);
+    return indexer_kl_backward(q, w, heads, keys, blocks, dim, target, a, b, c);
+  };
+  check_grad("indexer KL dq", q, dq, loss, 1e-3f);
+  check_grad("indexer KL dw", w, dw, loss, 1e-3f);
+  check_grad("indexer KL dkeys", keys, dkeys, loss, 1e-3f);
+}
+
 }  // namespace
 }  // namespace dsv4

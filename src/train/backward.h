@@ -57,6 +57,24 @@ void rope_backward(const Rope& rope, std::span<float> dx, long long pos, bool in
 void routing_weights_backward(std::span<const float> logits, std::span<const int> chosen, float route_scale,
                               std::span<const float> dweights, std::span<float> dlogits);
 
+// The compressor's pooling of one block, per dimension d: entry[d] = sum_i softmax_i(score[:, d])
+// kv[i, d] over its rows i (score already includes the position embedding ape). scores and kv
+// are [n_rows, dim]; dscore and dkv (same shape) are overwritten.
+void compressor_pool_forward(std::span<const float> score, std::span<const float> kv, int n_rows, int dim,
+                             std::span<float> entry);
+void compressor_pool_backward(std::span<const float> score, std::span<const float> kv, int n_rows, int dim,
+                              std::span<const float> dentry, std::span<float> dscore, std::span<float> dkv);
+
+// The lightning indexer's training signal for one token (as DeepSeek trains it): its scores
+// I_b = sum_h w_h relu(q_h . k_b) over blocks b (w already scaled) define q = softmax(I), and
+// the loss is KL(target || q) toward the main attention's distribution over the same blocks
+// (the top-k choice itself is not differentiated; a target that sums to less than 1, e.g.
+// restricted to the chosen blocks, is allowed). Returns the loss; dq [heads, dim], dw
+// [heads] overwritten, dkeys [blocks, dim] accumulated.
+double indexer_kl_backward(std::span<const float> q, std::span<const float> w, int heads, std::span<const float> keys,
+                           int blocks, int dim, std::span<const float> target, std::span<float> dq, std::span<float> dw,
+                           std::span<float> dkeys);
+
 // DeepSeek's auxiliary-loss-free balancing: after a step whose tokens were routed `load[e]`
 // times to expert e, bias[e] += gamma * sign(mean load - load[e]).
 void update_routing_bias(std::span<float> bias, std::span<const long long> load, float gamma);
