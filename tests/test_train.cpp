@@ -9,6 +9,7 @@
 #include "model/hc.h"
 #include "ops/rope.h"
 #include "train/backward.h"
+#include "train/brown.h"
 #include "train/hc_backward.h"
 #include "train/optim.h"
 
@@ -376,6 +377,16 @@ TEST(Backward, IndexerKlMatchesFiniteDifferences) {
   check_grad("indexer KL dq", q, dq, loss, 1e-3f);
   check_grad("indexer KL dw", w, dw, loss, 1e-3f);
   check_grad("indexer KL dkeys", keys, dkeys, loss, 1e-3f);
+}
+
+TEST(Brown, TagsStrippedAndPunctuationAttached) {
+  const std::string tagged =
+      "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, and/cc Atlanta's/np$ mayor/nn ./.\n"
+      "He/pps wasn't/bedz* there/rb (/( 1/2/cd hour/nn )/) ;/. it/pps ended/vbd ./.\n"
+      "\n\n\tA/at new/jj paragraph/nn ?/.\n";
+  EXPECT_EQ(brown_to_text(tagged),
+            "The jury said \"no evidence\", and Atlanta's mayor. He wasn't there (1/2 hour); it ended.\n"
+            "A new paragraph?\n");
 }
 
 }  // namespace
