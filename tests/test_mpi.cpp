@@ -125,6 +125,21 @@ TEST_F(Mpi, RunGeneratesTheSameText) {
                                                                                << two.output;
 }
 
+TEST_F(Mpi, ChatUnderMpirunAnswersAsOneProcess) {
+  // Rank 0 reads the terminal (mpirun forwards stdin to it) and leads; two turns, the second
+  // reusing the first's cache on every rank.
+  const std::string turns = "printf 'hello there\\nand again\\n/exit\\n' | ";
+  const std::string args = " -n 10 --seed 3 --threads 1";
+  const auto one = test::run_command("{ " + turns + test::dsv4_binary() + " chat -m " + dir("hf") + args + " > " +
+                                     dir("chat1.txt") + " 2>/dev/null; }");
+  const auto two = test::run_command("{ " + turns + mpirun(2, "chat -m " + dir("mp2") + args) + " > " +
+                                     dir("chat2.txt") + " 2>/dev/null; }");
+  ASSERT_EQ(one.status, 0) << one.output;
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_GT(test::read_file(dir("chat1.txt")).size(), 10u);
+  EXPECT_EQ(test::read_file(dir("chat1.txt")), test::read_file(dir("chat2.txt")));
+}
+
 // A server started by `cmd` (its report on stderr names the port); stopped with SIGTERM, as
 // mpirun passes it on.
 class Server {

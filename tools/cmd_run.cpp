@@ -133,11 +133,19 @@ int run_once(const RunArgs& a) {
 }
 
 int run_chat(const RunArgs& a) {
-  DSV4_CHECK(!Comm::get().distributed(), "dsv4 chat does not run under mpirun yet (only rank 0 reads the terminal); "
-             "use dsv4 run -p / --input-file");
   ReasoningMode mode = parse_reasoning_mode(a.reasoning);
   check_mode(mode, a.ctx);
   const auto engine = load(a);
+  // Under mpirun rank 0 reads the terminal and leads; the other ranks run its forward passes.
+  if (Comm::get().rank() > 0) {
+    engine->model().follow();
+    return 0;
+  }
+  engine->model().lead();
+  struct StopFollowers {
+    const Model& m;
+    ~StopFollowers() { m.stop_followers(); }
+  } stop{engine->model()};
   Conversation conv(*engine);
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
