@@ -5,11 +5,14 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <set>
 
 #include "model/hc.h"
 #include "ops/rope.h"
 #include "train/backward.h"
 #include "train/brown.h"
+#include "train/chat_data.h"
+#include "chat/parse.h"
 #include "train/hc_backward.h"
 #include "train/optim.h"
 
@@ -387,6 +390,35 @@ TEST(Brown, TagsStrippedAndPunctuationAttached) {
   EXPECT_EQ(brown_to_text(tagged),
             "The jury said \"no evidence\", and Atlanta's mayor. He wasn't there (1/2 hour); it ended.\n"
             "A new paragraph?\n");
+}
+
+TEST(ChatData, ConversationsAreCorrectAndRenderedInEveryMode) {
+  const std::vector<ChatExample> ex = make_chat_examples(300, 7);
+  ASSERT_EQ(ex.size(), 300u);
+  const std::vector<ChatExample> again = make_chat_examples(300, 7);
+  std::set<std::string> modes;
+  int sums = 0;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    const ChatExample& e = ex[i];
+    EXPECT_EQ(e.prompt + e.completion, again[i].prompt + again[i].completion) << "deterministic";
+    modes.insert(e.mode);
+    // The completion is what the official parser reads back as the assistant's turn.
+    const auto parsed = chat::parse_completion(e.completion, e.mode == "non-think" ? chat::ThinkingMode::chat
+                                                                                  : chat::ThinkingMode::thinking);
+    EXPECT_EQ(parsed.content, e.answer) << e.user;
+    EXPECT_EQ(parsed.reasoning_content, e.reasoning) << e.user;
+    EXPECT_EQ(e.reasoning.empty(), e.mode == "non-think");
+    EXPECT_EQ(e.prompt.find("Reasoning Effort") != std::string::npos, e.mode == "think-max");
+    // The sums are right.
+    int a, b, c, d;
+    if (std::sscanf(e.user.c_str(), "What is %d + %d?", &a, &b) == 2) {
+      ASSERT_EQ(std::sscanf(e.answer.c_str(), "%d + %d = %d.", &c, &d, &c), 3) << e.answer;
+      EXPECT_EQ(c, a + b) << e.answer;
+      ++sums;
+    }
+  }
+  EXPECT_EQ(modes.size(), 3u);
+  EXPECT_GT(sums, 20);
 }
 
 }  // namespace
