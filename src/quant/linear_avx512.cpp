@@ -131,23 +131,9 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, const float* sa,
 template <bool kFp4>
 void run(const Linear& w, const uint16_t* xb, const float* sa, int n_act_blocks, int n, int row_begin, int rows,
          float* y) {
-  const size_t n_row_tiles = (rows + kRows - 1) / kRows;
-  if (n == 1) {
-    pool().parallel_for(n_row_tiles, [&](size_t i0, size_t i1) {
-      for (size_t i = i0; i < i1; ++i) gemv<kFp4>(w, xb, sa, row_begin, rows, static_cast<int>(i) * kRows, y);
-    });
-    return;
-  }
-  const size_t n_token_tiles = (n + kTokens - 1) / kTokens;
-  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
-    for (size_t i = i0; i < i1; ++i) {
-      // Row tiles inner: a token tile's inputs stay in L2 while the weights stream past (the
-      // other order re-reads all the inputs from memory for every 4 rows).
-      const int t0 = static_cast<int>(i / n_row_tiles) * kTokens;
-      const int r0 = static_cast<int>(i % n_row_tiles) * kRows;
-      gemm_tile<kFp4>(w, xb, sa, n_act_blocks, row_begin, rows, r0, t0, std::min(n, t0 + kTokens), y);
-    }
-  });
+  for_each_tile(
+      n, rows, kRows, kRows, kTokens, [&](int r0) { gemv<kFp4>(w, xb, sa, row_begin, rows, r0, y); },
+      [&](int r0, int t0, int t1) { gemm_tile<kFp4>(w, xb, sa, n_act_blocks, row_begin, rows, r0, t0, t1, y); });
 }
 
 }  // namespace

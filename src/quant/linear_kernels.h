@@ -1,9 +1,33 @@
 // The fast bodies of linear() and how linear.cpp chooses among them (internal to src/quant).
 #pragma once
 
+#include <algorithm>
+
+#include "core/thread_pool.h"
 #include "quant/linear.h"
 
 namespace dsv4 {
+
+// How every kernel spreads a call over the threads. One token: gemv(r0) for row groups of
+// gemv_rows. Several: tile(r0, t0, t1) for tiles of tile_rows x tile_tokens, row tiles inside
+// token tiles, so that a token tile's inputs stay in L2 while the weights stream past (the
+// other order re-reads all the inputs from memory for every few rows).
+template <typename Gemv, typename Tile>
+void for_each_tile(int n, int rows, int gemv_rows, int tile_rows, int tile_tokens, const Gemv& gemv, const Tile& tile) {
+  if (n == 1) {
+    pool().parallel_for(static_cast<size_t>((rows + gemv_rows - 1) / gemv_rows), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) gemv(static_cast<int>(i) * gemv_rows);
+    });
+    return;
+  }
+  const size_t n_row_tiles = (rows + tile_rows - 1) / tile_rows, n_token_tiles = (n + tile_tokens - 1) / tile_tokens;
+  pool().parallel_for(n_row_tiles * n_token_tiles, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      const int t0 = static_cast<int>(i / n_row_tiles) * tile_tokens;
+      tile(static_cast<int>(i % n_row_tiles) * tile_rows, t0, std::min(n, t0 + tile_tokens));
+    }
+  });
+}
 
 bool linear_avx2_supported();                 // this CPU has AVX2, FMA and F16C
 bool linear_avx2_handles(const Linear& w);    // the kernel's shape constraints

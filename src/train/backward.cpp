@@ -121,21 +121,35 @@ void embedding_backward(std::span<const int> ids, std::span<const float> dy, int
     for (int i = 0; i < dim; ++i) dtable[size_t(ids[t]) * dim + i] += dy[t * dim + i];
 }
 
-void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
-                            float sink, const Rope& rope, long long pos, std::span<float> o) {
-  std::vector<double> z(n_keys);
+namespace {
+
+// The attention probabilities of the keys (p [n_keys]) and of the sink, which takes mass and
+// adds no value.
+double attention_probs(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
+                       float sink, std::vector<double>& p) {
+  p.resize(n_keys);
   double mx = sink;
   for (int j = 0; j < n_keys; ++j) {
     double d = 0;
     for (int i = 0; i < dim; ++i) d += double(q[i]) * keys[size_t(j) * dim + i];
-    mx = std::max(mx, z[j] = scale * d);
+    mx = std::max(mx, p[j] = scale * d);
   }
   double sum = std::exp(sink - mx);
-  for (int j = 0; j < n_keys; ++j) sum += (z[j] = std::exp(z[j] - mx));
+  for (int j = 0; j < n_keys; ++j) sum += (p[j] = std::exp(p[j] - mx));
+  for (double& v : p) v /= sum;
+  return std::exp(sink - mx) / sum;
+}
+
+}  // namespace
+
+void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
+                            float sink, const Rope& rope, long long pos, std::span<float> o) {
+  std::vector<double> p;
+  attention_probs(q, keys, n_keys, dim, scale, sink, p);
   for (int i = 0; i < dim; ++i) {
     double acc = 0;
-    for (int j = 0; j < n_keys; ++j) acc += z[j] * keys[size_t(j) * dim + i];
-    o[i] = static_cast<float>(acc / sum);
+    for (int j = 0; j < n_keys; ++j) acc += p[j] * keys[size_t(j) * dim + i];
+    o[i] = static_cast<float>(acc);
   }
   rope.apply(o.data() + dim - rope.dim(), pos, /*inverse=*/true);
 }
@@ -146,17 +160,8 @@ float attention_head_backward(std::span<const float> q, std::span<const float> k
   // Before the inverse rotation: do = R(pos) dout on the rope dims.
   std::vector<float> d(dout.begin(), dout.end());
   rope.apply(d.data() + dim - rope.dim(), pos, /*inverse=*/false);
-  std::vector<double> p(n_keys), dp(n_keys);
-  double mx = sink;
-  for (int j = 0; j < n_keys; ++j) {
-    double s = 0;
-    for (int i = 0; i < dim; ++i) s += double(q[i]) * keys[size_t(j) * dim + i];
-    mx = std::max(mx, p[j] = scale * s);
-  }
-  double sum = std::exp(sink - mx);
-  for (int j = 0; j < n_keys; ++j) sum += (p[j] = std::exp(p[j] - mx));
-  for (double& v : p) v /= sum;
-  const double p_sink = std::exp(sink - mx) / sum;
+  std::vector<double> p, dp(n_keys);
+  const double p_sink = attention_probs(q, keys, n_keys, dim, scale, sink, p);
   double pdp = 0;  // sum_j p_j dp_j (the sink carries no value: its dp is 0)
   for (int j = 0; j < n_keys; ++j) {
     double s = 0;
