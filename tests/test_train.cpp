@@ -1,5 +1,6 @@
 // The training optimizers against their definitions: Newton-Schulz orthogonalizes, AdamW's
 // first steps by hand, Muon's update RMS and direction, the schedule and clipping.
+#include <gd.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,11 +8,13 @@
 #include <random>
 #include <set>
 
+#include "core/check.h"
 #include "model/hc.h"
 #include "ops/rope.h"
 #include "train/backward.h"
 #include "train/brown.h"
 #include "train/chat_data.h"
+#include "train/plot.h"
 #include "chat/parse.h"
 #include "train/hc_backward.h"
 #include "train/optim.h"
@@ -419,6 +422,41 @@ TEST(ChatData, ConversationsAreCorrectAndRenderedInEveryMode) {
   }
   EXPECT_EQ(modes.size(), 3u);
   EXPECT_GT(sums, 20);
+}
+
+TEST(Plot, WritesAPngWithEverySeries) {
+  const std::string path = ::testing::TempDir() + "dsv4-plot-test.png";
+  PlotSeries a{"muon", {}, {}, 0xd62728}, b{"adamw", {}, {}, 0x1f77b4};
+  for (int i = 0; i < 200; ++i) {
+    a.x.push_back(i), a.y.push_back(5.0 * std::exp(-i / 40.0) + 1.2);
+    b.x.push_back(i), b.y.push_back(5.0 * std::exp(-i / 70.0) + 1.4);
+  }
+  write_line_plot_png(path, {a, b}, {"training loss", "step", "loss", 640, 400, false});
+  FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_TRUE(f);
+  gdImagePtr im = gdImageCreateFromPng(f);
+  std::fclose(f);
+  ASSERT_TRUE(im) << "not a readable PNG";
+  EXPECT_EQ(gdImageSX(im), 640);
+  EXPECT_EQ(gdImageSY(im), 400);
+  int red = 0, blue = 0;
+  for (int y = 0; y < 400; ++y)
+    for (int x = 0; x < 640; ++x) {
+      const int c = gdImageGetTrueColorPixel(im, x, y);
+      red += gdTrueColorGetRed(c) == 0xd6 && gdTrueColorGetGreen(c) == 0x27;
+      blue += gdTrueColorGetRed(c) == 0x1f && gdTrueColorGetBlue(c) == 0xb4;
+    }
+  gdImageDestroy(im);
+  EXPECT_GT(red, 300) << "the first curve is drawn";
+  EXPECT_GT(blue, 300) << "the second curve is drawn";
+  std::remove(path.c_str());
+  // Bad input is refused with the reason.
+  PlotSeries bad{"bad", {1, 2}, {1}, 0};
+  EXPECT_THROW(write_line_plot_png(path, {bad}, {}), Error);
+  EXPECT_THROW(write_line_plot_png(path, {}, {}), Error);
+  PlotSeries neg{"neg", {1, 2}, {1, -1}, 0};
+  EXPECT_THROW(write_line_plot_png(path, {neg}, {"", "", "", 100, 100, true}), Error);
+  EXPECT_THROW(write_line_plot_png("/nonexistent/dir/x.png", {a}, {}), Error);
 }
 
 }  // namespace
