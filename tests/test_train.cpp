@@ -459,5 +459,29 @@ TEST(Plot, WritesAPngWithEverySeries) {
   EXPECT_THROW(write_line_plot_png("/nonexistent/dir/x.png", {a}, {}), Error);
 }
 
+TEST(Backward, MhcPreMatchesFiniteDifferencesOfTheProductionForward) {
+  // hc_pre of model/hc.cpp, whole (mixes with their norm factor, split + Sinkhorn, weighted sum),
+  // differentiated with respect to the stream, hc_*_fn, base and scale.
+  std::mt19937 rng(14);
+  const int hc = 4, dim = 4, flat = hc * dim, n_mix = (2 + hc) * hc, iters = 20;
+  std::vector<float> fn = randn(size_t(n_mix) * flat, rng, 0.3f), base = randn(n_mix, rng, 0.5f);
+  std::vector<float> scale = {0.8f, 1.2f, 0.9f}, x = randn(flat, rng);
+  const std::vector<float> py = randn(dim, rng), ppost = randn(hc, rng), pcomb = randn(hc * hc, rng);
+  auto loss = [&] {
+    const HcParams p = HcParams::from(fn, base, scale);
+    std::vector<float> y(dim);
+    HcMix mix;
+    hc_pre(p, x, 1, hc, dim, 1e-6f, iters, 1e-6f, y, mix);
+    return loss_of(y, py) + loss_of(mix.post, ppost) + loss_of(mix.comb, pcomb);
+  };
+  std::vector<float> dx(flat), dfn(fn.size(), 0.0f), dbase(n_mix, 0.0f), dscale(3, 0.0f);
+  hc_pre_backward(fn, HcParams::from(fn, base, scale), x, hc, dim, 1e-6f, iters, 1e-6f, py, ppost, pcomb, dx, dfn,
+                  dbase, dscale);
+  check_grad("mHC pre dx", x, dx, loss, 1e-3f);
+  check_grad("mHC pre dfn", fn, dfn, loss, 1e-3f);
+  check_grad("mHC pre dbase", base, dbase, loss, 1e-3f);
+  check_grad("mHC pre dscale", scale, dscale, loss, 1e-3f);
+}
+
 }  // namespace
 }  // namespace dsv4

@@ -102,14 +102,7 @@ class Reader {
   }
 
   HcParams hc(const std::string& prefix) const {
-    const std::vector<float> fn = floats(prefix + "_fn");
-    HcParams p{{}, floats(prefix + "_base"), floats(prefix + "_scale")};
-    constexpr size_t B = HcParams::kHcMixBlock;
-    const size_t mix = p.base.size(), flat = fn.size() / mix, n_blocks = (mix + B - 1) / B;
-    p.fn_blocks.assign(n_blocks * flat * B, 0.0f);
-    for (size_t m = 0; m < mix; ++m)
-      for (size_t k = 0; k < flat; ++k) p.fn_blocks[((m / B) * flat + k) * B + m % B] = fn[m * flat + k];
-    return p;
+    return HcParams::from(floats(prefix + "_fn"), floats(prefix + "_base"), floats(prefix + "_scale"));
   }
 
   CompressorWeights compressor(const std::string& p, int ratio, int head_dim) {
@@ -177,6 +170,16 @@ class Reader {
 };
 
 }  // namespace
+
+HcParams HcParams::from(const std::vector<float>& fn, std::vector<float> base, std::vector<float> scale) {
+  HcParams p{{}, std::move(base), std::move(scale)};
+  constexpr size_t B = kHcMixBlock;
+  const size_t mix = p.base.size(), flat = fn.size() / mix, n_blocks = (mix + B - 1) / B;
+  p.fn_blocks.assign(n_blocks * flat * B, 0.0f);
+  for (size_t m = 0; m < mix; ++m)
+    for (size_t k = 0; k < flat; ++k) p.fn_blocks[((m / B) * flat + k) * B + m % B] = fn[m * flat + k];
+  return p;
+}
 
 std::unique_ptr<ModelWeights> load_weights(const Checkpoint& ckpt, const ModelConfig& cfg) {
   validate_checkpoint(ckpt, cfg);

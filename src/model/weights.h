@@ -61,6 +61,8 @@ struct HcParams {
   // computes a block's dot products side by side. base [mix], scale [3] (head: [1]).
   static constexpr int kHcMixBlock = 4;
   std::vector<float> fn_blocks, base, scale;
+  // From hc_*_fn as stored [mix, hc * dim], base [mix] and scale.
+  static HcParams from(const std::vector<float>& fn, std::vector<float> base, std::vector<float> scale);
 };
 
 struct BlockWeights {

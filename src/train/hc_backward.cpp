@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "model/hc.h"
 
 namespace dsv4 {
 
@@ -113,6 +114,51 @@ HcSplitGrads hc_split_sinkhorn_backward(std::span<const float> mixes, const HcPa
   }
   for (int k = 0; k < 3; ++k) g.scale[k] = static_cast<float>(dscale[k]);
   return g;
+}
+
+void hc_pre_backward(std::span<const float> fn, const HcParams& p, std::span<const float> x, int hc, int dim,
+                     float norm_eps, int iters, float hc_eps, std::span<const float> dy, std::span<const float> dpost,
+                     std::span<const float> dcomb, std::span<float> dx, std::span<float> dfn, std::span<float> dbase,
+                     std::span<float> dscale) {
+  const int flat = hc * dim, n_mix = (2 + hc) * hc;
+  DSV4_CHECK(fn.size() == size_t(n_mix) * flat && x.size() == size_t(flat) && dx.size() == x.size() &&
+                 dfn.size() == fn.size(),
+             "hc_pre_backward: sizes do not match hc ", hc, ", dim ", dim);
+  // Forward: raw mixes, the norm factor r, the split.
+  double ms = 0;
+  for (float v : x) ms += double(v) * v;
+  const double r = 1.0 / std::sqrt(ms / flat + norm_eps);
+  std::vector<double> raw(n_mix, 0.0);
+  std::vector<float> mixes(n_mix);
+  for (int m = 0; m < n_mix; ++m) {
+    for (int k = 0; k < flat; ++k) raw[m] += double(fn[size_t(m) * flat + k]) * x[k];
+    mixes[m] = static_cast<float>(raw[m] * r);
+  }
+  std::vector<float> pre(hc), post(hc), comb(size_t(hc) * hc);
+  hc_split_sinkhorn(mixes, p, hc, iters, hc_eps, pre.data(), post.data(), comb.data());
+  // y = sum_i pre_i x_i.
+  std::vector<float> dpre(hc);
+  for (int i = 0; i < hc; ++i) {
+    double acc = 0;
+    for (int d = 0; d < dim; ++d) acc += double(dy[d]) * x[size_t(i) * dim + d];
+    dpre[i] = static_cast<float>(acc);
+    for (int d = 0; d < dim; ++d) dx[size_t(i) * dim + d] = pre[i] * dy[d];
+  }
+  const HcSplitGrads g = hc_split_sinkhorn_backward(mixes, p, hc, iters, hc_eps, dpre, dpost, dcomb);
+  for (int m = 0; m < n_mix; ++m) dbase[m] += g.base[m];
+  for (int k = 0; k < 3; ++k) dscale[k] += g.scale[k];
+  // mixes = raw * r: through raw to fn and x, through r = (mean(x^2) + eps)^-1/2 to x.
+  double dr = 0;
+  for (int m = 0; m < n_mix; ++m) dr += double(g.mixes[m]) * raw[m];
+  for (int k = 0; k < flat; ++k) {
+    double acc = -dr * r * r * r * x[k] / flat;
+    for (int m = 0; m < n_mix; ++m) {
+      const double draw = double(g.mixes[m]) * r;
+      acc += draw * fn[size_t(m) * flat + k];
+      dfn[size_t(m) * flat + k] += static_cast<float>(draw * x[k]);
+    }
+    dx[k] += static_cast<float>(acc);
+  }
 }
 
 void hc_post_backward(std::span<const float> post, std::span<const float> comb, std::span<const float> out,

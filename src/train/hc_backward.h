@@ -21,6 +21,15 @@ HcSplitGrads hc_split_sinkhorn_backward(std::span<const float> mixes, const HcPa
                                         std::span<const float> dpre, std::span<const float> dpost,
                                         std::span<const float> dcomb);
 
+// hc_pre for one token, whole: mixes = (fn . x) / sqrt(mean(x^2) + norm_eps), the split and
+// Sinkhorn, y = sum_i pre[i] x[i]. Given dL/dy [dim], dL/dpost [hc] and dL/dcomb [hc, hc] (the
+// hc_post inputs), fills dx [hc * dim] (overwritten) and accumulates dfn [mix, hc * dim],
+// dbase [mix], dscale [3].
+void hc_pre_backward(std::span<const float> fn, const HcParams& p, std::span<const float> x, int hc, int dim,
+                     float norm_eps, int iters, float hc_eps, std::span<const float> dy, std::span<const float> dpost,
+                     std::span<const float> dcomb, std::span<float> dx, std::span<float> dfn, std::span<float> dbase,
+                     std::span<float> dscale);
+
 // hc_post for one token: new[j] = post[j] * out + sum_i comb[i, j] * res[i] (rows of dim).
 // Gradients with respect to post [hc], comb [hc, hc], out [dim] and res [hc, dim] (overwritten).
 void hc_post_backward(std::span<const float> post, std::span<const float> comb, std::span<const float> out,
