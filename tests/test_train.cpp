@@ -17,6 +17,8 @@
 #include "train/plot.h"
 #include "chat/parse.h"
 #include "train/hc_backward.h"
+#include "train/moe_backward.h"
+#include "model/moe.h"
 #include "train/optim.h"
 
 namespace dsv4 {
@@ -481,6 +483,64 @@ TEST(Backward, MhcPreMatchesFiniteDifferencesOfTheProductionForward) {
   check_grad("mHC pre dfn", fn, dfn, loss, 1e-3f);
   check_grad("mHC pre dbase", base, dbase, loss, 1e-3f);
   check_grad("mHC pre dscale", scale, dscale, loss, 1e-3f);
+}
+
+TEST(Backward, MoeTokenMatchesFiniteDifferencesOfTheProductionForward) {
+  // model/moe.cpp's forward (smooth mode, float weights): gate, routing weights, two chosen
+  // experts with the SwiGLU clamp, the shared expert. The biases make the choice clear, so no
+  // finite difference changes it. (The production forward rounds to float at every step, hence
+  // a wider step than the other checks.)
+  std::mt19937 rng(15);
+  ModelConfig c;
+  c.hidden_size = 8, c.moe_intermediate_size = 6, c.n_routed_experts = 6, c.num_experts_per_tok = 2;
+  c.scoring_func = ScoreFunc::sqrtsoftplus, c.routed_scaling_factor = 1.5f, c.swiglu_limit = 2.0f;
+  const int dim = 8, inter = 6, E = 6;
+  MoeF32 m, g;
+  m.gate = randn(size_t(E) * dim, rng);
+  auto expert = [&] { return ExpertF32{randn(size_t(inter) * dim, rng), randn(size_t(dim) * inter, rng), randn(size_t(inter) * dim, rng)}; };
+  for (int e = 0; e < E; ++e) m.experts.push_back(expert());
+  m.shared.push_back(expert());
+  g = m;
+  for (auto* v : {&g.gate}) std::fill(v->begin(), v->end(), 0.0f);
+  for (auto& e : g.experts) for (auto* v : {&e.w1, &e.w2, &e.w3}) std::fill(v->begin(), v->end(), 0.0f);
+  for (auto& e : g.shared) for (auto* v : {&e.w1, &e.w2, &e.w3}) std::fill(v->begin(), v->end(), 0.0f);
+  std::vector<float> x = randn(dim, rng, 2.0f), probe = randn(dim, rng);
+  const std::vector<float> bias = {-10, 10, -10, -10, 10, -10};
+  auto view = [](WeightFormat f, int out, int in, const std::vector<float>& w) {
+    Linear l;
+    l.format = f, l.out = out, l.in = in, l.weight = reinterpret_cast<const uint8_t*>(w.data());
+    return l;
+  };
+  auto loss = [&] {
+    MoeWeights w;
+    w.gate = view(WeightFormat::f32, E, dim, m.gate);
+    w.bias = bias;
+    for (const auto& e : m.experts)
+      w.experts.push_back({view(WeightFormat::f32, inter, dim, e.w1), view(WeightFormat::f32, dim, inter, e.w2),
+                           view(WeightFormat::f32, inter, dim, e.w3)});
+    w.shared = ExpertWeights{view(WeightFormat::f32, inter, dim, m.shared[0].w1),
+                             view(WeightFormat::f32, dim, inter, m.shared[0].w2),
+                             view(WeightFormat::f32, inter, dim, m.shared[0].w3)};
+    std::vector<float> out(dim);
+    moe_forward(w, false, c, x, std::vector<int>{0}, 1, false, out);
+    return loss_of(out, probe);
+  };
+  std::vector<float> dx(dim);
+  moe_token_backward(m, c, x, std::vector<int>{1, 4}, probe, g, dx);
+  int clamped = 0;  // the sample exercises the clamp
+  for (int e : {1, 4}) {
+    std::vector<float> gate(inter), up(inter);
+    linear_forward(x, m.experts[e].w1, 1, dim, inter, gate);
+    linear_forward(x, m.experts[e].w3, 1, dim, inter, up);
+    for (int i = 0; i < inter; ++i) clamped += gate[i] > c.swiglu_limit || std::fabs(up[i]) > c.swiglu_limit;
+  }
+  EXPECT_GT(clamped, 0);
+  check_grad("MoE dx", x, dx, loss, 4e-3f);
+  check_grad("MoE dgate", m.gate, g.gate, loss, 4e-3f);
+  check_grad("MoE expert 1 dw1", m.experts[1].w1, g.experts[1].w1, loss, 4e-3f);
+  check_grad("MoE expert 4 dw2", m.experts[4].w2, g.experts[4].w2, loss, 4e-3f);
+  check_grad("MoE shared dw3", m.shared[0].w3, g.shared[0].w3, loss, 4e-3f);
+  for (float v : g.experts[0].w1) EXPECT_EQ(v, 0.0f) << "an expert not chosen gets no gradient";
 }
 
 }  // namespace
