@@ -18,6 +18,8 @@
 #include "chat/parse.h"
 #include "train/hc_backward.h"
 #include "train/moe_backward.h"
+#include "train/compressor_backward.h"
+#include "model/compressor.h"
 #include "model/moe.h"
 #include "train/optim.h"
 
@@ -541,6 +543,48 @@ TEST(Backward, MoeTokenMatchesFiniteDifferencesOfTheProductionForward) {
   check_grad("MoE expert 4 dw2", m.experts[4].w2, g.experts[4].w2, loss, 4e-3f);
   check_grad("MoE shared dw3", m.shared[0].w3, g.shared[0].w3, loss, 4e-3f);
   for (float v : g.experts[0].w1) EXPECT_EQ(v, 0.0f) << "an expert not chosen gets no gradient";
+}
+
+TEST(Backward, CompressorMatchesFiniteDifferencesOfTheProductionForward) {
+  // model/compressor.cpp in smooth mode over a sequence from position 0: the overlapping ratio-4
+  // compressor of CSA and a plain ratio-8 one (HCA's kind), float weights.
+  std::mt19937 rng(16);
+  const int dim = 12, hd = 8, rd = 4, n = 16;
+  const Rope rope(rd, 160000.0, 1024, 4, 32, 1);
+  for (const auto& [ratio, overlap] : {std::pair{4, true}, std::pair{8, false}}) {
+    CompressorF32 c;
+    c.ratio = ratio, c.head_dim = hd, c.dim = dim, c.overlap = overlap;
+    const int width = c.width();
+    c.ape = randn(size_t(ratio) * width, rng), c.wkv = randn(size_t(width) * dim, rng, 0.5f);
+    c.wgate = randn(size_t(width) * dim, rng, 0.5f), c.norm = randn(hd, rng);
+    CompressorF32 g = c;
+    for (auto* v : {&g.ape, &g.wkv, &g.wgate, &g.norm}) std::fill(v->begin(), v->end(), 0.0f);
+    std::vector<float> x = randn(size_t(n) * dim, rng), probe = randn(size_t(n / ratio) * hd, rng);
+    auto loss = [&] {
+      CompressorWeights w;
+      w.ratio = ratio, w.head_dim = hd, w.overlap = overlap, w.ape = c.ape, w.norm = c.norm;
+      auto view = [&](const std::vector<float>& m) {
+        Linear l;
+        l.format = WeightFormat::f32, l.out = width, l.in = dim, l.weight = reinterpret_cast<const uint8_t*>(m.data());
+        return l;
+      };
+      w.wkv = view(c.wkv), w.wgate = view(c.wgate);
+      CompressorState st;
+      compressor_init(w, KvFormat::f32, rd, st);
+      compressor_forward(w, x, n, 0, rope, 1e-6f, CompressedRounding::fp8_nope, false, st);
+      std::vector<float> entries(st.entries.size() * hd);
+      for (size_t i = 0; i < st.entries.size(); ++i) st.entries.load(i, entries.data() + i * hd);
+      return loss_of(entries, probe);
+    };
+    std::vector<float> dx(x.size());
+    compressor_backward(c, rope, 1e-6f, x, n, probe, g, dx);
+    const std::string k = overlap ? "ratio 4 (overlap) " : "ratio 8 ";
+    check_grad((k + "compressor dx").c_str(), x, dx, loss, 1e-3f);
+    check_grad((k + "compressor dape").c_str(), c.ape, g.ape, loss, 1e-3f);
+    check_grad((k + "compressor dwkv").c_str(), c.wkv, g.wkv, loss, 1e-3f);
+    check_grad((k + "compressor dwgate").c_str(), c.wgate, g.wgate, loss, 1e-3f);
+    check_grad((k + "compressor dnorm").c_str(), c.norm, g.norm, loss, 1e-3f);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,28 @@
+// Backward of the compressor over a whole sequence from position 0 (training): kv = wkv x,
+// score = wgate x + ape[slot], each completed block pooled (per dimension, a softmax over its
+// rows; ratio 4 overlaps the previous block's first half), RMSNorm, RoPE at the block's first
+// position — model/compressor.cpp's forward in smooth mode, for float weights.
+#pragma once
+
+#include <span>
+#include <vector>
+
+namespace dsv4 {
+
+class Rope;
+
+struct CompressorF32 {
+  int ratio = 0, head_dim = 0, dim = 0;
+  bool overlap = false;
+  std::vector<float> ape;         // [ratio, width]
+  std::vector<float> wkv, wgate;  // [width, dim]
+  std::vector<float> norm;        // [head_dim]
+  int width() const { return (overlap ? 2 : 1) * head_dim; }
+};
+
+// x [n, dim], dentries [n / ratio, head_dim] (the gradient of each entry) -> dx [n, dim]
+// (overwritten); g accumulates ape, wkv, wgate and norm gradients.
+void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x, int n,
+                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx);
+
+}  // namespace dsv4
