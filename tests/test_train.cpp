@@ -19,6 +19,8 @@
 #include "train/hc_backward.h"
 #include "train/moe_backward.h"
 #include "train/compressor_backward.h"
+#include "train/attention_backward.h"
+#include "model/attention.h"
 #include "model/compressor.h"
 #include "model/moe.h"
 #include "train/optim.h"
@@ -585,6 +587,56 @@ TEST(Backward, CompressorMatchesFiniteDifferencesOfTheProductionForward) {
     check_grad((k + "compressor dwgate").c_str(), c.wgate, g.wgate, loss, 1e-3f);
     check_grad((k + "compressor dnorm").c_str(), c.norm, g.norm, loss, 1e-3f);
   }
+}
+
+TEST(Backward, SlidingWindowAttentionMatchesFiniteDifferencesOfTheProductionForward) {
+  // model/attention.cpp's attention_forward for a pure sliding-window layer in smooth mode, float
+  // weights, 7 tokens with a window of 4 (so the window truncates), 4 heads in 2 output groups.
+  std::mt19937 rng(17);
+  AttentionF32 a;
+  a.dim = 16, a.heads = 4, a.head_dim = 8, a.q_lora = 12, a.groups = 2, a.o_lora = 6, a.window = 4;
+  const int n = 7, H = a.heads, D = a.head_dim, rd = 4;
+  a.attn_sink = randn(H, rng), a.wq_a = randn(size_t(a.q_lora) * a.dim, rng, 0.4f), a.q_norm = randn(a.q_lora, rng);
+  a.wq_b = randn(size_t(H) * D * a.q_lora, rng, 0.4f), a.wkv = randn(size_t(D) * a.dim, rng, 0.4f);
+  a.kv_norm = randn(D, rng), a.wo_a = randn(size_t(a.groups) * a.o_lora * (H * D / a.groups), rng, 0.4f);
+  a.wo_b = randn(size_t(a.dim) * a.groups * a.o_lora, rng, 0.4f);
+  AttentionF32 g = a;
+  for (auto* v : {&g.attn_sink, &g.wq_a, &g.q_norm, &g.wq_b, &g.wkv, &g.kv_norm, &g.wo_a, &g.wo_b})
+    std::fill(v->begin(), v->end(), 0.0f);
+  const Rope rope(rd, 10000.0, 0, 1, 0, 0);
+  ModelConfig c;
+  c.hidden_size = a.dim, c.num_attention_heads = H, c.head_dim = D, c.qk_rope_head_dim = rd;
+  c.sliding_window = a.window, c.q_lora_rank = a.q_lora, c.rms_norm_eps = a.eps, c.o_groups = a.groups;
+  c.o_lora_rank = a.o_lora;
+  std::vector<float> x = randn(size_t(n) * a.dim, rng), probe = randn(size_t(n) * a.dim, rng);
+  auto loss = [&] {
+    auto view = [](int out, int in, const std::vector<float>& w) {
+      Linear l;
+      l.format = WeightFormat::f32, l.out = out, l.in = in, l.weight = reinterpret_cast<const uint8_t*>(w.data());
+      return l;
+    };
+    BlockWeights b;
+    AttentionWeights& w = b.attn;
+    w.attn_sink = a.attn_sink, w.q_norm = a.q_norm, w.kv_norm = a.kv_norm;
+    w.wq_a = view(a.q_lora, a.dim, a.wq_a), w.wq_b = view(H * D, a.q_lora, a.wq_b), w.wkv = view(D, a.dim, a.wkv);
+    w.wo_a = view(a.groups * a.o_lora, H * D / a.groups, a.wo_a), w.wo_b = view(a.dim, a.groups * a.o_lora, a.wo_b);
+    LayerCache cache;
+    layer_cache_init(b, c, false, cache);
+    std::vector<float> out(x.size());
+    attention_forward(w, 0, c, rope, x, n, 0, false, cache, out);
+    return loss_of(out, probe);
+  };
+  std::vector<float> dx(x.size());
+  attention_swa_backward(a, rope, x, n, probe, g, dx);
+  check_grad("attention layer dx", x, dx, loss, 5e-3f);
+  check_grad("attention layer dsink", a.attn_sink, g.attn_sink, loss, 5e-3f);
+  check_grad("attention layer dwq_a", a.wq_a, g.wq_a, loss, 5e-3f);
+  check_grad("attention layer dq_norm", a.q_norm, g.q_norm, loss, 5e-3f);
+  check_grad("attention layer dwq_b", a.wq_b, g.wq_b, loss, 5e-3f);
+  check_grad("attention layer dwkv", a.wkv, g.wkv, loss, 5e-3f);
+  check_grad("attention layer dkv_norm", a.kv_norm, g.kv_norm, loss, 5e-3f);
+  check_grad("attention layer dwo_a", a.wo_a, g.wo_a, loss, 5e-3f);
+  check_grad("attention layer dwo_b", a.wo_b, g.wo_b, loss, 5e-3f);
 }
 
 }  // namespace
