@@ -1,3 +1,6 @@
+// Recomputes the layer forward keeping every intermediate (q before and after its norms, kv,
+// o, the low-rank output), then walks it back: wo_b, wo_a per group, each (token, head) over its
+// window, then the kv and q paths.
 #include "train/attention_backward.h"
 
 #include <algorithm>

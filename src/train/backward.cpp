@@ -1,3 +1,5 @@
+// Plain double-accumulating loops: the training pieces favour clarity over speed until the
+// trainer needs it (then the SIMD kernels of src/quant take over, tested against these).
 #include "train/backward.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Word/TAG tokens back to printed English: which tokens glue to their left or right neighbour.
 #include "train/brown.h"
 
 #include <algorithm>

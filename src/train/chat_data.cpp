@@ -1,3 +1,5 @@
+// Task generators (each returns user text, worked reasoning and answer, all computed) and the
+// rendering of each conversation with chat/encode in a reasoning mode drawn per example.
 #include "train/chat_data.h"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// Recomputes projections and pooled entries, then for each block: RoPE back, RMSNorm back, the
+// per-dimension softmax pooling back, scattered to the tokens (and columns) the block read.
 #include "train/compressor_backward.h"
 
 #include <cmath>

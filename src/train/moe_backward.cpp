@@ -1,3 +1,5 @@
+// Recomputes each chosen expert's forward in float, then walks it back; the routing weights
+// and the gate last, since every expert's dL/dweight feeds them.
 #include "train/moe_backward.h"
 
 #include <algorithm>

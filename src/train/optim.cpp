@@ -1,3 +1,5 @@
+// The optimizers in plain loops; Newton-Schulz multiplies with double accumulation (the
+// matrices trained here are small).
 #include "train/optim.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Axes, nice ticks and a legend with GD's built-in small font; curves as 2-pixel polylines.
 #include "train/plot.h"
 
 #include <gd.h>
