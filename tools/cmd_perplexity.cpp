@@ -4,12 +4,11 @@
 // windows of --ctx tokens, each starting a fresh session.
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "core/check.h"
+#include "core/read_file.h"
 #include "core/thread_pool.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -31,15 +30,12 @@ constexpr int kChunk = 256;  // tokens per forward call
 int run(const PerplexityArgs& a) {
   set_num_threads(a.threads);
   DSV4_CHECK(a.ctx >= 2, "--ctx must be at least 2");
-  std::ifstream in(a.text_file, std::ios::binary);
-  DSV4_CHECK(in, a.text_file, ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string content = read_file(a.text_file);
   const Engine engine(a.model_dir);
   const Model& model = engine.model();
   std::vector<int> ids;
   if (engine.bos_id() >= 0) ids.push_back(engine.bos_id());
-  const std::vector<int> text = engine.tokenizer().encode(ss.str());
+  const std::vector<int> text = engine.tokenizer().encode(content);
   ids.insert(ids.end(), text.begin(), text.end());
   DSV4_CHECK(ids.size() >= 2, a.text_file, ": no tokens to score (the text is empty)");
 

@@ -3,9 +3,9 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "core/check.h"
+#include "core/read_file.h"
 #include "tools/commands.h"
 #include "train/brown.h"
 
@@ -26,11 +26,7 @@ int run(const PrepareBrownArgs& a) {
   DSV4_CHECK(held, a.held_out, ": cannot open for writing");
   size_t bytes[2] = {0, 0}, count[2] = {0, 0};
   for (size_t i = 0; i < files.size(); ++i) {
-    std::ifstream in(files[i], std::ios::binary);
-    DSV4_CHECK(in, files[i], ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::string text = brown_to_text(ss.str());
+    const std::string text = brown_to_text(read_file(files[i]));
     const bool held_out = i % static_cast<size_t>(a.every) == static_cast<size_t>(a.every) - 1;  // every n-th file, across genres
     (held_out ? held : train) << text << "\n";
     bytes[held_out] += text.size();

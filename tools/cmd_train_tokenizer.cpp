@@ -3,9 +3,9 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "core/check.h"
+#include "core/read_file.h"
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/commands.h"
@@ -25,14 +25,7 @@ int run(const TrainTokenizerArgs& a) {
   const int fixed = static_cast<int>(v4_special_tokens().size()) + 256;
   DSV4_CHECK(a.vocab_size >= fixed, "--vocab-size must be at least ", fixed, " (the special tokens and the 256 bytes)");
   std::string text;
-  for (const std::string& f : a.text_files) {
-    std::ifstream in(f, std::ios::binary);
-    DSV4_CHECK(in, f, ": cannot open");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text += ss.str();
-    text += "\n";
-  }
+  for (const std::string& f : a.text_files) text += read_file(f) + "\n";
   ProgressBar bar("train-tokenizer");
   const auto merges = train_bpe(text, a.vocab_size - fixed, a.min_count, [&](double f) { bar.update(f); });
   bar.done();

@@ -1,11 +1,10 @@
 // config.json -> ModelConfig, with every key's presence, type and range checked.
 #include "io/config.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/check.h"
+#include "core/read_file.h"
 
 namespace dsv4 {
 
@@ -143,12 +142,6 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   return c;
 }
 
-ModelConfig load_config(const std::string& path) {
-  std::ifstream in(path);
-  DSV4_CHECK(in.good(), path, ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
-}
+ModelConfig load_config(const std::string& path) { return parse_config(read_file(path), path); }
 
 }  // namespace dsv4

@@ -6,12 +6,11 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/check.h"
+#include "core/read_file.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
 
@@ -80,13 +79,7 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
-Tokenizer Tokenizer::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  DSV4_CHECK(in.good(), path, ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json(ss.str(), path);
-}
+Tokenizer Tokenizer::load(const std::string& path) { return from_json(read_file(path), path); }
 
 Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where) {
   json j;
