@@ -19,6 +19,7 @@
 #include "model/tensor_spec.h"
 #include "model/weights.h"
 #include "quant/formats.h"
+#include "quant/linear.h"
 
 namespace dsv4 {
 
@@ -54,29 +55,25 @@ std::vector<uint8_t> slice(const TensorView& t, int dim, int rank, int world) {
   return out;
 }
 
-float scale_value(const TensorView& s, size_t i) {
-  if (s.dtype == DType::F32) {
-    float v;
-    std::memcpy(&v, s.data + 4 * i, 4);
-    return v;
-  }
-  return ue8m0_to_f32(s.data[i]);
-}
-
-// wo_a rows [row0, row0 + rows) dequantized (e4m3 times its 128x128 scale) and rounded to
-// BF16 (exact for ue8m0 scales: a power of two times an e4m3 value).
+// wo_a rows [row0, row0 + rows) dequantized (Linear::dequant_row: e4m3 times its 128x128
+// scale) and rounded to BF16 (exact for ue8m0 scales: a power of two times an e4m3 value).
 std::vector<uint8_t> dequantize_rows(const TensorView& w, const TensorView& s, long long row0, long long rows) {
-  const long long in = w.shape[1], sb_cols = (in + 127) / 128;
-  std::vector<uint8_t> out(static_cast<size_t>(rows * in) * 2);
-  for (long long r = 0; r < rows; ++r)
-    for (long long k = 0; k < in; ++k) {
-      const long long row = row0 + r;
-      const float v = e4m3_to_f32(w.data[row * in + k]) * scale_value(s, static_cast<size_t>(row / 128 * sb_cols + k / 128));
-      // Round to nearest even on the upper 16 bits (the values are finite).
-      const uint32_t b = f32_to_bits(v);
-      const uint16_t h = static_cast<uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-      std::memcpy(out.data() + 2 * (r * in + k), &h, 2);
+  Linear l;
+  l.format = WeightFormat::fp8;
+  l.out = static_cast<int>(w.shape[0]);
+  l.in = static_cast<int>(w.shape[1]);
+  l.weight = w.data;
+  l.scale = s.data;
+  l.scale_f32 = s.dtype == DType::F32;
+  std::vector<uint8_t> out(static_cast<size_t>(rows * l.in) * 2);
+  std::vector<float> row(l.in);
+  for (long long r = 0; r < rows; ++r) {
+    l.dequant_row(static_cast<int>(row0 + r), row.data());
+    for (int k = 0; k < l.in; ++k) {
+      const uint16_t h = f32_to_bf16(row[k]);
+      std::memcpy(out.data() + 2 * (r * l.in + k), &h, 2);
     }
+  }
   return out;
 }
 

@@ -47,12 +47,6 @@ std::string config_for(const Shape& s) {
   return c.dump(2);
 }
 
-uint16_t to_bf16(float f) {  // round to nearest even
-  uint32_t b = f32_to_bits(f);
-  b += 0x7FFF + ((b >> 16) & 1);
-  return static_cast<uint16_t>(b >> 16);
-}
-
 template <typename T>
 std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
   std::vector<uint8_t> out(v.size() * sizeof(T));
@@ -221,7 +215,7 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
       bytes = as_bytes(v);
     } else {
       std::vector<uint16_t> b(n);
-      for (size_t k = 0; k < n; ++k) b[k] = to_bf16(v[k]);
+      for (size_t k = 0; k < n; ++k) b[k] = f32_to_bf16(v[k]);
       bytes = as_bytes(b);
     }
   };

@@ -21,6 +21,11 @@ inline uint32_t f32_to_bits(float f) {
 }
 
 inline float bf16_to_f32(uint16_t v) { return bits_to_f32(static_cast<uint32_t>(v) << 16); }
+// Round to nearest even on the upper 16 bits (finite values).
+inline uint16_t f32_to_bf16(float f) {
+  const uint32_t b = f32_to_bits(f);
+  return static_cast<uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+}
 float f16_to_f32(uint16_t v);
 
 // Decode tables; index = stored byte (e4m3) or nibble (e2m1).
