@@ -4,7 +4,6 @@
 #include "tokenizer/bpe_train.h"
 
 #include <nlohmann/json.hpp>
-#include <array>
 #include <queue>
 #include <tuple>
 #include <unordered_map>
@@ -12,27 +11,10 @@
 
 #include "core/check.h"
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/utf8.h"
 
 namespace dsv4 {
 
 namespace {
-
-// GPT-2's byte-level alphabet: printable bytes stand for themselves, the others for 256 + n.
-std::string byte_level(const std::string& raw) {
-  static const auto cp = [] {
-    std::array<uint32_t, 256> t{};
-    uint32_t next = 256;
-    for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-      t[b] = printable ? b : next++;
-    }
-    return t;
-  }();
-  std::string out;
-  for (unsigned char c : raw) utf8_append(out, cp[c]);
-  return out;
-}
 
 uint64_t key(int a, int b) { return static_cast<uint64_t>(a) << 32 | static_cast<uint32_t>(b); }
 
@@ -57,13 +39,13 @@ std::string byte_level_tokenizer_json(const std::vector<std::pair<std::string, s
                      {"rstrip", false}, {"normalized", false}, {"special", true}});
   }
   size_t id = specials.size();
-  for (int b = 0; b < 256; ++b) vocab[byte_level(std::string(1, static_cast<char>(b)))] = id++;
+  for (int b = 0; b < 256; ++b) vocab[Tokenizer::byte_level_text(std::string(1, static_cast<char>(b)))] = id++;
   nlohmann::ordered_json merge_list = nlohmann::ordered_json::array();
   for (const auto& [a, b] : merges) {
-    const std::string t = byte_level(a + b);
+    const std::string t = Tokenizer::byte_level_text(a + b);
     DSV4_CHECK(!vocab.contains(t), "merge '", a, "' + '", b, "' makes a token the vocabulary has");
     vocab[t] = id++;
-    merge_list.push_back(byte_level(a) + " " + byte_level(b));
+    merge_list.push_back(Tokenizer::byte_level_text(a) + " " + Tokenizer::byte_level_text(b));
   }
   // The same pre-tokenizer as DeepSeek's tokenizer.json.
   const nlohmann::ordered_json split = {

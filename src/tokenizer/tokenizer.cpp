@@ -79,6 +79,12 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
+std::string Tokenizer::byte_level_text(std::string_view raw) {
+  std::string out;
+  for (unsigned char c : raw) utf8_append(out, alphabet().byte_to_cp[c]);
+  return out;
+}
+
 Tokenizer Tokenizer::load(const std::string& path) { return from_json(read_file(path), path); }
 
 Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where) {

@@ -34,6 +34,8 @@ class Tokenizer {
   std::vector<std::string_view> pretokenize(std::string_view text) const;
 
   int vocab_size() const { return static_cast<int>(id_to_token_.size()); }
+  // Raw bytes in the byte-level alphabet vocab and merges are written in (GPT-2's).
+  static std::string byte_level_text(std::string_view raw);
   // The id of an added / special token by its text, or -1.
   int special_id(const std::string& content) const;
 
