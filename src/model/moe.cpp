@@ -18,11 +18,7 @@ namespace {
 float score_fn(ScoreFunc f, float z) {
   switch (f) {
     case ScoreFunc::sigmoid: return 1.0f / (1.0f + std::exp(-z));
-    case ScoreFunc::sqrtsoftplus: {
-      // softplus as torch computes it: linear above threshold 20.
-      const float sp = z > 20.0f ? z : std::log1p(std::exp(z));
-      return std::sqrt(sp);
-    }
+    case ScoreFunc::sqrtsoftplus: return sqrt_softplus(z);
     case ScoreFunc::softmax: return z;  // normalised over experts by the caller
   }
   return z;

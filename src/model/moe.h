@@ -5,12 +5,20 @@
 // expert is added unweighted.
 #pragma once
 
+#include <cmath>
 #include <span>
 
 #include "io/config.h"
 #include "model/weights.h"
 
 namespace dsv4 {
+
+// The sqrtsoftplus gate score, softplus as torch computes it (linear above 20); float in the
+// model, double in the trainer's backward.
+template <typename T>
+T sqrt_softplus(T z) {
+  return std::sqrt(z > T(20) ? z : std::log1p(std::exp(z)));
+}
 
 // x: [n, dim] (ffn_norm output), tokens: [n] -> out: [n, dim].
 void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> x,

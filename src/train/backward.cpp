@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "model/moe.h"
 #include "ops/rope.h"
 
 namespace dsv4 {
@@ -188,10 +189,9 @@ void rope_backward(const Rope& rope, std::span<float> dx, long long pos, bool in
 
 void routing_weights_backward(std::span<const float> logits, std::span<const int> chosen, float route_scale,
                               std::span<const float> dweights, std::span<float> dlogits) {
-  auto softplus = [](double z) { return z > 20 ? z : std::log1p(std::exp(z)); };
   std::vector<double> s(chosen.size());
   double total = 0;
-  for (size_t k = 0; k < chosen.size(); ++k) total += (s[k] = std::sqrt(softplus(logits[chosen[k]])));
+  for (size_t k = 0; k < chosen.size(); ++k) total += (s[k] = sqrt_softplus<double>(logits[chosen[k]]));
   double dot = 0;
   for (size_t k = 0; k < chosen.size(); ++k) dot += dweights[k] * s[k];
   for (size_t k = 0; k < chosen.size(); ++k) {

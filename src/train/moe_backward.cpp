@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "model/moe.h"
 #include "train/backward.h"
 
 namespace dsv4 {
@@ -48,10 +49,7 @@ void moe_token_backward(const MoeF32& m, const ModelConfig& c, std::span<const f
   // The routing weights of the chosen experts, as model/moe.cpp computes them.
   std::vector<double> s(chosen.size());
   double total = 0;
-  for (size_t k = 0; k < chosen.size(); ++k) {
-    const double z = logits[chosen[k]];
-    total += (s[k] = std::sqrt(z > 20 ? z : std::log1p(std::exp(z))));
-  }
+  for (size_t k = 0; k < chosen.size(); ++k) total += (s[k] = sqrt_softplus<double>(logits[chosen[k]]));
   std::fill(dx.begin(), dx.end(), 0.0f);
   std::vector<float> dweights(chosen.size());
   for (size_t k = 0; k < chosen.size(); ++k)
