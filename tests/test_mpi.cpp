@@ -44,11 +44,12 @@ class Mpi : public ::testing::Test {
   static std::string mpirun(int np, const std::string& args, const std::string& env = "") {
     return launcher(np, env) + " " + args;
   }
-  // Prefill, decode and MTP logits rows of kIds, written by `dsv4 logits` started by `dsv4`.
+  // Prefill, decode and MTP logits rows of ids (prefill P), written by `dsv4 logits` started by
+  // `dsv4` (a binary or an mpirun launcher).
   static std::vector<float> logits(const std::string& dsv4, const std::string& model, const std::string& flags,
-                                   const std::string& out) {
-    const auto r = test::run_command(dsv4 + " logits -m " + model + " --ids " + kIds + " --prefill 12 -o " + out +
-                                     " --mtp-out " + out + ".mtp --threads 1 " + flags);
+                                   const std::string& out, const std::string& ids = kIds, int prefill = 12) {
+    const auto r = test::run_command(dsv4 + " logits -m " + model + " --ids " + ids + " --prefill " +
+                                     std::to_string(prefill) + " -o " + out + " --mtp-out " + out + ".mtp --threads 1 " + flags);
     EXPECT_EQ(r.status, 0) << r.output;
     std::string bytes = test::read_file(out) + test::read_file(out + ".mtp");
     std::vector<float> rows(bytes.size() / 4);
@@ -91,17 +92,8 @@ TEST_F(Mpi, GoldenCasesOnTwoAndFourRanksGiveTheSingleProcessLogits) {
     for (int t : test::ints(g, "tokens")) ids += (ids.empty() ? "" : ",") + std::to_string(t);
     const std::string conv = dir("golden-" + name + "-" + std::to_string(np));
     convert_checkpoint({test::golden_dir(name), conv, np, false});
-    auto rows = [&](const std::string& dsv4, const std::string& model, const std::string& out) {
-      const auto r = test::run_command(dsv4 + " logits -m " + model + " --ids " + ids + " --prefill " +
-                                       std::to_string(P) + " -o " + out + " --mtp-out " + out + ".mtp --threads 1 --no-act-quant");
-      EXPECT_EQ(r.status, 0) << r.output;
-      const std::string bytes = test::read_file(out) + test::read_file(out + ".mtp");
-      std::vector<float> v(bytes.size() / 4);
-      std::memcpy(v.data(), bytes.data(), v.size() * 4);
-      return v;
-    };
-    const std::vector<float> one = rows(test::dsv4_binary(), test::golden_dir(name), dir("g1.bin"));
-    const std::vector<float> two = rows(launcher(np), conv, dir("g2.bin"));
+    const std::vector<float> one = logits(test::dsv4_binary(), test::golden_dir(name), "--no-act-quant", dir("g1.bin"), ids, P);
+    const std::vector<float> two = logits(launcher(np), conv, "--no-act-quant", dir("g2.bin"), ids, P);
     ASSERT_FALSE(one.empty());
     ASSERT_EQ(one.size(), two.size()) << name;
     double worst = 0;
