@@ -261,20 +261,25 @@ void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_bl
   // The inputs block by block ([in / 128][n][128], the last block zero-padded): a tile's
   // tokens then lie side by side instead of `in` floats apart (a multiple of 4 KiB for the
   // usual widths, which maps them all to the same L1 sets). FP4 weights decode as even / odd
-  // halves: their inputs are permuted to match.
-  const int n_blocks = (w.in + 127) / 128;
-  std::vector<float> packed(static_cast<size_t>(n_blocks) * n * 128, 0.0f);
-  for (int t = 0; t < n; ++t)
-    for (int kb = 0; kb < n_blocks; ++kb) {
-      const float* src = xq + static_cast<size_t>(t) * w.in + kb * 128;
-      float* dst = packed.data() + (static_cast<size_t>(kb) * n + t) * 128;
-      if (w.format == WeightFormat::fp4) {
-        for (int p = 0; p < 128; ++p) dst[p] = src[p / 64 * 64 + kFp4Order[p % 64]];
-      } else {
-        std::copy_n(src, std::min(128, w.in - kb * 128), dst);
+  // halves: their inputs are permuted to match. One token of other weights is already in that
+  // layout (the GEMV reads no padding), so the decode step copies nothing.
+  const float* x = xq;
+  std::vector<float> packed;
+  if (n > 1 || w.format == WeightFormat::fp4) {
+    const int n_blocks = (w.in + 127) / 128;
+    packed.assign(static_cast<size_t>(n_blocks) * n * 128, 0.0f);
+    for (int t = 0; t < n; ++t)
+      for (int kb = 0; kb < n_blocks; ++kb) {
+        const float* src = xq + static_cast<size_t>(t) * w.in + kb * 128;
+        float* dst = packed.data() + (static_cast<size_t>(kb) * n + t) * 128;
+        if (w.format == WeightFormat::fp4) {
+          for (int p = 0; p < 128; ++p) dst[p] = src[p / 64 * 64 + kFp4Order[p % 64]];
+        } else {
+          std::copy_n(src, std::min(128, w.in - kb * 128), dst);
+        }
       }
-    }
-  const float* x = packed.data();
+    x = packed.data();
+  }
   const float* s = quantize_input ? sa : nullptr;
   switch (w.format) {
     case WeightFormat::fp8: return run<WeightFormat::fp8>(w, x, s, n_act_blocks, n, row_begin, rows, y);
