@@ -188,6 +188,24 @@ TEST(Backward, LinearMatchesFiniteDifferences) {
   check_grad("linear dw", w, dw, loss);
 }
 
+TEST(Backward, FastLinearMatchesTheReferenceLoops) {
+  // The trainer's matrix products (production F32 kernels, padded) against the plain loops,
+  // on shapes that are and are not multiples of the kernels' width.
+  std::mt19937 rng(30);
+  for (auto [n, in, out] : {std::tuple{1, 16, 3}, {5, 8, 5}, {37, 64, 48}, {130, 33, 17}}) {
+    std::vector<float> x = randn(size_t(n) * in, rng), w = randn(size_t(out) * in, rng), dy = randn(size_t(n) * out, rng);
+    std::vector<float> y(size_t(n) * out), yr(y.size());
+    linear_forward(x, w, n, in, out, y);
+    linear_forward_reference(x, w, n, in, out, yr);
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], yr[i], 1e-4 * std::sqrt(in)) << n << "x" << in << "x" << out;
+    std::vector<float> dx(x.size()), dxr(x.size()), dw(w.size(), 0.5f), dwr(w.size(), 0.5f);
+    linear_backward(x, w, dy, n, in, out, dx, dw);
+    linear_backward_reference(x, w, dy, n, in, out, dxr, dwr);
+    for (size_t i = 0; i < dx.size(); ++i) ASSERT_NEAR(dx[i], dxr[i], 1e-4 * std::sqrt(out)) << "dx " << i;
+    for (size_t i = 0; i < dw.size(); ++i) ASSERT_NEAR(dw[i], dwr[i], 1e-4 * std::sqrt(n)) << "dw " << i;
+  }
+}
+
 TEST(Backward, RmsNormMatchesFiniteDifferences) {
   std::mt19937 rng(4);
   const int rows = 3, dim = 16;

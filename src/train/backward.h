@@ -12,11 +12,21 @@ namespace dsv4 {
 
 class Rope;
 
+// C [m, p] = A [m, k] . B [p, k]^T in float through the production F32 kernels of
+// quant/linear.h (threaded, SIMD; k padded with zeros to their width): every matrix product of
+// the trainer goes through it.
+void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c);
+
 // y [n, out] = x [n, in] . w [out, in]^T
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y);
 // dx [n, in] = dy . w (overwritten); dw [out, in] += dy^T . x
 void linear_backward(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n, int in,
                      int out, std::span<float> dx, std::span<float> dw);
+// The same as plain double-accumulating loops: the definition the fast ones are tested against.
+void linear_forward_reference(std::span<const float> x, std::span<const float> w, int n, int in, int out,
+                              std::span<float> y);
+void linear_backward_reference(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n,
+                               int in, int out, std::span<float> dx, std::span<float> dw);
 
 // y = x / sqrt(mean(x^2) + eps) * weight, per row of width dim (weight may be empty: no scale).
 void rmsnorm_forward(std::span<const float> x, std::span<const float> weight, float eps, int dim, std::span<float> y);
