@@ -607,54 +607,137 @@ TEST(Backward, CompressorMatchesFiniteDifferencesOfTheProductionForward) {
   }
 }
 
-TEST(Backward, SlidingWindowAttentionMatchesFiniteDifferencesOfTheProductionForward) {
-  // model/attention.cpp's attention_forward for a pure sliding-window layer in smooth mode, float
-  // weights, 7 tokens with a window of 4 (so the window truncates), 4 heads in 2 output groups.
-  std::mt19937 rng(17);
+// A random attention layer of the given kind (ratio 0: window only, 4: CSA, 8: HCA) and the
+// production forward of model/attention.cpp on its float weights (smooth mode).
+struct AttentionCase {
   AttentionF32 a;
-  a.dim = 16, a.heads = 4, a.head_dim = 8, a.q_lora = 12, a.groups = 2, a.o_lora = 6, a.window = 4;
-  const int n = 7, H = a.heads, D = a.head_dim, rd = 4;
-  a.attn_sink = randn(H, rng), a.wq_a = randn(size_t(a.q_lora) * a.dim, rng, 0.4f), a.q_norm = randn(a.q_lora, rng);
-  a.wq_b = randn(size_t(H) * D * a.q_lora, rng, 0.4f), a.wkv = randn(size_t(D) * a.dim, rng, 0.4f);
-  a.kv_norm = randn(D, rng), a.wo_a = randn(size_t(a.groups) * a.o_lora * (H * D / a.groups), rng, 0.4f);
-  a.wo_b = randn(size_t(a.dim) * a.groups * a.o_lora, rng, 0.4f);
-  AttentionF32 g = a;
-  for (auto* v : {&g.attn_sink, &g.wq_a, &g.q_norm, &g.wq_b, &g.wkv, &g.kv_norm, &g.wo_a, &g.wo_b})
-    std::fill(v->begin(), v->end(), 0.0f);
-  const Rope rope(rd, 10000.0, 0, 1, 0, 0);
   ModelConfig c;
-  c.hidden_size = a.dim, c.num_attention_heads = H, c.head_dim = D, c.qk_rope_head_dim = rd;
-  c.sliding_window = a.window, c.q_lora_rank = a.q_lora, c.rms_norm_eps = a.eps, c.o_groups = a.groups;
-  c.o_lora_rank = a.o_lora;
-  std::vector<float> x = randn(size_t(n) * a.dim, rng), probe = randn(size_t(n) * a.dim, rng);
-  auto loss = [&] {
+  Rope rope{4, 10000.0, 0, 1, 0, 0};
+
+  AttentionCase(int ratio, int index_topk, std::mt19937& rng) {
+    a.dim = 16, a.heads = 4, a.head_dim = 8, a.q_lora = 12, a.groups = 2, a.o_lora = 6, a.window = 4, a.ratio = ratio;
+    const int H = a.heads, D = a.head_dim;
+    a.attn_sink = randn(H, rng), a.wq_a = randn(size_t(a.q_lora) * a.dim, rng, 0.4f), a.q_norm = randn(a.q_lora, rng);
+    a.wq_b = randn(size_t(H) * D * a.q_lora, rng, 0.4f), a.wkv = randn(size_t(D) * a.dim, rng, 0.4f);
+    a.kv_norm = randn(D, rng), a.wo_a = randn(size_t(a.groups) * a.o_lora * (H * D / a.groups), rng, 0.4f);
+    a.wo_b = randn(size_t(a.dim) * a.groups * a.o_lora, rng, 0.4f);
+    auto compressor = [&](int hd) {
+      CompressorF32 k;
+      k.ratio = ratio, k.head_dim = hd, k.dim = a.dim, k.overlap = ratio == 4;
+      k.ape = randn(size_t(ratio) * k.width(), rng, 0.5f), k.wkv = randn(size_t(k.width()) * a.dim, rng, 0.4f);
+      k.wgate = randn(k.wkv.size(), rng, 0.4f), k.norm = randn(hd, rng);
+      return k;
+    };
+    if (ratio > 0) a.compressor = compressor(D);
+    if (ratio == 4) {
+      a.indexer.heads = 2, a.indexer.head_dim = 8, a.indexer.topk = index_topk;
+      a.indexer.wq_b = randn(size_t(2) * 8 * a.q_lora, rng, 0.4f), a.indexer.weights_proj = randn(size_t(2) * a.dim, rng, 0.4f);
+      a.indexer.compressor = compressor(8);
+    }
+    c.hidden_size = a.dim, c.num_attention_heads = H, c.head_dim = D, c.qk_rope_head_dim = rope.dim();
+    c.sliding_window = a.window, c.q_lora_rank = a.q_lora, c.rms_norm_eps = a.eps, c.o_groups = a.groups;
+    c.o_lora_rank = a.o_lora, c.index_n_heads = 2, c.index_head_dim = 8, c.index_topk = index_topk;
+  }
+
+  AttentionF32 zero_grads() const {
+    AttentionF32 g = a;
+    for (auto* v : {&g.attn_sink, &g.wq_a, &g.q_norm, &g.wq_b, &g.wkv, &g.kv_norm, &g.wo_a, &g.wo_b, &g.indexer.wq_b,
+                    &g.indexer.weights_proj})
+      std::fill(v->begin(), v->end(), 0.0f);
+    for (CompressorF32* k : {&g.compressor, &g.indexer.compressor})
+      for (auto* v : {&k->ape, &k->wkv, &k->wgate, &k->norm}) std::fill(v->begin(), v->end(), 0.0f);
+    return g;
+  }
+
+  // The production forward.
+  std::vector<float> production(const std::vector<float>& x, int n) const {
     auto view = [](int out, int in, const std::vector<float>& w) {
       Linear l;
       l.format = WeightFormat::f32, l.out = out, l.in = in, l.weight = reinterpret_cast<const uint8_t*>(w.data());
       return l;
     };
+    auto compressor = [&](const CompressorF32& k) {
+      CompressorWeights w;
+      w.ratio = k.ratio, w.head_dim = k.head_dim, w.overlap = k.overlap, w.ape = k.ape, w.norm = k.norm;
+      w.wkv = view(k.width(), k.dim, k.wkv), w.wgate = view(k.width(), k.dim, k.wgate);
+      return w;
+    };
+    const int H = a.heads, D = a.head_dim;
     BlockWeights b;
     AttentionWeights& w = b.attn;
     w.attn_sink = a.attn_sink, w.q_norm = a.q_norm, w.kv_norm = a.kv_norm;
     w.wq_a = view(a.q_lora, a.dim, a.wq_a), w.wq_b = view(H * D, a.q_lora, a.wq_b), w.wkv = view(D, a.dim, a.wkv);
     w.wo_a = view(a.groups * a.o_lora, H * D / a.groups, a.wo_a), w.wo_b = view(a.dim, a.groups * a.o_lora, a.wo_b);
+    if (a.ratio > 0) w.compressor = compressor(a.compressor);
+    if (a.ratio == 4)
+      w.indexer = IndexerWeights{view(2 * 8, a.q_lora, a.indexer.wq_b), view(2, a.dim, a.indexer.weights_proj),
+                                 compressor(a.indexer.compressor)};
     LayerCache cache;
     layer_cache_init(b, c, false, cache);
     std::vector<float> out(x.size());
-    attention_forward(w, 0, c, rope, x, n, 0, false, cache, out);
-    return loss_of(out, probe);
-  };
-  std::vector<float> dx(x.size());
-  attention_swa_backward(a, rope, x, n, probe, g, dx);
-  check_grad("attention layer dx", x, dx, loss, 5e-3f);
-  check_grad("attention layer dsink", a.attn_sink, g.attn_sink, loss, 5e-3f);
-  check_grad("attention layer dwq_a", a.wq_a, g.wq_a, loss, 5e-3f);
-  check_grad("attention layer dq_norm", a.q_norm, g.q_norm, loss, 5e-3f);
-  check_grad("attention layer dwq_b", a.wq_b, g.wq_b, loss, 5e-3f);
-  check_grad("attention layer dwkv", a.wkv, g.wkv, loss, 5e-3f);
-  check_grad("attention layer dkv_norm", a.kv_norm, g.kv_norm, loss, 5e-3f);
-  check_grad("attention layer dwo_a", a.wo_a, g.wo_a, loss, 5e-3f);
-  check_grad("attention layer dwo_b", a.wo_b, g.wo_b, loss, 5e-3f);
+    attention_forward(w, a.ratio, c, rope, x, n, 0, false, cache, out);
+    return out;
+  }
+};
+
+TEST(Backward, AttentionLayersMatchFiniteDifferencesOfTheProductionForward) {
+  // Every kind of layer, 7 .. 20 tokens with a window of 4 (so the window truncates), 4 heads
+  // in 2 output groups; CSA with a top-k that keeps every entry (the choice is not
+  // differentiated, so a perturbation must not flip it).
+  for (auto [ratio, n] : {std::pair{0, 7}, {8, 20}, {4, 14}}) {
+    std::mt19937 rng(17 + ratio);
+    AttentionCase k(ratio, /*index_topk=*/8, rng);
+    AttentionF32& a = k.a;
+    AttentionF32 g = k.zero_grads();
+    std::vector<float> x = randn(size_t(n) * a.dim, rng), probe = randn(size_t(n) * a.dim, rng);
+    // The training forward is the production forward.
+    std::vector<float> ours(x.size());
+    attention_forward_f32(a, k.rope, x, n, ours);
+    const std::vector<float> theirs = k.production(x, n);
+    for (size_t i = 0; i < ours.size(); ++i) ASSERT_NEAR(ours[i], theirs[i], 2e-5) << "ratio " << ratio << " at " << i;
+    auto loss = [&] { return loss_of(k.production(x, n), probe); };
+    std::vector<float> dx(x.size());
+    attention_backward(a, k.rope, x, n, probe, g, dx);
+    const std::string kind = ratio == 0 ? "window" : ratio == 4 ? "CSA" : "HCA";
+    auto check = [&](const char* what, std::vector<float>& p, std::vector<float>& gp) {
+      check_grad((kind + " attention " + what).c_str(), p, gp, loss, 5e-3f);
+    };
+    check("dx", x, dx);
+    check("dsink", a.attn_sink, g.attn_sink), check("dwq_a", a.wq_a, g.wq_a), check("dq_norm", a.q_norm, g.q_norm);
+    check("dwq_b", a.wq_b, g.wq_b), check("dwkv", a.wkv, g.wkv), check("dkv_norm", a.kv_norm, g.kv_norm);
+    check("dwo_a", a.wo_a, g.wo_a), check("dwo_b", a.wo_b, g.wo_b);
+    if (ratio > 0) {
+      check("compressor dwkv", a.compressor.wkv, g.compressor.wkv);
+      check("compressor dwgate", a.compressor.wgate, g.compressor.wgate);
+      check("compressor dape", a.compressor.ape, g.compressor.ape);
+      check("compressor dnorm", a.compressor.norm, g.compressor.norm);
+    }
+    if (ratio == 4) {
+      // The indexer's weights take their gradient from its KL loss alone.
+      auto index_loss = [&] { return indexer_loss_f32(a, k.rope, x, n); };
+      IndexerF32& ix = a.indexer;
+      check_grad("indexer dwq_b", ix.wq_b, g.indexer.wq_b, index_loss, 5e-3f);
+      check_grad("indexer dweights_proj", ix.weights_proj, g.indexer.weights_proj, index_loss, 5e-3f);
+      check_grad("indexer compressor dwkv", ix.compressor.wkv, g.indexer.compressor.wkv, index_loss, 5e-3f);
+      check_grad("indexer compressor dape", ix.compressor.ape, g.indexer.compressor.ape, index_loss, 5e-3f);
+    }
+  }
+}
+
+TEST(Backward, TrainingIndexerChoosesTheProductionEntries) {
+  // With a top-k smaller than the entries, the training forward (no Hadamard rotation: both
+  // sides would rotate) attends to the entries the production indexer picks.
+  std::mt19937 rng(40);
+  AttentionCase k(4, /*index_topk=*/2, rng);
+  const int n = 24;
+  std::vector<float> x = randn(size_t(n) * k.a.dim, rng);
+  std::vector<float> ours(x.size());
+  attention_forward_f32(k.a, k.rope, x, n, ours);
+  const std::vector<float> theirs = k.production(x, n);
+  for (size_t i = 0; i < ours.size(); ++i) ASSERT_NEAR(ours[i], theirs[i], 2e-5) << i;
+  const auto chosen = attention_entries_f32(k.a, k.rope, x, n);
+  EXPECT_EQ(chosen[n - 1].size(), 2u);
+  EXPECT_EQ(chosen[2].size(), 0u);
 }
 
 }  // namespace

@@ -1,96 +1,282 @@
-// Recomputes the layer forward keeping every intermediate (q before and after its norms, kv,
-// o, the low-rank output), then walks it back: wo_b, wo_a per group, each (token, head) over its
-// window, then the kv and q paths.
+// One forward keeps every intermediate (q before and after its norms, kv, the compressed
+// entries, the indexer's queries, weights, keys and choice, o, the low-rank output); the
+// backward recomputes it, then walks back: wo_b, wo_a per group, each (token, head) over its
+// keys (and the indexer's KL loss beside it), the compressors, then the kv and q paths. Tokens
+// are spread over the threads in fixed chunks, each accumulating the shared key gradients in
+// its own buffers, summed in chunk order afterwards (the result does not depend on timing).
 #include "train/attention_backward.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "ops/rope.h"
+#include "ops/topk.h"
 #include "train/backward.h"
 
 namespace dsv4 {
 
-void attention_swa_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
-                            std::span<const float> dout, AttentionF32& g, std::span<float> dx) {
-  const int dim = a.dim, H = a.heads, D = a.head_dim, R = a.o_lora, G = a.groups, gw = H / G * D, rd = rope.dim();
-  DSV4_CHECK(x.size() == size_t(n) * dim && dout.size() == x.size() && dx.size() == x.size(),
-             "attention_swa_backward: sizes do not match");
-  // Forward, keeping every intermediate.
-  std::vector<float> qa(size_t(n) * a.q_lora), qn(qa.size()), qb(size_t(n) * H * D), q(qb.size());
-  linear_forward(x, a.wq_a, n, dim, a.q_lora, qa);
-  rmsnorm_forward(qa, a.q_norm, a.eps, a.q_lora, qn);
-  linear_forward(qn, a.wq_b, n, a.q_lora, H * D, qb);
-  rmsnorm_forward(qb, {}, a.eps, D, q);
+namespace {
+
+struct Forward {
+  std::vector<float> qa, qn, qb, q;  // [n, q_lora] x 2, [n, H * D] x 2
+  std::vector<float> kva, kv;        // [n, D]
+  std::vector<float> entries;        // [n / ratio, D]
+  std::vector<std::vector<int>> chosen;  // per token, the entries it attends to
+  std::vector<float> iq, iw, ikeys;  // indexer: [n, ih * id] (roped), [n, ih] (scaled), [n / 4, id]
+  std::vector<float> o, low, out;    // [n, H * D], [n, G * R], [n, dim]
+};
+
+float index_weight_scale(const IndexerF32& ix) {
+  return static_cast<float>(std::pow(ix.head_dim, -0.5) * std::pow(ix.heads, -0.5));
+}
+
+// The indexer's queries, weights, keys and choice of entries per token.
+void run_indexer(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n, Forward& f) {
+  const IndexerF32& ix = a.indexer;
+  const int ih = ix.heads, id = ix.head_dim, rd = rope.dim();
+  f.iq.resize(size_t(n) * ih * id);
+  linear_forward(f.qn, ix.wq_b, n, a.q_lora, ih * id, f.iq);
   for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h) rope.apply(q.data() + (size_t(t) * H + h) * D + D - rd, t);
-  std::vector<float> kva(size_t(n) * D), kv(kva.size());
-  linear_forward(x, a.wkv, n, dim, D, kva);
-  rmsnorm_forward(kva, a.kv_norm, a.eps, D, kv);
-  for (int t = 0; t < n; ++t) rope.apply(kv.data() + size_t(t) * D + D - rd, t);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  auto first_key = [&](int t) { return std::max(0, t - a.window + 1); };
-  std::vector<float> o(size_t(n) * H * D);
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h) {
-      const int k0 = first_key(t), nk = t - k0 + 1;
-      attention_head_forward(std::span<const float>(q).subspan((size_t(t) * H + h) * D, D),
-                             std::span<const float>(kv).subspan(size_t(k0) * D, size_t(nk) * D), nk, D, scale,
-                             a.attn_sink[h], rope, t, std::span<float>(o).subspan((size_t(t) * H + h) * D, D));
+    for (int h = 0; h < ih; ++h) rope.apply(f.iq.data() + (size_t(t) * ih + h) * id + id - rd, t);
+  f.iw.resize(size_t(n) * ih);
+  linear_forward(x, ix.weights_proj, n, a.dim, ih, f.iw);
+  const float wscale = index_weight_scale(ix);
+  for (float& v : f.iw) v *= wscale;
+  // The production indexer also Hadamard-rotates queries and keys: a rotation of both sides,
+  // which leaves every q.k (and so the choice) unchanged in float.
+  f.ikeys = compressor_forward_f32(ix.compressor, rope, a.eps, x, n);
+  pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
+    std::vector<float> score;
+    for (size_t t = t0; t < t1; ++t) {
+      const int vis = static_cast<int>((t + 1) / a.ratio);
+      score.assign(vis, 0.0f);
+      for (int b = 0; b < vis; ++b)
+        for (int h = 0; h < ih; ++h) {
+          const float* qh = f.iq.data() + (t * ih + h) * id;
+          const float* kb = f.ikeys.data() + size_t(b) * id;
+          float d = 0;
+          for (int i = 0; i < id; ++i) d += qh[i] * kb[i];
+          score[b] += std::max(d, 0.0f) * f.iw[t * ih + h];
+        }
+      f.chosen[t] = topk_indices(score, ix.topk);
     }
-  // low [n, G * R]: group g of o times wo_a rows [g R, (g + 1) R).
-  std::vector<float> low(size_t(n) * G * R), og(size_t(n) * gw), part(size_t(n) * R);
-  auto group_input = [&](int grp) {
+  });
+}
+
+Forward run_forward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n) {
+  const int dim = a.dim, H = a.heads, D = a.head_dim, R = a.o_lora, G = a.groups, gw = H / G * D, rd = rope.dim();
+  DSV4_CHECK(x.size() == size_t(n) * dim, "attention: x has ", x.size(), " values for ", n, " tokens of ", dim);
+  Forward f;
+  f.qa.resize(size_t(n) * a.q_lora), f.qn.resize(f.qa.size()), f.qb.resize(size_t(n) * H * D), f.q.resize(f.qb.size());
+  linear_forward(x, a.wq_a, n, dim, a.q_lora, f.qa);
+  rmsnorm_forward(f.qa, a.q_norm, a.eps, a.q_lora, f.qn);
+  linear_forward(f.qn, a.wq_b, n, a.q_lora, H * D, f.qb);
+  rmsnorm_forward(f.qb, {}, a.eps, D, f.q);
+  for (int t = 0; t < n; ++t)
+    for (int h = 0; h < H; ++h) rope.apply(f.q.data() + (size_t(t) * H + h) * D + D - rd, t);
+  f.kva.resize(size_t(n) * D), f.kv.resize(f.kva.size());
+  linear_forward(x, a.wkv, n, dim, D, f.kva);
+  rmsnorm_forward(f.kva, a.kv_norm, a.eps, D, f.kv);
+  for (int t = 0; t < n; ++t) rope.apply(f.kv.data() + size_t(t) * D + D - rd, t);
+
+  f.chosen.resize(n);
+  if (a.ratio > 0) f.entries = compressor_forward_f32(a.compressor, rope, a.eps, x, n);
+  if (a.ratio == 4) {
+    run_indexer(a, rope, x, n, f);
+  } else if (a.ratio > 0) {
     for (int t = 0; t < n; ++t)
-      std::copy_n(o.begin() + size_t(t) * H * D + size_t(grp) * gw, gw, og.begin() + size_t(t) * gw);
-  };
-  auto wo_a_rows = [&](const std::vector<float>& w, int grp) {
-    return std::span<const float>(w).subspan(size_t(grp) * R * gw, size_t(R) * gw);
-  };
-  for (int grp = 0; grp < G; ++grp) {
-    group_input(grp);
-    linear_forward(og, wo_a_rows(a.wo_a, grp), n, gw, R, part);
-    for (int t = 0; t < n; ++t) std::copy_n(part.begin() + size_t(t) * R, R, low.begin() + size_t(t) * G * R + size_t(grp) * R);
+      for (int b = 0; b < (t + 1) / a.ratio; ++b) f.chosen[t].push_back(b);
   }
-  // Backward.
-  std::vector<float> dlow(low.size());
-  linear_backward(low, a.wo_b, dout, n, G * R, dim, dlow, g.wo_b);
-  std::vector<float> d_o(o.size(), 0.0f), dog(og.size()), dpart(part.size());
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  f.o.resize(size_t(n) * H * D);
+  pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
+    std::vector<float> keys;
+    for (size_t t = t0; t < t1; ++t) {
+      const int k0 = std::max(0, static_cast<int>(t) - a.window + 1), nw = static_cast<int>(t) - k0 + 1;
+      const int nk = nw + static_cast<int>(f.chosen[t].size());
+      keys.resize(size_t(nk) * D);
+      std::copy_n(f.kv.begin() + size_t(k0) * D, size_t(nw) * D, keys.begin());
+      for (size_t i = 0; i < f.chosen[t].size(); ++i)
+        std::copy_n(f.entries.begin() + size_t(f.chosen[t][i]) * D, D, keys.begin() + (nw + i) * D);
+      for (int h = 0; h < H; ++h)
+        attention_head_forward(std::span<const float>(f.q).subspan((t * H + h) * D, D), keys, nk, D, scale,
+                               a.attn_sink[h], rope, static_cast<long long>(t),
+                               std::span<float>(f.o).subspan((t * H + h) * D, D));
+    }
+  });
+
+  // low [n, G * R]: group g of o times wo_a rows [g R, (g + 1) R).
+  f.low.resize(size_t(n) * G * R);
+  std::vector<float> og(size_t(n) * gw), part(size_t(n) * R);
   for (int grp = 0; grp < G; ++grp) {
-    group_input(grp);
-    for (int t = 0; t < n; ++t) std::copy_n(dlow.begin() + size_t(t) * G * R + size_t(grp) * R, R, dpart.begin() + size_t(t) * R);
-    std::span<float> gw_rows(g.wo_a.data() + size_t(grp) * R * gw, size_t(R) * gw);
-    linear_backward(og, wo_a_rows(a.wo_a, grp), dpart, n, gw, R, dog, gw_rows);
+    for (int t = 0; t < n; ++t)
+      std::copy_n(f.o.begin() + size_t(t) * H * D + size_t(grp) * gw, gw, og.begin() + size_t(t) * gw);
+    linear_forward(og, std::span<const float>(a.wo_a).subspan(size_t(grp) * R * gw, size_t(R) * gw), n, gw, R, part);
+    for (int t = 0; t < n; ++t)
+      std::copy_n(part.begin() + size_t(t) * R, R, f.low.begin() + size_t(t) * G * R + size_t(grp) * R);
+  }
+  f.out.resize(size_t(n) * dim);
+  linear_forward(f.low, a.wo_b, n, G * R, dim, f.out);
+  return f;
+}
+
+// The per-token part of the backward for tokens [t0, t1): attention heads over their keys, and
+// the indexer's KL loss toward those heads' distribution over the chosen entries. dq, diq, diw
+// rows are the chunk's own; dkv, dentries, dikeys, dsink are this chunk's partial sums.
+struct ChunkGrads {
+  std::vector<float> dkv, dentries, dikeys, dsink;
+  double index_loss = 0;
+};
+
+void token_backward(const AttentionF32& a, const Rope& rope, const Forward& f, std::span<const float> d_o, size_t t,
+                    std::span<float> dq, std::span<float> diq, std::span<float> diw, ChunkGrads& c,
+                    std::vector<float>& keys, std::vector<float>& dkeys) {
+  const int H = a.heads, D = a.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const std::vector<int>& ch = f.chosen[t];
+  const int k0 = std::max(0, static_cast<int>(t) - a.window + 1), nw = static_cast<int>(t) - k0 + 1;
+  const int nk = nw + static_cast<int>(ch.size());
+  keys.resize(size_t(nk) * D);
+  std::copy_n(f.kv.begin() + size_t(k0) * D, size_t(nw) * D, keys.begin());
+  for (size_t i = 0; i < ch.size(); ++i)
+    std::copy_n(f.entries.begin() + size_t(ch[i]) * D, D, keys.begin() + (nw + i) * D);
+  dkeys.assign(keys.size(), 0.0f);
+  std::vector<double> target(ch.size(), 0.0), p;
+  for (int h = 0; h < H; ++h) {
+    std::span<const float> qh = std::span<const float>(f.q).subspan((t * H + h) * D, D);
+    c.dsink[h] += attention_head_backward(qh, keys, nk, D, scale, a.attn_sink[h], rope, static_cast<long long>(t),
+                                          d_o.subspan((t * H + h) * D, D), dq.subspan((t * H + h) * D, D), dkeys);
+    if (a.ratio == 4 && !ch.empty()) {
+      attention_probs(qh, keys, nk, D, scale, a.attn_sink[h], p);
+      for (size_t i = 0; i < ch.size(); ++i) target[i] += p[nw + i];
+    }
+  }
+  for (int i = 0; i < nw; ++i)
+    for (int d = 0; d < D; ++d) c.dkv[size_t(k0 + i) * D + d] += dkeys[size_t(i) * D + d];
+  for (size_t i = 0; i < ch.size(); ++i)
+    for (int d = 0; d < D; ++d) c.dentries[size_t(ch[i]) * D + d] += dkeys[(nw + i) * D + d];
+
+  if (a.ratio != 4 || ch.empty()) return;
+  double total = 0;
+  for (double v : target) total += v;
+  if (!(total > 0)) return;
+  std::vector<float> tgt(ch.size());
+  for (size_t i = 0; i < ch.size(); ++i) tgt[i] = static_cast<float>(target[i] / total);
+  const IndexerF32& ix = a.indexer;
+  const int ih = ix.heads, id = ix.head_dim, k = static_cast<int>(ch.size());
+  std::vector<float> ikeys(size_t(k) * id), dik(ikeys.size(), 0.0f);
+  for (int i = 0; i < k; ++i) std::copy_n(f.ikeys.begin() + size_t(ch[i]) * id, id, ikeys.begin() + size_t(i) * id);
+  c.index_loss += indexer_kl_backward(std::span<const float>(f.iq).subspan(t * ih * id, size_t(ih) * id),
+                                      std::span<const float>(f.iw).subspan(t * ih, ih), ih, ikeys, k, id, tgt,
+                                      diq.subspan(t * ih * id, size_t(ih) * id), diw.subspan(t * ih, ih), dik);
+  for (int i = 0; i < k; ++i)
+    for (int d = 0; d < id; ++d) c.dikeys[size_t(ch[i]) * id + d] += dik[size_t(i) * id + d];
+}
+
+void add_to(std::vector<float>& dst, const std::vector<float>& src) {
+  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
+}
+
+}  // namespace
+
+void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
+                           std::span<float> out) {
+  const Forward f = run_forward(a, rope, x, n);
+  DSV4_CHECK(out.size() == f.out.size(), "attention_forward_f32: out has the wrong size");
+  std::copy(f.out.begin(), f.out.end(), out.begin());
+}
+
+std::vector<std::vector<int>> attention_entries_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x,
+                                                    int n) {
+  return run_forward(a, rope, x, n).chosen;
+}
+
+double attention_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
+                          std::span<const float> dout, AttentionF32& g, std::span<float> dx) {
+  const int dim = a.dim, H = a.heads, D = a.head_dim, R = a.o_lora, G = a.groups, gw = H / G * D, rd = rope.dim();
+  DSV4_CHECK(dout.size() == size_t(n) * dim && dx.size() == size_t(n) * dim, "attention_backward: sizes do not match");
+  const Forward f = run_forward(a, rope, x, n);
+
+  // wo_b, then wo_a per group.
+  std::vector<float> dlow(f.low.size());
+  linear_backward(f.low, a.wo_b, dout, n, G * R, dim, dlow, g.wo_b);
+  std::vector<float> d_o(f.o.size(), 0.0f), og(size_t(n) * gw), dog(og.size()), dpart(size_t(n) * R);
+  for (int grp = 0; grp < G; ++grp) {
+    for (int t = 0; t < n; ++t) {
+      std::copy_n(f.o.begin() + size_t(t) * H * D + size_t(grp) * gw, gw, og.begin() + size_t(t) * gw);
+      std::copy_n(dlow.begin() + size_t(t) * G * R + size_t(grp) * R, R, dpart.begin() + size_t(t) * R);
+    }
+    std::span<float> g_rows(g.wo_a.data() + size_t(grp) * R * gw, size_t(R) * gw);
+    linear_backward(og, std::span<const float>(a.wo_a).subspan(size_t(grp) * R * gw, size_t(R) * gw), dpart, n, gw,
+                    R, dog, g_rows);
     for (int t = 0; t < n; ++t)
       std::copy_n(dog.begin() + size_t(t) * gw, gw, d_o.begin() + size_t(t) * H * D + size_t(grp) * gw);
   }
-  std::vector<float> dq(q.size(), 0.0f), dkv(kv.size(), 0.0f), dqh(D);
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h) {
-      const int k0 = first_key(t), nk = t - k0 + 1;
-      g.attn_sink[h] += attention_head_backward(
-          std::span<const float>(q).subspan((size_t(t) * H + h) * D, D),
-          std::span<const float>(kv).subspan(size_t(k0) * D, size_t(nk) * D), nk, D, scale, a.attn_sink[h], rope, t,
-          std::span<const float>(d_o).subspan((size_t(t) * H + h) * D, D), dqh,
-          std::span<float>(dkv).subspan(size_t(k0) * D, size_t(nk) * D));
-      std::copy(dqh.begin(), dqh.end(), dq.begin() + (size_t(t) * H + h) * D);
+
+  // Heads over their keys, and the indexer, in fixed chunks of tokens.
+  const int ih = a.indexer.heads, id = a.indexer.head_dim;
+  std::vector<float> dq(f.q.size(), 0.0f), diq(f.iq.size(), 0.0f), diw(f.iw.size(), 0.0f);
+  const int chunks = std::max(1, std::min(n, pool().size()));
+  std::vector<ChunkGrads> cg(chunks);
+  pool().parallel_for(size_t(chunks), [&](size_t c0, size_t c1) {
+    std::vector<float> keys, dkeys;
+    for (size_t c = c0; c < c1; ++c) {
+      ChunkGrads& cgc = cg[c];
+      cgc.dkv.assign(f.kv.size(), 0.0f), cgc.dentries.assign(f.entries.size(), 0.0f);
+      cgc.dikeys.assign(f.ikeys.size(), 0.0f), cgc.dsink.assign(H, 0.0f);
+      for (size_t t = c * n / chunks; t < (c + 1) * n / chunks; ++t)
+        token_backward(a, rope, f, d_o, t, dq, diq, diw, cgc, keys, dkeys);
     }
+  });
+  std::vector<float> dkv(f.kv.size(), 0.0f), dentries(f.entries.size(), 0.0f), dikeys(f.ikeys.size(), 0.0f);
+  double index_loss = 0;
+  for (const ChunkGrads& c : cg) {
+    add_to(dkv, c.dkv), add_to(dentries, c.dentries), add_to(dikeys, c.dikeys), add_to(g.attn_sink, c.dsink);
+    index_loss += c.index_loss;
+  }
+
+  // Compressed entries back into x; the indexer's own weights (its inputs are detached).
+  if (a.ratio > 0) compressor_backward(a.compressor, rope, a.eps, x, n, dentries, g.compressor, dx);
+  else std::fill(dx.begin(), dx.end(), 0.0f);
+  if (a.ratio == 4) {
+    std::vector<float> unused_x(x.size()), unused_qn(f.qn.size());
+    compressor_backward(a.indexer.compressor, rope, a.eps, x, n, dikeys, g.indexer.compressor, unused_x);
+    for (int t = 0; t < n; ++t)
+      for (int h = 0; h < ih; ++h)
+        rope_backward(rope, std::span<float>(diq).subspan((size_t(t) * ih + h) * id + id - rd, rd), t, false);
+    linear_backward(f.qn, a.indexer.wq_b, diq, n, a.q_lora, ih * id, unused_qn, g.indexer.wq_b);
+    const float wscale = index_weight_scale(a.indexer);
+    for (float& v : diw) v *= wscale;
+    linear_backward(x, a.indexer.weights_proj, diw, n, dim, ih, unused_x, g.indexer.weights_proj);
+  }
+
   // kv path: RoPE, kv_norm, wkv.
   for (int t = 0; t < n; ++t) rope_backward(rope, std::span<float>(dkv).subspan(size_t(t) * D + D - rd, rd), t, false);
-  std::vector<float> dkva(kva.size()), dx_kv(dx.size());
-  rmsnorm_backward(kva, a.kv_norm, a.eps, D, dkv, dkva, g.kv_norm);
-  linear_backward(x, a.wkv, dkva, n, dim, D, dx_kv, g.wkv);
+  std::vector<float> dkva(f.kva.size()), dpart_x(dx.size());
+  rmsnorm_backward(f.kva, a.kv_norm, a.eps, D, dkv, dkva, g.kv_norm);
+  linear_backward(x, a.wkv, dkva, n, dim, D, dpart_x, g.wkv);
+  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dpart_x[i];
   // q path: RoPE, per-head norm, wq_b, q_norm, wq_a.
   for (int t = 0; t < n; ++t)
     for (int h = 0; h < H; ++h)
       rope_backward(rope, std::span<float>(dq).subspan((size_t(t) * H + h) * D + D - rd, rd), t, false);
-  std::vector<float> dqb(qb.size()), dqn(qn.size()), dqa(qa.size());
-  rmsnorm_backward(qb, {}, a.eps, D, dq, dqb, {});
-  linear_backward(qn, a.wq_b, dqb, n, a.q_lora, H * D, dqn, g.wq_b);
-  rmsnorm_backward(qa, a.q_norm, a.eps, a.q_lora, dqn, dqa, g.q_norm);
-  linear_backward(x, a.wq_a, dqa, n, dim, a.q_lora, dx, g.wq_a);
-  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dx_kv[i];
+  std::vector<float> dqb(f.qb.size()), dqn(f.qn.size()), dqa(f.qa.size());
+  rmsnorm_backward(f.qb, {}, a.eps, D, dq, dqb, {});
+  linear_backward(f.qn, a.wq_b, dqb, n, a.q_lora, H * D, dqn, g.wq_b);
+  rmsnorm_backward(f.qa, a.q_norm, a.eps, a.q_lora, dqn, dqa, g.q_norm);
+  linear_backward(x, a.wq_a, dqa, n, dim, a.q_lora, dpart_x, g.wq_a);
+  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dpart_x[i];
+  return index_loss;
+}
+
+double indexer_loss_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n) {
+  // The backward's loss with the gradients thrown away: one definition of the target.
+  AttentionF32 g = a;
+  std::vector<float> dout(size_t(n) * a.dim, 0.0f), dx(dout.size());
+  return attention_backward(a, rope, x, n, dout, g, dx);
 }
 
 }  // namespace dsv4

@@ -189,8 +189,6 @@ void embedding_backward(std::span<const int> ids, std::span<const float> dy, int
     for (int i = 0; i < dim; ++i) dtable[size_t(ids[t]) * dim + i] += dy[t * dim + i];
 }
 
-namespace {
-
 // The attention probabilities of the keys (p [n_keys]) and of the sink, which takes mass and
 // adds no value.
 double attention_probs(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
@@ -208,7 +206,6 @@ double attention_probs(std::span<const float> q, std::span<const float> keys, in
   return std::exp(sink - mx) / sum;
 }
 
-}  // namespace
 
 void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
                             float sink, const Rope& rope, long long pos, std::span<float> o) {

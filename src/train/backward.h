@@ -47,6 +47,11 @@ double cross_entropy(std::span<const float> logits, std::span<const int> targets
 // Embedding rows: dtable [vocab, dim] += dy rows at their ids.
 void embedding_backward(std::span<const int> ids, std::span<const float> dy, int dim, std::span<float> dtable);
 
+// The attention probabilities p [n_keys] of one query head over its keys and the sink (which
+// takes mass and adds no value); returns the sink's.
+double attention_probs(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
+                       float sink, std::vector<double>& p);
+
 // One query head of V4 attention over its key rows (the window and compressed entries; one kv
 // row is both key and value): z_j = scale q.k_j, p = softmax over the keys and the sink,
 // o = sum_j p_j k_j, then the rope dims of o rotated back (inverse RoPE at pos) — the

@@ -1,4 +1,4 @@
-// Recomputes projections and pooled entries, then for each block: RoPE back, RMSNorm back, the
+// The forward pools each block's rows; the backward recomputes them, then for each block: RoPE back, RMSNorm back, the
 // per-dimension softmax pooling back, scattered to the tokens (and columns) the block read.
 #include "train/compressor_backward.h"
 
@@ -11,27 +11,23 @@
 
 namespace dsv4 {
 
-void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x, int n,
-                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx) {
-  const int r = c.ratio, hd = c.head_dim, width = c.width(), dim = c.dim, blocks = n / r;
-  DSV4_CHECK(x.size() == size_t(n) * dim && dentries.size() == size_t(blocks) * hd && dx.size() == x.size(),
-             "compressor_backward: sizes do not match");
-  std::vector<float> kv(size_t(n) * width), score(kv.size());
-  linear_forward(x, c.wkv, n, dim, width, kv);
-  linear_forward(x, c.wgate, n, dim, width, score);
-  for (int t = 0; t < n; ++t)
-    for (int k = 0; k < width; ++k) score[size_t(t) * width + k] += c.ape[size_t(t % r) * width + k];
-  std::vector<float> dkv(kv.size(), 0.0f), dscore(kv.size(), 0.0f);
-  const int rows = c.overlap ? 2 * r : r;
-  std::vector<float> bs(size_t(rows) * hd), bkv(bs.size()), dbs(bs.size()), dbkv(bs.size());
-  std::vector<float> pooled(hd), normed(hd), d(hd), dpooled(hd);
-  // The token and column each pooled row of block b reads (-1: the empty block before the first).
-  auto source = [&](int b, int i, int col, int& t, int& k) {
+namespace {
+
+// What the compressor's blocks read: the projections of every token, and per block its rows
+// of scores (-inf for the empty block before the first) and values, [rows, head_dim].
+struct CompressorRows {
+  const CompressorF32& c;
+  std::vector<float> kv, score;  // [n, width]
+  int rows() const { return c.overlap ? 2 * c.ratio : c.ratio; }
+  // The token and column that pooled row i, column col of block b reads (t < 0: empty).
+  void source(int b, int i, int col, int& t, int& k) const {
+    const int r = c.ratio, hd = c.head_dim;
     if (c.overlap && i < r) t = (b - 1) * r + i, k = col;  // previous block, first half
     else t = b * r + (c.overlap ? i - r : i), k = (c.overlap ? hd : 0) + col;
-  };
-  for (int b = 0; b < blocks; ++b) {
-    for (int i = 0; i < rows; ++i)
+  }
+  void block(int b, std::vector<float>& bs, std::vector<float>& bkv) const {
+    const int hd = c.head_dim, width = c.width();
+    for (int i = 0; i < rows(); ++i)
       for (int col = 0; col < hd; ++col) {
         int t, k;
         source(b, i, col, t, k);
@@ -39,6 +35,49 @@ void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_ep
         bs[size_t(i) * hd + col] = empty ? -std::numeric_limits<float>::infinity() : score[size_t(t) * width + k];
         bkv[size_t(i) * hd + col] = empty ? 0.0f : kv[size_t(t) * width + k];
       }
+  }
+};
+
+CompressorRows project(const CompressorF32& c, std::span<const float> x, int n) {
+  const int width = c.width(), r = c.ratio;
+  CompressorRows p{c, std::vector<float>(size_t(n) * width), std::vector<float>(size_t(n) * width)};
+  linear_forward(x, c.wkv, n, c.dim, width, p.kv);
+  linear_forward(x, c.wgate, n, c.dim, width, p.score);
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < width; ++k) p.score[size_t(t) * width + k] += c.ape[size_t(t % r) * width + k];
+  return p;
+}
+
+}  // namespace
+
+std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& rope, float norm_eps,
+                                          std::span<const float> x, int n) {
+  const int r = c.ratio, hd = c.head_dim, blocks = n / r;
+  DSV4_CHECK(x.size() == size_t(n) * c.dim, "compressor_forward_f32: x has the wrong size");
+  const CompressorRows p = project(c, x, n);
+  std::vector<float> bs(size_t(p.rows()) * hd), bkv(bs.size()), entries(size_t(blocks) * hd);
+  for (int b = 0; b < blocks; ++b) {
+    std::span<float> e(entries.data() + size_t(b) * hd, hd);
+    p.block(b, bs, bkv);
+    compressor_pool_forward(bs, bkv, p.rows(), hd, e);
+    rmsnorm_forward(e, c.norm, norm_eps, hd, e);
+    rope.apply(e.data() + hd - rope.dim(), static_cast<long long>(b) * r);
+  }
+  return entries;
+}
+
+void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x, int n,
+                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx) {
+  const int r = c.ratio, hd = c.head_dim, width = c.width(), dim = c.dim, blocks = n / r;
+  DSV4_CHECK(x.size() == size_t(n) * dim && dentries.size() == size_t(blocks) * hd && dx.size() == x.size(),
+             "compressor_backward: sizes do not match");
+  const CompressorRows p = project(c, x, n);
+  std::vector<float> dkv(p.kv.size(), 0.0f), dscore(p.kv.size(), 0.0f);
+  const int rows = p.rows();
+  std::vector<float> bs(size_t(rows) * hd), bkv(bs.size()), dbs(bs.size()), dbkv(bs.size());
+  std::vector<float> pooled(hd), d(hd), dpooled(hd);
+  for (int b = 0; b < blocks; ++b) {
+    p.block(b, bs, bkv);
     // Forward of this entry up to the rope, then back: rope^T, RMSNorm, pooling.
     compressor_pool_forward(bs, bkv, rows, hd, pooled);
     std::copy(dentries.begin() + size_t(b) * hd, dentries.begin() + size_t(b + 1) * hd, d.begin());
@@ -48,7 +87,7 @@ void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_ep
     for (int i = 0; i < rows; ++i)
       for (int col = 0; col < hd; ++col) {
         int t, k;
-        source(b, i, col, t, k);
+        p.source(b, i, col, t, k);
         if (t < 0) continue;
         dscore[size_t(t) * width + k] += dbs[size_t(i) * hd + col];
         dkv[size_t(t) * width + k] += dbkv[size_t(i) * hd + col];

@@ -20,6 +20,10 @@ struct CompressorF32 {
   int width() const { return (overlap ? 2 : 1) * head_dim; }
 };
 
+// The forward: entries [n / ratio, head_dim] of the complete blocks of x [n, dim].
+std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& rope, float norm_eps,
+                                          std::span<const float> x, int n);
+
 // x [n, dim], dentries [n / ratio, head_dim] (the gradient of each entry) -> dx [n, dim]
 // (overwritten); g accumulates ape, wkv, wgate and norm gradients.
 void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x, int n,
