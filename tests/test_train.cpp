@@ -565,6 +565,68 @@ TEST(Backward, MoeTokenMatchesFiniteDifferencesOfTheProductionForward) {
   for (float v : g.experts[0].w1) EXPECT_EQ(v, 0.0f) << "an expert not chosen gets no gradient";
 }
 
+TEST(Backward, MoeSequenceMatchesTheTokenDefinitionAndTheProductionForward) {
+  // The trainer's MoE groups tokens per expert; per token it must be moe_token_backward, and
+  // its forward the production moe_forward, for score routing (with a bias) and hash routing.
+  std::mt19937 rng(16);
+  ModelConfig c;
+  c.hidden_size = 16, c.moe_intermediate_size = 16, c.n_routed_experts = 5, c.num_experts_per_tok = 2;
+  c.scoring_func = ScoreFunc::sqrtsoftplus, c.routed_scaling_factor = 1.5f, c.swiglu_limit = 2.0f;
+  const int dim = 16, inter = 16, E = 5, n = 9;
+  MoeF32 m;
+  m.gate = randn(size_t(E) * dim, rng);
+  auto expert = [&] { return ExpertF32{randn(size_t(inter) * dim, rng, 0.5f), randn(size_t(dim) * inter, rng, 0.5f), randn(size_t(inter) * dim, rng, 0.5f)}; };
+  for (int e = 0; e < E; ++e) m.experts.push_back(expert());
+  m.shared.push_back(expert());
+  MoeF32 zero = m;
+  for (auto* v : {&zero.gate}) std::fill(v->begin(), v->end(), 0.0f);
+  for (auto& e : zero.experts) for (auto* v : {&e.w1, &e.w2, &e.w3}) std::fill(v->begin(), v->end(), 0.0f);
+  for (auto& e : zero.shared) for (auto* v : {&e.w1, &e.w2, &e.w3}) std::fill(v->begin(), v->end(), 0.0f);
+  const std::vector<float> x = randn(size_t(n) * dim, rng), dout = randn(size_t(n) * dim, rng);
+  const std::vector<int> tokens = {3, 1, 4, 1, 5, 9, 2, 6, 5};
+  auto view = [](int out, int in, const std::vector<float>& w) {
+    Linear l;
+    l.format = WeightFormat::f32, l.out = out, l.in = in, l.weight = reinterpret_cast<const uint8_t*>(w.data());
+    return l;
+  };
+  for (bool hash : {false, true}) {
+    MoeRouting r;
+    r.bias = randn(E, rng, 0.3f);
+    if (hash)
+      for (int t = 0; t < 10; ++t) r.tid2eid.insert(r.tid2eid.end(), {t % E, (t + 2) % E});
+    MoeWeights w;
+    w.gate = view(E, dim, m.gate), w.bias = r.bias, w.tid2eid = r.tid2eid;
+    for (const auto& e : m.experts) w.experts.push_back({view(inter, dim, e.w1), view(dim, inter, e.w2), view(inter, dim, e.w3)});
+    w.shared = ExpertWeights{view(inter, dim, m.shared[0].w1), view(dim, inter, m.shared[0].w2), view(inter, dim, m.shared[0].w3)};
+    std::vector<float> theirs(x.size()), ours(x.size());
+    moe_forward(w, hash, c, x, tokens, n, false, theirs);
+    std::vector<long long> load;
+    moe_forward_f32(m, r, c, x, tokens, n, ours, &load);
+    for (size_t i = 0; i < ours.size(); ++i) ASSERT_NEAR(ours[i], theirs[i], 1e-4) << "hash " << hash << " at " << i;
+    long long routed = 0;
+    for (long long l : load) routed += l;
+    EXPECT_EQ(routed, n * 2);
+    MoeF32 g = zero, gt = zero;
+    std::vector<float> dx(x.size()), dxt(x.size()), one(dim), logits(E);
+    moe_backward_f32(m, r, c, x, tokens, n, dout, g, dx);
+    for (int t = 0; t < n; ++t) {
+      std::span<const float> xt(x.data() + size_t(t) * dim, dim);
+      linear_forward(xt, m.gate, 1, dim, E, logits);
+      std::vector<int> chosen;
+      std::vector<float> weights;
+      moe_route(w, hash, c, logits, tokens[t], chosen, weights);
+      moe_token_backward(m, c, xt, chosen, std::span<const float>(dout).subspan(size_t(t) * dim, dim), gt, one);
+      std::copy(one.begin(), one.end(), dxt.begin() + size_t(t) * dim);
+    }
+    for (size_t i = 0; i < dx.size(); ++i) ASSERT_NEAR(dx[i], dxt[i], 1e-4) << "dx " << i;
+    for (size_t i = 0; i < g.gate.size(); ++i) ASSERT_NEAR(g.gate[i], gt.gate[i], 1e-4) << "dgate " << i;
+    for (int e = 0; e < E; ++e)
+      for (size_t i = 0; i < g.experts[e].w2.size(); ++i)
+        ASSERT_NEAR(g.experts[e].w2[i], gt.experts[e].w2[i], 1e-4) << "expert " << e << " dw2 " << i;
+    for (size_t i = 0; i < g.shared[0].w1.size(); ++i) ASSERT_NEAR(g.shared[0].w1[i], gt.shared[0].w1[i], 1e-4);
+  }
+}
+
 TEST(Backward, CompressorMatchesFiniteDifferencesOfTheProductionForward) {
   // model/compressor.cpp in smooth mode over a sequence from position 0: the overlapping ratio-4
   // compressor of CSA and a plain ratio-8 one (HCA's kind), float weights.

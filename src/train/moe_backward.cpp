@@ -1,5 +1,6 @@
 // Recomputes each chosen expert's forward in float, then walks it back; the routing weights
-// and the gate last, since every expert's dL/dweight feeds them.
+// and the gate last, since every expert's dL/dweight feeds them. The sequence version groups
+// the tokens per expert; the one-token version is the plain definition it is tested against.
 #include "train/moe_backward.h"
 
 #include <algorithm>
@@ -37,7 +38,124 @@ double expert_backward(const ExpertF32& e, int dim, int inter, float limit, doub
   return dweight;
 }
 
+// The routing of every token: per expert its rows (ascending) and their routing weights; the
+// gate logits [n, E].
+struct Routed {
+  std::vector<float> logits;
+  std::vector<std::vector<int>> chosen;  // per token
+  std::vector<std::vector<int>> rows;    // per expert
+  std::vector<std::vector<float>> weight;
+};
+
+Routed route(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
+             std::span<const int> tokens, int n) {
+  const int dim = c.hidden_size, E = c.n_routed_experts;
+  DSV4_CHECK(c.scoring_func == ScoreFunc::sqrtsoftplus, "training supports only the sqrtsoftplus gate");
+  DSV4_CHECK(x.size() == size_t(n) * dim && tokens.size() == size_t(n), "moe: sizes do not match");
+  Routed rt{std::vector<float>(size_t(n) * E), std::vector<std::vector<int>>(n), std::vector<std::vector<int>>(E),
+            std::vector<std::vector<float>>(E)};
+  linear_forward(x, m.gate, n, dim, E, rt.logits);
+  MoeWeights shell;  // moe_route reads only the bias and tid2eid
+  shell.bias = r.bias, shell.tid2eid = r.tid2eid;
+  std::vector<float> weights;
+  for (int t = 0; t < n; ++t) {
+    moe_route(shell, !r.tid2eid.empty(), c, std::span<const float>(rt.logits).subspan(size_t(t) * E, E), tokens[t],
+              rt.chosen[t], weights);
+    for (size_t k = 0; k < rt.chosen[t].size(); ++k) {
+      rt.rows[rt.chosen[t][k]].push_back(t);
+      rt.weight[rt.chosen[t][k]].push_back(weights[k]);
+    }
+  }
+  return rt;
+}
+
+// One expert over its rows: out[rows] += w2 (weight * swiglu(w1 x, w3 x)). With dout, the
+// backward instead: accumulates ge and dx[rows], and returns dL/dweight per row.
+std::vector<double> expert_rows(const ExpertF32& e, int dim, int inter, float limit, std::span<const int> rows,
+                                std::span<const float> weight, std::span<const float> x, std::span<float> out,
+                                std::span<const float> dout = {}, ExpertF32* ge = nullptr, std::span<float> dx = {}) {
+  const int m = static_cast<int>(rows.size());
+  if (m == 0) return {};
+  std::vector<float> xe(size_t(m) * dim);
+  for (int i = 0; i < m; ++i) std::copy_n(x.begin() + size_t(rows[i]) * dim, dim, xe.begin() + size_t(i) * dim);
+  std::vector<float> gate(size_t(m) * inter), up(gate.size()), act(gate.size()), h(gate.size());
+  linear_forward(xe, e.w1, m, dim, inter, gate);
+  linear_forward(xe, e.w3, m, dim, inter, up);
+  swiglu_forward(gate, up, limit, act);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < inter; ++j) h[size_t(i) * inter + j] = act[size_t(i) * inter + j] * weight[i];
+  if (!ge) {
+    std::vector<float> y(size_t(m) * dim);
+    linear_forward(h, e.w2, m, inter, dim, y);
+    for (int i = 0; i < m; ++i)
+      for (int d = 0; d < dim; ++d) out[size_t(rows[i]) * dim + d] += y[size_t(i) * dim + d];
+    return {};
+  }
+  std::vector<float> dy(size_t(m) * dim), dh(h.size()), dgate(h.size()), dup(h.size()), dxe(xe.size());
+  for (int i = 0; i < m; ++i) std::copy_n(dout.begin() + size_t(rows[i]) * dim, dim, dy.begin() + size_t(i) * dim);
+  linear_backward(h, e.w2, dy, m, inter, dim, dh, ge->w2);
+  std::vector<double> dweight(m, 0.0);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < inter; ++j) {
+      float& v = dh[size_t(i) * inter + j];
+      dweight[i] += double(v) * act[size_t(i) * inter + j];
+      v *= weight[i];
+    }
+  swiglu_backward(gate, up, limit, dh, dgate, dup);
+  for (auto [w, gw, d] : {std::tuple{&e.w1, &ge->w1, &dgate}, {&e.w3, &ge->w3, &dup}}) {
+    linear_backward(xe, *w, *d, m, dim, inter, dxe, *gw);
+    for (int i = 0; i < m; ++i)
+      for (int k = 0; k < dim; ++k) dx[size_t(rows[i]) * dim + k] += dxe[size_t(i) * dim + k];
+  }
+  return dweight;
+}
+
 }  // namespace
+
+void moe_forward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
+                     std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load) {
+  const int dim = c.hidden_size, inter = c.moe_intermediate_size, E = c.n_routed_experts;
+  const Routed rt = route(m, r, c, x, tokens, n);
+  std::fill(out.begin(), out.end(), 0.0f);
+  for (int e = 0; e < E; ++e) expert_rows(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e], rt.weight[e], x, out);
+  std::vector<int> all(n);
+  for (int t = 0; t < n; ++t) all[t] = t;
+  const std::vector<float> ones(n, 1.0f);
+  for (const ExpertF32& s : m.shared) expert_rows(s, dim, inter, c.swiglu_limit, all, ones, x, out);
+  if (load) {
+    load->assign(E, 0);
+    for (int e = 0; e < E; ++e) (*load)[e] = static_cast<long long>(rt.rows[e].size());
+  }
+}
+
+void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
+                      std::span<const int> tokens, int n, std::span<const float> dout, MoeF32& g, std::span<float> dx) {
+  const int dim = c.hidden_size, inter = c.moe_intermediate_size, E = c.n_routed_experts;
+  const Routed rt = route(m, r, c, x, tokens, n);
+  std::fill(dx.begin(), dx.end(), 0.0f);
+  std::vector<std::vector<float>> dweights(n);  // per token, in its chosen order
+  for (int t = 0; t < n; ++t) dweights[t].assign(rt.chosen[t].size(), 0.0f);
+  for (int e = 0; e < E; ++e) {
+    const std::vector<double> dw =
+        expert_rows(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e], rt.weight[e], x, {}, dout, &g.experts[e], dx);
+    for (size_t i = 0; i < dw.size(); ++i) {
+      const int t = rt.rows[e][i];
+      const auto& ch = rt.chosen[t];
+      dweights[t][std::find(ch.begin(), ch.end(), e) - ch.begin()] = static_cast<float>(dw[i]);
+    }
+  }
+  std::vector<int> all(n);
+  for (int t = 0; t < n; ++t) all[t] = t;
+  const std::vector<float> ones(n, 1.0f);
+  for (size_t i = 0; i < m.shared.size(); ++i)
+    expert_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, x, {}, dout, &g.shared[i], dx);
+  std::vector<float> dlogits(rt.logits.size(), 0.0f), dxg(dx.size());
+  for (int t = 0; t < n; ++t)
+    routing_weights_backward(std::span<const float>(rt.logits).subspan(size_t(t) * E, E), rt.chosen[t],
+                             c.routed_scaling_factor, dweights[t], std::span<float>(dlogits).subspan(size_t(t) * E, E));
+  linear_backward(x, m.gate, dlogits, n, dim, E, dxg, g.gate);
+  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dxg[i];
+}
 
 void moe_token_backward(const MoeF32& m, const ModelConfig& c, std::span<const float> x,
                         std::span<const int> chosen, std::span<const float> dy, MoeF32& g, std::span<float> dx) {

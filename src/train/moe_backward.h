@@ -21,6 +21,21 @@ struct MoeF32 {
   std::vector<ExpertF32> shared;  // zero or one
 };
 
+// Routing of a layer: score layers choose by the biased gate scores, hash layers (tid2eid
+// not empty, [vocab, k]) by the token id; model/moe.cpp's moe_route either way.
+struct MoeRouting {
+  std::vector<float> bias;     // [n_routed_experts]
+  std::vector<int> tid2eid;    // hash layers only
+};
+
+// A whole sequence, tokens grouped per expert (one matrix product per expert): x [n, dim] ->
+// out [n, dim]. load (if not null, [n_routed_experts]) counts the tokens each expert took.
+void moe_forward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
+                     std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load = nullptr);
+// dout [n, dim] -> dx [n, dim] (overwritten); g accumulates every weight's gradient.
+void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
+                      std::span<const int> tokens, int n, std::span<const float> dout, MoeF32& g, std::span<float> dx);
+
 // x [dim], chosen experts (ascending, as routing returns them), dy [dim] -> dx [dim]
 // (overwritten); g accumulates the gradients of every weight (same shapes as m).
 void moe_token_backward(const MoeF32& m, const ModelConfig& c, std::span<const float> x,
