@@ -507,6 +507,24 @@ TEST(Backward, MhcPreMatchesFiniteDifferencesOfTheProductionForward) {
   check_grad("mHC pre dscale", scale, dscale, loss, 1e-3f);
 }
 
+TEST(Backward, MhcHeadMatchesFiniteDifferencesOfTheProductionForward) {
+  std::mt19937 rng(19);
+  const int hc = 4, dim = 6, flat = hc * dim;
+  std::vector<float> fn = randn(size_t(hc) * flat, rng, 0.3f), base = randn(hc, rng), scale = {0.7f};
+  std::vector<float> x = randn(flat, rng), probe = randn(dim, rng);
+  auto loss = [&] {
+    std::vector<float> y(dim);
+    hc_head(HcParams::from(fn, base, scale), x, 1, hc, dim, 1e-6f, 1e-6f, y);
+    return loss_of(y, probe);
+  };
+  std::vector<float> dx(flat), dfn(fn.size(), 0.0f), dbase(hc, 0.0f), dscale(1, 0.0f);
+  hc_head_backward(fn, HcParams::from(fn, base, scale), x, hc, dim, 1e-6f, 1e-6f, probe, dx, dfn, dbase, dscale);
+  check_grad("mHC head dx", x, dx, loss, 5e-3f);
+  check_grad("mHC head dfn", fn, dfn, loss, 5e-3f);
+  check_grad("mHC head dbase", base, dbase, loss, 5e-3f);
+  check_grad("mHC head dscale", scale, dscale, loss, 5e-3f);
+}
+
 TEST(Backward, MoeTokenMatchesFiniteDifferencesOfTheProductionForward) {
   // model/moe.cpp's forward (smooth mode, float weights): gate, routing weights, two chosen
   // experts with the SwiGLU clamp, the shared expert. The biases make the choice clear, so no

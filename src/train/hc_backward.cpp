@@ -161,6 +161,42 @@ void hc_pre_backward(std::span<const float> fn, const HcParams& p, std::span<con
   }
 }
 
+void hc_head_backward(std::span<const float> fn, const HcParams& p, std::span<const float> x, int hc, int dim,
+                      float norm_eps, float hc_eps, std::span<const float> dy, std::span<float> dx, std::span<float> dfn,
+                      std::span<float> dbase, std::span<float> dscale) {
+  const int flat = hc * dim;
+  DSV4_CHECK(fn.size() == size_t(hc) * flat && x.size() == size_t(flat) && dx.size() == x.size() &&
+                 dfn.size() == fn.size() && dy.size() == size_t(dim),
+             "hc_head_backward: sizes do not match hc ", hc, ", dim ", dim);
+  double ms = 0;
+  for (float v : x) ms += double(v) * v;
+  const double r = 1.0 / std::sqrt(ms / flat + norm_eps);
+  std::vector<double> raw(hc, 0.0), dmix(hc);
+  double dr = 0;
+  for (int i = 0; i < hc; ++i) {
+    for (int k = 0; k < flat; ++k) raw[i] += double(fn[size_t(i) * flat + k]) * x[k];
+    const double s = 1.0 / (1.0 + std::exp(-(raw[i] * r * p.scale[0] + p.base[i])));
+    double dpre = 0;
+    for (int d = 0; d < dim; ++d) {
+      dpre += double(dy[d]) * x[size_t(i) * dim + d];
+      dx[size_t(i) * dim + d] = static_cast<float>((s + hc_eps) * dy[d]);
+    }
+    const double dz = dpre * s * (1 - s);  // z = mixes * scale + base
+    dbase[i] += static_cast<float>(dz);
+    dscale[0] += static_cast<float>(dz * raw[i] * r);
+    dmix[i] = dz * p.scale[0];
+    dr += dmix[i] * raw[i];
+  }
+  for (int k = 0; k < flat; ++k) {
+    double acc = -dr * r * r * r * x[k] / flat;
+    for (int i = 0; i < hc; ++i) {
+      acc += dmix[i] * r * fn[size_t(i) * flat + k];
+      dfn[size_t(i) * flat + k] += static_cast<float>(dmix[i] * r * x[k]);
+    }
+    dx[k] += static_cast<float>(acc);
+  }
+}
+
 void hc_post_backward(std::span<const float> post, std::span<const float> comb, std::span<const float> out,
                       std::span<const float> res, int hc, int dim, std::span<const float> dnew, std::span<float> dpost,
                       std::span<float> dcomb, std::span<float> dout, std::span<float> dres) {

@@ -30,6 +30,13 @@ void hc_pre_backward(std::span<const float> fn, const HcParams& p, std::span<con
                      std::span<const float> dcomb, std::span<float> dx, std::span<float> dfn, std::span<float> dbase,
                      std::span<float> dscale);
 
+// hc_head for one token: mixes = (fn . x) / sqrt(mean(x^2) + norm_eps), pre = sigmoid(mixes *
+// scale + base) + hc_eps, y = sum_i pre[i] x[i]. Given dL/dy [dim]: dx [hc * dim] overwritten,
+// dfn [hc, hc * dim], dbase [hc], dscale [1] accumulated.
+void hc_head_backward(std::span<const float> fn, const HcParams& p, std::span<const float> x, int hc, int dim,
+                      float norm_eps, float hc_eps, std::span<const float> dy, std::span<float> dx, std::span<float> dfn,
+                      std::span<float> dbase, std::span<float> dscale);
+
 // hc_post for one token: new[j] = post[j] * out + sum_i comb[i, j] * res[i] (rows of dim).
 // Gradients with respect to post [hc], comb [hc, hc], out [dim] and res [hc, dim] (overwritten).
 void hc_post_backward(std::span<const float> post, std::span<const float> comb, std::span<const float> out,
