@@ -1,0 +1,289 @@
+// The training forward and backward of model/model.cpp's layer loop, in float on the master
+// weights: per block hc_pre -> attn_norm -> attention -> hc_post, hc_pre -> ffn_norm -> MoE ->
+// hc_post; then hc_head -> norm -> head; the MTP layer on the final stream. Per-token mHC
+// gradients are computed over fixed chunks of tokens, each with its own parameter-gradient
+// buffers summed in chunk order (the result does not depend on thread timing).
+#include "train/train_model.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+#include "core/thread_pool.h"
+#include "model/hc.h"
+#include "train/backward.h"
+#include "train/hc_backward.h"
+
+namespace dsv4 {
+
+TrainRopes::TrainRopes(const ModelConfig& c)
+    : plain(c.qk_rope_head_dim, c.rope_theta, 0, 1, 0, 0),
+      yarn(c.qk_rope_head_dim, c.compress_rope_theta, c.original_max_position_embeddings, c.rope_factor, c.beta_fast,
+           c.beta_slow) {}
+
+namespace {
+
+HcParams params_of(const HcF32& h) { return HcParams::from(h.fn, h.base, h.scale); }
+
+void add_to(std::vector<float>& dst, const std::vector<float>& src) {
+  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
+}
+
+// Splits [0, n) into fixed chunks, runs fn(chunk, t0, t1) on the pool.
+template <class F>
+void over_chunks(int n, int chunks, F fn) {
+  pool().parallel_for(size_t(chunks), [&](size_t c0, size_t c1) {
+    for (size_t k = c0; k < c1; ++k) fn(int(k), int(k * n / chunks), int((k + 1) * n / chunks));
+  });
+}
+
+int chunk_count(int n) { return std::max(1, std::min(n, pool().size())); }
+
+// The inside of one block, from its input stream.
+struct BlockTape {
+  HcMix mix_a, mix_f;
+  std::vector<float> ya, xa, oa, h_mid, yf, xf, of;
+};
+
+void block_run(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
+               std::span<const int> tokens, int n, BlockTape& tp, std::vector<float>& h_out,
+               std::vector<long long>* load) {
+  const int hc = c.hc_mult, dim = c.hidden_size;
+  const float eps = c.rms_norm_eps;
+  const size_t rows = size_t(n) * dim;
+  tp.ya.resize(rows), tp.xa.resize(rows), tp.oa.resize(rows), tp.h_mid.resize(h_in.size());
+  hc_pre(params_of(b.hc_attn), h_in, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.ya, tp.mix_a);
+  rmsnorm_forward(tp.ya, b.attn_norm, eps, dim, tp.xa);
+  attention_forward_f32(b.attn, rope, tp.xa, n, tp.oa);
+  hc_post(tp.mix_a, tp.oa, h_in, n, hc, dim, tp.h_mid);
+  tp.yf.resize(rows), tp.xf.resize(rows), tp.of.resize(rows), h_out.resize(h_in.size());
+  hc_pre(params_of(b.hc_ffn), tp.h_mid, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.yf, tp.mix_f);
+  rmsnorm_forward(tp.yf, b.ffn_norm, eps, dim, tp.xf);
+  moe_forward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, tp.of, load);
+  hc_post(tp.mix_f, tp.of, tp.h_mid, n, hc, dim, h_out);
+}
+
+// hc_post's backward for every token: dnew [n, hc, dim] -> dpost [n, hc], dcomb [n, hc, hc],
+// dout [n, dim], dres [n, hc, dim].
+void hc_post_back(const HcMix& mix, std::span<const float> out, std::span<const float> res, int n, int hc, int dim,
+                  std::span<const float> dnew, std::vector<float>& dpost, std::vector<float>& dcomb,
+                  std::vector<float>& dout, std::vector<float>& dres) {
+  dpost.resize(size_t(n) * hc), dcomb.resize(size_t(n) * hc * hc), dout.resize(size_t(n) * dim);
+  dres.resize(res.size());
+  const size_t flat = size_t(hc) * dim;
+  pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      hc_post_backward(std::span<const float>(mix.post).subspan(t * hc, hc),
+                       std::span<const float>(mix.comb).subspan(t * hc * hc, size_t(hc) * hc),
+                       out.subspan(t * dim, dim), res.subspan(t * flat, flat), hc, dim, dnew.subspan(t * flat, flat),
+                       std::span<float>(dpost).subspan(t * hc, hc), std::span<float>(dcomb).subspan(t * hc * hc, size_t(hc) * hc),
+                       std::span<float>(dout).subspan(t * dim, dim), std::span<float>(dres).subspan(t * flat, flat));
+  });
+}
+
+// hc_pre's backward for every token, its dx added into dx_acc [n, hc, dim].
+void hc_pre_back(const HcF32& p, const ModelConfig& c, std::span<const float> x, int n, std::span<const float> dy,
+                 std::span<const float> dpost, std::span<const float> dcomb, std::vector<float>& dx_acc, HcF32& g) {
+  const int hc = c.hc_mult, dim = c.hidden_size;
+  const size_t flat = size_t(hc) * dim;
+  const HcParams hp = params_of(p);
+  const int chunks = chunk_count(n);
+  std::vector<HcF32> part(chunks, HcF32{std::vector<float>(g.fn.size()), std::vector<float>(g.base.size()),
+                                        std::vector<float>(g.scale.size())});
+  over_chunks(n, chunks, [&](int k, int t0, int t1) {
+    std::vector<float> dx(flat);
+    for (int t = t0; t < t1; ++t) {
+      hc_pre_backward(p.fn, hp, x.subspan(t * flat, flat), hc, dim, c.rms_norm_eps, c.hc_sinkhorn_iters, c.hc_eps,
+                      dy.subspan(size_t(t) * dim, dim), dpost.subspan(size_t(t) * hc, hc),
+                      dcomb.subspan(size_t(t) * hc * hc, size_t(hc) * hc), dx, part[k].fn, part[k].base, part[k].scale);
+      for (size_t i = 0; i < flat; ++i) dx_acc[t * flat + i] += dx[i];
+    }
+  });
+  for (const HcF32& q : part) add_to(g.fn, q.fn), add_to(g.base, q.base), add_to(g.scale, q.scale);
+}
+
+// dh_out [n, hc, dim] -> dh_in; gradients into gb; returns the indexer's loss.
+double block_backward(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
+                      std::span<const int> tokens, int n, std::span<const float> dh_out, BlockF32& gb,
+                      std::vector<float>& dh_in) {
+  const int hc = c.hc_mult, dim = c.hidden_size;
+  const float eps = c.rms_norm_eps;
+  BlockTape tp;
+  std::vector<float> h_out;
+  block_run(b, c, rope, h_in, tokens, n, tp, h_out, nullptr);
+  std::vector<float> dpost, dcomb, dsub, dres, dx(size_t(n) * dim), dy(dx.size());
+  // MoE sub-layer.
+  hc_post_back(tp.mix_f, tp.of, tp.h_mid, n, hc, dim, dh_out, dpost, dcomb, dsub, dres);
+  moe_backward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, dsub, gb.ffn, dx);
+  rmsnorm_backward(tp.yf, b.ffn_norm, eps, dim, dx, dy, gb.ffn_norm);
+  hc_pre_back(b.hc_ffn, c, tp.h_mid, n, dy, dpost, dcomb, dres, gb.hc_ffn);
+  const std::vector<float> dh_mid = std::move(dres);
+  // Attention sub-layer.
+  hc_post_back(tp.mix_a, tp.oa, h_in, n, hc, dim, dh_mid, dpost, dcomb, dsub, dres);
+  const double index_loss = attention_backward(b.attn, rope, tp.xa, n, dsub, gb.attn, dx);
+  rmsnorm_backward(tp.ya, b.attn_norm, eps, dim, dx, dy, gb.attn_norm);
+  hc_pre_back(b.hc_attn, c, h_in, n, dy, dpost, dcomb, dres, gb.hc_attn);
+  dh_in = std::move(dres);
+  return index_loss;
+}
+
+// Logits [n, vocab] of a final stream through hc_head, norm and the head; keeps y and yn.
+struct HeadTape {
+  std::vector<float> y, yn, logits;
+};
+
+void head_run(const HcF32& hc_head_p, const std::vector<float>& norm, const std::vector<float>& head,
+              const ModelConfig& c, std::span<const float> stream, int n, HeadTape& tp) {
+  const int dim = c.hidden_size, V = c.vocab_size;
+  tp.y.resize(size_t(n) * dim), tp.yn.resize(tp.y.size()), tp.logits.resize(size_t(n) * V);
+  hc_head(params_of(hc_head_p), stream, n, c.hc_mult, dim, c.rms_norm_eps, c.hc_eps, tp.y);
+  rmsnorm_forward(tp.y, norm, c.rms_norm_eps, dim, tp.yn);
+  linear_forward(tp.yn, head, n, dim, V, tp.logits);
+}
+
+// dlogits -> dstream [n, hc, dim] (overwritten); head, norm and hc_head gradients accumulated.
+void head_back(const HcF32& hc_head_p, const std::vector<float>& norm, const std::vector<float>& head,
+               const ModelConfig& c, std::span<const float> stream, int n, const HeadTape& tp,
+               std::span<const float> dlogits, HcF32& g_hc, std::vector<float>& g_norm, std::vector<float>& g_head,
+               std::vector<float>& dstream) {
+  const int dim = c.hidden_size, hc = c.hc_mult, V = c.vocab_size;
+  const size_t flat = size_t(hc) * dim;
+  std::vector<float> dyn(tp.yn.size()), dy(tp.y.size());
+  linear_backward(tp.yn, head, dlogits, n, dim, V, dyn, g_head);
+  rmsnorm_backward(tp.y, norm, c.rms_norm_eps, dim, dyn, dy, g_norm);
+  dstream.resize(size_t(n) * flat);
+  const HcParams hp = params_of(hc_head_p);
+  for (int t = 0; t < n; ++t)
+    hc_head_backward(hc_head_p.fn, hp, stream.subspan(t * flat, flat), hc, dim, c.rms_norm_eps, c.hc_eps,
+                     std::span<const float>(dy).subspan(size_t(t) * dim, dim),
+                     std::span<float>(dstream).subspan(t * flat, flat), g_hc.fn, g_hc.base, g_hc.scale);
+}
+
+std::vector<float> embed_rows(const TrainWeights& w, std::span<const int> ids, int dim) {
+  std::vector<float> e(ids.size() * dim);
+  for (size_t t = 0; t < ids.size(); ++t)
+    std::copy_n(w.embed.begin() + size_t(ids[t]) * dim, dim, e.begin() + t * dim);
+  return e;
+}
+
+// The main layers' streams: hs[l] is block l's input, hs.back() the final stream.
+std::vector<std::vector<float>> main_streams(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                                             std::span<const int> inputs, std::vector<std::vector<long long>>* loads) {
+  const int n = static_cast<int>(inputs.size()), hc = c.hc_mult, dim = c.hidden_size;
+  const std::vector<float> e = embed_rows(w, inputs, dim);
+  std::vector<std::vector<float>> hs(1, std::vector<float>(size_t(n) * hc * dim));
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < hc; ++i) std::copy_n(e.begin() + size_t(t) * dim, dim, hs[0].begin() + (size_t(t) * hc + i) * dim);
+  BlockTape tp;
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    std::vector<float> out;
+    block_run(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs.back(), inputs, n, tp, out,
+              loads ? &(*loads)[l] : nullptr);
+    hs.push_back(std::move(out));
+  }
+  return hs;
+}
+
+void check_ids(const ModelConfig& c, std::span<const int> inputs, std::span<const int> targets) {
+  DSV4_CHECK(!inputs.empty(), "train: an empty sequence");
+  DSV4_CHECK(targets.size() == inputs.size(), "train: ", inputs.size(), " inputs but ", targets.size(), " targets");
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    DSV4_CHECK(inputs[i] >= 0 && inputs[i] < c.vocab_size, "train: input id ", inputs[i], " outside the vocabulary");
+    DSV4_CHECK(targets[i] < c.vocab_size, "train: target id ", targets[i], " outside the vocabulary");
+  }
+}
+
+}  // namespace
+
+std::vector<float> train_logits(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                                std::span<const int> inputs) {
+  check_ids(c, inputs, inputs);
+  const int n = static_cast<int>(inputs.size());
+  const auto hs = main_streams(w, c, ropes, inputs, nullptr);
+  HeadTape tp;
+  head_run(w.hc_head, w.norm, w.head, c, hs.back(), n, tp);
+  return tp.logits;
+}
+
+SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                            std::span<const int> inputs, std::span<const int> targets, const SequenceOptions& o,
+                            TrainWeights* g, std::vector<std::vector<long long>>* loads) {
+  check_ids(c, inputs, targets);
+  const int n = static_cast<int>(inputs.size()), hc = c.hc_mult, dim = c.hidden_size, V = c.vocab_size;
+  const size_t flat = size_t(hc) * dim;
+  const float eps = c.rms_norm_eps;
+  SequenceLoss loss;
+  if (loads) loads->assign(w.layers.size() + w.mtp.size(), {});
+  const auto hs = main_streams(w, c, ropes, inputs, loads);
+  const std::vector<float>& final_stream = hs.back();
+  HeadTape head;
+  head_run(w.hc_head, w.norm, w.head, c, final_stream, n, head);
+  std::vector<float> dlogits(head.logits.size());
+  loss.main = cross_entropy(head.logits, targets, V, dlogits);
+  for (int t : targets) loss.main_targets += t >= 0;
+
+  // MTP: position t, given inputs[t + 1], predicts targets[t + 1].
+  const bool mtp = !w.mtp.empty() && n >= 2 && o.mtp_weight > 0;
+  const int m = n - 1;
+  std::span<const int> next = inputs.subspan(1), next_targets = targets.subspan(1);
+  std::vector<float> e, en, ep, hn, hm0, hm1, dlogits_m;
+  HeadTape mhead;
+  BlockTape mtape;
+  if (mtp) {
+    const MtpF32& mw = w.mtp[0];
+    e = embed_rows(w, next, dim), en.resize(e.size()), ep.resize(e.size());
+    rmsnorm_forward(e, mw.enorm, eps, dim, en);
+    linear_forward(en, mw.e_proj, m, dim, dim, ep);
+    std::span<const float> stream(final_stream.data(), size_t(m) * flat);
+    hn.resize(stream.size()), hm0.resize(stream.size());
+    rmsnorm_forward(stream, mw.hnorm, eps, dim, hn);
+    linear_forward(hn, mw.h_proj, m * hc, dim, dim, hm0);
+    for (int t = 0; t < m; ++t)
+      for (int i = 0; i < hc; ++i)
+        for (int d = 0; d < dim; ++d) hm0[(size_t(t) * hc + i) * dim + d] += ep[size_t(t) * dim + d];
+    block_run(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, mtape, hm1,
+              loads ? &(*loads)[w.layers.size()] : nullptr);
+    head_run(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead);
+    dlogits_m.resize(mhead.logits.size());
+    loss.mtp = cross_entropy(mhead.logits, next_targets, V, dlogits_m);
+    for (int t : next_targets) loss.mtp_targets += t >= 0;
+  }
+  if (!g) return loss;
+
+  for (float& v : dlogits) v *= o.grad_scale;
+  std::vector<float> dstream;
+  head_back(w.hc_head, w.norm, w.head, c, final_stream, n, head, dlogits, g->hc_head, g->norm, g->head, dstream);
+  if (mtp) {
+    const MtpF32& mw = w.mtp[0];
+    MtpF32& gm = g->mtp[0];
+    for (float& v : dlogits_m) v *= o.grad_scale * o.mtp_weight;
+    std::vector<float> dhm1, dhm0;
+    head_back(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead, dlogits_m, gm.hc_head, gm.norm, g->head, dhm1);
+    loss.index += block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, dhm1, gm.block, dhm0);
+    // hm0 = h_proj(hnorm(stream)) + e_proj(enorm(embed(next))), the latter shared by the copies.
+    std::vector<float> dhn(hn.size()), dstream_m(hn.size()), dep(ep.size(), 0.0f), den(en.size()), de(e.size());
+    linear_backward(hn, mw.h_proj, dhm0, m * hc, dim, dim, dhn, gm.h_proj);
+    rmsnorm_backward(std::span<const float>(final_stream.data(), size_t(m) * flat), mw.hnorm, eps, dim, dhn, dstream_m,
+                     gm.hnorm);
+    for (size_t i = 0; i < dstream_m.size(); ++i) dstream[i] += dstream_m[i];
+    for (int t = 0; t < m; ++t)
+      for (int i = 0; i < hc; ++i)
+        for (int d = 0; d < dim; ++d) dep[size_t(t) * dim + d] += dhm0[(size_t(t) * hc + i) * dim + d];
+    linear_backward(en, mw.e_proj, dep, m, dim, dim, den, gm.e_proj);
+    rmsnorm_backward(e, mw.enorm, eps, dim, den, de, gm.enorm);
+    embedding_backward(next, de, dim, g->embed);
+  }
+  for (size_t l = w.layers.size(); l-- > 0;) {
+    std::vector<float> dh_in;
+    loss.index += block_backward(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs[l], inputs, n, dstream,
+                                 g->layers[l], dh_in);
+    dstream = std::move(dh_in);
+  }
+  std::vector<float> de(size_t(n) * dim, 0.0f);
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < hc; ++i)
+      for (int d = 0; d < dim; ++d) de[size_t(t) * dim + d] += dstream[(size_t(t) * hc + i) * dim + d];
+  embedding_backward(inputs, de, dim, g->embed);
+  return loss;
+}
+
+}  // namespace dsv4

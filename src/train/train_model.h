@@ -1,0 +1,47 @@
+// The whole model for training: one sequence from position 0 through the embedding, the blocks
+// (mHC around attention and MoE), hc_head, the head and the cross-entropy loss, plus the MTP
+// layer's loss on the token after next; and the backward through all of it. The forward keeps
+// only each block's input stream; the backward recomputes a block's inside from it.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "io/config.h"
+#include "ops/rope.h"
+#include "train/train_weights.h"
+
+namespace dsv4 {
+
+struct TrainRopes {
+  Rope plain, yarn;  // window-only layers, compressed layers (YaRN), as model.cpp chooses
+  explicit TrainRopes(const ModelConfig& c);
+  const Rope& of(int ratio) const { return ratio ? yarn : plain; }
+};
+
+struct SequenceLoss {
+  double main = 0, mtp = 0;  // mean cross-entropy of the counted targets
+  double index = 0;          // the indexers' KL loss, summed over tokens and CSA layers
+  int main_targets = 0, mtp_targets = 0;
+};
+
+struct SequenceOptions {
+  float mtp_weight = 0.3f;  // the MTP loss enters the total with this weight
+  float grad_scale = 1.0f;  // gradients of the total loss are multiplied by this (1 / batch)
+};
+
+// inputs [n] at positions 0 .. n - 1 and targets [n] (targets[t]: the token after inputs[t], or
+// -1 to not count it; the MTP layer predicts targets[t + 1] from position t given inputs[t +
+// 1]). With g, the gradients of grad_scale * (main + mtp_weight * mtp) accumulate into g, and
+// the indexers' gradients of their own loss (summed over tokens: the caller scales them); loads (if not null)
+// gets per score-routed layer (by block index, MTP blocks after the main ones) the tokens each
+// expert took.
+SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                            std::span<const int> inputs, std::span<const int> targets, const SequenceOptions& o,
+                            TrainWeights* g, std::vector<std::vector<long long>>* loads = nullptr);
+
+// Logits [n, vocab] at every position (the same forward; for tests and evaluation).
+std::vector<float> train_logits(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                                 std::span<const int> inputs);
+
+}  // namespace dsv4

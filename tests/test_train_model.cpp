@@ -1,0 +1,136 @@
+// The whole training model: its gradient against finite differences of its own loss on a tiny
+// model with every V4 feature (window, CSA with the indexer, HCA, mHC, a hash layer and score
+// routed MoE, MTP), its logits against the production forward on the exported (quantized)
+// checkpoint, and the export's quantization.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "model/model.h"
+#include "train/train_model.h"
+#include "train/train_weights.h"
+
+namespace dsv4 {
+namespace {
+
+std::string tiny_config_json(int index_topk) {
+  nlohmann::ordered_json c = {
+      {"vocab_size", 40}, {"hidden_size", 128}, {"moe_intermediate_size", 128}, {"num_hidden_layers", 3},
+      {"num_hash_layers", 1}, {"num_nextn_predict_layers", 1}, {"num_attention_heads", 2}, {"n_routed_experts", 4},
+      {"n_shared_experts", 1}, {"num_experts_per_tok", 2}, {"scoring_func", "sqrtsoftplus"},
+      {"routed_scaling_factor", 1.5}, {"swiglu_limit", 10.0}, {"q_lora_rank", 128}, {"head_dim", 128},
+      {"qk_rope_head_dim", 64}, {"rms_norm_eps", 1e-6}, {"o_groups", 2}, {"o_lora_rank", 64}, {"sliding_window", 4},
+      {"compress_ratios", {0, 4, 8, 0}}, {"compress_rope_theta", 160000.0}, {"rope_theta", 10000.0},
+      {"rope_scaling", {{"type", "yarn"}, {"factor", 4}, {"original_max_position_embeddings", 64},
+                        {"beta_fast", 32}, {"beta_slow", 1}}},
+      {"index_n_heads", 2}, {"index_head_dim", 128}, {"index_topk", index_topk}, {"hc_mult", 4},
+      {"hc_sinkhorn_iters", 20}, {"hc_eps", 1e-6}, {"expert_dtype", "fp4"},
+      {"quantization_config", {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+                               {"scale_fmt", "ue8m0"}, {"weight_block_size", {128, 128}}}}};
+  return c.dump();
+}
+
+const std::vector<int> kInputs = {3, 17, 5, 9, 22, 31, 8, 1, 14, 27, 6, 11, 39, 2};
+
+TEST(TrainModel, GradientOfTheWholeModelMatchesFiniteDifferences) {
+  // Every parameter tensor, a few coordinates each. The routing biases make the experts'
+  // choice clear and the indexer keeps every entry, so no perturbation flips a discrete choice.
+  const ModelConfig c = parse_config(tiny_config_json(8), "test");
+  TrainWeights w = init_weights(c, 5);
+  std::mt19937 rng(7);
+  for (auto& v : {&w.layers[0].hc_attn.fn, &w.layers[1].hc_ffn.fn, &w.layers[2].hc_attn.fn, &w.hc_head.fn}) {
+    std::normal_distribution<float> nd(0.0f, 0.3f);
+    for (float& x : *v) x = nd(rng);  // mHC mixes that matter
+  }
+  for (BlockF32* b : {&w.layers[1], &w.layers[2], &w.mtp[0].block}) b->routing.bias = {10, -10, 10, -10};
+  const TrainRopes ropes(c);
+  std::vector<int> targets(kInputs.begin() + 1, kInputs.end());
+  targets.push_back(-1);
+  targets[4] = -1;  // an uncounted target
+  SequenceOptions o;
+  o.mtp_weight = 0.5f, o.grad_scale = 1.0f;
+  TrainWeights g = zero_weights(c);
+  train_sequence(w, c, ropes, kInputs, targets, o, &g);
+  auto loss = [&] {
+    const SequenceLoss l = train_sequence(w, c, ropes, kInputs, targets, o, nullptr);
+    return l.main + o.mtp_weight * l.mtp;
+  };
+  std::map<std::string, std::vector<float>*> grads;
+  for_each_param(g, [&](const std::string& name, std::vector<float>& v) { grads[name] = &v; });
+  int checked = 0, tensors = 0;
+  double worst = 0;
+  for_each_param(w, [&](const std::string& name, std::vector<float>& v) {
+    if (name.find(".indexer.") != std::string::npos) return;  // its own loss: below
+    const std::vector<float>& gv = *grads.at(name);
+    ++tensors;
+    for (int k = 0; k < 3; ++k) {
+      const size_t i = (size_t(k) * 7919 + name.size()) % v.size();
+      const float keep = v[i], h = 1e-2f * std::max(1.0f, std::fabs(keep));
+      v[i] = keep + h;
+      const double up = loss();
+      v[i] = keep - h;
+      const double down = loss();
+      v[i] = keep;
+      const double numeric = (up - down) / (2.0 * h);
+      const double err = std::fabs(numeric - gv[i]) / std::max(1e-2, std::fabs(numeric) + std::fabs(gv[i]));
+      worst = std::max(worst, err);
+      ++checked;
+      EXPECT_LT(err, 2e-2) << name << "[" << i << "]: analytic " << gv[i] << ", numeric " << numeric;
+    }
+  });
+  std::printf("whole model: worst relative gradient error %.2g over %d coordinates of %d tensors\n", worst, checked,
+              tensors);
+  EXPECT_GT(tensors, 100);
+}
+
+TEST(TrainModel, ExportedCheckpointComputesWhatTheTrainingForwardComputes) {
+  // The released format (FP8 / FP4 with power-of-two block scales) read back into float
+  // masters: the training forward on those values and the production forward of dsv4 on the
+  // checkpoint (smooth mode) give the same logits at every position.
+  const ModelConfig c = parse_config(tiny_config_json(2), "test");
+  const TrainWeights w = init_weights(c, 9);
+  const std::string dir = (std::filesystem::temp_directory_path() / "dsv4_train_export").string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << tiny_config_json(2);
+  write_released_checkpoint(dir + "/model.safetensors", c, w);
+  const TrainWeights back = read_checkpoint_weights(dir, c);
+  // Quantization error bounded by the formats: e4m3 within 2^-4 of the block's scale grid.
+  double fp8_err = 0, fp4_err = 0;
+  std::map<std::string, const std::vector<float>*> orig;
+  for_each_param(w, [&](const std::string& name, const std::vector<float>& v) { orig[name] = &v; });
+  for_each_param(back, [&](const std::string& name, const std::vector<float>& v) {
+    const std::vector<float>& o = *orig.at(name);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < v.size(); ++i) num += (v[i] - o[i]) * (v[i] - o[i]), den += double(o[i]) * o[i];
+    const double rel = den > 0 ? std::sqrt(num / den) : 0;
+    if (name.find(".experts.") != std::string::npos) fp4_err = std::max(fp4_err, rel);
+    else if (name.find(".wq_a.") != std::string::npos) fp8_err = std::max(fp8_err, rel);
+  });
+  std::printf("export: relative RMS error fp8 %.3g, fp4 %.3g\n", fp8_err, fp4_err);
+  EXPECT_LT(fp8_err, 0.05);
+  EXPECT_LT(fp4_err, 0.2);
+  EXPECT_GT(fp4_err, 0.0);
+
+  const TrainRopes ropes(c);
+  const std::vector<float> ours = train_logits(back, c, ropes, kInputs);
+  ModelOptions mo;
+  mo.act_quant = false;
+  const Model model(dir, mo);
+  Session s = model.new_session();
+  ForwardTrace trace;
+  model.forward(s, kInputs, &trace);
+  const std::vector<float> theirs = model.all_logits(trace.final_stream);
+  ASSERT_EQ(ours.size(), theirs.size());
+  double worst = 0;
+  for (size_t i = 0; i < ours.size(); ++i) worst = std::max(worst, double(std::fabs(ours[i] - theirs[i])));
+  std::printf("training forward vs production forward: worst logit difference %.3g\n", worst);
+  EXPECT_LT(worst, 2e-3);
+}
+
+}  // namespace
+}  // namespace dsv4
