@@ -507,6 +507,27 @@ TEST(Backward, MhcPreMatchesFiniteDifferencesOfTheProductionForward) {
   check_grad("mHC pre dscale", scale, dscale, loss, 1e-3f);
 }
 
+TEST(Backward, MhcPreBatchMatchesTheOneTokenDefinition) {
+  std::mt19937 rng(21);
+  const int hc = 4, dim = 8, flat = hc * dim, mix = (2 + hc) * hc, n = 5;
+  std::vector<float> fn = randn(size_t(mix) * flat, rng, 0.3f), base = randn(mix, rng, 0.5f), scale = {0.8f, 1.1f, 0.9f};
+  const HcParams p = HcParams::from(fn, base, scale);
+  std::vector<float> x = randn(size_t(n) * flat, rng), dy = randn(size_t(n) * dim, rng);
+  std::vector<float> dpost = randn(size_t(n) * hc, rng), dcomb = randn(size_t(n) * hc * hc, rng);
+  std::vector<float> dx(x.size()), dfn(fn.size(), 0.0f), dbase(mix, 0.0f), dscale(3, 0.0f);
+  hc_pre_backward_batch(fn, p, x, n, hc, dim, 1e-6f, 20, 1e-6f, dy, dpost, dcomb, dx, dfn, dbase, dscale);
+  std::vector<float> rdx(flat), rfn(fn.size(), 0.0f), rbase(mix, 0.0f), rscale(3, 0.0f);
+  for (int t = 0; t < n; ++t) {
+    hc_pre_backward(fn, p, std::span<const float>(x).subspan(size_t(t) * flat, flat), hc, dim, 1e-6f, 20, 1e-6f,
+                    std::span<const float>(dy).subspan(size_t(t) * dim, dim), std::span<const float>(dpost).subspan(size_t(t) * hc, hc),
+                    std::span<const float>(dcomb).subspan(size_t(t) * hc * hc, hc * hc), rdx, rfn, rbase, rscale);
+    for (int i = 0; i < flat; ++i) ASSERT_NEAR(dx[size_t(t) * flat + i], rdx[i], 1e-4) << "token " << t << " dx " << i;
+  }
+  for (size_t i = 0; i < fn.size(); ++i) ASSERT_NEAR(dfn[i], rfn[i], 1e-4) << "dfn " << i;
+  for (int i = 0; i < mix; ++i) ASSERT_NEAR(dbase[i], rbase[i], 1e-4) << "dbase " << i;
+  for (int i = 0; i < 3; ++i) ASSERT_NEAR(dscale[i], rscale[i], 1e-4) << "dscale " << i;
+}
+
 TEST(Backward, MhcHeadMatchesFiniteDifferencesOfTheProductionForward) {
   std::mt19937 rng(19);
   const int hc = 4, dim = 6, flat = hc * dim;

@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "model/moe.h"
+#include "ops/dot.h"
 #include "ops/rope.h"
 #include "quant/linear.h"
 
@@ -189,33 +190,35 @@ void embedding_backward(std::span<const int> ids, std::span<const float> dy, int
     for (int i = 0; i < dim; ++i) dtable[size_t(ids[t]) * dim + i] += dy[t * dim + i];
 }
 
-// The attention probabilities of the keys (p [n_keys]) and of the sink, which takes mass and
-// adds no value.
+namespace {
+
+std::vector<const float*> rows_of(std::span<const float> keys, int n_keys, int dim) {
+  std::vector<const float*> rows(n_keys);
+  for (int j = 0; j < n_keys; ++j) rows[j] = keys.data() + size_t(j) * dim;
+  return rows;
+}
+
+}  // namespace
+
 double attention_probs(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
                        float sink, std::vector<double>& p) {
+  std::vector<float> dots(n_keys);
+  dot_rows(q.data(), 1, rows_of(keys, n_keys, dim).data(), n_keys, dim, dots.data());
   p.resize(n_keys);
   double mx = sink;
-  for (int j = 0; j < n_keys; ++j) {
-    double d = 0;
-    for (int i = 0; i < dim; ++i) d += double(q[i]) * keys[size_t(j) * dim + i];
-    mx = std::max(mx, p[j] = scale * d);
-  }
+  for (int j = 0; j < n_keys; ++j) mx = std::max(mx, p[j] = double(scale) * dots[j]);
   double sum = std::exp(sink - mx);
   for (int j = 0; j < n_keys; ++j) sum += (p[j] = std::exp(p[j] - mx));
   for (double& v : p) v /= sum;
   return std::exp(sink - mx) / sum;
 }
 
-
 void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
                             float sink, const Rope& rope, long long pos, std::span<float> o) {
   std::vector<double> p;
   attention_probs(q, keys, n_keys, dim, scale, sink, p);
-  for (int i = 0; i < dim; ++i) {
-    double acc = 0;
-    for (int j = 0; j < n_keys; ++j) acc += p[j] * keys[size_t(j) * dim + i];
-    o[i] = static_cast<float>(acc);
-  }
+  const std::vector<float> pf(p.begin(), p.end());
+  weighted_rows(pf.data(), 1, rows_of(keys, n_keys, dim).data(), n_keys, dim, o.data());
   rope.apply(o.data() + dim - rope.dim(), pos, /*inverse=*/true);
 }
 
@@ -223,24 +226,21 @@ float attention_head_backward(std::span<const float> q, std::span<const float> k
                               float sink, const Rope& rope, long long pos, std::span<const float> dout,
                               std::span<float> dq, std::span<float> dkeys) {
   // Before the inverse rotation: do = R(pos) dout on the rope dims.
-  std::vector<float> d(dout.begin(), dout.end());
+  std::vector<float> d(dout.begin(), dout.end()), dp(n_keys);
   rope.apply(d.data() + dim - rope.dim(), pos, /*inverse=*/false);
-  std::vector<double> p, dp(n_keys);
+  std::vector<double> p;
   const double p_sink = attention_probs(q, keys, n_keys, dim, scale, sink, p);
+  const std::vector<const float*> rows = rows_of(keys, n_keys, dim);
+  dot_rows(d.data(), 1, rows.data(), n_keys, dim, dp.data());
   double pdp = 0;  // sum_j p_j dp_j (the sink carries no value: its dp is 0)
+  for (int j = 0; j < n_keys; ++j) pdp += p[j] * dp[j];
+  std::vector<float> dz(n_keys);  // scale * dL/dz_j
+  for (int j = 0; j < n_keys; ++j) dz[j] = static_cast<float>(scale * p[j] * (dp[j] - pdp));
+  weighted_rows(dz.data(), 1, rows.data(), n_keys, dim, dq.data());
   for (int j = 0; j < n_keys; ++j) {
-    double s = 0;
-    for (int i = 0; i < dim; ++i) s += double(d[i]) * keys[size_t(j) * dim + i];
-    dp[j] = s;
-    pdp += p[j] * s;
-  }
-  std::fill(dq.begin(), dq.end(), 0.0f);
-  for (int j = 0; j < n_keys; ++j) {
-    const double dz = p[j] * (dp[j] - pdp);
-    for (int i = 0; i < dim; ++i) {
-      dq[i] += static_cast<float>(scale * dz * keys[size_t(j) * dim + i]);
-      dkeys[size_t(j) * dim + i] += static_cast<float>(scale * dz * q[i] + p[j] * d[i]);
-    }
+    float* dk = dkeys.data() + size_t(j) * dim;
+    const float a = dz[j], b = static_cast<float>(p[j]);
+    for (int i = 0; i < dim; ++i) dk[i] += a * q[i] + b * d[i];
   }
   return static_cast<float>(-p_sink * pdp);
 }

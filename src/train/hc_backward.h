@@ -30,6 +30,14 @@ void hc_pre_backward(std::span<const float> fn, const HcParams& p, std::span<con
                      std::span<const float> dcomb, std::span<float> dx, std::span<float> dfn, std::span<float> dbase,
                      std::span<float> dscale);
 
+// hc_pre_backward for n tokens at once, x [n, hc * dim], dy [n, dim], dpost [n, hc], dcomb [n,
+// hc, hc] -> dx [n, hc * dim] (overwritten): the mixes' products with fn as matrix products,
+// the split and Sinkhorn per token (in parallel, parameter gradients summed in a fixed order).
+void hc_pre_backward_batch(std::span<const float> fn, const HcParams& p, std::span<const float> x, int n, int hc,
+                           int dim, float norm_eps, int iters, float hc_eps, std::span<const float> dy,
+                           std::span<const float> dpost, std::span<const float> dcomb, std::span<float> dx,
+                           std::span<float> dfn, std::span<float> dbase, std::span<float> dscale);
+
 // hc_head for one token: mixes = (fn . x) / sqrt(mean(x^2) + norm_eps), pre = sigmoid(mixes *
 // scale + base) + hc_eps, y = sum_i pre[i] x[i]. Given dL/dy [dim]: dx [hc * dim] overwritten,
 // dfn [hc, hc * dim], dbase [hc], dscale [1] accumulated.

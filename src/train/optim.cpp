@@ -1,29 +1,16 @@
-// The optimizers in plain loops; Newton-Schulz multiplies with double accumulation (the
-// matrices trained here are small).
+// The optimizers in plain loops; Newton-Schulz's matrix products go through matmul_nt (the
+// production float kernels), since it runs on every hidden matrix at every step.
 #include "train/optim.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
+#include "train/backward.h"
 
 namespace dsv4 {
 
 namespace {
-
-// c [m, n] = a [m, k] . b [k, n] (row-major), double accumulation.
-void matmul(const float* a, const float* b, float* c, int m, int k, int n) {
-  std::vector<double> row(n);
-  for (int i = 0; i < m; ++i) {
-    std::fill(row.begin(), row.end(), 0.0);
-    for (int p = 0; p < k; ++p) {
-      const double x = a[static_cast<size_t>(i) * k + p];
-      const float* bp = b + static_cast<size_t>(p) * n;
-      for (int j = 0; j < n; ++j) row[j] += x * bp[j];
-    }
-    for (int j = 0; j < n; ++j) c[static_cast<size_t>(i) * n + j] = static_cast<float>(row[j]);
-  }
-}
 
 // x [r, c] -> [c, r]
 std::vector<float> transpose(std::span<const float> x, int r, int c) {
@@ -62,11 +49,10 @@ std::vector<float> newton_schulz(std::span<const float> g, int rows, int cols, i
   for (int it = 0; it < fast + stable; ++it) {
     const bool f = it < fast;
     const float ka = f ? 3.4445f : 2.0f, kb = f ? -4.7750f : -1.5f, kc = f ? 2.0315f : 0.5f;
-    const std::vector<float> xt = transpose(x, r, c);
-    matmul(x.data(), xt.data(), a.data(), r, c, r);   // A = X X^T
-    matmul(a.data(), a.data(), aa.data(), r, r, r);   // A^2
+    matmul_nt(x, x, r, r, c, a);    // A = X X^T
+    matmul_nt(a, a, r, r, r, aa);   // A^2 (A is symmetric)
     for (size_t i = 0; i < a.size(); ++i) b[i] = kb * a[i] + kc * aa[i];
-    matmul(b.data(), x.data(), bx.data(), r, r, c);   // B X
+    matmul_nt(b, transpose(x, r, c), r, c, r, bx);  // B X (B is symmetric)
     for (size_t i = 0; i < x.size(); ++i) x[i] = ka * x[i] + bx[i];
   }
   return tall ? transpose(x, r, c) : x;

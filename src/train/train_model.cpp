@@ -28,16 +28,6 @@ void add_to(std::vector<float>& dst, const std::vector<float>& src) {
   for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
 }
 
-// Splits [0, n) into fixed chunks, runs fn(chunk, t0, t1) on the pool.
-template <class F>
-void over_chunks(int n, int chunks, F fn) {
-  pool().parallel_for(size_t(chunks), [&](size_t c0, size_t c1) {
-    for (size_t k = c0; k < c1; ++k) fn(int(k), int(k * n / chunks), int((k + 1) * n / chunks));
-  });
-}
-
-int chunk_count(int n) { return std::max(1, std::min(n, pool().size())); }
-
 // The inside of one block, from its input stream.
 struct BlockTape {
   HcMix mix_a, mix_f;
@@ -83,22 +73,10 @@ void hc_post_back(const HcMix& mix, std::span<const float> out, std::span<const 
 // hc_pre's backward for every token, its dx added into dx_acc [n, hc, dim].
 void hc_pre_back(const HcF32& p, const ModelConfig& c, std::span<const float> x, int n, std::span<const float> dy,
                  std::span<const float> dpost, std::span<const float> dcomb, std::vector<float>& dx_acc, HcF32& g) {
-  const int hc = c.hc_mult, dim = c.hidden_size;
-  const size_t flat = size_t(hc) * dim;
-  const HcParams hp = params_of(p);
-  const int chunks = chunk_count(n);
-  std::vector<HcF32> part(chunks, HcF32{std::vector<float>(g.fn.size()), std::vector<float>(g.base.size()),
-                                        std::vector<float>(g.scale.size())});
-  over_chunks(n, chunks, [&](int k, int t0, int t1) {
-    std::vector<float> dx(flat);
-    for (int t = t0; t < t1; ++t) {
-      hc_pre_backward(p.fn, hp, x.subspan(t * flat, flat), hc, dim, c.rms_norm_eps, c.hc_sinkhorn_iters, c.hc_eps,
-                      dy.subspan(size_t(t) * dim, dim), dpost.subspan(size_t(t) * hc, hc),
-                      dcomb.subspan(size_t(t) * hc * hc, size_t(hc) * hc), dx, part[k].fn, part[k].base, part[k].scale);
-      for (size_t i = 0; i < flat; ++i) dx_acc[t * flat + i] += dx[i];
-    }
-  });
-  for (const HcF32& q : part) add_to(g.fn, q.fn), add_to(g.base, q.base), add_to(g.scale, q.scale);
+  std::vector<float> dx(x.size());
+  hc_pre_backward_batch(p.fn, params_of(p), x, n, c.hc_mult, c.hidden_size, c.rms_norm_eps, c.hc_sinkhorn_iters,
+                        c.hc_eps, dy, dpost, dcomb, dx, g.fn, g.base, g.scale);
+  add_to(dx_acc, dx);
 }
 
 // dh_out [n, hc, dim] -> dh_in; gradients into gb; returns the indexer's loss.

@@ -1,0 +1,487 @@
+// The training loop: sample the step's sequences, accumulate their gradients, clip, update
+// (Muon or AdamW per tensor), move the routing biases, log, evaluate and save. Saves are
+// written to temporary files and renamed, so an interrupted save leaves the previous one.
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "core/read_file.h"
+#include "io/safetensors.h"
+#include "io/safetensors_writer.h"
+#include "train/backward.h"
+#include "train/optim.h"
+#include "train/plot.h"
+#include "train/train_model.h"
+
+namespace dsv4 {
+
+namespace fs = std::filesystem;
+
+TrainSettings parse_train_settings(const std::string& json_text, const std::string& where) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, ": not valid JSON: ", e.what());
+  }
+  DSV4_CHECK(j.is_object(), where, ": \"train\" must be an object");
+  TrainSettings s;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    const nlohmann::json& v = it.value();
+    auto integer = [&](auto& dst, long long lo) {
+      DSV4_CHECK(v.is_number_integer() && v.get<long long>() >= lo, where, ": train.", k, " must be an integer >= ",
+                 lo, ", got ", v.dump());
+      dst = static_cast<std::remove_reference_t<decltype(dst)>>(v.get<long long>());
+    };
+    auto number = [&](float& dst, double lo, double hi) {
+      DSV4_CHECK(v.is_number() && v.get<double>() >= lo && v.get<double>() <= hi, where, ": train.", k,
+                 " must be a number in [", lo, ", ", hi, "], got ", v.dump());
+      dst = v.get<float>();
+    };
+    if (k == "steps") integer(s.steps, 1);
+    else if (k == "batch") integer(s.batch, 1);
+    else if (k == "seq_len") integer(s.seq_len, 2);
+    else if (k == "warmup") integer(s.warmup, 0);
+    else if (k == "seed") integer(s.seed, 0);
+    else if (k == "eval_every") integer(s.eval_every, 1);
+    else if (k == "save_every") integer(s.save_every, 1);
+    else if (k == "eval_sequences") integer(s.eval_sequences, 1);
+    else if (k == "lr") number(s.lr, 0, 1);
+    else if (k == "final_lr_fraction") number(s.final_lr_fraction, 0, 1);
+    else if (k == "weight_decay") number(s.weight_decay, 0, 1);
+    else if (k == "grad_clip") number(s.grad_clip, 0, 1e9);
+    else if (k == "mtp_weight") number(s.mtp_weight, 0, 10);
+    else if (k == "bias_update_rate") number(s.bias_update_rate, 0, 1);
+    else if (k == "optimizer") {
+      DSV4_CHECK(v.is_string() && (v == "muon" || v == "adamw"), where, ": train.optimizer must be \"muon\" or "
+                 "\"adamw\", got ", v.dump());
+      s.optimizer = v.get<std::string>();
+    } else {
+      fail(where, ": unknown key train.", k);
+    }
+  }
+  return s;
+}
+
+TrainSource load_train_source(const std::string& spec, const Tokenizer& tok, int bos) {
+  TrainSource src;
+  src.path = spec;
+  const size_t colon = spec.rfind(':');
+  if (colon != std::string::npos && colon + 1 < spec.size()) {
+    try {
+      size_t used = 0;
+      const double w = std::stod(spec.substr(colon + 1), &used);
+      if (used == spec.size() - colon - 1) src.path = spec.substr(0, colon), src.weight = w;
+    } catch (const std::exception&) {
+    }
+  }
+  DSV4_CHECK(src.weight > 0, spec, ": the weight after ':' must be positive");
+  const std::string text = read_file(src.path);
+  const bool chat = src.path.size() > 6 && src.path.compare(src.path.size() - 6, 6, ".jsonl") == 0;
+  if (!chat) {
+    if (bos >= 0) src.stream.push_back(bos);
+    const std::vector<int> ids = tok.encode(text);
+    src.stream.insert(src.stream.end(), ids.begin(), ids.end());
+    DSV4_CHECK(src.stream.size() >= 16, src.path, ": too little text (", src.stream.size(), " tokens)");
+    return src;
+  }
+  size_t line_no = 0, pos = 0;
+  while (pos < text.size()) {
+    const size_t end = std::min(text.find('\n', pos), text.size());
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1, ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      fail(src.path, ":", line_no, ": not valid JSON: ", e.what());
+    }
+    DSV4_CHECK(j.is_object() && j.contains("prompt") && j["prompt"].is_string() && j.contains("completion") &&
+                   j["completion"].is_string(),
+               src.path, ":", line_no, ": expected {\"prompt\": string, \"completion\": string}");
+    // The rendered prompt carries its own BOS text.
+    std::vector<int> ids = tok.encode(j["prompt"].get<std::string>());
+    const int prompt_len = static_cast<int>(ids.size());
+    const std::vector<int> done = tok.encode(j["completion"].get<std::string>());
+    DSV4_CHECK(!done.empty(), src.path, ":", line_no, ": empty completion");
+    ids.insert(ids.end(), done.begin(), done.end());
+    src.examples.push_back(std::move(ids));
+    src.prompt_len.push_back(prompt_len);
+  }
+  DSV4_CHECK(!src.examples.empty(), src.path, ": no examples");
+  return src;
+}
+
+namespace {
+
+// splitmix64 over (seed, step, b): the step's randomness without any carried state.
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+TrainSequence sample_sequence(const std::vector<TrainSource>& sources, int n, uint64_t seed, long long step, int b) {
+  DSV4_CHECK(!sources.empty(), "no training data");
+  uint64_t r = mix(mix(mix(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(b));
+  double total = 0;
+  for (const TrainSource& s : sources) total += s.weight;
+  double pick = static_cast<double>(r >> 11) / 9007199254740992.0 * total;
+  size_t si = 0;
+  while (si + 1 < sources.size() && pick >= sources[si].weight) pick -= sources[si++].weight;
+  const TrainSource& src = sources[si];
+  r = mix(r);
+  TrainSequence seq;
+  if (!src.stream.empty()) {
+    DSV4_CHECK(src.stream.size() > size_t(n) + 1, src.path, ": ", src.stream.size(),
+               " tokens, fewer than one sequence of ", n + 1);
+    const size_t o = r % (src.stream.size() - n);
+    seq.inputs.assign(src.stream.begin() + o, src.stream.begin() + o + n);
+    seq.targets.assign(src.stream.begin() + o + 1, src.stream.begin() + o + n + 1);
+    return seq;
+  }
+  // Chat: examples from a random one on, packed; targets only inside completions.
+  std::vector<int> ids, counted;
+  for (size_t e = r % src.examples.size(); ids.size() < size_t(n) + 1; e = (e + 1) % src.examples.size()) {
+    const std::vector<int>& ex = src.examples[e];
+    for (size_t i = 0; i < ex.size(); ++i) ids.push_back(ex[i]), counted.push_back(int(i) >= src.prompt_len[e]);
+  }
+  seq.inputs.assign(ids.begin(), ids.begin() + n);
+  seq.targets.resize(n);
+  for (int i = 0; i < n; ++i) seq.targets[i] = counted[i + 1] ? ids[i + 1] : -1;
+  return seq;
+}
+
+std::vector<TrainSequence> eval_sequences(const TrainSource& text, int n, int count) {
+  DSV4_CHECK(!text.stream.empty(), text.path, ": held-out data must be plain text");
+  std::vector<TrainSequence> out;
+  for (size_t o = 0; o + n + 1 <= text.stream.size() && static_cast<int>(out.size()) < count; o += n)
+    out.push_back({std::vector<int>(text.stream.begin() + o, text.stream.begin() + o + n),
+                   std::vector<int>(text.stream.begin() + o + 1, text.stream.begin() + o + n + 1)});
+  DSV4_CHECK(!out.empty(), text.path, ": shorter than one sequence of ", n + 1, " tokens");
+  return out;
+}
+
+double eval_loss(const TrainWeights& w, const ModelConfig& c, const std::vector<TrainSequence>& seqs) {
+  const TrainRopes ropes(c);
+  double nll = 0;
+  long long counted = 0;
+  SequenceOptions o;
+  o.mtp_weight = 0;
+  for (const TrainSequence& s : seqs) {
+    const SequenceLoss l = train_sequence(w, c, ropes, s.inputs, s.targets, o, nullptr);
+    nll += l.main * l.main_targets, counted += l.main_targets;
+  }
+  return nll / static_cast<double>(std::max(1LL, counted));
+}
+
+namespace {
+
+// One gradient parameter and its optimizer state.
+struct Param {
+  std::string name;
+  std::vector<long long> shape;
+  std::vector<float>* w = nullptr;
+  std::vector<float>* g = nullptr;
+  bool muon = false, decay = false, indexer = false;
+  AdamWState adam;
+  MuonState muon_state;
+};
+
+// The routing biases and hash tables of every block, by checkpoint prefix.
+std::vector<std::pair<std::string, BlockF32*>> blocks_of(TrainWeights& w) {
+  std::vector<std::pair<std::string, BlockF32*>> out;
+  for (size_t l = 0; l < w.layers.size(); ++l) out.push_back({"layers." + std::to_string(l), &w.layers[l]});
+  for (size_t i = 0; i < w.mtp.size(); ++i) out.push_back({"mtp." + std::to_string(i), &w.mtp[i].block});
+  return out;
+}
+
+template <typename T>
+std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
+  std::vector<uint8_t> b(v.size() * sizeof(T));
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+template <typename T>
+std::vector<T> values_of(const TensorView& t) {
+  std::vector<T> v(t.nbytes / sizeof(T));
+  std::memcpy(v.data(), t.data, t.nbytes);
+  return v;
+}
+
+nlohmann::json log_json(const StepLog& l) {
+  return {l.step, l.lr, l.loss, l.mtp_loss, l.index_loss, l.grad_norm, l.tokens_per_s, l.eval_loss};
+}
+
+StepLog log_from(const nlohmann::json& j) {
+  StepLog l;
+  l.step = j[0], l.lr = j[1], l.loss = j[2], l.mtp_loss = j[3], l.index_loss = j[4], l.grad_norm = j[5];
+  l.tokens_per_s = j[6], l.eval_loss = j[7];
+  return l;
+}
+
+// Writes path through a temporary file and a rename.
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string tmp = path + ".tmp";
+  write(tmp);
+  fs::rename(tmp, path);
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainRun& run) : run_(run) {
+    const std::string cfg_text = read_file(run.config_path);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(cfg_text);
+    } catch (const nlohmann::json::exception& e) {
+      fail(run.config_path, ": not valid JSON: ", e.what());
+    }
+    DSV4_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(), run.config_path,
+               ": expected {\"model\": <config.json object>, \"train\": {...}}");
+    model_json_ = j["model"].dump(2);
+    c_ = parse_config(model_json_, run.config_path + " (model)");
+    settings_ = parse_train_settings(j.contains("train") ? j["train"].dump() : "{}", run.config_path);
+    if (run.steps_override > 0) settings_.steps = run.steps_override;
+    if (!run.optimizer_override.empty()) {
+      DSV4_CHECK(run.optimizer_override == "muon" || run.optimizer_override == "adamw",
+                 "--optimizer must be muon or adamw, got ", run.optimizer_override);
+      settings_.optimizer = run.optimizer_override;
+    }
+    tokenizer_text_ = read_file(run.tokenizer_path);
+    const Tokenizer tok = Tokenizer::from_json(tokenizer_text_, run.tokenizer_path);
+    DSV4_CHECK(tok.vocab_size() <= c_.vocab_size, run.tokenizer_path, " has ", tok.vocab_size(),
+               " tokens, more than the model's vocab_size ", c_.vocab_size);
+    DSV4_CHECK(!run.data.empty(), "no --data given");
+    for (const std::string& d : run.data) sources_.push_back(load_train_source(d, tok, c_.bos_token_id));
+    if (!run.eval_path.empty())
+      eval_ = eval_sequences(load_train_source(run.eval_path, tok, c_.bos_token_id), settings_.seq_len,
+                             settings_.eval_sequences);
+
+    w_ = init_weights(c_, settings_.seed);
+    g_ = zero_weights(c_);
+    if (!run.init_dir.empty()) load_init(run.init_dir);
+    build_params();
+    fs::create_directories(run.out_dir);
+    if (run.resume) load_state(state_path());
+  }
+
+  std::vector<StepLog> run() {
+    const TrainRopes ropes(c_);
+    const long long end = run_.stop_at >= 0 ? std::min(settings_.steps, run_.stop_at) : settings_.steps;
+    if (step_ >= settings_.steps) message("already trained for " + std::to_string(settings_.steps) + " steps");
+    while (step_ < end) {
+      const auto t0 = std::chrono::steady_clock::now();
+      StepLog log = train_step(ropes);
+      log.tokens_per_s = double(settings_.batch) * settings_.seq_len /
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++step_;
+      if (!eval_.empty() && (step_ % settings_.eval_every == 0 || step_ == settings_.steps))
+        log.eval_loss = eval_loss(w_, c_, eval_);
+      history_.push_back(log);
+      if (run_.on_step) run_.on_step(log, settings_.steps);
+      if (step_ % settings_.save_every == 0 || step_ == end) save();
+    }
+    return history_;
+  }
+
+ private:
+  std::string state_path() const { return (fs::path(run_.out_dir) / "train_state.safetensors").string(); }
+  void message(const std::string& m) const {
+    if (run_.on_message) run_.on_message(m);
+  }
+
+  void build_params() {
+    const auto shapes = param_shapes(c_);
+    std::vector<std::pair<std::string, std::vector<float>*>> ws, gs;
+    for_each_param(w_, [&](const std::string& n, std::vector<float>& v) { ws.push_back({n, &v}); });
+    for_each_param(g_, [&](const std::string& n, std::vector<float>& v) { gs.push_back({n, &v}); });
+    for (size_t i = 0; i < ws.size(); ++i) {
+      Param p;
+      p.name = ws[i].first, p.w = ws[i].second, p.g = gs[i].second, p.shape = shapes.at(p.name);
+      p.muon = settings_.optimizer == "muon" && uses_muon(p.name, p.shape);
+      p.decay = p.shape.size() == 2;
+      p.indexer = p.name.find(".indexer.") != std::string::npos;
+      params_.push_back(std::move(p));
+    }
+  }
+
+  StepLog train_step(const TrainRopes& ropes) {
+    StepLog log;
+    log.step = step_ + 1;
+    log.lr = lr_at(step_, settings_.warmup, settings_.steps, settings_.lr, settings_.final_lr_fraction);
+    for (Param& p : params_) std::fill(p.g->begin(), p.g->end(), 0.0f);
+    SequenceOptions o;
+    o.mtp_weight = settings_.mtp_weight, o.grad_scale = 1.0f / static_cast<float>(settings_.batch);
+    std::vector<std::vector<long long>> load_sum, loads;
+    double main = 0, mtp = 0, index = 0;
+    for (int b = 0; b < settings_.batch; ++b) {
+      const TrainSequence s = sample_sequence(sources_, settings_.seq_len, settings_.seed, step_, b);
+      const SequenceLoss l = train_sequence(w_, c_, ropes, s.inputs, s.targets, o, &g_, &loads);
+      main += l.main / settings_.batch, mtp += l.mtp / settings_.batch, index += l.index;
+      if (load_sum.empty()) load_sum = loads;
+      else
+        for (size_t k = 0; k < loads.size(); ++k)
+          for (size_t e = 0; e < loads[k].size(); ++e) load_sum[k][e] += loads[k][e];
+    }
+    // The indexers' KL loss was summed over tokens: per token, like the main loss.
+    const double tokens = double(settings_.batch) * settings_.seq_len;
+    for (Param& p : params_)
+      if (p.indexer)
+        for (float& v : *p.g) v = static_cast<float>(v / tokens);
+    std::vector<std::span<float>> grads;
+    for (Param& p : params_) grads.push_back(*p.g);
+    log.grad_norm = clip_grad_norm(grads, settings_.grad_clip);
+    const float lr = static_cast<float>(log.lr);
+    for (Param& p : params_) {
+      if (p.muon) {
+        MuonParams mp;
+        mp.weight_decay = settings_.weight_decay;
+        muon_step(*p.w, static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1]), *p.g, p.muon_state, mp, lr);
+      } else {
+        AdamWParams ap;
+        ap.weight_decay = p.decay ? settings_.weight_decay : 0.0f;
+        adamw_step(*p.w, *p.g, p.adam, ap, lr);
+      }
+    }
+    // Auxiliary-loss-free balancing of the score-routed layers.
+    auto blocks = blocks_of(w_);
+    for (size_t k = 0; k < blocks.size() && k < load_sum.size(); ++k)
+      if (!blocks[k].second->routing.bias.empty())
+        update_routing_bias(blocks[k].second->routing.bias, load_sum[k], settings_.bias_update_rate);
+    log.loss = main, log.mtp_loss = mtp, log.index_loss = index / tokens;
+    return log;
+  }
+
+  void load_init(const std::string& dir) {
+    const std::string state = (fs::path(dir) / "train_state.safetensors").string();
+    if (fs::exists(state)) {
+      const SafetensorsFile f(state);
+      load_weights_from(f);
+      message("initialized from the float weights of " + state);
+    } else {
+      w_ = read_checkpoint_weights(dir, c_);
+      message("initialized from the checkpoint " + dir + " (dequantized)");
+    }
+  }
+
+  void load_weights_from(const SafetensorsFile& f) {
+    for_each_param(w_, [&](const std::string& n, std::vector<float>& v) {
+      const TensorView& t = f.get("w/" + n);
+      DSV4_CHECK(t.dtype == DType::F32 && t.nbytes == v.size() * 4, f.path(), ": w/", n, " does not match the model");
+      v = values_of<float>(t);
+    });
+    for (auto& [prefix, b] : blocks_of(w_)) {
+      if (!b->routing.bias.empty()) b->routing.bias = values_of<float>(f.get("bias/" + prefix));
+      if (!b->routing.tid2eid.empty()) b->routing.tid2eid = values_of<int>(f.get("tid2eid/" + prefix));
+    }
+  }
+
+  void load_state(const std::string& path) {
+    DSV4_CHECK(fs::exists(path), "--resume: ", path, " does not exist (nothing to resume)");
+    const SafetensorsFile f(path);
+    const auto& meta = f.metadata();
+    for (const char* k : {"step", "model", "train", "history"})
+      DSV4_CHECK(meta.count(k), path, ": no '", k, "' in its metadata (not a dsv4 training state)");
+    DSV4_CHECK(nlohmann::json::parse(meta.at("model")) == nlohmann::json::parse(model_json_), path,
+               ": saved for a different model config than ", run_.config_path);
+    load_weights_from(f);
+    step_ = std::stoll(meta.at("step"));
+    for (Param& p : params_) {
+      if (p.muon) {
+        if (f.has("muon/" + p.name)) p.muon_state.momentum = values_of<float>(f.get("muon/" + p.name));
+      } else if (f.has("adam_m/" + p.name)) {
+        p.adam.m = values_of<float>(f.get("adam_m/" + p.name));
+        p.adam.v = values_of<float>(f.get("adam_v/" + p.name));
+        p.adam.step = step_;
+      }
+    }
+    for (const auto& l : nlohmann::json::parse(meta.at("history"))) history_.push_back(log_from(l));
+    message("resumed at step " + std::to_string(step_) + " from " + path);
+  }
+
+  void save() {
+    // Training state: float masters, optimizer moments, routing, step, settings, history.
+    std::vector<TensorData> t;
+    for (const Param& p : params_) {
+      t.push_back({"w/" + p.name, DType::F32, p.shape, bytes_of(*p.w)});
+      if (!p.muon_state.momentum.empty())
+        t.push_back({"muon/" + p.name, DType::F32, p.shape, bytes_of(p.muon_state.momentum)});
+      if (!p.adam.m.empty()) {
+        t.push_back({"adam_m/" + p.name, DType::F32, p.shape, bytes_of(p.adam.m)});
+        t.push_back({"adam_v/" + p.name, DType::F32, p.shape, bytes_of(p.adam.v)});
+      }
+    }
+    for (auto& [prefix, b] : blocks_of(w_)) {
+      if (!b->routing.bias.empty())
+        t.push_back({"bias/" + prefix, DType::F32, {(long long)b->routing.bias.size()}, bytes_of(b->routing.bias)});
+      if (!b->routing.tid2eid.empty())
+        t.push_back({"tid2eid/" + prefix, DType::I32, {(long long)b->routing.tid2eid.size()},
+                     bytes_of(b->routing.tid2eid)});
+    }
+    nlohmann::json hist = nlohmann::json::array();
+    for (const StepLog& l : history_) hist.push_back(log_json(l));
+    nlohmann::json train_json = {{"steps", settings_.steps}, {"batch", settings_.batch}, {"seq_len", settings_.seq_len},
+                                 {"optimizer", settings_.optimizer}, {"lr", settings_.lr}, {"seed", settings_.seed}};
+    const std::map<std::string, std::string> meta = {{"step", std::to_string(step_)},
+                                                     {"model", model_json_},
+                                                     {"train", train_json.dump()},
+                                                     {"history", hist.dump()}};
+    write_atomically(state_path(), [&](const std::string& p) { write_safetensors(p, t, meta); });
+    // The released checkpoint, loadable by every dsv4 command.
+    const fs::path out(run_.out_dir);
+    write_atomically((out / "model.safetensors").string(), [&](const std::string& p) {
+      write_released_checkpoint(p, c_, w_, {{"format", "pt"}, {"dsv4_trained_steps", std::to_string(step_)}});
+    });
+    std::ofstream((out / "config.json").string()) << model_json_ << "\n";
+    std::ofstream((out / "tokenizer.json").string()) << tokenizer_text_;
+    // The loss log and curve.
+    std::ofstream log((out / "train_log.tsv").string());
+    log << "step\tlr\tloss\tmtp_loss\tindex_loss\tgrad_norm\ttokens_per_s\teval_loss\n";
+    PlotSeries train{"training loss", {}, {}, 0x1f77b4}, held{"held-out loss", {}, {}, 0xd62728};
+    for (const StepLog& l : history_) {
+      log << l.step << "\t" << l.lr << "\t" << l.loss << "\t" << l.mtp_loss << "\t" << l.index_loss << "\t"
+          << l.grad_norm << "\t" << l.tokens_per_s << "\t" << l.eval_loss << "\n";
+      train.x.push_back(double(l.step)), train.y.push_back(l.loss);
+      if (l.eval_loss >= 0) held.x.push_back(double(l.step)), held.y.push_back(l.eval_loss);
+    }
+    std::vector<PlotSeries> series = {train};
+    if (!held.x.empty()) series.push_back(held);
+    if (train.x.size() >= 2)
+      write_line_plot_png((out / "loss.png").string(), series,
+                          {"dsv4 train: " + settings_.optimizer, "step", "cross-entropy (nats)", 900, 540, false});
+  }
+
+  TrainRun run_;
+  std::string model_json_, tokenizer_text_;
+  ModelConfig c_;
+  TrainSettings settings_;
+  std::vector<TrainSource> sources_;
+  std::vector<TrainSequence> eval_;
+  TrainWeights w_, g_;
+  std::vector<Param> params_;
+  long long step_ = 0;
+  std::vector<StepLog> history_;
+};
+
+}  // namespace
+
+std::vector<StepLog> train(const TrainRun& run) {
+  Trainer t(run);
+  return t.run();
+}
+
+}  // namespace dsv4
