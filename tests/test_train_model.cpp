@@ -10,16 +10,20 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/check.h"
+#include "io/safetensors.h"
 #include "model/model.h"
+#include "tokenizer/bpe_train.h"
 #include "train/train_model.h"
 #include "train/train_weights.h"
+#include "train/trainer.h"
 
 namespace dsv4 {
 namespace {
 
-std::string tiny_config_json(int index_topk) {
+std::string tiny_config_json(int index_topk, int vocab = 40) {
   nlohmann::ordered_json c = {
-      {"vocab_size", 40}, {"hidden_size", 128}, {"moe_intermediate_size", 128}, {"num_hidden_layers", 3},
+      {"vocab_size", vocab}, {"hidden_size", 128}, {"moe_intermediate_size", 128}, {"num_hidden_layers", 3},
       {"num_hash_layers", 1}, {"num_nextn_predict_layers", 1}, {"num_attention_heads", 2}, {"n_routed_experts", 4},
       {"n_shared_experts", 1}, {"num_experts_per_tok", 2}, {"scoring_func", "sqrtsoftplus"},
       {"routed_scaling_factor", 1.5}, {"swiglu_limit", 10.0}, {"q_lora_rank", 128}, {"head_dim", 128},
@@ -130,6 +134,113 @@ TEST(TrainModel, ExportedCheckpointComputesWhatTheTrainingForwardComputes) {
   for (size_t i = 0; i < ours.size(); ++i) worst = std::max(worst, double(std::fabs(ours[i] - theirs[i])));
   std::printf("training forward vs production forward: worst logit difference %.3g\n", worst);
   EXPECT_LT(worst, 2e-3);
+}
+
+// A training run directory with a byte-level tokenizer, a small text and the tiny model.
+struct TinyRun {
+  std::string dir;
+  TrainRun run;
+  explicit TinyRun(const std::string& name, const std::string& train_json) {
+    dir = (std::filesystem::temp_directory_path() / name).string();
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const int vocab = (static_cast<int>(v4_special_tokens().size()) + 256 + 127) / 128 * 128;
+    std::ofstream(dir + "/cfg.json") << "{\"model\": " << tiny_config_json(2, vocab) << ", \"train\": " << train_json
+                                     << "}";
+    std::ofstream(dir + "/tokenizer.json") << byte_level_tokenizer_json();
+    std::ofstream text(dir + "/text.txt");
+    for (int i = 0; i < 60; ++i) text << "the cat sat on the mat. the dog sat on the log. ";
+    run.config_path = dir + "/cfg.json", run.tokenizer_path = dir + "/tokenizer.json";
+    run.data = {dir + "/text.txt"}, run.eval_path = dir + "/text.txt";
+  }
+};
+
+TEST(Trainer, ResumedRunEndsWithTheBitsOfAnUninterruptedOne) {
+  const std::string settings = R"({"steps": 4, "batch": 3, "seq_len": 24, "warmup": 1, "eval_every": 2,
+                                   "save_every": 10, "eval_sequences": 2, "lr": 0.01})";
+  TinyRun a("dsv4_train_straight", settings), b("dsv4_train_resumed", settings);
+  a.run.out_dir = a.dir + "/out";
+  const std::vector<StepLog> straight = train(a.run);
+  b.run.out_dir = b.dir + "/out";
+  b.run.stop_at = 2;
+  ASSERT_EQ(train(b.run).size(), 2u);
+  b.run.stop_at = -1, b.run.resume = true;
+  const std::vector<StepLog> resumed = train(b.run);
+  ASSERT_EQ(straight.size(), 4u);
+  ASSERT_EQ(resumed.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(straight[i].loss, resumed[i].loss) << "step " << i + 1;
+    EXPECT_EQ(straight[i].eval_loss, resumed[i].eval_loss) << "step " << i + 1;
+  }
+  // Every saved tensor (float masters, optimizer moments, routing) bit for bit, and the
+  // released checkpoint byte for byte.
+  const SafetensorsFile sa(a.run.out_dir + "/train_state.safetensors"), sb(b.run.out_dir + "/train_state.safetensors");
+  ASSERT_EQ(sa.tensors().size(), sb.tensors().size());
+  int moments = 0;
+  for (const auto& [name, t] : sa.tensors()) {
+    const TensorView& u = sb.get(name);
+    ASSERT_EQ(t.nbytes, u.nbytes) << name;
+    EXPECT_EQ(std::memcmp(t.data, u.data, t.nbytes), 0) << name << " differs after resuming";
+    moments += name.rfind("muon/", 0) == 0 || name.rfind("adam_v/", 0) == 0;
+  }
+  EXPECT_GT(moments, 50);
+  std::ifstream fa(a.run.out_dir + "/model.safetensors", std::ios::binary), fb(b.run.out_dir + "/model.safetensors", std::ios::binary);
+  const std::string ba((std::istreambuf_iterator<char>(fa)), {}), bb((std::istreambuf_iterator<char>(fb)), {});
+  EXPECT_EQ(ba, bb);
+  // The output loads as a model.
+  ModelOptions mo;
+  const Model model(a.run.out_dir, mo);
+  EXPECT_EQ(model.config().vocab_size, parse_config(tiny_config_json(2, model.config().vocab_size), "t").vocab_size);
+}
+
+TEST(Trainer, LearnsARepetitiveText) {
+  // Both optimizers bring the loss of a two-sentence text well down in 30 steps.
+  for (const char* opt : {"muon", "adamw"}) {
+    TinyRun r(std::string("dsv4_train_learns_") + opt, R"({"steps": 30, "batch": 2, "seq_len": 32, "warmup": 3,
+        "eval_every": 30, "save_every": 30, "eval_sequences": 2, "lr": 0.01})");
+    r.run.out_dir = r.dir + "/out";
+    r.run.optimizer_override = opt;
+    const std::vector<StepLog> log = train(r.run);
+    ASSERT_EQ(log.size(), 30u);
+    std::printf("%s: loss %.3f -> %.3f, held-out %.3f\n", opt, log.front().loss, log.back().loss, log.back().eval_loss);
+    EXPECT_LT(log.back().loss, 0.5 * log.front().loss) << opt;
+    EXPECT_TRUE(std::filesystem::exists(r.run.out_dir + "/loss.png"));
+    EXPECT_TRUE(std::filesystem::exists(r.run.out_dir + "/train_log.tsv"));
+  }
+}
+
+TEST(Trainer, BadInputIsRefusedWithItsName) {
+  TinyRun r("dsv4_train_bad", R"({"steps": 2, "batch": 1, "seq_len": 16})");
+  r.run.out_dir = r.dir + "/out";
+  auto error_of = [](const TrainRun& run) {
+    try {
+      train(run);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  TrainRun missing = r.run;
+  missing.data = {r.dir + "/nope.txt"};
+  EXPECT_NE(error_of(missing).find("nope.txt"), std::string::npos) << error_of(missing);
+  TrainRun resume = r.run;
+  resume.resume = true;
+  EXPECT_NE(error_of(resume).find("nothing to resume"), std::string::npos) << error_of(resume);
+  TrainRun opt = r.run;
+  opt.optimizer_override = "sgd";
+  EXPECT_NE(error_of(opt).find("--optimizer"), std::string::npos) << error_of(opt);
+  std::ofstream(r.dir + "/bad.json") << R"({"model": )" << tiny_config_json(2, 384) << R"(, "train": {"stpes": 3}})";
+  TrainRun key = r.run;
+  key.config_path = r.dir + "/bad.json";
+  EXPECT_NE(error_of(key).find("train.stpes"), std::string::npos) << error_of(key);
+  std::ofstream(r.dir + "/small.json") << R"({"model": )" << tiny_config_json(2, 40) << "}";
+  TrainRun vocab = r.run;
+  vocab.config_path = r.dir + "/small.json";
+  EXPECT_NE(error_of(vocab).find("vocab_size"), std::string::npos) << error_of(vocab);
+  std::ofstream(r.dir + "/chat.jsonl") << "{\"prompt\": \"a\"}\n";
+  TrainRun chat = r.run;
+  chat.data = {r.dir + "/chat.jsonl"};
+  EXPECT_NE(error_of(chat).find("chat.jsonl:1"), std::string::npos) << error_of(chat);
 }
 
 }  // namespace

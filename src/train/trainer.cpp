@@ -13,6 +13,7 @@
 
 #include "core/check.h"
 #include "core/read_file.h"
+#include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
 #include "train/backward.h"
@@ -323,19 +324,38 @@ class Trainer {
     StepLog log;
     log.step = step_ + 1;
     log.lr = lr_at(step_, settings_.warmup, settings_.steps, settings_.lr, settings_.final_lr_fraction);
-    for (Param& p : params_) std::fill(p.g->begin(), p.g->end(), 0.0f);
     SequenceOptions o;
     o.mtp_weight = settings_.mtp_weight, o.grad_scale = 1.0f / static_cast<float>(settings_.batch);
-    std::vector<std::vector<long long>> load_sum, loads;
+    // The batch's sequences in parallel, each on one thread (kernels called inside run inline),
+    // in fixed contiguous groups with their own gradient buffers, summed in group order.
+    const int groups = std::max(1, std::min(settings_.batch, pool().size()));
+    while (int(group_grads_.size()) < groups) group_grads_.push_back(zero_weights(c_));
+    std::vector<SequenceLoss> losses(settings_.batch);
+    std::vector<std::vector<std::vector<long long>>> loads(settings_.batch);
+    pool().parallel_for(size_t(groups), [&](size_t g0, size_t g1) {
+      for (size_t k = g0; k < g1; ++k) {
+        for_each_param(group_grads_[k], [](const std::string&, std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); });
+        for (int b = int(k * settings_.batch / groups); b < int((k + 1) * settings_.batch / groups); ++b) {
+          const TrainSequence s = sample_sequence(sources_, settings_.seq_len, settings_.seed, step_, b);
+          losses[b] = train_sequence(w_, c_, ropes, s.inputs, s.targets, o, &group_grads_[k], &loads[b]);
+        }
+      }
+    });
+    for (Param& p : params_) std::fill(p.g->begin(), p.g->end(), 0.0f);
+    for (int k = 0; k < groups; ++k) {
+      size_t i = 0;
+      for_each_param(group_grads_[k], [&](const std::string&, std::vector<float>& v) {
+        std::vector<float>& dst = *params_[i++].g;
+        for (size_t j = 0; j < v.size(); ++j) dst[j] += v[j];
+      });
+    }
+    std::vector<std::vector<long long>> load_sum = loads[0];
     double main = 0, mtp = 0, index = 0;
     for (int b = 0; b < settings_.batch; ++b) {
-      const TrainSequence s = sample_sequence(sources_, settings_.seq_len, settings_.seed, step_, b);
-      const SequenceLoss l = train_sequence(w_, c_, ropes, s.inputs, s.targets, o, &g_, &loads);
-      main += l.main / settings_.batch, mtp += l.mtp / settings_.batch, index += l.index;
-      if (load_sum.empty()) load_sum = loads;
-      else
-        for (size_t k = 0; k < loads.size(); ++k)
-          for (size_t e = 0; e < loads[k].size(); ++e) load_sum[k][e] += loads[k][e];
+      main += losses[b].main / settings_.batch, mtp += losses[b].mtp / settings_.batch, index += losses[b].index;
+      if (b > 0)
+        for (size_t k = 0; k < loads[b].size(); ++k)
+          for (size_t e = 0; e < loads[b][k].size(); ++e) load_sum[k][e] += loads[b][k][e];
     }
     // The indexers' KL loss was summed over tokens: per token, like the main loss.
     const double tokens = double(settings_.batch) * settings_.seq_len;
@@ -472,6 +492,7 @@ class Trainer {
   std::vector<TrainSource> sources_;
   std::vector<TrainSequence> eval_;
   TrainWeights w_, g_;
+  std::vector<TrainWeights> group_grads_;  // per parallel group of sequences
   std::vector<Param> params_;
   long long step_ = 0;
   std::vector<StepLog> history_;
