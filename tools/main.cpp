@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   dsv4::tools::add_convert(app, commands);
   dsv4::tools::add_perplexity(app, commands);
   dsv4::tools::add_train(app, commands);
+  dsv4::tools::add_plot_runs(app, commands);
   dsv4::tools::add_train_tokenizer(app, commands);
   dsv4::tools::add_prepare_brown(app, commands);
   dsv4::tools::add_make_chat_data(app, commands);
