@@ -1,0 +1,334 @@
+// Task families, their worked solutions and checkers; rendering through chat/encode.
+#include "posttrain/tasks.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "chat/encode.h"
+#include "core/check.h"
+
+namespace dsv4 {
+
+namespace {
+
+int pick(std::mt19937_64& rng, int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); }
+std::string str(long long v) { return std::to_string(v); }
+
+std::string list_text(const std::vector<int>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + str(v[i]);
+  return s + "]";
+}
+
+const std::vector<std::string>& words() {
+  static const std::vector<std::string> w = {"garden", "river", "window", "planet", "silver", "market",
+                                             "candle", "forest", "letter", "bridge", "summer", "pencil"};
+  return w;
+}
+
+// Column addition of two numbers, the carries written out.
+std::string addition_work(long long a, long long b) {
+  std::string r;
+  static const char* names[] = {"Ones", "Tens", "Hundreds", "Thousands"};
+  int carry = 0;
+  for (int col = 0; (a > 0 || b > 0 || carry) && col < 4; ++col) {
+    const int da = static_cast<int>(a % 10), db = static_cast<int>(b % 10), s = da + db + carry;
+    r += std::string(col ? " " : "") + names[col] + ": " + str(da) + " + " + str(db) + (carry ? " + 1" : "") + " = " +
+         str(s) + (s >= 10 ? ", write " + str(s % 10) + " and carry 1." : ".");
+    carry = s >= 10, a /= 10, b /= 10;
+  }
+  return r;
+}
+
+Task math_task(std::mt19937_64& rng) {
+  Task t;
+  t.domain = Domain::math;
+  switch (pick(rng, 3)) {
+    case 0: {
+      const long long a = 100 + pick(rng, 900), b = 100 + pick(rng, 900);
+      t.user = "What is " + str(a) + " + " + str(b) + "?";
+      t.reasoning = addition_work(a, b) + " So the sum is " + str(a + b) + ".";
+      t.answer = str(a) + " + " + str(b) + " = " + str(a + b) + ".";
+      t.expected = str(a + b);
+      break;
+    }
+    case 1: {
+      long long a = 100 + pick(rng, 900), b = 100 + pick(rng, 900);
+      if (a < b) std::swap(a, b);
+      t.user = "What is " + str(a) + " - " + str(b) + "?";
+      t.reasoning = "Check by adding back: " + addition_work(b, a - b) + " " + str(b) + " + " + str(a - b) + " = " +
+                    str(a) + ", so the difference is " + str(a - b) + ".";
+      t.answer = str(a) + " - " + str(b) + " = " + str(a - b) + ".";
+      t.expected = str(a - b);
+      break;
+    }
+    default: {
+      const long long a = 11 + pick(rng, 89), b = 2 + pick(rng, 8);
+      t.user = "What is " + str(a) + " * " + str(b) + "?";
+      t.reasoning = str(a) + " * " + str(b) + " = " + str(a / 10 * 10) + " * " + str(b) + " + " + str(a % 10) + " * " +
+                    str(b) + " = " + str(a / 10 * 10 * b) + " + " + str(a % 10 * b) + " = " + str(a * b) + ".";
+      t.answer = str(a) + " * " + str(b) + " = " + str(a * b) + ".";
+      t.expected = str(a * b);
+      break;
+    }
+  }
+  return t;
+}
+
+Task code_task(std::mt19937_64& rng) {
+  Task t;
+  t.domain = Domain::code;
+  std::vector<int> xs(3 + pick(rng, 3));
+  for (int& x : xs) x = pick(rng, 50);
+  const std::string& w = words()[pick(rng, static_cast<int>(words().size()))];
+  std::string program, why;
+  switch (pick(rng, 6)) {
+    case 0: {
+      std::vector<int> s = xs;
+      std::sort(s.begin(), s.end());
+      program = "xs = " + list_text(xs) + "\nprint(sorted(xs))";
+      t.expected = list_text(s);
+      why = "sorted returns a new list with the numbers in increasing order";
+      break;
+    }
+    case 1:
+      program = "s = \"" + w + "\"\nprint(s[::-1])";
+      t.expected = std::string(w.rbegin(), w.rend());
+      why = "the slice [::-1] reads the string from the end";
+      break;
+    case 2: {
+      int sum = 0;
+      for (int x : xs) sum += x;
+      program = "xs = " + list_text(xs) + "\nprint(sum(xs))";
+      t.expected = str(sum);
+      why = "sum adds the numbers";
+      break;
+    }
+    case 3:
+      program = "xs = " + list_text(xs) + "\nprint(len(xs))";
+      t.expected = str(static_cast<long long>(xs.size()));
+      why = "len counts the elements of the list";
+      break;
+    case 4:
+      program = "xs = " + list_text(xs) + "\nprint(max(xs))";
+      t.expected = str(*std::max_element(xs.begin(), xs.end()));
+      why = "max returns the largest element";
+      break;
+    default: {
+      std::string up = w;
+      for (char& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      program = "s = \"" + w + "\"\nprint(s.upper())";
+      t.expected = up;
+      why = "upper returns the string in capital letters";
+      break;
+    }
+  }
+  t.user = "What does this Python program print?\n```python\n" + program + "\n```";
+  t.reasoning = "The program prints one line: " + why + ", which gives " + t.expected + ".";
+  t.answer = "It prints `" + t.expected + "`.";
+  return t;
+}
+
+Task agentic_task(std::mt19937_64& rng) {
+  static const std::vector<std::string> cities = {"Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Delhi"};
+  Task t;
+  t.domain = Domain::agentic;
+  t.tools = agent_tools();
+  switch (pick(rng, 4)) {
+    case 0: {
+      const int a = pick(rng, 1000), b = pick(rng, 1000);
+      t.user = "Use the add tool to add " + str(a) + " and " + str(b) + ".";
+      t.call = {{"name", "add"}, {"arguments", {{"a", a}, {"b", b}}}};
+      t.reasoning = "The user wants the sum of " + str(a) + " and " + str(b) + ", so I call add.";
+      break;
+    }
+    case 1: {
+      const int a = pick(rng, 100), b = pick(rng, 100);
+      t.user = "What is " + str(a) + " times " + str(b) + "? Use the multiply tool.";
+      t.call = {{"name", "multiply"}, {"arguments", {{"a", a}, {"b", b}}}};
+      t.reasoning = "The user wants the product of " + str(a) + " and " + str(b) + ", so I call multiply.";
+      break;
+    }
+    case 2: {
+      const std::string& city = cities[pick(rng, static_cast<int>(cities.size()))];
+      t.user = "What is the weather in " + city + " right now?";
+      t.call = {{"name", "get_weather"}, {"arguments", {{"city", city}}}};
+      t.reasoning = "The user asks for the weather in " + city + ", so I call get_weather.";
+      break;
+    }
+    default: {
+      const std::string& w = words()[pick(rng, static_cast<int>(words().size()))];
+      t.user = "Reverse the text \"" + w + "\" with the reverse_text tool.";
+      t.call = {{"name", "reverse_text"}, {"arguments", {{"text", w}}}};
+      t.reasoning = "The user wants \"" + w + "\" reversed, so I call reverse_text.";
+      break;
+    }
+  }
+  t.expected = *execute_tool(t.call["name"], t.call["arguments"]);
+  return t;
+}
+
+nlohmann::ordered_json function_tool(const std::string& name, const std::string& description,
+                                     const nlohmann::ordered_json& properties) {
+  nlohmann::ordered_json required = nlohmann::ordered_json::array();
+  for (auto it = properties.begin(); it != properties.end(); ++it) required.push_back(it.key());
+  return {{"type", "function"},
+          {"function",
+           {{"name", name},
+            {"description", description},
+            {"parameters", {{"type", "object"}, {"properties", properties}, {"required", required}}}}}};
+}
+
+// The last integer written in a text (nullopt if none).
+std::optional<long long> last_integer(const std::string& s) {
+  std::optional<long long> last;
+  for (size_t i = 0; i < s.size();) {
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
+    if (j - i <= 15) last = std::stoll(s.substr(i, j - i)) * (i > 0 && s[i - 1] == '-' ? -1 : 1);
+    i = j;
+  }
+  return last;
+}
+
+}  // namespace
+
+const std::vector<Domain>& all_domains() {
+  static const std::vector<Domain> d = {Domain::math, Domain::code, Domain::agentic};
+  return d;
+}
+
+const char* domain_name(Domain d) {
+  switch (d) {
+    case Domain::math: return "math";
+    case Domain::code: return "code";
+    case Domain::agentic: return "agentic";
+  }
+  return "?";
+}
+
+Domain parse_domain(const std::string& s) {
+  for (Domain d : all_domains())
+    if (s == domain_name(d)) return d;
+  fail("unknown domain '", s, "' (domains: math, code, agentic)");
+}
+
+const nlohmann::ordered_json& agent_tools() {
+  static const nlohmann::ordered_json tools = nlohmann::ordered_json::array(
+      {function_tool("add", "Add two integers.", {{"a", {{"type", "integer"}}}, {"b", {{"type", "integer"}}}}),
+       function_tool("multiply", "Multiply two integers.", {{"a", {{"type", "integer"}}}, {"b", {{"type", "integer"}}}}),
+       function_tool("get_weather", "The current weather in a city.", {{"city", {{"type", "string"}}}}),
+       function_tool("reverse_text", "The text written backwards.", {{"text", {{"type", "string"}}}})});
+  return tools;
+}
+
+std::optional<std::string> execute_tool(const std::string& name, const nlohmann::json& args) {
+  if (!args.is_object()) return std::nullopt;
+  auto integer = [&](const char* k) -> std::optional<long long> {
+    if (!args.contains(k) || !args[k].is_number_integer()) return std::nullopt;
+    return args[k].get<long long>();
+  };
+  auto text = [&](const char* k) -> std::optional<std::string> {
+    if (!args.contains(k) || !args[k].is_string()) return std::nullopt;
+    return args[k].get<std::string>();
+  };
+  if ((name == "add" || name == "multiply") && args.size() == 2) {
+    const auto a = integer("a"), b = integer("b");
+    if (!a || !b) return std::nullopt;
+    return str(name == "add" ? *a + *b : *a * *b);
+  }
+  if (name == "get_weather" && args.size() == 1) {
+    const auto city = text("city");
+    if (!city || city->empty()) return std::nullopt;
+    // A fixed, deterministic "weather service".
+    static const char* kinds[] = {"sunny", "cloudy", "rainy", "windy"};
+    size_t h = 0;
+    for (char c : *city) h = h * 31 + static_cast<unsigned char>(c);
+    return std::string(kinds[h % 4]) + ", " + str(static_cast<long long>(5 + h % 25)) + " C";
+  }
+  if (name == "reverse_text" && args.size() == 1) {
+    const auto t = text("text");
+    if (!t) return std::nullopt;
+    return std::string(t->rbegin(), t->rend());
+  }
+  return std::nullopt;
+}
+
+Task make_task(Domain d, std::mt19937_64& rng) {
+  switch (d) {
+    case Domain::math: return math_task(rng);
+    case Domain::code: return code_task(rng);
+    case Domain::agentic: return agentic_task(rng);
+  }
+  fail("unknown domain");
+}
+
+Task task_at(Domain d, uint64_t seed, int i) {
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i) * 2654435761ULL + static_cast<int>(d));
+  return make_task(d, rng);
+}
+
+double check_answer(const Task& t, const chat::ParsedMessage& m) {
+  switch (t.domain) {
+    case Domain::math: {
+      if (!m.tool_calls.empty()) return 0;
+      const auto v = last_integer(m.content);
+      return v && str(*v) == t.expected ? 1 : 0;
+    }
+    case Domain::code:
+      return m.tool_calls.empty() && m.content.find("`" + t.expected + "`") != std::string::npos ? 1 : 0;
+    case Domain::agentic: {
+      if (m.tool_calls.size() != 1) return 0;
+      nlohmann::json args;
+      try {
+        args = nlohmann::json::parse(m.tool_calls[0].arguments);
+      } catch (const nlohmann::json::exception&) {
+        return 0;
+      }
+      const auto result = execute_tool(m.tool_calls[0].name, args);
+      return result && *result == t.expected && m.tool_calls[0].name == t.call["name"] ? 1 : 0;
+    }
+  }
+  return 0;
+}
+
+namespace {
+
+chat::EncodeOptions options(bool thinking) {
+  chat::EncodeOptions o;
+  o.thinking_mode = thinking ? chat::ThinkingMode::thinking : chat::ThinkingMode::chat;
+  o.reasoning_effort = thinking ? chat::ReasoningEffort::high : chat::ReasoningEffort::none;
+  return o;
+}
+
+nlohmann::ordered_json user_messages(const Task& t) {
+  nlohmann::ordered_json m = nlohmann::ordered_json::array({{{"role", "user"}, {"content", t.user}}});
+  return t.tools.empty() ? m : chat::attach_tools(m, t.tools);
+}
+
+}  // namespace
+
+std::string render_task_prompt(const Task& t, bool thinking) {
+  return chat::encode_messages(user_messages(t), options(thinking));
+}
+
+RenderedTask render_task(const Task& t, bool thinking) {
+  nlohmann::ordered_json messages = user_messages(t);
+  const std::string prompt = chat::encode_messages(messages, options(thinking));
+  nlohmann::ordered_json answer = {{"role", "assistant"}, {"content", t.answer}};
+  if (thinking) answer["reasoning_content"] = t.reasoning;
+  if (t.domain == Domain::agentic)
+    answer["tool_calls"] = nlohmann::ordered_json::array(
+        {{{"type", "function"},
+          {"function", {{"name", t.call["name"]}, {"arguments", t.call["arguments"].dump()}}}}});
+  messages.push_back(answer);
+  const std::string full = chat::encode_messages(messages, options(thinking));
+  DSV4_CHECK(full.compare(0, prompt.size(), prompt) == 0, "the rendered task does not extend its prompt");
+  return {prompt, full.substr(prompt.size())};
+}
+
+}  // namespace dsv4
