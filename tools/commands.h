@@ -28,5 +28,7 @@ void add_prepare_brown(CLI::App& app, std::vector<Command>& out);
 void add_make_chat_data(CLI::App& app, std::vector<Command>& out);
 void add_train(CLI::App& app, std::vector<Command>& out);
 void add_plot_runs(CLI::App& app, std::vector<Command>& out);
+void add_eval(CLI::App& app, std::vector<Command>& out);
+void add_make_task_data(CLI::App& app, std::vector<Command>& out);
 
 }  // namespace dsv4::tools

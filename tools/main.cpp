@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   dsv4::tools::add_perplexity(app, commands);
   dsv4::tools::add_train(app, commands);
   dsv4::tools::add_plot_runs(app, commands);
+  dsv4::tools::add_eval(app, commands);
+  dsv4::tools::add_make_task_data(app, commands);
   dsv4::tools::add_train_tokenizer(app, commands);
   dsv4::tools::add_prepare_brown(app, commands);
   dsv4::tools::add_make_chat_data(app, commands);

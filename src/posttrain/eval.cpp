@@ -1,0 +1,50 @@
+#include "posttrain/eval.h"
+
+#include "chat/parse.h"
+#include "chat/tokens.h"
+#include "core/check.h"
+
+namespace dsv4 {
+
+std::string complete_task(const Engine& e, const Task& t, bool thinking, const SamplingParams& s, int max_tokens) {
+  Conversation conv(e);
+  GenerateRequest req;
+  req.prompt = e.tokenizer().encode(render_task_prompt(t, thinking));
+  req.sampling = s;
+  req.max_tokens = max_tokens;
+  const GenerateResult r = generate(conv, req);
+  return r.hit_eos ? r.text + std::string(chat::eos_token) : r.text;
+}
+
+double score_completion(const Task& t, const std::string& completion, bool thinking) {
+  try {
+    return check_answer(t, chat::parse_completion(completion, thinking ? chat::ThinkingMode::thinking
+                                                                        : chat::ThinkingMode::chat));
+  } catch (const Error&) {
+    return 0;  // malformed output (an unclosed tool call, ...) solves nothing
+  }
+}
+
+std::vector<DomainScore> evaluate(const Engine& e, const EvalOptions& o,
+                                  const std::function<void(int done, int total)>& progress) {
+  DSV4_CHECK(o.per_domain >= 1, "eval: at least one task per domain");
+  std::vector<DomainScore> scores;
+  const int total = o.per_domain * static_cast<int>(o.domains.size());
+  int done = 0;
+  SamplingParams s;
+  s.temperature = o.temperature, s.seed = o.sample_seed;
+  for (Domain d : o.domains) {
+    DomainScore score{d};
+    for (int i = 0; i < o.per_domain; ++i) {
+      const Task t = task_at(d, o.task_seed, i);
+      s.seed = o.sample_seed + static_cast<uint64_t>(i);
+      score.passed += score_completion(t, complete_task(e, t, o.thinking, s, o.max_tokens), o.thinking) > 0.5;
+      ++score.total;
+      if (progress) progress(++done, total);
+    }
+    scores.push_back(score);
+  }
+  return scores;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,39 @@
+// pass@1 per domain: each task's prompt rendered in the chosen reasoning mode, one completion
+// sampled by the engine (greedy by default, or at a temperature with a fixed seed), parsed by
+// the V4 parser and scored by the task's checker. The tasks are the i-th of each domain for
+// an evaluation seed that training data does not use.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "posttrain/tasks.h"
+#include "runtime/engine.h"
+
+namespace dsv4 {
+
+struct EvalOptions {
+  int per_domain = 40;
+  bool thinking = false;
+  uint64_t task_seed = 1000003;  // training data uses small seeds
+  float temperature = 0.0f;
+  uint64_t sample_seed = 1;
+  int max_tokens = 160;
+  std::vector<Domain> domains = all_domains();
+};
+
+struct DomainScore {
+  Domain domain;
+  int passed = 0, total = 0;
+  double pass_at_1() const { return total ? double(passed) / total : 0.0; }
+};
+
+// Completion text of one task (what the model wrote, EOS included when it stopped there).
+std::string complete_task(const Engine& e, const Task& t, bool thinking, const SamplingParams& s, int max_tokens);
+// The score of a completion: the checker's on the parsed message, 0 when it does not parse.
+double score_completion(const Task& t, const std::string& completion, bool thinking);
+
+std::vector<DomainScore> evaluate(const Engine& e, const EvalOptions& o,
+                                  const std::function<void(int done, int total)>& progress = {});
+
+}  // namespace dsv4
