@@ -196,7 +196,7 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
   HeadTape head;
   head_run(w.hc_head, w.norm, w.head, c, final_stream, n, head);
   std::vector<float> dlogits(head.logits.size());
-  loss.main = cross_entropy(head.logits, targets, V, dlogits);
+  loss.main = o.head_loss ? o.head_loss(head.logits, dlogits) : cross_entropy(head.logits, targets, V, dlogits);
   for (int t : targets) loss.main_targets += t >= 0;
 
   // MTP: position t, given inputs[t + 1], predicts targets[t + 1].

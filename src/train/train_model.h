@@ -4,6 +4,7 @@
 // only each block's input stream; the backward recomputes a block's inside from it.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct SequenceLoss {
 struct SequenceOptions {
   float mtp_weight = 0.3f;  // the MTP loss enters the total with this weight
   float grad_scale = 1.0f;  // gradients of the total loss are multiplied by this (1 / batch)
+  // Replaces the main cross-entropy (post-training losses): given the logits [n, vocab], fills
+  // dlogits [n, vocab] with the gradient of its loss and returns the loss (SequenceLoss::main).
+  std::function<double(std::span<const float> logits, std::span<float> dlogits)> head_loss;
 };
 
 // inputs [n] at positions 0 .. n - 1 and targets [n] (targets[t]: the token after inputs[t], or

@@ -18,6 +18,7 @@
 #include "io/safetensors_writer.h"
 #include "train/backward.h"
 #include "train/optim.h"
+#include "train/param_set.h"
 #include "train/plot.h"
 #include "train/train_model.h"
 
@@ -190,17 +191,6 @@ double eval_loss(const TrainWeights& w, const ModelConfig& c, const std::vector<
 
 namespace {
 
-// One gradient parameter and its optimizer state.
-struct Param {
-  std::string name;
-  std::vector<long long> shape;
-  std::vector<float>* w = nullptr;
-  std::vector<float>* g = nullptr;
-  bool muon = false, decay = false, indexer = false;
-  AdamWState adam;
-  MuonState muon_state;
-};
-
 // The routing biases and hash tables of every block, by checkpoint prefix.
 std::vector<std::pair<std::string, BlockF32*>> blocks_of(TrainWeights& w) {
   std::vector<std::pair<std::string, BlockF32*>> out;
@@ -275,7 +265,7 @@ class Trainer {
     w_ = init_weights(c_, settings_.seed);
     g_ = zero_weights(c_);
     if (!run.init_dir.empty()) load_init(run.init_dir);
-    build_params();
+    params_ = std::make_unique<ParamSet>(c_, w_, g_, settings_.optimizer, settings_.weight_decay);
     fs::create_directories(run.out_dir);
     if (run.resume) load_state(state_path());
   }
@@ -305,21 +295,6 @@ class Trainer {
     if (run_.on_message) run_.on_message(m);
   }
 
-  void build_params() {
-    const auto shapes = param_shapes(c_);
-    std::vector<std::pair<std::string, std::vector<float>*>> ws, gs;
-    for_each_param(w_, [&](const std::string& n, std::vector<float>& v) { ws.push_back({n, &v}); });
-    for_each_param(g_, [&](const std::string& n, std::vector<float>& v) { gs.push_back({n, &v}); });
-    for (size_t i = 0; i < ws.size(); ++i) {
-      Param p;
-      p.name = ws[i].first, p.w = ws[i].second, p.g = gs[i].second, p.shape = shapes.at(p.name);
-      p.muon = settings_.optimizer == "muon" && uses_muon(p.name, p.shape);
-      p.decay = p.shape.size() == 2;
-      p.indexer = p.name.find(".indexer.") != std::string::npos;
-      params_.push_back(std::move(p));
-    }
-  }
-
   StepLog train_step(const TrainRopes& ropes) {
     StepLog log;
     log.step = step_ + 1;
@@ -341,11 +316,11 @@ class Trainer {
         }
       }
     });
-    for (Param& p : params_) std::fill(p.g->begin(), p.g->end(), 0.0f);
+    params_->zero_grads();
     for (int k = 0; k < groups; ++k) {
       size_t i = 0;
       for_each_param(group_grads_[k], [&](const std::string&, std::vector<float>& v) {
-        std::vector<float>& dst = *params_[i++].g;
+        std::vector<float>& dst = *params_->params()[i++].g;
         for (size_t j = 0; j < v.size(); ++j) dst[j] += v[j];
       });
     }
@@ -359,24 +334,10 @@ class Trainer {
     }
     // The indexers' KL loss was summed over tokens: per token, like the main loss.
     const double tokens = double(settings_.batch) * settings_.seq_len;
-    for (Param& p : params_)
+    for (Param& p : params_->params())
       if (p.indexer)
         for (float& v : *p.g) v = static_cast<float>(v / tokens);
-    std::vector<std::span<float>> grads;
-    for (Param& p : params_) grads.push_back(*p.g);
-    log.grad_norm = clip_grad_norm(grads, settings_.grad_clip);
-    const float lr = static_cast<float>(log.lr);
-    for (Param& p : params_) {
-      if (p.muon) {
-        MuonParams mp;
-        mp.weight_decay = settings_.weight_decay;
-        muon_step(*p.w, static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1]), *p.g, p.muon_state, mp, lr);
-      } else {
-        AdamWParams ap;
-        ap.weight_decay = p.decay ? settings_.weight_decay : 0.0f;
-        adamw_step(*p.w, *p.g, p.adam, ap, lr);
-      }
-    }
+    log.grad_norm = params_->step(static_cast<float>(log.lr), settings_.grad_clip);
     // Auxiliary-loss-free balancing of the score-routed layers.
     auto blocks = blocks_of(w_);
     for (size_t k = 0; k < blocks.size() && k < load_sum.size(); ++k)
@@ -420,7 +381,7 @@ class Trainer {
                ": saved for a different model config than ", run_.config_path);
     load_weights_from(f);
     step_ = std::stoll(meta.at("step"));
-    for (Param& p : params_) {
+    for (Param& p : params_->params()) {
       if (p.muon) {
         if (f.has("muon/" + p.name)) p.muon_state.momentum = values_of<float>(f.get("muon/" + p.name));
       } else if (f.has("adam_m/" + p.name)) {
@@ -436,7 +397,7 @@ class Trainer {
   void save() {
     // Training state: float masters, optimizer moments, routing, step, settings, history.
     std::vector<TensorData> t;
-    for (const Param& p : params_) {
+    for (const Param& p : params_->params()) {
       t.push_back({"w/" + p.name, DType::F32, p.shape, bytes_of(*p.w)});
       if (!p.muon_state.momentum.empty())
         t.push_back({"muon/" + p.name, DType::F32, p.shape, bytes_of(p.muon_state.momentum)});
@@ -493,7 +454,7 @@ class Trainer {
   std::vector<TrainSequence> eval_;
   TrainWeights w_, g_;
   std::vector<TrainWeights> group_grads_;  // per parallel group of sequences
-  std::vector<Param> params_;
+  std::unique_ptr<ParamSet> params_;
   long long step_ = 0;
   std::vector<StepLog> history_;
 };

@@ -1,0 +1,51 @@
+#include "train/param_set.h"
+
+#include <algorithm>
+#include <span>
+
+#include "core/check.h"
+
+namespace dsv4 {
+
+ParamSet::ParamSet(const ModelConfig& c, TrainWeights& w, TrainWeights& g, const std::string& optimizer,
+                   float weight_decay)
+    : weight_decay_(weight_decay) {
+  DSV4_CHECK(optimizer == "muon" || optimizer == "adamw", "optimizer must be muon or adamw, got ", optimizer);
+  const auto shapes = param_shapes(c);
+  std::vector<std::pair<std::string, std::vector<float>*>> ws, gs;
+  for_each_param(w, [&](const std::string& n, std::vector<float>& v) { ws.push_back({n, &v}); });
+  for_each_param(g, [&](const std::string& n, std::vector<float>& v) { gs.push_back({n, &v}); });
+  DSV4_CHECK(ws.size() == gs.size(), "internal: weights and gradients differ in layout");
+  for (size_t i = 0; i < ws.size(); ++i) {
+    Param p;
+    p.name = ws[i].first, p.w = ws[i].second, p.g = gs[i].second, p.shape = shapes.at(p.name);
+    p.muon = optimizer == "muon" && uses_muon(p.name, p.shape);
+    p.decay = p.shape.size() == 2;
+    p.indexer = p.name.find(".indexer.") != std::string::npos;
+    params_.push_back(std::move(p));
+  }
+}
+
+void ParamSet::zero_grads() {
+  for (Param& p : params_) std::fill(p.g->begin(), p.g->end(), 0.0f);
+}
+
+double ParamSet::step(float lr, float grad_clip) {
+  std::vector<std::span<float>> grads;
+  for (Param& p : params_) grads.push_back(*p.g);
+  const double norm = clip_grad_norm(grads, grad_clip);
+  for (Param& p : params_) {
+    if (p.muon) {
+      MuonParams mp;
+      mp.weight_decay = weight_decay_;
+      muon_step(*p.w, static_cast<int>(p.shape[0]), static_cast<int>(p.shape[1]), *p.g, p.muon_state, mp, lr);
+    } else {
+      AdamWParams ap;
+      ap.weight_decay = p.decay ? weight_decay_ : 0.0f;
+      adamw_step(*p.w, *p.g, p.adam, ap, lr);
+    }
+  }
+  return norm;
+}
+
+}  // namespace dsv4
