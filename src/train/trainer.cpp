@@ -19,6 +19,7 @@
 #include "train/backward.h"
 #include "train/optim.h"
 #include "train/param_set.h"
+#include "train/train_state.h"
 #include "train/plot.h"
 #include "train/train_model.h"
 
@@ -199,19 +200,6 @@ std::vector<std::pair<std::string, BlockF32*>> blocks_of(TrainWeights& w) {
   return out;
 }
 
-template <typename T>
-std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
-  std::vector<uint8_t> b(v.size() * sizeof(T));
-  std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-
-template <typename T>
-std::vector<T> values_of(const TensorView& t) {
-  std::vector<T> v(t.nbytes / sizeof(T));
-  std::memcpy(v.data(), t.data, t.nbytes);
-  return v;
-}
 
 nlohmann::json log_json(const StepLog& l) {
   return {l.step, l.lr, l.loss, l.mtp_loss, l.index_loss, l.grad_norm, l.tokens_per_s, l.eval_loss};
@@ -222,13 +210,6 @@ StepLog log_from(const nlohmann::json& j) {
   l.step = j[0], l.lr = j[1], l.loss = j[2], l.mtp_loss = j[3], l.index_loss = j[4], l.grad_norm = j[5];
   l.tokens_per_s = j[6], l.eval_loss = j[7];
   return l;
-}
-
-// Writes path through a temporary file and a rename.
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
-  const std::string tmp = path + ".tmp";
-  write(tmp);
-  fs::rename(tmp, path);
 }
 
 class Trainer {
@@ -348,27 +329,9 @@ class Trainer {
   }
 
   void load_init(const std::string& dir) {
-    const std::string state = (fs::path(dir) / "train_state.safetensors").string();
-    if (fs::exists(state)) {
-      const SafetensorsFile f(state);
-      load_weights_from(f);
-      message("initialized from the float weights of " + state);
-    } else {
-      w_ = read_checkpoint_weights(dir, c_);
-      message("initialized from the checkpoint " + dir + " (dequantized)");
-    }
-  }
-
-  void load_weights_from(const SafetensorsFile& f) {
-    for_each_param(w_, [&](const std::string& n, std::vector<float>& v) {
-      const TensorView& t = f.get("w/" + n);
-      DSV4_CHECK(t.dtype == DType::F32 && t.nbytes == v.size() * 4, f.path(), ": w/", n, " does not match the model");
-      v = values_of<float>(t);
-    });
-    for (auto& [prefix, b] : blocks_of(w_)) {
-      if (!b->routing.bias.empty()) b->routing.bias = values_of<float>(f.get("bias/" + prefix));
-      if (!b->routing.tid2eid.empty()) b->routing.tid2eid = values_of<int>(f.get("tid2eid/" + prefix));
-    }
+    std::string from;
+    w_ = read_model_weights(dir, c_, &from);
+    message("initialized from " + from);
   }
 
   void load_state(const std::string& path) {
@@ -379,7 +342,7 @@ class Trainer {
       DSV4_CHECK(meta.count(k), path, ": no '", k, "' in its metadata (not a dsv4 training state)");
     DSV4_CHECK(nlohmann::json::parse(meta.at("model")) == nlohmann::json::parse(model_json_), path,
                ": saved for a different model config than ", run_.config_path);
-    load_weights_from(f);
+    read_float_state(f, w_);
     step_ = std::stoll(meta.at("step"));
     for (Param& p : params_->params()) {
       if (p.muon) {
@@ -395,10 +358,10 @@ class Trainer {
   }
 
   void save() {
-    // Training state: float masters, optimizer moments, routing, step, settings, history.
+    // Float masters and routing, optimizer moments, step, settings, history; the released
+    // checkpoint beside them.
     std::vector<TensorData> t;
     for (const Param& p : params_->params()) {
-      t.push_back({"w/" + p.name, DType::F32, p.shape, bytes_of(*p.w)});
       if (!p.muon_state.momentum.empty())
         t.push_back({"muon/" + p.name, DType::F32, p.shape, bytes_of(p.muon_state.momentum)});
       if (!p.adam.m.empty()) {
@@ -406,29 +369,14 @@ class Trainer {
         t.push_back({"adam_v/" + p.name, DType::F32, p.shape, bytes_of(p.adam.v)});
       }
     }
-    for (auto& [prefix, b] : blocks_of(w_)) {
-      if (!b->routing.bias.empty())
-        t.push_back({"bias/" + prefix, DType::F32, {(long long)b->routing.bias.size()}, bytes_of(b->routing.bias)});
-      if (!b->routing.tid2eid.empty())
-        t.push_back({"tid2eid/" + prefix, DType::I32, {(long long)b->routing.tid2eid.size()},
-                     bytes_of(b->routing.tid2eid)});
-    }
     nlohmann::json hist = nlohmann::json::array();
     for (const StepLog& l : history_) hist.push_back(log_json(l));
     nlohmann::json train_json = {{"steps", settings_.steps}, {"batch", settings_.batch}, {"seq_len", settings_.seq_len},
                                  {"optimizer", settings_.optimizer}, {"lr", settings_.lr}, {"seed", settings_.seed}};
-    const std::map<std::string, std::string> meta = {{"step", std::to_string(step_)},
-                                                     {"model", model_json_},
-                                                     {"train", train_json.dump()},
-                                                     {"history", hist.dump()}};
-    write_atomically(state_path(), [&](const std::string& p) { write_safetensors(p, t, meta); });
-    // The released checkpoint, loadable by every dsv4 command.
+    write_model_dir(run_.out_dir, c_, model_json_, tokenizer_text_, w_, std::move(t),
+                    {{"step", std::to_string(step_)}, {"model", model_json_}, {"train", train_json.dump()},
+                     {"history", hist.dump()}});
     const fs::path out(run_.out_dir);
-    write_atomically((out / "model.safetensors").string(), [&](const std::string& p) {
-      write_released_checkpoint(p, c_, w_, {{"format", "pt"}, {"dsv4_trained_steps", std::to_string(step_)}});
-    });
-    std::ofstream((out / "config.json").string()) << model_json_ << "\n";
-    std::ofstream((out / "tokenizer.json").string()) << tokenizer_text_;
     // The loss log and curve.
     std::ofstream log((out / "train_log.tsv").string());
     log << "step\tlr\tloss\tmtp_loss\tindex_loss\tgrad_norm\ttokens_per_s\teval_loss\n";

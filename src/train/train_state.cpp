@@ -1,0 +1,90 @@
+#include "train/train_state.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/check.h"
+#include "model/tensor_spec.h"
+
+namespace dsv4 {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+
+template <class W, class F>
+void for_each_block(W& w, F f) {
+  for (size_t l = 0; l < w.layers.size(); ++l) f("layers." + std::to_string(l), w.layers[l]);
+  for (size_t i = 0; i < w.mtp.size(); ++i) f("mtp." + std::to_string(i), w.mtp[i].block);
+}
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string tmp = path + ".tmp";
+  write(tmp);
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+std::vector<TensorData> float_state_tensors(const ModelConfig& c, const TrainWeights& w) {
+  const auto shapes = param_shapes(c);
+  std::vector<TensorData> t;
+  for_each_param(w, [&](const std::string& n, const std::vector<float>& v) {
+    t.push_back({"w/" + n, DType::F32, shapes.at(n), bytes_of(v)});
+  });
+  for_each_block(w, [&](const std::string& prefix, const BlockF32& b) {
+    if (!b.routing.bias.empty())
+      t.push_back({"bias/" + prefix, DType::F32, {(long long)b.routing.bias.size()}, bytes_of(b.routing.bias)});
+    if (!b.routing.tid2eid.empty())
+      t.push_back({"tid2eid/" + prefix, DType::I32, {(long long)b.routing.tid2eid.size()}, bytes_of(b.routing.tid2eid)});
+  });
+  return t;
+}
+
+void read_float_state(const SafetensorsFile& f, TrainWeights& w) {
+  for_each_param(w, [&](const std::string& n, std::vector<float>& v) {
+    const TensorView& t = f.get("w/" + n);
+    DSV4_CHECK(t.dtype == DType::F32 && t.nbytes == v.size() * 4, f.path(), ": w/", n, " does not match the model");
+    v = values_of<float>(t);
+  });
+  for_each_block(w, [&](const std::string& prefix, BlockF32& b) {
+    auto read = [&](auto& dst, const std::string& name, DType dtype) {
+      const TensorView& t = f.get(name);
+      DSV4_CHECK(t.dtype == dtype && t.nbytes == dst.size() * 4, f.path(), ": ", name, " does not match the model");
+      dst = values_of<typename std::remove_reference_t<decltype(dst)>::value_type>(t);
+    };
+    if (!b.routing.bias.empty()) read(b.routing.bias, "bias/" + prefix, DType::F32);
+    if (!b.routing.tid2eid.empty()) read(b.routing.tid2eid, "tid2eid/" + prefix, DType::I32);
+  });
+}
+
+TrainWeights read_model_weights(const std::string& dir, const ModelConfig& c, std::string* from) {
+  const std::string state = (fs::path(dir) / "train_state.safetensors").string();
+  if (!fs::exists(state)) {
+    if (from) *from = "the checkpoint " + dir + " (dequantized)";
+    return read_checkpoint_weights(dir, c);
+  }
+  TrainWeights w = zero_weights(c);
+  read_float_state(SafetensorsFile(state), w);
+  if (from) *from = "the float weights of " + state;
+  return w;
+}
+
+void write_model_dir(const std::string& dir, const ModelConfig& c, const std::string& config_json,
+                     const std::string& tokenizer_json, const TrainWeights& w, std::vector<TensorData> extra_state,
+                     const std::map<std::string, std::string>& state_meta) {
+  fs::create_directories(dir);
+  const fs::path out(dir);
+  std::vector<TensorData> t = float_state_tensors(c, w);
+  for (TensorData& e : extra_state) t.push_back(std::move(e));
+  write_atomically((out / "train_state.safetensors").string(), [&](const std::string& p) { write_safetensors(p, t, state_meta); });
+  write_atomically((out / "model.safetensors").string(), [&](const std::string& p) {
+    write_released_checkpoint(p, c, w, {{"format", "pt"}});
+  });
+  write_atomically((out / "config.json").string(), [&](const std::string& p) { std::ofstream(p) << config_json << "\n"; });
+  write_atomically((out / "tokenizer.json").string(), [&](const std::string& p) { std::ofstream(p) << tokenizer_json; });
+}
+
+}  // namespace dsv4
