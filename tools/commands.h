@@ -30,5 +30,6 @@ void add_train(CLI::App& app, std::vector<Command>& out);
 void add_plot_runs(CLI::App& app, std::vector<Command>& out);
 void add_eval(CLI::App& app, std::vector<Command>& out);
 void add_make_task_data(CLI::App& app, std::vector<Command>& out);
+void add_post_training(CLI::App& app, std::vector<Command>& out);
 
 }  // namespace dsv4::tools

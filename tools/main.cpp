@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   dsv4::tools::add_plot_runs(app, commands);
   dsv4::tools::add_eval(app, commands);
   dsv4::tools::add_make_task_data(app, commands);
+  dsv4::tools::add_post_training(app, commands);
   dsv4::tools::add_train_tokenizer(app, commands);
   dsv4::tools::add_prepare_brown(app, commands);
   dsv4::tools::add_make_chat_data(app, commands);

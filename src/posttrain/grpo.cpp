@@ -1,0 +1,271 @@
+#include "posttrain/grpo.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "chat/tokens.h"
+#include "core/check.h"
+#include "core/read_file.h"
+#include "posttrain/eval.h"
+#include "runtime/engine.h"
+#include "train/param_set.h"
+#include "train/train_model.h"
+#include "train/train_state.h"
+
+namespace dsv4 {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A model directory as the post-training loops use it.
+struct ModelDir {
+  std::string config_json, tokenizer_json;
+  ModelConfig c;
+  TrainWeights w;
+  static ModelDir load(const std::string& dir, const RlCallbacks& cb) {
+    ModelDir m;
+    m.config_json = read_file((fs::path(dir) / "config.json").string());
+    m.c = parse_config(m.config_json, dir + "/config.json");
+    m.tokenizer_json = read_file((fs::path(dir) / "tokenizer.json").string());
+    std::string from;
+    m.w = read_model_weights(dir, m.c, &from);
+    if (cb.on_message) cb.on_message("loaded " + from);
+    return m;
+  }
+};
+
+// One sampled completion: ids = prompt + completion (+ EOS when the model stopped there).
+struct Sample {
+  std::vector<int> ids;
+  int prompt_len = 0;
+  double reward = 0, advantage = 0;
+  int completion_len() const { return static_cast<int>(ids.size()) - prompt_len; }
+};
+
+// The current weights, written in the released format and loaded by the engine: the samples
+// come from what dsv4 serves.
+std::unique_ptr<Engine> serve(const ModelDir& m, const TrainWeights& w, const std::string& dir) {
+  write_model_dir(dir, m.c, m.config_json, m.tokenizer_json, w);
+  return std::make_unique<Engine>(dir);
+}
+
+std::vector<Sample> sample_group(const Engine& e, const Task& t, const RlSettings& s, uint64_t seed) {
+  const std::vector<int> prompt = e.tokenizer().encode(render_task_prompt(t, s.thinking));
+  std::vector<Sample> out;
+  for (int g = 0; g < s.group; ++g) {
+    Conversation conv(e);
+    GenerateRequest req;
+    req.prompt = prompt;
+    req.sampling.temperature = s.temperature, req.sampling.seed = seed * 1000 + static_cast<uint64_t>(g);
+    req.max_tokens = s.max_tokens;
+    const GenerateResult r = generate(conv, req);
+    Sample smp;
+    smp.ids = prompt;
+    smp.prompt_len = static_cast<int>(prompt.size());
+    smp.ids.insert(smp.ids.end(), r.tokens.begin(), r.tokens.end());
+    if (r.hit_eos) smp.ids.push_back(e.eos_id());
+    smp.reward = score_completion(t, r.hit_eos ? r.text + std::string(chat::eos_token) : r.text, s.thinking);
+    if (smp.completion_len() > 0) out.push_back(std::move(smp));
+  }
+  return out;
+}
+
+// The model's inputs and uncounted targets for a sample (the loss is the caller's head_loss).
+std::vector<int> inputs_of(const Sample& s) { return std::vector<int>(s.ids.begin(), s.ids.end() - 1); }
+
+// Rows [prompt_len - 1, end) of a sample's logits predict its completion tokens.
+std::vector<float> completion_logits(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                                     const Sample& s) {
+  const std::vector<float> all = train_logits(w, c, ropes, inputs_of(s));
+  const size_t V = c.vocab_size;
+  return std::vector<float>(all.begin() + (s.prompt_len - 1) * V, all.end());
+}
+
+void write_log(const std::string& path, const std::vector<RlLog>& log) {
+  std::ofstream f(path);
+  f << "step\tmean_reward\tloss\tkl\ttokens\n";
+  for (const RlLog& l : log) f << l.step << "\t" << l.mean_reward << "\t" << l.loss << "\t" << l.kl << "\t" << l.tokens << "\n";
+}
+
+void check_settings(const RlSettings& s) {
+  DSV4_CHECK(s.steps >= 1 && s.prompts >= 1 && s.group >= 1 && s.updates >= 1 && s.max_tokens >= 1,
+             "steps, prompts, group, updates and max_tokens must be at least 1");
+  DSV4_CHECK(s.seed < 1000000, "the task seed must be below 1000000 (larger seeds are kept for evaluation)");
+  DSV4_CHECK(s.temperature > 0, "sampling needs a temperature above 0");
+}
+
+// One gradient step of the policy over samples, the per-position loss given by token_loss(i,
+// position, logits row, dlogits row) -> loss (already scaled).
+template <class F>
+void policy_step(ModelDir& m, ParamSet& ps, TrainWeights& g, const TrainRopes& ropes, const std::vector<Sample*>& samples,
+                 const RlSettings& s, F token_loss) {
+  ps.zero_grads();
+  const size_t V = m.c.vocab_size;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const Sample& smp = *samples[i];
+    const std::vector<int> inputs = inputs_of(smp);
+    const std::vector<int> targets(inputs.size(), -1);
+    SequenceOptions o;
+    o.mtp_weight = 0;
+    o.head_loss = [&](std::span<const float> logits, std::span<float> dlogits) {
+      std::fill(dlogits.begin(), dlogits.end(), 0.0f);
+      double loss = 0;
+      for (int k = 0; k < smp.completion_len(); ++k) {
+        const size_t row = size_t(smp.prompt_len - 1 + k) * V;
+        loss += token_loss(i, k, logits.subspan(row, V), dlogits.subspan(row, V));
+      }
+      return loss;
+    };
+    train_sequence(m.w, m.c, ropes, inputs, targets, o, &g);
+  }
+  ps.step(s.lr, s.grad_clip);
+}
+
+// dlogits of `scale * dloss/dlogp(token)`: (onehot - softmax) times it.
+void logp_gradient(std::span<const float> logits, int token, double dlogp, std::span<float> dlogits) {
+  const double mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float l : logits) sum += std::exp(l - mx);
+  for (size_t v = 0; v < logits.size(); ++v)
+    dlogits[v] = static_cast<float>(dlogp * ((int(v) == token) - std::exp(logits[v] - mx) / sum));
+}
+
+}  // namespace
+
+std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& ref_dir, Domain domain,
+                            const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb) {
+  check_settings(s);
+  ModelDir m = ModelDir::load(policy_dir, cb);
+  const TrainWeights ref = ModelDir::load(ref_dir, cb).w;
+  TrainWeights g = zero_weights(m.c);
+  ParamSet ps(m.c, m.w, g, s.optimizer, 0.0f);
+  const TrainRopes ropes(m.c);
+  const std::string serving = (fs::path(out_dir) / "policy").string();
+  std::vector<RlLog> log;
+  for (int step = 0; step < s.steps; ++step) {
+    const std::unique_ptr<Engine> engine = serve(m, m.w, serving);
+    std::vector<Sample> samples;
+    RlLog l;
+    l.step = step + 1;
+    for (int p = 0; p < s.prompts; ++p) {
+      const int index = step * s.prompts + p;
+      std::vector<Sample> group = sample_group(*engine, task_at(domain, s.seed, index), s, uint64_t(index) + 1);
+      std::vector<double> rewards;
+      for (const Sample& x : group) rewards.push_back(x.reward), l.mean_reward += x.reward;
+      const std::vector<double> adv = group_advantages(rewards);
+      for (size_t k = 0; k < group.size(); ++k) group[k].advantage = adv[k];
+      for (Sample& x : group) samples.push_back(std::move(x));
+    }
+    l.mean_reward /= std::max<size_t>(1, samples.size());
+    // Completions whose group all scored the same carry no advantage: only the KL term would
+    // move them, and it is left out with them.
+    std::vector<Sample*> learn;
+    for (Sample& x : samples)
+      if (x.advantage != 0) learn.push_back(&x);
+    if (!learn.empty()) {
+      // Log-probs under the reference and (for several updates) the sampling policy, per token.
+      std::vector<std::vector<double>> ref_lp(learn.size()), old_lp(learn.size());
+      const size_t V = m.c.vocab_size;
+      for (size_t i = 0; i < learn.size(); ++i) {
+        const Sample& x = *learn[i];
+        const std::vector<float> rl = completion_logits(ref, m.c, ropes, x);
+        const std::vector<float> ol = s.updates > 1 ? completion_logits(m.w, m.c, ropes, x) : std::vector<float>();
+        for (int k = 0; k < x.completion_len(); ++k) {
+          const int tok = x.ids[x.prompt_len + k];
+          ref_lp[i].push_back(log_prob(std::span<const float>(rl).subspan(k * V, V), tok));
+          if (!ol.empty()) old_lp[i].push_back(log_prob(std::span<const float>(ol).subspan(k * V, V), tok));
+        }
+        l.tokens += x.completion_len();
+      }
+      for (int u = 0; u < s.updates; ++u) {
+        double loss = 0, kl = 0;
+        policy_step(m, ps, g, ropes, learn, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+          const Sample& x = *learn[i];
+          const int tok = x.ids[x.prompt_len + k];
+          const double logp = log_prob(row, tok);
+          const double old = old_lp[i].empty() ? logp : old_lp[i][k];
+          const TokenLoss t = grpo_token_loss(logp, old, ref_lp[i][k], x.advantage, s.loss);
+          // GRPO's mean: over a completion's tokens, then over the completions.
+          const double scale = 1.0 / (double(x.completion_len()) * double(learn.size()));
+          logp_gradient(row, tok, t.dlogp * scale, drow);
+          const double d = ref_lp[i][k] - logp;
+          kl += (std::exp(d) - d - 1) / l.tokens;
+          loss += t.loss * scale;
+          return t.loss * scale;
+        });
+        l.loss = loss, l.kl = kl;
+      }
+    }
+    log.push_back(l);
+    if (cb.on_step) cb.on_step(l, s.steps);
+  }
+  write_model_dir(out_dir, m.c, m.config_json, m.tokenizer_json, m.w);
+  fs::remove_all(serving);
+  write_log((fs::path(out_dir) / "rl_log.tsv").string(), log);
+  return log;
+}
+
+std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Domain, std::string>& experts,
+                               const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb) {
+  check_settings(s);
+  DSV4_CHECK(!experts.empty(), "distill: no experts");
+  ModelDir m = ModelDir::load(student_dir, cb);
+  std::map<Domain, TrainWeights> teachers;
+  std::vector<Domain> domains;
+  for (const auto& [d, dir] : experts) {
+    ModelDir t = ModelDir::load(dir, cb);
+    DSV4_CHECK(t.c.vocab_size == m.c.vocab_size && t.tokenizer_json == m.tokenizer_json, dir,
+               ": the expert's tokenizer differs from the student's");
+    teachers.emplace(d, std::move(t.w));
+    domains.push_back(d);
+  }
+  TrainWeights g = zero_weights(m.c);
+  ParamSet ps(m.c, m.w, g, s.optimizer, 0.0f);
+  const TrainRopes ropes(m.c);
+  const std::string serving = (fs::path(out_dir) / "policy").string();
+  std::vector<RlLog> log;
+  for (int step = 0; step < s.steps; ++step) {
+    const std::unique_ptr<Engine> engine = serve(m, m.w, serving);
+    std::vector<Sample> samples;
+    std::vector<Domain> sample_domain;
+    RlLog l;
+    l.step = step + 1;
+    for (int p = 0; p < s.prompts; ++p) {
+      const int index = step * s.prompts + p;
+      const Domain d = domains[index % domains.size()];
+      for (Sample& x : sample_group(*engine, task_at(d, s.seed, index), s, uint64_t(index) + 1)) {
+        l.mean_reward += x.reward;
+        samples.push_back(std::move(x));
+        sample_domain.push_back(d);
+      }
+    }
+    l.mean_reward /= std::max<size_t>(1, samples.size());
+    std::vector<std::vector<float>> teacher_logits(samples.size());
+    std::vector<Sample*> all;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      teacher_logits[i] = completion_logits(teachers.at(sample_domain[i]), m.c, ropes, samples[i]);
+      all.push_back(&samples[i]);
+      l.tokens += samples[i].completion_len();
+    }
+    const size_t V = m.c.vocab_size;
+    double kl_sum = 0;
+    policy_step(m, ps, g, ropes, all, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+      const double scale = 1.0 / (double(samples[i].completion_len()) * double(samples.size()));
+      const double kl = reverse_kl(row, std::span<const float>(teacher_logits[i]).subspan(size_t(k) * V, V), drow, scale);
+      kl_sum += kl;
+      return kl * scale;
+    });
+    l.kl = kl_sum / std::max(1, l.tokens), l.loss = l.kl;
+    log.push_back(l);
+    if (cb.on_step) cb.on_step(l, s.steps);
+  }
+  write_model_dir(out_dir, m.c, m.config_json, m.tokenizer_json, m.w);
+  fs::remove_all(serving);
+  write_log((fs::path(out_dir) / "rl_log.tsv").string(), log);
+  return log;
+}
+
+}  // namespace dsv4

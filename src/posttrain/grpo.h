@@ -1,0 +1,60 @@
+// GRPO on one domain with the engine's own sampling: every step the current policy is written
+// out in the released format and loaded by the engine (so the samples come from exactly what
+// dsv4 would serve), G completions are sampled per prompt, scored by the task's checker, their
+// advantages normalized within the group; then the float policy takes `updates` gradient
+// steps on the clipped-ratio loss with the KL penalty toward the reference (rl_loss.h),
+// averaged per completion over its tokens and over the completions.
+//
+// On-policy distillation (distill): the student samples completions for prompts of every
+// domain; the expert of each prompt's domain scores the student's tokens (its logits at the
+// same positions), and the student minimizes the reverse KL to that expert at every position
+// of its own completion.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "posttrain/tasks.h"
+#include "train/rl_loss.h"
+
+namespace dsv4 {
+
+struct RlSettings {
+  int steps = 30;
+  int prompts = 4;      // prompts per step
+  int group = 8;        // completions per prompt (GRPO) / per prompt (distill: 1 is usual)
+  int updates = 1;      // gradient steps per batch of samples (> 1: the ratio moves off 1)
+  int max_tokens = 96;
+  bool thinking = false;
+  float lr = 2e-4f, temperature = 1.0f, grad_clip = 1.0f;
+  std::string optimizer = "adamw";
+  uint64_t seed = 11;  // task seed of the training prompts (below 1000000)
+  GrpoParams loss;
+};
+
+struct RlLog {
+  int step = 0;
+  double mean_reward = 0;  // GRPO: over all samples; distill: the student's pass rate
+  double loss = 0, kl = 0;
+  int tokens = 0;
+};
+
+struct RlCallbacks {
+  std::function<void(const RlLog&, int total)> on_step;
+  std::function<void(const std::string&)> on_message;
+};
+
+// policy_dir: the model to improve (its float state if it has one); ref_dir: the frozen
+// reference; writes out_dir as a model directory (released checkpoint + float state +
+// rl_log.tsv). Returns the log.
+std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& ref_dir, Domain domain,
+                            const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb = {});
+
+// student_dir: the model to train; experts: the teacher of each domain; prompts cycle through
+// the experts' domains.
+std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Domain, std::string>& experts,
+                               const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb = {});
+
+}  // namespace dsv4
