@@ -9,9 +9,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <atomic>
 #include <random>
 
+#include "core/check.h"
 #include "core/cpu.h"
+#include "core/thread_pool.h"
 #include "model/hc.h"
 #include "ops/dot.h"
 #include "ops/hadamard.h"
@@ -202,6 +205,34 @@ TEST(Dot, EachPathComputesItsStatedOrderWhateverTheShape) {
       }
     }
   }
+}
+
+TEST(ThreadPool, CoversTheRangeRunsNestedCallsInlineAndRethrows) {
+  ThreadPool p(3);
+  std::vector<int> hits(100, 0);
+  p.parallel_for(hits.size(), [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) ++hits[i];
+    p.parallel_for(4, [&](size_t, size_t) {});  // nested: inline, no deadlock
+  });
+  for (int h : hits) EXPECT_EQ(h, 1);
+  // An error in a worker's chunk or in the caller's chunk reaches the caller after every
+  // chunk has finished; the pool keeps working.
+  for (size_t bad : {size_t(0), size_t(99)}) {
+    std::atomic<int> finished{0};
+    try {
+      p.parallel_for(100, [&](size_t b, size_t e) {
+        if (bad >= b && bad < e) fail("chunk with ", bad);
+        ++finished;
+      });
+      ADD_FAILURE() << "no exception";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("chunk with " + std::to_string(bad)), std::string::npos);
+    }
+    EXPECT_EQ(finished.load(), 2);
+  }
+  int total = 0;
+  p.parallel_for(1, [&](size_t, size_t) { ++total; });
+  EXPECT_EQ(total, 1);
 }
 
 }  // namespace

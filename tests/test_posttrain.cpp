@@ -24,7 +24,9 @@ TEST(Tasks, SolutionsPassTheirCheckersInBothModes) {
         const Task t = task_at(d, 7, i);
         const chat::ParsedMessage m = parsed_solution(t, thinking);
         EXPECT_EQ(check_answer(t, m), 1.0) << domain_name(d) << " task " << i << ": " << t.user;
-        if (thinking) EXPECT_EQ(m.reasoning_content, t.reasoning);
+        if (thinking) {
+          EXPECT_EQ(m.reasoning_content, t.reasoning);
+        }
       }
 }
 
@@ -38,6 +40,10 @@ TEST(Tasks, WrongAnswersFail) {
   const Task code = task_at(Domain::code, 1, 0);
   m.content = "It prints " + code.expected + ".";  // not quoted: the format is part of the task
   EXPECT_EQ(check_answer(code, m), 0.0);
+  m.content = "It prints `" + code.expected + "` or maybe `x`.";  // the last quoted span answers
+  EXPECT_EQ(check_answer(code, m), 0.0);
+  m.content = "Maybe `x`, no: it prints `" + code.expected + "`.";
+  EXPECT_EQ(check_answer(code, m), 1.0);
   Task agent;
   for (int i = 0;; ++i)
     if ((agent = task_at(Domain::agentic, 1, i)).call["name"] == "add") break;
@@ -46,6 +52,9 @@ TEST(Tasks, WrongAnswersFail) {
   EXPECT_EQ(check_answer(agent, call), 1.0);
   call.tool_calls[0].arguments = R"({"a": 1, "b": 1})";
   EXPECT_EQ(check_answer(agent, call), 0.0);
+  const long long a = agent.call["arguments"]["a"], b = agent.call["arguments"]["b"];
+  call.tool_calls[0].arguments = nlohmann::json{{"a", a + b}, {"b", 0}}.dump();  // same sum, not the call asked for
+  EXPECT_EQ(check_answer(agent, call), b == 0 ? 1.0 : 0.0);
   call.tool_calls[0] = {"multiply", agent.call["arguments"].dump()};
   EXPECT_EQ(check_answer(agent, call), 0.0);
   call.tool_calls[0] = {"add", "{not json"};
@@ -66,8 +75,24 @@ TEST(Tasks, ToolsExecuteAndRejectBadArguments) {
   EXPECT_FALSE(execute_tool("add", nlohmann::json{{"a", 2}, {"b", 4}, {"c", 1}}));
   EXPECT_FALSE(execute_tool("delete_files", nlohmann::json::object()));
   EXPECT_FALSE(execute_tool("get_weather", nlohmann::json::array()));
+  EXPECT_FALSE(execute_tool("multiply", nlohmann::json{{"a", 9223372036854775807LL}, {"b", 2}}));
   EXPECT_THROW(parse_domain("poetry"), Error);
   EXPECT_EQ(parse_domain("code"), Domain::code);
+}
+
+TEST(Tasks, EvaluationTasksDrawWordsTrainingNeverSees) {
+  std::set<std::string> train_words, eval_words;
+  auto quoted = [](const std::string& s) {
+    const size_t a = s.find('"'), b = s.find('"', a + 1);
+    return a == std::string::npos ? std::string() : s.substr(a + 1, b - a - 1);
+  };
+  for (int i = 0; i < 300; ++i) {
+    train_words.insert(quoted(task_at(Domain::agentic, 1, i).user));
+    eval_words.insert(quoted(task_at(Domain::agentic, 1000003, i).user));
+  }
+  train_words.erase(""), eval_words.erase("");
+  ASSERT_FALSE(eval_words.empty());
+  for (const std::string& w : eval_words) EXPECT_EQ(train_words.count(w), 0u) << w;
 }
 
 TEST(Tasks, TasksAreDeterministicAndVaried) {

@@ -29,7 +29,7 @@ struct RunLog {
 RunLog read_log(const std::string& spec) {
   RunLog r;
   std::string dir = spec;
-  const size_t colon = spec.find(':');
+  const size_t colon = spec.rfind(':');
   if (colon != std::string::npos) dir = spec.substr(0, colon), r.label = spec.substr(colon + 1);
   if (r.label.empty()) r.label = dir;
   const std::string path = dir + "/train_log.tsv";

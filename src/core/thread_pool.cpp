@@ -53,7 +53,11 @@ void ThreadPool::worker(int id) {
     }
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    run_chunk(job_n_, n_threads_, id, *job_);
+    try {
+      run_chunk(job_n_, n_threads_, id, *job_);
+    } catch (...) {
+      keep_error(std::current_exception());
+    }
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);  // the caller may be between its check and its wait
       done_cv_.notify_one();
@@ -78,13 +82,29 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   start_cv_.notify_all();
   bool was_worker = in_worker;
   in_worker = true;  // nested parallel_for from chunk 0 runs inline
-  run_chunk(n, n_threads_, 0, fn);
+  try {
+    run_chunk(n, n_threads_, 0, fn);
+  } catch (...) {
+    keep_error(std::current_exception());
+  }
   in_worker = was_worker;
   const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(done)) {
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, done);
   }
+  // Every chunk has finished (fn is no longer in use): the first error goes to the caller.
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    error.swap(error_);
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+void ThreadPool::keep_error(std::exception_ptr e) {
+  std::lock_guard<std::mutex> lock(error_mu_);
+  if (!error_) error_ = std::move(e);
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -31,11 +32,13 @@ class ThreadPool {
   int size() const { return n_threads_; }
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n). Blocks until all are done.
-  // Nested calls from inside a worker run inline on the calling thread.
+  // Nested calls from inside a worker run inline on the calling thread. An exception thrown
+  // by fn in any chunk is rethrown here (the first one) once every chunk has finished.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn);
 
  private:
   void worker(int id);
+  void keep_error(std::exception_ptr e);
 
   int n_threads_;
   std::vector<std::thread> workers_;
@@ -47,6 +50,8 @@ class ThreadPool {
   std::atomic<unsigned long long> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::mutex error_mu_;
+  std::exception_ptr error_;  // the first exception of the current call
 };
 
 // The process-wide pool used by the kernels. set_num_threads before first use; 0 = all cores.

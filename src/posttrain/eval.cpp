@@ -6,14 +6,16 @@
 
 namespace dsv4 {
 
-std::string complete_task(const Engine& e, const Task& t, bool thinking, const SamplingParams& s, int max_tokens) {
+Completion complete_task(const Engine& e, const Task& t, bool thinking, const SamplingParams& s, int max_tokens) {
   Conversation conv(e);
   GenerateRequest req;
   req.prompt = e.tokenizer().encode(render_task_prompt(t, thinking));
   req.sampling = s;
   req.max_tokens = max_tokens;
-  const GenerateResult r = generate(conv, req);
-  return r.hit_eos ? r.text + std::string(chat::eos_token) : r.text;
+  GenerateResult r = generate(conv, req);
+  Completion c{std::move(req.prompt), std::move(r.tokens), std::move(r.text)};
+  if (r.hit_eos) c.tokens.push_back(e.eos_id()), c.text += chat::eos_token;
+  return c;
 }
 
 double score_completion(const Task& t, const std::string& completion, bool thinking) {
@@ -38,7 +40,7 @@ std::vector<DomainScore> evaluate(const Engine& e, const EvalOptions& o,
     for (int i = 0; i < o.per_domain; ++i) {
       const Task t = task_at(d, o.task_seed, i);
       s.seed = o.sample_seed + static_cast<uint64_t>(i);
-      score.passed += score_completion(t, complete_task(e, t, o.thinking, s, o.max_tokens), o.thinking) > 0.5;
+      score.passed += score_completion(t, complete_task(e, t, o.thinking, s, o.max_tokens).text, o.thinking) > 0.5;
       ++score.total;
       if (progress) progress(++done, total);
     }

@@ -28,8 +28,13 @@ struct DomainScore {
   double pass_at_1() const { return total ? double(passed) / total : 0.0; }
 };
 
-// Completion text of one task (what the model wrote, EOS included when it stopped there).
-std::string complete_task(const Engine& e, const Task& t, bool thinking, const SamplingParams& s, int max_tokens);
+// One completion of a task: the prompt's ids, the generated ids and text, both ending with
+// EOS when the model stopped there.
+struct Completion {
+  std::vector<int> prompt, tokens;
+  std::string text;
+};
+Completion complete_task(const Engine& e, const Task& t, bool thinking, const SamplingParams& s, int max_tokens);
 // The score of a completion: the checker's on the parsed message, 0 when it does not parse.
 double score_completion(const Task& t, const std::string& completion, bool thinking);
 

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
-#include "chat/tokens.h"
 #include "core/check.h"
 #include "core/read_file.h"
 #include "posttrain/eval.h"
@@ -37,6 +37,13 @@ struct ModelDir {
   }
 };
 
+// The other models of a loop (reference, experts) run with the policy's config and tokens.
+void check_same_model(const ModelDir& policy, const ModelDir& other, const std::string& dir) {
+  DSV4_CHECK(nlohmann::json::parse(policy.config_json) == nlohmann::json::parse(other.config_json), dir,
+             ": its config.json differs from the trained model's (the loops need one architecture)");
+  DSV4_CHECK(policy.tokenizer_json == other.tokenizer_json, dir, ": its tokenizer differs from the trained model's");
+}
+
 // One sampled completion: ids = prompt + completion (+ EOS when the model stopped there).
 struct Sample {
   std::vector<int> ids;
@@ -53,21 +60,16 @@ std::unique_ptr<Engine> serve(const ModelDir& m, const TrainWeights& w, const st
 }
 
 std::vector<Sample> sample_group(const Engine& e, const Task& t, const RlSettings& s, uint64_t seed) {
-  const std::vector<int> prompt = e.tokenizer().encode(render_task_prompt(t, s.thinking));
   std::vector<Sample> out;
   for (int g = 0; g < s.group; ++g) {
-    Conversation conv(e);
-    GenerateRequest req;
-    req.prompt = prompt;
-    req.sampling.temperature = s.temperature, req.sampling.seed = seed * 1000 + static_cast<uint64_t>(g);
-    req.max_tokens = s.max_tokens;
-    const GenerateResult r = generate(conv, req);
+    SamplingParams sp;
+    sp.temperature = s.temperature, sp.seed = seed * 1000 + static_cast<uint64_t>(g);
+    const Completion c = complete_task(e, t, s.thinking, sp, s.max_tokens);
     Sample smp;
-    smp.ids = prompt;
-    smp.prompt_len = static_cast<int>(prompt.size());
-    smp.ids.insert(smp.ids.end(), r.tokens.begin(), r.tokens.end());
-    if (r.hit_eos) smp.ids.push_back(e.eos_id());
-    smp.reward = score_completion(t, r.hit_eos ? r.text + std::string(chat::eos_token) : r.text, s.thinking);
+    smp.ids = c.prompt;
+    smp.prompt_len = static_cast<int>(c.prompt.size());
+    smp.ids.insert(smp.ids.end(), c.tokens.begin(), c.tokens.end());
+    smp.reward = score_completion(t, c.text, s.thinking);
     if (smp.completion_len() > 0) out.push_back(std::move(smp));
   }
   return out;
@@ -95,6 +97,9 @@ void check_settings(const RlSettings& s) {
              "steps, prompts, group, updates and max_tokens must be at least 1");
   DSV4_CHECK(s.seed < 1000000, "the task seed must be below 1000000 (larger seeds are kept for evaluation)");
   DSV4_CHECK(s.temperature > 0, "sampling needs a temperature above 0");
+  DSV4_CHECK(s.lr > 0 && s.grad_clip > 0, "lr and grad_clip must be positive");
+  DSV4_CHECK(s.loss.clip >= 0 && s.loss.clip < 1, "--clip must be in [0, 1), got ", s.loss.clip);
+  DSV4_CHECK(s.loss.beta >= 0, "--beta must be >= 0, got ", s.loss.beta);
 }
 
 // One gradient step of the policy over samples, the per-position loss given by token_loss(i,
@@ -104,6 +109,7 @@ void policy_step(ModelDir& m, ParamSet& ps, TrainWeights& g, const TrainRopes& r
                  const RlSettings& s, F token_loss) {
   ps.zero_grads();
   const size_t V = m.c.vocab_size;
+  double tokens = 0;
   for (size_t i = 0; i < samples.size(); ++i) {
     const Sample& smp = *samples[i];
     const std::vector<int> inputs = inputs_of(smp);
@@ -120,7 +126,9 @@ void policy_step(ModelDir& m, ParamSet& ps, TrainWeights& g, const TrainRopes& r
       return loss;
     };
     train_sequence(m.w, m.c, ropes, inputs, targets, o, &g);
+    tokens += double(inputs.size());
   }
+  if (tokens > 0) ps.scale_indexer_grads(tokens);
   ps.step(s.lr, s.grad_clip);
 }
 
@@ -139,7 +147,9 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
                             const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb) {
   check_settings(s);
   ModelDir m = ModelDir::load(policy_dir, cb);
-  const TrainWeights ref = ModelDir::load(ref_dir, cb).w;
+  ModelDir r = ModelDir::load(ref_dir, cb);
+  check_same_model(m, r, ref_dir);
+  const TrainWeights ref = std::move(r.w);
   TrainWeights g = zero_weights(m.c);
   ParamSet ps(m.c, m.w, g, s.optimizer, 0.0f);
   const TrainRopes ropes(m.c);
@@ -217,8 +227,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
   std::vector<Domain> domains;
   for (const auto& [d, dir] : experts) {
     ModelDir t = ModelDir::load(dir, cb);
-    DSV4_CHECK(t.c.vocab_size == m.c.vocab_size && t.tokenizer_json == m.tokenizer_json, dir,
-               ": the expert's tokenizer differs from the student's");
+    check_same_model(m, t, dir);
     teachers.emplace(d, std::move(t.w));
     domains.push_back(d);
   }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
 #include "chat/encode.h"
 #include "core/check.h"
@@ -20,10 +21,23 @@ std::string list_text(const std::vector<int>& v) {
   return s + "]";
 }
 
+// Words and cities come from two disjoint pools: training tasks (seeds below kEvalSeeds) draw
+// from the first, evaluation tasks from the second, so pass@1 does not reward memorizing them.
+constexpr uint64_t kEvalSeeds = 1000000;
+thread_local bool eval_pool = false;
+
 const std::vector<std::string>& words() {
-  static const std::vector<std::string> w = {"garden", "river", "window", "planet", "silver", "market",
-                                             "candle", "forest", "letter", "bridge", "summer", "pencil"};
-  return w;
+  static const std::vector<std::string> train = {"garden", "river", "window", "planet", "silver", "market",
+                                                 "candle", "forest", "letter", "bridge", "summer", "pencil"};
+  static const std::vector<std::string> eval = {"harbor", "meadow", "rocket", "violin", "castle", "jacket",
+                                                "island", "mirror", "tunnel", "parrot"};
+  return eval_pool ? eval : train;
+}
+
+const std::vector<std::string>& cities() {
+  static const std::vector<std::string> train = {"Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Delhi"};
+  static const std::vector<std::string> eval = {"Rome", "Quito", "Seoul", "Accra", "Perth"};
+  return eval_pool ? eval : train;
 }
 
 // Column addition of two numbers, the carries written out.
@@ -130,7 +144,6 @@ Task code_task(std::mt19937_64& rng) {
 }
 
 Task agentic_task(std::mt19937_64& rng) {
-  static const std::vector<std::string> cities = {"Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Delhi"};
   Task t;
   t.domain = Domain::agentic;
   t.tools = agent_tools();
@@ -150,7 +163,7 @@ Task agentic_task(std::mt19937_64& rng) {
       break;
     }
     case 2: {
-      const std::string& city = cities[pick(rng, static_cast<int>(cities.size()))];
+      const std::string& city = cities()[pick(rng, static_cast<int>(cities().size()))];
       t.user = "What is the weather in " + city + " right now?";
       t.call = {{"name", "get_weather"}, {"arguments", {{"city", city}}}};
       t.reasoning = "The user asks for the weather in " + city + ", so I call get_weather.";
@@ -238,7 +251,8 @@ std::optional<std::string> execute_tool(const std::string& name, const nlohmann:
   };
   if ((name == "add" || name == "multiply") && args.size() == 2) {
     const auto a = integer("a"), b = integer("b");
-    if (!a || !b) return std::nullopt;
+    constexpr long long kMax = 1000000000;  // the products stay far from overflow
+    if (!a || !b || std::llabs(*a) > kMax || std::llabs(*b) > kMax) return std::nullopt;
     return str(name == "add" ? *a + *b : *a * *b);
   }
   if (name == "get_weather" && args.size() == 1) {
@@ -269,7 +283,10 @@ Task make_task(Domain d, std::mt19937_64& rng) {
 
 Task task_at(Domain d, uint64_t seed, int i) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i) * 2654435761ULL + static_cast<int>(d));
-  return make_task(d, rng);
+  eval_pool = seed >= kEvalSeeds;
+  Task t = make_task(d, rng);
+  eval_pool = false;
+  return t;
 }
 
 double check_answer(const Task& t, const chat::ParsedMessage& m) {
@@ -279,8 +296,15 @@ double check_answer(const Task& t, const chat::ParsedMessage& m) {
       const auto v = last_integer(m.content);
       return v && str(*v) == t.expected ? 1 : 0;
     }
-    case Domain::code:
-      return m.tool_calls.empty() && m.content.find("`" + t.expected + "`") != std::string::npos ? 1 : 0;
+    case Domain::code: {
+      // The last `quoted` span is the answer (listing several candidates does not pass).
+      const size_t close = m.content.rfind('`');
+      const size_t open = close == std::string::npos || close == 0 ? std::string::npos : m.content.rfind('`', close - 1);
+      return m.tool_calls.empty() && open != std::string::npos &&
+                     m.content.compare(open + 1, close - open - 1, t.expected) == 0 && close - open - 1 == t.expected.size()
+                 ? 1
+                 : 0;
+    }
     case Domain::agentic: {
       if (m.tool_calls.size() != 1) return 0;
       nlohmann::json args;
@@ -289,8 +313,12 @@ double check_answer(const Task& t, const chat::ParsedMessage& m) {
       } catch (const nlohmann::json::exception&) {
         return 0;
       }
+      // The call asked for (another call with the same result, add(7, 0) for add(3, 4), is not),
+      // and it must run.
       const auto result = execute_tool(m.tool_calls[0].name, args);
-      return result && *result == t.expected && m.tool_calls[0].name == t.call["name"] ? 1 : 0;
+      return result && *result == t.expected && m.tool_calls[0].name == t.call["name"] && args == t.call["arguments"]
+                 ? 1
+                 : 0;
     }
   }
   return 0;

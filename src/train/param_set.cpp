@@ -30,6 +30,13 @@ void ParamSet::zero_grads() {
   for (Param& p : params_) std::fill(p.g->begin(), p.g->end(), 0.0f);
 }
 
+void ParamSet::scale_indexer_grads(double tokens) {
+  DSV4_CHECK(tokens > 0, "scale_indexer_grads: no tokens");
+  for (Param& p : params_)
+    if (p.indexer)
+      for (float& v : *p.g) v = static_cast<float>(v / tokens);
+}
+
 double ParamSet::step(float lr, float grad_clip) {
   std::vector<std::span<float>> grads;
   for (Param& p : params_) grads.push_back(*p.g);

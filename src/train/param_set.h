@@ -32,6 +32,9 @@ class ParamSet {
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
   void zero_grads();
+  // The indexers' KL loss gradients arrive summed over tokens (train_model.h): per token, like
+  // the main loss, before clipping mixes them with the rest.
+  void scale_indexer_grads(double tokens);
   // Clips the global gradient norm to grad_clip, then updates every parameter; returns the
   // norm before clipping.
   double step(float lr, float grad_clip);

@@ -28,7 +28,8 @@ struct TokenLoss {
 };
 
 // For one sampled token: logp = log pi(token) under the policy being trained, old_logp under
-// the policy that sampled it, ref_logp under the reference model.
+// the policy before this batch's updates (equal to logp on the first update, so the ratio is
+// 1 there), ref_logp under the reference model.
 //   ratio = exp(logp - old_logp)
 //   loss  = -min(ratio A, clip(ratio, 1 - clip, 1 + clip) A) + beta (exp(ref - logp) - (ref - logp) - 1)
 TokenLoss grpo_token_loss(double logp, double old_logp, double ref_logp, double advantage, const GrpoParams& p);

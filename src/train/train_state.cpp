@@ -20,13 +20,28 @@ void for_each_block(W& w, F f) {
   for (size_t i = 0; i < w.mtp.size(); ++i) f("mtp." + std::to_string(i), w.mtp[i].block);
 }
 
+}  // namespace
+
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   const std::string tmp = path + ".tmp";
-  write(tmp);
+  try {
+    write(tmp);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw;
+  }
   fs::rename(tmp, path);
 }
 
-}  // namespace
+void write_text_file(const std::string& path, const std::string& text) {
+  write_atomically(path, [&](const std::string& p) {
+    std::ofstream f(p, std::ios::binary);
+    f << text;
+    f.close();
+    DSV4_CHECK(f.good(), p, ": write failed (disk full?)");
+  });
+}
 
 std::vector<TensorData> float_state_tensors(const ModelConfig& c, const TrainWeights& w) {
   const auto shapes = param_shapes(c);
@@ -56,7 +71,12 @@ void read_float_state(const SafetensorsFile& f, TrainWeights& w) {
       dst = values_of<typename std::remove_reference_t<decltype(dst)>::value_type>(t);
     };
     if (!b.routing.bias.empty()) read(b.routing.bias, "bias/" + prefix, DType::F32);
-    if (!b.routing.tid2eid.empty()) read(b.routing.tid2eid, "tid2eid/" + prefix, DType::I32);
+    if (!b.routing.tid2eid.empty()) {
+      read(b.routing.tid2eid, "tid2eid/" + prefix, DType::I32);
+      for (int e : b.routing.tid2eid)
+        DSV4_CHECK(e >= 0 && e < static_cast<int>(b.ffn.experts.size()), f.path(), ": tid2eid/", prefix,
+                   " holds expert ", e, ", outside the model's ", b.ffn.experts.size());
+    }
   });
 }
 
@@ -83,8 +103,8 @@ void write_model_dir(const std::string& dir, const ModelConfig& c, const std::st
   write_atomically((out / "model.safetensors").string(), [&](const std::string& p) {
     write_released_checkpoint(p, c, w, {{"format", "pt"}});
   });
-  write_atomically((out / "config.json").string(), [&](const std::string& p) { std::ofstream(p) << config_json << "\n"; });
-  write_atomically((out / "tokenizer.json").string(), [&](const std::string& p) { std::ofstream(p) << tokenizer_json; });
+  write_text_file((out / "config.json").string(), config_json + "\n");
+  write_text_file((out / "tokenizer.json").string(), tokenizer_json);
 }
 
 }  // namespace dsv4

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -38,6 +39,11 @@ void read_float_state(const SafetensorsFile& f, TrainWeights& w);
 // A model directory's float weights: its train_state.safetensors when it has one, else its
 // checkpoint dequantized. `from` (if not null) says which.
 TrainWeights read_model_weights(const std::string& dir, const ModelConfig& c, std::string* from = nullptr);
+
+// Writes path through path.tmp and a rename (a failure leaves the previous file and no .tmp).
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
+// A text file, written that way; throws Error when the write fails.
+void write_text_file(const std::string& path, const std::string& text);
 
 // Writes a model directory: model.safetensors (released format), config.json, tokenizer.json
 // and train_state.safetensors (float state + extra tensors), each through a temporary file.

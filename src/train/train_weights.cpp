@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors_writer.h"
 #include "model/tensor_spec.h"
+#include "model/weights.h"
 #include "quant/formats.h"
 #include "quant/linear.h"
 
@@ -119,7 +120,11 @@ TrainWeights zero_weights(const ModelConfig& c) {
   TrainWeights w;
   w.layers.reserve(c.num_hidden_layers);
   for (int l = 0; l < c.num_hidden_layers; ++l) w.layers.push_back(block_shell(c, l));
-  for (int i = 0; i < c.num_nextn_predict_layers; ++i) w.mtp.push_back({block_shell(c, c.num_hidden_layers + i)});
+  for (int i = 0; i < c.num_nextn_predict_layers; ++i) {
+    MtpF32 m;
+    m.block = block_shell(c, c.num_hidden_layers + i);
+    w.mtp.push_back(std::move(m));
+  }
   const auto shapes = param_shapes(c);
   visit(w, [&](const std::string& name, std::vector<float>& v) {
     const auto it = shapes.find(name);
@@ -278,6 +283,7 @@ void write_released_checkpoint(const std::string& path, const ModelConfig& c, co
 
 TrainWeights read_checkpoint_weights(const std::string& dir, const ModelConfig& c) {
   Checkpoint ckpt(dir);
+  validate_checkpoint(ckpt, c);  // every tensor present with its shape and dtype
   TrainWeights w = zero_weights(c);
   const auto shapes = param_shapes(c);
   auto tensor = [&](const std::string& name) -> const TensorView& {
@@ -314,6 +320,8 @@ TrainWeights read_checkpoint_weights(const std::string& dir, const ModelConfig& 
           std::memcpy(&v32, t.data + 4 * i, 4);
           v = v32;
         }
+        DSV4_CHECK(v >= 0 && v < c.n_routed_experts, dir, ": ", p, ".ffn.gate.tid2eid holds expert ", v,
+                   ", outside [0, ", c.n_routed_experts, ")");
         b.routing.tid2eid[i] = static_cast<int>(v);
       }
     }

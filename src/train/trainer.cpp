@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/check.h"
 #include "core/read_file.h"
@@ -148,7 +149,7 @@ TrainSequence sample_sequence(const std::vector<TrainSource>& sources, int n, ui
   r = mix(r);
   TrainSequence seq;
   if (!src.stream.empty()) {
-    DSV4_CHECK(src.stream.size() > size_t(n) + 1, src.path, ": ", src.stream.size(),
+    DSV4_CHECK(src.stream.size() >= size_t(n) + 1, src.path, ": ", src.stream.size(),
                " tokens, fewer than one sequence of ", n + 1);
     const size_t o = r % (src.stream.size() - n);
     seq.inputs.assign(src.stream.begin() + o, src.stream.begin() + o + n);
@@ -238,7 +239,12 @@ class Trainer {
     DSV4_CHECK(tok.vocab_size() <= c_.vocab_size, run.tokenizer_path, " has ", tok.vocab_size(),
                " tokens, more than the model's vocab_size ", c_.vocab_size);
     DSV4_CHECK(!run.data.empty(), "no --data given");
-    for (const std::string& d : run.data) sources_.push_back(load_train_source(d, tok, c_.bos_token_id));
+    for (const std::string& d : run.data) {
+      sources_.push_back(load_train_source(d, tok, c_.bos_token_id));
+      const TrainSource& s = sources_.back();
+      DSV4_CHECK(s.stream.empty() || s.stream.size() >= size_t(settings_.seq_len) + 1, s.path, ": ",
+                 s.stream.size(), " tokens, fewer than one sequence of seq_len ", settings_.seq_len, " + 1");
+    }
     if (!run.eval_path.empty())
       eval_ = eval_sequences(load_train_source(run.eval_path, tok, c_.bos_token_id), settings_.seq_len,
                              settings_.eval_sequences);
@@ -258,6 +264,9 @@ class Trainer {
     while (step_ < end) {
       const auto t0 = std::chrono::steady_clock::now();
       StepLog log = train_step(ropes);
+      DSV4_CHECK(std::isfinite(log.loss) && std::isfinite(log.grad_norm), "training diverged at step ", step_ + 1,
+                 " (loss ", log.loss, ", gradient norm ", log.grad_norm, "); the last save is step ",
+                 step_ / settings_.save_every * settings_.save_every, ": lower train.lr and resume or restart");
       log.tokens_per_s = double(settings_.batch) * settings_.seq_len /
                          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++step_;
@@ -315,14 +324,12 @@ class Trainer {
     }
     // The indexers' KL loss was summed over tokens: per token, like the main loss.
     const double tokens = double(settings_.batch) * settings_.seq_len;
-    for (Param& p : params_->params())
-      if (p.indexer)
-        for (float& v : *p.g) v = static_cast<float>(v / tokens);
+    params_->scale_indexer_grads(tokens);
     log.grad_norm = params_->step(static_cast<float>(log.lr), settings_.grad_clip);
     // Auxiliary-loss-free balancing of the score-routed layers.
     auto blocks = blocks_of(w_);
     for (size_t k = 0; k < blocks.size() && k < load_sum.size(); ++k)
-      if (!blocks[k].second->routing.bias.empty())
+      if (!blocks[k].second->routing.bias.empty() && !load_sum[k].empty())
         update_routing_bias(blocks[k].second->routing.bias, load_sum[k], settings_.bias_update_rate);
     log.loss = main, log.mtp_loss = mtp, log.index_loss = index / tokens;
     return log;
@@ -342,6 +349,9 @@ class Trainer {
       DSV4_CHECK(meta.count(k), path, ": no '", k, "' in its metadata (not a dsv4 training state)");
     DSV4_CHECK(nlohmann::json::parse(meta.at("model")) == nlohmann::json::parse(model_json_), path,
                ": saved for a different model config than ", run_.config_path);
+    const nlohmann::json saved = nlohmann::json::parse(meta.at("train"));
+    DSV4_CHECK(saved == resume_key(), path, ": saved by a run with other settings (", saved.dump(), ") than this one (",
+               resume_key().dump(), "); a resumed run must keep them to continue exactly");
     read_float_state(f, w_);
     step_ = std::stoll(meta.at("step"));
     for (Param& p : params_->params()) {
@@ -355,6 +365,14 @@ class Trainer {
     }
     for (const auto& l : nlohmann::json::parse(meta.at("history"))) history_.push_back(log_from(l));
     message("resumed at step " + std::to_string(step_) + " from " + path);
+  }
+
+  // What a resumed run must share with the saved one to continue bit for bit (the step count
+  // may grow; the thread count fixes the order of the parallel sums).
+  nlohmann::json resume_key() const {
+    return {{"batch", settings_.batch}, {"seq_len", settings_.seq_len}, {"optimizer", settings_.optimizer},
+            {"seed", settings_.seed}, {"lr", settings_.lr}, {"warmup", settings_.warmup},
+            {"threads", pool().size()}};
   }
 
   void save() {
@@ -371,14 +389,13 @@ class Trainer {
     }
     nlohmann::json hist = nlohmann::json::array();
     for (const StepLog& l : history_) hist.push_back(log_json(l));
-    nlohmann::json train_json = {{"steps", settings_.steps}, {"batch", settings_.batch}, {"seq_len", settings_.seq_len},
-                                 {"optimizer", settings_.optimizer}, {"lr", settings_.lr}, {"seed", settings_.seed}};
+    const nlohmann::json train_json = resume_key();
     write_model_dir(run_.out_dir, c_, model_json_, tokenizer_text_, w_, std::move(t),
                     {{"step", std::to_string(step_)}, {"model", model_json_}, {"train", train_json.dump()},
                      {"history", hist.dump()}});
     const fs::path out(run_.out_dir);
     // The loss log and curve.
-    std::ofstream log((out / "train_log.tsv").string());
+    std::ostringstream log;
     log << "step\tlr\tloss\tmtp_loss\tindex_loss\tgrad_norm\ttokens_per_s\teval_loss\n";
     PlotSeries train{"training loss", {}, {}, 0x1f77b4}, held{"held-out loss", {}, {}, 0xd62728};
     for (const StepLog& l : history_) {
@@ -387,11 +404,13 @@ class Trainer {
       train.x.push_back(double(l.step)), train.y.push_back(l.loss);
       if (l.eval_loss >= 0) held.x.push_back(double(l.step)), held.y.push_back(l.eval_loss);
     }
+    write_text_file((out / "train_log.tsv").string(), log.str());
     std::vector<PlotSeries> series = {train};
     if (!held.x.empty()) series.push_back(held);
     if (train.x.size() >= 2)
-      write_line_plot_png((out / "loss.png").string(), series,
-                          {"dsv4 train: " + settings_.optimizer, "step", "cross-entropy (nats)", 900, 540, false});
+      write_atomically((out / "loss.png").string(), [&](const std::string& p) {
+        write_line_plot_png(p, series, {"dsv4 train: " + settings_.optimizer, "step", "cross-entropy (nats)", 900, 540, false});
+      });
   }
 
   TrainRun run_;

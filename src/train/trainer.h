@@ -49,7 +49,8 @@ struct TrainSource {
   std::vector<std::vector<int>> examples;  // chat: prompt + completion ids
   std::vector<int> prompt_len;             // chat: tokens of each example's prompt
 };
-// path[:weight]; .jsonl files are chat examples. BOS (if >= 0) starts the text and each example.
+// path[:weight]; .jsonl files are chat examples. BOS (if >= 0) starts a text (a chat example's
+// rendered prompt carries its own).
 TrainSource load_train_source(const std::string& spec, const Tokenizer& tok, int bos);
 
 // One training sequence: inputs [n] and targets [n] (-1: not counted).
