@@ -237,6 +237,16 @@ TEST(Trainer, BadInputIsRefusedWithItsName) {
   TrainRun vocab = r.run;
   vocab.config_path = r.dir + "/small.json";
   EXPECT_NE(error_of(vocab).find("vocab_size"), std::string::npos) << error_of(vocab);
+  TrainRun first = r.run;
+  first.stop_at = 1;
+  ASSERT_EQ(train(first).size(), 1u);
+  TrainRun other = r.run;
+  other.resume = true, other.optimizer_override = "adamw";
+  EXPECT_NE(error_of(other).find("other settings"), std::string::npos) << error_of(other);
+  TrainRun longer = r.run;
+  longer.data = {r.dir + "/short.txt"};
+  std::ofstream(r.dir + "/short.txt") << "the cat";
+  EXPECT_NE(error_of(longer).find("short.txt"), std::string::npos) << error_of(longer);
   std::ofstream(r.dir + "/chat.jsonl") << "{\"prompt\": \"a\"}\n";
   TrainRun chat = r.run;
   chat.data = {r.dir + "/chat.jsonl"};
