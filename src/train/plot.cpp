@@ -78,6 +78,10 @@ void write_line_plot_png(const std::string& path, const std::vector<PlotSeries>&
   gdImageStringUp(im, gdFontGetSmall(), 8, (top + bottom) / 2 + 3 * static_cast<int>(o.y_label.size()),
                   reinterpret_cast<unsigned char*>(const_cast<char*>(o.y_label.c_str())), black);
   gdImageSetThickness(im, 2);
+  // The legend's right edge at the frame's, as wide as its longest name (6 px per character).
+  size_t longest = 0;
+  for (const PlotSeries& s : series) longest = std::max(longest, s.name.size());
+  const int legend_x = right - 8 - 6 * static_cast<int>(longest) - 32;
   for (size_t k = 0; k < series.size(); ++k) {
     const PlotSeries& s = series[k];
     const int color = gdTrueColor((s.rgb >> 16) & 255, (s.rgb >> 8) & 255, s.rgb & 255);
@@ -86,8 +90,8 @@ void write_line_plot_png(const std::string& path, const std::vector<PlotSeries>&
       gdImageLine(im, px(s.x[i - 1]), py(ya), px(s.x[i]), py(yb), color);
     }
     const int ly = top + 10 + 16 * static_cast<int>(k);
-    gdImageLine(im, right - 150, ly + 6, right - 125, ly + 6, color);
-    text(im, right - 118, ly, s.name, black);
+    gdImageLine(im, legend_x, ly + 6, legend_x + 25, ly + 6, color);
+    text(im, legend_x + 32, ly, s.name, black);
   }
   gdImageSetThickness(im, 1);
   FILE* f = std::fopen(path.c_str(), "wb");
