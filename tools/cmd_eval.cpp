@@ -18,7 +18,7 @@ struct EvalArgs {
   std::vector<std::string> domains;
   EvalOptions o;
   int threads = 0;
-  bool json = false;
+  bool json = false, show = false;
 };
 
 int run(EvalArgs& a) {
@@ -31,8 +31,13 @@ int run(EvalArgs& a) {
   }
   const Engine engine(a.model_dir);
   ProgressBar bar("eval");
-  const std::vector<DomainScore> scores =
-      evaluate(engine, a.o, [&](int done, int total) { bar.update(double(done) / total); });
+  auto show = [](const Task& t, const std::string& text, double score) {
+    std::fprintf(stderr, "\n--- %s (%s): %s\n%s\n", domain_name(t.domain), score > 0.5 ? "pass" : "fail", t.user.c_str(),
+                 text.c_str());
+  };
+  const std::vector<DomainScore> scores = evaluate(
+      engine, a.o, [&](int done, int total) { bar.update(double(done) / total); },
+      a.show ? std::function<void(const Task&, const std::string&, double)>(show) : nullptr);
   bar.done();
   if (a.json) {
     std::printf("{");
@@ -62,6 +67,7 @@ void add_eval(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--seed", a->o.sample_seed, "sampling seed (default 1)");
   sub->add_option("--max-tokens", a->o.max_tokens, "tokens per answer (default 160)");
   sub->add_option("--threads", a->threads, "worker threads (0 = all cores)");
+  sub->add_flag("--show", a->show, "print every task and completion to stderr");
   sub->add_flag("--json", a->json, "print {\"domain\": pass_at_1, ...}");
   out.push_back({sub, [a] { return run(*a); }});
 }

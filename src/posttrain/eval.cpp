@@ -28,7 +28,8 @@ double score_completion(const Task& t, const std::string& completion, bool think
 }
 
 std::vector<DomainScore> evaluate(const Engine& e, const EvalOptions& o,
-                                  const std::function<void(int done, int total)>& progress) {
+                                  const std::function<void(int done, int total)>& progress,
+                                  const std::function<void(const Task&, const std::string&, double)>& show) {
   DSV4_CHECK(o.per_domain >= 1, "eval: at least one task per domain");
   std::vector<DomainScore> scores;
   const int total = o.per_domain * static_cast<int>(o.domains.size());
@@ -40,7 +41,10 @@ std::vector<DomainScore> evaluate(const Engine& e, const EvalOptions& o,
     for (int i = 0; i < o.per_domain; ++i) {
       const Task t = task_at(d, o.task_seed, i);
       s.seed = o.sample_seed + static_cast<uint64_t>(i);
-      score.passed += score_completion(t, complete_task(e, t, o.thinking, s, o.max_tokens).text, o.thinking) > 0.5;
+      const std::string text = complete_task(e, t, o.thinking, s, o.max_tokens).text;
+      const double r = score_completion(t, text, o.thinking);
+      score.passed += r > 0.5;
+      if (show) show(t, text, r);
       ++score.total;
       if (progress) progress(++done, total);
     }

@@ -38,7 +38,9 @@ Completion complete_task(const Engine& e, const Task& t, bool thinking, const Sa
 // The score of a completion: the checker's on the parsed message, 0 when it does not parse.
 double score_completion(const Task& t, const std::string& completion, bool thinking);
 
+// show (if set) sees every task, its completion and score.
 std::vector<DomainScore> evaluate(const Engine& e, const EvalOptions& o,
-                                  const std::function<void(int done, int total)>& progress = {});
+                                  const std::function<void(int done, int total)>& progress = {},
+                                  const std::function<void(const Task&, const std::string&, double)>& show = {});
 
 }  // namespace dsv4
