@@ -161,15 +161,7 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
   std::vector<TensorData> meta;
   long long total = 0;
   for (const TensorSpec& s : specs) {
-    DType d = DType::BF16;
-    switch (s.kind) {
-      case SpecKind::fp8_weight: d = DType::F8_E4M3; break;
-      case SpecKind::fp4_weight: d = DType::I8; break;
-      case SpecKind::scale: d = DType::F8_E8M0; break;
-      case SpecKind::index: d = DType::I32; break;
-      case SpecKind::floats: d = released_as_f32(s.name) ? DType::F32 : DType::BF16; break;
-    }
-    meta.push_back({s.name, d, s.shape, {}});
+    meta.push_back({s.name, released_dtype(s), s.shape, {}});
     total += s.numel();
   }
   Filler fill(seed);

@@ -123,6 +123,17 @@ long long TensorSpec::logical_params() const {
   return kind == SpecKind::fp4_weight ? 2 * numel() : numel();
 }
 
+DType released_dtype(const TensorSpec& s) {
+  switch (s.kind) {
+    case SpecKind::fp8_weight: return DType::F8_E4M3;
+    case SpecKind::fp4_weight: return DType::I8;
+    case SpecKind::scale: return DType::F8_E8M0;
+    case SpecKind::index: return DType::I32;
+    case SpecKind::floats: return released_as_f32(s.name) ? DType::F32 : DType::BF16;
+  }
+  return DType::BF16;
+}
+
 bool TensorSpec::dtype_allowed(DType t) const {
   switch (kind) {
     case SpecKind::fp8_weight: return t == DType::F8_E4M3;

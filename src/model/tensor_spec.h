@@ -58,6 +58,10 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c, const Layout& lay
 // tensors are BF16.
 bool released_as_f32(const std::string& name);
 
+// The dtype the release stores a tensor in: F8_E4M3 weights, I8-packed FP4, F8_E8M0 scales,
+// I32 indices, F32 or BF16 floats (released_as_f32). dsv4's writers (synth, train) use it.
+DType released_dtype(const TensorSpec& s);
+
 // Names the checkpoint may carry that dsv4 does not use (e.g. MTP copies of embed / head).
 bool ignorable_tensor(const std::string& name);
 

@@ -239,17 +239,7 @@ void write_released_checkpoint(const std::string& path, const ModelConfig& c, co
 
   const std::vector<TensorSpec> specs = expected_tensors(c);
   std::vector<TensorData> meta;
-  for (const TensorSpec& s : specs) {
-    DType d = DType::BF16;
-    switch (s.kind) {
-      case SpecKind::fp8_weight: d = DType::F8_E4M3; break;
-      case SpecKind::fp4_weight: d = DType::I8; break;
-      case SpecKind::scale: d = DType::F8_E8M0; break;
-      case SpecKind::index: d = DType::I32; break;
-      case SpecKind::floats: d = released_as_f32(s.name) ? DType::F32 : DType::BF16; break;
-    }
-    meta.push_back({s.name, d, s.shape, {}});
-  }
+  for (const TensorSpec& s : specs) meta.push_back({s.name, released_dtype(s), s.shape, {}});
   std::vector<uint8_t> pending_scale;
   auto values = [&](const std::string& name) -> const std::vector<float>& {
     const auto it = floats.find(name);
