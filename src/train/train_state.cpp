@@ -11,17 +11,6 @@ namespace dsv4 {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-
-template <class W, class F>
-void for_each_block(W& w, F f) {
-  for (size_t l = 0; l < w.layers.size(); ++l) f("layers." + std::to_string(l), w.layers[l]);
-  for (size_t i = 0; i < w.mtp.size(); ++i) f("mtp." + std::to_string(i), w.mtp[i].block);
-}
-
-}  // namespace
-
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   const std::string tmp = path + ".tmp";
   try {

@@ -112,6 +112,15 @@ void for_each_param(const TrainWeights& w,
   visit(w, [&](const std::string& name, const std::vector<float>& v) { f(name, v); });
 }
 
+void for_each_block(TrainWeights& w, const std::function<void(const std::string&, BlockF32&)>& f) {
+  for (size_t l = 0; l < w.layers.size(); ++l) f("layers." + std::to_string(l), w.layers[l]);
+  for (size_t i = 0; i < w.mtp.size(); ++i) f("mtp." + std::to_string(i), w.mtp[i].block);
+}
+
+void for_each_block(const TrainWeights& w, const std::function<void(const std::string&, const BlockF32&)>& f) {
+  for_each_block(const_cast<TrainWeights&>(w), [&](const std::string& p, BlockF32& b) { f(p, b); });
+}
+
 bool uses_muon(const std::string& name, const std::vector<long long>& shape) {
   return shape.size() == 2 && name != "embed.weight" && name != "head.weight" && !ends_with(name, ".ape");
 }
@@ -160,19 +169,14 @@ TrainWeights init_weights(const ModelConfig& c, uint64_t seed) {
     for (float& x : v) x = normal(rng);
   });
   // Hash layers: token t takes k consecutive experts from a random first one (balanced).
-  for (auto* b : [&] {
-         std::vector<BlockF32*> all;
-         for (auto& l : w.layers) all.push_back(&l);
-         for (auto& m : w.mtp) all.push_back(&m.block);
-         return all;
-       }()) {
-    std::vector<int>& t2e = b->routing.tid2eid;
+  for_each_block(w, [&](const std::string&, BlockF32& b) {
+    std::vector<int>& t2e = b.routing.tid2eid;
     const int k = c.num_experts_per_tok, E = c.n_routed_experts;
     for (size_t t = 0; t < t2e.size() / k; ++t) {
       const int first = static_cast<int>(rng() % E);
       for (int j = 0; j < k; ++j) t2e[t * k + j] = (first + j) % E;
     }
-  }
+  });
   return w;
 }
 
@@ -230,12 +234,10 @@ void write_released_checkpoint(const std::string& path, const ModelConfig& c, co
   std::map<std::string, const std::vector<float>*> floats;
   std::map<std::string, const std::vector<int>*> ints;
   visit(w, [&](const std::string& name, const std::vector<float>& v) { floats[name] = &v; });
-  auto routing = [&](const std::string& p, const BlockF32& b) {
+  for_each_block(w, [&](const std::string& p, const BlockF32& b) {
     if (!b.routing.bias.empty()) floats[p + ".ffn.gate.bias"] = &b.routing.bias;
     if (!b.routing.tid2eid.empty()) ints[p + ".ffn.gate.tid2eid"] = &b.routing.tid2eid;
-  };
-  for (size_t l = 0; l < w.layers.size(); ++l) routing("layers." + std::to_string(l), w.layers[l]);
-  for (size_t i = 0; i < w.mtp.size(); ++i) routing("mtp." + std::to_string(i), w.mtp[i].block);
+  });
 
   const std::vector<TensorSpec> specs = expected_tensors(c);
   std::vector<TensorData> meta;
@@ -298,7 +300,7 @@ TrainWeights read_checkpoint_weights(const std::string& dir, const ModelConfig& 
     for (int r = 0; r < l.out; ++r) l.dequant_row(r, v.data() + size_t(r) * l.in);
   };
   visit(w, read_into);
-  auto routing = [&](const std::string& p, BlockF32& b) {
+  for_each_block(w, [&](const std::string& p, BlockF32& b) {
     if (!b.routing.bias.empty()) b.routing.bias = to_f32(tensor(p + ".ffn.gate.bias"));
     if (!b.routing.tid2eid.empty()) {
       const TensorView& t = tensor(p + ".ffn.gate.tid2eid");
@@ -315,9 +317,7 @@ TrainWeights read_checkpoint_weights(const std::string& dir, const ModelConfig& 
         b.routing.tid2eid[i] = static_cast<int>(v);
       }
     }
-  };
-  for (size_t l = 0; l < w.layers.size(); ++l) routing("layers." + std::to_string(l), w.layers[l]);
-  for (size_t i = 0; i < w.mtp.size(); ++i) routing("mtp." + std::to_string(i), w.mtp[i].block);
+  });
   return w;
 }
 

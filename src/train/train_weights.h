@@ -57,6 +57,10 @@ void for_each_param(TrainWeights& w, const std::function<void(const std::string&
 void for_each_param(const TrainWeights& w,
                     const std::function<void(const std::string&, const std::vector<float>&)>& f);
 
+// Every block, main layers then MTP layers, with its checkpoint prefix ("layers.3", "mtp.0").
+void for_each_block(TrainWeights& w, const std::function<void(const std::string&, BlockF32&)>& f);
+void for_each_block(const TrainWeights& w, const std::function<void(const std::string&, const BlockF32&)>& f);
+
 // DeepSeek-V4's split: Muon for 2-D hidden matrices, AdamW for the embedding, the head, and
 // every vector (norms, sinks, mHC bases and scales) and the compressors' ape.
 bool uses_muon(const std::string& name, const std::vector<long long>& shape);

@@ -193,15 +193,6 @@ double eval_loss(const TrainWeights& w, const ModelConfig& c, const std::vector<
 
 namespace {
 
-// The routing biases and hash tables of every block, by checkpoint prefix.
-std::vector<std::pair<std::string, BlockF32*>> blocks_of(TrainWeights& w) {
-  std::vector<std::pair<std::string, BlockF32*>> out;
-  for (size_t l = 0; l < w.layers.size(); ++l) out.push_back({"layers." + std::to_string(l), &w.layers[l]});
-  for (size_t i = 0; i < w.mtp.size(); ++i) out.push_back({"mtp." + std::to_string(i), &w.mtp[i].block});
-  return out;
-}
-
-
 nlohmann::json log_json(const StepLog& l) {
   return {l.step, l.lr, l.loss, l.mtp_loss, l.index_loss, l.grad_norm, l.tokens_per_s, l.eval_loss};
 }
@@ -327,10 +318,12 @@ class Trainer {
     params_->scale_indexer_grads(tokens);
     log.grad_norm = params_->step(static_cast<float>(log.lr), settings_.grad_clip);
     // Auxiliary-loss-free balancing of the score-routed layers.
-    auto blocks = blocks_of(w_);
-    for (size_t k = 0; k < blocks.size() && k < load_sum.size(); ++k)
-      if (!blocks[k].second->routing.bias.empty() && !load_sum[k].empty())
-        update_routing_bias(blocks[k].second->routing.bias, load_sum[k], settings_.bias_update_rate);
+    size_t k = 0;  // load_sum is per block in for_each_block's order
+    for_each_block(w_, [&](const std::string&, BlockF32& b) {
+      if (!b.routing.bias.empty() && k < load_sum.size() && !load_sum[k].empty())
+        update_routing_bias(b.routing.bias, load_sum[k], settings_.bias_update_rate);
+      ++k;
+    });
     log.loss = main, log.mtp_loss = mtp, log.index_loss = index / tokens;
     return log;
   }
