@@ -76,6 +76,14 @@ TEST(Distill, ReverseKlByHandAndItsGradient) {
     EXPECT_NEAR(da[k], fd, 1e-4) << k;
   }
   EXPECT_NEAR(log_prob(std::vector<float>{0.0f, 0.0f}, 1), std::log(0.5), 1e-12);
+  // d log p(token) / d logits = onehot - softmax, by finite differences.
+  std::vector<float> dl(4), z = a;
+  log_prob_backward(z, 2, 1.0, dl);
+  for (int k = 0; k < 4; ++k) {
+    std::vector<float> up = z, down = z;
+    up[k] += 1e-3f, down[k] -= 1e-3f;
+    EXPECT_NEAR(dl[k], (log_prob(up, 2) - log_prob(down, 2)) / 2e-3, 1e-4) << k;
+  }
 }
 
 }  // namespace

@@ -52,12 +52,6 @@ struct Sample {
   int completion_len() const { return static_cast<int>(ids.size()) - prompt_len; }
 };
 
-// The current weights, written in the released format and loaded by the engine: the samples
-// come from what dsv4 serves.
-std::unique_ptr<Engine> serve(const ModelDir& m, const TrainWeights& w, const std::string& dir) {
-  write_model_dir(dir, m.c, m.config_json, m.tokenizer_json, w);
-  return std::make_unique<Engine>(dir);
-}
 
 std::vector<Sample> sample_group(const Engine& e, const Task& t, const RlSettings& s, uint64_t seed) {
   std::vector<Sample> out;
@@ -102,12 +96,57 @@ void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.loss.beta >= 0, "--beta must be >= 0, got ", s.loss.beta);
 }
 
+void write_log(const std::string& path, const std::vector<RlLog>& log);
+
+// The model a loop trains: its directory's contents, its gradients and optimizer, its log.
+// Not copyable (the optimizer points into the weights and gradients).
+struct Trainee {
+  ModelDir m;
+  TrainWeights g;
+  ParamSet ps;
+  TrainRopes ropes;
+  std::string out_dir, serving;
+  const RlSettings& s;
+  const RlCallbacks& cb;
+  std::vector<RlLog> log;
+
+  Trainee(const std::string& dir, const std::string& out, const RlSettings& settings, const RlCallbacks& callbacks)
+      : m(ModelDir::load(dir, callbacks)),
+        g(zero_weights(m.c)),
+        ps(m.c, m.w, g, settings.optimizer, 0.0f),
+        ropes(m.c),
+        out_dir(out),
+        serving((fs::path(out) / "policy").string()),
+        s(settings),
+        cb(callbacks) {}
+  Trainee(const Trainee&) = delete;
+  Trainee& operator=(const Trainee&) = delete;
+
+  // The current weights in the released format, loaded by the engine: the samples come from
+  // what dsv4 serves.
+  std::unique_ptr<Engine> serve() const {
+    write_released_dir(serving, m.c, m.config_json, m.tokenizer_json, m.w);
+    return std::make_unique<Engine>(serving);
+  }
+  void logged(const RlLog& l) {
+    log.push_back(l);
+    if (cb.on_step) cb.on_step(l, s.steps);
+  }
+  // Writes the trained model (with its float state) and the log.
+  std::vector<RlLog> finish() {
+    write_model_dir(out_dir, m.c, m.config_json, m.tokenizer_json, m.w);
+    fs::remove_all(serving);
+    write_log((fs::path(out_dir) / "rl_log.tsv").string(), log);
+    return log;
+  }
+};
+
 // One gradient step of the policy over samples, the per-position loss given by token_loss(i,
 // position, logits row, dlogits row) -> loss (already scaled).
 template <class F>
-void policy_step(ModelDir& m, ParamSet& ps, TrainWeights& g, const TrainRopes& ropes, const std::vector<Sample*>& samples,
-                 const RlSettings& s, F token_loss) {
-  ps.zero_grads();
+void policy_step(Trainee& tr, const std::vector<Sample*>& samples, F token_loss) {
+  ModelDir& m = tr.m;
+  tr.ps.zero_grads();
   const size_t V = m.c.vocab_size;
   double tokens = 0;
   for (size_t i = 0; i < samples.size(); ++i) {
@@ -125,20 +164,11 @@ void policy_step(ModelDir& m, ParamSet& ps, TrainWeights& g, const TrainRopes& r
       }
       return loss;
     };
-    train_sequence(m.w, m.c, ropes, inputs, targets, o, &g);
+    train_sequence(m.w, m.c, tr.ropes, inputs, targets, o, &tr.g);
     tokens += double(inputs.size());
   }
-  if (tokens > 0) ps.scale_indexer_grads(tokens);
-  ps.step(s.lr, s.grad_clip);
-}
-
-// dlogits of `scale * dloss/dlogp(token)`: (onehot - softmax) times it.
-void logp_gradient(std::span<const float> logits, int token, double dlogp, std::span<float> dlogits) {
-  const double mx = *std::max_element(logits.begin(), logits.end());
-  double sum = 0;
-  for (float l : logits) sum += std::exp(l - mx);
-  for (size_t v = 0; v < logits.size(); ++v)
-    dlogits[v] = static_cast<float>(dlogp * ((int(v) == token) - std::exp(logits[v] - mx) / sum));
+  if (tokens > 0) tr.ps.scale_indexer_grads(tokens);
+  tr.ps.step(tr.s.lr, tr.s.grad_clip);
 }
 
 }  // namespace
@@ -146,17 +176,14 @@ void logp_gradient(std::span<const float> logits, int token, double dlogp, std::
 std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& ref_dir, Domain domain,
                             const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb) {
   check_settings(s);
-  ModelDir m = ModelDir::load(policy_dir, cb);
+  Trainee tr(policy_dir, out_dir, s, cb);
+  const ModelDir& m = tr.m;
+  const TrainRopes& ropes = tr.ropes;
   ModelDir r = ModelDir::load(ref_dir, cb);
   check_same_model(m, r, ref_dir);
   const TrainWeights ref = std::move(r.w);
-  TrainWeights g = zero_weights(m.c);
-  ParamSet ps(m.c, m.w, g, s.optimizer, 0.0f);
-  const TrainRopes ropes(m.c);
-  const std::string serving = (fs::path(out_dir) / "policy").string();
-  std::vector<RlLog> log;
   for (int step = 0; step < s.steps; ++step) {
-    const std::unique_ptr<Engine> engine = serve(m, m.w, serving);
+    const std::unique_ptr<Engine> engine = tr.serve();
     std::vector<Sample> samples;
     RlLog l;
     l.step = step + 1;
@@ -192,7 +219,7 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
       }
       for (int u = 0; u < s.updates; ++u) {
         double loss = 0, kl = 0;
-        policy_step(m, ps, g, ropes, learn, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+        policy_step(tr, learn, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
           const Sample& x = *learn[i];
           const int tok = x.ids[x.prompt_len + k];
           const double logp = log_prob(row, tok);
@@ -200,7 +227,7 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
           const TokenLoss t = grpo_token_loss(logp, old, ref_lp[i][k], x.advantage, s.loss);
           // GRPO's mean: over a completion's tokens, then over the completions.
           const double scale = 1.0 / (double(x.completion_len()) * double(learn.size()));
-          logp_gradient(row, tok, t.dlogp * scale, drow);
+          log_prob_backward(row, tok, t.dlogp * scale, drow);
           const double d = ref_lp[i][k] - logp;
           kl += (std::exp(d) - d - 1) / l.tokens;
           loss += t.loss * scale;
@@ -209,20 +236,17 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
         l.loss = loss, l.kl = kl;
       }
     }
-    log.push_back(l);
-    if (cb.on_step) cb.on_step(l, s.steps);
+    tr.logged(l);
   }
-  write_model_dir(out_dir, m.c, m.config_json, m.tokenizer_json, m.w);
-  fs::remove_all(serving);
-  write_log((fs::path(out_dir) / "rl_log.tsv").string(), log);
-  return log;
+  return tr.finish();
 }
 
 std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Domain, std::string>& experts,
                                const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb) {
   check_settings(s);
   DSV4_CHECK(!experts.empty(), "distill: no experts");
-  ModelDir m = ModelDir::load(student_dir, cb);
+  Trainee tr(student_dir, out_dir, s, cb);
+  const ModelDir& m = tr.m;
   std::map<Domain, TrainWeights> teachers;
   std::vector<Domain> domains;
   for (const auto& [d, dir] : experts) {
@@ -231,13 +255,8 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     teachers.emplace(d, std::move(t.w));
     domains.push_back(d);
   }
-  TrainWeights g = zero_weights(m.c);
-  ParamSet ps(m.c, m.w, g, s.optimizer, 0.0f);
-  const TrainRopes ropes(m.c);
-  const std::string serving = (fs::path(out_dir) / "policy").string();
-  std::vector<RlLog> log;
   for (int step = 0; step < s.steps; ++step) {
-    const std::unique_ptr<Engine> engine = serve(m, m.w, serving);
+    const std::unique_ptr<Engine> engine = tr.serve();
     std::vector<Sample> samples;
     std::vector<Domain> sample_domain;
     RlLog l;
@@ -255,26 +274,22 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     std::vector<std::vector<float>> teacher_logits(samples.size());
     std::vector<Sample*> all;
     for (size_t i = 0; i < samples.size(); ++i) {
-      teacher_logits[i] = completion_logits(teachers.at(sample_domain[i]), m.c, ropes, samples[i]);
+      teacher_logits[i] = completion_logits(teachers.at(sample_domain[i]), m.c, tr.ropes, samples[i]);
       all.push_back(&samples[i]);
       l.tokens += samples[i].completion_len();
     }
     const size_t V = m.c.vocab_size;
     double kl_sum = 0;
-    policy_step(m, ps, g, ropes, all, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+    policy_step(tr, all, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
       const double scale = 1.0 / (double(samples[i].completion_len()) * double(samples.size()));
       const double kl = reverse_kl(row, std::span<const float>(teacher_logits[i]).subspan(size_t(k) * V, V), drow, scale);
       kl_sum += kl;
       return kl * scale;
     });
     l.kl = kl_sum / std::max(1, l.tokens), l.loss = l.kl;
-    log.push_back(l);
-    if (cb.on_step) cb.on_step(l, s.steps);
+    tr.logged(l);
   }
-  write_model_dir(out_dir, m.c, m.config_json, m.tokenizer_json, m.w);
-  fs::remove_all(serving);
-  write_log((fs::path(out_dir) / "rl_log.tsv").string(), log);
-  return log;
+  return tr.finish();
 }
 
 }  // namespace dsv4

@@ -56,6 +56,14 @@ double log_prob(std::span<const float> logits, int token) {
   return lp[token];
 }
 
+void log_prob_backward(std::span<const float> logits, int token, double dlogp, std::span<float> dlogits) {
+  DSV4_CHECK(token >= 0 && size_t(token) < logits.size() && dlogits.size() == logits.size(),
+             "log_prob_backward: token ", token, " outside the vocabulary or sizes do not match");
+  std::vector<double> lp;
+  log_softmax(logits, lp);
+  for (size_t v = 0; v < logits.size(); ++v) dlogits[v] = static_cast<float>(dlogp * ((int(v) == token) - std::exp(lp[v])));
+}
+
 double reverse_kl(std::span<const float> student_logits, std::span<const float> teacher_logits,
                   std::span<float> dstudent, double scale) {
   DSV4_CHECK(student_logits.size() == teacher_logits.size() && dstudent.size() == student_logits.size(),

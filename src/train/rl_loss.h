@@ -41,5 +41,7 @@ double reverse_kl(std::span<const float> student_logits, std::span<const float> 
 
 // log softmax(logits)[token], in double.
 double log_prob(std::span<const float> logits, int token);
+// Its gradient times dlogp: dlogits = dlogp (onehot(token) - softmax(logits)) (overwritten).
+void log_prob_backward(std::span<const float> logits, int token, double dlogp, std::span<float> dlogits);
 
 }  // namespace dsv4

@@ -85,10 +85,17 @@ void write_model_dir(const std::string& dir, const ModelConfig& c, const std::st
                      const std::string& tokenizer_json, const TrainWeights& w, std::vector<TensorData> extra_state,
                      const std::map<std::string, std::string>& state_meta) {
   fs::create_directories(dir);
-  const fs::path out(dir);
   std::vector<TensorData> t = float_state_tensors(c, w);
   for (TensorData& e : extra_state) t.push_back(std::move(e));
-  write_atomically((out / "train_state.safetensors").string(), [&](const std::string& p) { write_safetensors(p, t, state_meta); });
+  write_atomically((fs::path(dir) / "train_state.safetensors").string(),
+                   [&](const std::string& p) { write_safetensors(p, t, state_meta); });
+  write_released_dir(dir, c, config_json, tokenizer_json, w);
+}
+
+void write_released_dir(const std::string& dir, const ModelConfig& c, const std::string& config_json,
+                        const std::string& tokenizer_json, const TrainWeights& w) {
+  fs::create_directories(dir);
+  const fs::path out(dir);
   write_atomically((out / "model.safetensors").string(), [&](const std::string& p) {
     write_released_checkpoint(p, c, w, {{"format", "pt"}});
   });

@@ -45,6 +45,10 @@ void write_atomically(const std::string& path, const std::function<void(const st
 // A text file, written that way; throws Error when the write fails.
 void write_text_file(const std::string& path, const std::string& text);
 
+// Writes what dsv4 loads: model.safetensors (released format), config.json, tokenizer.json.
+void write_released_dir(const std::string& dir, const ModelConfig& c, const std::string& config_json,
+                        const std::string& tokenizer_json, const TrainWeights& w);
+
 // Writes a model directory: model.safetensors (released format), config.json, tokenizer.json
 // and train_state.safetensors (float state + extra tensors), each through a temporary file.
 void write_model_dir(const std::string& dir, const ModelConfig& c, const std::string& config_json,
