@@ -2,6 +2,7 @@
 // read back by the V4 parser, passes its checker; wrong answers do not.
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <set>
 
 #include "chat/parse.h"
@@ -28,6 +29,31 @@ TEST(Tasks, SolutionsPassTheirCheckersInBothModes) {
           EXPECT_EQ(m.reasoning_content, t.reasoning);
         }
       }
+}
+
+// Every equation a worked solution writes ("7 + 5 + 1 = 13", "13 - 8 = 5", "40 * 3 = 120") is
+// true: the reasoning teaches arithmetic, so a wrong step would be learned.
+TEST(Tasks, WorkedSolutionsWriteOnlyTrueEquations) {
+  const std::regex equation(R"(\b(\d+)((?: [-+*] \d+)+) = (\d+)\b)");
+  const std::regex term(R"( ([-+*]) (\d+))");
+  int checked = 0;
+  for (Domain d : {Domain::math, Domain::code})
+    for (int i = 0; i < 300; ++i) {
+      const Task t = task_at(d, 5, i);
+      const std::string text = t.reasoning + " " + t.answer;
+      for (std::sregex_iterator e(text.begin(), text.end(), equation), end; e != end; ++e) {
+        long long value = std::stoll((*e)[1]);
+        const std::string terms = (*e)[2];
+        for (std::sregex_iterator k(terms.begin(), terms.end(), term); k != end; ++k) {
+          const long long x = std::stoll((*k)[2]);
+          const char op = (*k)[1].str()[0];
+          value = op == '+' ? value + x : op == '-' ? value - x : value * x;
+        }
+        EXPECT_EQ(value, std::stoll((*e)[3])) << e->str() << " in: " << text;
+        ++checked;
+      }
+    }
+  EXPECT_GT(checked, 1000);
 }
 
 TEST(Tasks, WrongAnswersFail) {

@@ -78,8 +78,11 @@ RlCallbacks callbacks(ProgressBar& bar) {
 }
 
 void check_mode(RlArgs& a) {
-  DSV4_CHECK(a.mode == "chat" || a.mode == "thinking", "--mode must be chat or thinking, got ", a.mode);
-  a.s.thinking = a.mode == "thinking";
+  DSV4_CHECK(a.mode == "chat" || a.mode == "thinking" || a.mode == "both",
+             "--mode must be chat, thinking or both, got ", a.mode);
+  a.s.modes = a.mode == "chat" ? RlSettings::Modes::chat
+              : a.mode == "thinking" ? RlSettings::Modes::thinking
+                                     : RlSettings::Modes::both;
 }
 
 int run_grpo_cmd(RlArgs& a) {
@@ -123,7 +126,7 @@ void rl_options(CLI::App* sub, RlArgs& a) {
   sub->add_option("--lr", a.s.lr, "learning rate (default 2e-4)");
   sub->add_option("--temperature", a.s.temperature, "sampling temperature (default 1)");
   sub->add_option("--seed", a.s.seed, "task seed of the training prompts (default 11)");
-  sub->add_option("--mode", a.mode, "chat or thinking (default chat)");
+  sub->add_option("--mode", a.mode, "chat, thinking, or both alternating by prompt (default chat)");
   sub->add_option("--optimizer", a.s.optimizer, "adamw (default) or muon");
   sub->add_option("--threads", a.threads, "worker threads (0 = all cores)");
 }

@@ -53,17 +53,17 @@ struct Sample {
 };
 
 
-std::vector<Sample> sample_group(const Engine& e, const Task& t, const RlSettings& s, uint64_t seed) {
+std::vector<Sample> sample_group(const Engine& e, const Task& t, bool thinking, const RlSettings& s, uint64_t seed) {
   std::vector<Sample> out;
   for (int g = 0; g < s.group; ++g) {
     SamplingParams sp;
     sp.temperature = s.temperature, sp.seed = seed * 1000 + static_cast<uint64_t>(g);
-    const Completion c = complete_task(e, t, s.thinking, sp, s.max_tokens);
+    const Completion c = complete_task(e, t, thinking, sp, s.max_tokens);
     Sample smp;
     smp.ids = c.prompt;
     smp.prompt_len = static_cast<int>(c.prompt.size());
     smp.ids.insert(smp.ids.end(), c.tokens.begin(), c.tokens.end());
-    smp.reward = score_completion(t, c.text, s.thinking);
+    smp.reward = score_completion(t, c.text, thinking);
     if (smp.completion_len() > 0) out.push_back(std::move(smp));
   }
   return out;
@@ -189,7 +189,8 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
     l.step = step + 1;
     for (int p = 0; p < s.prompts; ++p) {
       const int index = step * s.prompts + p;
-      std::vector<Sample> group = sample_group(*engine, task_at(domain, s.seed, index), s, uint64_t(index) + 1);
+      std::vector<Sample> group =
+          sample_group(*engine, task_at(domain, s.seed, index), s.thinking_at(index), s, uint64_t(index) + 1);
       std::vector<double> rewards;
       for (const Sample& x : group) rewards.push_back(x.reward), l.mean_reward += x.reward;
       const std::vector<double> adv = group_advantages(rewards);
@@ -264,7 +265,9 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     for (int p = 0; p < s.prompts; ++p) {
       const int index = step * s.prompts + p;
       const Domain d = domains[index % domains.size()];
-      for (Sample& x : sample_group(*engine, task_at(d, s.seed, index), s, uint64_t(index) + 1)) {
+      // Domains cycle with the prompt index, modes with each round of domains.
+      const bool thinking = s.thinking_at(index / static_cast<int>(domains.size()));
+      for (Sample& x : sample_group(*engine, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
         l.mean_reward += x.reward;
         samples.push_back(std::move(x));
         sample_domain.push_back(d);

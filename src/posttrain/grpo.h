@@ -27,7 +27,12 @@ struct RlSettings {
   int group = 8;        // completions per prompt (GRPO) / per prompt (distill: 1 is usual)
   int updates = 1;      // gradient steps per batch of samples (> 1: the ratio moves off 1)
   int max_tokens = 96;
-  bool thinking = false;
+  // The reasoning mode of the prompts: one mode, or both alternating prompt by prompt (so a
+  // model evaluated in both modes is trained in both).
+  enum class Modes { chat, thinking, both } modes = Modes::chat;
+  bool thinking_at(int prompt_index) const {
+    return modes == Modes::thinking || (modes == Modes::both && prompt_index % 2 == 1);
+  }
   float lr = 2e-4f, temperature = 1.0f, grad_clip = 1.0f;
   std::string optimizer = "adamw";
   uint64_t seed = 11;  // task seed of the training prompts (below 1000000)

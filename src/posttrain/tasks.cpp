@@ -40,16 +40,36 @@ const std::vector<std::string>& cities() {
   return eval_pool ? eval : train;
 }
 
+// The default model attends 64 tokens back at full resolution (its sliding window), so every
+// worked solution is written so that each step copies from at most a few dozen tokens earlier:
+// the columns restate their digits, and the answer follows the result it repeats.
+const char* const kColumns[] = {"Ones", "Tens", "Hundreds"};
+
 // Column addition of two numbers, the carries written out.
 std::string addition_work(long long a, long long b) {
   std::string r;
-  static const char* names[] = {"Ones", "Tens", "Hundreds", "Thousands"};
   int carry = 0;
-  for (int col = 0; (a > 0 || b > 0 || carry) && col < 4; ++col) {
+  for (int col = 0; (a > 0 || b > 0 || carry) && col < 3; ++col) {
     const int da = static_cast<int>(a % 10), db = static_cast<int>(b % 10), s = da + db + carry;
-    r += std::string(col ? " " : "") + names[col] + ": " + str(da) + " + " + str(db) + (carry ? " + 1" : "") + " = " +
-         str(s) + (s >= 10 ? ", write " + str(s % 10) + " and carry 1." : ".");
+    r += std::string(col ? " " : "") + kColumns[col] + ": " + str(da) + " + " + str(db) + (carry ? " + 1" : "") +
+         " = " + str(s) + (s >= 10 ? ", write " + str(s % 10) + " and carry 1." : ".");
     carry = s >= 10, a /= 10, b /= 10;
+  }
+  return r;
+}
+
+// Column subtraction (a >= b), the borrows written out.
+std::string subtraction_work(long long a, long long b) {
+  std::string r;
+  int borrow = 0;
+  for (int col = 0; a > 0 && col < 3; ++col) {
+    const int da = static_cast<int>(a % 10), db = static_cast<int>(b % 10);
+    const std::string left = str(da) + (borrow ? " - 1" : "") + " - " + str(db);
+    const int d = da - borrow - db;
+    r += std::string(col ? " " : "") + kColumns[col] + ": " +
+         (d < 0 ? left + " needs a borrow, 1" + str(da) + (borrow ? " - 1" : "") + " - " + str(db) + " = " + str(d + 10) + "."
+                : left + " = " + str(d) + ".");
+    borrow = d < 0, a /= 10, b /= 10;
   }
   return r;
 }
@@ -57,65 +77,65 @@ std::string addition_work(long long a, long long b) {
 Task math_task(std::mt19937_64& rng) {
   Task t;
   t.domain = Domain::math;
+  long long a = 10 + pick(rng, 90), b = 10 + pick(rng, 90), result = 0;
+  std::string op, work, what;
   switch (pick(rng, 3)) {
-    case 0: {
-      const long long a = 100 + pick(rng, 900), b = 100 + pick(rng, 900);
-      t.user = "What is " + str(a) + " + " + str(b) + "?";
-      t.reasoning = addition_work(a, b) + " So the sum is " + str(a + b) + ".";
-      t.answer = str(a) + " + " + str(b) + " = " + str(a + b) + ".";
-      t.expected = str(a + b);
+    case 0:
+      op = "+", result = a + b, work = addition_work(a, b), what = "sum";
       break;
-    }
-    case 1: {
-      long long a = 100 + pick(rng, 900), b = 100 + pick(rng, 900);
+    case 1:
       if (a < b) std::swap(a, b);
-      t.user = "What is " + str(a) + " - " + str(b) + "?";
-      t.reasoning = "Check by adding back: " + addition_work(b, a - b) + " " + str(b) + " + " + str(a - b) + " = " +
-                    str(a) + ", so the difference is " + str(a - b) + ".";
-      t.answer = str(a) + " - " + str(b) + " = " + str(a - b) + ".";
-      t.expected = str(a - b);
+      op = "-", result = a - b, work = subtraction_work(a, b), what = "difference";
       break;
-    }
-    default: {
-      const long long a = 11 + pick(rng, 89), b = 2 + pick(rng, 8);
-      t.user = "What is " + str(a) + " * " + str(b) + "?";
-      t.reasoning = str(a) + " * " + str(b) + " = " + str(a / 10 * 10) + " * " + str(b) + " + " + str(a % 10) + " * " +
-                    str(b) + " = " + str(a / 10 * 10 * b) + " + " + str(a % 10 * b) + " = " + str(a * b) + ".";
-      t.answer = str(a) + " * " + str(b) + " = " + str(a * b) + ".";
-      t.expected = str(a * b);
+    default:
+      b = 2 + pick(rng, 8);
+      op = "*", result = a * b, what = "product";
+      work = str(a / 10 * 10) + " * " + str(b) + " = " + str(a / 10 * 10 * b) + " and " + str(a % 10) + " * " + str(b) +
+             " = " + str(a % 10 * b) + ", and " + str(a / 10 * 10 * b) + " + " + str(a % 10 * b) + " = " + str(result) + ".";
       break;
-    }
   }
+  const std::string problem = str(a) + " " + op + " " + str(b);
+  t.user = "What is " + problem + "?";
+  t.reasoning = problem + ". " + work + " So the " + what + " is " + str(result) + ".";
+  t.answer = problem + " = " + str(result) + ".";
+  t.expected = str(result);
   return t;
 }
 
 Task code_task(std::mt19937_64& rng) {
   Task t;
   t.domain = Domain::code;
-  std::vector<int> xs(3 + pick(rng, 3));
+  std::vector<int> xs(3 + pick(rng, 2));
   for (int& x : xs) x = pick(rng, 50);
-  const std::string& w = words()[pick(rng, static_cast<int>(words().size()))];
   std::string program, why;
-  switch (pick(rng, 6)) {
+  switch (pick(rng, 7)) {
     case 0: {
       std::vector<int> s = xs;
       std::sort(s.begin(), s.end());
       program = "xs = " + list_text(xs) + "\nprint(sorted(xs))";
       t.expected = list_text(s);
-      why = "sorted returns a new list with the numbers in increasing order";
+      why = "sorted returns the numbers in increasing order";
       break;
     }
-    case 1:
-      program = "s = \"" + w + "\"\nprint(s[::-1])";
-      t.expected = std::string(w.rbegin(), w.rend());
-      why = "the slice [::-1] reads the string from the end";
+    case 1: {
+      const bool first = pick(rng, 2) == 0;
+      program = "xs = " + list_text(xs) + "\nprint(xs[" + (first ? "0" : "-1") + "])";
+      t.expected = str(first ? xs.front() : xs.back());
+      why = first ? "xs[0] is the first element" : "xs[-1] is the last element";
       break;
+    }
     case 2: {
-      int sum = 0;
-      for (int x : xs) sum += x;
+      // Digits only, so that the running total is a chain of small sums.
+      for (int& x : xs) x %= 10;
       program = "xs = " + list_text(xs) + "\nprint(sum(xs))";
-      t.expected = str(sum);
-      why = "sum adds the numbers";
+      int total = xs[0];
+      why = "sum adds the numbers: " + str(total);
+      for (size_t i = 1; i < xs.size(); ++i) {
+        why += std::string(i > 1 ? ", " + str(total) : "") + " + " + str(xs[i]);
+        total += xs[i];
+        why += " = " + str(total);
+      }
+      t.expected = str(total);
       break;
     }
     case 3:
@@ -128,17 +148,27 @@ Task code_task(std::mt19937_64& rng) {
       t.expected = str(*std::max_element(xs.begin(), xs.end()));
       why = "max returns the largest element";
       break;
+    case 5:
+      program = "xs = " + list_text(xs) + "\nprint(min(xs))";
+      t.expected = str(*std::min_element(xs.begin(), xs.end()));
+      why = "min returns the smallest element";
+      break;
     default: {
-      std::string up = w;
-      for (char& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      program = "s = \"" + w + "\"\nprint(s.upper())";
-      t.expected = up;
-      why = "upper returns the string in capital letters";
+      std::vector<std::string> ws(3);
+      std::string list = "[";
+      for (size_t i = 0; i < ws.size(); ++i) {
+        ws[i] = words()[pick(rng, static_cast<int>(words().size()))];
+        list += (i ? ", \"" : "\"") + ws[i] + "\"";
+      }
+      const int k = pick(rng, 3);
+      program = "ws = " + list + "]\nprint(ws[" + str(k) + "])";
+      t.expected = ws[k];
+      why = "ws[" + str(k) + "] is element " + str(k) + ", counting from 0";
       break;
     }
   }
   t.user = "What does this Python program print?\n```python\n" + program + "\n```";
-  t.reasoning = "The program prints one line: " + why + ", which gives " + t.expected + ".";
+  t.reasoning = why + ", which gives " + t.expected + ".";
   t.answer = "It prints `" + t.expected + "`.";
   return t;
 }
