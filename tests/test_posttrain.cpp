@@ -121,6 +121,25 @@ TEST(Tasks, EvaluationTasksDrawWordsTrainingNeverSees) {
   for (const std::string& w : eval_words) EXPECT_EQ(train_words.count(w), 0u) << w;
 }
 
+// Two-digit problems are few (about 24,000): without the split, training data would hold many
+// of the evaluation's problems. Training seeds and the evaluation seed never share one.
+TEST(Tasks, EvaluationNeverScoresAComputedProblemTrainingSees) {
+  std::set<std::string> train;
+  for (uint64_t seed : {1, 2, 3})
+    for (int i = 0; i < 4000; ++i)
+      for (Domain d : {Domain::math, Domain::code}) train.insert(task_at(d, seed, i).user);
+  int sums = 0;
+  for (int i = 0; i < 400; ++i) {
+    const Task math = task_at(Domain::math, 1000003, i), code = task_at(Domain::code, 1000003, i);
+    EXPECT_EQ(train.count(math.user), 0u) << math.user;
+    if (code.user.find("sum(") != std::string::npos) {
+      EXPECT_EQ(train.count(code.user), 0u) << code.user;
+      ++sums;
+    }
+  }
+  EXPECT_GT(sums, 20);
+}
+
 TEST(Tasks, TasksAreDeterministicAndVaried) {
   std::set<std::string> users;
   for (Domain d : all_domains())

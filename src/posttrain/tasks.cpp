@@ -40,6 +40,15 @@ const std::vector<std::string>& cities() {
   return eval_pool ? eval : train;
 }
 
+// Tasks whose answer is computed (a sum, a product) are split the same way: a quarter of all
+// problems, chosen by a hash of their text, is kept for evaluation, so a two-digit problem seen
+// in training is never scored. (Tasks that copy from the prompt need no split.)
+bool held_out(const std::string& problem) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a: stable across platforms and runs
+  for (unsigned char c : problem) h = (h ^ c) * 1099511628211ULL;
+  return h % 4 == 0;
+}
+
 // The default model attends 64 tokens back at full resolution (its sliding window), so every
 // worked solution is written so that each step copies from at most a few dozen tokens earlier:
 // the columns restate their digits, and the answer follows the result it repeats.
@@ -74,7 +83,7 @@ std::string subtraction_work(long long a, long long b) {
   return r;
 }
 
-Task math_task(std::mt19937_64& rng) {
+Task math_problem(std::mt19937_64& rng) {
   Task t;
   t.domain = Domain::math;
   long long a = 10 + pick(rng, 90), b = 10 + pick(rng, 90), result = 0;
@@ -102,6 +111,13 @@ Task math_task(std::mt19937_64& rng) {
   return t;
 }
 
+Task math_task(std::mt19937_64& rng) {
+  Task t;
+  do t = math_problem(rng);
+  while (held_out(t.user) != eval_pool);
+  return t;
+}
+
 Task code_task(std::mt19937_64& rng) {
   Task t;
   t.domain = Domain::code;
@@ -125,8 +141,11 @@ Task code_task(std::mt19937_64& rng) {
       break;
     }
     case 2: {
-      // Digits only, so that the running total is a chain of small sums.
-      for (int& x : xs) x %= 10;
+      // Digits only, so that the running total is a chain of small sums; a computed answer,
+      // so the lists are split between training and evaluation.
+      do
+        for (int& x : xs) x = pick(rng, 10);
+      while (held_out(list_text(xs)) != eval_pool);
       program = "xs = " + list_text(xs) + "\nprint(sum(xs))";
       int total = xs[0];
       why = "sum adds the numbers: " + str(total);

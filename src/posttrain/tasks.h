@@ -8,6 +8,8 @@
 //   agentic  a request that needs one of four tools (add, multiply, get_weather, reverse_text);
 //            correct when the answer is a DSML tool call that the checker executes to the
 //            result of the right call.
+// Evaluation (task seeds >= 1000000) never scores what training sees: words and cities come
+// from their own pools, and computed problems (arithmetic, sums) from their own quarter.
 #pragma once
 
 #include <cstdint>
