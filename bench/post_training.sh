@@ -2,37 +2,64 @@
 # The post-training pipeline on the default model, end to end: per domain an expert by SFT on
 # its checked tasks, then GRPO; one student merging them by on-policy distillation; pass@1 of
 # every model per domain in both reasoning modes (`dsv4 eval`, fixed seeds), as a table.
-#   bash bench/post_training.sh [OUT_DIR]
+#   bash bench/post_training.sh [OUT_DIR]        (about 2.5 hours on 2 cores; stages resume)
+# STAGE=experts|grpo|merge|eval runs one stage; THREADS (default 1) per run, so two stages
+# can share the machine's two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/dsv4-post-training}
 base=models/dsv4-tiny
 dsv4=build/dsv4
+STAGE=${STAGE:-all} THREADS=${THREADS:-1} TASKS=${TASKS:-40}
 mkdir -p "$out"
-SFT_STEPS=${SFT_STEPS:-60} GRPO_STEPS=${GRPO_STEPS:-12} DISTILL_STEPS=${DISTILL_STEPS:-30} TASKS=${TASKS:-30}
-STAGE=${STAGE:-all}  # all, or: experts, merge, eval
-for d in math code agentic; do
-  [[ $STAGE == all || $STAGE == experts ]] || break
-  # An agentic prompt (the tool schemas) is about 800 tokens: its sequences must hold one whole.
-  seq=640 prompts=4 group=6
-  [[ $d == agentic ]] && seq=1024 prompts=2 group=4
-  $dsv4 make-task-data --domain "$d" -o "$out/task-$d.jsonl" --count 2000 --seed 1
-  [[ -e $out/sft-$d/model.safetensors ]] ||
-    $dsv4 sft -m "$base" --data "$out/task-$d.jsonl" --out "$out/sft-$d" --steps "$SFT_STEPS" --batch 2 --seq-len $seq
-  [[ -e $out/grpo-$d/model.safetensors ]] ||
-    $dsv4 grpo -m "$out/sft-$d" --domain "$d" --out "$out/grpo-$d" --steps "$GRPO_STEPS" --prompts $prompts \
-      --group $group --max-tokens 64 --lr 1e-4 --seed 21
-done
-[[ $STAGE == all || $STAGE == merge ]] &&
-$dsv4 distill -m "$base" --expert math="$out/grpo-math" --expert code="$out/grpo-code" \
-  --expert agentic="$out/grpo-agentic" --out "$out/student" --steps "$DISTILL_STEPS" --prompts 6 --group 1 \
-  --max-tokens 64 --lr 3e-4 --temperature 0.7 --seed 31
-[[ $STAGE == all || $STAGE == eval ]] || exit 0
-models=("$base" "$out/sft-math" "$out/grpo-math" "$out/sft-code" "$out/grpo-code" "$out/sft-agentic" \
-        "$out/grpo-agentic" "$out/student")
-for mode in chat thinking; do
-  echo "== pass@1, $mode mode ($TASKS tasks per domain, task seed 1000003, greedy) =="
-  for m in "${models[@]}"; do
-    printf '%-40s %s\n' "$m" "$($dsv4 eval -m "$m" --mode "$mode" --tasks "$TASKS" --json 2>/dev/null)"
+run() { [[ $STAGE == all || $STAGE == "$1" ]]; }
+done_in() { [[ -e $1/model.safetensors ]]; }
+
+if run experts; then
+  $dsv4 make-task-data --domain math -o "$out/task-math.jsonl" --count 20000 --seed 1
+  $dsv4 make-task-data --domain code -o "$out/task-code.jsonl" --count 20000 --seed 1
+  $dsv4 make-task-data --domain agentic -o "$out/task-agentic.jsonl" --count 6000 --seed 1
+  # Short tasks: 4 sequences of 256 tokens per step. Copying from the prompt (the operands,
+  # the list) appears only after ~500 steps, so the runs are long.
+  for d in math code; do
+    steps=900
+    [[ $d == code ]] && steps=700
+    done_in "$out/sft-$d" || $dsv4 sft -m $base --data "$out/task-$d.jsonl" --out "$out/sft-$d" --steps $steps \
+      --batch 4 --seq-len 256 --threads "$THREADS"
   done
-done | tee "$out/pass_at_1.txt"
+  # An agentic prompt (the tool schemas) is ~830 tokens: 2 sequences of 864 per step, in two
+  # runs (the second restarts the schedule from the first's float state).
+  done_in "$out/sft-agentic-1" || $dsv4 sft -m $base --data "$out/task-agentic.jsonl" --out "$out/sft-agentic-1" \
+    --steps 200 --batch 2 --seq-len 864 --threads "$THREADS"
+  done_in "$out/sft-agentic" || $dsv4 sft -m "$out/sft-agentic-1" --data "$out/task-agentic.jsonl" \
+    --out "$out/sft-agentic" --steps 250 --batch 2 --seq-len 864 --seed 4 --threads "$THREADS"
+fi
+
+if run grpo; then
+  for d in math code agentic; do
+    prompts=8 group=8 steps=100
+    [[ $d == agentic ]] && prompts=2 group=6 steps=30
+    done_in "$out/grpo-$d" || $dsv4 grpo -m "$out/sft-$d" --domain $d --out "$out/grpo-$d" --steps $steps \
+      --prompts $prompts --group $group --max-tokens 96 --mode both --lr 5e-5 --temperature 0.8 --seed 21 \
+      --threads "$THREADS"
+  done
+fi
+
+if run merge; then
+  # The student starts from the math expert: it has learned to copy from the prompt, which
+  # every domain needs; the base has not.
+  done_in "$out/student" || $dsv4 distill -m "$out/grpo-math" --expert math="$out/grpo-math" --expert code="$out/grpo-code" \
+    --expert agentic="$out/grpo-agentic" --out "$out/student" --steps 150 --prompts 6 --group 1 --max-tokens 96 \
+    --mode both --lr 2e-4 --temperature 0.8 --seed 31 --threads "$THREADS"
+fi
+
+if run eval; then
+  models=("$base" "$out/sft-math" "$out/grpo-math" "$out/sft-code" "$out/grpo-code" "$out/sft-agentic"
+          "$out/grpo-agentic" "$out/student")
+  for mode in chat thinking; do
+    echo "== pass@1, $mode mode ($TASKS tasks per domain, task seed 1000003, greedy) =="
+    for m in "${models[@]}"; do
+      printf '%-40s %s\n' "$m" "$($dsv4 eval -m "$m" --mode "$mode" --tasks "$TASKS" --threads "$THREADS" --json)"
+    done
+  done | tee "$out/pass_at_1.txt"
+fi
