@@ -2,7 +2,7 @@
 # The post-training pipeline on the default model, end to end: per domain an expert by SFT on
 # its checked tasks, then GRPO; one student merging them by on-policy distillation; pass@1 of
 # every model per domain in both reasoning modes (`dsv4 eval`, fixed seeds), as a table.
-#   bash bench/post_training.sh [OUT_DIR]        (about 2.5 hours on 2 cores; stages resume)
+#   bash bench/post_training.sh [OUT_DIR]   (about 3 core-hours; finished stages are kept)
 # STAGE=experts|grpo|merge|eval runs one stage; THREADS (default 1) per run, so two stages
 # can share the machine's two cores.
 set -euo pipefail
@@ -49,8 +49,8 @@ if run merge; then
   # The student starts from the math expert: it has learned to copy from the prompt, which
   # every domain needs; the base has not.
   done_in "$out/student" || $dsv4 distill -m "$out/grpo-math" --expert math="$out/grpo-math" --expert code="$out/grpo-code" \
-    --expert agentic="$out/grpo-agentic" --out "$out/student" --steps 150 --prompts 6 --group 1 --max-tokens 96 \
-    --mode both --lr 2e-4 --temperature 0.8 --seed 31 --threads "$THREADS"
+    --expert agentic="$out/grpo-agentic" --out "$out/student" --steps 100 --prompts 6 --group 1 --max-tokens 96 \
+    --mode both --lr 1e-4 --temperature 1 --seed 31 --threads "$THREADS"
 fi
 
 if run eval; then
