@@ -7,6 +7,7 @@
 
 #include "chat/parse.h"
 #include "core/check.h"
+#include "posttrain/grpo.h"
 #include "posttrain/tasks.h"
 
 namespace dsv4 {
@@ -138,6 +139,17 @@ TEST(Tasks, EvaluationNeverScoresAComputedProblemTrainingSees) {
     }
   }
   EXPECT_GT(sums, 20);
+}
+
+// --mode both: prompts alternate chat, thinking, chat, ... (distillation indexes them by round
+// of domains, so each domain meets both modes).
+TEST(RlSettings, BothModesAlternateByPrompt) {
+  RlSettings s;
+  for (int i = 0; i < 6; ++i) EXPECT_FALSE(s.thinking_at(i));
+  s.modes = RlSettings::Modes::thinking;
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(s.thinking_at(i));
+  s.modes = RlSettings::Modes::both;
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(s.thinking_at(i), i % 2 == 1) << i;
 }
 
 TEST(Tasks, TasksAreDeterministicAndVaried) {
