@@ -52,7 +52,6 @@ struct Sample {
   int completion_len() const { return static_cast<int>(ids.size()) - prompt_len; }
 };
 
-
 std::vector<Sample> sample_group(const Engine& e, const Task& t, bool thinking, const RlSettings& s, uint64_t seed) {
   std::vector<Sample> out;
   for (int g = 0; g < s.group; ++g) {
@@ -95,8 +94,6 @@ void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.loss.clip >= 0 && s.loss.clip < 1, "--clip must be in [0, 1), got ", s.loss.clip);
   DSV4_CHECK(s.loss.beta >= 0, "--beta must be >= 0, got ", s.loss.beta);
 }
-
-void write_log(const std::string& path, const std::vector<RlLog>& log);
 
 // The model a loop trains: its directory's contents, its gradients and optimizer, its log.
 // Not copyable (the optimizer points into the weights and gradients).

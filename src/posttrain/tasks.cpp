@@ -76,8 +76,7 @@ std::string subtraction_work(long long a, long long b) {
     const std::string left = str(da) + (borrow ? " - 1" : "") + " - " + str(db);
     const int d = da - borrow - db;
     r += std::string(col ? " " : "") + kColumns[col] + ": " +
-         (d < 0 ? left + " needs a borrow, 1" + str(da) + (borrow ? " - 1" : "") + " - " + str(db) + " = " + str(d + 10) + "."
-                : left + " = " + str(d) + ".");
+         (d < 0 ? left + " needs a borrow, 1" + left + " = " + str(d + 10) + "." : left + " = " + str(d) + ".");
     borrow = d < 0, a /= 10, b /= 10;
   }
   return r;
