@@ -1,6 +1,6 @@
-// dsv4 sft / grpo / distill: the post-training stages (src/posttrain): supervised fine-tuning
+// dsv4 sft / grpo / distill / average: the post-training stages (src/posttrain): supervised fine-tuning
 // of a copy of a model on chat-format data, GRPO on one domain's checked tasks, and on-policy
-// distillation of several domain experts into one student.
+// distillation of several domain experts into one student, and averaging of their weights.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "core/read_file.h"
 #include "core/thread_pool.h"
+#include "posttrain/average.h"
 #include "posttrain/grpo.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
@@ -116,6 +117,11 @@ int run_distill_cmd(RlArgs& a) {
   return 0;
 }
 
+struct AverageArgs {
+  std::vector<std::string> models;
+  std::string out;
+};
+
 void rl_options(CLI::App* sub, RlArgs& a) {
   sub->add_option("--out", a.out, "output model directory")->required();
   sub->add_option("--steps", a.s.steps, "steps (default 30)");
@@ -165,6 +171,18 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
   distill->add_option("--expert", d->experts, "DOMAIN=DIR, one per domain (repeatable)")->required();
   rl_options(distill, *d);
   out.push_back({distill, [d] { return run_distill_cmd(*d); }});
+
+  auto avg = std::make_shared<AverageArgs>();
+  CLI::App* average = app.add_subcommand("average", "average the weights of models fine-tuned from one base");
+  average->add_option("models", avg->models, "model directories, each DIR or DIR:SHARE (default share 1)")
+      ->required()
+      ->expected(2, -1);
+  average->add_option("-o,--out", avg->out, "output model directory")->required();
+  out.push_back({average, [avg] {
+                   average_model_dirs(avg->models, avg->out);
+                   std::printf("averaged %zu models; wrote %s\n", avg->models.size(), avg->out.c_str());
+                   return 0;
+                 }});
 }
 
 }  // namespace dsv4::tools

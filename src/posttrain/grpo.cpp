@@ -4,11 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <nlohmann/json.hpp>
 
 #include "core/check.h"
-#include "core/read_file.h"
 #include "posttrain/eval.h"
+#include "posttrain/model_dir.h"
 #include "runtime/engine.h"
 #include "train/param_set.h"
 #include "train/train_model.h"
@@ -20,28 +19,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A model directory as the post-training loops use it.
-struct ModelDir {
-  std::string config_json, tokenizer_json;
-  ModelConfig c;
-  TrainWeights w;
-  static ModelDir load(const std::string& dir, const RlCallbacks& cb) {
-    ModelDir m;
-    m.config_json = read_file((fs::path(dir) / "config.json").string());
-    m.c = parse_config(m.config_json, dir + "/config.json");
-    m.tokenizer_json = read_file((fs::path(dir) / "tokenizer.json").string());
-    std::string from;
-    m.w = read_model_weights(dir, m.c, &from);
-    if (cb.on_message) cb.on_message("loaded " + from);
-    return m;
-  }
-};
-
-// The other models of a loop (reference, experts) run with the policy's config and tokens.
-void check_same_model(const ModelDir& policy, const ModelDir& other, const std::string& dir) {
-  DSV4_CHECK(nlohmann::json::parse(policy.config_json) == nlohmann::json::parse(other.config_json), dir,
-             ": its config.json differs from the trained model's (the loops need one architecture)");
-  DSV4_CHECK(policy.tokenizer_json == other.tokenizer_json, dir, ": its tokenizer differs from the trained model's");
+// A model directory loaded, saying where its weights came from.
+ModelDir load_model(const std::string& dir, const RlCallbacks& cb) {
+  std::string from;
+  ModelDir m = ModelDir::load(dir, &from);
+  if (cb.on_message) cb.on_message("loaded " + from);
+  return m;
 }
 
 // One sampled completion: ids = prompt + completion (+ EOS when the model stopped there).
@@ -108,7 +91,7 @@ struct Trainee {
   std::vector<RlLog> log;
 
   Trainee(const std::string& dir, const std::string& out, const RlSettings& settings, const RlCallbacks& callbacks)
-      : m(ModelDir::load(dir, callbacks)),
+      : m(load_model(dir, callbacks)),
         g(zero_weights(m.c)),
         ps(m.c, m.w, g, settings.optimizer, 0.0f),
         ropes(m.c),
@@ -176,7 +159,7 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
   Trainee tr(policy_dir, out_dir, s, cb);
   const ModelDir& m = tr.m;
   const TrainRopes& ropes = tr.ropes;
-  ModelDir r = ModelDir::load(ref_dir, cb);
+  ModelDir r = load_model(ref_dir, cb);
   check_same_model(m, r, ref_dir);
   const TrainWeights ref = std::move(r.w);
   for (int step = 0; step < s.steps; ++step) {
@@ -248,7 +231,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
   std::map<Domain, TrainWeights> teachers;
   std::vector<Domain> domains;
   for (const auto& [d, dir] : experts) {
-    ModelDir t = ModelDir::load(dir, cb);
+    ModelDir t = load_model(dir, cb);
     check_same_model(m, t, dir);
     teachers.emplace(d, std::move(t.w));
     domains.push_back(d);

@@ -1,0 +1,115 @@
+// The post-training stages end to end on the default model at the smallest settings that run
+// every code path (`dsv4 sft`, `grpo`, `distill`, `average`, `eval`), and weight averaging
+// against hand-computed values. The full-size runs are bench/post_training.sh.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+#include "core/read_file.h"
+#include "io/config.h"
+#include "posttrain/average.h"
+#include "test_util.h"
+#include "train/train_state.h"
+
+namespace dsv4 {
+namespace {
+
+const std::string kModel = std::string(DSV4_SOURCE_DIR) + "/models/dsv4-tiny";
+
+ModelConfig tiny_config() { return parse_config(read_file(kModel + "/config.json"), "dsv4-tiny"); }
+
+// Every parameter of w set by f(tensor index, element index).
+void fill(TrainWeights& w, const std::function<float(int, size_t)>& f) {
+  int t = 0;
+  for_each_param(w, [&](const std::string&, std::vector<float>& v) {
+    for (size_t i = 0; i < v.size(); ++i) v[i] = f(t, i);
+    ++t;
+  });
+}
+
+TEST(Average, EveryWeightIsTheShareWeightedMean) {
+  const ModelConfig c = tiny_config();
+  TrainWeights a = zero_weights(c), b = zero_weights(c);
+  fill(a, [](int t, size_t i) { return float(t) + 0.5f * float(i % 7); });
+  fill(b, [](int, size_t) { return 3.0f; });
+  a.layers[3].routing.bias.assign(a.layers[3].routing.bias.size(), 1.0f);
+  b.layers[3].routing.bias.assign(b.layers[3].routing.bias.size(), -1.0f);
+  const TrainWeights m = average_weights({&a, &b}, {0.25, 0.75});
+  int t = 0, checked = 0;
+  for_each_param(m, [&](const std::string& name, const std::vector<float>& v) {
+    for (size_t i = 0; i < v.size(); ++i, ++checked)
+      ASSERT_FLOAT_EQ(v[i], 0.25f * (float(t) + 0.5f * float(i % 7)) + 0.75f * 3.0f) << name << "[" << i << "]";
+    ++t;
+  });
+  EXPECT_GT(checked, 100000);
+  for (float x : m.layers[3].routing.bias) EXPECT_FLOAT_EQ(x, 0.25f - 0.75f);
+  EXPECT_EQ(m.layers[0].routing.tid2eid, a.layers[0].routing.tid2eid);
+}
+
+TEST(Average, RefusesModelsWithDifferentHashRouting) {
+  const ModelConfig c = tiny_config();
+  TrainWeights a = init_weights(c, 1), b = init_weights(c, 2);
+  ASSERT_NE(a.layers[0].routing.tid2eid, b.layers[0].routing.tid2eid);
+  try {
+    average_weights({&a, &b}, {0.5, 0.5});
+    FAIL() << "averaged two hash routings";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layers.0: model 1's hash routing (tid2eid)"), std::string::npos) << e.what();
+  }
+}
+
+std::string dsv4(const std::string& args) { return test::dsv4_binary() + " " + args + " --threads 1"; }
+
+// One run of each command; every output is a model directory the engine loads (eval runs on it).
+TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
+  test::TempDir tmp;
+  const std::string data = tmp.file("math.jsonl"), sft = tmp.file("sft"), grpo = tmp.file("grpo"),
+                    student = tmp.file("student"), avg = tmp.file("avg");
+  auto r = test::run_command(test::dsv4_binary() + " make-task-data --domain math --count 50 --seed 1 -o " + data);
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = test::run_command(dsv4("sft -m " + kModel + " --data " + data + " --out " + sft +
+                             " --steps 2 --batch 1 --seq-len 64"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = test::run_command(dsv4("grpo -m " + sft + " --domain math --out " + grpo +
+                             " --steps 1 --prompts 1 --group 2 --max-tokens 8 --mode both --temperature 1"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("GRPO on math"), std::string::npos) << r.output;
+  r = test::run_command(dsv4("distill -m " + sft + " --expert math=" + grpo + " --expert code=" + sft + " --out " +
+                             student + " --steps 1 --prompts 2 --group 1 --max-tokens 8 --mode both"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("distilled 2 experts"), std::string::npos) << r.output;
+  for (const std::string& dir : {grpo, student}) {
+    const std::string log = test::read_file(dir + "/rl_log.tsv");
+    EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 2) << dir << ": header + one step\n" << log;
+  }
+  r = test::run_command(test::dsv4_binary() + " average " + sft + " " + student + ":3 -o " + avg);
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = test::run_command(dsv4("eval -m " + avg + " --domain math --domain code --tasks 2 --mode thinking --json"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  const size_t open = r.output.find('{');  // stdout's one line among stderr's progress
+  ASSERT_NE(open, std::string::npos) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output.substr(open, r.output.find('}', open) + 1 - open));
+  EXPECT_TRUE(j.contains("math") && j.contains("code")) << r.output;
+}
+
+TEST(PostTrainingCommands, AverageRejectsBadInput) {
+  test::TempDir tmp;
+  struct Case {
+    std::string args, message;
+  };
+  const std::vector<Case> cases = {
+      {"average " + kModel + " -o " + tmp.file("a"), "models"},
+      {"average " + kModel + " " + kModel + ":0 -o " + tmp.file("b"), "the share after ':' must be positive"},
+      {"average " + kModel + " " + tmp.file("missing") + " -o " + tmp.file("c"), tmp.file("missing")},
+  };
+  for (const Case& c : cases) {
+    const auto r = test::run_command(test::dsv4_binary() + " " + c.args);
+    EXPECT_NE(r.status, 0) << c.args;
+    EXPECT_NE(r.output.find(c.message), std::string::npos) << c.args << "\n" << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace dsv4
