@@ -10,6 +10,7 @@
 #include "core/read_file.h"
 #include "io/config.h"
 #include "posttrain/average.h"
+#include "posttrain/grpo.h"
 #include "test_util.h"
 #include "train/train_state.h"
 
@@ -58,6 +59,52 @@ TEST(Average, RefusesModelsWithDifferentHashRouting) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("layers.0: model 1's hash routing (tid2eid)"), std::string::npos) << e.what();
   }
+}
+
+// Sum over a completion's tokens of log p(token) under w.
+double completion_logp(const TrainWeights& w, const ModelConfig& c, const RlSample& x) {
+  const std::vector<float> logits =
+      train_logits(w, c, TrainRopes(c), std::vector<int>(x.ids.begin(), x.ids.end() - 1));
+  double sum = 0;
+  for (int k = 0; k < x.completion_len(); ++k)
+    sum += log_prob(std::span<const float>(logits).subspan(size_t(x.prompt_len - 1 + k) * c.vocab_size, c.vocab_size),
+                    x.ids[x.prompt_len + k]);
+  return sum;
+}
+
+// The direction of a GRPO step through the whole model: the completion with the positive
+// advantage becomes more likely, the other less; with no advantage the KL term alone pulls
+// the policy back toward the reference.
+TEST(Grpo, AnUpdateFollowsTheAdvantagesAndTheKlPullsBack) {
+  const ModelConfig c = tiny_config();
+  TrainWeights w = init_weights(c, 3);
+  const TrainWeights ref = w;
+  Policy p(c, w, "adamw");
+  RlSample good, bad;
+  good.ids = {0, 17, 230, 41, 999, 55, 66, 77, 1}, bad.ids = {0, 17, 230, 41, 999, 88, 99, 11, 1};
+  good.prompt_len = bad.prompt_len = 5;
+  good.advantage = 1, bad.advantage = -1;
+  RlSettings s;
+  s.lr = 1e-3f;
+  const double good0 = completion_logp(w, c, good), bad0 = completion_logp(w, c, bad);
+  RlLog l;
+  grpo_update(p, ref, {&good, &bad}, s, l);
+  EXPECT_EQ(l.tokens, 8);
+  EXPECT_EQ(l.kl, 0.0);  // measured before the step, when the policy is the reference
+  const double good1 = completion_logp(w, c, good), bad1 = completion_logp(w, c, bad);
+  EXPECT_GT(good1, good0 + 0.1);
+  EXPECT_LT(bad1, bad0 - 0.1);
+
+  // A fresh optimizer: Adam's momentum would carry the first step on.
+  Policy back(c, w, "adamw");
+  good.advantage = bad.advantage = 0;
+  s.loss.beta = 1;
+  RlLog first, second;
+  grpo_update(back, ref, {&good, &bad}, s, first);
+  grpo_update(back, ref, {&good, &bad}, s, second);
+  EXPECT_GT(first.kl, 0.0);
+  EXPECT_LT(second.kl, first.kl);
+  EXPECT_LT(std::abs(completion_logp(w, c, good) - good0), std::abs(good1 - good0));
 }
 
 std::string dsv4(const std::string& args) { return test::dsv4_binary() + " " + args + " --threads 1"; }

@@ -27,21 +27,13 @@ ModelDir load_model(const std::string& dir, const RlCallbacks& cb) {
   return m;
 }
 
-// One sampled completion: ids = prompt + completion (+ EOS when the model stopped there).
-struct Sample {
-  std::vector<int> ids;
-  int prompt_len = 0;
-  double reward = 0, advantage = 0;
-  int completion_len() const { return static_cast<int>(ids.size()) - prompt_len; }
-};
-
-std::vector<Sample> sample_group(const Engine& e, const Task& t, bool thinking, const RlSettings& s, uint64_t seed) {
-  std::vector<Sample> out;
+std::vector<RlSample> sample_group(const Engine& e, const Task& t, bool thinking, const RlSettings& s, uint64_t seed) {
+  std::vector<RlSample> out;
   for (int g = 0; g < s.group; ++g) {
     SamplingParams sp;
     sp.temperature = s.temperature, sp.seed = seed * 1000 + static_cast<uint64_t>(g);
     const Completion c = complete_task(e, t, thinking, sp, s.max_tokens);
-    Sample smp;
+    RlSample smp;
     smp.ids = c.prompt;
     smp.prompt_len = static_cast<int>(c.prompt.size());
     smp.ids.insert(smp.ids.end(), c.tokens.begin(), c.tokens.end());
@@ -52,11 +44,11 @@ std::vector<Sample> sample_group(const Engine& e, const Task& t, bool thinking, 
 }
 
 // The model's inputs and uncounted targets for a sample (the loss is the caller's head_loss).
-std::vector<int> inputs_of(const Sample& s) { return std::vector<int>(s.ids.begin(), s.ids.end() - 1); }
+std::vector<int> inputs_of(const RlSample& s) { return std::vector<int>(s.ids.begin(), s.ids.end() - 1); }
 
 // Rows [prompt_len - 1, end) of a sample's logits predict its completion tokens.
 std::vector<float> completion_logits(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
-                                     const Sample& s) {
+                                     const RlSample& s) {
   const std::vector<float> all = train_logits(w, c, ropes, inputs_of(s));
   const size_t V = c.vocab_size;
   return std::vector<float>(all.begin() + (s.prompt_len - 1) * V, all.end());
@@ -78,13 +70,10 @@ void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.loss.beta >= 0, "--beta must be >= 0, got ", s.loss.beta);
 }
 
-// The model a loop trains: its directory's contents, its gradients and optimizer, its log.
-// Not copyable (the optimizer points into the weights and gradients).
+// The model a loop trains: its directory's contents, its float policy, its log.
 struct Trainee {
   ModelDir m;
-  TrainWeights g;
-  ParamSet ps;
-  TrainRopes ropes;
+  Policy policy;
   std::string out_dir, serving;
   const RlSettings& s;
   const RlCallbacks& cb;
@@ -92,9 +81,7 @@ struct Trainee {
 
   Trainee(const std::string& dir, const std::string& out, const RlSettings& settings, const RlCallbacks& callbacks)
       : m(load_model(dir, callbacks)),
-        g(zero_weights(m.c)),
-        ps(m.c, m.w, g, settings.optimizer, 0.0f),
-        ropes(m.c),
+        policy(m.c, m.w, settings.optimizer),
         out_dir(out),
         serving((fs::path(out) / "policy").string()),
         s(settings),
@@ -124,13 +111,12 @@ struct Trainee {
 // One gradient step of the policy over samples, the per-position loss given by token_loss(i,
 // position, logits row, dlogits row) -> loss (already scaled).
 template <class F>
-void policy_step(Trainee& tr, const std::vector<Sample*>& samples, F token_loss) {
-  ModelDir& m = tr.m;
-  tr.ps.zero_grads();
-  const size_t V = m.c.vocab_size;
+void policy_step(Policy& p, const std::vector<RlSample*>& samples, const RlSettings& s, F token_loss) {
+  p.ps.zero_grads();
+  const size_t V = p.c.vocab_size;
   double tokens = 0;
   for (size_t i = 0; i < samples.size(); ++i) {
-    const Sample& smp = *samples[i];
+    const RlSample& smp = *samples[i];
     const std::vector<int> inputs = inputs_of(smp);
     const std::vector<int> targets(inputs.size(), -1);
     SequenceOptions o;
@@ -144,79 +130,85 @@ void policy_step(Trainee& tr, const std::vector<Sample*>& samples, F token_loss)
       }
       return loss;
     };
-    train_sequence(m.w, m.c, tr.ropes, inputs, targets, o, &tr.g);
+    train_sequence(p.w, p.c, p.ropes, inputs, targets, o, &p.g);
     tokens += double(inputs.size());
   }
-  if (tokens > 0) tr.ps.scale_indexer_grads(tokens);
-  tr.ps.step(tr.s.lr, tr.s.grad_clip);
+  if (tokens > 0) p.ps.scale_indexer_grads(tokens);
+  p.ps.step(s.lr, s.grad_clip);
 }
 
 }  // namespace
+
+Policy::Policy(const ModelConfig& config, TrainWeights& weights, const std::string& optimizer)
+    : c(config), w(weights), g(zero_weights(config)), ps(config, weights, g, optimizer, 0.0f), ropes(config) {}
+
+void grpo_update(Policy& p, const TrainWeights& ref, const std::vector<RlSample*>& learn, const RlSettings& s,
+                 RlLog& l) {
+  if (learn.empty()) return;
+  // Log-probs under the reference and (for several updates) the sampling policy, per token.
+  std::vector<std::vector<double>> ref_lp(learn.size()), old_lp(learn.size());
+  const size_t V = p.c.vocab_size;
+  for (size_t i = 0; i < learn.size(); ++i) {
+    const RlSample& x = *learn[i];
+    const std::vector<float> rl = completion_logits(ref, p.c, p.ropes, x);
+    const std::vector<float> ol = s.updates > 1 ? completion_logits(p.w, p.c, p.ropes, x) : std::vector<float>();
+    for (int k = 0; k < x.completion_len(); ++k) {
+      const int tok = x.ids[x.prompt_len + k];
+      ref_lp[i].push_back(log_prob(std::span<const float>(rl).subspan(k * V, V), tok));
+      if (!ol.empty()) old_lp[i].push_back(log_prob(std::span<const float>(ol).subspan(k * V, V), tok));
+    }
+    l.tokens += x.completion_len();
+  }
+  for (int u = 0; u < s.updates; ++u) {
+    double loss = 0, kl = 0;
+    policy_step(p, learn, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+      const RlSample& x = *learn[i];
+      const int tok = x.ids[x.prompt_len + k];
+      const double logp = log_prob(row, tok);
+      const double old = old_lp[i].empty() ? logp : old_lp[i][k];
+      const TokenLoss t = grpo_token_loss(logp, old, ref_lp[i][k], x.advantage, s.loss);
+      // GRPO's mean: over a completion's tokens, then over the completions.
+      const double scale = 1.0 / (double(x.completion_len()) * double(learn.size()));
+      log_prob_backward(row, tok, t.dlogp * scale, drow);
+      const double d = ref_lp[i][k] - logp;
+      kl += (std::exp(d) - d - 1) / l.tokens;
+      loss += t.loss * scale;
+      return t.loss * scale;
+    });
+    l.loss = loss, l.kl = kl;
+  }
+}
 
 std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& ref_dir, Domain domain,
                             const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb) {
   check_settings(s);
   Trainee tr(policy_dir, out_dir, s, cb);
   const ModelDir& m = tr.m;
-  const TrainRopes& ropes = tr.ropes;
   ModelDir r = load_model(ref_dir, cb);
   check_same_model(m, r, ref_dir);
   const TrainWeights ref = std::move(r.w);
   for (int step = 0; step < s.steps; ++step) {
     const std::unique_ptr<Engine> engine = tr.serve();
-    std::vector<Sample> samples;
+    std::vector<RlSample> samples;
     RlLog l;
     l.step = step + 1;
     for (int p = 0; p < s.prompts; ++p) {
       const int index = step * s.prompts + p;
-      std::vector<Sample> group =
+      std::vector<RlSample> group =
           sample_group(*engine, task_at(domain, s.seed, index), s.thinking_at(index), s, uint64_t(index) + 1);
       std::vector<double> rewards;
-      for (const Sample& x : group) rewards.push_back(x.reward), l.mean_reward += x.reward;
+      for (const RlSample& x : group) rewards.push_back(x.reward), l.mean_reward += x.reward;
       const std::vector<double> adv = group_advantages(rewards);
       for (size_t k = 0; k < group.size(); ++k) group[k].advantage = adv[k];
-      for (Sample& x : group) samples.push_back(std::move(x));
+      for (RlSample& x : group) samples.push_back(std::move(x));
     }
     l.mean_reward /= std::max<size_t>(1, samples.size());
     // Completions whose group all scored the same carry no advantage: only the KL term would
     // move them, and it is left out with them.
-    std::vector<Sample*> learn;
-    for (Sample& x : samples)
+    std::vector<RlSample*> learn;
+    for (RlSample& x : samples)
       if (x.advantage != 0) learn.push_back(&x);
-    if (!learn.empty()) {
-      // Log-probs under the reference and (for several updates) the sampling policy, per token.
-      std::vector<std::vector<double>> ref_lp(learn.size()), old_lp(learn.size());
-      const size_t V = m.c.vocab_size;
-      for (size_t i = 0; i < learn.size(); ++i) {
-        const Sample& x = *learn[i];
-        const std::vector<float> rl = completion_logits(ref, m.c, ropes, x);
-        const std::vector<float> ol = s.updates > 1 ? completion_logits(m.w, m.c, ropes, x) : std::vector<float>();
-        for (int k = 0; k < x.completion_len(); ++k) {
-          const int tok = x.ids[x.prompt_len + k];
-          ref_lp[i].push_back(log_prob(std::span<const float>(rl).subspan(k * V, V), tok));
-          if (!ol.empty()) old_lp[i].push_back(log_prob(std::span<const float>(ol).subspan(k * V, V), tok));
-        }
-        l.tokens += x.completion_len();
-      }
-      for (int u = 0; u < s.updates; ++u) {
-        double loss = 0, kl = 0;
-        policy_step(tr, learn, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
-          const Sample& x = *learn[i];
-          const int tok = x.ids[x.prompt_len + k];
-          const double logp = log_prob(row, tok);
-          const double old = old_lp[i].empty() ? logp : old_lp[i][k];
-          const TokenLoss t = grpo_token_loss(logp, old, ref_lp[i][k], x.advantage, s.loss);
-          // GRPO's mean: over a completion's tokens, then over the completions.
-          const double scale = 1.0 / (double(x.completion_len()) * double(learn.size()));
-          log_prob_backward(row, tok, t.dlogp * scale, drow);
-          const double d = ref_lp[i][k] - logp;
-          kl += (std::exp(d) - d - 1) / l.tokens;
-          loss += t.loss * scale;
-          return t.loss * scale;
-        });
-        l.loss = loss, l.kl = kl;
-      }
-    }
+    grpo_update(tr.policy, ref, learn, s, l);
     tr.logged(l);
   }
   return tr.finish();
@@ -238,7 +230,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
   }
   for (int step = 0; step < s.steps; ++step) {
     const std::unique_ptr<Engine> engine = tr.serve();
-    std::vector<Sample> samples;
+    std::vector<RlSample> samples;
     std::vector<Domain> sample_domain;
     RlLog l;
     l.step = step + 1;
@@ -247,7 +239,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
       const Domain d = domains[index % domains.size()];
       // Domains cycle with the prompt index, modes with each round of domains.
       const bool thinking = s.thinking_at(index / static_cast<int>(domains.size()));
-      for (Sample& x : sample_group(*engine, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
+      for (RlSample& x : sample_group(*engine, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
         l.mean_reward += x.reward;
         samples.push_back(std::move(x));
         sample_domain.push_back(d);
@@ -255,15 +247,15 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     }
     l.mean_reward /= std::max<size_t>(1, samples.size());
     std::vector<std::vector<float>> teacher_logits(samples.size());
-    std::vector<Sample*> all;
+    std::vector<RlSample*> all;
     for (size_t i = 0; i < samples.size(); ++i) {
-      teacher_logits[i] = completion_logits(teachers.at(sample_domain[i]), m.c, tr.ropes, samples[i]);
+      teacher_logits[i] = completion_logits(teachers.at(sample_domain[i]), m.c, tr.policy.ropes, samples[i]);
       all.push_back(&samples[i]);
       l.tokens += samples[i].completion_len();
     }
     const size_t V = m.c.vocab_size;
     double kl_sum = 0;
-    policy_step(tr, all, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+    policy_step(tr.policy, all, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
       const double scale = 1.0 / (double(samples[i].completion_len()) * double(samples.size()));
       const double kl = reverse_kl(row, std::span<const float>(teacher_logits[i]).subspan(size_t(k) * V, V), drow, scale);
       kl_sum += kl;

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "posttrain/tasks.h"
+#include "train/param_set.h"
+#include "train/train_model.h"
 #include "train/rl_loss.h"
 
 namespace dsv4 {
@@ -50,6 +52,34 @@ struct RlCallbacks {
   std::function<void(const RlLog&, int total)> on_step;
   std::function<void(const std::string&)> on_message;
 };
+
+// One sampled completion: ids = prompt + completion (+ EOS when the model stopped there).
+struct RlSample {
+  std::vector<int> ids;
+  int prompt_len = 0;
+  double reward = 0, advantage = 0;
+  int completion_len() const { return static_cast<int>(ids.size()) - prompt_len; }
+};
+
+// The float policy a loop trains: its weights (the caller's), their gradients, the optimizer
+// and the rope tables. Not copyable: the optimizer points into the weights and gradients.
+struct Policy {
+  Policy(const ModelConfig& c, TrainWeights& w, const std::string& optimizer);
+  Policy(const Policy&) = delete;
+  Policy& operator=(const Policy&) = delete;
+  const ModelConfig& c;
+  TrainWeights& w;
+  TrainWeights g;
+  ParamSet ps;
+  TrainRopes ropes;
+};
+
+// GRPO's `s.updates` gradient steps on completions already scored (advantage set; those of a
+// group that scored alike carry none and are best left out): the clipped-ratio loss plus the
+// KL penalty toward ref (rl_loss.h), averaged per completion over its tokens, then over the
+// completions. Adds the completions' tokens to l.tokens and sets l.loss and l.kl (per token).
+void grpo_update(Policy& p, const TrainWeights& ref, const std::vector<RlSample*>& learn, const RlSettings& s,
+                 RlLog& l);
 
 // policy_dir: the model to improve (its float state if it has one); ref_dir: the frozen
 // reference; writes out_dir as a model directory (released checkpoint + float state +
