@@ -131,6 +131,11 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
     const std::string log = test::read_file(dir + "/rl_log.tsv");
     EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 2) << dir << ": header + one step\n" << log;
   }
+  // Distillation logs each domain's KL: both prompts of its one step have a value.
+  const std::string log = test::read_file(student + "/rl_log.tsv");
+  EXPECT_EQ(log.substr(0, log.find('\n')), "step\tmean_reward\tloss\tkl\ttokens\tkl_code\tkl_math");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\t'), 12) << log;
+  EXPECT_EQ(log.find("\t\t"), std::string::npos) << log;
   r = test::run_command(test::dsv4_binary() + " average " + sft + " " + student + ":3 -o " + avg);
   ASSERT_EQ(r.status, 0) << r.output;
   r = test::run_command(dsv4("eval -m " + avg + " --domain math --domain code --tasks 2 --mode thinking --json"));

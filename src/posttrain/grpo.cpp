@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 
 #include "core/check.h"
 #include "posttrain/eval.h"
@@ -54,10 +55,24 @@ std::vector<float> completion_logits(const TrainWeights& w, const ModelConfig& c
   return std::vector<float>(all.begin() + (s.prompt_len - 1) * V, all.end());
 }
 
+// One row per step; distillation adds a kl_<domain> column per expert (empty where a step
+// had no prompt of that domain).
 void write_log(const std::string& path, const std::vector<RlLog>& log) {
+  std::set<std::string> domains;
+  for (const RlLog& l : log)
+    for (const auto& [d, kl] : l.domain_kl) domains.insert(d);
   std::ofstream f(path);
-  f << "step\tmean_reward\tloss\tkl\ttokens\n";
-  for (const RlLog& l : log) f << l.step << "\t" << l.mean_reward << "\t" << l.loss << "\t" << l.kl << "\t" << l.tokens << "\n";
+  f << "step\tmean_reward\tloss\tkl\ttokens";
+  for (const std::string& d : domains) f << "\tkl_" << d;
+  f << "\n";
+  for (const RlLog& l : log) {
+    f << l.step << "\t" << l.mean_reward << "\t" << l.loss << "\t" << l.kl << "\t" << l.tokens;
+    for (const std::string& d : domains) {
+      f << "\t";
+      if (l.domain_kl.count(d)) f << l.domain_kl.at(d);
+    }
+    f << "\n";
+  }
 }
 
 void check_settings(const RlSettings& s) {
@@ -255,13 +270,17 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     }
     const size_t V = m.c.vocab_size;
     double kl_sum = 0;
+    std::map<std::string, std::pair<double, int>> by_domain;  // KL sum, tokens
     policy_step(tr.policy, all, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
       const double scale = 1.0 / (double(samples[i].completion_len()) * double(samples.size()));
       const double kl = reverse_kl(row, std::span<const float>(teacher_logits[i]).subspan(size_t(k) * V, V), drow, scale);
       kl_sum += kl;
+      auto& [sum, n] = by_domain[domain_name(sample_domain[i])];
+      sum += kl, ++n;
       return kl * scale;
     });
     l.kl = kl_sum / std::max(1, l.tokens), l.loss = l.kl;
+    for (const auto& [d, sn] : by_domain) l.domain_kl[d] = sn.first / sn.second;
     tr.logged(l);
   }
   return tr.finish();

@@ -46,6 +46,9 @@ struct RlLog {
   double mean_reward = 0;  // GRPO: over all samples; distill: the student's pass rate
   double loss = 0, kl = 0;
   int tokens = 0;
+  // distill: the per-token reverse KL of each domain's prompts (by domain name), which shows
+  // which expert the student is still far from.
+  std::map<std::string, double> domain_kl;
 };
 
 struct RlCallbacks {
