@@ -3,6 +3,7 @@
 // against hand-computed values. The full-size runs are bench/post_training.sh.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -148,6 +149,16 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
 
 TEST(PostTrainingCommands, AverageRejectsBadInput) {
   test::TempDir tmp;
+  // The default model with one config value changed (its weights still load).
+  const std::string other = tmp.file("other");
+  std::filesystem::create_directories(other);
+  std::filesystem::create_symlink(kModel + "/model.safetensors", other + "/model.safetensors");
+  std::filesystem::copy_file(kModel + "/tokenizer.json", other + "/tokenizer.json");
+  std::string config = test::read_file(kModel + "/config.json");
+  const std::string from = "\"hc_eps\": 1e-06", to = "\"hc_eps\": 2e-06";
+  const size_t at = config.find(from);
+  ASSERT_NE(at, std::string::npos);
+  test::write_file(other + "/config.json", config.replace(at, from.size(), to));
   struct Case {
     std::string args, message;
   };
@@ -155,6 +166,7 @@ TEST(PostTrainingCommands, AverageRejectsBadInput) {
       {"average " + kModel + " -o " + tmp.file("a"), "models"},
       {"average " + kModel + " " + kModel + ":0 -o " + tmp.file("b"), "the share after ':' must be positive"},
       {"average " + kModel + " " + tmp.file("missing") + " -o " + tmp.file("c"), tmp.file("missing")},
+      {"average " + kModel + " " + other + " -o " + tmp.file("d"), other + ": its config.json differs"},
   };
   for (const Case& c : cases) {
     const auto r = test::run_command(test::dsv4_binary() + " " + c.args);
