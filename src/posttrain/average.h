@@ -1,7 +1,8 @@
 // Weight averaging of models fine-tuned from one base (a "model soup"): every float weight the
-// share-weighted mean of the models' values. Experts that started from the same weights often
-// keep part of each one's skill when averaged, which makes the average a student to distill
-// into that starts closer to every expert than the base does.
+// share-weighted mean of the models' values. Experts that stayed close to their common base
+// can keep part of each one's skill when averaged, a student to distill into that starts
+// nearer every expert than the base does. (The default model's experts moved too far: their
+// average keeps neither skill; README, post-training.)
 #pragma once
 
 #include <string>
