@@ -1,8 +1,7 @@
 #include "posttrain/average.h"
 
-#include <cstdlib>
-
 #include "core/check.h"
+#include "core/path_weight.h"
 #include "posttrain/model_dir.h"
 #include "train/train_state.h"
 
@@ -78,19 +77,8 @@ void average_model_dirs(const std::vector<std::string>& specs, const std::string
   std::vector<double> shares;
   double total = 0;
   for (const std::string& spec : specs) {
-    // DIR:SHARE when the tail is a number (like the trainer's FILE:WEIGHT), else all of it is DIR.
-    std::string dir = spec;
-    double share = 1;
-    const size_t colon = spec.rfind(':');
-    if (colon != std::string::npos && colon + 1 < spec.size()) {
-      const std::string tail = spec.substr(colon + 1);
-      char* end = nullptr;
-      const double v = std::strtod(tail.c_str(), &end);
-      if (*end == '\0') {
-        DSV4_CHECK(v > 0, spec, ": the share after ':' must be positive");
-        share = v, dir = spec.substr(0, colon);
-      }
-    }
+    const auto [dir, share] = split_path_weight(spec);
+    DSV4_CHECK(share > 0, spec, ": the share after ':' must be positive");
     dirs.push_back(ModelDir::load(dir));
     if (dirs.size() > 1) check_same_model(dirs[0], dirs.back(), dir);
     shares.push_back(share), total += share;

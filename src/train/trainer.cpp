@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "core/path_weight.h"
 #include "core/read_file.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
@@ -77,16 +78,8 @@ TrainSettings parse_train_settings(const std::string& json_text, const std::stri
 
 TrainSource load_train_source(const std::string& spec, const Tokenizer& tok, int bos) {
   TrainSource src;
-  src.path = spec;
-  const size_t colon = spec.rfind(':');
-  if (colon != std::string::npos && colon + 1 < spec.size()) {
-    try {
-      size_t used = 0;
-      const double w = std::stod(spec.substr(colon + 1), &used);
-      if (used == spec.size() - colon - 1) src.path = spec.substr(0, colon), src.weight = w;
-    } catch (const std::exception&) {
-    }
-  }
+  const PathWeight pw = split_path_weight(spec);
+  src.path = pw.path, src.weight = pw.weight;
   DSV4_CHECK(src.weight > 0, spec, ": the weight after ':' must be positive");
   const std::string text = read_file(src.path);
   const bool chat = src.path.size() > 6 && src.path.compare(src.path.size() - 6, 6, ".jsonl") == 0;
