@@ -2,7 +2,7 @@
 # The post-training pipeline on the default model, end to end: per domain an expert by SFT on
 # its checked tasks, then GRPO; one student merging them by on-policy distillation; pass@1 of
 # every model per domain in both reasoning modes (`dsv4 eval`, fixed seeds), as a table.
-#   bash bench/post_training.sh [OUT_DIR]   (about 3 core-hours; finished stages are kept)
+#   bash bench/post_training.sh [OUT_DIR]   (about 4 core-hours; finished stages are kept)
 # STAGE=experts|grpo|merge|eval runs one stage; THREADS (default 1) per run, so two stages
 # can share the machine's two cores.
 set -euo pipefail
@@ -48,7 +48,7 @@ fi
 if run merge; then
   # The student starts from one SFT on the math and code tasks mixed, continuing the math
   # expert (which already copies from the prompt, as every domain needs). Averaging the
-  # experts' weights instead (`dsv4 average`) loses both skills: pass@1 0.00 - 0.06.
+  # experts' weights instead (`dsv4 average`) loses both skills: pass@1 at most 0.08.
   done_in "$out/sft-mixed" || $dsv4 sft -m "$out/sft-math" --data "$out/task-math.jsonl" --data "$out/task-code.jsonl" \
     --out "$out/sft-mixed" --steps 400 --batch 4 --seq-len 256 --threads "$THREADS"
   done_in "$out/student" || $dsv4 distill -m "$out/sft-mixed" --expert math="$out/grpo-math" --expert code="$out/grpo-code" \
