@@ -390,6 +390,56 @@ TEST_P(LinearPaths, MatchesScalarReference) {
     }
 }
 
+// The AVX2 decoders build floats from bit tricks (FP8: w * 2^-120 with the inputs rescaled per
+// token; FP4: per-scale tables), so every code, a wide range of scales and inputs of extreme
+// magnitude are checked against the scalar reference, and a batch against single tokens.
+TEST_P(LinearPaths, EveryCodeScaleAndInputMagnitude) {
+  std::mt19937 rng(21);
+  std::vector<TestLinear> cases;
+  cases.push_back(make_linear(WeightFormat::fp8, 256, 256, false, rng));
+  for (size_t i = 0; i < cases[0].w.size(); ++i) {
+    const uint8_t code = static_cast<uint8_t>(i * 7 + i / 256);
+    cases[0].w[i] = (code & 0x7F) == 0x7F ? 0 : code;  // every code but NaN, subnormals included
+  }
+  for (size_t i = 0; i < cases[0].s.size(); ++i) cases[0].s[i] = static_cast<uint8_t>(115 + 4 * i);  // 2^-12 .. 2^0: 1e30 inputs stay finite
+  cases.push_back(make_linear(WeightFormat::fp4, 200, 256, false, rng));
+  for (size_t i = 0; i < cases[1].w.size(); ++i) cases[1].w[i] = static_cast<uint8_t>(i * 13 + i / 128);
+  for (size_t i = 0; i < cases[1].s.size(); ++i) cases[1].s[i] = static_cast<uint8_t>(1 + i % 200);  // 2^-126 .. 2^73
+  for (const auto& t : cases)
+    for (bool q : {false, true}) {
+      const int n = 5, in = t.lin.in, out = t.lin.out;
+      std::vector<float> x(size_t(n) * in);
+      std::normal_distribution<float> nd;
+      // (FP4's largest scales, 2^73, would overflow float with 1e30 inputs: 1e10 instead.)
+      const float big = t.lin.format == WeightFormat::fp4 ? 1e10f : 1e30f;
+      const float magnitude[n] = {1.0f, 1e-30f, big, 448.0f, 3e-3f};
+      for (int r = 0; r < n; ++r)
+        for (int k = 0; k < in; ++k) x[size_t(r) * in + k] = nd(rng) * magnitude[r];
+      std::vector<float> fast(size_t(n) * out), ref(fast.size());
+      linear_with(GetParam(), t.lin, x, n, fast, q);
+      linear_with(LinearPath::scalar, t.lin, x, n, ref, q);
+      std::vector<float> xq = x, wrow(in);
+      if (q)
+        for (int r = 0; r < n; ++r) fp8_roundtrip(std::span<float>(xq).subspan(size_t(r) * in, in), 128);
+      for (int o = 0; o < out; ++o) {
+        t.lin.dequant_row(o, wrow.data());
+        for (int r = 0; r < n; ++r) {
+          double mag = 0;
+          for (int k = 0; k < in; ++k) mag += std::fabs(double(xq[size_t(r) * in + k]) * wrow[k]);
+          const double err = std::fabs(double(fast[size_t(r) * out + o]) - ref[size_t(r) * out + o]);
+          ASSERT_TRUE(std::isfinite(fast[size_t(r) * out + o])) << "row " << o << " token " << r;
+          // Plus float's subnormal spacing: products under 2^-126 round on a fixed grid.
+          ASSERT_LE(err, 1e-6 * mag + 1e-40) << "format " << int(t.lin.format) << " quantized " << q << " row " << o << " token " << r;
+        }
+      }
+      for (int r = 0; r < n; ++r) {  // one token alone gives the batch's bits
+        std::vector<float> one(out);
+        linear_with(GetParam(), t.lin, std::span<const float>(x).subspan(size_t(r) * in, in), 1, one, q);
+        for (int o = 0; o < out; ++o) ASSERT_EQ(one[o], fast[size_t(r) * out + o]) << "row " << o << " token " << r;
+      }
+    }
+}
+
 TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {
   std::mt19937 rng(12);
   struct Case {

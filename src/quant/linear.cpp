@@ -57,7 +57,7 @@ void Linear::dequant_row(int row, float* dst) const {
 }
 
 LinearPath linear_path() {
-  // The process-wide choice of core/cpu.h (DSV4_NO_AVX2=1 validates the scalar path), plus F16C.
+  // The process-wide choice of core/cpu.h (DSV4_NO_AVX2=1 validates the scalar path).
   static const LinearPath p = !use_avx2_fma() || !linear_avx2_supported() ? LinearPath::scalar
                               : use_avx512() && linear_avx512_supported()  ? LinearPath::avx512_bf16
                                                                            : LinearPath::avx2;
@@ -93,10 +93,14 @@ void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int
   std::vector<float> sa(static_cast<size_t>(n) * (quantized ? n_act_blocks : 0), 1.0f);
   if (quantized && quantize_input) {
     DSV4_CHECK(in % 128 == 0, "linear: input width ", in, " is not a multiple of 128");
-    for (int t = 0; t < n; ++t)
-      fp8_quantize(x.subspan(static_cast<size_t>(t) * in, in), 128,
-                   std::span<float>(xq).subspan(static_cast<size_t>(t) * in, in),
-                   std::span<float>(sa).subspan(static_cast<size_t>(t) * n_act_blocks, n_act_blocks));
+    const auto quantize = [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t)
+        fp8_quantize(x.subspan(t * in, in), 128, std::span<float>(xq).subspan(t * in, in),
+                     std::span<float>(sa).subspan(t * n_act_blocks, n_act_blocks));
+    };
+    // Tokens round independently; a prefill's worth is worth spreading over the threads.
+    if (n > 1) pool().parallel_for(static_cast<size_t>(n), quantize);
+    else quantize(0, static_cast<size_t>(n));
   }
 
   if (path == LinearPath::avx512_bf16 && linear_avx512_handles(w, quantized && quantize_input)) {

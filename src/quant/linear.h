@@ -49,7 +49,7 @@ struct Linear {
 void linear(const Linear& w, std::span<const float> x, int n, std::span<float> y,
             bool quantize_input, int row_begin = 0, int rows = -1);
 
-// The paths: scalar is the plain reference; avx2 (AVX2 + FMA + F16C) the production path on
+// The paths: scalar is the plain reference; avx2 (AVX2 + FMA) the production path on
 // machines that have it; avx512_bf16 adds AVX512-BF16 for FP8 / FP4 weights with quantized
 // inputs (everything else goes the avx2 way). Tests and benchmarks call a path explicitly.
 enum class LinearPath { scalar, avx2, avx512_bf16 };

@@ -1,15 +1,16 @@
-// The AVX2 + FMA + F16C body of linear(): the production path on x86-64 machines without
+// The AVX2 + FMA body of linear(): the production path on x86-64 machines without
 // AVX512-BF16 (chosen once per process at run time; linear.cpp keeps the scalar reference).
 //
-// Decoding. FP8 and FP4 codes become f16 bit patterns with a few integer operations per 16
-// values, then floats by vcvtph2ps (exact):
-//   e4m3: u = code << 8 (vpunpck with zero), arithmetic u >> 1 puts the sign in bit 15 and the
-//         7 magnitude bits in 7..13 with a copy of the sign in bit 14, cleared by & 0xBFFF: the
-//         f16 of w / 2^8 (e4m3 subnormals land on f16 subnormals, exactly);
-//   e2m1: a vpshufb table of the f16's high byte (the low byte is zero for every e2m1 value).
-// The powers of two go into the scales (exact). The byte unpacks work per 128-bit lane, so
-// e4m3 comes out in natural order; e2m1 comes out as even and odd weights, and the inputs are
-// permuted once per call to match (kFp4Order).
+// Decoding. FP8 and FP4 codes become float bit patterns by integer operations alone (no
+// conversion instruction, no multiply):
+//   e4m3: sign << 31 | (code & 0x7F) << 20 is the float w * 2^-120, exact for every code
+//         (subnormal codes become float subnormals). The inputs carry 2^K and the block scales
+//         2^(120 - K), per token, so the FMAs only ever see normal products and sums.
+//   e2m1: two vpshufb tables per ue8m0 scale give the two high bytes of the float w * sb, whose
+//         low 16 bits are zero (2 significant bits); byte and word interleaves place them.
+//         F32 scales (not powers of two) use the scale-1 table and a multiply.
+// The decoders' lane order is not the natural one; the inputs are permuted once per call to
+// match (kFp8Order, kFp4Order).
 //
 // Per (row, token) and 128-wide block, ONE order shared by the GEMV and the GEMM kernels: one
 // 8-lane FMA chain over the block's 16 vectors of x * w' (w' the decoded weight; FP4 weights
@@ -17,14 +18,17 @@
 // end a horizontal sum in a fixed tree. So a token gives the same bits in a prefill, a decode
 // step or any batch, on any number of threads.
 //
-// GEMM: a tile of 4 rows x 128 is decoded into L1 once and used for up to 16 tokens, three
-// tokens at a time (12 chains in registers, 7 loads per 12 FMAs). GEMV: 8 rows decoded in registers side
-// by side (8 independent chains), with the next rows prefetched. The GEMM walks row tiles
-// inside token tiles, so a token tile's inputs (packed block by block) stay in L2.
+// GEMM: a tile of 16 rows x 128 is decoded into L1 once per block and swept by register tiles
+// of 4 rows x 3 tokens (12 chains, 7 loads per 12 FMAs) for up to 32 tokens. GEMV: 8 rows
+// decoded in registers side by side (8 independent chains), with the next rows prefetched. The
+// GEMM walks row tiles inside token tiles, so a token tile's inputs (packed block by block) stay
+// in L2.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -34,56 +38,103 @@
 
 namespace dsv4 {
 
-#define DSV4_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define DSV4_AVX2 __attribute__((target("avx2,fma")))
 
 namespace {
 
-constexpr int kRows = 4;       // GEMM tile rows
-constexpr int kTokens = 16;    // GEMM tile tokens
-constexpr int kGemvRows = 8;
-constexpr int kGroup = 3;      // GEMM tokens per register tile (4 x 3 chains, 7 loads per 12 FMAs)   // GEMV rows in flight: 8 independent FMA chains hide the latency
+constexpr int kTileRows = 16;  // GEMM tile rows, decoded into L1 once per 128-block (8 KiB)
+constexpr int kQuad = 4;       // GEMM register tile: 4 rows x kGroup tokens
+constexpr int kGroup = 3;      // (12 chains in registers, 7 loads per 12 FMAs)
+constexpr int kTokens = 32;    // GEMM tile tokens
+constexpr int kGemvRows = 8;   // GEMV rows in flight: 8 independent FMA chains hide the latency
+constexpr int kPrefetchRows = 32;
 
-// FP4 input order per 64 values (two scale blocks): vector v (8 floats) holds weights
-// 16 (v / 2) + 2j + v % 2 (even weights from the low nibbles, odd from the high ones).
+// The decoders' output order: vector v, lane l of a piece holds the piece's weight
+// order[8 v + l]. The inputs are permuted once per call to match.
+//   FP8 (32 weights): vpmovsxbw widens 16 codes to words, a dword holds two neighbours, so
+//   vectors alternate even and odd weights of 16.
+//   FP4 (64 weights, 32 bytes, two 1x32 scale blocks: one per 128-bit lane): low nibbles are
+//   the even weights, high nibbles the odd ones; a byte unpack makes words of bytes 0-7 and
+//   8-15 of each lane, and a dword again holds an even and an odd word.
+constexpr std::array<uint8_t, 32> kFp8Order = [] {
+  std::array<uint8_t, 32> o{};
+  for (int p = 0; p < 32; ++p) o[p] = static_cast<uint8_t>(16 * (p / 16) + 2 * (p % 8) + (p / 8) % 2);
+  return o;
+}();
 constexpr std::array<uint8_t, 64> kFp4Order = [] {
   std::array<uint8_t, 64> o{};
-  for (int p = 0; p < 64; ++p) o[p] = static_cast<uint8_t>(16 * (p / 16) + 2 * (p % 8) + (p / 8) % 2);
+  for (int p = 0; p < 64; ++p) {
+    const int v = p / 8, l = p % 8, lane = l / 4, q = v / 2;
+    const int byte = 2 * (l % 4) + v % 2 + 8 * (q % 2);  // byte of the 128-bit lane
+    o[p] = static_cast<uint8_t>(32 * lane + 2 * byte + q / 2);
+  }
   return o;
 }();
 
-// Two f16 vectors (16 values each, per-lane halves) -> 4 float vectors in the order lo0, lo1,
-// hi0, hi1 of the 128-bit lanes.
-DSV4_AVX2 inline void f16_to_f32(__m256i h0, __m256i h1, __m256 out[4]) {
-  out[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(h0));
-  out[1] = _mm256_cvtph_ps(_mm256_castsi256_si128(h1));
-  out[2] = _mm256_cvtph_ps(_mm256_extracti128_si256(h0, 1));
-  out[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(h1, 1));
-}
-
-// 32 e4m3 codes -> 4 x 8 floats of w / 2^8, natural order.
+// 32 e4m3 codes -> 4 x 8 floats of w * 2^-120 in kFp8Order. The float with bits
+// sign << 31 | (code & 0x7F) << 20 is exactly w * 2^-120, e4m3 subnormals included (they
+// become float subnormals); the inputs carry 2^K (K <= 119, see pack_inputs) and the block
+// scale 2^(120 - K), so FMAs see normal products and sums. No conversion instruction: a
+// sign-extending widen, two shifts and two masks per 16 weights.
 DSV4_AVX2 inline void e4m3_32(const uint8_t* p, __m256 out[4]) {
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  const __m256i zero = _mm256_setzero_si256(), mask = _mm256_set1_epi16(static_cast<short>(0xBFFF));
-  const __m256i h0 = _mm256_and_si256(_mm256_srai_epi16(_mm256_unpacklo_epi8(zero, b), 1), mask);  // bytes 0-7 | 16-23
-  const __m256i h1 = _mm256_and_si256(_mm256_srai_epi16(_mm256_unpackhi_epi8(zero, b), 1), mask);  // 8-15 | 24-31
-  f16_to_f32(h0, h1, out);
+  const __m256i mask = _mm256_set1_epi32(static_cast<int>(0x87F00000u));  // sign, 7 magnitude bits
+  for (int h = 0; h < 2; ++h) {
+    // Word j = code j sign-extended; dword i = codes 2i (low word) and 2i + 1 (high word).
+    const __m256i s = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
+    out[2 * h] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(s, 20), mask));     // even
+    out[2 * h + 1] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(s, 4), mask));  // odd
+  }
 }
 
-// 32 e2m1 codes (16 bytes, one 1x32 scale block) -> 4 x 8 floats of w * sb in kFp4Order. Every
-// e2m1 value is a normal f16 whose low byte is zero, so a vpshufb table of high bytes and a
-// byte unpack make the f16 (no f16 subnormals, which some CPUs convert slowly).
-DSV4_AVX2 inline void e2m1_32(const uint8_t* p, __m256 sb, __m256 out[4]) {
-  const __m128i f16_high = _mm_setr_epi8(0x00, 0x38, 0x3C, 0x3E, 0x40, 0x42, 0x44, 0x46,  //
-                                         static_cast<char>(0x80), static_cast<char>(0xB8), static_cast<char>(0xBC),
-                                         static_cast<char>(0xBE), static_cast<char>(0xC0), static_cast<char>(0xC2),
-                                         static_cast<char>(0xC4), static_cast<char>(0xC6));
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), nib = _mm_set1_epi8(0x0F), zero = _mm_setzero_si128();
-  const __m128i even = _mm_shuffle_epi8(f16_high, _mm_and_si128(b, nib));                     // low nibbles
-  const __m128i odd = _mm_shuffle_epi8(f16_high, _mm_and_si128(_mm_srli_epi16(b, 4), nib));  // high nibbles
-  out[0] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(zero, even)), sb);  // weights 0, 2, .., 14
-  out[1] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpacklo_epi8(zero, odd)), sb);   // 1, 3, .., 15
-  out[2] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(zero, even)), sb);  // 16, .., 30
-  out[3] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_unpackhi_epi8(zero, odd)), sb);   // 17, .., 31
+// FP4 decoding tables, one per ue8m0 scale byte: the two high bytes of the float e2m1(code) *
+// scale, which has 2 significant bits, so its low 16 bits are zero (subnormal products too: the
+// smallest, 2^-128, still sits above bit 16). A weight becomes its scaled float by two vpshufb
+// and byte / word interleaves, with no multiply.
+struct Fp4Table {
+  alignas(16) uint8_t high[16], low[16];  // bits 31-24 and 23-16 of the float, per code
+};
+const std::array<Fp4Table, 256> kFp4Tables = [] {
+    std::array<Fp4Table, 256> t{};
+    for (int s = 0; s < 256; ++s)
+      for (int c = 0; c < 16; ++c) {
+        const uint32_t b = f32_to_bits(e2m1_to_f32(static_cast<uint8_t>(c)) * ue8m0_to_f32(static_cast<uint8_t>(s)));
+        if ((b & 0xFFFF) != 0 && b != 0x7FC00000u && b != 0xFFC00000u) std::abort();  // not representable: a bug here
+        t[s].high[c] = static_cast<uint8_t>(b >> 24);
+        t[s].low[c] = static_cast<uint8_t>(b >> 16);
+      }
+    return t;
+}();
+
+// Two 16-byte tables side by side, one per 128-bit lane.
+DSV4_AVX2 inline __m256i lane_tables(const uint8_t* low_lane, const uint8_t* high_lane) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(low_lane))),
+                                 _mm_load_si128(reinterpret_cast<const __m128i*>(high_lane)), 1);
+}
+
+// 64 e2m1 codes (32 bytes) with their two ue8m0 scales (byte scale[0] for the low lane,
+// scale[1] for the high one) -> 8 x 8 floats of w * sb in kFp4Order.
+DSV4_AVX2 inline void e2m1_64(const uint8_t* p, const Fp4Table& s0, const Fp4Table& s1, __m256 out[8]) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), nib = _mm256_set1_epi8(0x0F);
+  const __m256i lo = _mm256_and_si256(b, nib), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nib);
+  const __m256i th = lane_tables(s0.high, s1.high), tl = lane_tables(s0.low, s1.low);
+  const __m256i lo_h = _mm256_shuffle_epi8(th, lo), lo_l = _mm256_shuffle_epi8(tl, lo);
+  const __m256i hi_h = _mm256_shuffle_epi8(th, hi), hi_l = _mm256_shuffle_epi8(tl, hi);
+  const __m256i words[4] = {_mm256_unpacklo_epi8(lo_l, lo_h), _mm256_unpackhi_epi8(lo_l, lo_h),
+                            _mm256_unpacklo_epi8(hi_l, hi_h), _mm256_unpackhi_epi8(hi_l, hi_h)};
+  const __m256i top = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int q = 0; q < 4; ++q) {
+    out[2 * q] = _mm256_castsi256_ps(_mm256_slli_epi32(words[q], 16));  // the low word of each dword
+    out[2 * q + 1] = _mm256_castsi256_ps(_mm256_and_si256(words[q], top));
+  }
+}
+
+// F32 scales (not powers of two: the scaled weight may need all 24 bits): decode with the
+// scale-1 table, then multiply, in the same order.
+DSV4_AVX2 inline void e2m1_64_f32_scales(const uint8_t* p, float s0, float s1, __m256 out[8]) {
+  const Fp4Table& one = kFp4Tables[127];
+  e2m1_64(p, one, one, out);
+  const __m256 s = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
+  for (int v = 0; v < 8; ++v) out[v] = _mm256_mul_ps(out[v], s);
 }
 
 DSV4_AVX2 inline void bf16_16(const uint8_t* p, __m256 out[2]) {
@@ -98,27 +149,46 @@ DSV4_AVX2 inline void bf16_16(const uint8_t* p, __m256 out[2]) {
 // Decoding steps: kValues weights of one row from value k on, as kValues / 8 float vectors
 // (w' as defined above).
 template <WeightFormat F>
-constexpr int kValues = F == WeightFormat::fp8 ? 32 : F == WeightFormat::fp4 ? 32 : F == WeightFormat::bf16 ? 16 : 8;
+constexpr int kValues = F == WeightFormat::fp8 ? 32 : F == WeightFormat::fp4 ? 64 : F == WeightFormat::bf16 ? 16 : 8;
+
+// Where one row's codes (and FP4 scale bytes) start, found once per call rather than per piece.
+struct RowRef {
+  int row;
+  const uint8_t* weight;
+  const uint8_t* scale;
+};
+
+inline RowRef row_ref(const Linear& w, int row) {
+  const size_t in = static_cast<size_t>(w.in);
+  switch (w.format) {
+    case WeightFormat::fp8: return {row, w.weight + row * in, nullptr};
+    case WeightFormat::fp4: return {row, w.weight + row * in / 2, w.scale_f32 ? nullptr : w.scale + row * (in / 32)};
+    case WeightFormat::bf16: return {row, w.weight + row * in * 2, nullptr};
+    case WeightFormat::f32: return {row, w.weight + row * in * 4, nullptr};
+  }
+  return {};
+}
 
 template <WeightFormat F>
-DSV4_AVX2 inline void decode_piece(const Linear& w, int row, int k, __m256* v) {
+DSV4_AVX2 inline void decode_piece(const Linear& w, const RowRef& r, int k, __m256* v) {
   if constexpr (F == WeightFormat::fp8) {
-    e4m3_32(w.weight + static_cast<size_t>(row) * w.in + k, v);
+    e4m3_32(r.weight + k, v);
   } else if constexpr (F == WeightFormat::fp4) {
-    e2m1_32(w.weight + (static_cast<size_t>(row) * w.in + k) / 2, _mm256_set1_ps(w.scale_at(row, k)), v);
+    if (!r.scale) return e2m1_64_f32_scales(r.weight + k / 2, w.scale_at(r.row, k), w.scale_at(r.row, k + 32), v);
+    e2m1_64(r.weight + k / 2, kFp4Tables[r.scale[k / 32]], kFp4Tables[r.scale[k / 32 + 1]], v);
   } else if constexpr (F == WeightFormat::bf16) {
-    bf16_16(w.weight + (static_cast<size_t>(row) * w.in + k) * 2, v);
+    bf16_16(r.weight + 2 * static_cast<size_t>(k), v);
   } else {
-    v[0] = _mm256_loadu_ps(reinterpret_cast<const float*>(w.weight) + static_cast<size_t>(row) * w.in + k);
+    v[0] = _mm256_loadu_ps(reinterpret_cast<const float*>(r.weight) + k);
   }
 }
 
 // A chain covers one 128-wide block (the last block of a float row may be shorter);
-// chain_scale: the factor applied to it, before the activation scale (FP8: the weight scale,
-// times 2^8 to undo the f16 decoding's; FP4 weights carry their 1x32 scales already).
+// chain_scale: the factor applied to it, before the input's (FP8: the weight scale; FP4
+// weights carry their 1x32 scales already).
 template <WeightFormat F>
 DSV4_AVX2 inline float chain_scale(const Linear& w, int row, int k0) {
-  if constexpr (F == WeightFormat::fp8) return w.scale_at(row, k0) * 256.0f;
+  if constexpr (F == WeightFormat::fp8) return w.scale_at(row, k0);
   return 1.0f;
 }
 
@@ -148,8 +218,8 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
   const int in = w.in;
   const size_t rb = row_bytes(w);
   const size_t block_bytes = rb * 128 / in;
-  int row[kGemvRows];
-  for (int r = 0; r < kGemvRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  RowRef ref[kGemvRows];
+  for (int r = 0; r < kGemvRows; ++r) ref[r] = row_ref(w, row_begin + std::min(r0 + r, rows - 1));
   __m256 total[kGemvRows];
   for (auto& t : total) t = _mm256_setzero_ps();
   for (int k0 = 0; k0 < in; k0 += 128) {
@@ -157,7 +227,7 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
     // The same place kGemvRows rows on, which the next call reads: short rows give the hardware
     // prefetcher too little to go on.
     for (int r = 0; r < kGemvRows; ++r) {
-      const uint8_t* ahead = w.weight + static_cast<size_t>(row[r]) * rb + k0 * rb / in + kGemvRows * rb;
+      const uint8_t* ahead = ref[r].weight + k0 * rb / in + kPrefetchRows * rb;
       for (size_t b = 0; b < block_bytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
     }
     __m256 chain[kGemvRows];
@@ -166,35 +236,35 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
 #pragma GCC unroll 8  // fully unrolled, so the chains live in registers
       for (int r = 0; r < kGemvRows; ++r) {
         __m256 v[V];
-        decode_piece<F>(w, row[r], k, v);
+        decode_piece<F>(w, ref[r], k, v);
 #pragma GCC unroll 8
         for (int j = 0; j < V; ++j) chain[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8 * j), v[j], chain[r]);
       }
     }
     const float s_act = sa ? sa[k0 / 128] : 1.0f;
     for (int r = 0; r < kGemvRows; ++r)
-      total[r] = _mm256_fmadd_ps(chain[r], _mm256_set1_ps(s_act * chain_scale<F>(w, row[r], k0)), total[r]);
+      total[r] = _mm256_fmadd_ps(chain[r], _mm256_set1_ps(s_act * chain_scale<F>(w, ref[r].row, k0)), total[r]);
   }
   for (int r = 0; r < std::min(kGemvRows, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
 }
 
-// The chains of kRows rows x G tokens (t, t + 1, ..) over one block, in registers, then added
-// to the tokens' totals (G consecutive rows of total[]).
+// The chains of 4 rows (wv[0..3]) x G tokens (t, t + 1, ..) over one block, in registers, then
+// added to the tokens' totals (total[g * kTileRows + 0..3]).
 template <int G>
 DSV4_AVX2 inline void group(const float* x, int n, int k0, int nv, const __m256 (*wv)[16], const float* sa,
-                            int n_act_blocks, const float* scale, int t, __m256 (*total)[kRows]) {
+                            int n_act_blocks, const float* scale, int t, __m256* total) {
   const float* x0 = x + (static_cast<size_t>(k0 / 128) * n + t) * 128 + k0 % 128;
-  __m256 acc[G][kRows];
+  __m256 acc[G][kQuad];
 #pragma GCC unroll 4
   for (int g = 0; g < G; ++g)
 #pragma GCC unroll 4
-    for (int r = 0; r < kRows; ++r) acc[g][r] = _mm256_setzero_ps();
+    for (int r = 0; r < kQuad; ++r) acc[g][r] = _mm256_setzero_ps();
   for (int i = 0; i < nv; ++i) {
     __m256 xv[G];
 #pragma GCC unroll 4
     for (int g = 0; g < G; ++g) xv[g] = _mm256_loadu_ps(x0 + 128 * g + 8 * i);
 #pragma GCC unroll 4
-    for (int r = 0; r < kRows; ++r) {
+    for (int r = 0; r < kQuad; ++r) {
       const __m256 wr = wv[r][i];
 #pragma GCC unroll 4
       for (int g = 0; g < G; ++g) acc[g][r] = _mm256_fmadd_ps(xv[g], wr, acc[g][r]);
@@ -204,34 +274,45 @@ DSV4_AVX2 inline void group(const float* x, int n, int k0, int nv, const __m256 
   for (int g = 0; g < G; ++g) {
     const float s = sa ? sa[static_cast<size_t>(t + g) * n_act_blocks + k0 / 128] : 1.0f;
 #pragma GCC unroll 4
-    for (int r = 0; r < kRows; ++r) total[g][r] = _mm256_fmadd_ps(acc[g][r], _mm256_set1_ps(s * scale[r]), total[g][r]);
+    for (int r = 0; r < kQuad; ++r) {
+      __m256& sum = total[g * kTileRows + r];
+      sum = _mm256_fmadd_ps(acc[g][r], _mm256_set1_ps(s * scale[r]), sum);
+    }
   }
 }
 
-// Tokens [t0, t1) x rows [r0, r0 + 4): each 4 x 128 block decoded once into L1.
+// Tokens [t0, t1) x rows [r0, r0 + 16): each 16 x 128 block decoded into L1 once, then swept by
+// register tiles of 4 rows x 3 tokens. 16 rows per tile let a token's inputs, read from L2,
+// serve 16 rows' FMAs.
 template <WeightFormat F>
 DSV4_AVX2 void gemm_tile(const Linear& w, const float* x, int n, const float* sa, int n_act_blocks,
                          int row_begin, int rows, int r0, int t0, int t1, float* y) {
   const int in = w.in;
-  int row[kRows];
-  for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
-  alignas(32) __m256 wv[kRows][16];
-  float scale[kRows];
-  __m256 total[kTokens][kRows];
+  const int nr = std::min(kTileRows, rows - r0), n_quads = (nr + kQuad - 1) / kQuad;
+  RowRef ref[kTileRows];
+  for (int r = 0; r < n_quads * kQuad; ++r) ref[r] = row_ref(w, row_begin + std::min(r0 + r, rows - 1));
+  alignas(32) __m256 wv[kTileRows][16];
+  float scale[kTileRows];
+  __m256 total[kTokens][kTileRows];
   for (int t = 0; t < t1 - t0; ++t)
-    for (int r = 0; r < kRows; ++r) total[t][r] = _mm256_setzero_ps();
+    for (int r = 0; r < n_quads * kQuad; ++r) total[t][r] = _mm256_setzero_ps();
   for (int k0 = 0; k0 < in; k0 += 128) {
     const int len = std::min(128, in - k0), nv = len / 8;
-    for (int r = 0; r < kRows; ++r) {
-      for (int k = 0; k < len; k += kValues<F>) decode_piece<F>(w, row[r], k0 + k, wv[r] + k / 8);
-      scale[r] = chain_scale<F>(w, row[r], k0);
+    for (int r = 0; r < n_quads * kQuad; ++r) {
+      for (int k = 0; k < len; k += kValues<F>) decode_piece<F>(w, ref[r], k0 + k, wv[r] + k / 8);
+      scale[r] = chain_scale<F>(w, ref[r].row, k0);
     }
-    int t = t0;
-    for (; t + kGroup <= t1; t += kGroup) group<kGroup>(x, n, k0, nv, wv, sa, n_act_blocks, scale, t, total + (t - t0));
-    for (; t + 2 <= t1; t += 2) group<2>(x, n, k0, nv, wv, sa, n_act_blocks, scale, t, total + (t - t0));
-    for (; t < t1; ++t) group<1>(x, n, k0, nv, wv, sa, n_act_blocks, scale, t, total + (t - t0));
+    for (int q = 0; q < n_quads * kQuad; q += kQuad) {
+      const auto* wq = wv + q;
+      int t = t0;
+      for (; t + kGroup <= t1; t += kGroup)
+        group<kGroup>(x, n, k0, nv, wq, sa, n_act_blocks, scale + q, t, &total[t - t0][q]);
+      for (; t + 2 <= t1; t += 2)
+        group<2>(x, n, k0, nv, wq, sa, n_act_blocks, scale + q, t, &total[t - t0][q]);
+      for (; t < t1; ++t)
+        group<1>(x, n, k0, nv, wq, sa, n_act_blocks, scale + q, t, &total[t - t0][q]);
+    }
   }
-  const int nr = std::min(kRows, rows - r0);
   for (int t = t0; t < t1; ++t)
     for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum(total[t - t0][r]);
 }
@@ -239,14 +320,50 @@ DSV4_AVX2 void gemm_tile(const Linear& w, const float* x, int n, const float* sa
 template <WeightFormat F>
 void run(const Linear& w, const float* x, const float* s, int n_act_blocks, int n, int row_begin, int rows, float* y) {
   for_each_tile(
-      n, rows, kGemvRows, kRows, kTokens, [&](int r0) { gemv<F>(w, x, s, row_begin, rows, r0, y); },
+      n, rows, kGemvRows, kTileRows, kTokens, [&](int r0) { gemv<F>(w, x, s, row_begin, rows, r0, y); },
       [&](int r0, int t0, int t1) { gemm_tile<F>(w, x, n, s, n_act_blocks, row_begin, rows, r0, t0, t1, y); });
+}
+
+// Token t of xq [n, in] into the layout the kernels read: block by block ([in / 128][n][128],
+// the last block zero-padded), so a tile's tokens lie side by side instead of `in` floats
+// apart (a multiple of 4 KiB for the usual widths, which maps them all to the same L1 sets),
+// and in the decoders' order within a piece.
+//
+// FP8 weights decode to w * 2^-120: the token's inputs take 2^K, the largest power that keeps
+// every input finite (at most 2^119), and its block scales 2^(120 - K) (fp8_scales [n,
+// n_act_blocks], from sa or 1 when the input is not quantized). Both factors are exact, so the
+// sums round as those of x * w would.
+void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blocks, int n, size_t t, float* packed,
+                float* fp8_scales) {
+  const float* row = xq + t * w.in;
+  float factor = 1.0f;
+  if (w.format == WeightFormat::fp8) {
+    float most = 0.0f;
+    for (int k = 0; k < w.in; ++k) most = std::max(most, std::fabs(row[k]));
+    int e = 0;
+    std::frexp(most, &e);
+    const int K = std::isfinite(most) ? std::min(119, 127 - e) : 0;
+    factor = std::ldexp(1.0f, K);
+    for (int kb = 0; kb < n_act_blocks; ++kb)
+      fp8_scales[t * n_act_blocks + kb] = std::ldexp(sa ? sa[t * n_act_blocks + kb] : 1.0f, 120 - K);
+  }
+  for (int kb = 0; kb < (w.in + 127) / 128; ++kb) {
+    const float* src = row + kb * 128;
+    float* dst = packed + (static_cast<size_t>(kb) * n + t) * 128;
+    if (w.format == WeightFormat::fp8) {
+      for (int p = 0; p < 128; ++p) dst[p] = src[p / 32 * 32 + kFp8Order[p % 32]] * factor;
+    } else if (w.format == WeightFormat::fp4) {
+      for (int p = 0; p < 128; ++p) dst[p] = src[p / 64 * 64 + kFp4Order[p % 64]];
+    } else {
+      std::copy_n(src, std::min(128, w.in - kb * 128), dst);
+    }
+  }
 }
 
 }  // namespace
 
 bool linear_avx2_supported() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 bool linear_avx2_handles(const Linear& w) {
@@ -258,29 +375,21 @@ bool linear_avx2_handles(const Linear& w) {
 
 void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_blocks, bool quantize_input, int n,
                  int row_begin, int rows, float* y) {
-  // The inputs block by block ([in / 128][n][128], the last block zero-padded): a tile's
-  // tokens then lie side by side instead of `in` floats apart (a multiple of 4 KiB for the
-  // usual widths, which maps them all to the same L1 sets). FP4 weights decode as even / odd
-  // halves: their inputs are permuted to match. One token of other weights is already in that
-  // layout (the GEMV reads no padding), so the decode step copies nothing.
   const float* x = xq;
-  std::vector<float> packed;
-  if (n > 1 || w.format == WeightFormat::fp4) {
-    const int n_blocks = (w.in + 127) / 128;
-    packed.assign(static_cast<size_t>(n_blocks) * n * 128, 0.0f);
-    for (int t = 0; t < n; ++t)
-      for (int kb = 0; kb < n_blocks; ++kb) {
-        const float* src = xq + static_cast<size_t>(t) * w.in + kb * 128;
-        float* dst = packed.data() + (static_cast<size_t>(kb) * n + t) * 128;
-        if (w.format == WeightFormat::fp4) {
-          for (int p = 0; p < 128; ++p) dst[p] = src[p / 64 * 64 + kFp4Order[p % 64]];
-        } else {
-          std::copy_n(src, std::min(128, w.in - kb * 128), dst);
-        }
-      }
-    x = packed.data();
-  }
   const float* s = quantize_input ? sa : nullptr;
+  std::vector<float> packed, fp8_scales;
+  // One token of float weights is already in the packed layout (the GEMV reads no padding).
+  if (n > 1 || w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4) {
+    packed.assign(static_cast<size_t>((w.in + 127) / 128) * n * 128, 0.0f);
+    if (w.format == WeightFormat::fp8) fp8_scales.resize(static_cast<size_t>(n) * n_act_blocks);
+    const auto pack = [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) pack_token(w, xq, s, n_act_blocks, n, t, packed.data(), fp8_scales.data());
+    };
+    if (n > 1) pool().parallel_for(static_cast<size_t>(n), pack);
+    else pack(0, 1);
+    x = packed.data();
+    if (w.format == WeightFormat::fp8) s = fp8_scales.data();
+  }
   switch (w.format) {
     case WeightFormat::fp8: return run<WeightFormat::fp8>(w, x, s, n_act_blocks, n, row_begin, rows, y);
     case WeightFormat::fp4: return run<WeightFormat::fp4>(w, x, s, n_act_blocks, n, row_begin, rows, y);

@@ -29,7 +29,7 @@ void for_each_tile(int n, int rows, int gemv_rows, int tile_rows, int tile_token
   });
 }
 
-bool linear_avx2_supported();                 // this CPU has AVX2, FMA and F16C
+bool linear_avx2_supported();                 // this CPU has AVX2 and FMA
 bool linear_avx2_handles(const Linear& w);    // the kernel's shape constraints
 // xq: [n, in] input (already quantized to unscaled e4m3 values when quantize_input), sa:
 // [n, n_act_blocks] activation scales, y: [n, rows] for weight rows [row_begin, +rows).
