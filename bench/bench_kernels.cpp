@@ -53,6 +53,9 @@ void run(benchmark::State& state, WeightFormat fmt, LinearPath path) {
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;
   for (float& v : x) v = nd(rng);
+  // One untimed call: it allocates the per-thread staging buffers (core/scratch.h), as ggml
+  // sizes its work buffer before timing.
+  linear_with(path, w.lin, x, n, y, true);
   for (auto _ : state) {
     linear_with(path, w.lin, x, n, y, true);
     benchmark::DoNotOptimize(y.data());

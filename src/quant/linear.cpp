@@ -4,11 +4,13 @@
 // blocks inside 128-wide activation blocks, (dot*sa)*sb).
 #include "quant/linear.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "core/check.h"
 #include "core/cpu.h"
+#include "core/scratch.h"
 #include "core/thread_pool.h"
 #include "quant/act_quant.h"
 #include "quant/formats.h"
@@ -89,18 +91,20 @@ void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int
   const int n_act_blocks = in / 128;
 
   // Activations: unscaled values xq and one scale per 128 (1 when not quantized).
-  std::vector<float> xq(x.begin(), x.end());
-  std::vector<float> sa(static_cast<size_t>(n) * (quantized ? n_act_blocks : 0), 1.0f);
+  const std::span<float> sa = scratch<float>(Scratch::linear_scales, static_cast<size_t>(n) * (quantized ? n_act_blocks : 0));
+  std::fill(sa.begin(), sa.end(), 1.0f);
+  std::span<const float> xq = x;
   if (quantized && quantize_input) {
     DSV4_CHECK(in % 128 == 0, "linear: input width ", in, " is not a multiple of 128");
+    const std::span<float> q = scratch<float>(Scratch::linear_inputs, x.size());
     const auto quantize = [&](size_t t0, size_t t1) {
       for (size_t t = t0; t < t1; ++t)
-        fp8_quantize(x.subspan(t * in, in), 128, std::span<float>(xq).subspan(t * in, in),
-                     std::span<float>(sa).subspan(t * n_act_blocks, n_act_blocks));
+        fp8_quantize(x.subspan(t * in, in), 128, q.subspan(t * in, in), sa.subspan(t * n_act_blocks, n_act_blocks));
     };
     // Tokens round independently; a prefill's worth is worth spreading over the threads.
     if (n > 1) pool().parallel_for(static_cast<size_t>(n), quantize);
     else quantize(0, static_cast<size_t>(n));
+    xq = q;
   }
 
   if (path == LinearPath::avx512_bf16 && linear_avx512_handles(w, quantized && quantize_input)) {

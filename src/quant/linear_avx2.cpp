@@ -30,8 +30,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <span>
 
+#include "core/scratch.h"
 #include "core/thread_pool.h"
 #include "quant/formats.h"
 #include "quant/linear_kernels.h"
@@ -355,7 +356,9 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
     } else if (w.format == WeightFormat::fp4) {
       for (int p = 0; p < 128; ++p) dst[p] = src[p / 64 * 64 + kFp4Order[p % 64]];
     } else {
-      std::copy_n(src, std::min(128, w.in - kb * 128), dst);
+      const int len = std::min(128, w.in - kb * 128);
+      std::copy_n(src, len, dst);
+      std::fill(dst + len, dst + 128, 0.0f);  // the last block's padding
     }
   }
 }
@@ -377,11 +380,11 @@ void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_bl
                  int row_begin, int rows, float* y) {
   const float* x = xq;
   const float* s = quantize_input ? sa : nullptr;
-  std::vector<float> packed, fp8_scales;
   // One token of float weights is already in the packed layout (the GEMV reads no padding).
   if (n > 1 || w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4) {
-    packed.assign(static_cast<size_t>((w.in + 127) / 128) * n * 128, 0.0f);
-    if (w.format == WeightFormat::fp8) fp8_scales.resize(static_cast<size_t>(n) * n_act_blocks);
+    const std::span<float> packed = scratch<float>(Scratch::kernel_inputs, static_cast<size_t>((w.in + 127) / 128) * n * 128);
+    const std::span<float> fp8_scales = scratch<float>(
+        Scratch::kernel_scales, w.format == WeightFormat::fp8 ? static_cast<size_t>(n) * n_act_blocks : 0);
     const auto pack = [&](size_t t0, size_t t1) {
       for (size_t t = t0; t < t1; ++t) pack_token(w, xq, s, n_act_blocks, n, t, packed.data(), fp8_scales.data());
     };

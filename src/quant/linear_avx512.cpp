@@ -22,8 +22,9 @@
 // total = fma(a + b, sa * sb, total); FP4: one chain over the four pieces,
 // total = fma(piece, sa * sb[lane group], total). A final 16-lane reduction in a fixed tree.
 #include <algorithm>
-#include <vector>
+#include <span>
 
+#include "core/scratch.h"
 #include "core/thread_pool.h"
 #include "quant/avx512_decode.h"
 #include "quant/linear_kernels.h"
@@ -153,7 +154,7 @@ void linear_avx512(const Linear& w, const float* xq, const float* sa, int n_act_
   // The inputs as bf16 (exact: they are e4m3 values) in the order the weight decoder produces.
   const bool fp4 = w.format == WeightFormat::fp4;
   const Order& order = fp4 ? kFp4Order : kFp8Order;
-  std::vector<uint16_t> xb(static_cast<size_t>(n) * w.in);
+  const std::span<uint16_t> xb = scratch<uint16_t>(Scratch::kernel_inputs, static_cast<size_t>(n) * w.in);
   for (size_t b = 0; b < xb.size(); b += 128)
     for (int p = 0; p < 128; ++p) xb[b + p] = static_cast<uint16_t>(f32_to_bits(xq[b + order[p]]) >> 16);
   if (fp4) run<true>(w, xb.data(), sa, n_act_blocks, n, row_begin, rows, y);

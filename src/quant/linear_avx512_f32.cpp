@@ -10,8 +10,9 @@
 // total = fma(a + b, sb, total) with the block's weight scale (1 for bf16); a final 16-lane
 // reduction in a fixed tree. As every path, it depends on nothing but the row and the token.
 #include <algorithm>
-#include <vector>
+#include <span>
 
+#include "core/scratch.h"
 #include "core/thread_pool.h"
 #include "quant/avx512_decode.h"
 #include "quant/linear_kernels.h"
@@ -145,7 +146,7 @@ bool linear_avx512_f32_handles(const Linear& w, bool quantize_input) {
 void linear_avx512_f32(const Linear& w, const float* x, int n, int row_begin, int rows, float* y) {
   const bool bf16 = w.format == WeightFormat::bf16;
   const Order& order = bf16 ? kBf16FloatOrder : kFp8FloatOrder;
-  std::vector<float> xp(static_cast<size_t>(n) * w.in);
+  const std::span<float> xp = scratch<float>(Scratch::kernel_inputs, static_cast<size_t>(n) * w.in);
   for (size_t b = 0; b < xp.size(); b += 128)
     for (int p = 0; p < 128; ++p) xp[b + p] = x[b + order[p]];
   if (bf16) run<true>(w, xp.data(), n, row_begin, rows, y);
