@@ -1,4 +1,5 @@
-// Scalar reference of the activation rounding. The reciprocals are float constants multiplied
+// Scalar reference of the activation rounding (fp8_quantize runs act_quant_avx2.cpp's body where
+// it can). The reciprocals are float constants multiplied
 // in, as in the kernels (amax * (1/448)), not divisions: at an exact power of two the two can
 // pick different scales.
 #include "quant/act_quant.h"
@@ -7,6 +8,8 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/cpu.h"
+#include "quant/act_quant_avx2.h"
 #include "quant/formats.h"
 
 namespace dsv4 {
@@ -26,6 +29,18 @@ float block_amax(const float* x, int n) {
 }  // namespace
 
 void fp8_quantize(std::span<const float> x, int block, std::span<float> q, std::span<float> scale) {
+  DSV4_CHECK(block > 0 && x.size() % block == 0 && q.size() == x.size() &&
+                 scale.size() == x.size() / block,
+             "fp8_quantize: size ", x.size(), " is not a multiple of block ", block);
+  if (use_avx2_fma() && block % 8 == 0) {
+    for (size_t b = 0; b < scale.size(); ++b)
+      scale[b] = fp8_quantize_block_avx2(x.data() + b * block, block, q.data() + b * block);
+    return;
+  }
+  fp8_quantize_scalar(x, block, q, scale);
+}
+
+void fp8_quantize_scalar(std::span<const float> x, int block, std::span<float> q, std::span<float> scale) {
   DSV4_CHECK(block > 0 && x.size() % block == 0 && q.size() == x.size() &&
                  scale.size() == x.size() / block,
              "fp8_quantize: size ", x.size(), " is not a multiple of block ", block);

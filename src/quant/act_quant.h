@@ -10,8 +10,10 @@
 namespace dsv4 {
 
 // Splits x [n] into blocks of `block`; writes the unscaled e4m3 values to q [n] and one scale
-// per block to scale [n / block]. q and x may alias.
+// per block to scale [n / block]. q and x may alias. Every linear input goes through it: AVX2
+// where the CPU has it (bitwise the same as the scalar reference, which tests call directly).
 void fp8_quantize(std::span<const float> x, int block, std::span<float> q, std::span<float> scale);
+void fp8_quantize_scalar(std::span<const float> x, int block, std::span<float> q, std::span<float> scale);
 
 void fp8_roundtrip(std::span<float> x, int block);  // in place, blocks of `block`
 void fp4_roundtrip(std::span<float> x, int block);  // in place, blocks of `block`
