@@ -7,6 +7,7 @@
 // Metrics: max-abs error, tolerances stated per test.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <atomic>
@@ -228,8 +229,21 @@ TEST(ThreadPool, CoversTheRangeRunsNestedCallsInlineAndRethrows) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("chunk with " + std::to_string(bad)), std::string::npos);
     }
-    EXPECT_EQ(finished.load(), 2);
+    EXPECT_EQ(finished.load(), 3 * static_cast<int>(ThreadPool::kChunksPerThread) - 1);  // every other chunk
   }
+  // Chunks go to whoever is free: while one thread sits in a slow chunk, the others run the rest.
+  std::atomic<int> slow_chunks{0}, chunks{0};
+  p.parallel_for(100, [&](size_t b, size_t) {
+    ++chunks;
+    if (b == 0) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+      slow_chunks = chunks.load();  // chunks begun by the time the slow one ends
+    }
+  });
+  EXPECT_EQ(chunks.load(), 3 * static_cast<int>(ThreadPool::kChunksPerThread));
+  EXPECT_EQ(slow_chunks.load(), chunks.load()) << "the other threads left chunks waiting for the slow one";
   int total = 0;
   p.parallel_for(1, [&](size_t, size_t) { ++total; });
   EXPECT_EQ(total, 1);

@@ -1,6 +1,8 @@
-// ThreadPool: the calling thread takes chunk 0, workers take the others.
+// ThreadPool: the calling thread and the workers claim chunks from a shared counter until none
+// are left.
 #include "core/thread_pool.h"
 
+#include <algorithm>
 #include <memory>
 
 #include "core/check.h"
@@ -23,14 +25,14 @@ bool spin_until(Done done) {
   }
 }
 
-void run_chunk(size_t n, int n_chunks, int chunk, const std::function<void(size_t, size_t)>& fn) {
+void run_chunk(size_t n, size_t n_chunks, size_t chunk, const std::function<void(size_t, size_t)>& fn) {
   size_t begin = n * chunk / n_chunks, end = n * (chunk + 1) / n_chunks;
   if (begin < end) fn(begin, end);
 }
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -42,7 +44,7 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::worker(int id) {
+void ThreadPool::worker() {
   in_worker = true;
   unsigned long long seen = 0;
   for (;;) {
@@ -53,11 +55,7 @@ void ThreadPool::worker(int id) {
     }
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    try {
-      run_chunk(job_n_, n_threads_, id, *job_);
-    } catch (...) {
-      keep_error(std::current_exception());
-    }
+    run_chunks();
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);  // the caller may be between its check and its wait
       done_cv_.notify_one();
@@ -74,6 +72,8 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   std::lock_guard<std::mutex> call_lock(call_mu_);
   job_ = &fn;
   job_n_ = n;
+  job_chunks_ = std::min(n, static_cast<size_t>(n_threads_) * kChunksPerThread);
+  next_chunk_.store(0, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1);
   {
     std::lock_guard<std::mutex> lock(mu_);  // a worker may be between its check and its wait
@@ -82,11 +82,7 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   start_cv_.notify_all();
   bool was_worker = in_worker;
   in_worker = true;  // nested parallel_for from chunk 0 runs inline
-  try {
-    run_chunk(n, n_threads_, 0, fn);
-  } catch (...) {
-    keep_error(std::current_exception());
-  }
+  run_chunks();
   in_worker = was_worker;
   const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(done)) {
@@ -100,6 +96,18 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     error.swap(error_);
   }
   if (error) std::rethrow_exception(error);
+}
+
+void ThreadPool::run_chunks() {
+  for (;;) {
+    const size_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job_chunks_) return;
+    try {
+      run_chunk(job_n_, job_chunks_, c, *job_);
+    } catch (...) {
+      keep_error(std::current_exception());
+    }
+  }
 }
 
 void ThreadPool::keep_error(std::exception_ptr e) {

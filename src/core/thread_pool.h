@@ -1,7 +1,10 @@
 // A persistent pool of worker threads and parallel_for over an index range.
 //
-// Work is split into contiguous chunks, one per thread; each index is computed entirely by one
-// thread, so results never depend on the thread count (no cross-thread reductions here).
+// Work is split into contiguous chunks, a few per thread, which the threads claim as they
+// finish: on a VM whose cores run at different speeds from moment to moment (neighbours), a
+// fixed chunk per thread leaves the faster core waiting. Each index is computed entirely by
+// one thread, so results never depend on the thread count or on who ran what (no
+// cross-thread reductions here).
 //
 // Decoding a token makes hundreds of parallel_for calls of ~100 us each, so waking sleeping
 // threads (a futex round trip each way, tens of microseconds on a VM) would cost a large
@@ -23,6 +26,7 @@ namespace dsv4 {
 class ThreadPool {
  public:
   static constexpr std::chrono::microseconds kSpin{300};
+  static constexpr size_t kChunksPerThread = 4;
 
   explicit ThreadPool(int n_threads);
   ~ThreadPool();
@@ -37,7 +41,8 @@ class ThreadPool {
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn);
 
  private:
-  void worker(int id);
+  void worker();
+  void run_chunks();  // claims and runs chunks of the current job until none are left
   void keep_error(std::exception_ptr e);
 
   int n_threads_;
@@ -46,7 +51,8 @@ class ThreadPool {
   std::mutex mu_;  // guards the sleeping side of generation_ / pending_ / stop_
   std::condition_variable start_cv_, done_cv_;
   const std::function<void(size_t, size_t)>* job_ = nullptr;  // published by generation_
-  size_t job_n_ = 0;
+  size_t job_n_ = 0, job_chunks_ = 0;
+  std::atomic<size_t> next_chunk_{0};
   std::atomic<unsigned long long> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
