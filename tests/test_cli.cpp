@@ -83,6 +83,26 @@ TEST(Cli, BadInputExitsWithMessage) {
   }
 }
 
+// `dsv4 bench --json` on the tiny model: every documented key, ratios consistent with the
+// values they divide (the speeds themselves are this machine's business, not a test's).
+TEST(Cli, BenchJsonReportsEveryKey) {
+  const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
+                                   " --prefill 4 --decode 4 --threads 2 --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output.substr(r.output.rfind('{')));
+  for (const char* key : {"prefill_tok_s", "decode_tok_s", "decode_weight_bytes_per_token", "decode_gbps", "stream_gbps",
+                          "read_gbps", "decode_bandwidth_ratio", "prefill_gflops", "fma_peak_gflops", "prefill_peak_ratio"}) {
+    ASSERT_TRUE(j.contains(key)) << key << " missing from " << j.dump();
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_NEAR(j["decode_bandwidth_ratio"].get<double>(), j["decode_gbps"].get<double>() / j["stream_gbps"].get<double>(), 1e-3);
+  EXPECT_NEAR(j["prefill_peak_ratio"].get<double>(), j["prefill_gflops"].get<double>() / j["fma_peak_gflops"].get<double>(), 1e-3);
+  EXPECT_EQ(j["threads"].get<int>(), 2);
+  const auto bad = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") + " --decode 0");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("--decode"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, InfoOfficialConfigs) {
   // Published sizes: V4-Pro 1.6T total / 49B active, V4-Flash 284B / 13B (main model).
   // KV cache at 1M tokens, exact: a kv row (head_dim 512, 64 rope dims) is 1024 bytes in bf16,

@@ -1,16 +1,16 @@
 // dsv4 bench: prefill and decode speed of a checkpoint against the machine's limits: the
 // memory bandwidth (measured here, STREAM triad) for decode, which reads the active weights
-// once per token, and the FMA peak for prefill, which is arithmetic.
+// once per token, and the FMA peak (measured here too) for prefill, which is arithmetic.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <random>
 #include <thread>
 
 #include "core/check.h"
+#include "core/fma_peak.h"
 #include "core/membench.h"
 #include "core/thread_pool.h"
 #include "dist/comm.h"
@@ -30,15 +30,6 @@ struct BenchArgs {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Nominal clock of the first CPU from /proc/cpuinfo (MHz), 0 if unknown.
-double cpu_mhz() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("cpu MHz", 0) == 0) return std::stod(line.substr(line.find(':') + 1));
-  return 0;
 }
 
 int run(const BenchArgs& a) {
@@ -79,6 +70,8 @@ int run(const BenchArgs& a) {
   const double decode_s = now_s() - t0;
   const double comm_bytes = static_cast<double>(comm.stats().bytes - comm0.bytes) / a.decode;
   const double comm_share = (comm.stats().seconds - comm0.seconds) / decode_s;
+  log("measuring the FMA peak...");
+  const double peak_gflops = measure_fma_peak_gflops();
   log("measuring memory bandwidth again...");
   const MemBandwidth after = measure_memory_bandwidth();
   bw.triad_gbps = std::max(bw.triad_gbps, after.triad_gbps);
@@ -87,7 +80,6 @@ int run(const BenchArgs& a) {
   const double prefill_tok_s = a.prefill / prefill_s, decode_tok_s = a.decode / decode_s;
   const double decode_gbps = cost.weight_bytes * decode_tok_s / 1e9;
   const double prefill_gflops = cost.matmul_flops * prefill_tok_s / 1e9;
-  const double peak_gflops = threads * cpu_mhz() * 1e6 * 32 / 1e9;  // 2 FMA units x 8 lanes x 2 flops
   if (a.json) {
     std::printf(
         "{\"threads\": %d, \"prefill_tokens\": %d, \"decode_tokens\": %d, \"prefill_tok_s\": %.3f, "
@@ -103,7 +95,7 @@ int run(const BenchArgs& a) {
   std::printf("threads                 %d\n", threads);
   std::printf("memory bandwidth        %.2f GB/s STREAM triad, %.2f GB/s read (best of before and after)\n",
               bw.triad_gbps, bw.read_gbps);
-  std::printf("prefill                 %d tokens in %.3f s: %.2f tok/s, %.2f GFLOP/s (%.0f%% of the %.1f GFLOP/s FMA peak)\n",
+  std::printf("prefill                 %d tokens in %.3f s: %.2f tok/s, %.2f GFLOP/s (%.0f%% of the measured %.1f GFLOP/s FMA peak)\n",
               a.prefill, prefill_s, prefill_tok_s, prefill_gflops, peak_gflops > 0 ? 100 * prefill_gflops / peak_gflops : 0.0,
               peak_gflops);
   std::printf("decode                  %d tokens in %.3f s: %.2f tok/s\n", a.decode, decode_s, decode_tok_s);
