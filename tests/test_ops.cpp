@@ -12,6 +12,7 @@
 #include <cstring>
 #include <atomic>
 #include <random>
+#include <thread>
 
 #include "core/check.h"
 #include "core/cpu.h"
@@ -231,19 +232,20 @@ TEST(ThreadPool, CoversTheRangeRunsNestedCallsInlineAndRethrows) {
     }
     EXPECT_EQ(finished.load(), 3 * static_cast<int>(ThreadPool::kChunksPerThread) - 1);  // every other chunk
   }
-  // Chunks go to whoever is free: while one thread sits in a slow chunk, the others run the rest.
+  // Chunks go to whoever is free: while one thread sits in a slow chunk (here: until every
+  // other chunk has begun, or 10 s), the others run the rest.
+  const int n_chunks = 3 * static_cast<int>(ThreadPool::kChunksPerThread);
   std::atomic<int> slow_chunks{0}, chunks{0};
   p.parallel_for(100, [&](size_t b, size_t) {
     ++chunks;
     if (b == 0) {
-      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-      while (std::chrono::steady_clock::now() < until) {
-      }
-      slow_chunks = chunks.load();  // chunks begun by the time the slow one ends
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (chunks.load() < n_chunks && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      slow_chunks = chunks.load();
     }
   });
-  EXPECT_EQ(chunks.load(), 3 * static_cast<int>(ThreadPool::kChunksPerThread));
-  EXPECT_EQ(slow_chunks.load(), chunks.load()) << "the other threads left chunks waiting for the slow one";
+  EXPECT_EQ(chunks.load(), n_chunks);
+  EXPECT_EQ(slow_chunks.load(), n_chunks) << "the other threads left chunks waiting for the slow one";
   int total = 0;
   p.parallel_for(1, [&](size_t, size_t) { ++total; });
   EXPECT_EQ(total, 1);

@@ -176,10 +176,6 @@ void token_backward(const AttentionF32& a, const Rope& rope, const Forward& f, s
     for (int d = 0; d < id; ++d) c.dikeys[size_t(ch[i]) * id + d] += dik[size_t(i) * id + d];
 }
 
-void add_to(std::vector<float>& dst, const std::vector<float>& src) {
-  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
-}
-
 }  // namespace
 
 void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,

@@ -41,6 +41,11 @@ void matmul_padded(const float* a, const float* b, int m, int p, int ld, std::sp
 
 }  // namespace
 
+void add_to(std::span<float> dst, std::span<const float> src) {
+  DSV4_CHECK(dst.size() == src.size(), "add_to: sizes ", dst.size(), " and ", src.size(), " differ");
+  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
+}
+
 void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c) {
   DSV4_CHECK(a.size() == size_t(m) * k && b.size() == size_t(p) * k && c.size() == size_t(m) * p,
              "matmul_nt: sizes do not match [", m, ", ", k, "] x [", p, ", ", k, "]^T");

@@ -17,6 +17,9 @@ class Rope;
 // the trainer goes through it.
 void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c);
 
+// dst += src, elementwise (gradients of one tensor summed over its uses); sizes must match.
+void add_to(std::span<float> dst, std::span<const float> src);
+
 // y [n, out] = x [n, in] . w [out, in]^T
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y);
 // dx [n, in] = dy . w (overwritten); dw [out, in] += dy^T . x

@@ -37,31 +37,35 @@ TokenLoss grpo_token_loss(double logp, double old_logp, double ref_logp, double 
 
 namespace {
 
-// log softmax of logits [vocab] into out, in double.
-void log_softmax(std::span<const float> logits, std::vector<double>& out) {
+// log sum exp of logits [vocab], in double.
+double log_sum_exp(std::span<const float> logits) {
   const double mx = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
   for (float l : logits) sum += std::exp(l - mx);
-  const double lse = mx + std::log(sum);
+  return mx + std::log(sum);
+}
+
+// log softmax of logits [vocab] into out, in double.
+void log_softmax(std::span<const float> logits, std::vector<double>& out) {
+  const double lse = log_sum_exp(logits);
   out.resize(logits.size());
   for (size_t v = 0; v < logits.size(); ++v) out[v] = logits[v] - lse;
 }
 
 }  // namespace
 
+// The RL loops call these once per completion token: no vocabulary-sized buffer.
 double log_prob(std::span<const float> logits, int token) {
   DSV4_CHECK(token >= 0 && size_t(token) < logits.size(), "log_prob: token ", token, " outside the vocabulary");
-  std::vector<double> lp;
-  log_softmax(logits, lp);
-  return lp[token];
+  return logits[token] - log_sum_exp(logits);
 }
 
 void log_prob_backward(std::span<const float> logits, int token, double dlogp, std::span<float> dlogits) {
   DSV4_CHECK(token >= 0 && size_t(token) < logits.size() && dlogits.size() == logits.size(),
              "log_prob_backward: token ", token, " outside the vocabulary or sizes do not match");
-  std::vector<double> lp;
-  log_softmax(logits, lp);
-  for (size_t v = 0; v < logits.size(); ++v) dlogits[v] = static_cast<float>(dlogp * ((int(v) == token) - std::exp(lp[v])));
+  const double lse = log_sum_exp(logits);
+  for (size_t v = 0; v < logits.size(); ++v)
+    dlogits[v] = static_cast<float>(dlogp * ((int(v) == token) - std::exp(logits[v] - lse)));
 }
 
 double reverse_kl(std::span<const float> student_logits, std::span<const float> teacher_logits,

@@ -24,10 +24,6 @@ namespace {
 
 HcParams params_of(const HcF32& h) { return HcParams::from(h.fn, h.base, h.scale); }
 
-void add_to(std::vector<float>& dst, const std::vector<float>& src) {
-  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
-}
-
 // The inside of one block, from its input stream.
 struct BlockTape {
   HcMix mix_a, mix_f;
