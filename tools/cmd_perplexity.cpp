@@ -15,10 +15,11 @@
 #include "core/thread_pool.h"
 #include "model/model.h"
 #include "runtime/engine.h"
-#include "train/train_model.h"
-#include "train/train_state.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
+#include "train/rl_loss.h"
+#include "train/train_model.h"
+#include "train/train_state.h"
 
 namespace dsv4::tools {
 
@@ -36,12 +37,7 @@ constexpr int kChunk = 256;  // tokens per forward call
 void score_rows(const std::vector<float>& logits, const std::vector<int>& ids, size_t c0, size_t c1, size_t w1, int V,
                 double& nll, long long& scored) {
   for (size_t i = c0; i < c1 && i + 1 < w1; ++i) {  // position i predicts token i + 1
-    const float* l = logits.data() + (i - c0) * V;
-    double mx = l[0];
-    for (int v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(l[v]));
-    double sum = 0;
-    for (int v = 0; v < V; ++v) sum += std::exp(l[v] - mx);
-    nll += mx + std::log(sum) - l[ids[i + 1]];
+    nll -= log_prob(std::span<const float>(logits).subspan((i - c0) * V, V), ids[i + 1]);
     ++scored;
   }
 }
