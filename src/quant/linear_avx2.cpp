@@ -51,7 +51,6 @@ constexpr int kTokens = 64;    // GEMM tile tokens: a decoded block serves 64 to
 // FP8, whose short decode leaves enough to overlap (1.15x faster at an expert's shape).
 template <WeightFormat F>
 constexpr int kGemvRows = F == WeightFormat::fp8 ? 4 : 8;
-constexpr int kPrefetchRows = 32;
 
 // The decoders' output order: vector v, lane l of a piece holds the piece's weight
 // order[8 v + l]. The inputs are permuted once per call to match.
@@ -100,15 +99,15 @@ struct Fp4Table {
   alignas(16) uint8_t high[16], low[16];  // bits 31-24 and 23-16 of the float, per code
 };
 const std::array<Fp4Table, 256> kFp4Tables = [] {
-    std::array<Fp4Table, 256> t{};
-    for (int s = 0; s < 256; ++s)
-      for (int c = 0; c < 16; ++c) {
-        const uint32_t b = f32_to_bits(e2m1_to_f32(static_cast<uint8_t>(c)) * ue8m0_to_f32(static_cast<uint8_t>(s)));
-        if ((b & 0xFFFF) != 0 && b != 0x7FC00000u && b != 0xFFC00000u) std::abort();  // not representable: a bug here
-        t[s].high[c] = static_cast<uint8_t>(b >> 24);
-        t[s].low[c] = static_cast<uint8_t>(b >> 16);
-      }
-    return t;
+  std::array<Fp4Table, 256> t{};
+  for (int s = 0; s < 256; ++s)
+    for (int c = 0; c < 16; ++c) {
+      const uint32_t b = f32_to_bits(e2m1_to_f32(static_cast<uint8_t>(c)) * ue8m0_to_f32(static_cast<uint8_t>(s)));
+      if ((b & 0xFFFF) != 0 && b != 0x7FC00000u && b != 0xFFC00000u) std::abort();  // not representable: a bug here
+      t[s].high[c] = static_cast<uint8_t>(b >> 24);
+      t[s].low[c] = static_cast<uint8_t>(b >> 16);
+    }
+  return t;
 }();
 
 // Two 16-byte tables side by side, one per 128-bit lane.
@@ -117,8 +116,8 @@ DSV4_AVX2 inline __m256i lane_tables(const uint8_t* low_lane, const uint8_t* hig
                                  _mm_load_si128(reinterpret_cast<const __m128i*>(high_lane)), 1);
 }
 
-// 64 e2m1 codes (32 bytes) with their two ue8m0 scales (byte scale[0] for the low lane,
-// scale[1] for the high one) -> 8 x 8 floats of w * sb in kFp4Order.
+// 64 e2m1 codes (32 bytes) with the tables of their two 1x32 scales (s0 for the low 128-bit
+// lane, s1 for the high one) -> 8 x 8 floats of w * sb in kFp4Order.
 DSV4_AVX2 inline void e2m1_64(const uint8_t* p, const Fp4Table& s0, const Fp4Table& s1, __m256 out[8]) {
   const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), nib = _mm256_set1_epi8(0x0F);
   const __m256i lo = _mm256_and_si256(b, nib), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nib);
@@ -233,7 +232,7 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
     // The same place R rows on, which the next call reads: short rows give the hardware
     // prefetcher too little to go on.
     for (int r = 0; r < R; ++r) {
-      const uint8_t* ahead = ref[r].weight + k0 * rb / in + kPrefetchRows * rb;
+      const uint8_t* ahead = ref[r].weight + k0 * rb / in + R * rb;
       for (size_t b = 0; b < block_bytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
     }
     __m256 chain[R];
