@@ -23,7 +23,7 @@ struct Weights {
   Linear lin;
 };
 
-// Random codes of the format, ue8m0 scales around 2^-7 (values as a real layer's).
+// Random codes of the format, random ue8m0 scales around 2^-7 (values as a real layer's).
 Weights make(WeightFormat fmt, int out, int in) {
   Weights m;
   std::mt19937_64 rng(1);
@@ -38,7 +38,8 @@ Weights make(WeightFormat fmt, int out, int in) {
     for (size_t k = i; k < std::min(wbytes, i + 8); ++k, r >>= 8) m.w[k] = static_cast<uint8_t>(r & 0xBF);  // no NaN codes
   }
   const size_t sn = fmt == WeightFormat::fp4 ? size_t(out) * (in / 32) : size_t((out + 127) / 128) * ((in + 127) / 128);
-  m.s.assign(sn, 120);
+  m.s.resize(sn);
+  for (auto& b : m.s) b = static_cast<uint8_t>(117 + rng() % 7);  // 2^-10 .. 2^-4, varied as a real layer's
   m.lin.weight = m.w.data();
   m.lin.scale = m.s.data();
   return m;
