@@ -26,12 +26,16 @@ float block_amax(const float* x, int n) {
   return m;
 }
 
+// fp8_quantize's contract on the sizes, for both of its bodies.
+void check_quantize_sizes(std::span<const float> x, int block, std::span<float> q, std::span<float> scale) {
+  DSV4_CHECK(block > 0 && x.size() % block == 0 && q.size() == x.size() && scale.size() == x.size() / block,
+             "fp8_quantize: size ", x.size(), " is not a multiple of block ", block);
+}
+
 }  // namespace
 
 void fp8_quantize(std::span<const float> x, int block, std::span<float> q, std::span<float> scale) {
-  DSV4_CHECK(block > 0 && x.size() % block == 0 && q.size() == x.size() &&
-                 scale.size() == x.size() / block,
-             "fp8_quantize: size ", x.size(), " is not a multiple of block ", block);
+  check_quantize_sizes(x, block, q, scale);
   if (use_avx2_fma() && block % 8 == 0) {
     for (size_t b = 0; b < scale.size(); ++b)
       scale[b] = fp8_quantize_block_avx2(x.data() + b * block, block, q.data() + b * block);
@@ -41,9 +45,7 @@ void fp8_quantize(std::span<const float> x, int block, std::span<float> q, std::
 }
 
 void fp8_quantize_scalar(std::span<const float> x, int block, std::span<float> q, std::span<float> scale) {
-  DSV4_CHECK(block > 0 && x.size() % block == 0 && q.size() == x.size() &&
-                 scale.size() == x.size() / block,
-             "fp8_quantize: size ", x.size(), " is not a multiple of block ", block);
+  check_quantize_sizes(x, block, q, scale);
   for (size_t b = 0; b < scale.size(); ++b) {
     const float* xb = x.data() + b * block;
     float* qb = q.data() + b * block;
