@@ -465,6 +465,40 @@ TEST_P(LinearPaths, EveryCodeScaleAndInputMagnitude) {
     }
 }
 
+// The AVX2 FP4 GEMV sums a "narrow" input block (every e4m3 value 0 or >= 2^-3) with integers and
+// a wide one with float FMAs, the GEMM always with floats; the two must give the same bits. Each
+// token here mixes narrow blocks, wide ones (a value quantized to an e4m3 subnormal) and the
+// largest sums (every input at +-448).
+TEST_P(LinearPaths, Fp4NarrowAndWideInputBlocksAgree) {
+  std::mt19937 rng(33);
+  for (bool sf32 : {false, true}) {
+    TestLinear t = make_linear(WeightFormat::fp4, 96, 512, sf32, rng);
+    const int n = 4, in = 512, out = 96;
+    std::vector<float> x(size_t(n) * in);
+    std::normal_distribution<float> nd;
+    for (float& v : x) v = nd(rng);
+    for (int b = 0; b < in / 128; b += 2) x[size_t(1) * in + b * 128 + 5] = 1e-4f;  // wide: ~2^-9 after scaling
+    for (int k = 0; k < in; ++k) x[size_t(2) * in + k] = k % 3 ? 448.0f : -448.0f;     // narrow, largest sums
+    for (int k = 0; k < in; ++k) x[size_t(3) * in + k] = k % 7 == 0 ? 0.0f : nd(rng) * (k % 128 < 64 ? 1.0f : 1e-3f);
+    std::vector<float> all(size_t(n) * out), ref(all.size());
+    linear_with(GetParam(), t.lin, x, n, all, true);
+    linear_with(LinearPath::scalar, t.lin, x, n, ref, true);
+    std::vector<float> xq = x, wrow(in);
+    for (int r = 0; r < n; ++r) fp8_roundtrip(std::span<float>(xq).subspan(size_t(r) * in, in), 128);
+    for (int r = 0; r < n; ++r) {
+      std::vector<float> one(out);
+      linear_with(GetParam(), t.lin, std::span<const float>(x).subspan(size_t(r) * in, in), 1, one, true);
+      for (int o = 0; o < out; ++o) {
+        ASSERT_EQ(one[o], all[size_t(r) * out + o]) << "f32 scales " << sf32 << " token " << r << " row " << o;
+        t.lin.dequant_row(o, wrow.data());
+        double mag = 0;
+        for (int k = 0; k < in; ++k) mag += std::fabs(double(xq[size_t(r) * in + k]) * wrow[k]);
+        ASSERT_LE(std::fabs(double(one[o]) - ref[size_t(r) * out + o]), 1e-6 * mag) << "token " << r << " row " << o;
+      }
+    }
+  }
+}
+
 TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {
   std::mt19937 rng(12);
   struct Case {

@@ -29,5 +29,8 @@ std::span<T> scratch(Scratch slot, size_t n) {
 
 template std::span<float> scratch<float>(Scratch, size_t);
 template std::span<uint16_t> scratch<uint16_t>(Scratch, size_t);
+template std::span<int16_t> scratch<int16_t>(Scratch, size_t);
+template std::span<int32_t> scratch<int32_t>(Scratch, size_t);
+template std::span<uint8_t> scratch<uint8_t>(Scratch, size_t);
 
 }  // namespace dsv4

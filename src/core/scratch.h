@@ -10,7 +10,7 @@
 
 namespace dsv4 {
 
-enum class Scratch { linear_inputs, linear_scales, kernel_inputs, kernel_scales, kCount };
+enum class Scratch { linear_inputs, linear_scales, kernel_inputs, kernel_scales, kernel_codes, kernel_sums, kernel_flags, kCount };
 
 // Valid until this thread asks for the same slot again.
 template <typename T>

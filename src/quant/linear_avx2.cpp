@@ -6,21 +6,19 @@
 //   e4m3: sign << 31 | (code & 0x7F) << 20 is the float w * 2^-120, exact for every code
 //         (subnormal codes become float subnormals). The inputs carry 2^K and the block scales
 //         2^(120 - K), per token, so the FMAs only ever see normal products and sums.
-//   e2m1: two vpshufb tables per ue8m0 scale give the two high bytes of the float w * sb, whose
-//         low 16 bits are zero (2 significant bits); byte and word interleaves place them.
-//         F32 scales (not powers of two) use the scale-1 table and a multiply.
+//   e2m1: see fp4_avx2.h (vpshufb tables for 2w, and an exact integer decoder for the GEMV).
 // The decoders' lane order is not the natural one; the inputs are permuted once per call to
-// match (kFp8Order, kFp4Order).
+// match (kFp8Order, fp4_avx2::kFloatOrder / kIntOrder).
 //
 // Per (row, token) and 128-wide block, ONE order shared by the GEMV and the GEMM kernels: one
-// 8-lane FMA chain over the block's 16 vectors of x * w' (w' the decoded weight; FP4 weights
-// already times their 1x32 scale, exact), then total = fma(chain, block scale, total); at the
-// end a horizontal sum in a fixed tree. So a token gives the same bits in a prefill, a decode
-// step or any batch, on any number of threads.
+// 8-lane FMA chain over the block's 16 vectors of x * w' (w' the decoded weight), then total =
+// fma(chain, block scale * input scale, total), the block scale a vector (FP4: per lane, see
+// fp4_avx2.h); at the end a horizontal sum in a fixed tree. So a token gives the same bits in
+// a prefill, a decode step or any batch, on any number of threads.
 //
 // GEMM: a tile of 16 rows x 128 is decoded into L1 once per block and swept by register tiles
-// of 4 rows x 3 tokens (12 chains, 7 loads per 12 FMAs) for up to 64 tokens. GEMV: 8 rows
-// decoded in registers side by side (8 independent chains), with the next rows prefetched. The
+// of 4 rows x 3 tokens (12 chains, 7 loads per 12 FMAs) for up to 64 tokens. GEMV: rows
+// decoded in registers side by side (independent chains), with the next rows prefetched. The
 // GEMM walks row tiles inside token tiles, so a token tile's inputs (packed block by block) stay
 // in L2.
 #include <immintrin.h>
@@ -35,6 +33,7 @@
 #include "core/scratch.h"
 #include "core/thread_pool.h"
 #include "quant/formats.h"
+#include "quant/fp4_avx2.h"
 #include "quant/linear_kernels.h"
 
 namespace dsv4 {
@@ -48,32 +47,19 @@ constexpr int kQuad = 4;       // GEMM register tile: 4 rows x kGroup tokens
 constexpr int kGroup = 3;      // (12 chains in registers, 7 loads per 12 FMAs)
 constexpr int kTokens = 64;    // GEMM tile tokens: a decoded block serves 64 tokens (32: 10% slower, 96: 12%)
 // GEMV rows in flight, as independent FMA chains that hide each other's latency: 8, but 4 for
-// FP8, whose short decode leaves enough to overlap (1.15x faster at an expert's shape).
+// FP8, whose short decode leaves enough to overlap (1.15x faster at an expert's shape), and for
+// FP4, whose integer decoder has no long chains.
 template <WeightFormat F>
-constexpr int kGemvRows = F == WeightFormat::fp8 ? 4 : 8;
+constexpr int kGemvRows = F == WeightFormat::fp8 || F == WeightFormat::fp4 ? 4 : 8;
 
-// The decoders' output order: vector v, lane l of a piece holds the piece's weight
-// order[8 v + l]. The inputs are permuted once per call to match.
-//   FP8 (32 weights): vpmovsxbw widens 16 codes to words, a dword holds two neighbours, so
-//   vectors alternate even and odd weights of 16.
-//   FP4 (64 weights, 32 bytes, two 1x32 scale blocks: one per 128-bit lane): low nibbles are
-//   the even weights, high nibbles the odd ones; a byte unpack makes words of bytes 0-7 and
-//   8-15 of each lane, and a dword again holds an even and an odd word.
+// The FP8 decoder's output order: vector v, lane l of a piece holds the piece's weight
+// order[8 v + l]: vpmovsxbw widens 16 codes to words, a dword holds two neighbours, so vectors
+// alternate even and odd weights of 16. The inputs are permuted once per call to match.
 constexpr std::array<uint8_t, 32> kFp8Order = [] {
   std::array<uint8_t, 32> o{};
   for (int p = 0; p < 32; ++p) o[p] = static_cast<uint8_t>(16 * (p / 16) + 2 * (p % 8) + (p / 8) % 2);
   return o;
 }();
-constexpr std::array<uint8_t, 64> kFp4Order = [] {
-  std::array<uint8_t, 64> o{};
-  for (int p = 0; p < 64; ++p) {
-    const int v = p / 8, l = p % 8, lane = l / 4, q = v / 2;
-    const int byte = 2 * (l % 4) + v % 2 + 8 * (q % 2);  // byte of the 128-bit lane
-    o[p] = static_cast<uint8_t>(32 * lane + 2 * byte + q / 2);
-  }
-  return o;
-}();
-
 // 32 e4m3 codes -> 4 x 8 floats of w * 2^-120 in kFp8Order. The float with bits
 // sign << 31 | (code & 0x7F) << 20 is exactly w * 2^-120, e4m3 subnormals included (they
 // become float subnormals); the inputs carry 2^K (K <= 119, see pack_token) and the block
@@ -91,57 +77,6 @@ DSV4_AVX2 inline void e4m3_32(const uint8_t* p, __m256 out[4]) {
   }
 }
 
-// FP4 decoding tables, one per ue8m0 scale byte: the two high bytes of the float e2m1(code) *
-// scale, which has 2 significant bits, so its low 16 bits are zero (subnormal products too: the
-// smallest, 2^-128, still sits above bit 16). A weight becomes its scaled float by two vpshufb
-// and byte / word interleaves, with no multiply.
-struct Fp4Table {
-  alignas(16) uint8_t high[16], low[16];  // bits 31-24 and 23-16 of the float, per code
-};
-const std::array<Fp4Table, 256> kFp4Tables = [] {
-  std::array<Fp4Table, 256> t{};
-  for (int s = 0; s < 256; ++s)
-    for (int c = 0; c < 16; ++c) {
-      const uint32_t b = f32_to_bits(e2m1_to_f32(static_cast<uint8_t>(c)) * ue8m0_to_f32(static_cast<uint8_t>(s)));
-      if ((b & 0xFFFF) != 0 && b != 0x7FC00000u && b != 0xFFC00000u) std::abort();  // not representable: a bug here
-      t[s].high[c] = static_cast<uint8_t>(b >> 24);
-      t[s].low[c] = static_cast<uint8_t>(b >> 16);
-    }
-  return t;
-}();
-
-// Two 16-byte tables side by side, one per 128-bit lane.
-DSV4_AVX2 inline __m256i lane_tables(const uint8_t* low_lane, const uint8_t* high_lane) {
-  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(low_lane))),
-                                 _mm_load_si128(reinterpret_cast<const __m128i*>(high_lane)), 1);
-}
-
-// 64 e2m1 codes (32 bytes) with the tables of their two 1x32 scales (s0 for the low 128-bit
-// lane, s1 for the high one) -> 8 x 8 floats of w * sb in kFp4Order.
-DSV4_AVX2 inline void e2m1_64(const uint8_t* p, const Fp4Table& s0, const Fp4Table& s1, __m256 out[8]) {
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), nib = _mm256_set1_epi8(0x0F);
-  const __m256i lo = _mm256_and_si256(b, nib), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nib);
-  const __m256i th = lane_tables(s0.high, s1.high), tl = lane_tables(s0.low, s1.low);
-  const __m256i lo_h = _mm256_shuffle_epi8(th, lo), lo_l = _mm256_shuffle_epi8(tl, lo);
-  const __m256i hi_h = _mm256_shuffle_epi8(th, hi), hi_l = _mm256_shuffle_epi8(tl, hi);
-  const __m256i words[4] = {_mm256_unpacklo_epi8(lo_l, lo_h), _mm256_unpackhi_epi8(lo_l, lo_h),
-                            _mm256_unpacklo_epi8(hi_l, hi_h), _mm256_unpackhi_epi8(hi_l, hi_h)};
-  const __m256i top = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
-  for (int q = 0; q < 4; ++q) {
-    out[2 * q] = _mm256_castsi256_ps(_mm256_slli_epi32(words[q], 16));  // the low word of each dword
-    out[2 * q + 1] = _mm256_castsi256_ps(_mm256_and_si256(words[q], top));
-  }
-}
-
-// F32 scales (not powers of two: the scaled weight may need all 24 bits): decode with the
-// scale-1 table, then multiply, in the same order.
-DSV4_AVX2 inline void e2m1_64_f32_scales(const uint8_t* p, float s0, float s1, __m256 out[8]) {
-  const Fp4Table& one = kFp4Tables[127];
-  e2m1_64(p, one, one, out);
-  const __m256 s = _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1);
-  for (int v = 0; v < 8; ++v) out[v] = _mm256_mul_ps(out[v], s);
-}
-
 DSV4_AVX2 inline void bf16_16(const uint8_t* p, __m256 out[2]) {
   const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   const __m256i zero = _mm256_setzero_si256();
@@ -156,18 +91,18 @@ DSV4_AVX2 inline void bf16_16(const uint8_t* p, __m256 out[2]) {
 template <WeightFormat F>
 constexpr int kValues = F == WeightFormat::fp8 ? 32 : F == WeightFormat::fp4 ? 64 : F == WeightFormat::bf16 ? 16 : 8;
 
-// Where one row's codes (and FP4 scale bytes) start, found once per call rather than per piece.
+// Where one row's codes (and FP4 scales) start, found once per call rather than per piece.
 struct RowRef {
   int row;
   const uint8_t* weight;
-  const uint8_t* scale;
+  const uint8_t* scale;  // FP4: the row's ue8m0 bytes or F32 scales
 };
 
 inline RowRef row_ref(const Linear& w, int row) {
   const size_t in = static_cast<size_t>(w.in);
   switch (w.format) {
     case WeightFormat::fp8: return {row, w.weight + row * in, nullptr};
-    case WeightFormat::fp4: return {row, w.weight + row * in / 2, w.scale_f32 ? nullptr : w.scale + row * (in / 32)};
+    case WeightFormat::fp4: return {row, w.weight + row * in / 2, w.scale + row * (in / 32) * (w.scale_f32 ? 4 : 1)};
     case WeightFormat::bf16: return {row, w.weight + row * in * 2, nullptr};
     case WeightFormat::f32: return {row, w.weight + row * in * 4, nullptr};
   }
@@ -175,12 +110,13 @@ inline RowRef row_ref(const Linear& w, int row) {
 }
 
 template <WeightFormat F>
-DSV4_AVX2 inline void decode_piece(const Linear& w, const RowRef& r, int k, __m256* v) {
+DSV4_AVX2 inline void decode_piece(const RowRef& r, int k, __m256* v) {
   if constexpr (F == WeightFormat::fp8) {
     e4m3_32(r.weight + k, v);
   } else if constexpr (F == WeightFormat::fp4) {
-    if (!r.scale) return e2m1_64_f32_scales(r.weight + k / 2, w.scale_at(r.row, k), w.scale_at(r.row, k + 32), v);
-    e2m1_64(r.weight + k / 2, kFp4Tables[r.scale[k / 32]], kFp4Tables[r.scale[k / 32 + 1]], v);
+    __m256i pc[2];
+    fp4_avx2::pieces(r.weight + k / 128 * 64, pc);
+    fp4_avx2::decode_float(pc[k % 128 / 64], v);
   } else if constexpr (F == WeightFormat::bf16) {
     bf16_16(r.weight + 2 * static_cast<size_t>(k), v);
   } else {
@@ -189,12 +125,17 @@ DSV4_AVX2 inline void decode_piece(const Linear& w, const RowRef& r, int k, __m2
 }
 
 // A chain covers one 128-wide block (the last block of a float row may be shorter);
-// chain_scale: the factor applied to it, before the input's (FP8: the weight scale; FP4
-// weights carry their 1x32 scales already).
+// chain_scale: the factor applied to it, before the input's (FP8: the weight scale; FP4: the
+// four 1x32 scales, per lane).
+DSV4_AVX2 inline __m256 fp4_scales(const Linear& w, const RowRef& r, int k0) {
+  if (w.scale_f32) return fp4_avx2::scale_vector(reinterpret_cast<const float*>(r.scale) + k0 / 32);
+  return fp4_avx2::scale_vector(r.scale + k0 / 32);
+}
 template <WeightFormat F>
-DSV4_AVX2 inline float chain_scale(const Linear& w, int row, int k0) {
-  if constexpr (F == WeightFormat::fp8) return w.scale_at(row, k0);
-  return 1.0f;
+DSV4_AVX2 inline __m256 chain_scale(const Linear& w, const RowRef& r, int k0) {
+  if constexpr (F == WeightFormat::fp8) return _mm256_set1_ps(w.scale_at(r.row, k0));
+  if constexpr (F == WeightFormat::fp4) return fp4_scales(w, r, k0);
+  return _mm256_set1_ps(1.0f);
 }
 
 DSV4_AVX2 inline float hsum(__m256 s) {
@@ -241,14 +182,64 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
 #pragma GCC unroll 8  // fully unrolled, so the chains live in registers
       for (int r = 0; r < R; ++r) {
         __m256 v[V];
-        decode_piece<F>(w, ref[r], k, v);
+        decode_piece<F>(ref[r], k, v);
 #pragma GCC unroll 8
         for (int j = 0; j < V; ++j) chain[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8 * j), v[j], chain[r]);
       }
     }
-    const float s_act = sa ? sa[k0 / 128] : 1.0f;
+    const __m256 s_act = _mm256_set1_ps(sa ? sa[k0 / 128] : 1.0f);
     for (int r = 0; r < R; ++r)
-      total[r] = _mm256_fmadd_ps(chain[r], _mm256_set1_ps(s_act * chain_scale<F>(w, ref[r].row, k0)), total[r]);
+      total[r] = _mm256_fmadd_ps(chain[r], _mm256_mul_ps(chain_scale<F>(w, ref[r], k0), s_act), total[r]);
+  }
+  for (int r = 0; r < std::min(R, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
+}
+
+// A single token's FP4 inputs for the integer decoder (fp4_avx2.h): a x as int16 in kIntOrder,
+// 12 * the sum of a x per lane and block, and which blocks are narrow.
+struct Fp4Codes {
+  const int16_t* x;
+  const int32_t* bias;
+  const uint8_t* narrow;
+};
+
+// gemv() for FP4: rows [r0, r0 + R), the integer decoder on narrow input blocks and the float
+// one on the others; the same lanes either way (fp4_avx2.h), the same order as the GEMM.
+template <int R>
+DSV4_AVX2 void gemv_fp4(const Linear& w, const float* x, const float* s, const Fp4Codes& codes, int row_begin,
+                        int rows, int r0, float* y) {
+  const size_t rb = static_cast<size_t>(w.in) / 2;
+  RowRef ref[R];
+  for (int r = 0; r < R; ++r) ref[r] = row_ref(w, row_begin + std::min(r0 + r, rows - 1));
+  __m256 total[R];
+  for (auto& t : total) t = _mm256_setzero_ps();
+  for (int k0 = 0; k0 < w.in; k0 += 128) {
+    for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ref[r].weight + k0 / 2 + R * rb), _MM_HINT_T1);
+    const int kb = k0 / 128;
+    const __m256 s_in = _mm256_set1_ps(s[kb]);
+    if (codes.narrow[kb]) {
+      const int16_t* xi = codes.x + k0;
+      const __m256i bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes.bias + 8 * kb));
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        __m256i pc[2];
+        fp4_avx2::pieces(ref[r].weight + k0 / 2, pc);
+        const __m256i sum = _mm256_add_epi32(fp4_avx2::dot_int(pc[0], xi), fp4_avx2::dot_int(pc[1], xi + 64));
+        const __m256 lanes = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, bias));
+        total[r] = _mm256_fmadd_ps(lanes, _mm256_mul_ps(fp4_scales(w, ref[r], k0), s_in), total[r]);
+      }
+      continue;
+    }
+    for (int r = 0; r < R; ++r) {
+      __m256i pc[2];
+      fp4_avx2::pieces(ref[r].weight + k0 / 2, pc);
+      __m256 chain = _mm256_setzero_ps();
+      for (int q = 0; q < 2; ++q) {
+        __m256 v[8];
+        fp4_avx2::decode_float(pc[q], v);
+        for (int j = 0; j < 8; ++j) chain = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + 64 * q + 8 * j), v[j], chain);
+      }
+      total[r] = _mm256_fmadd_ps(chain, _mm256_mul_ps(fp4_scales(w, ref[r], k0), s_in), total[r]);
+    }
   }
   for (int r = 0; r < std::min(R, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
 }
@@ -257,7 +248,7 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
 // added to the tokens' totals (total[g * kTileRows + 0..3]).
 template <int G>
 DSV4_AVX2 inline void group(const float* x, int n, int k0, int nv, const __m256 (*wv)[16], const float* sa,
-                            int n_act_blocks, const float* scale, int t, __m256* total) {
+                            int n_act_blocks, const __m256* scale, int t, __m256* total) {
   const float* x0 = x + (static_cast<size_t>(k0 / 128) * n + t) * 128 + k0 % 128;
   __m256 acc[G][kQuad];
 #pragma GCC unroll 4
@@ -277,11 +268,11 @@ DSV4_AVX2 inline void group(const float* x, int n, int k0, int nv, const __m256 
   }
 #pragma GCC unroll 4
   for (int g = 0; g < G; ++g) {
-    const float s = sa ? sa[static_cast<size_t>(t + g) * n_act_blocks + k0 / 128] : 1.0f;
+    const __m256 s = _mm256_set1_ps(sa ? sa[static_cast<size_t>(t + g) * n_act_blocks + k0 / 128] : 1.0f);
 #pragma GCC unroll 4
     for (int r = 0; r < kQuad; ++r) {
       __m256& sum = total[g * kTileRows + r];
-      sum = _mm256_fmadd_ps(acc[g][r], _mm256_set1_ps(s * scale[r]), sum);
+      sum = _mm256_fmadd_ps(acc[g][r], _mm256_mul_ps(scale[r], s), sum);
     }
   }
 }
@@ -297,15 +288,15 @@ DSV4_AVX2 void gemm_tile(const Linear& w, const float* x, int n, const float* sa
   RowRef ref[kTileRows];
   for (int r = 0; r < n_quads * kQuad; ++r) ref[r] = row_ref(w, row_begin + std::min(r0 + r, rows - 1));
   alignas(32) __m256 wv[kTileRows][16];
-  float scale[kTileRows];
+  __m256 scale[kTileRows];
   __m256 total[kTokens][kTileRows];
   for (int t = 0; t < t1 - t0; ++t)
     for (int r = 0; r < n_quads * kQuad; ++r) total[t][r] = _mm256_setzero_ps();
   for (int k0 = 0; k0 < in; k0 += 128) {
     const int len = std::min(128, in - k0), nv = len / 8;
     for (int r = 0; r < n_quads * kQuad; ++r) {
-      for (int k = 0; k < len; k += kValues<F>) decode_piece<F>(w, ref[r], k0 + k, wv[r] + k / 8);
-      scale[r] = chain_scale<F>(w, ref[r].row, k0);
+      for (int k = 0; k < len; k += kValues<F>) decode_piece<F>(ref[r], k0 + k, wv[r] + k / 8);
+      scale[r] = chain_scale<F>(w, ref[r], k0);
     }
     for (int q = 0; q < n_quads * kQuad; q += kQuad) {
       const auto* wq = wv + q;
@@ -323,10 +314,15 @@ DSV4_AVX2 void gemm_tile(const Linear& w, const float* x, int n, const float* sa
 }
 
 template <WeightFormat F>
-void run(const Linear& w, const float* x, const float* s, int n_act_blocks, int n, int row_begin, int rows, float* y) {
-  for_each_tile(
-      n, rows, kGemvRows<F>, kTileRows, kTokens, [&](int r0) { gemv<F>(w, x, s, row_begin, rows, r0, y); },
-      [&](int r0, int t0, int t1) { gemm_tile<F>(w, x, n, s, n_act_blocks, row_begin, rows, r0, t0, t1, y); });
+void run(const Linear& w, const float* x, const float* s, const Fp4Codes& codes, int n_act_blocks, int n,
+         int row_begin, int rows, float* y) {
+  const auto one_token = [&](int r0) {
+    if constexpr (F == WeightFormat::fp4) gemv_fp4<kGemvRows<F>>(w, x, s, codes, row_begin, rows, r0, y);
+    else gemv<F>(w, x, s, row_begin, rows, r0, y);
+  };
+  for_each_tile(n, rows, kGemvRows<F>, kTileRows, kTokens, one_token, [&](int r0, int t0, int t1) {
+    gemm_tile<F>(w, x, n, s, n_act_blocks, row_begin, rows, r0, t0, t1, y);
+  });
 }
 
 // Token t of xq [n, in] into the layout the kernels read: block by block ([in / 128][n][128],
@@ -334,14 +330,21 @@ void run(const Linear& w, const float* x, const float* s, int n_act_blocks, int 
 // apart (a multiple of 4 KiB for the usual widths, which maps them all to the same L1 sets),
 // and in the decoders' order within a piece.
 //
-// FP8 weights decode to w * 2^-120: the token's inputs take 2^K, the largest power that keeps
-// every input finite (at most 2^119), and its block scales 2^(120 - K) (fp8_scales [n,
-// n_act_blocks], from sa or 1 when the input is not quantized). Both factors are exact, so the
-// sums round as those of x * w would.
+// The kernels' input scales (scales [n, n_act_blocks], from sa or 1 when the input is not
+// quantized) absorb what the decoders leave out, exactly:
+//   FP8 weights decode to w * 2^-120: the token's inputs take 2^K, the largest power that keeps
+//   every input finite (at most 2^119), and its block scales 2^(120 - K). Both factors are
+//   exact, so the sums round as those of x * w would.
+//   FP4 weights decode to 2w and the inputs take a (fp4_avx2.h): the scales 1 / (2a).
 void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blocks, int n, size_t t, float* packed,
-                float* fp8_scales) {
+                float* scales) {
   const float* row = xq + t * w.in;
   float factor = 1.0f;
+  if (w.format == WeightFormat::fp4) {
+    factor = sa ? fp4_avx2::kNarrow : 1.0f;
+    for (int kb = 0; kb < n_act_blocks; ++kb)
+      scales[t * n_act_blocks + kb] = (sa ? sa[t * n_act_blocks + kb] : 1.0f) / (2 * factor);
+  }
   if (w.format == WeightFormat::fp8) {
     float most = 0.0f;
     for (int k = 0; k < w.in; ++k) most = std::max(most, std::fabs(row[k]));
@@ -350,7 +353,7 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
     const int K = std::isfinite(most) ? std::min(119, 127 - e) : 0;
     factor = std::ldexp(1.0f, K);
     for (int kb = 0; kb < n_act_blocks; ++kb)
-      fp8_scales[t * n_act_blocks + kb] = std::ldexp(sa ? sa[t * n_act_blocks + kb] : 1.0f, 120 - K);
+      scales[t * n_act_blocks + kb] = std::ldexp(sa ? sa[t * n_act_blocks + kb] : 1.0f, 120 - K);
   }
   for (int kb = 0; kb < (w.in + 127) / 128; ++kb) {
     const float* src = row + kb * 128;
@@ -358,12 +361,45 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
     if (w.format == WeightFormat::fp8) {
       for (int p = 0; p < 128; ++p) dst[p] = src[p / 32 * 32 + kFp8Order[p % 32]] * factor;
     } else if (w.format == WeightFormat::fp4) {
-      for (int p = 0; p < 128; ++p) dst[p] = src[p / 64 * 64 + kFp4Order[p % 64]];
+      for (int p = 0; p < 128; ++p) dst[p] = src[fp4_avx2::kFloatOrder[p]] * factor;
     } else {
       const int len = std::min(128, w.in - kb * 128);
       std::copy_n(src, len, dst);
       std::fill(dst + len, dst + 128, 0.0f);  // the last block's padding
     }
+  }
+}
+
+// A single token for gemv_fp4: per block, the Fp4Codes when it is narrow (only quantized inputs
+// can be: |a x| <= 64 * 448 for e4m3 values, so they fit int16), the packed floats otherwise,
+// and the scales of pack_token.
+DSV4_AVX2 void pack_fp4_token(const float* row, int in, const float* sa, float* packed, float* scales, int16_t* x,
+                              int32_t* bias, uint8_t* narrow) {
+  const float a = sa ? fp4_avx2::kNarrow : 1.0f;
+  const __m256 va = _mm256_set1_ps(a), limit = _mm256_set1_ps(32767.0f), abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (int kb = 0; kb < in / 128; ++kb) {
+    const float* src = row + kb * 128;
+    scales[kb] = (sa ? sa[kb] : 1.0f) / (2 * a);
+    alignas(32) int32_t ints[128];
+    __m256 exact = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int i = 0; i < 128; i += 8) {
+      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + i), va);
+      const __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      exact = _mm256_and_ps(exact, _mm256_cmp_ps(v, r, _CMP_EQ_OQ));
+      exact = _mm256_and_ps(exact, _mm256_cmp_ps(_mm256_and_ps(v, abs), limit, _CMP_LE_OQ));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(ints + i), _mm256_cvtps_epi32(r));
+    }
+    narrow[kb] = sa && _mm256_movemask_ps(exact) == 0xFF;
+    if (!narrow[kb]) {
+      for (int p = 0; p < 128; ++p) packed[kb * 128 + p] = src[fp4_avx2::kFloatOrder[p]] * a;
+      continue;
+    }
+    for (int p = 0; p < 128; ++p) x[kb * 128 + p] = static_cast<int16_t>(ints[fp4_avx2::kIntOrder[p]]);
+    // Weight i's lane: its 32-block b = i / 32 sits in lanes 4 (b % 2) + 2 (b / 2) and + 1, the
+    // first for i % 16 < 8 (fp4_avx2.h).
+    int32_t lane_sum[8] = {};
+    for (int i = 0; i < 128; ++i) lane_sum[4 * (i / 32 % 2) + 2 * (i / 64) + i % 16 / 8] += ints[i];
+    for (int l = 0; l < 8; ++l) bias[kb * 8 + l] = 12 * lane_sum[l];
   }
 }
 
@@ -385,23 +421,34 @@ void linear_avx2(const Linear& w, const float* xq, const float* sa, int n_act_bl
   const float* x = xq;
   const float* s = quantize_input ? sa : nullptr;
   // One token of float weights is already in the packed layout (the GEMV reads no padding).
-  if (n > 1 || w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4) {
+  const bool quantized = w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4;
+  Fp4Codes codes{};
+  if (n > 1 || quantized) {
     const std::span<float> packed = scratch<float>(Scratch::kernel_inputs, static_cast<size_t>((w.in + 127) / 128) * n * 128);
-    const std::span<float> fp8_scales = scratch<float>(
-        Scratch::kernel_scales, w.format == WeightFormat::fp8 ? static_cast<size_t>(n) * n_act_blocks : 0);
+    const std::span<float> scales =
+        scratch<float>(Scratch::kernel_scales, quantized ? static_cast<size_t>(n) * n_act_blocks : 0);
     const auto pack = [&](size_t t0, size_t t1) {
-      for (size_t t = t0; t < t1; ++t) pack_token(w, xq, s, n_act_blocks, n, t, packed.data(), fp8_scales.data());
+      for (size_t t = t0; t < t1; ++t) pack_token(w, xq, s, n_act_blocks, n, t, packed.data(), scales.data());
     };
-    if (n > 1) pool().parallel_for(static_cast<size_t>(n), pack);
-    else pack(0, 1);
+    if (n == 1 && w.format == WeightFormat::fp4) {
+      const std::span<int16_t> xi = scratch<int16_t>(Scratch::kernel_codes, w.in);
+      const std::span<int32_t> bias = scratch<int32_t>(Scratch::kernel_sums, static_cast<size_t>(n_act_blocks) * 8);
+      const std::span<uint8_t> narrow = scratch<uint8_t>(Scratch::kernel_flags, n_act_blocks);
+      pack_fp4_token(xq, w.in, s, packed.data(), scales.data(), xi.data(), bias.data(), narrow.data());
+      codes = {xi.data(), bias.data(), narrow.data()};
+    } else if (n > 1) {
+      pool().parallel_for(static_cast<size_t>(n), pack);
+    } else {
+      pack(0, 1);
+    }
     x = packed.data();
-    if (w.format == WeightFormat::fp8) s = fp8_scales.data();
+    if (quantized) s = scales.data();
   }
   switch (w.format) {
-    case WeightFormat::fp8: return run<WeightFormat::fp8>(w, x, s, n_act_blocks, n, row_begin, rows, y);
-    case WeightFormat::fp4: return run<WeightFormat::fp4>(w, x, s, n_act_blocks, n, row_begin, rows, y);
-    case WeightFormat::bf16: return run<WeightFormat::bf16>(w, x, s, n_act_blocks, n, row_begin, rows, y);
-    case WeightFormat::f32: return run<WeightFormat::f32>(w, x, s, n_act_blocks, n, row_begin, rows, y);
+    case WeightFormat::fp8: return run<WeightFormat::fp8>(w, x, s, codes, n_act_blocks, n, row_begin, rows, y);
+    case WeightFormat::fp4: return run<WeightFormat::fp4>(w, x, s, codes, n_act_blocks, n, row_begin, rows, y);
+    case WeightFormat::bf16: return run<WeightFormat::bf16>(w, x, s, codes, n_act_blocks, n, row_begin, rows, y);
+    case WeightFormat::f32: return run<WeightFormat::f32>(w, x, s, codes, n_act_blocks, n, row_begin, rows, y);
   }
 }
 
