@@ -210,21 +210,27 @@ DSV4_AVX2 void gemv_fp4(const Linear& w, const float* x, const float* s, const F
   const size_t rb = static_cast<size_t>(w.in) / 2;
   RowRef ref[R];
   for (int r = 0; r < R; ++r) ref[r] = row_ref(w, row_begin + std::min(r0 + r, rows - 1));
+  const int16_t* codes_x = codes.x;
+  const int32_t* codes_bias = codes.bias;
+  const uint8_t* narrow = codes.narrow;
   __m256 total[R];
   for (auto& t : total) t = _mm256_setzero_ps();
   for (int k0 = 0; k0 < w.in; k0 += 128) {
     for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ref[r].weight + k0 / 2 + R * rb), _MM_HINT_T1);
     const int kb = k0 / 128;
     const __m256 s_in = _mm256_set1_ps(s[kb]);
-    if (codes.narrow[kb]) {
-      const int16_t* xi = codes.x + k0;
-      const __m256i bias = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes.bias + 8 * kb));
+    if (narrow[kb]) {
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
+        // Each row reads the inputs from L1 again: held in registers across rows they spill.
+        const int16_t* xi = codes_x + k0;
+        const int32_t* bias = codes_bias + 8 * kb;
+        asm("" : "+r"(xi), "+r"(bias));
         __m256i pc[2];
         fp4_avx2::pieces(ref[r].weight + k0 / 2, pc);
         const __m256i sum = _mm256_add_epi32(fp4_avx2::dot_int(pc[0], xi), fp4_avx2::dot_int(pc[1], xi + 64));
-        const __m256 lanes = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, bias));
+        const __m256 lanes = _mm256_cvtepi32_ps(
+            _mm256_sub_epi32(sum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias))));
         total[r] = _mm256_fmadd_ps(lanes, _mm256_mul_ps(fp4_scales(w, ref[r], k0), s_in), total[r]);
       }
       continue;
