@@ -15,6 +15,7 @@
 #include "quant/act_quant.h"
 #include "quant/block_pack.h"
 #include "quant/formats.h"
+#include "quant/fp4_avx2.h"
 #include "quant/linear.h"
 #include "test_util.h"
 
@@ -416,8 +417,9 @@ TEST_P(LinearPaths, MatchesScalarReference) {
 }
 
 // The AVX2 decoders build floats from bit tricks (FP8: w * 2^-120 with the inputs rescaled per
-// token; FP4: per-scale tables), so every code, a wide range of scales and inputs of extreme
-// magnitude are checked against the scalar reference, and a batch against single tokens.
+// token; FP4: 2w, the scales applied per lane after the sums), so every code, a wide range of
+// scales and inputs of extreme magnitude are checked against the scalar reference, and a batch
+// against single tokens.
 TEST_P(LinearPaths, EveryCodeScaleAndInputMagnitude) {
   std::mt19937 rng(21);
   std::vector<TestLinear> cases;
@@ -465,10 +467,12 @@ TEST_P(LinearPaths, EveryCodeScaleAndInputMagnitude) {
     }
 }
 
-// The AVX2 FP4 GEMV sums a "narrow" input block (every e4m3 value 0 or >= 2^-3) with integers and
-// a wide one with float FMAs, the GEMM always with floats; the two must give the same bits. Each
-// token here mixes narrow blocks, wide ones (a value quantized to an e4m3 subnormal) and the
-// largest sums (every input at +-448).
+// The AVX2 FP4 GEMV sums a "narrow" input block (every 64 x an integer, as when each e4m3 value is
+// 0 or >= 2^-3) with integers and a wide one with float FMAs, the GEMM always with floats; the
+// two must give the same bits. Token 0: Gaussian (mostly narrow blocks); 1: blocks 0 and 2 wide
+// (a value quantized to an e4m3 subnormal, 64 x = k / 8); 2: every input +-448, the largest
+// sums (narrow); 3: wide blocks. Metric: exact equality of a token alone and in the batch, and
+// |fast - scalar| <= 1e-6 sum_k |x_k w_k| per output.
 TEST_P(LinearPaths, Fp4NarrowAndWideInputBlocksAgree) {
   std::mt19937 rng(33);
   for (bool sf32 : {false, true}) {
@@ -477,7 +481,7 @@ TEST_P(LinearPaths, Fp4NarrowAndWideInputBlocksAgree) {
     std::vector<float> x(size_t(n) * in);
     std::normal_distribution<float> nd;
     for (float& v : x) v = nd(rng);
-    for (int b = 0; b < in / 128; b += 2) x[size_t(1) * in + b * 128 + 5] = 1e-4f;  // wide: ~2^-9 after scaling
+    for (int b = 0; b < in / 128; b += 2) x[size_t(1) * in + b * 128 + 5] = 1e-4f;  // wide: ~7 * 2^-9 after scaling
     for (int k = 0; k < in; ++k) x[size_t(2) * in + k] = k % 3 ? 448.0f : -448.0f;     // narrow, largest sums
     for (int k = 0; k < in; ++k) x[size_t(3) * in + k] = k % 7 == 0 ? 0.0f : nd(rng) * (k % 128 < 64 ? 1.0f : 1e-3f);
     std::vector<float> all(size_t(n) * out), ref(all.size());
@@ -497,6 +501,82 @@ TEST_P(LinearPaths, Fp4NarrowAndWideInputBlocksAgree) {
       }
     }
   }
+}
+
+// The two FP4 decoders of fp4_avx2.h, one block at a time: on narrow inputs the integer one
+// (vpmaddwd, minus the bias) and the float one (FMA chains) give every lane the exact sum of its
+// 16 products, bit for bit. Metric: exact equality with each other and with a double-precision
+// sum per lane, over random codes (all 16) and inputs up to the int16 limit.
+DSV4_AVX2 void fp4_lanes(const uint8_t* block, const float* x, float integer[8], float floating[8], bool* narrow) {
+  using namespace fp4_avx2;
+  alignas(32) int16_t codes[kWeights];
+  alignas(32) int32_t bias[8];
+  alignas(32) float xf[kWeights];
+  *narrow = to_codes(x, kNarrow, codes, bias);
+  to_floats(x, kNarrow, xf);
+  __m256i pc[2];
+  pieces(block, pc);
+  const __m256i sum = _mm256_add_epi32(dot_int(pc[0], codes), dot_int(pc[1], codes + 64));
+  _mm256_storeu_ps(integer, _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, _mm256_load_si256(reinterpret_cast<const __m256i*>(bias)))));
+  __m256 chain = _mm256_setzero_ps();
+  for (int q = 0; q < 2; ++q) {
+    __m256 v[8];
+    decode_float(pc[q], v);
+    for (int j = 0; j < 8; ++j) chain = _mm256_fmadd_ps(_mm256_load_ps(xf + 64 * q + 8 * j), v[j], chain);
+  }
+  _mm256_storeu_ps(floating, chain);
+}
+
+TEST(Fp4Avx2, IntegerAndFloatDecodersGiveTheSameLanes) {
+  if (!linear_path_available(LinearPath::avx2)) GTEST_SKIP() << "this CPU cannot run the path";
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 200; ++trial) {
+    uint8_t block[64];
+    for (auto& b : block) b = static_cast<uint8_t>(rng());
+    float x[128];
+    for (int i = 0; i < 128; ++i) {
+      const int k = trial % 4 == 0 ? (i % 2 ? 32767 : -32767) : static_cast<int>(rng() % 65535) - 32767;
+      x[i] = trial % 4 == 1 && i % 5 == 0 ? 0.0f : static_cast<float>(k) / 64;
+    }
+    float integer[8], floating[8];
+    bool narrow = false;
+    fp4_lanes(block, x, integer, floating, &narrow);
+    ASSERT_TRUE(narrow) << "trial " << trial;
+    double exact[8] = {};
+    for (int p = 0; p < 128; ++p) {  // the float decoder's vector p / 8, lane p % 8
+      const int i = fp4_avx2::kFloatOrder[p];
+      const uint8_t nibble = i % 2 ? block[i / 2] >> 4 : block[i / 2] & 15;
+      exact[p % 8] += double(x[i]) * 64 * (2 * e2m1_to_f32(nibble));
+    }
+    for (int l = 0; l < 8; ++l) {
+      ASSERT_EQ(integer[l], floating[l]) << "trial " << trial << " lane " << l;
+      ASSERT_EQ(double(integer[l]), exact[l]) << "trial " << trial << " lane " << l;
+    }
+  }
+}
+
+// Which input blocks count as narrow (fp4_avx2::to_codes, 64 x an integer of at most 15 bits).
+// Metric: the exact verdict per case.
+TEST(Fp4Avx2, NarrowBlocksAreExactlyTheInt16Ones) {
+  if (!linear_path_available(LinearPath::avx2)) GTEST_SKIP() << "this CPU cannot run the path";
+  const auto verdict = [](float value, float rest) {
+    float x[128];
+    for (float& v : x) v = rest;
+    x[77] = value;
+    alignas(32) int16_t codes[128];
+    alignas(32) int32_t bias[8];
+    return fp4_avx2::to_codes(x, fp4_avx2::kNarrow, codes, bias);
+  };
+  EXPECT_TRUE(verdict(0.0f, 0.0f));
+  EXPECT_TRUE(verdict(448.0f, -448.0f));     // the e4m3 extremes
+  EXPECT_TRUE(verdict(0.125f, 1.5f));        // 2^-3, the smallest normal step that always fits
+  EXPECT_TRUE(verdict(0.0625f, 1.5f));       // 2^-4: 64 x = 4, still an integer
+  EXPECT_TRUE(verdict(32767.0f / 64, 1.0f));  // the int16 limit
+  EXPECT_FALSE(verdict(std::ldexp(1.0f, -9), 1.5f));  // an e4m3 subnormal: 64 x = 1/8
+  EXPECT_FALSE(verdict(1.0f / 3, 1.0f));
+  EXPECT_FALSE(verdict(512.0f, 1.0f));        // 64 x = 32768
+  EXPECT_FALSE(verdict(std::nanf(""), 1.0f));
+  EXPECT_FALSE(verdict(INFINITY, 1.0f));
 }
 
 TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {

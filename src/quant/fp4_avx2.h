@@ -14,14 +14,15 @@
 //   total = fma(lanes, scale_vector * s, total), s = the input's block scale / (2 a).
 // Two ways to get `lanes`:
 //   float decoder: 16 vectors of 2w (the two high bytes of the float from vpshufb tables), one
-//     FMA chain per lane. On a "narrow" input block (every a x an integer, i.e. no nonzero e4m3
-//     value below 2^-3) every product and partial sum is an integer below 2^24: exact.
+//     FMA chain per lane. On a "narrow" input block (every a x an integer of at most 15 bits,
+//     as when no nonzero e4m3 value is below 2^-3) every product and partial sum is an integer
+//     below 2^24: exact.
 //   integer decoder (narrow blocks only): 2w + 12 as bytes (0..24), vpmaddwd against the int16
 //     inputs a x, minus 12 * (the lane's sum of a x): the exact sum, converted exactly.
 // So on narrow blocks both give the same bits; wide blocks always take the float decoder. The
-// GEMV uses the integer decoder where it can (half the instructions of the float one), the
-// GEMM the float one (decoded once per tile), and a token still gets the same bits in a
-// prefill and in a decode step.
+// GEMV uses the integer decoder where it can (~45 vector instructions per block against the
+// float one's ~63, and no long FMA chains), the GEMM the float one (decoded once per tile), and
+// a token still gets the same bits in a prefill and in a decode step.
 #pragma once
 
 #include <immintrin.h>
@@ -33,10 +34,12 @@
 
 namespace dsv4::fp4_avx2 {
 
+#ifndef DSV4_AVX2
 #define DSV4_AVX2 __attribute__((target("avx2,fma")))
+#endif
 
-constexpr int kWeights = 128;  // one block; its scales: 4 x 1x32
-constexpr float kNarrow = 64.0f;  // a for quantized inputs: e4m3 values >= 2^-3 have 64 x integer
+inline constexpr int kWeights = 128;     // one block; its scales: 4 x 1x32
+inline constexpr float kNarrow = 64.0f;  // a for quantized inputs: e4m3 values >= 2^-3 have 64 x integer
 
 // The block weight in half h, byte j (0..15) of piece q, low (hi = 0) or high nibble.
 constexpr int weight_at(int q, int h, int j, int hi) {
@@ -44,7 +47,7 @@ constexpr int weight_at(int q, int h, int j, int hi) {
 }
 
 // Float decoder: vector v (0..15), lane l holds weight kFloatOrder[8 v + l] (see decode_float).
-constexpr std::array<uint8_t, kWeights> kFloatOrder = [] {
+inline constexpr std::array<uint8_t, kWeights> kFloatOrder = [] {
   std::array<uint8_t, kWeights> o{};
   for (int q = 0; q < 2; ++q)
     for (int word = 0; word < 4; ++word)  // the unpacked word vectors: low nibbles (0, 1), high (2, 3)
@@ -60,7 +63,7 @@ constexpr std::array<uint8_t, kWeights> kFloatOrder = [] {
 // high-nibble even, high-nibble odd; k: word k of the vector) holds weight kIntOrder[..]; its
 // products land in lane int_lane(k).
 constexpr int int_lane(int k) { return 4 * (k / 8) + (k % 8) / 2; }
-constexpr std::array<uint8_t, kWeights> kIntOrder = [] {
+inline constexpr std::array<uint8_t, kWeights> kIntOrder = [] {
   std::array<uint8_t, kWeights> o{};
   for (int q = 0; q < 2; ++q)
     for (int v = 0; v < 4; ++v)
@@ -69,11 +72,27 @@ constexpr std::array<uint8_t, kWeights> kIntOrder = [] {
   return o;
 }();
 
+// Both orders place every weight exactly once, and each weight in the same lane.
+inline constexpr bool kOrdersAgree = [] {
+  int float_lane[kWeights], int_lane_of[kWeights];
+  for (int& l : float_lane) l = -1;
+  for (int& l : int_lane_of) l = -1;
+  for (int p = 0; p < kWeights; ++p) {
+    if (float_lane[kFloatOrder[p]] != -1 || int_lane_of[kIntOrder[p]] != -1) return false;
+    float_lane[kFloatOrder[p]] = p % 8;
+    int_lane_of[kIntOrder[p]] = int_lane(p % 16);
+  }
+  for (int i = 0; i < kWeights; ++i)
+    if (float_lane[i] != int_lane_of[i] || float_lane[i] < 0) return false;
+  return true;
+}();
+static_assert(kOrdersAgree, "the FP4 decoders must sum each weight in the same lane");
+
 // e2m1 code -> 2w as a float's two high bytes (its low 16 bits are zero), and 2w + 12.
 struct Tables {
   alignas(16) uint8_t high[16], low[16], biased[16];
 };
-constexpr Tables kTables = [] {
+inline constexpr Tables kTables = [] {
   Tables t{};
   constexpr float kTwice[8] = {0, 1, 2, 3, 4, 6, 8, 12};
   for (int c = 0; c < 16; ++c) {
@@ -139,8 +158,38 @@ DSV4_AVX2 inline __m256 scale_vector(const uint8_t* ue8m0) {
   const __m256i e = _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(four));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_permutevar8x32_epi32(e, lane_blocks()), 23));
 }
-DSV4_AVX2 inline __m256 scale_vector(const float* f32) {
-  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(f32)), lane_blocks());
+DSV4_AVX2 inline __m256 scale_vector_f32(const uint8_t* f32) {
+  const __m128 four = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(f32)));
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(four), lane_blocks());
+}
+
+// One block of a token's inputs x (natural order) for the float decoder: a x in kFloatOrder.
+inline void to_floats(const float* x, float a, float* dst) {
+  for (int p = 0; p < kWeights; ++p) dst[p] = x[kFloatOrder[p]] * a;
+}
+
+// The same block for the integer decoder, if it is narrow: a x as int16 in kIntOrder and the
+// lanes' 12 * sum(a x). Returns whether it is (NaN and infinities are not).
+DSV4_AVX2 inline bool to_codes(const float* x, float a, int16_t* codes, int32_t* bias) {
+  const __m256 va = _mm256_set1_ps(a), limit = _mm256_set1_ps(32767.0f);
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  alignas(32) int32_t ints[kWeights];
+  __m256 exact = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int i = 0; i < kWeights; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), va);
+    const __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    exact = _mm256_and_ps(exact, _mm256_cmp_ps(v, r, _CMP_EQ_OQ));
+    exact = _mm256_and_ps(exact, _mm256_cmp_ps(_mm256_and_ps(v, magnitude), limit, _CMP_LE_OQ));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(ints + i), _mm256_cvtps_epi32(r));
+  }
+  if (_mm256_movemask_ps(exact) != 0xFF) return false;
+  int32_t lane_sum[8] = {};
+  for (int p = 0; p < kWeights; ++p) {
+    codes[p] = static_cast<int16_t>(ints[kIntOrder[p]]);
+    lane_sum[int_lane(p % 16)] += codes[p];
+  }
+  for (int l = 0; l < 8; ++l) bias[l] = 12 * lane_sum[l];
+  return true;
 }
 
 }  // namespace dsv4::fp4_avx2

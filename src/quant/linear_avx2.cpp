@@ -2,7 +2,7 @@
 // AVX512-BF16 (chosen once per process at run time; linear.cpp keeps the scalar reference).
 //
 // Decoding. FP8 and FP4 codes become float bit patterns by integer operations alone (no
-// conversion instruction, no multiply):
+// conversion instruction, no multiply), or for FP4 in the GEMV exact integer products:
 //   e4m3: sign << 31 | (code & 0x7F) << 20 is the float w * 2^-120, exact for every code
 //         (subnormal codes become float subnormals). The inputs carry 2^K and the block scales
 //         2^(120 - K), per token, so the FMAs only ever see normal products and sums.
@@ -11,10 +11,11 @@
 // match (kFp8Order, fp4_avx2::kFloatOrder / kIntOrder).
 //
 // Per (row, token) and 128-wide block, ONE order shared by the GEMV and the GEMM kernels: one
-// 8-lane FMA chain over the block's 16 vectors of x * w' (w' the decoded weight), then total =
-// fma(chain, block scale * input scale, total), the block scale a vector (FP4: per lane, see
-// fp4_avx2.h); at the end a horizontal sum in a fixed tree. So a token gives the same bits in
-// a prefill, a decode step or any batch, on any number of threads.
+// 8-lane FMA chain over the block's 16 vectors of x * w' (w' the decoded weight; FP4's integer
+// GEMV gets the same lanes exactly, see fp4_avx2.h), then total = fma(chain, block scale *
+// input scale, total), the block scale a vector (FP4: per lane); at the end a horizontal sum in
+// a fixed tree. So a token gives the same bits in a prefill, a decode step or any batch, on any
+// number of threads.
 //
 // GEMM: a tile of 16 rows x 128 is decoded into L1 once per block and swept by register tiles
 // of 4 rows x 3 tokens (12 chains, 7 loads per 12 FMAs) for up to 64 tokens. GEMV: rows
@@ -38,7 +39,9 @@
 
 namespace dsv4 {
 
+#ifndef DSV4_AVX2
 #define DSV4_AVX2 __attribute__((target("avx2,fma")))
+#endif
 
 namespace {
 
@@ -128,7 +131,7 @@ DSV4_AVX2 inline void decode_piece(const RowRef& r, int k, __m256* v) {
 // chain_scale: the factor applied to it, before the input's (FP8: the weight scale; FP4: the
 // four 1x32 scales, per lane).
 DSV4_AVX2 inline __m256 fp4_scales(const Linear& w, const RowRef& r, int k0) {
-  if (w.scale_f32) return fp4_avx2::scale_vector(reinterpret_cast<const float*>(r.scale) + k0 / 32);
+  if (w.scale_f32) return fp4_avx2::scale_vector_f32(r.scale + 4 * (k0 / 32));
   return fp4_avx2::scale_vector(r.scale + k0 / 32);
 }
 template <WeightFormat F>
@@ -367,7 +370,7 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
     if (w.format == WeightFormat::fp8) {
       for (int p = 0; p < 128; ++p) dst[p] = src[p / 32 * 32 + kFp8Order[p % 32]] * factor;
     } else if (w.format == WeightFormat::fp4) {
-      for (int p = 0; p < 128; ++p) dst[p] = src[fp4_avx2::kFloatOrder[p]] * factor;
+      fp4_avx2::to_floats(src, factor, dst);
     } else {
       const int len = std::min(128, w.in - kb * 128);
       std::copy_n(src, len, dst);
@@ -377,35 +380,15 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
 }
 
 // A single token for gemv_fp4: per block, the Fp4Codes when it is narrow (only quantized inputs
-// can be: |a x| <= 64 * 448 for e4m3 values, so they fit int16), the packed floats otherwise,
-// and the scales of pack_token.
-DSV4_AVX2 void pack_fp4_token(const float* row, int in, const float* sa, float* packed, float* scales, int16_t* x,
-                              int32_t* bias, uint8_t* narrow) {
+// can be), the packed floats otherwise, and the scales of pack_token.
+void pack_fp4_token(const float* row, int in, const float* sa, float* packed, float* scales, int16_t* x,
+                    int32_t* bias, uint8_t* narrow) {
   const float a = sa ? fp4_avx2::kNarrow : 1.0f;
-  const __m256 va = _mm256_set1_ps(a), limit = _mm256_set1_ps(32767.0f), abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   for (int kb = 0; kb < in / 128; ++kb) {
     const float* src = row + kb * 128;
     scales[kb] = (sa ? sa[kb] : 1.0f) / (2 * a);
-    alignas(32) int32_t ints[128];
-    __m256 exact = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    for (int i = 0; i < 128; i += 8) {
-      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + i), va);
-      const __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      exact = _mm256_and_ps(exact, _mm256_cmp_ps(v, r, _CMP_EQ_OQ));
-      exact = _mm256_and_ps(exact, _mm256_cmp_ps(_mm256_and_ps(v, abs), limit, _CMP_LE_OQ));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(ints + i), _mm256_cvtps_epi32(r));
-    }
-    narrow[kb] = sa && _mm256_movemask_ps(exact) == 0xFF;
-    if (!narrow[kb]) {
-      for (int p = 0; p < 128; ++p) packed[kb * 128 + p] = src[fp4_avx2::kFloatOrder[p]] * a;
-      continue;
-    }
-    for (int p = 0; p < 128; ++p) x[kb * 128 + p] = static_cast<int16_t>(ints[fp4_avx2::kIntOrder[p]]);
-    // Weight i's lane: its 32-block b = i / 32 sits in lanes 4 (b % 2) + 2 (b / 2) and + 1, the
-    // first for i % 16 < 8 (fp4_avx2.h).
-    int32_t lane_sum[8] = {};
-    for (int i = 0; i < 128; ++i) lane_sum[4 * (i / 32 % 2) + 2 * (i / 64) + i % 16 / 8] += ints[i];
-    for (int l = 0; l < 8; ++l) bias[kb * 8 + l] = 12 * lane_sum[l];
+    narrow[kb] = sa && fp4_avx2::to_codes(src, a, x + kb * 128, bias + kb * 8);
+    if (!narrow[kb]) fp4_avx2::to_floats(src, a, packed + kb * 128);
   }
 }
 
