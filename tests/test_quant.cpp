@@ -514,17 +514,8 @@ DSV4_AVX2 void fp4_lanes(const uint8_t* block, const float* x, float integer[8],
   alignas(32) float xf[kWeights];
   *narrow = to_codes(x, kNarrow, codes, bias);
   to_floats(x, kNarrow, xf);
-  __m256i pc[2];
-  pieces(block, pc);
-  const __m256i sum = _mm256_add_epi32(dot_int(pc[0], codes), dot_int(pc[1], codes + 64));
-  _mm256_storeu_ps(integer, _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, _mm256_load_si256(reinterpret_cast<const __m256i*>(bias)))));
-  __m256 chain = _mm256_setzero_ps();
-  for (int q = 0; q < 2; ++q) {
-    __m256 v[8];
-    decode_float(pc[q], v);
-    for (int j = 0; j < 8; ++j) chain = _mm256_fmadd_ps(_mm256_load_ps(xf + 64 * q + 8 * j), v[j], chain);
-  }
-  _mm256_storeu_ps(floating, chain);
+  _mm256_storeu_ps(integer, lanes_int(block, codes, bias));
+  _mm256_storeu_ps(floating, lanes_float(block, xf));
 }
 
 TEST(Fp4Avx2, IntegerAndFloatDecodersGiveTheSameLanes) {

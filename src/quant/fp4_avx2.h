@@ -109,12 +109,11 @@ DSV4_AVX2 inline __m256i table(const uint8_t (&t)[16]) {
   return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
 }
 
-// The block's two pieces.
-DSV4_AVX2 inline void pieces(const uint8_t* block, __m256i pc[2]) {
+// Piece q of a block.
+DSV4_AVX2 inline __m256i piece(const uint8_t* block, int q) {
   const __m256i r0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block));
   const __m256i r1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32));
-  pc[0] = _mm256_unpacklo_epi64(r0, r1);
-  pc[1] = _mm256_unpackhi_epi64(r0, r1);
+  return q == 0 ? _mm256_unpacklo_epi64(r0, r1) : _mm256_unpackhi_epi64(r0, r1);
 }
 
 // One piece -> 8 vectors of 2w in kFloatOrder. The byte and word interleaves below put bytes
@@ -147,6 +146,22 @@ DSV4_AVX2 inline __m256i dot_int(__m256i piece, const int16_t* x) {
   const __m256i c = _mm256_madd_epi16(_mm256_and_si256(hi, low), _mm256_loadu_si256(xv + 2));
   const __m256i d = _mm256_madd_epi16(_mm256_srli_epi16(hi, 8), _mm256_loadu_si256(xv + 3));
   return _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d));
+}
+
+// A block's lanes against one token's inputs: by the float decoder from a x in kFloatOrder (xf,
+// 128 floats), or by the integer decoder from its codes (narrow blocks only, see to_codes).
+DSV4_AVX2 inline __m256 lanes_float(const uint8_t* block, const float* xf) {
+  __m256 chain = _mm256_setzero_ps();
+  for (int q = 0; q < 2; ++q) {
+    __m256 v[8];
+    decode_float(piece(block, q), v);
+    for (int j = 0; j < 8; ++j) chain = _mm256_fmadd_ps(_mm256_loadu_ps(xf + 64 * q + 8 * j), v[j], chain);
+  }
+  return chain;
+}
+DSV4_AVX2 inline __m256 lanes_int(const uint8_t* block, const int16_t* codes, const int32_t* bias) {
+  const __m256i sum = _mm256_add_epi32(dot_int(piece(block, 0), codes), dot_int(piece(block, 1), codes + 64));
+  return _mm256_cvtepi32_ps(_mm256_sub_epi32(sum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias))));
 }
 
 // The block's four scales spread to the lanes: ue8m0 bytes (the float with exponent bits e is

@@ -117,9 +117,7 @@ DSV4_AVX2 inline void decode_piece(const RowRef& r, int k, __m256* v) {
   if constexpr (F == WeightFormat::fp8) {
     e4m3_32(r.weight + k, v);
   } else if constexpr (F == WeightFormat::fp4) {
-    __m256i pc[2];
-    fp4_avx2::pieces(r.weight + k / 128 * 64, pc);
-    fp4_avx2::decode_float(pc[k % 128 / 64], v);
+    fp4_avx2::decode_float(fp4_avx2::piece(r.weight + k / 128 * 64, k % 128 / 64), v);
   } else if constexpr (F == WeightFormat::bf16) {
     bf16_16(r.weight + 2 * static_cast<size_t>(k), v);
   } else {
@@ -222,33 +220,21 @@ DSV4_AVX2 void gemv_fp4(const Linear& w, const float* x, const float* s, const F
     for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ref[r].weight + k0 / 2 + R * rb), _MM_HINT_T1);
     const int kb = k0 / 128;
     const __m256 s_in = _mm256_set1_ps(s[kb]);
+    __m256 lanes[R];
     if (narrow[kb]) {
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        // Each row reads the inputs from L1 again: held in registers across rows they spill.
+        // Each row reads the codes from L1 again: held in registers across rows they spill.
         const int16_t* xi = codes_x + k0;
         const int32_t* bias = codes_bias + 8 * kb;
         asm("" : "+r"(xi), "+r"(bias));
-        __m256i pc[2];
-        fp4_avx2::pieces(ref[r].weight + k0 / 2, pc);
-        const __m256i sum = _mm256_add_epi32(fp4_avx2::dot_int(pc[0], xi), fp4_avx2::dot_int(pc[1], xi + 64));
-        const __m256 lanes = _mm256_cvtepi32_ps(
-            _mm256_sub_epi32(sum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias))));
-        total[r] = _mm256_fmadd_ps(lanes, _mm256_mul_ps(fp4_scales(w, ref[r], k0), s_in), total[r]);
+        lanes[r] = fp4_avx2::lanes_int(ref[r].weight + k0 / 2, xi, bias);
       }
-      continue;
+    } else {
+      for (int r = 0; r < R; ++r) lanes[r] = fp4_avx2::lanes_float(ref[r].weight + k0 / 2, x + k0);
     }
-    for (int r = 0; r < R; ++r) {
-      __m256i pc[2];
-      fp4_avx2::pieces(ref[r].weight + k0 / 2, pc);
-      __m256 chain = _mm256_setzero_ps();
-      for (int q = 0; q < 2; ++q) {
-        __m256 v[8];
-        fp4_avx2::decode_float(pc[q], v);
-        for (int j = 0; j < 8; ++j) chain = _mm256_fmadd_ps(_mm256_loadu_ps(x + k0 + 64 * q + 8 * j), v[j], chain);
-      }
-      total[r] = _mm256_fmadd_ps(chain, _mm256_mul_ps(fp4_scales(w, ref[r], k0), s_in), total[r]);
-    }
+    for (int r = 0; r < R; ++r)
+      total[r] = _mm256_fmadd_ps(lanes[r], _mm256_mul_ps(fp4_scales(w, ref[r], k0), s_in), total[r]);
   }
   for (int r = 0; r < std::min(R, rows - r0); ++r) y[r0 + r] = hsum(total[r]);
 }
@@ -339,6 +325,14 @@ void run(const Linear& w, const float* x, const float* s, const Fp4Codes& codes,
 // apart (a multiple of 4 KiB for the usual widths, which maps them all to the same L1 sets),
 // and in the decoders' order within a piece.
 //
+// FP4 inputs take the factor a (fp4_avx2.h) and their block scales (sa or 1) become s / (2a);
+// returns a.
+float fp4_input_scales(const float* sa, int n_blocks, float* scales) {
+  const float a = sa ? fp4_avx2::kNarrow : 1.0f;
+  for (int kb = 0; kb < n_blocks; ++kb) scales[kb] = (sa ? sa[kb] : 1.0f) / (2 * a);
+  return a;
+}
+
 // The kernels' input scales (scales [n, n_act_blocks], from sa or 1 when the input is not
 // quantized) absorb what the decoders leave out, exactly:
 //   FP8 weights decode to w * 2^-120: the token's inputs take 2^K, the largest power that keeps
@@ -349,11 +343,8 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
                 float* scales) {
   const float* row = xq + t * w.in;
   float factor = 1.0f;
-  if (w.format == WeightFormat::fp4) {
-    factor = sa ? fp4_avx2::kNarrow : 1.0f;
-    for (int kb = 0; kb < n_act_blocks; ++kb)
-      scales[t * n_act_blocks + kb] = (sa ? sa[t * n_act_blocks + kb] : 1.0f) / (2 * factor);
-  }
+  if (w.format == WeightFormat::fp4)
+    factor = fp4_input_scales(sa ? sa + t * n_act_blocks : nullptr, n_act_blocks, scales + t * n_act_blocks);
   if (w.format == WeightFormat::fp8) {
     float most = 0.0f;
     for (int k = 0; k < w.in; ++k) most = std::max(most, std::fabs(row[k]));
@@ -383,10 +374,9 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
 // can be), the packed floats otherwise, and the scales of pack_token.
 void pack_fp4_token(const float* row, int in, const float* sa, float* packed, float* scales, int16_t* x,
                     int32_t* bias, uint8_t* narrow) {
-  const float a = sa ? fp4_avx2::kNarrow : 1.0f;
+  const float a = fp4_input_scales(sa, in / 128, scales);
   for (int kb = 0; kb < in / 128; ++kb) {
     const float* src = row + kb * 128;
-    scales[kb] = (sa ? sa[kb] : 1.0f) / (2 * a);
     narrow[kb] = sa && fp4_avx2::to_codes(src, a, x + kb * 128, bias + kb * 8);
     if (!narrow[kb]) fp4_avx2::to_floats(src, a, packed + kb * 128);
   }
