@@ -49,11 +49,12 @@ constexpr int kTileRows = 16;  // GEMM tile rows, decoded into L1 once per 128-b
 constexpr int kQuad = 4;       // GEMM register tile: 4 rows x kGroup tokens
 constexpr int kGroup = 3;      // (12 chains in registers, 7 loads per 12 FMAs)
 constexpr int kTokens = 64;    // GEMM tile tokens: a decoded block serves 64 tokens (32: 10% slower, 96: 12%)
-// GEMV rows in flight, as independent FMA chains that hide each other's latency: 8, but 4 for
-// FP8, whose short decode leaves enough to overlap (1.15x faster at an expert's shape). (FP4's
-// integer decoder has no long chains, but 8 rows still beat 4 by 5% and 2 by 10%.)
-template <WeightFormat F>
-constexpr int kGemvRows = F == WeightFormat::fp8 ? 4 : 8;
+// GEMV rows in flight, as independent FMA chains that hide each other's latency, and the
+// prefetch distance (the same place R rows on). 8: for FP8, 4 are as fast from L2 but a decode
+// step on the flash-6l synth takes 4% longer (the weights come from memory, and the prefetch
+// runs half as far ahead); FP4's integer decoder has no long chains, but 8 rows still beat 4
+// by 5% and 2 by 10%.
+constexpr int kGemvRows = 8;
 
 // The FP8 decoder's output order: vector v, lane l of a piece holds the piece's weight
 // order[8 v + l]: vpmovsxbw widens 16 codes to words, a dword holds two neighbours, so vectors
@@ -98,13 +99,14 @@ constexpr int kValues = F == WeightFormat::fp8 ? 32 : F == WeightFormat::fp4 ? 6
 struct RowRef {
   int row;
   const uint8_t* weight;
-  const uint8_t* scale;  // FP4: the row's ue8m0 bytes or F32 scales
+  const uint8_t* scale;  // the row's ue8m0 bytes or F32 scales (FP8: those of its 128 rows)
 };
 
 inline RowRef row_ref(const Linear& w, int row) {
   const size_t in = static_cast<size_t>(w.in);
   switch (w.format) {
-    case WeightFormat::fp8: return {row, w.weight + row * in, nullptr};
+    case WeightFormat::fp8:
+      return {row, w.weight + row * in, w.scale + static_cast<size_t>(row / 128) * (in / 128) * (w.scale_f32 ? 4 : 1)};
     case WeightFormat::fp4: return {row, w.weight + row * in / 2, w.scale + row * (in / 32) * (w.scale_f32 ? 4 : 1)};
     case WeightFormat::bf16: return {row, w.weight + row * in * 2, nullptr};
     case WeightFormat::f32: return {row, w.weight + row * in * 4, nullptr};
@@ -134,7 +136,12 @@ DSV4_AVX2 inline __m256 fp4_scales(const Linear& w, const RowRef& r, int k0) {
 }
 template <WeightFormat F>
 DSV4_AVX2 inline __m256 chain_scale(const Linear& w, const RowRef& r, int k0) {
-  if constexpr (F == WeightFormat::fp8) return _mm256_set1_ps(w.scale_at(r.row, k0));
+  if constexpr (F == WeightFormat::fp8) {
+    float scale;
+    if (w.scale_f32) std::memcpy(&scale, r.scale + 4 * (k0 / 128), 4);
+    else scale = ue8m0_to_f32(r.scale[k0 / 128]);
+    return _mm256_set1_ps(scale);
+  }
   if constexpr (F == WeightFormat::fp4) return fp4_scales(w, r, k0);
   return _mm256_set1_ps(1.0f);
 }
@@ -161,7 +168,7 @@ size_t row_bytes(const Linear& w) {
 // chains advance side by side, so they overlap their FMA latencies.
 template <WeightFormat F>
 DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_begin, int rows, int r0, float* y) {
-  constexpr int P = kValues<F>, V = P / 8, R = kGemvRows<F>;
+  constexpr int P = kValues<F>, V = P / 8, R = kGemvRows;
   const int in = w.in;
   const size_t rb = row_bytes(w);
   const size_t block_bytes = rb * 128 / in;
@@ -170,15 +177,22 @@ DSV4_AVX2 void gemv(const Linear& w, const float* x, const float* sa, int row_be
   __m256 total[R];
   for (auto& t : total) t = _mm256_setzero_ps();
   for (int k0 = 0; k0 < in; k0 += 128) {
-    const int len = std::min(128, in - k0);
+    // FP8 rows are whole blocks: a fixed trip count lets the compiler unroll the block.
+    const int len = F == WeightFormat::fp8 ? 128 : std::min(128, in - k0);
     // The same place R rows on, which the next call reads: short rows give the hardware
     // prefetcher too little to go on.
     for (int r = 0; r < R; ++r) {
       const uint8_t* ahead = ref[r].weight + k0 * rb / in + R * rb;
-      for (size_t b = 0; b < block_bytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
+      if constexpr (F == WeightFormat::fp8) {
+        _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T1);
+      } else {
+        for (size_t b = 0; b < block_bytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
+      }
     }
     __m256 chain[R];
     for (auto& c : chain) c = _mm256_setzero_ps();
+#pragma GCC unroll 4
     for (int k = k0; k < k0 + len; k += P) {
 #pragma GCC unroll 8  // fully unrolled, so the chains live in registers
       for (int r = 0; r < R; ++r) {
@@ -312,10 +326,10 @@ template <WeightFormat F>
 void run(const Linear& w, const float* x, const float* s, const Fp4Codes& codes, int n_act_blocks, int n,
          int row_begin, int rows, float* y) {
   const auto one_token = [&](int r0) {
-    if constexpr (F == WeightFormat::fp4) gemv_fp4<kGemvRows<F>>(w, x, s, codes, row_begin, rows, r0, y);
+    if constexpr (F == WeightFormat::fp4) gemv_fp4<kGemvRows>(w, x, s, codes, row_begin, rows, r0, y);
     else gemv<F>(w, x, s, row_begin, rows, r0, y);
   };
-  for_each_tile(n, rows, kGemvRows<F>, kTileRows, kTokens, one_token, [&](int r0, int t0, int t1) {
+  for_each_tile(n, rows, kGemvRows, kTileRows, kTokens, one_token, [&](int r0, int t0, int t1) {
     gemm_tile<F>(w, x, n, s, n_act_blocks, row_begin, rows, r0, t0, t1, y);
   });
 }
