@@ -28,10 +28,19 @@ std::vector<float> hc_mixes(const HcParams& p, std::span<const float> x, int n, 
       const size_t t = i / n_blocks, b = i % n_blocks;
       const float* xt = x.data() + t * flat;
       const float* f = p.fn_blocks.data() + b * flat * B;
-      float acc[B] = {};
-      for (int k = 0; k < flat; ++k)
-        for (int m = 0; m < B; ++m) acc[m] += f[static_cast<size_t>(k) * B + m] * xt[k];
-      std::copy_n(acc, B, padded.data() + i * B);
+      // Eight partial sums per output (k mod 8), added in a fixed tree: one chain over all of
+      // hc * dim products was bound by the adds' latency (15 us a block at dim 4096, now ~3).
+      constexpr int S = 8;
+      float acc[S][B] = {};
+      int k = 0;
+      for (; k + S <= flat; k += S)
+        for (int j = 0; j < S; ++j)
+          for (int m = 0; m < B; ++m) acc[j][m] += f[static_cast<size_t>(k + j) * B + m] * xt[k + j];
+      for (; k < flat; ++k)
+        for (int m = 0; m < B; ++m) acc[0][m] += f[static_cast<size_t>(k) * B + m] * xt[k];
+      for (int m = 0; m < B; ++m)
+        padded[i * B + m] = ((acc[0][m] + acc[1][m]) + (acc[2][m] + acc[3][m])) +
+                            ((acc[4][m] + acc[5][m]) + (acc[6][m] + acc[7][m]));
     }
   });
   std::vector<float> mixes(static_cast<size_t>(n) * n_mix);
