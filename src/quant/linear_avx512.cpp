@@ -77,28 +77,35 @@ DSV4_AVX512 inline __m512 block_scale(const Decoder& d, const Linear& w, int row
 }
 
 // One token: kGemvRows rows at a time, each weight byte decoded in registers and used once.
-// Rows past the end repeat the last one (computed, not stored).
+// Rows past the end repeat the last one (computed, not stored). Each row's weights and scales
+// are found once per call, not per block.
 template <bool kFp4>
 DSV4_AVX512 void gemv(const Linear& w, const uint16_t* xb, const float* sa, int row_begin, int rows, int r0,
                       float* y) {
   const Decoder d;
+  const size_t row_bytes = kFp4 ? w.in / 2 : w.in;
+  const uint8_t* weights[kGemvRows];
   int row[kGemvRows];
-  for (int r = 0; r < kGemvRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
+  for (int r = 0; r < kGemvRows; ++r) {
+    row[r] = row_begin + std::min(r0 + r, rows - 1);
+    weights[r] = w.weight + static_cast<size_t>(row[r]) * row_bytes;
+  }
   __m512 total[kGemvRows];
   for (auto& t : total) t = _mm512_setzero_ps();
-  const size_t row_bytes = kFp4 ? w.in / 2 : w.in;
   for (int k0 = 0; k0 < w.in; k0 += 128) {
     __m512i x[4];
     for (int j = 0; j < 4; ++j) x[j] = _mm512_loadu_si512(xb + k0 + 32 * j);
     const float s_act = sa[k0 / 128];
+    const size_t at = kFp4 ? k0 / 2 : k0;
     for (int r = 0; r < kGemvRows; ++r) {
       __m512i wr[4];
       // The same place kGemvRows rows on, which the next call reads (rows are contiguous): short
       // rows give the hardware prefetcher too little to go on.
-      const uint8_t* ahead = weight_at<kFp4>(w, row[r], k0) + kGemvRows * row_bytes;
+      const uint8_t* ahead = weights[r] + at + kGemvRows * row_bytes;
       _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
       if constexpr (!kFp4) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T1);
-      decode<kFp4>(d, w, row[r], k0, wr);
+      if constexpr (kFp4) d.fp4(weights[r] + at, wr);
+      else d.fp8(weights[r] + at, wr);
       accumulate<kFp4>(wr, x, block_scale<kFp4>(d, w, row[r], k0, s_act), total[r]);
     }
   }
