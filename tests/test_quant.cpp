@@ -467,6 +467,30 @@ TEST_P(LinearPaths, EveryCodeScaleAndInputMagnitude) {
     }
 }
 
+// The AVX2 path scales each token's FP8 inputs by 2^K from their largest magnitude; a token whose
+// largest inputs are negative (and huge) must get the K of their magnitude, or they overflow.
+// Metric: finite results within 1e-6 sum_k |x_k w_k| of the scalar reference, quantized or not.
+TEST_P(LinearPaths, Fp8TokensWhoseLargestInputsAreNegative) {
+  std::mt19937 rng(44);
+  const TestLinear t = make_linear(WeightFormat::fp8, 64, 256, false, rng);
+  std::vector<float> x(256);
+  std::normal_distribution<float> nd;
+  for (int k = 0; k < 256; ++k) x[k] = k % 9 == 0 ? -1e30f * (1 + std::fabs(nd(rng))) : std::fabs(nd(rng));
+  for (bool q : {false, true}) {
+    std::vector<float> fast(64), ref(64), xq = x, wrow(256);
+    linear_with(GetParam(), t.lin, x, 1, fast, q);
+    linear_with(LinearPath::scalar, t.lin, x, 1, ref, q);
+    if (q) fp8_roundtrip(xq, 128);
+    for (int o = 0; o < 64; ++o) {
+      t.lin.dequant_row(o, wrow.data());
+      double mag = 0;
+      for (int k = 0; k < 256; ++k) mag += std::fabs(double(xq[k]) * wrow[k]);
+      ASSERT_TRUE(std::isfinite(fast[o])) << "quantized " << q << " row " << o;
+      ASSERT_LE(std::fabs(double(fast[o]) - ref[o]), 1e-6 * mag) << "quantized " << q << " row " << o;
+    }
+  }
+}
+
 // The AVX2 FP4 GEMV sums a "narrow" input block (every 64 x an integer, as when each e4m3 value is
 // 0 or >= 2^-3) with integers and a wide one with float FMAs, the GEMM always with floats; the
 // two must give the same bits. Token 0: Gaussian (mostly narrow blocks); 1: blocks 0 and 2 wide
