@@ -18,9 +18,10 @@
 // one 32-wide scale block, so four scales per 128 multiply lane groups.
 //
 // The inputs carry their block's activation scale sa (x sa, still exact in bf16: sa is a power of
-// two, and x sa stays a normal number, at least 2^-31, as sa >= 2^-22), which takes a multiply per
-// row and block out of the kernels (6% of the FP4 GEMV) and changes no bit: every product and
-// partial sum is the unscaled one times sa exactly.
+// two, and x sa stays a normal number, at least 2^-31 as sa >= 2^-22, and finite unless the input
+// is within 7% of float's largest value). That takes a multiply per row and block out of the
+// kernels (6% of the FP4 GEMV) and changes no bit: every product and partial sum is the unscaled
+// one times sa exactly, so no vdpbf16ps operand or result is ever subnormal (which it flushes).
 //
 // Per (row, token) and 128-wide block, one order shared by the GEMV and the GEMM kernels
 // (accumulate()): FP8: two vdpbf16ps chains (pieces 0, 2 and 1, 3), then
