@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "quant/formats.h"
 
@@ -35,15 +36,24 @@ DSV4_AVX2 inline __m256 round_e4m3_8(__m256 v) {
 
 }  // namespace
 
+DSV4_AVX2 float max_magnitude_avx2(const float* x, int n) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 most[4];
+  for (auto& m : most) m = _mm256_setzero_ps();
+  int k = 0;
+  for (; k + 32 <= n; k += 32)
+    for (int j = 0; j < 4; ++j)  // max(|x|, most): max_ps returns its second operand for a NaN
+      most[j] = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k + 8 * j), magnitude), most[j]);
+  alignas(32) float lanes[32];
+  for (int j = 0; j < 4; ++j) _mm256_store_ps(lanes + 8 * j, most[j]);
+  float m = 0.0f;
+  for (const float v : lanes) m = std::max(m, v);
+  for (; k < n; ++k) m = std::max(m, std::fabs(x[k]));
+  return m;
+}
+
 DSV4_AVX2 float fp8_quantize_block_avx2(const float* x, int block, float* q) {
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  __m256 most = _mm256_setzero_ps();
-  for (int i = 0; i < block; i += 8)  // max(|x|, most): a NaN lane keeps `most`
-    most = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask), most);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, most);
-  float amax = 0.0f;
-  for (float v : lanes) amax = std::max(amax, v);
+  const float amax = max_magnitude_avx2(x, block);
   const float s = pow2_ceil(std::max(amax, 1e-4f) * kFp8MaxInv);
   const __m256 sv = _mm256_set1_ps(s), lo = _mm256_set1_ps(-kFp8Max), hi = _mm256_set1_ps(kFp8Max);
   for (int i = 0; i < block; i += 8) {

@@ -33,6 +33,7 @@
 
 #include "core/scratch.h"
 #include "core/thread_pool.h"
+#include "quant/act_quant_avx2.h"
 #include "quant/formats.h"
 #include "quant/fp4_avx2.h"
 #include "quant/linear_kernels.h"
@@ -334,24 +335,6 @@ void run(const Linear& w, const float* x, const float* s, const Fp4Codes& codes,
   });
 }
 
-// max |x_k| over x [n] (NaN inputs ignored, as std::max(most, |x|) ignores them), in 4 vectors:
-// one scalar chain over a row was 3 us of every FP8 GEMV call, with the other thread waiting.
-DSV4_AVX2 float max_magnitude(const float* x, int n) {
-  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  __m256 most[4];
-  for (auto& m : most) m = _mm256_setzero_ps();
-  int k = 0;
-  for (; k + 32 <= n; k += 32)
-    for (int j = 0; j < 4; ++j)  // max_ps returns its second operand when the first is NaN
-      most[j] = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k + 8 * j), magnitude), most[j]);
-  alignas(32) float lanes[32];
-  for (int j = 0; j < 4; ++j) _mm256_store_ps(lanes + 8 * j, most[j]);
-  float m = 0.0f;
-  for (const float v : lanes) m = std::max(m, v);
-  for (; k < n; ++k) m = std::max(m, std::fabs(x[k]));
-  return m;
-}
-
 // One block of FP8 inputs times factor, in kFp8Order: per 16, the even inputs, then the odd.
 DSV4_AVX2 void fp8_inputs(const float* x, float factor, float* dst) {
   const __m256 f = _mm256_set1_ps(factor);
@@ -391,7 +374,7 @@ void pack_token(const Linear& w, const float* xq, const float* sa, int n_act_blo
   if (w.format == WeightFormat::fp4)
     factor = fp4_input_scales(sa ? sa + t * n_act_blocks : nullptr, n_act_blocks, scales + t * n_act_blocks);
   if (w.format == WeightFormat::fp8) {
-    const float most = max_magnitude(row, w.in);
+    const float most = max_magnitude_avx2(row, w.in);
     int e = 0;
     std::frexp(most, &e);
     const int K = std::isfinite(most) ? std::min(119, 127 - e) : 0;
