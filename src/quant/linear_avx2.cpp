@@ -220,9 +220,9 @@ struct Fp4Codes {
 
 // gemv() for FP4: rows [r0, r0 + R), the integer decoder on narrow input blocks and the float
 // one on the others; the same lanes either way (fp4_avx2.h), the same order as the GEMM.
-template <int R>
 DSV4_AVX2 void gemv_fp4(const Linear& w, const float* x, const float* s, const Fp4Codes& codes, int row_begin,
                         int rows, int r0, float* y) {
+  constexpr int R = kGemvRows;
   const size_t rb = static_cast<size_t>(w.in) / 2;
   RowRef ref[R];
   for (int r = 0; r < R; ++r) ref[r] = row_ref(w, row_begin + std::min(r0 + r, rows - 1));
@@ -327,7 +327,7 @@ template <WeightFormat F>
 void run(const Linear& w, const float* x, const float* s, const Fp4Codes& codes, int n_act_blocks, int n,
          int row_begin, int rows, float* y) {
   const auto one_token = [&](int r0) {
-    if constexpr (F == WeightFormat::fp4) gemv_fp4<kGemvRows>(w, x, s, codes, row_begin, rows, r0, y);
+    if constexpr (F == WeightFormat::fp4) gemv_fp4(w, x, s, codes, row_begin, rows, r0, y);
     else gemv<F>(w, x, s, row_begin, rows, r0, y);
   };
   for_each_tile(n, rows, kGemvRows, kTileRows, kTokens, one_token, [&](int r0, int t0, int t1) {
