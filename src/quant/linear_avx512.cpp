@@ -28,6 +28,7 @@
 // total = fma(a + b, sb, total); FP4: one chain over the four pieces,
 // total = fma(piece, sb[lane group], total). A final 16-lane reduction in a fixed tree.
 #include <algorithm>
+#include <array>
 #include <span>
 
 #include "core/scratch.h"
@@ -150,20 +151,29 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, int row_begin, i
     for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum16(total[t - t0][r]);
 }
 
+// Where to_bf16 takes each output word from, per decoder order: output vector v, word j takes
+// input order[32 v + j], a word of the (0, 1) pair of input vectors (index % 64) or, where
+// from_high has bit j, of the (2, 3) pair.
+struct WordGather {
+  alignas(64) std::array<uint16_t, 128> index;
+  std::array<uint32_t, 4> from_high;
+};
+constexpr WordGather word_gather(const Order& order) {
+  WordGather g{};
+  for (int p = 0; p < 128; ++p) {
+    g.index[p] = static_cast<uint16_t>(order[p] % 64);
+    if (order[p] >= 64) g.from_high[p / 32] |= 1u << (p % 32);
+  }
+  return g;
+}
+constexpr WordGather kFp8Gather = word_gather(kFp8Order), kFp4Gather = word_gather(kFp4Order);
+
 // A token's blocks of 128 inputs times their scales s, as bf16 in the decoder's order: exact,
 // as they are e4m3 values times powers of two (so vcvtne2ps2bf16 rounds nothing). Vector code,
 // on all threads for a batch: the scalar loop on one thread cost a 512-token FP8 GEMM 15%.
-DSV4_AVX512 void to_bf16(const float* x, const float* s, int n_blocks, const Order& order, uint16_t* xb) {
-  // Output vector v, word j takes input order[32 v + j]: a word of the (0, 1) or the (2, 3)
-  // pair of input vectors.
-  alignas(64) uint16_t index[128];
-  __mmask32 from_high[4] = {};
-  for (int p = 0; p < 128; ++p) {
-    index[p] = static_cast<uint16_t>(order[p] % 64);
-    if (order[p] >= 64) from_high[p / 32] |= 1u << (p % 32);
-  }
+DSV4_AVX512 void to_bf16(const float* x, const float* s, int n_blocks, const WordGather& gather, uint16_t* xb) {
   __m512i idx[4];
-  for (int v = 0; v < 4; ++v) idx[v] = _mm512_load_si512(index + 32 * v);
+  for (int v = 0; v < 4; ++v) idx[v] = _mm512_load_si512(gather.index.data() + 32 * v);
   for (int b = 0; b < n_blocks; ++b) {
     const float* xs = x + 128 * b;
     const __m512 scale = _mm512_set1_ps(s[b]);
@@ -174,7 +184,7 @@ DSV4_AVX512 void to_bf16(const float* x, const float* s, int n_blocks, const Ord
     for (int v = 0; v < 4; ++v) {
       const __m512i low = _mm512_permutex2var_epi16(in[0], idx[v], in[1]);
       const __m512i high = _mm512_permutex2var_epi16(in[2], idx[v], in[3]);
-      _mm512_storeu_si512(xb + 128 * b + 32 * v, _mm512_mask_mov_epi16(low, from_high[v], high));
+      _mm512_storeu_si512(xb + 128 * b + 32 * v, _mm512_mask_mov_epi16(low, gather.from_high[v], high));
     }
   }
 }
@@ -203,11 +213,11 @@ void linear_avx512(const Linear& w, const float* xq, const float* sa, int n_act_
   // The inputs times their block's scale as bf16 (exact: e4m3 values times a power of two), in
   // the order the weight decoder produces.
   const bool fp4 = w.format == WeightFormat::fp4;
-  const Order& order = fp4 ? kFp4Order : kFp8Order;
+  const WordGather& gather = fp4 ? kFp4Gather : kFp8Gather;
   const std::span<uint16_t> xb = scratch<uint16_t>(Scratch::kernel_inputs, static_cast<size_t>(n) * w.in);
   const auto pack = [&](size_t t0, size_t t1) {
     for (size_t t = t0; t < t1; ++t)
-      to_bf16(xq + t * w.in, sa + t * n_act_blocks, w.in / 128, order, xb.data() + t * w.in);
+      to_bf16(xq + t * w.in, sa + t * n_act_blocks, w.in / 128, gather, xb.data() + t * w.in);
   };
   if (n > 1) pool().parallel_for(static_cast<size_t>(n), pack);  // a prefill's worth
   else pack(0, 1);
