@@ -173,7 +173,10 @@ TEST(Cli, InfoPerRank) {
 TEST(Cli, InfoOfCheckpoint) {
   const auto r = test::run_command(test::dsv4_binary() + " info -m " + test::golden_dir("tiny") + " --ctx 64");
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("SWA CSA HCA(16) CSA | mtp: SWA"), std::string::npos) << r.output;
+  // One line per layer kind, the layers as runs.
+  EXPECT_NE(r.output.find("  SWA (sliding window only)     1 layer: 0; MTP\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  CSA (ratio 4, indexer top 4)  2 layers: 1, 3\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  HCA (ratio 16)                1 layer: 2\n"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tensors validated"), std::string::npos) << r.output;
 }
 

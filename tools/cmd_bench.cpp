@@ -114,8 +114,8 @@ void add_bench(CLI::App& app, std::vector<Command>& out) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* sub = app.add_subcommand("bench", "prefill / decode speed against memory bandwidth and FMA peak");
   sub->add_option("-m,--model", a->model_dir, "checkpoint directory")->required();
-  sub->add_option("--prefill", a->prefill, "prefill tokens (default 64)");
-  sub->add_option("--decode", a->decode, "decoded tokens (default 16)");
+  sub->add_option("--prefill", a->prefill, "prefill tokens");
+  sub->add_option("--decode", a->decode, "decoded tokens");
   sub->add_option("--threads", a->threads, "worker threads (0 = all cores)");
   sub->add_flag("--json", a->json, "print one JSON object");
   out.push_back({sub, [a] { return run(*a); }});

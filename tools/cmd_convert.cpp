@@ -47,7 +47,7 @@ void add_convert(CLI::App& app, std::vector<Command>& out) {
   CLI::App* sub = app.add_subcommand("convert", "split a Hugging Face checkpoint into model-parallel shards (convert.py)");
   sub->add_option("--hf-ckpt", a->o.hf_dir, "Hugging Face checkpoint directory")->required();
   sub->add_option("--out", a->o.out_dir, "output directory (new or empty)")->required();
-  sub->add_option("--model-parallel", a->o.model_parallel, "number of ranks (default 1)");
+  sub->add_option("--model-parallel", a->o.model_parallel, "number of ranks");
   sub->add_option("--expert-dtype", a->expert_dtype, "fp8: cast FP4 routed experts to FP8 (lossless for the release)");
   out.push_back({sub, [a] { return run(*a); }});
 }

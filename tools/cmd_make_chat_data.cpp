@@ -36,8 +36,8 @@ void add_make_chat_data(CLI::App& app, std::vector<Command>& out) {
   auto a = std::make_shared<MakeChatDataArgs>();
   CLI::App* sub = app.add_subcommand("make-chat-data", "synthetic V4-format conversations for supervised training");
   sub->add_option("-o,--out", a->out, "JSON lines to write")->required();
-  sub->add_option("--count", a->count, "conversations (default 2000)");
-  sub->add_option("--seed", a->seed, "random seed (default 1)");
+  sub->add_option("--count", a->count, "conversations");
+  sub->add_option("--seed", a->seed, "random seed");
   out.push_back({sub, [a] { return run(*a); }});
 }
 

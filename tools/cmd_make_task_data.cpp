@@ -48,9 +48,9 @@ void add_make_task_data(CLI::App& app, std::vector<Command>& out) {
   CLI::App* sub = app.add_subcommand("make-task-data", "supervised examples of post-training domains");
   sub->add_option("--domain", a->domains, "math, code or agentic (repeatable: examples alternate)")->required();
   sub->add_option("-o,--out", a->out, "JSON lines to write")->required();
-  sub->add_option("--count", a->count, "examples (default 2000)");
+  sub->add_option("--count", a->count, "examples");
   sub->add_option("--mode", a->mode, "chat, thinking or both (default: alternate)");
-  sub->add_option("--seed", a->seed, "task seed (default 1; below 1000000)");
+  sub->add_option("--seed", a->seed, "task seed (below 1000000)");
   out.push_back({sub, [a] { return run(*a); }});
 }
 

@@ -112,7 +112,7 @@ void add_perplexity(CLI::App& app, std::vector<Command>& out) {
   CLI::App* sub = app.add_subcommand("perplexity", "negative log-likelihood and perplexity of a text");
   sub->add_option("-m,--model", a->model_dir, "checkpoint directory (with tokenizer.json)")->required();
   sub->add_option("--text-file", a->text_file, "the text")->required();
-  sub->add_option("--ctx", a->ctx, "window length in tokens (default 2048)");
+  sub->add_option("--ctx", a->ctx, "window length in tokens");
   sub->add_option("--threads", a->threads, "worker threads (0 = all cores)");
   sub->add_flag("--float", a->float_weights, "score the float weights of a dsv4 training run (before quantization)");
   sub->add_flag("--json", a->json, "print {\"tokens\", \"nll\", \"ppl\"}");

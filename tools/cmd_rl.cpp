@@ -124,16 +124,16 @@ struct AverageArgs {
 
 void rl_options(CLI::App* sub, RlArgs& a) {
   sub->add_option("--out", a.out, "output model directory")->required();
-  sub->add_option("--steps", a.s.steps, "steps (default 30)");
-  sub->add_option("--prompts", a.s.prompts, "prompts per step (default 4)");
-  sub->add_option("--group", a.s.group, "completions sampled per prompt (default 8)");
-  sub->add_option("--updates", a.s.updates, "gradient steps per batch of samples (default 1)");
-  sub->add_option("--max-tokens", a.s.max_tokens, "tokens per completion (default 96)");
-  sub->add_option("--lr", a.s.lr, "learning rate (default 2e-4)");
-  sub->add_option("--temperature", a.s.temperature, "sampling temperature (default 1)");
-  sub->add_option("--seed", a.s.seed, "task seed of the training prompts (default 11)");
-  sub->add_option("--mode", a.mode, "chat, thinking, or both alternating by prompt (default chat)");
-  sub->add_option("--optimizer", a.s.optimizer, "adamw (default) or muon");
+  sub->add_option("--steps", a.s.steps, "steps");
+  sub->add_option("--prompts", a.s.prompts, "prompts per step");
+  sub->add_option("--group", a.s.group, "completions sampled per prompt");
+  sub->add_option("--updates", a.s.updates, "gradient steps per batch of samples");
+  sub->add_option("--max-tokens", a.s.max_tokens, "tokens per completion");
+  sub->add_option("--lr", a.s.lr, "learning rate");
+  sub->add_option("--temperature", a.s.temperature, "sampling temperature");
+  sub->add_option("--seed", a.s.seed, "task seed of the training prompts");
+  sub->add_option("--mode", a.mode, "chat, thinking, or both alternating by prompt");
+  sub->add_option("--optimizer", a.s.optimizer, "adamw or muon");
   sub->add_option("--threads", a.threads, "worker threads (0 = all cores)");
 }
 
@@ -146,11 +146,11 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
   sft->add_option("--data", s->data, "chat examples (.jsonl), or text; FILE:WEIGHT mixes")->required();
   sft->add_option("--out", s->out, "output model directory")->required();
   sft->add_option("--eval", s->eval, "held-out text");
-  sft->add_option("--steps", s->steps, "steps (default 150)");
-  sft->add_option("--batch", s->batch, "sequences per step (default 4)");
-  sft->add_option("--seq-len", s->seq_len, "tokens per sequence (default 512)");
-  sft->add_option("--lr", s->lr, "peak learning rate (default 1e-3)");
-  sft->add_option("--seed", s->seed, "data order (default 3)");
+  sft->add_option("--steps", s->steps, "steps");
+  sft->add_option("--batch", s->batch, "sequences per step");
+  sft->add_option("--seq-len", s->seq_len, "tokens per sequence");
+  sft->add_option("--lr", s->lr, "peak learning rate");
+  sft->add_option("--seed", s->seed, "data order");
   sft->add_option("--threads", s->threads, "worker threads (0 = all cores)");
   out.push_back({sft, [s] { return run_sft(*s); }});
 
@@ -159,8 +159,8 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
   grpo->add_option("-m,--model", g->model_dir, "the policy to improve")->required();
   grpo->add_option("--ref", g->ref_dir, "the reference of the KL penalty (default: the starting policy)");
   grpo->add_option("--domain", g->domain, "math, code or agentic")->required();
-  grpo->add_option("--clip", g->s.loss.clip, "ratio clip (default 0.2)");
-  grpo->add_option("--beta", g->s.loss.beta, "KL weight (default 0.04)");
+  grpo->add_option("--clip", g->s.loss.clip, "ratio clip");
+  grpo->add_option("--beta", g->s.loss.beta, "KL weight");
   rl_options(grpo, *g);
   out.push_back({grpo, [g] { return run_grpo_cmd(*g); }});
 
@@ -174,7 +174,7 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
 
   auto avg = std::make_shared<AverageArgs>();
   CLI::App* average = app.add_subcommand("average", "average the weights of models fine-tuned from one base");
-  average->add_option("models", avg->models, "model directories, each DIR or DIR:SHARE (default share 1)")
+  average->add_option("models", avg->models, "model directories, each DIR or DIR:SHARE")
       ->required()
       ->expected(2, -1);
   average->add_option("-o,--out", avg->out, "output model directory")->required();

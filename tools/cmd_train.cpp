@@ -1,7 +1,5 @@
 // dsv4 train: trains a DeepSeek-V4-architecture model on the CPU (see src/train/trainer.h):
 // a progress bar with the loss, tokens/s and the time left; a line per evaluation.
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -33,9 +31,8 @@ int run(TrainArgs& a) {
   ProgressBar bar("train");
   double smoothed = -1;
   long long first_step = -1;
-  const bool tty = isatty(2);
   const auto start = std::chrono::steady_clock::now();
-  a.run.on_message = [](const std::string& m) { std::cerr << m << "\n"; };
+  a.run.on_message = [&](const std::string& m) { bar.message(m); };
   a.run.on_step = [&](const StepLog& l, long long total) {
     if (first_step < 0) first_step = l.step - 1;
     smoothed = smoothed < 0 ? l.loss : 0.9 * smoothed + 0.1 * l.loss;
@@ -46,9 +43,10 @@ int run(TrainArgs& a) {
                   smoothed, l.tokens_per_s, duration(eta).c_str());
     bar.update(double(l.step) / double(total), extra);
     if (l.eval_loss >= 0) {
-      if (tty) std::fprintf(stderr, "\n");
-      std::fprintf(stderr, "step %lld: train loss %.4f, held-out loss %.4f (perplexity %.2f), lr %.2e, grad norm %.3f\n",
-                   l.step, smoothed, l.eval_loss, std::exp(l.eval_loss), l.lr, l.grad_norm);
+      char line[200];
+      std::snprintf(line, sizeof line, "step %lld: train loss %.4f, held-out loss %.4f (perplexity %.2f), lr %.2e, grad norm %.3f",
+                    l.step, smoothed, l.eval_loss, std::exp(l.eval_loss), l.lr, l.grad_norm);
+      bar.message(line);
     }
   };
   const auto t0 = std::chrono::steady_clock::now();

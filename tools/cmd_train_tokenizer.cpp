@@ -52,8 +52,8 @@ void add_train_tokenizer(CLI::App& app, std::vector<Command>& out) {
   CLI::App* sub = app.add_subcommand("train-tokenizer", "learn a byte-level BPE tokenizer.json from text");
   sub->add_option("--text-file", a->text_files, "training text (repeatable)")->required();
   sub->add_option("-o,--out", a->out, "tokenizer.json to write")->required();
-  sub->add_option("--vocab-size", a->vocab_size, "tokens in all, with the 15 special tokens and 256 bytes (default 8192)");
-  sub->add_option("--min-count", a->min_count, "never merge a pair seen fewer times (default 2)");
+  sub->add_option("--vocab-size", a->vocab_size, "tokens in all, with the 15 special tokens and 256 bytes");
+  sub->add_option("--min-count", a->min_count, "never merge a pair seen fewer times");
   out.push_back({sub, [a] { return run(*a); }});
 }
 

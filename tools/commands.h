@@ -19,6 +19,7 @@ void add_render(CLI::App& app, std::vector<Command>& out);
 void add_parse(CLI::App& app, std::vector<Command>& out);
 void add_synth(CLI::App& app, std::vector<Command>& out);
 void add_run(CLI::App& app, std::vector<Command>& out);
+void add_chat(CLI::App& app, std::vector<Command>& out);
 void add_serve(CLI::App& app, std::vector<Command>& out);
 void add_bench(CLI::App& app, std::vector<Command>& out);
 void add_convert(CLI::App& app, std::vector<Command>& out);

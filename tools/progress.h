@@ -1,5 +1,6 @@
-// A one-line progress bar on stderr (redrawn in place on a terminal, printed at 25% steps
-// otherwise, so logs stay short).
+// A one-line progress bar on stderr: on a terminal it is redrawn in place, cut to the
+// terminal's width and erased to the end of the line, so no earlier, longer state is left
+// behind; otherwise it prints a line at 25% steps, so logs stay short.
 #pragma once
 
 #include <chrono>
@@ -11,11 +12,14 @@ class ProgressBar {
  public:
   explicit ProgressBar(std::string label);
   void update(double fraction, const std::string& extra = "");
-  void done(const std::string& extra = "");
+  // A line of its own (an evaluation, a warning) above the bar, which is redrawn at the next update.
+  void message(const std::string& line);
+  void done(const std::string& extra = "");  // the final state, and the line ended
 
  private:
+  void draw(double fraction, const std::string& extra);
   std::string label_;
-  bool tty_;
+  bool tty_, drawn_ = false;
   int last_step_ = -1;
   std::chrono::steady_clock::time_point t0_;
 };

@@ -1,6 +1,8 @@
 // Counting from the expected-tensor list, so `info` and the loader can never disagree.
 #include "model/info.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -26,13 +28,30 @@ double spec_bytes(const TensorSpec& s) {
   return 0;
 }
 
-std::string human(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", bytes, units[u]);
-  return buf;
+// "0-1, 3-59 step 2": sorted layer indices as runs of a constant step (three or more each).
+std::string index_runs(const std::vector<int>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size();) {
+    size_t j = i + 1;
+    if (i + 2 < v.size() && v[i + 1] - v[i] == v[i + 2] - v[i + 1])
+      while (j + 1 < v.size() && v[j + 1] - v[j] == v[i + 1] - v[i]) ++j;
+    if (!out.empty()) out += ", ";
+    if (j > i + 1) {
+      const int step = v[i + 1] - v[i];
+      out += std::to_string(v[i]) + "-" + std::to_string(v[j]) + (step > 1 ? " step " + std::to_string(step) : "");
+      i = j + 1;
+    } else {
+      out += std::to_string(v[i]);
+      i = j;
+    }
+  }
+  return out;
+}
+
+// Integral values as JSON integers (byte counts print as 1073741824, not 1.073741824e9).
+nlohmann::json number(double x) {
+  if (x == std::floor(x) && std::fabs(x) < 9e15) return static_cast<long long>(x);
+  return x;
 }
 
 std::string count(long long n) {
@@ -44,6 +63,50 @@ std::string count(long long n) {
 }
 
 }  // namespace
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) bytes /= 1024, ++u;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", bytes, units[u]);
+  return buf;
+}
+
+std::string layer_table(const ModelConfig& c) {
+  struct Kind {
+    std::string what;
+    std::vector<int> layers;
+    bool mtp = false;
+  };
+  std::vector<std::pair<int, Kind>> kinds;  // by compress ratio, in order of first appearance
+  for (int l = 0; l < c.n_layers_total(); ++l) {
+    const int r = c.compress_ratio(l);
+    auto it = std::find_if(kinds.begin(), kinds.end(), [&](const auto& k) { return k.first == r; });
+    if (it == kinds.end()) {
+      Kind k;
+      k.what = std::string(kind_name(r)) + (r == 0 ? " (sliding window only)"
+                                                    : r == 4 ? " (ratio 4, indexer top " + std::to_string(c.index_topk) + ")"
+                                                             : " (ratio " + std::to_string(r) + ")");
+      kinds.emplace_back(r, k);
+      it = kinds.end() - 1;
+    }
+    if (l < c.num_hidden_layers) it->second.layers.push_back(l);
+    else it->second.mtp = true;
+  }
+  size_t width = 0;
+  for (const auto& [r, k] : kinds) width = std::max(width, k.what.size());
+  std::ostringstream o;
+  o << "layers: " << c.num_hidden_layers << " + " << c.num_nextn_predict_layers << " MTP\n";
+  for (const auto& [r, k] : kinds) {
+    o << "  " << k.what << std::string(width - k.what.size() + 2, ' ');
+    const size_t n = k.layers.size();
+    if (n) o << n << (n == 1 ? " layer: " : " layers: ") << index_runs(k.layers);
+    if (k.mtp) o << (n ? "; " : "") << "MTP";
+    o << "\n";
+  }
+  return o.str();
+}
 
 KvSizes kv_sizes(const ModelConfig& c, long long ctx, KvStorage storage) {
   const int D = c.head_dim, ID = c.index_head_dim, rd = c.qk_rope_head_dim;
@@ -118,12 +181,13 @@ ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks) {
 
 nlohmann::json info_json(const ModelInfo& i) {
   auto kv = [](const KvBytes& k) {
-    return nlohmann::json{{"window", k.window}, {"csa", k.csa}, {"hca", k.hca},
-                          {"indexer", k.indexer}, {"compressor_state", k.state}, {"total", k.total()}};
+    return nlohmann::json{{"window", number(k.window)}, {"csa", number(k.csa)}, {"hca", number(k.hca)},
+                          {"indexer", number(k.indexer)}, {"compressor_state", number(k.state)},
+                          {"total", number(k.total())}};
   };
   return {{"params_total", i.params_total}, {"params_main", i.params_main},
           {"params_mtp", i.params_mtp}, {"params_active", i.params_active},
-          {"bytes_on_disk_expected", i.bytes_expected}, {"layer_kinds", i.layer_kinds},
+          {"bytes_on_disk_expected", number(i.bytes_expected)}, {"layer_kinds", i.layer_kinds},
           {"n_swa", i.n_swa}, {"n_csa", i.n_csa}, {"n_hca", i.n_hca}, {"ctx", i.ctx},
           {"kv_elem_bytes", 2}, {"kv_bytes_per_token", kv(i.kv_bf16.per_token)},
           {"kv_bytes_at_ctx", kv(i.kv_bf16.at_ctx)},
@@ -131,8 +195,8 @@ nlohmann::json info_json(const ModelInfo& i) {
           {"kv_bytes_at_ctx_compact", kv(i.kv_packed.at_ctx)},
           {"kv_bytes_per_token_f32", kv(i.kv_f32.per_token)},
           {"kv_bytes_at_ctx_f32", kv(i.kv_f32.at_ctx)}, {"ranks", i.ranks},
-          {"bytes_per_rank", i.ranks > 1 ? i.bytes_per_rank : i.bytes_expected},
-          {"kv_bytes_at_ctx_compact_per_rank", i.kv_packed.at_ctx.total()}};
+          {"bytes_per_rank", number(i.ranks > 1 ? i.bytes_per_rank : i.bytes_expected)},
+          {"kv_bytes_at_ctx_compact_per_rank", number(i.kv_packed.at_ctx.total())}};
 }
 
 std::string info_text(const ModelConfig& c, const ModelInfo& i) {
@@ -142,17 +206,18 @@ std::string info_text(const ModelConfig& c, const ModelInfo& i) {
     << ", " << c.n_routed_experts << " experts (top " << c.num_experts_per_tok << ") + "
     << c.n_shared_experts << " shared, vocab " << c.vocab_size << "\n";
   o << "experts: " << (c.expert_dtype == ExpertDtype::fp4 ? "FP4 (e2m1, 1x32 ue8m0 scales)" : "FP8 (e4m3, 128x128 scales)")
-    << ", gate " << score_func_name(c.scoring_func) << ", " << c.num_hash_layers << " hash-routed layers\n";
-  o << "layers: " << i.layer_kinds << "  (" << i.n_swa << " SWA, " << i.n_csa << " CSA, " << i.n_hca << " HCA)\n";
+    << ", gate " << score_func_name(c.scoring_func) << ", " << c.num_hash_layers << " hash-routed layer"
+    << (c.num_hash_layers == 1 ? "" : "s") << "\n";
+  o << layer_table(c);
   o << "parameters: " << count(i.params_total) << " total (" << count(i.params_main) << " main + "
     << count(i.params_mtp) << " MTP), " << count(i.params_active) << " active per token\n";
-  o << "bytes on disk (official dtypes): " << human(i.bytes_expected) << "\n";
+  o << "bytes on disk (official dtypes): " << human_bytes(i.bytes_expected) << "\n";
   o << "kv cache: bf16 as the official engine | dsv4 (e4m3 + f32 rope dims, e2m1 index keys) | dsv4 "
        "--no-act-quant (f32)\n";
   auto row = [&](const char* name, double b, double p, double f) {
     char label[32];
     std::snprintf(label, sizeof label, "  %-18s", name);
-    o << label << human(b) << " | " << human(p) << " | " << human(f) << "\n";
+    o << label << human_bytes(b) << " | " << human_bytes(p) << " | " << human_bytes(f) << "\n";
   };
   auto table = [&](auto pick, bool with_window) {
     const KvBytes &b = pick(i.kv_bf16), &p = pick(i.kv_packed), &f = pick(i.kv_f32);
@@ -169,10 +234,17 @@ std::string info_text(const ModelConfig& c, const ModelInfo& i) {
   table([](const KvSizes& k) -> const KvBytes& { return k.at_ctx; }, true);
   if (i.ranks > 1)
     o << "model parallel, " << i.ranks << " ranks (dsv4 convert --model-parallel " << i.ranks
-      << "): weights " << human(i.bytes_per_rank) << " per rank (wo_a in BF16); KV cache "
-      << human(i.kv_packed.at_ctx.total()) << " per rank at ctx " << i.ctx
+      << "): weights " << human_bytes(i.bytes_per_rank) << " per rank (wo_a in BF16); KV cache "
+      << human_bytes(i.kv_packed.at_ctx.total()) << " per rank at ctx " << i.ctx
       << " (dsv4's compact cache; not divided: the one KV head serves every rank's query heads)\n";
   return o.str();
+}
+
+std::string model_summary(const ModelConfig& c) {
+  const ModelInfo i = model_info(c, 0);
+  return count(i.params_total) + " parameters (" + count(i.params_active) + " active per token), " +
+         std::to_string(c.num_hidden_layers) + " layers + " + std::to_string(c.num_nextn_predict_layers) +
+         " MTP, vocabulary " + std::to_string(c.vocab_size);
 }
 
 }  // namespace dsv4

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "io/config.h"
 #include "model/kv_cache.h"
@@ -49,5 +50,10 @@ ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks = 1);
 // *_compact are dsv4's packed cache, *_f32 its float32 cache.
 nlohmann::json info_json(const ModelInfo& i);
 std::string info_text(const ModelConfig& c, const ModelInfo& i);
+// One line per layer kind with the layers of that kind, e.g. "  CSA (ratio 4, indexer top 512)  20 layers: 2-40 step 2".
+std::string layer_table(const ModelConfig& c);
+std::string human_bytes(double bytes);  // "1.25 GiB": powers of 1024 throughout
+// One line for banners: "8.65M parameters (5.02M active per token), 4 layers + 1 MTP, vocabulary 4096".
+std::string model_summary(const ModelConfig& c);
 
 }  // namespace dsv4

@@ -211,7 +211,10 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
       bytes = as_bytes(b);
     }
   };
-  write_safetensors_streamed((fs::path(dir) / "model.safetensors").string(), meta, generate, {{"format", "pt"}});
+  // dsv4_origin: read by `dsv4 chat` and `serve` to say what the model is (noise, here).
+  write_safetensors_streamed((fs::path(dir) / "model.safetensors").string(), meta, generate,
+                             {{"format", "pt"}, {"dsv4_origin", "random weights (dsv4 synth --preset " + preset.name +
+                                                                   " --seed " + std::to_string(seed) + ")"}});
   std::ofstream((fs::path(dir) / "config.json").string()) << preset.config_json << "\n";
   std::ofstream((fs::path(dir) / "tokenizer.json").string()) << byte_level_tokenizer_json() << "\n";
   if (progress) progress(1.0);

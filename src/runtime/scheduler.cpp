@@ -46,6 +46,10 @@ std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
   job->req_ = std::move(req);
   {
     std::lock_guard lock(mu_);
+    if (closing_) {
+      ++stats_.refused;
+      throw Busy("the server is shutting down");
+    }
     if (queue_.size() >= max_queue_) {
       ++stats_.refused;
       throw Busy("server busy: " + std::to_string(slots_.size()) + " generations running and " +
@@ -55,6 +59,29 @@ std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
   }
   cv_.notify_all();
   return job;
+}
+
+size_t Scheduler::close() {
+  std::deque<std::shared_ptr<Job>> queued;
+  size_t running = 0;
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+    queued.swap(queue_);
+    stats_.cancelled += queued.size();
+    for (auto& s : slots_)
+      if (s.job) {
+        s.job->cancel();  // the engine thread finishes it at its next step
+        ++running;
+      }
+  }
+  GenerateResult never_started;
+  never_started.finish = FinishReason::cancelled;
+  for (auto& job : queued) {
+    never_started.prompt_tokens = static_cast<int>(job->req_.prompt.size());
+    job->push({JobEvent::done, {}, never_started});
+  }
+  return queued.size() + running;
 }
 
 SchedulerStats Scheduler::stats() {

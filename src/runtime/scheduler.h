@@ -63,9 +63,13 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues a generation; throws Busy when the queue is full, Error for a bad request.
+  // Queues a generation; throws Busy when the queue is full or the scheduler is closing,
+  // Error for a bad request.
   std::shared_ptr<Job> submit(GenerateRequest req);
   SchedulerStats stats();
+  // For shutdown: refuses new jobs, ends the queued ones and cancels the running ones at their
+  // next step (each ends with FinishReason::cancelled). Returns how many it ended.
+  size_t close();
 
  private:
   struct Slot {
@@ -82,7 +86,7 @@ class Scheduler {
   std::deque<std::shared_ptr<Job>> queue_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;
+  bool stop_ = false, closing_ = false;
   SchedulerStats stats_;
   std::thread thread_;
 };

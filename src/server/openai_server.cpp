@@ -3,8 +3,10 @@
 #include "server/openai_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <iostream>
 #include <random>
@@ -13,6 +15,7 @@
 #include "core/check.h"
 #include "runtime/scheduler.h"
 #include "server/api_request.h"
+#include "server/connections.h"
 
 namespace dsv4 {
 
@@ -103,6 +106,7 @@ struct OpenAIServer::Impl {
   ServerOptions opt;
   Scheduler scheduler;
   httplib::Server http;
+  std::atomic<int> port{-1};  // once bound
 
   Impl(const Engine& e, ServerOptions o)
       : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue) {}
@@ -132,12 +136,28 @@ struct OpenAIServer::Impl {
     }
   }
 
-  // Waits for the end of a job, collecting its text; a job error becomes a 500.
-  GenerateResult wait(Job& job) {
+  // Waits for the end of a job, collecting its text; a job error becomes a 500. A client that
+  // goes away meanwhile cancels the job, which frees its slot at the next step; a job cancelled
+  // by shutdown becomes a 503.
+  GenerateResult wait(Job& job, const httplib::Request& req) {
+    const int fd = find_connection(port, req.remote_addr, req.remote_port);
+    auto checked = std::chrono::steady_clock::now();
+    bool client_gone = false;
     while (true) {
-      auto ev = job.next(1000ms);
+      auto ev = job.next(200ms);
+      // Deltas arrive at every token, so the client is checked by the clock, not between events.
+      if (fd >= 0 && std::chrono::steady_clock::now() - checked >= 200ms) {
+        checked = std::chrono::steady_clock::now();
+        if (!job.cancelled() && peer_gone(fd)) {
+          client_gone = true;
+          job.cancel();
+        }
+      }
       if (!ev || ev->kind == JobEvent::delta) continue;
       if (ev->kind == JobEvent::error) throw ApiError(500, ev->text, "server_error");
+      if (ev->result.finish == FinishReason::cancelled)
+        throw ApiError(503, client_gone ? "the client went away" : "the server is shutting down", "server_error", "",
+                       "server_busy");
       return ev->result;
     }
   }
@@ -159,7 +179,7 @@ struct OpenAIServer::Impl {
     const chat::ThinkingMode tmode = thinking_mode_of(c.mode);
 
     if (!c.stream) {
-      const GenerateResult r = wait(*job);
+      const GenerateResult r = wait(*job, req);
       chat::StreamParser parser(tmode);
       parser.feed(r.text);
       if (r.hit_eos) parser.feed(chat::eos_token);
@@ -277,7 +297,7 @@ struct OpenAIServer::Impl {
                   {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
     };
     if (!c.stream) {
-      const GenerateResult r = wait(*job);
+      const GenerateResult r = wait(*job, req);
       json j = body(r.text, finish_name(r, false));
       j["usage"] = usage_json(r);
       send_json(res, 200, j);
@@ -336,6 +356,12 @@ struct OpenAIServer::Impl {
   }
 
   void routes() {
+    // SO_REUSEADDR (a restart need not wait out TIME_WAIT) but not httplib's default
+    // SO_REUSEPORT, with which a second server on the same port starts and takes half the requests.
+    http.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     http.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(n); };
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       const SchedulerStats s = scheduler.stats();
@@ -375,14 +401,25 @@ OpenAIServer::OpenAIServer(const Engine& e, ServerOptions o) : impl_(std::make_u
 OpenAIServer::~OpenAIServer() = default;
 
 void OpenAIServer::run(const std::function<void(int)>& on_listening) {
+  const std::string& host = impl_->opt.host;
   int port = impl_->opt.port;
-  if (port == 0) port = impl_->http.bind_to_any_port(impl_->opt.host);
-  else DSV4_CHECK(impl_->http.bind_to_port(impl_->opt.host, port), "cannot listen on ", impl_->opt.host, ":", port);
-  DSV4_CHECK(port > 0, "cannot listen on ", impl_->opt.host);
+  errno = 0;
+  if (port == 0) port = impl_->http.bind_to_any_port(host);
+  else if (!impl_->http.bind_to_port(host, port)) port = -1;
+  if (port <= 0) throw Error(listen_error(host, impl_->opt.port, errno));
+  impl_->port = port;
   if (on_listening) on_listening(port);
   impl_->http.listen_after_bind();
 }
 
-void OpenAIServer::stop() { impl_->http.stop(); }
+size_t OpenAIServer::stop() {
+  const size_t cancelled = impl_->scheduler.close();
+  impl_->http.stop();
+  // httplib keeps serving an idle keep-alive connection until its timeout; ending each
+  // connection now lets its worker, and so run(), return at once.
+  if (impl_->port > 0)
+    for (int fd : accepted_connections(impl_->port)) ::shutdown(fd, SHUT_RDWR);
+  return cancelled;
+}
 
 }  // namespace dsv4

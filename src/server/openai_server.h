@@ -2,7 +2,8 @@
 // (plain and SSE streaming, reasoning_content, DSML tool calls as tool_calls, usage) and
 // POST /v1/completions. Requests are validated field by field; every failure is a 4xx/5xx
 // JSON body in OpenAI's error shape. Generation runs on the runtime Scheduler; a streaming
-// client that disconnects cancels its generation. Links the runtime and chat layers only.
+// client that disconnects cancels its generation, streaming or not. Links the runtime and chat
+// layers only.
 #pragma once
 
 #include <memory>
@@ -25,13 +26,18 @@ struct ServerOptions {
   int default_max_tokens = 1024;
 };
 
-// Serves until stop() (from another thread or a signal handler). on_listening gets the port.
+// Serves until stop(), called from another thread. on_listening gets the port. A port in
+// use is an Error (the socket is bound without SO_REUSEPORT, so a second server cannot share
+// it and take half of the requests).
 class OpenAIServer {
  public:
   OpenAIServer(const Engine& e, ServerOptions o);
   ~OpenAIServer();
   void run(const std::function<void(int port)>& on_listening = {});
-  void stop();
+  // Refuses new requests, cancels those queued or running (their clients get 503 or an ended
+  // stream), closes every connection, idle keep-alive ones included, and makes run() return.
+  // Returns how many requests it cancelled. Not for a signal handler: use a thread.
+  size_t stop();
 
  private:
   struct Impl;

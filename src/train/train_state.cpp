@@ -97,7 +97,7 @@ void write_released_dir(const std::string& dir, const ModelConfig& c, const std:
   fs::create_directories(dir);
   const fs::path out(dir);
   write_atomically((out / "model.safetensors").string(), [&](const std::string& p) {
-    write_released_checkpoint(p, c, w, {{"format", "pt"}});
+    write_released_checkpoint(p, c, w, {{"format", "pt"}, {"dsv4_origin", "trained by dsv4"}});
   });
   write_text_file((out / "config.json").string(), config_json + "\n");
   write_text_file((out / "tokenizer.json").string(), tokenizer_json);
