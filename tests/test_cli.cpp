@@ -297,3 +297,151 @@ TEST(Cli, PerplexityMatchesTokenByTokenDecoding) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// Every subcommand, given something wrong, exits non-zero (and below 128: no crash) naming the
+// problem; so does a command whose standard output cannot be written (a full disk).
+TEST(Cli, EverySubcommandFailsWithNonZeroStatus) {
+  const std::string tiny = test::golden_dir("tiny"), m = synth_model(), never = "/nonexistent/dsv4-never";
+  test::TempDir d;
+  test::write_file(d.file("hi.jsonl"), "\"hi\"\n");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "Usage:"},
+      {"run -m " + m + " -p hi --reasoning-output sideways", "--reasoning-output 'sideways'"},
+      {"chat -m /nonexistent", "/nonexistent"},
+      {"serve -m /nonexistent", "/nonexistent"},
+      {"info --config /nonexistent.json", "/nonexistent.json"},
+      {"tokenize -t /nonexistent.json", "/nonexistent.json"},
+      {"render --thinking-mode sideways", "unknown thinking mode 'sideways'"},
+      {"parse --thinking-mode chat", "end-of-sentence"},
+      {"synth -o /proc/dsv4-never", "/proc/dsv4-never"},
+      {"logits -m /nonexistent --ids 1 --prefill 1 -o /dev/null", "/nonexistent"},
+      {"bench -m /nonexistent", "/nonexistent"},
+      {"convert --hf-ckpt /nonexistent --out " + never, "/nonexistent"},
+      {"perplexity -m " + m + " --text-file /nonexistent.txt", "/nonexistent.txt"},
+      {"train --config /nonexistent.json --data x.txt --tokenizer t.json --out " + never, "/nonexistent.json"},
+      {"train --config " + std::string(DSV4_SOURCE_DIR) + "/models/dsv4-tiny/pretrain.json --data brown-train.txt "
+       "--tokenizer " + m + "/tokenizer.json --out " + never, "brown-train.txt: cannot open"},
+      {"plot-runs --run /nonexistent -o " + never + ".png", "/nonexistent"},
+      {"eval -m /nonexistent", "/nonexistent"},
+      {"make-task-data --domain sideways -o " + never + ".jsonl", "sideways"},
+      {"sft -m /nonexistent --data x.jsonl --out " + never, "/nonexistent"},
+      {"grpo -m /nonexistent --domain math --out " + never, "/nonexistent"},
+      {"distill -m /nonexistent --expert /nonexistent --out " + never, "/nonexistent"},
+      {"average /nonexistent /nonexistent2 -o " + never, "/nonexistent"},
+      {"train-tokenizer --text-file /nonexistent.txt -o " + never + ".json", "/nonexistent.txt"},
+      {"prepare-brown --corpus /nonexistent --out-train a.txt --out-held-out b.txt", "/nonexistent"},
+      {"make-chat-data -o /proc/dsv4-never.jsonl", "/proc/dsv4-never.jsonl"},
+      {"run -m " + m + " -p hi -n 2 > /dev/full", "cannot write to standard output"},
+      {"info --config " + tiny + "/config.json > /dev/full", "cannot write to standard output"},
+      {"tokenize -t " + m + "/tokenizer.json < " + d.file("hi.jsonl") + " > /dev/full", "cannot write to standard output"},
+      {"chat -m " + m + " -n 2 --ctx 20 <<< 'a long enough line to pass the context'", "exceeds --ctx"},
+  };
+  for (const auto& [args, fragment] : cases) {
+    const auto r = test::run_command("bash -c \"" + test::dsv4_binary() + " " + args + "\" < /dev/null");
+    EXPECT_NE(r.status, 0) << args << "\n" << r.output;
+    EXPECT_LT(r.status, 128) << args << " crashed:\n" << r.output;
+    EXPECT_NE(r.output.find(fragment), std::string::npos) << args << "\n" << r.output;
+  }
+}
+
+// Runs `dsv4 run` on the synthetic model with the given flags; stdout only.
+std::string answer_with(const std::string& flags) {
+  const auto r = test::run_command("(" + test::dsv4_binary() + " run -m " + synth_model() + " " + flags + " 2>/dev/null)");
+  EXPECT_EQ(r.status, 0) << flags << "\n" << r.output;
+  return r.output;
+}
+
+// llama.cpp's spellings mean what dsv4's do: the same answer, bit for bit, either way.
+TEST(Cli, LlamaCppAliases) {
+  test::TempDir d;
+  test::write_file(d.file("p.txt"), "first prompt\n\nsecond prompt\n");
+  const std::string ours = answer_with("--input-file " + d.file("p.txt") +
+                                       " --ctx 2048 --threads 1 --temperature 0.7 --seed 9 --top-k 20 --min-p 0.05 "
+                                       "--max-tokens 6");
+  const std::string theirs = answer_with("-f " + d.file("p.txt") + " -c 2k -t 1 --temp 0.7 -s 9 --top-k 20 --min-p 0.05 "
+                                         "--n-predict 6");
+  EXPECT_EQ(ours, theirs);
+  EXPECT_NE(ours.find("### prompt 2"), std::string::npos) << ours;
+  // -s is the seed: another seed, another answer.
+  EXPECT_NE(answer_with("-p hello -s 1 -n 8 --temp 1"), answer_with("-p hello -s 2 -n 8 --temp 1"));
+  // -c takes sizes: 2k = 2048 tokens, and a prompt beyond it is refused in the same words.
+  const auto small = test::run_command(test::dsv4_binary() + " run -m " + synth_model() + " -p hi -n 64 -c 32");
+  EXPECT_EQ(small.status, 1);
+  EXPECT_NE(small.output.find("exceeds --ctx 32"), std::string::npos) << small.output;
+  // info: -c 1M is --ctx 1048576.
+  const std::string cfg = " --json --config " + test::shared_dir() + "/configs/deepseek-v4-flash.json";
+  const auto a = test::run_command(test::dsv4_binary() + " info -c 1M" + cfg),
+             b = test::run_command(test::dsv4_binary() + " info --ctx-size 1048576" + cfg);
+  ASSERT_EQ(a.status, 0) << a.output;
+  const auto ja = nlohmann::json::parse(a.output), jb = nlohmann::json::parse(b.output);
+  EXPECT_EQ(ja["ctx"].get<long long>(), 1048576);
+  EXPECT_EQ(ja["kv_bytes_at_ctx"], jb["kv_bytes_at_ctx"]);
+  // serve takes the same spellings (checked by its --help, which lists them).
+  const auto help = test::run_command(test::dsv4_binary() + " serve --help");
+  for (const char* flag : {"-c,--ctx,--ctx-size", "-t,--threads", "--parallel,--np", "-n,--max-tokens,--n-predict"})
+    EXPECT_NE(help.output.find(flag), std::string::npos) << flag << "\n" << help.output;
+}
+
+TEST(Cli, VersionUsageAndDefaults) {
+  const auto v = test::run_command(test::dsv4_binary() + " --version");
+  EXPECT_EQ(v.status, 0);
+  EXPECT_EQ(v.output.rfind("dsv4 ", 0), 0u) << v.output;
+  EXPECT_GT(v.output.size(), 6u) << v.output;
+  // A bare dsv4 lists the subcommands and fails.
+  const auto bare = test::run_command(test::dsv4_binary());
+  EXPECT_EQ(bare.status, 1);
+  for (const char* want : {"Usage:", "run", "chat", "serve", "info"})
+    EXPECT_NE(bare.output.find(want), std::string::npos) << want << "\n" << bare.output;
+  // Every --help shows the defaults.
+  const auto run = test::run_command(test::dsv4_binary() + " run --help");
+  for (const char* want : {"--temperature,--temp FLOAT=1", "-n,--max-tokens,--n-predict INT=256", "--reasoning TEXT=none",
+                           "--reasoning-output TEXT=inline", "-c,--ctx,--ctx-size INT=65536", "-t,--threads INT=0"})
+    EXPECT_NE(run.output.find(want), std::string::npos) << want << "\n" << run.output;
+  const auto serve = test::run_command(test::dsv4_binary() + " serve --help");
+  for (const char* want : {"--host TEXT=127.0.0.1", "--port INT=8000", "--parallel,--np INT=4", "--queue UINT=64"})
+    EXPECT_NE(serve.output.find(want), std::string::npos) << want << "\n" << serve.output;
+}
+
+// --reasoning-output on the default model, whose think-mode answer to "Hello!" has a known
+// reasoning sentence: inline between <think> lines when piped, on stderr alone, or nowhere.
+TEST(Cli, ReasoningOutputWhenPiped) {
+  const std::string model = std::string(DSV4_SOURCE_DIR) + "/models/dsv4-tiny";
+  const std::string reasoning = "The user is greeting me", cmd = test::dsv4_binary() + " run -m " + model +
+                                                                 " -p 'Hello!' --reasoning high --temp 0 --reasoning-output ";
+  const auto inline_ = test::run_command("(" + cmd + "inline 2>/dev/null)");
+  ASSERT_EQ(inline_.status, 0) << inline_.output;
+  EXPECT_EQ(inline_.output.rfind("<think>\n" + reasoning, 0), 0u) << inline_.output;
+  const size_t close = inline_.output.find("\n</think>\n");
+  ASSERT_NE(close, std::string::npos) << inline_.output;
+  const std::string answer = inline_.output.substr(close + 10);
+  EXPECT_FALSE(answer.empty());
+  EXPECT_EQ(inline_.output.find("\x1b["), std::string::npos) << "no colour when piped";
+  const auto separate = test::run_command("(" + cmd + "separate 2>/dev/null)");
+  EXPECT_EQ(separate.output, answer);
+  const auto on_stderr = test::run_command("(" + cmd + "separate 2>&1 >/dev/null)");
+  EXPECT_NE(on_stderr.output.find(reasoning), std::string::npos) << on_stderr.output;
+  const auto hidden = test::run_command("(" + cmd + "hidden 2>&1)");
+  EXPECT_EQ(hidden.output.find(reasoning), std::string::npos) << hidden.output;
+  EXPECT_NE(hidden.output.find(answer), std::string::npos) << hidden.output;
+}
+
+// The chat banner says what the model is: random weights are called noise, a dsv4-trained
+// model points to its model card.
+TEST(Cli, ChatBannerDescribesTheModel) {
+  const auto synth = test::run_command(test::dsv4_binary() + " chat -m " + synth_model() + " < /dev/null");
+  ASSERT_EQ(synth.status, 0) << synth.output;
+  EXPECT_NE(synth.output.find("random weights (dsv4 synth --preset tiny --seed 5): it answers noise"), std::string::npos)
+      << synth.output;
+  const std::string tiny = std::string(DSV4_SOURCE_DIR) + "/models/dsv4-tiny";
+  const auto trained = test::run_command(test::dsv4_binary() + " chat -m " + tiny + " < /dev/null");
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  EXPECT_NE(trained.output.find("dsv4-tiny: 8.64M parameters"), std::string::npos) << trained.output;
+  EXPECT_NE(trained.output.find("model card: " + tiny + "/MODEL_CARD.md"), std::string::npos) << trained.output;
+  EXPECT_EQ(trained.output.find("noise"), std::string::npos) << trained.output;
+}
+
+}  // namespace
+}  // namespace dsv4

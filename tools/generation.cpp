@@ -150,10 +150,13 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   printer.show(parser.finish());
   printer.end();
   const size_t n = r.tokens.size();
-  std::cerr << "[" << r.prompt_tokens << " prompt tokens (" << r.reused_tokens << " cached), "
-            << (r.prompt_tokens - r.reused_tokens) / std::max(1e-9, r.prefill_seconds) << " tok/s prefill; " << n
-            << " generated, " << n / std::max(1e-9, r.decode_seconds) << " tok/s; finish: "
-            << (r.finish == FinishReason::cancelled ? "interrupted" : finish_reason_name(r.finish)) << "]\n";
+  std::cerr << "[" << r.prompt_tokens << " prompt tokens (" << r.reused_tokens << " cached), ";
+  if (r.prefill_seconds > 0 || n > 0)
+    std::cerr << (r.prompt_tokens - r.reused_tokens) / std::max(1e-9, r.prefill_seconds) << " tok/s prefill; " << n
+              << " generated, " << n / std::max(1e-9, r.decode_seconds) << " tok/s; finish: ";
+  else
+    std::cerr << "stopped in the prefill; finish: ";
+  std::cerr << (r.finish == FinishReason::cancelled ? "interrupted" : finish_reason_name(r.finish)) << "]\n";
   return {parser.message().to_json(), r.finish == FinishReason::cancelled};
 }
 

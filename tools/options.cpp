@@ -5,7 +5,8 @@ namespace dsv4::tools {
 CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& what) {
   // AsSizeValue(false): k / K = 1024, m / M = 1048576 (a "1M context" is 2^20 tokens).
   return sub->add_option("-c,--ctx,--ctx-size", ctx, what + " (tokens; 128k, 1M accepted)")
-      ->transform(CLI::AsSizeValue(false));
+      ->transform(CLI::AsSizeValue(false).description(""))
+      ->type_name("INT");
 }
 
 CLI::Option* add_threads_option(CLI::App* sub, int& threads) {

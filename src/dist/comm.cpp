@@ -61,7 +61,7 @@ void Comm::init(int* argc, char*** argv) {
 
 Comm& Comm::get() { return instance(); }
 
-void Comm::all_reduce_sum(std::span<float> v) const {
+void Comm::all_reduce_sum([[maybe_unused]] std::span<float> v) const {
   if (!distributed()) return;
   // Fault injection for the tests: DSV4_TEST_KILL_RANK=r kills rank r at its 20th all-reduce,
   // in the middle of a forward pass, as a crashed machine would.
@@ -87,17 +87,15 @@ void Comm::all_gather(std::span<const float> part, std::span<float> all) const {
 #endif
 }
 
-void Comm::broadcast(std::span<int> v, int root) const {
+void Comm::broadcast([[maybe_unused]] std::span<int> v, [[maybe_unused]] int root) const {
   if (!distributed()) return;
 #ifdef DSV4_WITH_MPI
   Timed t(stats_, v.size_bytes());
   MPI_Bcast(v.data(), static_cast<int>(v.size()), MPI_INT, root, MPI_COMM_WORLD);
-#else
-  (void)root;
 #endif
 }
 
-void Comm::check_same(uint64_t value, const std::string& what) const {
+void Comm::check_same([[maybe_unused]] uint64_t value, [[maybe_unused]] const std::string& what) const {
   if (!distributed()) return;
 #ifdef DSV4_WITH_MPI
   std::vector<uint64_t> all(world_);

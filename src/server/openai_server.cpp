@@ -144,9 +144,9 @@ struct OpenAIServer::Impl {
     auto checked = std::chrono::steady_clock::now();
     bool client_gone = false;
     while (true) {
-      auto ev = job.next(200ms);
+      auto ev = job.next(100ms);
       // Deltas arrive at every token, so the client is checked by the clock, not between events.
-      if (fd >= 0 && std::chrono::steady_clock::now() - checked >= 200ms) {
+      if (fd >= 0 && std::chrono::steady_clock::now() - checked >= 100ms) {
         checked = std::chrono::steady_clock::now();
         if (!job.cancelled() && peer_gone(fd)) {
           client_gone = true;

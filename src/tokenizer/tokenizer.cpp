@@ -263,8 +263,9 @@ void Tokenizer::bpe(std::string_view word, std::vector<int>& out) const {
   };
   std::vector<Cand> heap;
   auto push = [&](int pos) {
+    if (pos < 0) return;  // before the first symbol: checked before next[] is read
     const int nx = next[pos];
-    if (pos < 0 || nx < 0) return;
+    if (nx < 0) return;
     auto it = merges_.find(pair_key(sym[pos], sym[nx]));
     if (it == merges_.end()) return;
     heap.push_back({it->second.first, pos, sym[pos], sym[nx]});
