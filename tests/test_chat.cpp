@@ -18,6 +18,7 @@
 #include "chat/python_json.h"
 #include "chat/stream.h"
 #include "core/check.h"
+#include "core/json_input.h"
 #include "test_util.h"
 
 namespace dsv4::chat {
@@ -969,4 +970,38 @@ TEST(Cli, BadInputExitsWithMessage) {
 
 void PrintTo(const ParsedMessage& m, std::ostream* os) { *os << m.to_json().dump(-1, ' ', false, json::error_handler_t::replace); }
 
+}  // namespace dsv4::chat
+
+namespace dsv4::chat {
+namespace {
+
+std::string nested(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+// JSON from outside is parsed with a nesting bound (core/json_input.h): 128 levels pass, deeper
+// input is refused while parsing, before anything recursive (copies, dumps, the encoder's
+// writer) sees it. Before the bound, tool arguments nested 50,000 deep overflowed the stack.
+TEST(JsonInput, NestingBeyondTheLimitIsRefused) {
+  EXPECT_NO_THROW(parse_json(nested(kMaxJsonDepth)));
+  EXPECT_ERROR(parse_json(nested(kMaxJsonDepth + 1)), "JSON nested deeper than 128 levels");
+  EXPECT_ERROR(parse_json<json>(nested(100000)), "JSON nested deeper than 128 levels");
+  const std::string deep_object = [] {
+    std::string s;
+    for (int i = 0; i < 300000; ++i) s += "{\"a\":";
+    return s + "1" + std::string(300000, '}');
+  }();
+  EXPECT_ERROR(parse_json(deep_object), "JSON nested deeper than 128 levels");
+}
+
+TEST(Encode, DeeplyNestedToolArgumentsAreRefused) {
+  json m = json::array();
+  m.push_back({{"role", "user"}, {"content", "q"}});
+  json call = {{"type", "function"}, {"function", {{"name", "f"}, {"arguments", "{\"x\": " + nested(50000) + "}"}}}};
+  m.push_back({{"role", "assistant"}, {"content", ""}, {"tool_calls", json::array({call})}});
+  EXPECT_ERROR(encode(m, ThinkingMode::thinking), "JSON nested deeper than 128 levels");
+  // Within the bound the arguments render as before.
+  m[1]["tool_calls"][0]["function"]["arguments"] = "{\"x\": " + nested(100) + "}";
+  EXPECT_NE(encode(m, ThinkingMode::thinking).find(nested(100)), std::string::npos);
+}
+
+}  // namespace
 }  // namespace dsv4::chat

@@ -9,6 +9,7 @@
 
 #include "chat/encode.h"
 #include "core/check.h"
+#include "core/json_input.h"
 #include "tools/commands.h"
 
 namespace dsv4::tools {
@@ -32,8 +33,8 @@ int run(const RenderArgs& a) {
   const std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
   json request;
   try {
-    request = json::parse(input);
-  } catch (const json::exception& e) {
+    request = parse_json<json>(input);
+  } catch (const std::exception& e) {
     fail("stdin is not JSON: ", e.what());
   }
   json messages;

@@ -31,6 +31,10 @@ int run(ServeArgs& a) {
   set_num_threads(a.threads);
   DSV4_CHECK(a.opt.port >= 0 && a.opt.port <= 65535, "--port must be in [0, 65535]");
   DSV4_CHECK(a.opt.ctx >= 16, "--ctx must be at least 16");
+  DSV4_CHECK(a.opt.parallel >= 1, "--parallel must be at least 1, got ", a.opt.parallel);
+  DSV4_CHECK(a.opt.default_max_tokens >= 1, "--max-tokens must be at least 1, got ", a.opt.default_max_tokens);
+  DSV4_CHECK(a.opt.http_threads >= 2, "--http-threads must be at least 2, got ", a.opt.http_threads);
+  DSV4_CHECK(a.opt.max_body_bytes >= 1024, "--max-body must be at least 1k, got ", a.opt.max_body_bytes);
   a.opt.default_reasoning = parse_reasoning_mode(a.reasoning);
   if (a.opt.port != 0 && Comm::get().rank() == 0) check_can_listen(a.opt.host, a.opt.port);
   ProgressBar bar("loading");
@@ -75,6 +79,13 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("-n,--max-tokens,--n-predict", a->opt.default_max_tokens, "max_tokens when a chat request gives none");
   sub->add_option("--reasoning", a->reasoning, "default reasoning mode: none, high or max");
   add_threads_option(sub, a->threads);
+  sub->add_option("--max-body", a->opt.max_body_bytes, "largest request body in bytes (16M, 512k accepted)")
+      ->transform(CLI::AsSizeValue(false).description(""));
+  sub->add_option("--allowed-hosts", a->opt.allowed_hosts,
+                  "Host headers answered, comma-separated (\"*\" = any; unset: the loopback names for a loopback "
+                  "--host, any name otherwise)")
+      ->delimiter(',');
+  sub->add_option("--http-threads", a->opt.http_threads, "threads serving HTTP connections");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
   out.push_back({sub, [a] { return run(*a); }});
 }

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/json_input.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/commands.h"
 
@@ -25,8 +26,8 @@ int run(const TokenizeArgs& a) {
     if (line.empty()) continue;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
+      j = parse_json(line);
+    } catch (const std::exception& e) {
       fail("stdin line ", n, ": not valid JSON: ", e.what());
     }
     try {

@@ -10,6 +10,7 @@
 
 #include "chat/python_json.h"
 #include "core/check.h"
+#include "core/json_input.h"
 
 namespace dsv4::chat {
 
@@ -118,7 +119,7 @@ std::optional<json> arguments_object(const std::string& raw) {
   bool parsed = false;
   if (!raw.starts_with("\xEF\xBB\xBF")) {
     try {
-      args = json::parse(raw);
+      args = parse_json<json>(raw);  // JsonTooDeep is no fallback case: it is refused
       parsed = true;
     } catch (const json::exception&) {
     }

@@ -8,6 +8,8 @@
 #include <set>
 
 #include "core/check.h"
+#include "core/json_input.h"
+#include "core/read_file.h"
 
 namespace dsv4 {
 
@@ -59,11 +61,11 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
   std::map<std::string, std::string> weight_map;  // tensor -> file (sharded only)
   std::vector<std::string> shard_names;
   if (fs::exists(index)) {
-    std::ifstream in(index);
+    const std::string text = read_file(index.string());
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
+      j = parse_json(text);
+    } catch (const std::exception& e) {
       fail(index.string(), ": not valid JSON: ", e.what());
     }
     DSV4_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/json_input.h"
 #include "core/read_file.h"
 
 namespace dsv4 {
@@ -47,8 +48,8 @@ const char* score_func_name(ScoreFunc f) {
 ModelConfig parse_config(const std::string& text, const std::string& where) {
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
+    j = parse_json<json>(text);
+  } catch (const std::exception& e) {
     fail(where, ": not valid JSON: ", e.what());
   }
   DSV4_CHECK(j.is_object(), where, ": not a JSON object");

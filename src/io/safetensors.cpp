@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/json_input.h"
 #include "quant/formats.h"
 
 namespace dsv4 {
@@ -72,8 +73,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
   const char* hdr = reinterpret_cast<const char*>(file_->data() + 8);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(hdr, hdr + header_len);
-  } catch (const nlohmann::json::exception& e) {
+    j = parse_json(std::string_view(hdr, header_len));
+  } catch (const std::exception& e) {
     fail(path, ": header is not valid JSON: ", e.what());
   }
   DSV4_CHECK(j.is_object(), path, ": header is not a JSON object");

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/json_input.h"
+#include "core/read_file.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/safetensors_writer.h"
@@ -78,11 +80,10 @@ std::vector<uint8_t> dequantize_rows(const TensorView& w, const TensorView& s, l
 }
 
 nlohmann::ordered_json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  DSV4_CHECK(in, p.string(), ": cannot open");
+  const std::string text = read_file(p.string());
   try {
-    return nlohmann::ordered_json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
+    return parse_json<nlohmann::ordered_json>(text);
+  } catch (const std::exception& e) {
     fail(p.string(), ": not valid JSON: ", e.what());
   }
 }

@@ -7,6 +7,7 @@
 
 #include "chat/encode.h"
 #include "core/check.h"
+#include "core/json_input.h"
 
 namespace dsv4 {
 
@@ -357,8 +358,8 @@ double check_answer(const Task& t, const chat::ParsedMessage& m) {
       if (m.tool_calls.size() != 1) return 0;
       nlohmann::json args;
       try {
-        args = nlohmann::json::parse(m.tool_calls[0].arguments);
-      } catch (const nlohmann::json::exception&) {
+        args = parse_json(m.tool_calls[0].arguments);
+      } catch (const std::exception&) {
         return 0;
       }
       // The call asked for (another call with the same result, add(7, 0) for add(3, 4), is not),

@@ -50,9 +50,12 @@ std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
       ++stats_.refused;
       throw Busy("the server is shutting down");
     }
-    if (queue_.size() >= max_queue_) {
+    // Admitted while a slot is free or the queue has room: up to parallel + max_queue at once
+    // (so max_queue 0 still serves `parallel` requests, and refuses the rest at once).
+    const size_t busy = static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& x) { return x.job != nullptr; }));
+    if (busy + queue_.size() >= slots_.size() + max_queue_) {
       ++stats_.refused;
-      throw Busy("server busy: " + std::to_string(slots_.size()) + " generations running and " +
+      throw Busy("server busy: " + std::to_string(busy) + " generations running and " +
                  std::to_string(queue_.size()) + " waiting; retry later");
     }
     queue_.push_back(job);

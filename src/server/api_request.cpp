@@ -4,6 +4,7 @@
 #include <random>
 
 #include "core/check.h"
+#include "core/json_input.h"
 
 namespace dsv4 {
 
@@ -16,13 +17,16 @@ using json = nlohmann::ordered_json;
 }
 
 json parse_body(const std::string& body) {
+  json j;
   try {
-    json j = json::parse(body);
-    if (!j.is_object()) bad("", "the request body must be a JSON object", "invalid_json");
-    return j;
-  } catch (const json::parse_error& e) {
+    j = parse_json<json>(body);
+  } catch (const JsonTooDeep& e) {
+    bad("", std::string("the request body is ") + e.what() + " (the limit)", "json_too_deep");
+  } catch (const json::exception& e) {  // malformed, or a number beyond double's range
     bad("", std::string("the request body is not valid JSON: ") + e.what(), "invalid_json");
   }
+  if (!j.is_object()) bad("", "the request body must be a JSON object", "invalid_json");
+  return j;
 }
 
 // The field if present and not null, after a type check.

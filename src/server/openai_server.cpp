@@ -5,7 +5,9 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <iostream>
@@ -355,6 +357,52 @@ struct OpenAIServer::Impl {
     };
   }
 
+  // The Host header's name (port dropped), lower case; "" when there is none.
+  static std::string host_name(const std::string& header) {
+    std::string h = header;
+    if (h.starts_with("[")) h = h.substr(0, h.find(']') + 1);   // [::1]:8000
+    else if (const size_t colon = h.find(':'); colon != std::string::npos) h.resize(colon);
+    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+    return h;
+  }
+
+  bool host_allowed(const httplib::Request& req) const {
+    if (!req.has_header("Host")) return true;  // HTTP/1.0 clients; browsers always send one
+    const std::string name = host_name(req.get_header_value("Host"));
+    std::vector<std::string> allowed = opt.allowed_hosts;
+    if (allowed.empty()) {
+      const bool loopback = opt.host == "localhost" || opt.host == "::1" || opt.host.starts_with("127.");
+      if (!loopback) return true;
+      allowed = {"localhost", "127.0.0.1", "[::1]"};
+    }
+    for (const std::string& a : allowed)
+      if (a == "*" || host_name(a) == name) return true;
+    return false;
+  }
+
+  // Before any route: the Host header, and JSON bodies only (a cross-site form or text/plain
+  // POST is exactly what a web page may send without asking).
+  httplib::Server::HandlerResponse screen(const httplib::Request& req, httplib::Response& res) const {
+    if (!host_allowed(req)) {
+      send_error(res, ApiError(403, "Host '" + req.get_header_value("Host") + "' is not one this server answers to (" +
+                                        "dsv4 serve --allowed-hosts)", "invalid_request_error", "", "host_not_allowed"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.method == "POST") {
+      std::string type = req.get_header_value("Content-Type");
+      type = type.substr(0, type.find(';'));
+      std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+      while (!type.empty() && type.back() == ' ') type.pop_back();
+      if (type != "application/json") {
+        send_error(res, ApiError(415, "the request body must be JSON sent with Content-Type: application/json, got '" +
+                                          req.get_header_value("Content-Type") + "'",
+                                 "invalid_request_error", "", "unsupported_media_type"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+
   void routes() {
     // SO_REUSEADDR (a restart need not wait out TIME_WAIT) but not httplib's default
     // SO_REUSEPORT, with which a second server on the same port starts and takes half the requests.
@@ -363,6 +411,8 @@ struct OpenAIServer::Impl {
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     });
     http.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(n); };
+    http.set_payload_max_length(opt.max_body_bytes);
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       const SchedulerStats s = scheduler.stats();
       send_json(res, 200, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}, {"completed", s.completed},
@@ -375,10 +425,16 @@ struct OpenAIServer::Impl {
     });
     http.Post("/v1/chat/completions", guard(&Impl::chat_completions));
     http.Post("/v1/completions", guard(&Impl::completions));
-    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       ApiError e(res.status, "no route " + req.method + " " + req.path, "invalid_request_error", "", "not_found");
-      if (res.status != 404) e.message = "HTTP " + std::to_string(res.status);
+      if (res.status == 413) {
+        e.message = "the request body is over the limit of " + std::to_string(opt.max_body_bytes) + " bytes (dsv4 serve --max-body)";
+        e.code = "body_too_large";
+      } else if (res.status != 404) {
+        e.message = "HTTP " + std::to_string(res.status);
+        e.code = "";
+      }
       send_error(res, e);
     });
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {

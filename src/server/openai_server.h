@@ -1,13 +1,16 @@
 // The OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/chat/completions
 // (plain and SSE streaming, reasoning_content, DSML tool calls as tool_calls, usage) and
 // POST /v1/completions. Requests are validated field by field; every failure is a 4xx/5xx
-// JSON body in OpenAI's error shape. Generation runs on the runtime Scheduler; a streaming
+// JSON body in OpenAI's error shape. POST bodies must be JSON (Content-Type application/json:
+// a web page cannot send one cross-site without the browser asking first) and at most
+// max_body_bytes; the Host header must be one the server answers to. Generation runs on the runtime Scheduler; a streaming
 // client that disconnects cancels its generation, streaming or not. Links the runtime and chat
 // layers only.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/chat_prompt.h"
 #include "runtime/engine.h"
@@ -24,6 +27,11 @@ struct ServerOptions {
   ReasoningMode default_reasoning = ReasoningMode::non_think;
   bool test_hooks = false;      // honour "dsv4_forced_text" in requests (tests only)
   int default_max_tokens = 1024;
+  size_t max_body_bytes = 16u << 20;  // larger bodies: 413 before they are parsed
+  // Host headers accepted. Empty: for a loopback --host, the loopback names (localhost,
+  // 127.0.0.1, [::1]), which keeps web pages from reaching a local server by DNS rebinding;
+  // for any other --host, every name. "*" accepts every name.
+  std::vector<std::string> allowed_hosts;
 };
 
 // Serves until stop(), called from another thread. on_listening gets the port. A port in

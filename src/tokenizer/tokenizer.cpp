@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/json_input.h"
 #include "core/read_file.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
@@ -90,8 +91,8 @@ Tokenizer Tokenizer::load(const std::string& path) { return from_json(read_file(
 Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where) {
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
+    j = parse_json<json>(text);
+  } catch (const std::exception& e) {
     fail(where, ": not valid JSON: ", e.what());
   }
   Tokenizer t;

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "core/json_input.h"
 #include "core/path_weight.h"
 #include "core/read_file.h"
 #include "core/thread_pool.h"
@@ -32,8 +33,8 @@ namespace fs = std::filesystem;
 TrainSettings parse_train_settings(const std::string& json_text, const std::string& where) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
+    j = parse_json(json_text);
+  } catch (const std::exception& e) {
     fail(where, ": not valid JSON: ", e.what());
   }
   DSV4_CHECK(j.is_object(), where, ": \"train\" must be an object");
@@ -98,8 +99,8 @@ TrainSource load_train_source(const std::string& spec, const Tokenizer& tok, int
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
+      j = parse_json(line);
+    } catch (const std::exception& e) {
       fail(src.path, ":", line_no, ": not valid JSON: ", e.what());
     }
     DSV4_CHECK(j.is_object() && j.contains("prompt") && j["prompt"].is_string() && j.contains("completion") &&
@@ -203,8 +204,8 @@ class Trainer {
     const std::string cfg_text = read_file(run.config_path);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(cfg_text);
-    } catch (const nlohmann::json::exception& e) {
+      j = parse_json(cfg_text);
+    } catch (const std::exception& e) {
       fail(run.config_path, ": not valid JSON: ", e.what());
     }
     DSV4_CHECK(j.is_object() && j.contains("model") && j["model"].is_object(), run.config_path,

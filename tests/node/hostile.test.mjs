@@ -1,0 +1,163 @@
+// dsv4 serve against hostile clients (issue 19): bodies nested deep enough to overflow a stack
+// if anything recursed over them, a 200 MB body, 10,000 messages, invalid UTF-8, cross-site
+// shapes (a text/plain body, a foreign Host header), numbers beyond double's range, and more
+// requests than --parallel + --queue. Each is refused with a 4xx / 503 naming the limit or
+// served; /health answers within a second throughout; the server stays up and its resident
+// memory returns to its baseline (the figures are printed for the README).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const binary = process.env.DSV4_BINARY ?? new URL('../../build/dsv4', import.meta.url).pathname;
+let dir, server, port, log = '', healthWorst = 0, healthChecks = 0, watching = true, watcher;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const rssMiB = () => Number(readFileSync(`/proc/${server.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]) / 1024;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dsv4-hostile-'));
+  execFileSync(binary, ['synth', '-o', join(dir, 'model'), '--preset', 'tiny', '--seed', '3'], { stdio: 'ignore' });
+  server = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--parallel', '2', '--queue', '0',
+                          '--threads', '1', '--test-hooks'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  port = await new Promise((resolve, reject) => {
+    server.stderr.on('data', (d) => {
+      log += d;
+      const m = log.match(/on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    server.on('exit', (code) => reject(new Error(`server exited with ${code}: ${log}`)));
+  });
+  // /health, polled throughout: every answer must come within a second.
+  watcher = (async () => {
+    while (watching) {
+      const t0 = performance.now();
+      const r = await fetch(`http://127.0.0.1:${port}/health`);
+      assert.equal(r.status, 200);
+      await r.json();
+      healthWorst = Math.max(healthWorst, performance.now() - t0);
+      ++healthChecks;
+      await sleep(50);
+    }
+  })();
+});
+
+after(async () => {
+  watching = false;
+  try {
+    await watcher;
+  } finally {
+    if (server && server.exitCode === null) {
+      const exited = new Promise((resolve) => server.on('exit', resolve));
+      server.kill('SIGTERM');
+      assert.equal(await exited, 0, 'the server exits cleanly after it all');
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A POST with a body (string or Buffer) and headers; resolves with {status, body} or {error}.
+function post(path, body, headers = {}) {
+  return new Promise((resolve) => {
+    const data = Buffer.isBuffer(body) ? body : Buffer.from(body);
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path,
+                          headers: { 'Content-Type': 'application/json', 'Content-Length': data.length, ...headers } },
+                        (res) => {
+                          let text = '';
+                          res.on('data', (d) => { text += d; });
+                          res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null }));
+                        });
+    req.on('error', (error) => resolve({ error }));
+    req.end(data);
+  });
+}
+
+const chat = (extra) => JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, ...extra });
+const nested = (n, inner = '1') => '['.repeat(n) + inner + ']'.repeat(n);
+
+test('bodies nested far past the limit are refused, not recursed over', async () => {
+  const cases = {
+    'temperature nested 100,000 deep': `{"messages": [{"role": "user", "content": "hi"}], "temperature": ${nested(100000)}}`,
+    'a tool schema nested 50,000 deep': chat({}).replace(/}$/, `, "tools": [{"type": "function", "function": {"name": "f", "parameters": ${'{"a":'.repeat(50000)}1${'}'.repeat(50000)}}}]}`),
+    'an unknown key nested 300,000 deep': chat({}).replace(/}$/, `, "x": ${nested(300000)}}`),
+  };
+  for (const [what, body] of Object.entries(cases)) {
+    const r = await post('/v1/chat/completions', body);
+    assert.equal(r.status, 400, what);
+    assert.equal(r.body.error.code, 'json_too_deep', what);
+    assert.match(r.body.error.message, /nested deeper than 128 levels/, what);
+  }
+  // Tool-call arguments are a JSON string that the encoder parses: nested 50,000 deep inside it.
+  const calls = { messages: [{ role: 'user', content: 'q' },
+                             { role: 'assistant', content: '', tool_calls: [{ id: 'c', type: 'function',
+                               function: { name: 'f', arguments: `{"x": ${nested(50000)}}` } }] },
+                             { role: 'tool', tool_call_id: 'c', content: 'r' }], max_tokens: 2 };
+  const r = await post('/v1/chat/completions', JSON.stringify(calls));
+  assert.equal(r.status, 400);
+  assert.match(r.body.error.message, /nested deeper than 128 levels/);
+});
+
+test('a 200 MB body is refused with 413 and the memory comes back', async () => {
+  const baseline = rssMiB();
+  const r = await post('/v1/chat/completions', Buffer.alloc(200 << 20, 0x20));
+  // The server answers 413 from the Content-Length alone and may close before all is sent.
+  if (!r.error) {
+    assert.equal(r.status, 413);
+    assert.equal(r.body.error.code, 'body_too_large');
+  }
+  const after = rssMiB();
+  console.log(`rss before ${baseline.toFixed(1)} MiB, after the 200 MB body ${after.toFixed(1)} MiB`);
+  assert.ok(after < baseline + 32, `rss ${after} MiB after, ${baseline} MiB before`);
+});
+
+test('10,000 messages, invalid UTF-8, 1e400, foreign shapes: each refused or served', async () => {
+  const many = { messages: Array.from({ length: 10000 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `m${i}` })), max_tokens: 2 };
+  many.messages.push({ role: 'user', content: 'last' });
+  const m = await post('/v1/chat/completions', JSON.stringify(many));
+  assert.ok(m.status === 200 || m.status === 400, `status ${m.status}`);
+  const utf8 = Buffer.concat([Buffer.from('{"messages": [{"role": "user", "content": "'), Buffer.from([0xff, 0xfe, 0xc3]),
+                              Buffer.from('"}]}')]);
+  const u = await post('/v1/chat/completions', utf8);
+  assert.equal(u.status, 400);
+  assert.equal(u.body.error.code, 'invalid_json');
+  const big = await post('/v1/chat/completions', chat({}).replace(/}$/, ', "temperature": 1e400}'));
+  assert.equal(big.status, 400);
+  assert.equal(big.body.error.code, 'invalid_json');
+  const plain = await post('/v1/chat/completions', chat({}), { 'Content-Type': 'text/plain' });
+  assert.equal(plain.status, 415);
+  assert.equal(plain.body.error.code, 'unsupported_media_type');
+  const foreign = await post('/v1/chat/completions', chat({}), { Host: 'attacker.example' });
+  assert.equal(foreign.status, 403);
+  assert.equal(foreign.body.error.code, 'host_not_allowed');
+  const ok = await post('/v1/chat/completions', chat({}), { Host: `localhost:${port}` });
+  assert.equal(ok.status, 200);
+});
+
+test('beyond --parallel 2 + --queue 0, requests are refused at once with 503', async () => {
+  // Two scripted answers of 3,000 tokens (a second or two) hold both slots.
+  const long = chat({ max_tokens: 5000, dsv4_forced_text: 'la '.repeat(3000) });
+  const running = [post('/v1/chat/completions', long), post('/v1/chat/completions', long)];
+  let both = false;
+  for (let i = 0; i < 250 && !both; ++i) {
+    both = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()).active === 2;
+    if (!both) await sleep(20);
+  }
+  assert.ok(both, 'both slots busy');
+  const t0 = performance.now();
+  const refused = await post('/v1/chat/completions', chat({}));
+  assert.equal(refused.status, 503);
+  assert.equal(refused.body.error.code, 'server_busy');
+  assert.ok(performance.now() - t0 < 1000);
+  for (const r of await Promise.all(running)) assert.equal(r.status, 200);
+});
+
+test('/health answered within a second throughout', async () => {
+  watching = false;
+  await watcher;
+  console.log(`/health: ${healthChecks} checks, slowest ${healthWorst.toFixed(0)} ms`);
+  assert.ok(healthChecks > 10);
+  assert.ok(healthWorst < 1000, `slowest /health took ${healthWorst} ms`);
+});
