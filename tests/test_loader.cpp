@@ -86,7 +86,7 @@ class BrokenCheckpoint : public ::testing::Test {
   test::TempDir dir;
   void make(const std::function<bool(TensorData&)>& edit) {
     const std::string src = test::golden_dir("tiny");
-    fs::copy_file(src + "/config.json", dir.file("config.json"));
+    fs::copy_file(src + "/config.json", dir.file("config.json"), fs::copy_options::overwrite_existing);
     SafetensorsFile f(src + "/model.safetensors");
     std::vector<TensorData> out;
     for (const auto& [name, t] : f.tensors()) {
@@ -188,6 +188,83 @@ TEST(Checkpoint, ShardedEqualsSingleFile) {
                                             : "model-00001-of-00002.safetensors";
   test::write_file(dir.file("model.safetensors.index.json"), index.dump());
   expect_error([&] { Model m(dir.path()); }, {"'embed.weight'", "does not contain it"});
+}
+
+// Hostile headers (issue 19): a shape whose element count overflows 64 bits passed as empty;
+// overlapping data_offsets aliased one tensor's bytes as another's.
+TEST(Safetensors, ShapeThatOverflowsIsRefused) {
+  test::TempDir d;
+  test::write_file(d.file("a.safetensors"),
+                   header_file(R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", ""));
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"'w'", "[4294967296,4294967296]", "more elements"});
+}
+
+TEST(Safetensors, OverlappingTensorsAreRefused) {
+  test::TempDir d;
+  test::write_file(d.file("a.safetensors"),
+                   header_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                   "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                               "123456789012"));
+  expect_error([&] { SafetensorsFile f(d.file("a.safetensors")); }, {"'a' and 'b' overlap", "[0, 8)", "[4, 12)"});
+  // Adjacent is fine.
+  test::write_file(d.file("b.safetensors"),
+                   header_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                   "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}})",
+                               "123456789012"));
+  EXPECT_NO_THROW(SafetensorsFile f(d.file("b.safetensors")));
+}
+
+TEST_F(BrokenCheckpoint, NonFiniteWeightNamesTheTensor) {
+  make([](TensorData& t) {
+    if (t.name == "layers.1.attn.wkv.weight") t.bytes[37] = 0x7F;  // e4m3 NaN
+    if (t.name == "layers.2.ffn.shared_experts.w2.scale") t.bytes[0] = 0xFF;  // ue8m0 NaN
+    return true;
+  });
+  expect_error([&] { Model m(dir.path()); }, {"'layers.1.attn.wkv.weight'", "NaN or infinity at element 37",
+                                              "DSV4_ALLOW_NON_FINITE=1"});
+  make([](TensorData& t) {
+    if (t.name == "norm.weight") {  // a float tensor: +inf in BF16 or F32
+      if (t.dtype == DType::F32) std::memcpy(t.bytes.data() + 4, "\x00\x00\x80\x7f", 4);
+      else std::memcpy(t.bytes.data() + 2, "\x80\x7f", 2);
+    }
+    return true;
+  });
+  expect_error([&] { Model m(dir.path()); }, {"'norm.weight'", "NaN or infinity at element 1"});
+  setenv("DSV4_ALLOW_NON_FINITE", "1", 1);
+  EXPECT_NO_THROW(Model m(dir.path()));
+  unsetenv("DSV4_ALLOW_NON_FINITE");
+}
+
+// Sizes that would exhaust memory or time before failing: refused with the key and its range.
+TEST_F(BrokenCheckpoint, ConfigSizesHaveUpperBounds) {
+  make([](TensorData&) { return true; });
+  const std::string good = test::read_file(dir.file("config.json"));
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"hc_sinkhorn_iters", "1073741824"}, {"sliding_window", "1073741824"}, {"vocab_size", "1073741824"}}) {
+    std::string cfg = good;
+    const size_t at = cfg.find("\"" + key + "\": ");
+    ASSERT_NE(at, std::string::npos) << key;
+    const size_t from = at + key.size() + 4, to = cfg.find_first_of(",\n}", from);
+    cfg.replace(from, to - from, value);
+    test::write_file(dir.file("config.json"), cfg);
+    expect_error([&] { Model m(dir.path()); }, {"'" + key + "' = 1073741824 is out of range"});
+  }
+}
+
+TEST(Checkpoint, ShardIndexCannotLeaveTheDirectory) {
+  test::TempDir dir;
+  const std::string src = test::golden_dir("tiny");
+  fs::copy_file(src + "/config.json", dir.file("config.json"));
+  fs::create_directories(dir.file("inner"));
+  fs::copy_file(src + "/config.json", dir.file("inner/config.json"));
+  fs::copy_file(src + "/model.safetensors", dir.file("model.safetensors.real"));
+  SafetensorsFile f(src + "/model.safetensors");
+  for (const std::string shard : {"../model.safetensors.real", "/etc/passwd", "sub/x.safetensors"}) {
+    nlohmann::json index;
+    for (const auto& [name, t] : f.tensors()) index["weight_map"][name] = shard;
+    test::write_file(dir.file("inner/model.safetensors.index.json"), index.dump());
+    expect_error([&] { Model m(dir.file("inner")); }, {"'" + shard + "'", "not a file name in the checkpoint directory"});
+  }
 }
 
 }  // namespace

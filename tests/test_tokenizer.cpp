@@ -167,5 +167,27 @@ TEST(TrainBpe, LearnsFrequentWordsAndRoundTrips) {
   EXPECT_FALSE(train_bpe("abcdefgh", 10, 1).empty());
 }
 
+// Text that is not UTF-8 never reaches PCRE2 (which runs without its own check): before,
+// `dsv4 train-tokenizer` on such text crashed. Every byte offset of a bad byte is named.
+TEST(TrainBpe, TextThatIsNotUtf8IsRefused) {
+  for (const std::string& bad : {std::string("hello \xff\xfe world"), std::string("ab\xc3"), std::string("\xe6\x97 x")}) {
+    EXPECT_THROW(train_bpe(bad, 10), Error) << bad;
+    const Tokenizer base = Tokenizer::from_json(byte_level_tokenizer_json(), "byte-level");
+    try {
+      (void)base.pretokenize(bad);
+      ADD_FAILURE() << "no error for " << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not valid UTF-8 at byte " + std::to_string(utf8_invalid_at(bad))),
+                std::string::npos) << e.what();
+    }
+  }
+  test::TempDir d;
+  test::write_file(d.file("bad.txt"), "fine text\nthen \x80 a stray byte\n");
+  const auto r = test::run_command(test::dsv4_binary() + " train-tokenizer --text-file " + d.file("bad.txt") + " -o " +
+                                   d.file("t.json") + " --vocab-size 300");
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("bad.txt: not UTF-8 text (an invalid byte at offset 15)"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace dsv4

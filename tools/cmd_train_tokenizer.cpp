@@ -8,6 +8,7 @@
 #include "core/read_file.h"
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 
@@ -25,7 +26,12 @@ int run(const TrainTokenizerArgs& a) {
   const int fixed = static_cast<int>(v4_special_tokens().size()) + 256;
   DSV4_CHECK(a.vocab_size >= fixed, "--vocab-size must be at least ", fixed, " (the special tokens and the 256 bytes)");
   std::string text;
-  for (const std::string& f : a.text_files) text += read_file(f) + "\n";
+  for (const std::string& f : a.text_files) {
+    const std::string t = read_file(f);
+    const size_t bad = utf8_invalid_at(t);
+    DSV4_CHECK(bad == std::string::npos, f, ": not UTF-8 text (an invalid byte at offset ", bad, ")");
+    text += t + "\n";
+  }
   ProgressBar bar("train-tokenizer");
   const auto merges = train_bpe(text, a.vocab_size - fixed, a.min_count, [&](double f) { bar.update(f); });
   bar.done();

@@ -74,6 +74,11 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       DSV4_CHECK(it->is_string(), index.string(), ": weight_map entry '", it.key(),
                  "' is not a file name");
+      // A shard is a file of this directory: no path, so an index cannot reach ../ or /.
+      const std::string shard = it->get<std::string>();
+      DSV4_CHECK(!shard.empty() && shard.find('/') == std::string::npos && shard != "." && shard != "..",
+                 index.string(), ": weight_map maps '", it.key(), "' to '", shard,
+                 "', which is not a file name in the checkpoint directory");
       weight_map[it.key()] = it->get<std::string>();
       shards.insert(it->get<std::string>());
     }

@@ -1,6 +1,8 @@
 // config.json -> ModelConfig, with every key's presence, type and range checked.
 #include "io/config.h"
 
+#include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
@@ -18,19 +20,37 @@ const json& need(const json& j, const char* key, const std::string& where) {
   return j[key];
 }
 
+// The largest value each size may take: far above the released models' (V4-Pro: vocabulary
+// 129280, dim 7168, 61 layers, 384 experts, window 128, 20 Sinkhorn iterations), and far below
+// what would exhaust memory or time before an error could name the key (a window of 2^30 rows,
+// 2^30 Sinkhorn iterations per token).
+long long max_of(const std::string& key) {
+  static const std::map<std::string, long long> m = {
+      {"vocab_size", 1 << 22}, {"hidden_size", 1 << 16}, {"moe_intermediate_size", 1 << 16},
+      {"num_hidden_layers", 1024}, {"num_hash_layers", 1024}, {"num_nextn_predict_layers", 16},
+      {"num_attention_heads", 4096}, {"n_routed_experts", 1 << 16}, {"n_shared_experts", 16},
+      {"num_experts_per_tok", 1024}, {"q_lora_rank", 1 << 16}, {"head_dim", 4096}, {"qk_rope_head_dim", 4096},
+      {"o_groups", 4096}, {"o_lora_rank", 1 << 16}, {"sliding_window", 1 << 16},
+      {"original_max_position_embeddings", 1 << 24}, {"index_n_heads", 4096}, {"index_head_dim", 4096},
+      {"index_topk", 1 << 20}, {"hc_mult", 64}, {"hc_sinkhorn_iters", 1000}};
+  const auto it = m.find(key);
+  return it == m.end() ? 1LL << 30 : it->second;
+}
+
 int get_int(const json& j, const char* key, const std::string& where, int min_value) {
   const json& v = need(j, key, where);
   DSV4_CHECK(v.is_number_integer() || (v.is_number_float() && v.get<double>() == (long long)v.get<double>()),
              where, ": key '", key, "' must be an integer, got ", v.dump());
   long long x = v.is_number_integer() ? v.get<long long>() : (long long)v.get<double>();
-  DSV4_CHECK(x >= min_value && x <= 1LL << 30, where, ": key '", key, "' = ", x,
-             " is out of range (min ", min_value, ")");
+  DSV4_CHECK(x >= min_value && x <= max_of(key), where, ": key '", key, "' = ", x, " is out of range [", min_value,
+             ", ", max_of(key), "]");
   return static_cast<int>(x);
 }
 
 double get_num(const json& j, const char* key, const std::string& where) {
   const json& v = need(j, key, where);
-  DSV4_CHECK(v.is_number(), where, ": key '", key, "' must be a number, got ", v.dump());
+  DSV4_CHECK(v.is_number() && std::isfinite(v.get<double>()), where, ": key '", key, "' must be a finite number, got ",
+             v.dump());
   return v.get<double>();
 }
 
@@ -83,8 +103,8 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   const json& cr = need(j, "compress_ratios", where);
   DSV4_CHECK(cr.is_array(), where, ": key 'compress_ratios' must be an array");
   for (const auto& v : cr) {
-    DSV4_CHECK(v.is_number_integer() && v.get<int>() >= 0, where,
-               ": compress_ratios entries must be non-negative integers, got ", v.dump());
+    DSV4_CHECK(v.is_number_integer() && v.get<long long>() >= 0 && v.get<long long>() <= 1 << 16, where,
+               ": compress_ratios entries must be integers in [0, 65536], got ", v.dump());
     c.compress_ratios.push_back(v.get<int>());
   }
   c.compress_rope_theta = get_num(j, "compress_rope_theta", where);
@@ -136,6 +156,10 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   DSV4_CHECK(c.num_experts_per_tok <= c.n_routed_experts, w,
              ": num_experts_per_tok exceeds n_routed_experts");
   DSV4_CHECK(c.n_shared_experts <= 1, w, ": n_shared_experts > 1 is not part of DeepSeek-V4");
+  DSV4_CHECK(c.num_hash_layers <= c.num_hidden_layers, w, ": num_hash_layers (", c.num_hash_layers,
+             ") exceeds num_hidden_layers (", c.num_hidden_layers, ")");
+  for (auto [key, id] : {std::pair{"bos_token_id", c.bos_token_id}, std::pair{"eos_token_id", c.eos_token_id}})
+    DSV4_CHECK(id < c.vocab_size, w, ": ", key, " ", id, " is outside the vocabulary (", c.vocab_size, ")");
   for (int d : {c.hidden_size, c.q_lora_rank, c.moe_intermediate_size,
                 c.o_groups * c.o_lora_rank, c.head_dim})
     DSV4_CHECK(d % 128 == 0, w, ": every linear input width must be a multiple of 128 (FP8 "

@@ -1,6 +1,8 @@
 // safetensors parsing and validation. The format: https://github.com/huggingface/safetensors
 #include "io/safetensors.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -101,10 +103,15 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
     DSV4_CHECK(parse_dtype(dt, &t.dtype), path, ": tensor '", name, "' has unknown dtype '", dt,
                "' (supported: F8_E4M3 F8_E8M0 I8 U8 BF16 F16 F32 I32 I64)");
     DSV4_CHECK(e["shape"].is_array(), path, ": tensor '", name, "': shape is not an array");
+    // Checked products: a shape such as [2^32, 2^32] must not wrap around to a small size.
+    unsigned long long elements = 1;
     for (const auto& d : e["shape"]) {
       DSV4_CHECK(d.is_number_integer() && d.get<long long>() >= 0, path, ": tensor '", name,
                  "': shape has a non-integer or negative entry");
       t.shape.push_back(d.get<long long>());
+      DSV4_CHECK(!__builtin_mul_overflow(elements, static_cast<unsigned long long>(t.shape.back()), &elements) &&
+                     elements <= static_cast<unsigned long long>(INT64_MAX) / 8,
+                 path, ": tensor '", name, "': shape ", e["shape"].dump(), " has more elements than any file holds");
     }
     const auto& off = e["data_offsets"];
     DSV4_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
@@ -120,6 +127,18 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
                " bytes but shape ", shape_str(t.shape), " of ", dt, " needs ", expect);
     t.data = data_begin + b;
     tensors_.emplace(name, std::move(t));
+  }
+  // No two tensors may share bytes: a crafted header could otherwise alias one tensor's data as
+  // another's (writing one through a training run would change the other).
+  std::vector<const TensorView*> by_offset;
+  for (const auto& [name, t] : tensors_)
+    if (t.nbytes > 0) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(), [](const TensorView* a, const TensorView* b) { return a->data < b->data; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const TensorView &prev = *by_offset[i - 1], &cur = *by_offset[i];
+    DSV4_CHECK(prev.data + prev.nbytes <= cur.data, path, ": tensors '", prev.name, "' and '", cur.name,
+               "' overlap (data_offsets [", prev.data - data_begin, ", ", prev.data - data_begin + prev.nbytes,
+               ") and [", cur.data - data_begin, ", ", cur.data - data_begin + cur.nbytes, "))");
   }
 }
 

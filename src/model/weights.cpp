@@ -1,18 +1,66 @@
 // Weight loading: one pass of validation over the expected-tensor list, then typed views.
 #include "model/weights.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <set>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "model/tensor_spec.h"
 #include "quant/formats.h"
 
 namespace dsv4 {
 
+namespace {
+
+// The index of the first NaN or infinity in a tensor's data, or -1. FP8 e4m3 (the "fn" kind)
+// has NaN at S.1111.111 and no infinity; ue8m0 scales have NaN at 0xFF; FP4 and integers have neither.
+long long first_non_finite(const TensorView& t) {
+  const size_t n = static_cast<size_t>(t.numel());
+  const uint8_t* d = t.data;
+  auto scan = [&](auto bad) -> long long {
+    for (size_t i = 0; i < n; ++i)
+      if (bad(i)) return static_cast<long long>(i);
+    return -1;
+  };
+  auto u16 = [&](size_t i) {
+    uint16_t v;
+    std::memcpy(&v, d + 2 * i, 2);
+    return v;
+  };
+  switch (t.dtype) {
+    case DType::F32:
+      return scan([&](size_t i) {
+        uint32_t v;
+        std::memcpy(&v, d + 4 * i, 4);
+        return (v & 0x7F800000u) == 0x7F800000u;
+      });
+    case DType::BF16: return scan([&](size_t i) { return (u16(i) & 0x7F80u) == 0x7F80u; });
+    case DType::F16: return scan([&](size_t i) { return (u16(i) & 0x7C00u) == 0x7C00u; });
+    case DType::F8_E4M3: return scan([&](size_t i) { return (d[i] & 0x7F) == 0x7F; });
+    case DType::F8_E8M0: return scan([&](size_t i) { return d[i] == 0xFF; });
+    default: return -1;
+  }
+}
+
+}  // namespace
+
+void check_finite(const Checkpoint& ckpt, const std::vector<const TensorView*>& tensors) {
+  std::vector<long long> bad(tensors.size(), -1);
+  pool().parallel_for(tensors.size(), [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) bad[i] = first_non_finite(*tensors[i]);
+  });
+  for (size_t i = 0; i < tensors.size(); ++i)
+    DSV4_CHECK(bad[i] < 0, tensors[i]->file, ": tensor '", tensors[i]->name, "' holds a NaN or infinity at element ",
+               bad[i], " (of ", dtype_name(tensors[i]->dtype), " ", shape_str(tensors[i]->shape), "); ", ckpt.dir(),
+               " is damaged. DSV4_ALLOW_NON_FINITE=1 loads it anyway");
+}
+
 void validate_checkpoint(const Checkpoint& ckpt, const ModelConfig& cfg) {
   std::set<std::string> expected;
+  std::vector<const TensorView*> views;
   for (const TensorSpec& s : expected_tensors(cfg, ckpt.layout())) {
     expected.insert(s.name);
     const TensorView* t = ckpt.find(s.name);
@@ -22,7 +70,12 @@ void validate_checkpoint(const Checkpoint& ckpt, const ModelConfig& cfg) {
                shape_str(t->shape), " but the config needs ", shape_str(s.shape));
     DSV4_CHECK(s.dtype_allowed(t->dtype), t->file, ": tensor '", s.name, "' has dtype ",
                dtype_name(t->dtype), ", expected ", s.dtypes_str());
+    views.push_back(t);
   }
+  // Every value is read once (in parallel) so that a damaged tensor is named at load rather
+  // than turning into NaN logits or silent nonsense later.
+  const char* allow = std::getenv("DSV4_ALLOW_NON_FINITE");
+  if (!(allow && std::string(allow) == "1")) check_finite(ckpt, views);
   int unknown = 0;
   for (const auto& [name, view] : ckpt.tensors()) {
     if (expected.count(name) || ignorable_tensor(name)) continue;

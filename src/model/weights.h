@@ -93,9 +93,12 @@ struct ModelWeights {
 
 // Validates every tensor (presence, shape, dtype, tid2eid range) and builds the views.
 // Throws Error naming the tensor and both shapes on a mismatch.
-// Every expected tensor of the checkpoint's layout present with its shape and an allowed dtype
-// (Error naming the first that is not); unknown tensors are reported on stderr.
+// Every expected tensor of the checkpoint's layout present with its shape and an allowed dtype,
+// and free of NaN and infinity unless DSV4_ALLOW_NON_FINITE=1 (Error naming the first that is
+// not); unknown tensors are reported on stderr.
 void validate_checkpoint(const Checkpoint& ckpt, const ModelConfig& cfg);
+// Error naming the first tensor that holds a NaN or infinity (its element index and file).
+void check_finite(const Checkpoint& ckpt, const std::vector<const TensorView*>& tensors);
 
 std::unique_ptr<ModelWeights> load_weights(const Checkpoint& ckpt, const ModelConfig& cfg);
 

@@ -198,7 +198,15 @@ std::vector<int> Tokenizer::encode(std::string_view text) const {
   return out;
 }
 
-std::vector<std::string_view> Tokenizer::pretokenize(std::string_view piece) const {
+std::vector<std::string_view> Tokenizer::pretokenize(std::string_view text) const {
+  // The regex runs without PCRE2's own UTF-8 check (once per piece would cost), so text from
+  // outside is checked here: invalid UTF-8 would read past the end of a sequence.
+  const size_t bad = utf8_invalid_at(text);
+  DSV4_CHECK(bad == std::string_view::npos, "text is not valid UTF-8 at byte ", bad);
+  return split_valid(text);
+}
+
+std::vector<std::string_view> Tokenizer::split_valid(std::string_view piece) const {
   // Each Split pattern refines the pieces of the previous one: matches and the gaps between
   // them all become pieces.
   std::vector<std::pair<size_t, size_t>> pieces{{0, piece.size()}}, next, matches;
@@ -223,7 +231,7 @@ std::vector<std::string_view> Tokenizer::pretokenize(std::string_view piece) con
 }
 
 void Tokenizer::encode_piece(std::string_view piece, std::vector<int>& out) const {
-  for (const std::string_view word : pretokenize(piece)) {
+  for (const std::string_view word : split_valid(piece)) {  // encode() checked the UTF-8
     if (word.size() > kMaxCachedWord) {
       bpe(word, out);
       continue;

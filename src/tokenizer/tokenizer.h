@@ -31,6 +31,7 @@ class Tokenizer {
   std::string token_bytes(int id) const;  // one token's bytes
 
   // The pieces the pre-tokenizer cuts text into (no added-token matching): BPE's input.
+  // Error if text is not valid UTF-8.
   std::vector<std::string_view> pretokenize(std::string_view text) const;
 
   int vocab_size() const { return static_cast<int>(id_to_token_.size()); }
@@ -42,6 +43,7 @@ class Tokenizer {
  private:
   Tokenizer();
   void encode_piece(std::string_view piece, std::vector<int>& out) const;  // pre-tokenize + BPE
+  std::vector<std::string_view> split_valid(std::string_view piece) const;  // pretokenize, UTF-8 known valid
   void bpe(std::string_view word, std::vector<int>& out) const;
 
   struct Added {
