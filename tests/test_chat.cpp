@@ -1003,5 +1003,19 @@ TEST(Encode, DeeplyNestedToolArgumentsAreRefused) {
   EXPECT_NE(encode(m, ThinkingMode::thinking).find(nested(100)), std::string::npos);
 }
 
+// 100,000 tool calls parse in well under a second (each read of the block used to search to its
+// end for the closing tag: minutes). ctest's time limit on this binary (120 s) is the guard;
+// the result is checked in full.
+TEST(Parse, ManyToolCallsInLinearTime) {
+  const std::string call = "<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"x\" string=\"true\">v</｜DSML｜parameter>\n</｜DSML｜invoke>\n";
+  std::string text = "hi\n\n<｜DSML｜tool_calls>\n";
+  for (int i = 0; i < 100000; ++i) text += call;
+  text += "</｜DSML｜tool_calls><｜end▁of▁sentence｜>";
+  const ParsedMessage m = parse_completion(text, ThinkingMode::chat);
+  ASSERT_EQ(m.tool_calls.size(), 100000u);
+  EXPECT_EQ(m.content, "hi");
+  for (const ToolCall& c : m.tool_calls) ASSERT_EQ(c.arguments, "{\"x\": \"v\"}");
+}
+
 }  // namespace
 }  // namespace dsv4::chat

@@ -445,3 +445,28 @@ TEST(Cli, ChatBannerDescribesTheModel) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// A write that fails (a full disk; here /dev/full, or a file-size limit of 100 KiB with SIGXFSZ
+// ignored, so the write returns EFBIG) is an error naming the file, not a success with empty
+// or cut files.
+TEST(Cli, FailedWritesAreErrors) {
+  test::TempDir d;
+  const std::string limited = "ulimit -f 100; trap '' XFSZ; ";
+  for (const auto& [cmd, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {limited + test::dsv4_binary() + " synth --preset small -o " + d.file("synth"), "model.safetensors: write failed"},
+           {test::dsv4_binary() + " make-chat-data --count 3 -o /dev/full", "/dev/full: write failed"},
+           {limited + test::dsv4_binary() + " make-task-data --domain math --count 5000 -o " + d.file("t.jsonl"),
+            "t.jsonl: write failed"},
+           {test::dsv4_binary() + " logits -m " + test::golden_dir("tiny") + " --ids 1,2,3 --prefill 2 -o /dev/full",
+            "/dev/full: write failed"}}) {
+    const auto r = test::run_command("bash -c \"" + cmd + "\"");
+    EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find(fragment), std::string::npos) << cmd << "\n" << r.output;
+  }
+}
+
+}  // namespace
+}  // namespace dsv4

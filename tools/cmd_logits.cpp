@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "core/write_file.h"
 #include "dist/comm.h"
 #include "core/thread_pool.h"
 #include "model/model.h"
@@ -73,8 +74,10 @@ int run(const LogitsArgs& a) {
     if (writer) m.open(a.mtp_out, std::ios::binary);
     DSV4_CHECK(!writer || m.good(), a.mtp_out, ": cannot open for writing");
     write_rows(m, model.mtp_forward(s, trace.final_stream, all.subspan(1, a.prefill)), a.mtp_out);
+    if (writer) close_checked(m, a.mtp_out);
   }
   for (int i = a.prefill; i < n; ++i) write_rows(f, model.forward(s, all.subspan(i, 1)), a.out);
+  if (writer) close_checked(f, a.out);
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/write_file.h"
 #include "tools/commands.h"
 #include "train/chat_data.h"
 
@@ -25,7 +26,7 @@ int run(const MakeChatDataArgs& a) {
   DSV4_CHECK(out, a.out, ": cannot open for writing");
   for (const ChatExample& e : make_chat_examples(a.count, a.seed))
     out << nlohmann::ordered_json{{"mode", e.mode}, {"prompt", e.prompt}, {"completion", e.completion}}.dump() << "\n";
-  DSV4_CHECK(out.good(), a.out, ": write failed");
+  close_checked(out, a.out);
   std::cerr << "wrote " << a.count << " conversations to " << a.out << "\n";
   return 0;
 }

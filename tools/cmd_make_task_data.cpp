@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/write_file.h"
 #include "posttrain/tasks.h"
 #include "tools/commands.h"
 
@@ -36,7 +37,7 @@ int run(const TaskDataArgs& a) {
                                   {"prompt", r.prompt}, {"completion", r.completion}}.dump()
         << "\n";
   }
-  DSV4_CHECK(out.good(), a.out, ": write failed");
+  close_checked(out, a.out);
   std::cerr << "wrote " << a.count << " examples to " << a.out << "\n";
   return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "core/read_file.h"
+#include "core/write_file.h"
 #include "tools/commands.h"
 #include "train/brown.h"
 
@@ -32,7 +33,8 @@ int run(const PrepareBrownArgs& a) {
     bytes[held_out] += text.size();
     count[held_out]++;
   }
-  DSV4_CHECK(train.good() && held.good(), "writing the output failed");
+  close_checked(train, a.train_out);
+  close_checked(held, a.held_out);
   std::cerr << "wrote " << a.train_out << " (" << count[0] << " texts, " << bytes[0] << " bytes) and " << a.held_out
             << " (" << count[1] << " texts, " << bytes[1] << " bytes)\n";
   return 0;

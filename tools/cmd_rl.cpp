@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "core/read_file.h"
 #include "core/thread_pool.h"
+#include "core/write_file.h"
 #include "posttrain/average.h"
 #include "posttrain/grpo.h"
 #include "tools/commands.h"
@@ -40,7 +41,7 @@ int run_sft(const SftArgs& a) {
                                 {"eval_every", std::max<long long>(1, a.steps / 5)}, {"save_every", a.steps},
                                 {"mtp_weight", 0.3}};
   const std::string cfg = (fs::path(a.out) / "sft_config.json").string();
-  std::ofstream(cfg) << nlohmann::json{{"model", model}, {"train", settings}}.dump(2) << "\n";
+  write_file(cfg, nlohmann::json{{"model", model}, {"train", settings}}.dump(2) + "\n");
   TrainRun run;
   run.config_path = cfg, run.out_dir = a.out, run.init_dir = a.model_dir, run.data = a.data, run.eval_path = a.eval;
   run.tokenizer_path = (fs::path(a.model_dir) / "tokenizer.json").string();

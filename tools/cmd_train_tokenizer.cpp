@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "core/read_file.h"
+#include "core/write_file.h"
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -37,10 +38,7 @@ int run(const TrainTokenizerArgs& a) {
   bar.done();
   const std::string json = byte_level_tokenizer_json(merges);
   const Tokenizer check = Tokenizer::from_json(json, a.out);  // what we write must load
-  std::ofstream out(a.out, std::ios::binary);
-  DSV4_CHECK(out, a.out, ": cannot open for writing");
-  out << json << "\n";
-  DSV4_CHECK(out.good(), a.out, ": write failed");
+  write_file(a.out, json + "\n");
   const size_t tokens = check.encode(text).size();
   std::cerr << "wrote " << a.out << ": " << check.vocab_size() << " tokens (" << merges.size() << " merges"
             << (static_cast<int>(merges.size()) < a.vocab_size - fixed ? ", fewer than asked: no pair left seen " +

@@ -3,6 +3,7 @@
 // the same texts, including the truncated tool-call blocks the official parser lets through.
 #include "chat/parse.h"
 
+#include <algorithm>
 #include <initializer_list>
 #include <set>
 
@@ -46,16 +47,24 @@ struct Stop {
 
 // The official _read_until_stop: the nearest occurrence of any stop (the first listed wins a
 // tie); index moves past it, or to the end when there is none.
+// The stops are looked for in windows that double from 256 bytes: a stop that is far away (the
+// block's closing tag, read after every call) would otherwise send each read to the end of the
+// text, and 100,000 tool calls would take minutes instead of milliseconds.
 Stop read_until_stop(std::string_view text, size_t& index, std::initializer_list<std::string_view> stops) {
   size_t best = std::string_view::npos;
-  int which = -1, i = 0;
-  for (const std::string_view s : stops) {
-    const size_t pos = text.find(s, index);
-    if (pos != std::string_view::npos && pos < best) {
-      best = pos;
-      which = i;
+  int which = -1;
+  for (size_t window = 256;; window *= 2) {
+    const size_t limit = std::min(text.size(), index + window);  // occurrences starting before it
+    int i = 0;
+    for (const std::string_view s : stops) {
+      const size_t pos = text.substr(0, std::min(text.size(), limit + s.size() - 1)).find(s, index);
+      if (pos != std::string_view::npos && pos < best) {
+        best = pos;
+        which = i;
+      }
+      ++i;
     }
-    ++i;
+    if (which >= 0 || limit == text.size()) break;
   }
   const size_t start = index;
   if (which < 0) {

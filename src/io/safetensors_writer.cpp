@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/write_file.h"
 
 namespace dsv4 {
 
@@ -43,7 +44,7 @@ void write_safetensors_streamed(const std::string& path, const std::vector<Tenso
                " bytes for shape ", shape_str(tensors[i].shape));
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   }
-  DSV4_CHECK(out.good(), path, ": write failed");
+  close_checked(out, path);
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorData>& tensors,

@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "core/json_input.h"
 #include "core/read_file.h"
+#include "core/write_file.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/safetensors_writer.h"
@@ -92,9 +93,7 @@ nlohmann::ordered_json read_json(const fs::path& p) {
 void write_config_and_tokenizer(const fs::path& in_dir, const fs::path& out_dir, bool cast) {
   nlohmann::ordered_json j = read_json(in_dir / "config.json");
   if (cast) j["expert_dtype"] = "fp8";
-  std::ofstream out(out_dir / "config.json");
-  out << j.dump(2) << "\n";
-  DSV4_CHECK(out.good(), (out_dir / "config.json").string(), ": write failed");
+  write_file((out_dir / "config.json").string(), j.dump(2) + "\n");
   for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
     if (fs::exists(in_dir / f)) fs::copy_file(in_dir / f, out_dir / f, fs::copy_options::overwrite_existing);
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/write_file.h"
 #include "io/safetensors_writer.h"
 #include "model/tensor_spec.h"
 #include "quant/formats.h"
@@ -215,8 +216,8 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
   write_safetensors_streamed((fs::path(dir) / "model.safetensors").string(), meta, generate,
                              {{"format", "pt"}, {"dsv4_origin", "random weights (dsv4 synth --preset " + preset.name +
                                                                    " --seed " + std::to_string(seed) + ")"}});
-  std::ofstream((fs::path(dir) / "config.json").string()) << preset.config_json << "\n";
-  std::ofstream((fs::path(dir) / "tokenizer.json").string()) << byte_level_tokenizer_json() << "\n";
+  write_file((fs::path(dir) / "config.json").string(), preset.config_json + "\n");
+  write_file((fs::path(dir) / "tokenizer.json").string(), byte_level_tokenizer_json() + "\n");
   if (progress) progress(1.0);
 }
 

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/check.h"
+#include "core/write_file.h"
 #include "posttrain/eval.h"
 #include "posttrain/model_dir.h"
 #include "runtime/engine.h"
@@ -73,6 +74,7 @@ void write_log(const std::string& path, const std::vector<RlLog>& log) {
     }
     f << "\n";
   }
+  close_checked(f, path);
 }
 
 void check_settings(const RlSettings& s) {

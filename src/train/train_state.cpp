@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "core/check.h"
+#include "core/write_file.h"
 #include "model/tensor_spec.h"
 
 namespace dsv4 {
@@ -24,12 +25,7 @@ void write_atomically(const std::string& path, const std::function<void(const st
 }
 
 void write_text_file(const std::string& path, const std::string& text) {
-  write_atomically(path, [&](const std::string& p) {
-    std::ofstream f(p, std::ios::binary);
-    f << text;
-    f.close();
-    DSV4_CHECK(f.good(), p, ": write failed (disk full?)");
-  });
+  write_atomically(path, [&](const std::string& p) { write_file(p, text); });
 }
 
 std::vector<TensorData> float_state_tensors(const ModelConfig& c, const TrainWeights& w) {
