@@ -142,6 +142,10 @@ TEST_F(BrokenCheckpoint, ConfigWrongType) {
   cfg.replace(at, 18, "\"hidden_size\": \"128\"");
   test::write_file(dir.file("config.json"), cfg);
   expect_error([&] { Model m(dir.path()); }, {"'hidden_size' must be an integer"});
+  // A float far outside long long's range (casting it was undefined behaviour: fuzz_config).
+  cfg.replace(at, 20, "\"hidden_size\": 2.7e40");
+  test::write_file(dir.file("config.json"), cfg);
+  expect_error([&] { Model m(dir.path()); }, {"'hidden_size' must be an integer, got 2.7e+40"});
 }
 
 TEST_F(BrokenCheckpoint, NotADirectoryOrNoWeights) {

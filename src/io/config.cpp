@@ -2,6 +2,7 @@
 #include "io/config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -39,9 +40,14 @@ long long max_of(const std::string& key) {
 
 int get_int(const json& j, const char* key, const std::string& where, int min_value) {
   const json& v = need(j, key, where);
-  DSV4_CHECK(v.is_number_integer() || (v.is_number_float() && v.get<double>() == (long long)v.get<double>()),
-             where, ": key '", key, "' must be an integer, got ", v.dump());
-  long long x = v.is_number_integer() ? v.get<long long>() : (long long)v.get<double>();
+  // A float must be a whole number inside long long's range before it is cast (the cast of
+  // 2.7e40 is undefined behaviour; fuzz_config found it).
+  const bool whole_float = v.is_number_float() && std::fabs(v.get<double>()) < 9.2e18 &&
+                           v.get<double>() == std::trunc(v.get<double>());
+  DSV4_CHECK(v.is_number_integer() || whole_float, where, ": key '", key, "' must be an integer, got ", v.dump());
+  const long long x = v.is_number_integer()   ? (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX ? INT64_MAX
+                                                                                                       : v.get<long long>())
+                      : static_cast<long long>(v.get<double>());
   DSV4_CHECK(x >= min_value && x <= max_of(key), where, ": key '", key, "' = ", x, " is out of range [", min_value,
              ", ", max_of(key), "]");
   return static_cast<int>(x);
