@@ -112,6 +112,21 @@ TEST(Tokenizer, BadInput) {
   EXPECT_THROW(Tokenizer::load("/nonexistent/tokenizer.json"), Error);
   EXPECT_THROW(Tokenizer::from_json("{", "x"), Error);
   EXPECT_THROW(Tokenizer::from_json(R"({"model": {"type": "Unigram"}})", "x"), Error);
+  // Ids that are floats beyond int's range (undefined behaviour in the conversion: fuzz_tokenizer_json)
+  // or too large to size an id table by.
+  std::string json = byte_level_tokenizer_json();
+  for (const std::string& id : {"3.3e67", "2147483648", "-4", "1.5"}) {
+    std::string bad = json;
+    const size_t at = bad.find("\"id\": 0");
+    ASSERT_NE(at, std::string::npos);
+    bad.replace(at, 7, "\"id\": " + id);
+    try {
+      (void)Tokenizer::from_json(bad, "t.json");
+      ADD_FAILURE() << id;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not an integer in [0, 16777216)"), std::string::npos) << e.what();
+    }
+  }
   try {
     deepseek().encode("ok\xE2\x82");
     ADD_FAILURE();

@@ -106,15 +106,22 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where
     if (!j.at("pre_tokenizer").is_null()) collect_splits(j["pre_tokenizer"], patterns, where);
     for (const auto& p : patterns) t.splits_.push_back(std::make_unique<Regex>(p));
 
+    // An id is an integer in [0, 2^24): nlohmann's get<int> of a float beyond int's range is
+    // undefined behaviour (fuzz_tokenizer_json found it), and the id table is sized by the largest.
+    const auto token_id = [&](const json& v, const std::string& what) {
+      DSV4_CHECK(v.is_number_integer() && v.get<long long>() >= 0 && v.get<long long>() < (1 << 24), where, ": ",
+                 what, " has id ", v.dump(), ", not an integer in [0, 16777216)");
+      return v.get<int>();
+    };
     int max_id = -1;
-    for (auto it = model.at("vocab").begin(); it != model["vocab"].end(); ++it) max_id = std::max(max_id, it->get<int>());
-    for (const auto& a : j.at("added_tokens")) max_id = std::max(max_id, a.at("id").get<int>());
+    for (auto it = model.at("vocab").begin(); it != model["vocab"].end(); ++it)
+      max_id = std::max(max_id, token_id(*it, "vocab token '" + it.key() + "'"));
+    for (const auto& a : j.at("added_tokens")) max_id = std::max(max_id, token_id(a.at("id"), "an added token"));
     t.id_to_token_.assign(max_id + 1, std::string());
     t.is_added_.assign(max_id + 1, false);
     std::string bytes;
     for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-      const int id = it->get<int>();
-      DSV4_CHECK(id >= 0, where, ": negative vocab id for '", it.key(), "'");
+      const int id = it->get<int>();  // checked above
       // Special tokens appear in the vocab too, written as plain text: keep them as they are.
       if (!token_to_bytes(it.key(), bytes)) bytes = it.key();
       t.vocab_[it.key()] = id;
@@ -146,7 +153,7 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where
       t.merges_.emplace(pair_key(ia->second, ib->second), std::make_pair(rank++, iab->second));
     }
     for (const auto& a : j.at("added_tokens")) {
-      const int id = a.at("id").get<int>();
+      const int id = a.at("id").get<int>();  // checked above
       const std::string content = a.at("content").get<std::string>();
       DSV4_CHECK(!content.empty(), where, ": added token ", id, " is empty");
       t.added_.push_back({content, id});
