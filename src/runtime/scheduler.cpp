@@ -52,7 +52,7 @@ std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
     }
     // Admitted while a slot is free or the queue has room: up to parallel + max_queue at once
     // (so max_queue 0 still serves `parallel` requests, and refuses the rest at once).
-    const size_t busy = static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& x) { return x.job != nullptr; }));
+    const size_t busy = busy_slots();
     if (busy + queue_.size() >= slots_.size() + max_queue_) {
       ++stats_.refused;
       throw Busy("server busy: " + std::to_string(busy) + " generations running and " +
@@ -62,6 +62,10 @@ std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
   }
   cv_.notify_all();
   return job;
+}
+
+size_t Scheduler::busy_slots() const {
+  return static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& x) { return x.job != nullptr; }));
 }
 
 size_t Scheduler::close() {
@@ -91,7 +95,7 @@ SchedulerStats Scheduler::stats() {
   std::lock_guard lock(mu_);
   SchedulerStats s = stats_;
   s.queued = queue_.size();
-  s.active = static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& x) { return x.job != nullptr; }));
+  s.active = busy_slots();
   return s;
 }
 

@@ -78,6 +78,7 @@ class Scheduler {
     std::unique_ptr<Generation> gen;
   };
   void loop();
+  size_t busy_slots() const;  // slots running a job; call under mu_
   void start(Slot& slot, std::shared_ptr<Job> job);
 
   const Engine& e_;
