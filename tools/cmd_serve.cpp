@@ -1,6 +1,7 @@
 // dsv4 serve: the OpenAI-compatible HTTP server (see server/openai_server.h). The first SIGINT
 // or SIGTERM stops it cleanly and quickly (requests in flight cancelled, connections closed);
 // a second one ends it at once.
+#include <cmath>
 #include <csignal>
 #include <iostream>
 #include <memory>
@@ -25,6 +26,7 @@ struct ServeArgs {
   std::string model_dir, reasoning = "none";
   ServerOptions opt;
   int threads = 0;
+  double http_timeout_s = 30;
 };
 
 int run(ServeArgs& a) {
@@ -34,6 +36,9 @@ int run(ServeArgs& a) {
   DSV4_CHECK(a.opt.parallel >= 1, "--parallel must be at least 1, got ", a.opt.parallel);
   DSV4_CHECK(a.opt.default_max_tokens >= 1, "--max-tokens must be at least 1, got ", a.opt.default_max_tokens);
   DSV4_CHECK(a.opt.http_threads >= 2, "--http-threads must be at least 2, got ", a.opt.http_threads);
+  DSV4_CHECK(a.http_timeout_s > 0 && a.http_timeout_s <= 86400, "--http-timeout must be in (0, 86400] seconds, got ",
+             a.http_timeout_s);
+  a.opt.request_timeout_ms = std::llround(a.http_timeout_s * 1000);
   DSV4_CHECK(a.opt.max_body_bytes >= 1024, "--max-body must be at least 1k, got ", a.opt.max_body_bytes);
   a.opt.default_reasoning = parse_reasoning_mode(a.reasoning);
   if (a.opt.port != 0 && Comm::get().rank() == 0) check_can_listen(a.opt.host, a.opt.port);
@@ -85,7 +90,10 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
                   "Host headers answered, comma-separated (\"*\" = any; unset: the loopback names for a loopback "
                   "--host, any name otherwise)")
       ->delimiter(',');
-  sub->add_option("--http-threads", a->opt.http_threads, "threads serving HTTP connections");
+  sub->add_option("--http-threads", a->opt.http_threads,
+                  "connections served at once, a thread each, started as connections arrive");
+  sub->add_option("--http-timeout", a->http_timeout_s,
+                  "seconds a connection has to send each whole request (head and body) before it is closed");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
   out.push_back({sub, [a] { return run(*a); }});
 }

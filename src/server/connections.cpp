@@ -1,6 +1,7 @@
 #include "server/connections.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -40,7 +41,7 @@ Endpoint endpoint(const sockaddr_storage& s) {
   return {};
 }
 
-// Calls f(fd, local, peer) for every connected TCP socket of this process.
+// Calls f(fd, inode, local, peer) for every connected TCP socket of this process.
 template <typename F>
 void each_connection(F f) {
   std::error_code ec;
@@ -55,7 +56,7 @@ void each_connection(F f) {
     socklen_t ll = sizeof local, pl = sizeof peer;
     if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
     if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;  // listening
-    if (f(static_cast<int>(fd), endpoint(local), endpoint(peer))) return;
+    if (f(static_cast<int>(fd), static_cast<unsigned long>(st.st_ino), endpoint(local), endpoint(peer))) return;
   }
 }
 
@@ -91,7 +92,7 @@ void check_can_listen(const std::string& host, int port) {
 
 int find_connection(int local_port, const std::string& remote_addr, int remote_port) {
   int found = -1;
-  each_connection([&](int fd, const Endpoint& local, const Endpoint& peer) {
+  each_connection([&](int fd, unsigned long, const Endpoint& local, const Endpoint& peer) {
     if (local.port != local_port || peer.port != remote_port || peer.addr != remote_addr) return false;
     found = fd;
     return true;
@@ -99,13 +100,25 @@ int find_connection(int local_port, const std::string& remote_addr, int remote_p
   return found;
 }
 
-std::vector<int> accepted_connections(int local_port) {
-  std::vector<int> fds;
-  each_connection([&](int fd, const Endpoint& local, const Endpoint&) {
-    if (local.port == local_port) fds.push_back(fd);
+std::vector<ConnectionInfo> connections_on(int local_port) {
+  std::vector<ConnectionInfo> found;
+  each_connection([&](int fd, unsigned long inode, const Endpoint& local, const Endpoint& peer) {
+    if (local.port == local_port) found.push_back({fd, inode, peer.addr, peer.port});
     return false;
   });
-  return fds;
+  return found;
+}
+
+bool shutdown_connection(const ConnectionInfo& c) {
+  // A duplicate cannot be reused under us: check that it is the same socket, then shut it down
+  // (which acts on the socket, not on the descriptor).
+  const int fd = fcntl(c.fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return false;
+  struct stat st {};
+  const bool same = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && static_cast<unsigned long>(st.st_ino) == c.inode;
+  if (same) ::shutdown(fd, SHUT_RDWR);
+  close(fd);
+  return same;
 }
 
 bool peer_gone(int fd) {

@@ -19,8 +19,19 @@ std::string listen_error(const std::string& host, int port, int err);
 
 // The socket whose local end is local_port and whose peer is remote_addr:remote_port; -1 if none.
 int find_connection(int local_port, const std::string& remote_addr, int remote_port);
+// A connected socket, and the socket it was when it was listed: a descriptor may be closed and
+// its number reused by the time it is acted on.
+struct ConnectionInfo {
+  int fd = -1;
+  unsigned long inode = 0;
+  std::string peer_addr;
+  int peer_port = -1;
+};
 // Sockets connected to a peer with local_port as their local end (the listening socket is not one).
-std::vector<int> accepted_connections(int local_port);
+std::vector<ConnectionInfo> connections_on(int local_port);
+// Shuts down both directions of the connection c, if its descriptor is still that socket: a
+// thread blocked reading or writing it returns at once. False if it was gone.
+bool shutdown_connection(const ConnectionInfo& c);
 // The peer has closed or reset the connection (it may still have unread bytes; they do not count
 // as closing). Never blocks.
 bool peer_gone(int fd);

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <iostream>
 #include <random>
 
@@ -17,7 +18,9 @@
 #include "core/check.h"
 #include "runtime/scheduler.h"
 #include "server/api_request.h"
+#include "server/connection_pool.h"
 #include "server/connections.h"
+#include "server/request_watchdog.h"
 
 namespace dsv4 {
 
@@ -109,6 +112,8 @@ struct OpenAIServer::Impl {
   Scheduler scheduler;
   httplib::Server http;
   std::atomic<int> port{-1};  // once bound
+  int listen_fd = -1;         // the listening socket, once created
+  std::unique_ptr<RequestWatchdog> watchdog;  // while run() serves
 
   Impl(const Engine& e, ServerOptions o)
       : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue) {}
@@ -347,6 +352,8 @@ struct OpenAIServer::Impl {
   // Wraps a handler: ApiError and any other exception become JSON errors, never a crash.
   httplib::Server::Handler guard(void (Impl::*h)(const httplib::Request&, httplib::Response&)) {
     return [this, h](const httplib::Request& req, httplib::Response& res) {
+      // No request timeout while a request is handled, nor while its answer streams.
+      if (watchdog) watchdog->handling(req.remote_addr, req.remote_port);
       try {
         (this->*h)(req, res);
       } catch (const ApiError& e) {
@@ -406,11 +413,15 @@ struct OpenAIServer::Impl {
   void routes() {
     // SO_REUSEADDR (a restart need not wait out TIME_WAIT) but not httplib's default
     // SO_REUSEPORT, with which a second server on the same port starts and takes half the requests.
-    http.set_socket_options([](socket_t sock) {
+    http.set_socket_options([this](socket_t sock) {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_fd = sock;
     });
-    http.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(n); };
+    http.new_task_queue = [n = opt.http_threads] { return new ConnectionPool(n); };
+    http.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+      if (watchdog) watchdog->answered(req.remote_addr, req.remote_port);
+    });
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -463,9 +474,16 @@ void OpenAIServer::run(const std::function<void(int)>& on_listening) {
   if (port == 0) port = impl_->http.bind_to_any_port(host);
   else if (!impl_->http.bind_to_port(host, port)) port = -1;
   if (port <= 0) throw Error(listen_error(host, impl_->opt.port, errno));
+  // httplib listens with a backlog of 5: a burst of connections beyond that is refused or
+  // retried by the kernel. listen() again on the bound socket sets the real backlog (the kernel
+  // caps it at net.core.somaxconn).
+  DSV4_CHECK(impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, kListenBacklog) == 0,
+             "cannot set the listen backlog on ", host, ":", port, ": ", std::strerror(errno));
   impl_->port = port;
+  impl_->watchdog = std::make_unique<RequestWatchdog>(port, std::chrono::milliseconds(impl_->opt.request_timeout_ms));
   if (on_listening) on_listening(port);
   impl_->http.listen_after_bind();
+  impl_->watchdog.reset();  // every connection thread has ended: nothing calls it any more
 }
 
 size_t OpenAIServer::stop() {
@@ -474,7 +492,7 @@ size_t OpenAIServer::stop() {
   // httplib keeps serving an idle keep-alive connection until its timeout; ending each
   // connection now lets its worker, and so run(), return at once.
   if (impl_->port > 0)
-    for (int fd : accepted_connections(impl_->port)) ::shutdown(fd, SHUT_RDWR);
+    for (const ConnectionInfo& c : connections_on(impl_->port)) shutdown_connection(c);
   return cancelled;
 }
 

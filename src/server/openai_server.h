@@ -17,13 +17,20 @@
 
 namespace dsv4 {
 
+constexpr int kListenBacklog = 1024;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8000;              // 0 = pick a free port (see on_listening)
   int parallel = 4;             // generations advancing together
   size_t max_queue = 64;        // waiting requests beyond which new ones get 503
   long long ctx = 65536;        // prompt + max_tokens limit per request
-  int http_threads = 32;
+  // Connections served at once, a thread each, started as they arrive (connection_pool.h);
+  // more wait in the listen queue of kListenBacklog.
+  int http_threads = 512;
+  // A connection must deliver each whole request within this time, or it is closed
+  // (request_watchdog.h).
+  long long request_timeout_ms = 30000;
   ReasoningMode default_reasoning = ReasoningMode::non_think;
   bool test_hooks = false;      // honour "dsv4_forced_text" in requests (tests only)
   int default_max_tokens = 1024;

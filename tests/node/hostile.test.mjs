@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,14 +19,17 @@ const binary = process.env.DSV4_BINARY ?? new URL('../../build/dsv4', import.met
 const scale = Number(process.env.DSV4_TIME_SCALE ?? 1);
 let dir, server, port, log = '', healthWorst = 0, healthChecks = 0, watching = true, watcher;
 
+const httpTimeout = 2 * scale;  // seconds a connection has to send a whole request
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const rssMiB = () => Number(readFileSync(`/proc/${server.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]) / 1024;
+const status = (key) => Number(readFileSync(`/proc/${server.pid}/status`, 'utf8').match(new RegExp(`${key}:\\s+(\\d+)`))[1]);
+const rssMiB = () => status('VmRSS') / 1024;
+let baselineRss, baselineThreads;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dsv4-hostile-'));
   execFileSync(binary, ['synth', '-o', join(dir, 'model'), '--preset', 'tiny', '--seed', '3'], { stdio: 'ignore' });
   server = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--parallel', '2', '--queue', '0',
-                          '--threads', '1', '--test-hooks'], { stdio: ['ignore', 'ignore', 'pipe'] });
+                          '--threads', '1', '--test-hooks', '--http-timeout', String(httpTimeout)], { stdio: ['ignore', 'ignore', 'pipe'] });
   port = await new Promise((resolve, reject) => {
     server.stderr.on('data', (d) => {
       log += d;
@@ -155,6 +159,66 @@ test('beyond --parallel 2 + --queue 0, requests are refused at once with 503', a
   assert.equal(refused.body.error.code, 'server_busy');
   assert.ok(performance.now() - t0 < 1000 * scale);
   for (const r of await Promise.all(running)) assert.equal(r.status, 200);
+});
+
+test('40 slow clients are closed after --http-timeout while others are served', async () => {
+  baselineRss = rssMiB();
+  baselineThreads = status('Threads');
+  const t0 = performance.now();
+  // Each sends a request head a few bytes at a time, never finishing it.
+  const slow = Array.from({ length: 40 }, () => new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1', () => s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n'));
+    const drip = setInterval(() => s.write('X-Slow: 1\r\n'), 200);
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearInterval(drip);
+      resolve(performance.now() - t0);
+    });
+  }));
+  await sleep(300);
+  const served = await post('/v1/chat/completions', chat({}));  // meanwhile, an ordinary client
+  assert.equal(served.status, 200);
+  const closedAfter = await Promise.all(slow);
+  const first = Math.min(...closedAfter), last = Math.max(...closedAfter);
+  console.log(`40 slow clients closed after ${(first / 1000).toFixed(2)}-${(last / 1000).toFixed(2)} s (--http-timeout ${httpTimeout})`);
+  assert.ok(first >= httpTimeout * 1000, `a slow client was closed after ${first} ms`);
+  assert.ok(last < (httpTimeout + 3 * scale) * 1000, `the last slow client was closed after ${last} ms`);
+});
+
+test('500 connections at once: each served or refused with 503', async () => {
+  const one = (i) => new Promise((resolve) => {
+    const data = Buffer.from(chat({}));
+    const req = request({ host: '127.0.0.1', port, agent: false, method: i % 2 ? 'POST' : 'GET',
+                          path: i % 2 ? '/v1/chat/completions' : '/v1/models',
+                          headers: i % 2 ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {} },
+                        (res) => {
+                          res.resume();
+                          res.on('end', () => resolve(res.statusCode));
+                        });
+    req.on('error', (e) => resolve(e.code));
+    req.end(i % 2 ? data : undefined);
+  });
+  const statuses = await Promise.all(Array.from({ length: 500 }, (_, i) => one(i)));
+  const count = {};
+  for (const s of statuses) count[s] = (count[s] ?? 0) + 1;
+  console.log(`500 connections at once: ${JSON.stringify(count)}`);
+  assert.deepEqual(Object.keys(count).filter((s) => s !== '200' && s !== '503'), []);
+  assert.equal(statuses.filter((s, i) => i % 2 === 0 && s === 200).length, 250, 'every GET /v1/models served');
+  assert.ok(count[200] > 250, 'some generations served');
+});
+
+test('the threads and the memory come back to their baseline', async () => {
+  // Connection threads idle for 10 s end (connection_pool.h); the memory they held goes with them.
+  let threads = status('Threads');
+  for (let i = 0; i < 300 && threads > baselineThreads; ++i) {
+    await sleep(100);
+    threads = status('Threads');
+  }
+  const rss = rssMiB();
+  console.log(`threads ${baselineThreads} before the slow clients and the 500 connections, ${threads} after; ` +
+              `rss ${baselineRss.toFixed(1)} MiB before, ${rss.toFixed(1)} MiB after`);
+  assert.ok(threads <= baselineThreads, `${threads} threads, ${baselineThreads} before`);
+  assert.ok(rss < baselineRss + 16, `rss ${rss} MiB after, ${baselineRss} MiB before`);
 });
 
 test('/health answered within a second throughout', async () => {

@@ -1,0 +1,200 @@
+// The server's HTTP plumbing below the routes: the connection pool that grows with the
+// connections and shrinks when they go, and the watchdog that closes connections too slow to
+// send a request. Real threads and real loopback sockets.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "server/connection_pool.h"
+#include "server/connections.h"
+#include "server/request_watchdog.h"
+
+using namespace std::chrono_literals;
+
+namespace dsv4 {
+namespace {
+
+// Waits up to `limit` for pred.
+template <typename P>
+bool eventually(P pred, std::chrono::milliseconds limit = 5s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+TEST(ConnectionPool, StartsAThreadForEachJobThatWouldWait) {
+  ConnectionPool pool(64, 2, 50ms);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> running{0};
+  for (int i = 0; i < 40; ++i)
+    pool.enqueue([&] {
+      ++running;
+      released.wait();
+    });
+  // 40 blocked jobs (40 slow clients): each has its own thread, none waits for another.
+  ASSERT_TRUE(eventually([&] { return running == 40; }));
+  EXPECT_EQ(pool.threads(), 40u);
+  std::atomic<bool> quick{false};
+  pool.enqueue([&] { quick = true; });  // a /health probe meanwhile
+  EXPECT_TRUE(eventually([&] { return quick.load(); }, 1s));
+  release.set_value();
+  // Idle for the linger time, the threads beyond the kept 2 exit.
+  EXPECT_TRUE(eventually([&] { return pool.threads() == 2; }));
+  EXPECT_EQ(pool.peak_threads(), 41u);
+}
+
+TEST(ConnectionPool, UnderATrickleTheSurplusThreadsEnd) {
+  // A connection every 20 ms (a /health probe, say) after a burst of 20: the most recently idle
+  // thread takes each, and the others end after the linger time. Handed round-robin, every
+  // thread would be woken within its linger time and none would end.
+  ConnectionPool pool(64, 2, 200ms);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> running{0};
+  for (int i = 0; i < 20; ++i)
+    pool.enqueue([&] {
+      ++running;
+      released.wait();
+    });
+  ASSERT_TRUE(eventually([&] { return running == 20; }));
+  release.set_value();
+  const auto end = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < end) {
+    pool.enqueue([] {});
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_LE(pool.threads(), 3u);
+}
+
+TEST(ConnectionPool, BeyondMaxThreadsJobsWaitTheirTurn) {
+  ConnectionPool pool(3, 1, 50ms);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> started{0};
+  for (int i = 0; i < 10; ++i)
+    pool.enqueue([&] {
+      ++started;
+      released.wait();
+    });
+  ASSERT_TRUE(eventually([&] { return started == 3; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(started, 3);
+  EXPECT_EQ(pool.threads(), 3u);
+  release.set_value();
+  EXPECT_TRUE(eventually([&] { return started == 10; }));
+  EXPECT_EQ(pool.peak_threads(), 3u);
+}
+
+TEST(ConnectionPool, ShutdownRunsWhatIsQueuedThenJoins) {
+  std::atomic<int> done{0};
+  {
+    ConnectionPool pool(2, 0, 10s);
+    for (int i = 0; i < 20; ++i)
+      pool.enqueue([&] {
+        std::this_thread::sleep_for(1ms);
+        ++done;
+      });
+    pool.shutdown();
+    EXPECT_EQ(done, 20);
+    EXPECT_EQ(pool.threads(), 0u);
+  }
+  EXPECT_EQ(done, 20);
+}
+
+// A listening socket on a free loopback port, and connections to it accepted in this process.
+struct Loopback {
+  int listener = -1, port = 0;
+  Loopback() {
+    listener = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(listener, 16), 0);
+    socklen_t len = sizeof a;
+    getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  ~Loopback() { close(listener); }
+  // {client fd, accepted fd, the client's port}
+  std::tuple<int, int, int> connect() const {
+    const int c = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    EXPECT_EQ(::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const int s = accept(listener, nullptr, nullptr);
+    sockaddr_in mine{};
+    socklen_t len = sizeof mine;
+    getsockname(c, reinterpret_cast<sockaddr*>(&mine), &len);
+    return {c, s, ntohs(mine.sin_port)};
+  }
+};
+
+// The server side has been shut down: the client reads end of file.
+bool closed_by_server(int client) {
+  timeval tv{0, 1000};
+  setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char c;
+  return recv(client, &c, 1, 0) == 0;
+}
+
+TEST(RequestWatchdog, ClosesAConnectionThatSendsNoWholeRequestInTime) {
+  Loopback net;
+  RequestWatchdog watchdog(net.port, 300ms);
+  auto [slow, slow_server, slow_port] = net.connect();
+  auto [busy, busy_server, busy_port] = net.connect();
+  auto [again, again_server, again_port] = net.connect();
+  EXPECT_EQ(connections_on(net.port).size(), 3u);
+  watchdog.handling("127.0.0.1", busy_port);  // a generation: never timed out while it runs
+  watchdog.handling("127.0.0.1", again_port);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(closed_by_server(slow));
+  watchdog.answered("127.0.0.1", again_port);  // its clock starts again now
+  const auto t1 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return closed_by_server(slow); }, 2s));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms);
+  ASSERT_TRUE(eventually([&] { return closed_by_server(again); }, 2s));
+  EXPECT_GE(std::chrono::steady_clock::now() - t1, 300ms);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(closed_by_server(busy));
+  EXPECT_EQ(watchdog.timed_out(), 2u);
+  for (int fd : {slow, slow_server, busy, busy_server, again, again_server}) close(fd);
+}
+
+TEST(Connections, ShutdownChecksTheDescriptorIsStillThatSocket) {
+  Loopback net;
+  auto [client, server, port] = net.connect();
+  std::vector<ConnectionInfo> found = connections_on(net.port);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].peer_port, port);
+  close(server);
+  // The number now names another socket (the lowest free descriptor is reused): nothing is shut down.
+  const int other = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(other, found[0].fd);
+  EXPECT_FALSE(shutdown_connection(found[0]));
+  auto [client2, server2, port2] = net.connect();
+  ConnectionInfo now = connections_on(net.port).at(0);
+  EXPECT_EQ(now.peer_port, port2);
+  EXPECT_FALSE(closed_by_server(client2));
+  EXPECT_TRUE(shutdown_connection(now));
+  EXPECT_TRUE(closed_by_server(client2));
+  for (int fd : {client, other, client2, server2}) close(fd);
+}
+
+}  // namespace
+}  // namespace dsv4
