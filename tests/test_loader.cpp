@@ -269,6 +269,15 @@ TEST(Checkpoint, ShardIndexCannotLeaveTheDirectory) {
     test::write_file(dir.file("inner/model.safetensors.index.json"), index.dump());
     expect_error([&] { Model m(dir.file("inner")); }, {"'" + shard + "'", "not a file name in the checkpoint directory"});
   }
+  // A NUL would end the name when the file is opened: "x\0y" opens "x".
+  fs::copy_file(src + "/model.safetensors", dir.file("inner/x"));
+  const std::string nul("x\0y", 3);
+  nlohmann::json index;
+  for (const auto& [name, t] : f.tensors()) index["weight_map"][name] = nul;
+  test::write_file(dir.file("inner/model.safetensors.index.json"), index.dump());
+  expect_error([&] { Model m(dir.file("inner")); }, {"not a file name in the checkpoint directory"});
+  EXPECT_THROW(parse_shard_index(R"({"weight_map": {"a": "model.safetensors", "b": 3}})", "i.json"), Error);
+  EXPECT_EQ(parse_shard_index(R"({"weight_map": {"a": "m1", "b": "m2"}})", "i.json").at("b"), "m2");
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <csignal>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 #include "core/check.h"
 #include "core/thread_pool.h"
@@ -30,7 +32,6 @@ struct ServeArgs {
 };
 
 int run(ServeArgs& a) {
-  set_num_threads(a.threads);
   DSV4_CHECK(a.opt.port >= 0 && a.opt.port <= 65535, "--port must be in [0, 65535]");
   DSV4_CHECK(a.opt.ctx >= 16, "--ctx must be at least 16");
   DSV4_CHECK(a.opt.parallel >= 1, "--parallel must be at least 1, got ", a.opt.parallel);
@@ -41,12 +42,30 @@ int run(ServeArgs& a) {
   a.opt.request_timeout_ms = std::llround(a.http_timeout_s * 1000);
   DSV4_CHECK(a.opt.max_body_bytes >= 1024, "--max-body must be at least 1k, got ", a.opt.max_body_bytes);
   a.opt.default_reasoning = parse_reasoning_mode(a.reasoning);
-  if (a.opt.port != 0 && Comm::get().rank() == 0) check_can_listen(a.opt.host, a.opt.port);
+  const bool leader = Comm::get().rank() == 0;
+  if (a.opt.port != 0 && leader) check_can_listen(a.opt.host, a.opt.port);
+  // The signals are taken before any thread starts (stop_signals.h). Before the server runs, the
+  // first one ends the process, as the default action would; then it stops the server.
+  std::mutex serving_mutex;
+  OpenAIServer* serving = nullptr;
+  std::optional<StopSignals> signals;
+  if (leader)
+    signals.emplace([&] {
+      std::lock_guard lock(serving_mutex);
+      if (!serving) {
+        std::cerr << "dsv4 serve: interrupted" << std::endl;
+        _exit(130);
+      }
+      std::cerr << "dsv4 serve: stopping (press Ctrl-C again to exit at once)" << std::endl;
+      const size_t cancelled = serving->stop();
+      if (cancelled) std::cerr << "dsv4 serve: cancelled " << cancelled << " request(s)" << std::endl;
+    });
+  set_num_threads(a.threads);
   ProgressBar bar("loading");
   Engine engine(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); });
   bar.done(a.model_dir);
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
-  if (Comm::get().rank() > 0) {
+  if (!leader) {
     engine.model().follow();
     return 0;
   }
@@ -54,17 +73,15 @@ int run(ServeArgs& a) {
   std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error return, not the end
   OpenAIServer server(engine, a.opt);
   {
-    StopSignals signals([&] {
-      std::cerr << "dsv4 serve: stopping (press Ctrl-C again to exit at once)" << std::endl;
-      const size_t cancelled = server.stop();
-      if (cancelled) std::cerr << "dsv4 serve: cancelled " << cancelled << " request(s)" << std::endl;
-    });
-    server.run([&](int port) {
-      std::cerr << "dsv4 serve: " << model_banner(engine) << "\ndsv4 serve: model '" << engine.name()
-                << "' on http://" << a.opt.host << ":" << port << " (parallel " << a.opt.parallel << ", ctx "
-                << a.opt.ctx << ")" << std::endl;
-    });
+    std::lock_guard lock(serving_mutex);
+    serving = &server;
   }
+  server.run([&](int port) {
+    std::cerr << "dsv4 serve: " << model_banner(engine) << "\ndsv4 serve: model '" << engine.name()
+              << "' on http://" << a.opt.host << ":" << port << " (parallel " << a.opt.parallel << ", ctx "
+              << a.opt.ctx << ")" << std::endl;
+  });
+  signals.reset();  // before the server goes: no stop() after this
   engine.model().stop_followers();
   std::cerr << "dsv4 serve: stopped\n";
   return 0;

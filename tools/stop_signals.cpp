@@ -1,10 +1,9 @@
 #include "tools/stop_signals.h"
 
-#include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
-#include <csignal>
-#include <cstdio>
+#include <atomic>
 
 #include "core/check.h"
 
@@ -12,12 +11,20 @@ namespace dsv4::tools {
 
 namespace {
 
-int pipe_fds[2] = {-1, -1};  // [read, write]
+std::atomic<pthread_t> watcher_thread{};
+std::atomic<bool> ending{false};  // the destructor's own signal, not a user's
 
-extern "C" void on_stop_signal(int) {
-  const char c = 's';
-  [[maybe_unused]] const ssize_t n = write(pipe_fds[1], &c, 1);  // async-signal-safe
+sigset_t stop_set() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGINT);
+  sigaddset(&s, SIGTERM);
+  return s;
 }
+
+// On a thread that was running before the signals were blocked: hand the signal to the
+// watcher, which blocks it and so takes it in sigwait.
+extern "C" void pass_to_watcher(int sig) { pthread_kill(watcher_thread.load(), sig); }
 
 void set_handler(void (*handler)(int)) {
   struct sigaction sa{};
@@ -31,12 +38,15 @@ void set_handler(void (*handler)(int)) {
 }  // namespace
 
 StopSignals::StopSignals(std::function<void()> on_first) : on_first_(std::move(on_first)) {
-  DSV4_CHECK(pipe2(pipe_fds, O_CLOEXEC) == 0, "cannot create a pipe for signal handling");
-  set_handler(on_stop_signal);
-  watcher_ = std::thread([this] {
-    char c;
+  const sigset_t set = stop_set();
+  DSV4_CHECK(pthread_sigmask(SIG_BLOCK, &set, &previous_mask_) == 0, "cannot block SIGINT and SIGTERM");
+  ending = false;
+  watcher_ = std::thread([this, set] {
     int seen = 0;
-    while (read(pipe_fds[0], &c, 1) == 1) {  // returns 0 once the destructor closes the write end
+    while (true) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (ending) return;
       if (++seen == 1) {
         on_first_();
       } else {
@@ -46,14 +56,22 @@ StopSignals::StopSignals(std::function<void()> on_first) : on_first_(std::move(o
       }
     }
   });
+  watcher_thread = watcher_.native_handle();
+  set_handler(pass_to_watcher);
 }
 
 StopSignals::~StopSignals() {
   set_handler(SIG_DFL);
-  close(pipe_fds[1]);
+  ending = true;
+  pthread_kill(watcher_.native_handle(), SIGTERM);
   watcher_.join();
-  close(pipe_fds[0]);
-  pipe_fds[0] = pipe_fds[1] = -1;
+  // A signal that came meanwhile (a second Ctrl-C while the server wound down) is pending:
+  // take it, or unblocking would kill the process with it as it finishes cleanly.
+  const sigset_t set = stop_set();
+  const timespec now{0, 0};
+  while (sigtimedwait(&set, nullptr, &now) > 0) {
+  }
+  pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
 }
 
 }  // namespace dsv4::tools

@@ -61,27 +61,9 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
   std::map<std::string, std::string> weight_map;  // tensor -> file (sharded only)
   std::vector<std::string> shard_names;
   if (fs::exists(index)) {
-    const std::string text = read_file(index.string());
-    nlohmann::json j;
-    try {
-      j = parse_json(text);
-    } catch (const std::exception& e) {
-      fail(index.string(), ": not valid JSON: ", e.what());
-    }
-    DSV4_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
-               index.string(), ": no \"weight_map\" object");
+    weight_map = parse_shard_index(read_file(index.string()), index.string());
     std::set<std::string> shards;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      DSV4_CHECK(it->is_string(), index.string(), ": weight_map entry '", it.key(),
-                 "' is not a file name");
-      // A shard is a file of this directory: no path, so an index cannot reach ../ or /.
-      const std::string shard = it->get<std::string>();
-      DSV4_CHECK(!shard.empty() && shard.find('/') == std::string::npos && shard != "." && shard != "..",
-                 index.string(), ": weight_map maps '", it.key(), "' to '", shard,
-                 "', which is not a file name in the checkpoint directory");
-      weight_map[it.key()] = it->get<std::string>();
-      shards.insert(it->get<std::string>());
-    }
+    for (const auto& [name, shard] : weight_map) shards.insert(shard);
     shard_names.assign(shards.begin(), shards.end());
   } else {
     DSV4_CHECK(fs::exists(fs::path(dir) / "model.safetensors"), dir,
@@ -103,6 +85,30 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
     DSV4_CHECK(by_name.at(file)->has(name), index.string(), " maps '", name, "' to ", file,
                ", which does not contain it");
   }
+}
+
+std::map<std::string, std::string> parse_shard_index(const std::string& text, const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = parse_json(text);
+  } catch (const std::exception& e) {
+    fail(path, ": not valid JSON: ", e.what());
+  }
+  DSV4_CHECK(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(), path,
+             ": no \"weight_map\" object");
+  std::map<std::string, std::string> weight_map;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    DSV4_CHECK(it->is_string(), path, ": weight_map entry '", it.key(), "' is not a file name");
+    // A shard is a file of this directory: no path, so an index cannot reach ../ or /; no NUL,
+    // which would end the name early when the file is opened.
+    const std::string shard = it->get<std::string>();
+    DSV4_CHECK(!shard.empty() && shard.find_first_of(std::string("/\0", 2)) == std::string::npos && shard != "." &&
+                   shard != "..",
+               path, ": weight_map maps '", it.key(), "' to '", shard,
+               "', which is not a file name in the checkpoint directory");
+    weight_map[it.key()] = shard;
+  }
+  return weight_map;
 }
 
 const TensorView* Checkpoint::find(const std::string& name) const {

@@ -23,6 +23,10 @@ struct Layout {
   int rank = 0, world = 1;
 };
 
+// model.safetensors.index.json's text -> its weight_map (tensor name -> shard file name), each
+// shard a plain file name of the checkpoint directory. Throws Error naming `path` and the entry.
+std::map<std::string, std::string> parse_shard_index(const std::string& text, const std::string& path);
+
 class Checkpoint {
  public:
   // rank: which model-parallel shard this process reads; -1 for a single process, which

@@ -146,12 +146,14 @@ void Scheduler::loop() {
         s.conv->reset();
       }
       if (!last) continue;
-      std::shared_ptr<Job> job = std::move(s.job);
+      // The slot is freed under the lock: submit() and stats() count busy slots from other
+      // threads (TSan found the move out of s.job done without it).
+      std::shared_ptr<Job> job;
       {
         std::lock_guard lock(mu_);
         const bool cancelled = last->kind == JobEvent::done && last->result.finish == FinishReason::cancelled;
         ++(cancelled ? stats_.cancelled : stats_.completed);
-        s.job.reset();
+        job = std::move(s.job);
         s.gen.reset();
       }
       job->push(std::move(*last));

@@ -74,7 +74,7 @@ class Scheduler {
  private:
   struct Slot {
     std::unique_ptr<Conversation> conv;
-    std::shared_ptr<Job> job;
+    std::shared_ptr<Job> job;  // set and cleared by the loop thread under mu_; others read it under mu_
     std::unique_ptr<Generation> gen;
   };
   void loop();
