@@ -275,7 +275,7 @@ TEST(Checkpoint, ShardIndexCannotLeaveTheDirectory) {
   nlohmann::json index;
   for (const auto& [name, t] : f.tensors()) index["weight_map"][name] = nul;
   test::write_file(dir.file("inner/model.safetensors.index.json"), index.dump());
-  expect_error([&] { Model m(dir.file("inner")); }, {"not a file name in the checkpoint directory"});
+  expect_error([&] { Model m(dir.file("inner")); }, {"'x\\x00y'", "not a file name in the checkpoint directory"});
   EXPECT_THROW(parse_shard_index(R"({"weight_map": {"a": "model.safetensors", "b": 3}})", "i.json"), Error);
   EXPECT_EQ(parse_shard_index(R"({"weight_map": {"a": "m1", "b": "m2"}})", "i.json").at("b"), "m2");
 }

@@ -87,6 +87,26 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
   }
 }
 
+namespace {
+
+// A name from a file, for an error message: control bytes (a NUL would end the message) as \xNN.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (const unsigned char ch : s) {
+    if (ch >= 0x20 && ch != 0x7f) {
+      out += static_cast<char>(ch);
+      continue;
+    }
+    static const char hex[] = "0123456789abcdef";
+    out += "\\x";
+    out += hex[ch >> 4];
+    out += hex[ch & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
 std::map<std::string, std::string> parse_shard_index(const std::string& text, const std::string& path) {
   nlohmann::json j;
   try {
@@ -104,7 +124,7 @@ std::map<std::string, std::string> parse_shard_index(const std::string& text, co
     const std::string shard = it->get<std::string>();
     DSV4_CHECK(!shard.empty() && shard.find_first_of(std::string("/\0", 2)) == std::string::npos && shard != "." &&
                    shard != "..",
-               path, ": weight_map maps '", it.key(), "' to '", shard,
+               path, ": weight_map maps '", it.key(), "' to '", printable(shard),
                "', which is not a file name in the checkpoint directory");
     weight_map[it.key()] = shard;
   }
