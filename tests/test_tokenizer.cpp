@@ -115,7 +115,7 @@ TEST(Tokenizer, BadInput) {
   // Ids that are floats beyond int's range (undefined behaviour in the conversion: fuzz_tokenizer_json)
   // or too large to size an id table by.
   std::string json = byte_level_tokenizer_json();
-  for (const std::string& id : {"3.3e67", "2147483648", "-4", "1.5"}) {
+  for (const std::string id : {"3.3e67", "2147483648", "-4", "1.5"}) {
     std::string bad = json;
     const size_t at = bad.find("\"id\": 0");
     ASSERT_NE(at, std::string::npos);

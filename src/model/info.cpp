@@ -168,7 +168,9 @@ ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks) {
   for (int l = 0; l < c.n_layers_total(); ++l) {
     const int r = c.compress_ratio(l);
     if (l == c.num_hidden_layers) kinds << "| mtp: ";
-    kinds << kind_name(r) << (r > 4 ? "(" + std::to_string(r) + ")" : "") << " ";
+    kinds << kind_name(r);
+    if (r > 4) kinds << "(" << r << ")";
+    kinds << " ";
     if (l < c.num_hidden_layers) (r == 0 ? i.n_swa : r == 4 ? i.n_csa : i.n_hca)++;
   }
   i.layer_kinds = kinds.str();
