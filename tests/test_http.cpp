@@ -33,23 +33,32 @@ bool eventually(P pred, std::chrono::milliseconds limit = 5s) {
   return true;
 }
 
+// Jobs that count themselves started, then block until the gate opens (a slow client each).
+struct Gate {
+  std::promise<void> opened;
+  std::shared_future<void> open_future = opened.get_future().share();
+  void hold(ConnectionPool& pool, int jobs, std::atomic<int>& started) {
+    for (int i = 0; i < jobs; ++i)
+      pool.enqueue([this, &started] {
+        ++started;
+        open_future.wait();
+      });
+  }
+  void open() { opened.set_value(); }
+};
+
 TEST(ConnectionPool, StartsAThreadForEachJobThatWouldWait) {
   ConnectionPool pool(64, 2, 50ms);
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
+  Gate gate;
   std::atomic<int> running{0};
-  for (int i = 0; i < 40; ++i)
-    pool.enqueue([&] {
-      ++running;
-      released.wait();
-    });
+  gate.hold(pool, 40, running);
   // 40 blocked jobs (40 slow clients): each has its own thread, none waits for another.
   ASSERT_TRUE(eventually([&] { return running == 40; }));
   EXPECT_EQ(pool.threads(), 40u);
   std::atomic<bool> quick{false};
   pool.enqueue([&] { quick = true; });  // a /health probe meanwhile
   EXPECT_TRUE(eventually([&] { return quick.load(); }, 1s));
-  release.set_value();
+  gate.open();
   // Idle for the linger time, the threads beyond the kept 2 exit.
   EXPECT_TRUE(eventually([&] { return pool.threads() == 2; }));
   EXPECT_EQ(pool.peak_threads(), 41u);
@@ -60,16 +69,11 @@ TEST(ConnectionPool, UnderATrickleTheSurplusThreadsEnd) {
   // thread takes each, and the others end after the linger time. Handed round-robin, every
   // thread would be woken within its linger time and none would end.
   ConnectionPool pool(64, 2, 200ms);
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
+  Gate gate;
   std::atomic<int> running{0};
-  for (int i = 0; i < 20; ++i)
-    pool.enqueue([&] {
-      ++running;
-      released.wait();
-    });
+  gate.hold(pool, 20, running);
   ASSERT_TRUE(eventually([&] { return running == 20; }));
-  release.set_value();
+  gate.open();
   const auto end = std::chrono::steady_clock::now() + 1500ms;
   while (std::chrono::steady_clock::now() < end) {
     pool.enqueue([] {});
@@ -80,19 +84,14 @@ TEST(ConnectionPool, UnderATrickleTheSurplusThreadsEnd) {
 
 TEST(ConnectionPool, BeyondMaxThreadsJobsWaitTheirTurn) {
   ConnectionPool pool(3, 1, 50ms);
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
+  Gate gate;
   std::atomic<int> started{0};
-  for (int i = 0; i < 10; ++i)
-    pool.enqueue([&] {
-      ++started;
-      released.wait();
-    });
+  gate.hold(pool, 10, started);
   ASSERT_TRUE(eventually([&] { return started == 3; }));
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(started, 3);
   EXPECT_EQ(pool.threads(), 3u);
-  release.set_value();
+  gate.open();
   EXPECT_TRUE(eventually([&] { return started == 10; }));
   EXPECT_EQ(pool.peak_threads(), 3u);
 }
