@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include <cstring>
+#include <filesystem>
 #include <tuple>
 #include <nlohmann/json.hpp>
 
@@ -466,6 +467,7 @@ TEST(Cli, FailedWritesAreErrors) {
     EXPECT_EQ(r.status, 1) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find(fragment), std::string::npos) << cmd << "\n" << r.output;
   }
+  EXPECT_FALSE(std::filesystem::exists(d.file("synth/model.safetensors")));  // no cut checkpoint left behind
 }
 
 }  // namespace

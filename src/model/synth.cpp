@@ -212,12 +212,21 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
       bytes = as_bytes(b);
     }
   };
-  // dsv4_origin: read by `dsv4 chat` and `serve` to say what the model is (noise, here).
-  write_safetensors_streamed((fs::path(dir) / "model.safetensors").string(), meta, generate,
-                             {{"format", "pt"}, {"dsv4_origin", "random weights (dsv4 synth --preset " + preset.name +
-                                                                   " --seed " + std::to_string(seed) + ")"}});
-  write_file((fs::path(dir) / "config.json").string(), preset.config_json + "\n");
-  write_file((fs::path(dir) / "tokenizer.json").string(), byte_level_tokenizer_json() + "\n");
+  const std::vector<fs::path> files = {fs::path(dir) / "model.safetensors", fs::path(dir) / "config.json",
+                                       fs::path(dir) / "tokenizer.json"};
+  try {
+    // dsv4_origin: read by `dsv4 chat` and `serve` to say what the model is (noise, here).
+    write_safetensors_streamed(files[0].string(), meta, generate,
+                               {{"format", "pt"}, {"dsv4_origin", "random weights (dsv4 synth --preset " + preset.name +
+                                                                     " --seed " + std::to_string(seed) + ")"}});
+    write_file(files[1].string(), preset.config_json + "\n");
+    write_file(files[2].string(), byte_level_tokenizer_json() + "\n");
+  } catch (...) {
+    // A cut checkpoint would fail later, far from the cause: leave none of it behind.
+    std::error_code ec;
+    for (const fs::path& f : files) fs::remove(f, ec);
+    throw;
+  }
   if (progress) progress(1.0);
 }
 
