@@ -34,29 +34,39 @@ bool eventually(P pred, std::chrono::milliseconds limit = 5s) {
 }
 
 // Jobs that count themselves started, then block until the gate opens (a slow client each).
+// Each job holds its own copy of the future, so the gate may go while a job still returns from
+// its wait; a gate that goes unopened (a failed ASSERT) opens, so that the pool can join.
 struct Gate {
   std::promise<void> opened;
   std::shared_future<void> open_future = opened.get_future().share();
+  bool is_open = false;
   void hold(ConnectionPool& pool, int jobs, std::atomic<int>& started) {
     for (int i = 0; i < jobs; ++i)
-      pool.enqueue([this, &started] {
+      pool.enqueue([f = open_future, &started] {
         ++started;
-        open_future.wait();
+        f.wait();
       });
   }
-  void open() { opened.set_value(); }
+  void open() {
+    opened.set_value();
+    is_open = true;
+  }
+  ~Gate() {
+    if (!is_open) open();
+  }
 };
 
 TEST(ConnectionPool, StartsAThreadForEachJobThatWouldWait) {
+  // Declared before the pool: the jobs use them until the pool has joined its threads.
+  std::atomic<int> running{0};
+  std::atomic<bool> quick{false};
   ConnectionPool pool(64, 2, 50ms);
   Gate gate;
-  std::atomic<int> running{0};
   gate.hold(pool, 40, running);
   // 40 blocked jobs (40 slow clients): each has its own thread, none waits for another.
   ASSERT_TRUE(eventually([&] { return running == 40; }));
   EXPECT_EQ(pool.threads(), 40u);
-  std::atomic<bool> quick{false};
-  pool.enqueue([&] { quick = true; });  // a /health probe meanwhile
+  pool.enqueue([&quick] { quick = true; });  // a /health probe meanwhile
   EXPECT_TRUE(eventually([&] { return quick.load(); }, 1s));
   gate.open();
   // Idle for the linger time, the threads beyond the kept 2 exit.
@@ -68,9 +78,9 @@ TEST(ConnectionPool, UnderATrickleTheSurplusThreadsEnd) {
   // A connection every 20 ms (a /health probe, say) after a burst of 20: the most recently idle
   // thread takes each, and the others end after the linger time. Handed round-robin, every
   // thread would be woken within its linger time and none would end.
+  std::atomic<int> running{0};
   ConnectionPool pool(64, 2, 200ms);
   Gate gate;
-  std::atomic<int> running{0};
   gate.hold(pool, 20, running);
   ASSERT_TRUE(eventually([&] { return running == 20; }));
   gate.open();
@@ -83,9 +93,9 @@ TEST(ConnectionPool, UnderATrickleTheSurplusThreadsEnd) {
 }
 
 TEST(ConnectionPool, BeyondMaxThreadsJobsWaitTheirTurn) {
+  std::atomic<int> started{0};
   ConnectionPool pool(3, 1, 50ms);
   Gate gate;
-  std::atomic<int> started{0};
   gate.hold(pool, 10, started);
   ASSERT_TRUE(eventually([&] { return started == 3; }));
   std::this_thread::sleep_for(50ms);
