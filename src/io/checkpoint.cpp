@@ -17,6 +17,22 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A name from a file, for an error message: control bytes (a NUL would end the message) as \xNN.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (const unsigned char ch : s) {
+    if (ch >= 0x20 && ch != 0x7f) {
+      out += static_cast<char>(ch);
+      continue;
+    }
+    static const char hex[] = "0123456789abcdef";
+    out += "\\x";
+    out += hex[ch >> 4];
+    out += hex[ch & 15];
+  }
+  return out;
+}
+
 // The world size of the model{r}-mp{N}.safetensors files in dir (0 when there are none); all
 // N files must be there and no other N.
 int converted_world(const std::string& dir) {
@@ -86,26 +102,6 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
                ", which does not contain it");
   }
 }
-
-namespace {
-
-// A name from a file, for an error message: control bytes (a NUL would end the message) as \xNN.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (const unsigned char ch : s) {
-    if (ch >= 0x20 && ch != 0x7f) {
-      out += static_cast<char>(ch);
-      continue;
-    }
-    static const char hex[] = "0123456789abcdef";
-    out += "\\x";
-    out += hex[ch >> 4];
-    out += hex[ch & 15];
-  }
-  return out;
-}
-
-}  // namespace
 
 std::map<std::string, std::string> parse_shard_index(const std::string& text, const std::string& path) {
   nlohmann::json j;

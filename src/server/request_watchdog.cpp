@@ -1,8 +1,7 @@
 #include "server/request_watchdog.h"
 
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <algorithm>
+#include <vector>
 
 #include "server/connections.h"
 
