@@ -3,6 +3,8 @@
 //    the same tokens, and so does any chunking of the prefill;
 //  - results do not depend on the thread count;
 //  - two sessions of one model, interleaved, never see each other's tokens;
+//  - batches: every session of a batched step gets the logits it gets alone (batch_mix.h),
+//    for random mixes of sessions, prompts, chunk sizes and thread counts;
 //  - the cache stores rows packed in act_quant mode (float32 without), gives them back bit for
 //    bit, refuses rows that are not on the grid, and copies deeply.
 // Metric: max-abs difference, tolerance 0 (the same computation in the same order).
@@ -15,6 +17,7 @@
 #include "quant/act_quant.h"
 #include "quant/formats.h"
 #include "model/model.h"
+#include "batch_mix.h"
 #include "test_util.h"
 
 namespace dsv4 {
@@ -88,6 +91,33 @@ TEST_P(SessionCase, InterleavedSessionsAreIndependent) {
   EXPECT_EQ(test::max_abs_err(got_a, want_a).err, 0.0);
   EXPECT_EQ(test::max_abs_err(got_b, want_b).err, 0.0);
   EXPECT_GT(test::max_abs_err(got_a, got_b).err, 0.0);  // different text, different logits
+}
+
+TEST_P(SessionCase, BatchedSessionsGetTheirLogitsAlone) {
+  const auto& [name, act_quant] = GetParam();
+  Model m(test::golden_dir(name), ModelOptions{.act_quant = act_quant});
+  // Prompts long enough to wrap the window ring and complete compressed blocks; chunks from
+  // one token (decode) to prefill chunks longer than a compression block.
+  const int max_tokens = std::min(120, 2 * m.config().sliding_window + 40);
+  for (unsigned seed = 1; seed <= 6; ++seed) {
+    const test::MixReport r = test::check_random_mix(m, seed, 8, max_tokens, 20);
+    EXPECT_EQ(r.mismatches, 0u) << name << ": " << r.first;
+    EXPECT_GT(r.steps, 0);
+  }
+}
+
+TEST(Session, BatchStepsAreCheckedBeforeAnySessionMoves) {
+  Model m(test::golden_dir("tiny"));
+  Session a = m.new_session(), b = m.new_session();
+  const std::vector<int> ok = {1, 2, 3}, bad = {1, m.config().vocab_size};
+  std::vector<SessionStep> steps = {{&a, ok}, {&b, bad}};
+  EXPECT_THROW(m.forward(steps), Error);
+  EXPECT_EQ(a.pos, 0);
+  steps = {{&a, ok}, {&a, ok}};
+  EXPECT_THROW(m.forward(steps), Error);
+  steps = {};
+  EXPECT_THROW(m.forward(steps), Error);
+  EXPECT_EQ(a.pos, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -30,14 +30,14 @@ int run_chat(const RunArgs& a, const std::string& history_file) {
   const auto engine = load_engine(a);
   // Under mpirun rank 0 reads the terminal and leads; the other ranks run its forward passes.
   if (Comm::get().rank() > 0) {
-    engine->model().follow();
+    engine->follow();
     return 0;
   }
-  engine->model().lead();
+  engine->lead();
   struct StopFollowers {
-    const Model& m;
-    ~StopFollowers() { m.stop_followers(); }
-  } stop{engine->model()};
+    const Engine& e;
+    ~StopFollowers() { e.stop_followers(); }
+  } stop{*engine};
   Conversation conv(*engine);
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});

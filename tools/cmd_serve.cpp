@@ -35,6 +35,8 @@ int run(ServeArgs& a) {
   DSV4_CHECK(a.opt.port >= 0 && a.opt.port <= 65535, "--port must be in [0, 65535]");
   DSV4_CHECK(a.opt.ctx >= 16, "--ctx must be at least 16");
   DSV4_CHECK(a.opt.parallel >= 1, "--parallel must be at least 1, got ", a.opt.parallel);
+  DSV4_CHECK(a.opt.batch_tokens >= a.opt.parallel, "--batch-tokens (", a.opt.batch_tokens,
+             ") must be at least --parallel (", a.opt.parallel, "): every decoding request takes one token of each step");
   DSV4_CHECK(a.opt.default_max_tokens >= 1, "--max-tokens must be at least 1, got ", a.opt.default_max_tokens);
   DSV4_CHECK(a.opt.http_threads >= 2, "--http-threads must be at least 2, got ", a.opt.http_threads);
   DSV4_CHECK(a.http_timeout_s > 0 && a.http_timeout_s <= 86400, "--http-timeout must be in (0, 86400] seconds, got ",
@@ -66,10 +68,10 @@ int run(ServeArgs& a) {
   bar.done(a.model_dir);
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
   if (!leader) {
-    engine.model().follow();
+    engine.follow();
     return 0;
   }
-  engine.model().lead();
+  engine.lead();
   std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error return, not the end
   OpenAIServer server(engine, a.opt);
   {
@@ -82,7 +84,7 @@ int run(ServeArgs& a) {
               << a.opt.ctx << ")" << std::endl;
   });
   signals.reset();  // before the server goes: no stop() after this
-  engine.model().stop_followers();
+  engine.stop_followers();
   std::cerr << "dsv4 serve: stopped\n";
   return 0;
 }
@@ -97,6 +99,8 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--port", a->opt.port, "port (0 = any free port)");
   sub->add_option("--parallel,--np", a->opt.parallel, "generations advancing together");
   sub->add_option("--queue", a->opt.max_queue, "requests that may wait beyond those");
+  sub->add_option("--batch-tokens", a->opt.batch_tokens,
+                  "tokens per forward pass: every decoding request's next one plus prefill chunks up to this");
   add_ctx_option(sub, a->opt.ctx, "context limit per request: prompt + max_tokens");
   sub->add_option("-n,--max-tokens,--n-predict", a->opt.default_max_tokens, "max_tokens when a chat request gives none");
   sub->add_option("--reasoning", a->reasoning, "default reasoning mode: none, high or max");

@@ -62,45 +62,12 @@ void attend(const float* q, int h0, int h1, std::span<const float* const> keys, 
   }
 }
 
-}  // namespace
-
-void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,
-                       std::span<const float> x, int n, long long pos0, bool act_quant,
-                       LayerCache& cache, std::span<float> out) {
-  // H: this rank's heads (all of them in one process; a model-parallel rank holds H / world
-  // rows of wq_b and the matching output groups of wo_a).
-  const int D = c.head_dim, rd = c.qk_rope_head_dim, H = w.wq_b.out / D;
-  const int win = c.sliding_window, eps_dim = c.q_lora_rank;
-  const float eps = c.rms_norm_eps;
-
-  // q: [n, H, D]
-  std::vector<float> qr(static_cast<size_t>(n) * eps_dim);
-  linear(w.wq_a, x, n, qr, act_quant);
-  rmsnorm(qr, w.q_norm, eps, eps_dim, qr);
-  std::vector<float> q(static_cast<size_t>(n) * H * D);
-  linear(w.wq_b, qr, n, q, act_quant);
-  rmsnorm(q, {}, eps, D, q);
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h) rope.apply(q.data() + (static_cast<size_t>(t) * H + h) * D + D - rd, pos0 + t);
-
-  // kv: [n, D]
-  std::vector<float> kv(static_cast<size_t>(n) * D);
-  linear(w.wkv, x, n, kv, act_quant);
-  rmsnorm(kv, w.kv_norm, eps, D, kv);
-  for (int t = 0; t < n; ++t) {
-    float* k = kv.data() + static_cast<size_t>(t) * D;
-    rope.apply(k + D - rd, pos0 + t);
-    if (act_quant) fp8_roundtrip(std::span<float>(k, D - rd), 64);
-  }
-
-  // Compressed entries (appended as blocks complete) and the indexer's choice per token.
-  std::vector<std::vector<int>> chosen;
-  if (w.indexer)
-    chosen = indexer_forward(*w.indexer, c, x, qr, n, pos0, rope, act_quant, cache.indexer);
-  if (w.compressor)
-    compressor_forward(*w.compressor, x, n, pos0, rope, eps, CompressedRounding::fp8_nope, act_quant,
-                       cache.compressor);
-
+// One session's n rows at pos0: q [n, H, D] and kv [n, D] of its tokens, chosen [n] the
+// indexer's picks (CSA) -> o [n, H, D]; then its kv enters the window ring.
+void attend_session(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope, int H,
+                    const float* q, const float* kv, const std::vector<int>* chosen, int n, long long pos0,
+                    LayerCache& cache, float* o) {
+  const int D = c.head_dim, win = c.sliding_window;
   // Unpacked once per call: the ring rows of the positions before this chunk that its tokens
   // see ([win, D], by slot), and for HCA every entry the last token sees ([n_entries, D]).
   const KvRows& entries = cache.compressor.entries;
@@ -125,7 +92,7 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
     const long long pos = pos0 + static_cast<long long>(t);
     keys.clear();
     for (long long kp = std::max(0LL, pos - win + 1); kp <= pos; ++kp)
-      keys.push_back(kp >= pos0 ? kv.data() + (kp - pos0) * D : ring.data() + (kp % win) * D);
+      keys.push_back(kp >= pos0 ? kv + (kp - pos0) * D : ring.data() + (kp % win) * D);
     if (ratio == 4) {
       const std::vector<int>& ch = chosen[t];
       csa_rows.resize(ch.size() * D);
@@ -142,10 +109,9 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
 
   // Attention per (token, head): tokens over threads when there are enough of them (prefill),
   // else one token at a time with its heads over threads (decode).
-  std::vector<float> o(static_cast<size_t>(n) * H * D);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  auto q_of = [&](size_t t) { return q.data() + t * H * D; };
-  auto o_of = [&](size_t t) { return o.data() + t * H * D; };
+  auto q_of = [&](size_t t) { return q + t * H * D; };
+  auto o_of = [&](size_t t) { return o + t * H * D; };
   if (n >= pool().size()) {
     pool().parallel_for(static_cast<size_t>(n), [&](size_t t0, size_t t1) {
       std::vector<const float*> keys;
@@ -171,7 +137,63 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
 
   // The ring keeps the last `win` positions.
   for (int t = std::max(0, n - win); t < n; ++t)
-    cache.window.store((pos0 + t) % win, std::span<const float>(kv).subspan(static_cast<size_t>(t) * D, D));
+    cache.window.store((pos0 + t) % win, std::span<const float>(kv + static_cast<size_t>(t) * D, D));
+}
+
+}  // namespace
+
+void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,
+                       std::span<const float> x, std::span<const Segment> segs, bool act_quant,
+                       std::span<float> out) {
+  // H: this rank's heads (all of them in one process; a model-parallel rank holds H / world
+  // rows of wq_b and the matching output groups of wo_a).
+  const int D = c.head_dim, rd = c.qk_rope_head_dim, H = w.wq_b.out / D;
+  const int eps_dim = c.q_lora_rank;
+  const int n = static_cast<int>(x.size() / c.hidden_size);
+  const float eps = c.rms_norm_eps;
+  // Row t of the step is token t - row0 of its segment.
+  std::vector<long long> pos(n);
+  for (const Segment& sg : segs)
+    for (int t = 0; t < sg.n; ++t) pos[sg.row0 + t] = sg.pos0 + t;
+
+  // q: [n, H, D]
+  std::vector<float> qr(static_cast<size_t>(n) * eps_dim);
+  linear(w.wq_a, x, n, qr, act_quant);
+  rmsnorm(qr, w.q_norm, eps, eps_dim, qr);
+  std::vector<float> q(static_cast<size_t>(n) * H * D);
+  linear(w.wq_b, qr, n, q, act_quant);
+  rmsnorm(q, {}, eps, D, q);
+  for (int t = 0; t < n; ++t)
+    for (int h = 0; h < H; ++h) rope.apply(q.data() + (static_cast<size_t>(t) * H + h) * D + D - rd, pos[t]);
+
+  // kv: [n, D]
+  std::vector<float> kv(static_cast<size_t>(n) * D);
+  linear(w.wkv, x, n, kv, act_quant);
+  rmsnorm(kv, w.kv_norm, eps, D, kv);
+  for (int t = 0; t < n; ++t) {
+    float* k = kv.data() + static_cast<size_t>(t) * D;
+    rope.apply(k + D - rd, pos[t]);
+    if (act_quant) fp8_roundtrip(std::span<float>(k, D - rd), 64);
+  }
+
+  // Compressed entries (appended as blocks complete) and the indexer's choice per token.
+  std::vector<std::vector<int>> chosen;
+  if (w.indexer) chosen = indexer_forward(*w.indexer, c, x, qr, segs, rope, act_quant);
+  if (w.compressor) {
+    std::vector<float> ckv, cscore;
+    compressor_project(*w.compressor, x, n, ckv, cscore);
+    const size_t width = ckv.size() / n;
+    for (const Segment& sg : segs)
+      compressor_absorb(*w.compressor, ckv.data() + sg.row0 * width, cscore.data() + sg.row0 * width, sg.n,
+                        sg.pos0, rope, eps, CompressedRounding::fp8_nope, act_quant, sg.cache->compressor);
+  }
+
+  std::vector<float> o(static_cast<size_t>(n) * H * D);
+  for (const Segment& sg : segs) {
+    const size_t r = static_cast<size_t>(sg.row0);
+    attend_session(w, ratio, c, rope, H, q.data() + r * H * D, kv.data() + r * D,
+                   chosen.empty() ? nullptr : chosen.data() + r, sg.n, sg.pos0, *sg.cache, o.data() + r * H * D);
+  }
 
   // Grouped low-rank output: group g of o ([H / G * D]) times wo_a rows [g*R, (g+1)*R).
   const int R = c.o_lora_rank, G = w.wo_a.out / R, gw = c.num_attention_heads / c.o_groups * D;
@@ -205,4 +227,12 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
   linear(w.wo_b, all, n, out, act_quant);
 }
 
+void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,
+                       std::span<const float> x, int n, long long pos0, bool act_quant, LayerCache& cache,
+                       std::span<float> out) {
+  const Segment one{0, n, pos0, &cache};
+  attention_forward(w, ratio, c, rope, x, std::span<const Segment>(&one, 1), act_quant, out);
+}
+
 }  // namespace dsv4
+

@@ -7,7 +7,7 @@
 #include <span>
 
 #include "io/config.h"
-#include "model/kv_cache.h"
+#include "model/segment.h"
 #include "model/weights.h"
 #include "ops/rope.h"
 
@@ -16,7 +16,13 @@ namespace dsv4 {
 // act_quant decides the storage: packed rows when the rounding is on, float32 when off.
 void layer_cache_init(const BlockWeights& b, const ModelConfig& c, bool act_quant, LayerCache& cache);
 
-// x: [n, dim] (attn_norm output) at positions pos0 .. pos0 + n - 1 -> out: [n, dim].
+// x: [N, dim] (attn_norm output) of a step's rows, which segs divide among sessions (each
+// segment's cache is this layer's) -> out: [N, dim]. The projections run once over all rows.
+void attention_forward(const AttentionWeights& w, int compress_ratio, const ModelConfig& c,
+                       const Rope& rope, std::span<const float> x, std::span<const Segment> segs,
+                       bool act_quant, std::span<float> out);
+
+// One session: x [n, dim] at positions pos0 .. pos0 + n - 1.
 void attention_forward(const AttentionWeights& w, int compress_ratio, const ModelConfig& c,
                        const Rope& rope, std::span<const float> x, int n, long long pos0,
                        bool act_quant, LayerCache& cache, std::span<float> out);

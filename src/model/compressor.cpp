@@ -47,13 +47,27 @@ void pool_block(const CompressorWeights& w, const CompressorState& s, float* ent
 
 }  // namespace
 
+void compressor_project(const CompressorWeights& w, std::span<const float> x, int n, std::vector<float>& kv,
+                        std::vector<float>& score) {
+  const int width = (w.overlap ? 2 : 1) * w.head_dim;
+  kv.resize(static_cast<size_t>(n) * width);
+  score.resize(kv.size());
+  linear(w.wkv, x, n, kv, false);
+  linear(w.wgate, x, n, score, false);
+}
+
 void compressor_forward(const CompressorWeights& w, std::span<const float> x, int n, long long pos0,
                         const Rope& rope, float norm_eps, CompressedRounding rounding,
                         bool act_quant, CompressorState& s) {
+  std::vector<float> kv, score;
+  compressor_project(w, x, n, kv, score);
+  compressor_absorb(w, kv.data(), score.data(), n, pos0, rope, norm_eps, rounding, act_quant, s);
+}
+
+void compressor_absorb(const CompressorWeights& w, const float* kv, const float* score, int n, long long pos0,
+                       const Rope& rope, float norm_eps, CompressedRounding rounding, bool act_quant,
+                       CompressorState& s) {
   const int r = w.ratio, hd = w.head_dim, coff = w.overlap ? 2 : 1, width = coff * hd;
-  std::vector<float> kv(static_cast<size_t>(n) * width), score(kv.size());
-  linear(w.wkv, x, n, kv, false);
-  linear(w.wgate, x, n, score, false);
   std::vector<float> entry(hd);
   for (int t = 0; t < n; ++t) {
     const long long pos = pos0 + t;

@@ -21,9 +21,18 @@ void compressor_init(const CompressorWeights& w, KvFormat entries, int rope_dim,
 
 // Feeds n tokens at positions pos0 .. pos0 + n - 1; x: [n, dim] (the attention input). Appends
 // an entry to s.entries each time a block completes (packed: act_quant must be on for a packed
-// format, else packing throws).
+// format, else packing throws). The same as compressor_project then compressor_absorb.
 void compressor_forward(const CompressorWeights& w, std::span<const float> x, int n, long long pos0,
                         const Rope& rope, float norm_eps, CompressedRounding rounding,
                         bool act_quant, CompressorState& s);
+
+// The two halves, for a batched step whose rows belong to several sessions: the projections
+// kv and score [n, coff * head_dim] of rows x [n, dim], one GEMM for all sessions; then each
+// session absorbs its rows (kv, score: its n rows of those) into its own state.
+void compressor_project(const CompressorWeights& w, std::span<const float> x, int n, std::vector<float>& kv,
+                        std::vector<float>& score);
+void compressor_absorb(const CompressorWeights& w, const float* kv, const float* score, int n, long long pos0,
+                       const Rope& rope, float norm_eps, CompressedRounding rounding, bool act_quant,
+                       CompressorState& s);
 
 }  // namespace dsv4

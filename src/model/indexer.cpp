@@ -16,39 +16,21 @@
 
 namespace dsv4 {
 
-std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const ModelConfig& c,
-                                              std::span<const float> x, std::span<const float> qr,
-                                              int n, long long pos0, const Rope& rope,
-                                              bool act_quant, CompressorState& keys) {
-  // ih: this rank's index heads (wq_b and weights_proj hold ih rows); the score scale is that
-  // of all c.index_n_heads heads, and the ranks' partial scores add up before the top-k.
-  const int id = c.index_head_dim, rd = rope.dim(), ih = w.wq_b.out / id;
-  std::vector<float> q(static_cast<size_t>(n) * ih * id);  // [n, ih, id]
-  linear(w.wq_b, qr, n, q, act_quant);
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < ih; ++h) {
-      std::span<float> qh(q.data() + (static_cast<size_t>(t) * ih + h) * id, id);
-      rope.apply(qh.data() + id - rd, pos0 + t);
-      hadamard_rotate(qh);
-      if (act_quant) fp4_roundtrip(qh, 32);
-    }
-  compressor_forward(w.compressor, x, n, pos0, rope, c.rms_norm_eps, CompressedRounding::hadamard_fp4,
-                     act_quant, keys);
-  std::vector<float> weights(static_cast<size_t>(n) * ih);  // [n, ih]
-  linear(w.weights_proj, x, n, weights, false);
-  const float wscale = static_cast<float>(std::pow(id, -0.5) * std::pow(c.index_n_heads, -0.5));
-  for (float& v : weights) v *= wscale;
+namespace {
 
+// One session's n tokens at pos0: q [n, ih, id] and weights [n, ih] of its rows, keys its
+// indexer keys; fills chosen [n].
+void pick_blocks(const ModelConfig& c, int ratio, int ih, const float* q, const float* weights, int n,
+                 long long pos0, const CompressorState& keys, std::vector<int>* chosen) {
+  const int id = c.index_head_dim;
   // score(t, b) for the blocks b < n_vis(t) each token sees. Jobs are (tile of keys, group of
   // tokens); a job unpacks its keys once (bit for bit) and scores them for all its tokens, so
   // a decode step spreads over threads too. Tokens go in batches that bound the score buffer.
-  const int ratio = w.compressor.ratio;
   auto n_vis = [&](int t) { return static_cast<int>((pos0 + t + 1) / ratio); };
   const int vis_all = n_vis(n - 1), n_thr = pool().size();
   constexpr int kTokensPerJob = 16;
   constexpr size_t kMaxScores = size_t(1) << 22;  // floats (16 MiB)
   const int batch = static_cast<int>(std::clamp<size_t>(kMaxScores / std::max(1, vis_all), 1, n));
-  std::vector<std::vector<int>> chosen(n);
   std::vector<float> score;
   for (int g0 = 0; g0 < n; g0 += batch) {
     const int g1 = std::min(n, g0 + batch), vis = n_vis(g1 - 1);
@@ -75,8 +57,8 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
         for (int t = g0 + sub * kTokensPerJob; t < t_end; ++t) {
           const int nb = std::min(b1, n_vis(t)) - b0;
           if (nb <= 0) continue;
-          const float* wt = weights.data() + static_cast<size_t>(t) * ih;
-          dot_rows(q.data() + static_cast<size_t>(t) * ih * id, ih, ptr.data(), nb, id, dots.data());
+          const float* wt = weights + static_cast<size_t>(t) * ih;
+          dot_rows(q + static_cast<size_t>(t) * ih * id, ih, ptr.data(), nb, id, dots.data());
           float* st = score.data() + static_cast<size_t>(t - g0) * vis + b0;
           for (int b = 0; b < nb; ++b) {
             float acc = 0;
@@ -94,6 +76,43 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
       }
     });
   }
+}
+
+}  // namespace
+
+std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const ModelConfig& c,
+                                              std::span<const float> x, std::span<const float> qr,
+                                              std::span<const Segment> segs, const Rope& rope, bool act_quant) {
+  // ih: this rank's index heads (wq_b and weights_proj hold ih rows); the score scale is that
+  // of all c.index_n_heads heads, and the ranks' partial scores add up before the top-k.
+  const int id = c.index_head_dim, rd = rope.dim(), ih = w.wq_b.out / id;
+  const int n = static_cast<int>(qr.size() / c.q_lora_rank);
+  std::vector<float> q(static_cast<size_t>(n) * ih * id);  // [n, ih, id]
+  linear(w.wq_b, qr, n, q, act_quant);
+  for (const Segment& sg : segs)
+    for (int t = sg.row0; t < sg.row0 + sg.n; ++t)
+      for (int h = 0; h < ih; ++h) {
+        std::span<float> qh(q.data() + (static_cast<size_t>(t) * ih + h) * id, id);
+        rope.apply(qh.data() + id - rd, sg.pos0 + (t - sg.row0));
+        hadamard_rotate(qh);
+        if (act_quant) fp4_roundtrip(qh, 32);
+      }
+  std::vector<float> kv, score;
+  compressor_project(w.compressor, x, n, kv, score);
+  const size_t width = kv.size() / n;
+  for (const Segment& sg : segs)
+    compressor_absorb(w.compressor, kv.data() + sg.row0 * width, score.data() + sg.row0 * width, sg.n, sg.pos0,
+                      rope, c.rms_norm_eps, CompressedRounding::hadamard_fp4, act_quant, sg.cache->indexer);
+  std::vector<float> weights(static_cast<size_t>(n) * ih);  // [n, ih]
+  linear(w.weights_proj, x, n, weights, false);
+  const float wscale = static_cast<float>(std::pow(id, -0.5) * std::pow(c.index_n_heads, -0.5));
+  for (float& v : weights) v *= wscale;
+
+  std::vector<std::vector<int>> chosen(n);
+  for (const Segment& sg : segs)
+    pick_blocks(c, w.compressor.ratio, ih, q.data() + static_cast<size_t>(sg.row0) * ih * id,
+                weights.data() + static_cast<size_t>(sg.row0) * ih, sg.n, sg.pos0, sg.cache->indexer,
+                chosen.data() + sg.row0);
   return chosen;
 }
 

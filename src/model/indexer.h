@@ -7,17 +7,17 @@
 #include <vector>
 
 #include "io/config.h"
-#include "model/kv_cache.h"
+#include "model/segment.h"
 #include "model/weights.h"
 #include "ops/rope.h"
 
 namespace dsv4 {
 
-// x: [n, dim] attention input; qr: [n, q_lora_rank] (q_norm output). Updates the indexer's
-// compressed keys, then returns per token the chosen block indices (ascending).
+// x: [N, dim] attention input and qr: [N, q_lora_rank] (q_norm output) of a step's rows, which
+// segs divide among sessions. Updates each session's indexer keys (cache->indexer), then
+// returns per row the chosen block indices (ascending).
 std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const ModelConfig& c,
                                               std::span<const float> x, std::span<const float> qr,
-                                              int n, long long pos0, const Rope& rope,
-                                              bool act_quant, CompressorState& keys);
+                                              std::span<const Segment> segs, const Rope& rope, bool act_quant);
 
 }  // namespace dsv4

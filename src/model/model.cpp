@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 
 #include "core/check.h"
 #include "dist/comm.h"
@@ -51,19 +50,6 @@ Model::Model(const std::string& dir, ModelOptions opts)
 
 Session Model::new_session() const {
   Session s;
-  if (leading_) {
-    s.id = next_session_id_++;
-    // Released with the last copy of the session: the followers drop their mirror with the next op.
-    std::weak_ptr<Drops> drops = drops_;
-    const int id = s.id;
-    s.lease = std::shared_ptr<void>(nullptr, [drops, id](void*) {
-      if (auto d = drops.lock()) {
-        std::lock_guard<std::mutex> lock(d->mu);
-        d->ids.push_back(id);
-      }
-    });
-    send(Op::new_session, s.id, {});
-  }
   s.layers.resize(w_->layers.size());
   for (size_t l = 0; l < w_->layers.size(); ++l) layer_cache_init(w_->layers[l], cfg_, opts_.act_quant, s.layers[l]);
   s.mtp.resize(w_->mtp.size());
@@ -78,17 +64,16 @@ void Model::check_tokens(std::span<const int> tokens) const {
                " is outside the vocabulary [0, ", cfg_.vocab_size, ")");
 }
 
-void Model::block_forward(const BlockWeights& b, LayerCache& cache, std::vector<float>& h,
-                          std::span<const int> tokens, int n, long long pos0) const {
-  const int hc = cfg_.hc_mult, dim = cfg_.hidden_size;
+void Model::block_forward(const BlockWeights& b, std::span<const Segment> segs, std::vector<float>& h,
+                          std::span<const int> tokens) const {
+  const int n = static_cast<int>(tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
   const float eps = cfg_.rms_norm_eps;
   std::vector<float> y(static_cast<size_t>(n) * dim), out(y.size());
   HcMix mix;
 
   hc_pre(b.hc_attn, h, n, hc, dim, eps, cfg_.hc_sinkhorn_iters, cfg_.hc_eps, y, mix);
   rmsnorm(y, b.attn_norm, eps, dim, y);
-  attention_forward(b.attn, b.compress_ratio, cfg_, rope_for(b.compress_ratio), y, n, pos0,
-                    opts_.act_quant, cache, out);
+  attention_forward(b.attn, b.compress_ratio, cfg_, rope_for(b.compress_ratio), y, segs, opts_.act_quant, out);
   hc_post(mix, out, h, n, hc, dim, h);
 
   hc_pre(b.hc_ffn, h, n, hc, dim, eps, cfg_.hc_sinkhorn_iters, cfg_.hc_eps, y, mix);
@@ -134,9 +119,29 @@ std::vector<float> Model::embed(std::span<const int> tokens) const {
 }
 
 std::vector<float> Model::forward(Session& s, std::span<const int> tokens, ForwardTrace* trace) const {
-  check_tokens(tokens);
-  if (leading_) send(Op::forward, s.id, tokens);
+  const SessionStep one{&s, tokens};
+  return std::move(run(std::span<const SessionStep>(&one, 1), trace).front());
+}
+
+std::vector<std::vector<float>> Model::forward(std::span<const SessionStep> steps) const {
+  return run(steps, nullptr);
+}
+
+std::vector<std::vector<float>> Model::run(std::span<const SessionStep> steps, ForwardTrace* trace) const {
+  DSV4_CHECK(!steps.empty(), "no sessions to step");
+  std::vector<int> tokens;  // [N]: the steps' tokens one after another
+  for (size_t i = 0; i < steps.size(); ++i) {
+    DSV4_CHECK(steps[i].session != nullptr, "batch entry ", i, " has no session");
+    for (size_t j = 0; j < i; ++j)
+      DSV4_CHECK(steps[j].session != steps[i].session, "batch entries ", j, " and ", i, " are the same session");
+    check_tokens(steps[i].tokens);
+    tokens.insert(tokens.end(), steps[i].tokens.begin(), steps[i].tokens.end());
+  }
   const int n = static_cast<int>(tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
+  std::vector<Segment> segs(steps.size());
+  for (size_t i = 0, row = 0; i < steps.size(); row += steps[i].tokens.size(), ++i)
+    segs[i] = {static_cast<int>(row), static_cast<int>(steps[i].tokens.size()), steps[i].session->pos, nullptr};
+
   // Embedding, repeated into every hc copy: h [n, hc, dim].
   std::vector<float> h(static_cast<size_t>(n) * hc * dim);
   const std::vector<float> e = embed(tokens);
@@ -145,21 +150,28 @@ std::vector<float> Model::forward(Session& s, std::span<const int> tokens, Forwa
       std::copy_n(e.begin() + static_cast<size_t>(t) * dim, dim, h.begin() + (static_cast<size_t>(t) * hc + i) * dim);
   if (trace) trace->layer_hidden.clear();
   for (size_t l = 0; l < w_->layers.size(); ++l) {
-    block_forward(w_->layers[l], s.layers[l], h, tokens, n, s.pos);
+    for (size_t i = 0; i < steps.size(); ++i) segs[i].cache = &steps[i].session->layers[l];
+    block_forward(w_->layers[l], segs, h, tokens);
     if (trace && trace->keep_layer_hidden) trace->layer_hidden.push_back(h);
   }
-  s.pos += n;
+  for (const SessionStep& st : steps) st.session->pos += static_cast<long long>(st.tokens.size());
+
+  // The head over each step's last row, one GEMM.
   const size_t flat = static_cast<size_t>(hc) * dim;
-  std::vector<float> logits =
-      head_logits(w_->hc_head, w_->norm, std::span<const float>(h).subspan((n - 1) * flat, flat));
+  std::vector<float> last(steps.size() * flat);
+  for (size_t i = 0; i < steps.size(); ++i)
+    std::copy_n(h.begin() + (segs[i].row0 + segs[i].n - 1) * flat, flat, last.begin() + i * flat);
+  const std::vector<float> logits = head_logits(w_->hc_head, w_->norm, last);
+  std::vector<std::vector<float>> out(steps.size());
+  const size_t V = cfg_.vocab_size;
+  for (size_t i = 0; i < steps.size(); ++i) out[i].assign(logits.begin() + i * V, logits.begin() + (i + 1) * V);
   if (trace) trace->final_stream = std::move(h);
-  return logits;
+  return out;
 }
 
 std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
                                       std::span<const int> next_tokens) const {
   DSV4_CHECK(!w_->mtp.empty(), "this model has no MTP layer (num_nextn_predict_layers = 0)");
-  DSV4_CHECK(!leading_, "mtp_forward is not sent to follower ranks yet");
   check_tokens(next_tokens);
   const int n = static_cast<int>(next_tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
   const size_t flat = static_cast<size_t>(hc) * dim;
@@ -177,56 +189,10 @@ std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
   for (int t = 0; t < n; ++t)
     for (int i = 0; i < hc; ++i)
       for (int d = 0; d < dim; ++d) h[(static_cast<size_t>(t) * hc + i) * dim + d] += ep[static_cast<size_t>(t) * dim + d];
-  block_forward(m.block, s.mtp[0], h, next_tokens, n, s.mtp_pos);
+  const Segment seg{0, n, s.mtp_pos, &s.mtp[0]};
+  block_forward(m.block, std::span<const Segment>(&seg, 1), h, next_tokens);
   s.mtp_pos += n;
   return head_logits(m.hc_head, m.norm, std::span<const float>(h).subspan((n - 1) * flat, flat));
-}
-
-void Model::lead() {
-  DSV4_CHECK(Comm::get().rank() == 0, "only rank 0 leads");
-  leading_ = Comm::get().distributed();
-}
-
-// An op on the wire: [op, session id, n tokens, n drops] then [drops..., tokens...].
-void Model::send(Op op, int id, std::span<const int> tokens) const {
-  std::vector<int> drops;
-  {
-    std::lock_guard<std::mutex> lock(drops_->mu);
-    drops.swap(drops_->ids);
-  }
-  int head[4] = {static_cast<int>(op), id, static_cast<int>(tokens.size()), static_cast<int>(drops.size())};
-  Comm::get().broadcast(head);
-  std::vector<int> body(drops);
-  body.insert(body.end(), tokens.begin(), tokens.end());
-  if (!body.empty()) Comm::get().broadcast(body);
-}
-
-void Model::stop_followers() const {
-  if (leading_) send(Op::stop, -1, {});
-}
-
-void Model::follow() {
-  const Comm& comm = Comm::get();
-  DSV4_CHECK(comm.rank() > 0, "rank 0 leads; the other ranks follow");
-  std::map<int, Session> mirrors;
-  for (;;) {
-    int head[4];
-    comm.broadcast(head);
-    std::vector<int> body(static_cast<size_t>(head[2]) + head[3]);
-    if (!body.empty()) comm.broadcast(body);
-    for (int i = 0; i < head[3]; ++i) mirrors.erase(body[i]);
-    const std::span<const int> tokens = std::span<const int>(body).subspan(head[3]);
-    switch (static_cast<Op>(head[0])) {
-      case Op::stop: return;
-      case Op::new_session: mirrors[head[1]] = new_session(); break;
-      case Op::forward: {
-        auto it = mirrors.find(head[1]);
-        DSV4_CHECK(it != mirrors.end(), "rank 0 fed session ", head[1], ", which this rank does not hold");
-        forward(it->second, tokens);
-        break;
-      }
-    }
-  }
 }
 
 }  // namespace dsv4

@@ -3,11 +3,12 @@
 //   Session = one token timeline: its position and every layer's caches (window ring,
 //             compressed entries, compressor / indexer state), and the MTP layer's own.
 // Several sessions of one model are independent. forward() accepts any number of tokens at
-// the session's current position: a prefill, a chunk of one, or a decode step of one token.
+// the session's current position: a prefill, a chunk of one, or a decode step of one token;
+// and a batch of such steps of different sessions in one pass over the weights, where every
+// session gets bit for bit what it would get alone.
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "model/kv_cache.h"
+#include "model/segment.h"
 #include "model/weights.h"
 #include "ops/rope.h"
 
@@ -25,10 +27,16 @@ struct Session {
   std::vector<LayerCache> layers;
   long long mtp_pos = 0;             // positions consumed by the MTP layer
   std::vector<LayerCache> mtp;
-  // Model parallel serving (Model::lead): the id of the followers' mirror of this session, and
-  // a lease whose release tells them to drop it.
+  // Model-parallel serving (dist/mirror.h): the id of the followers' mirror of this session,
+  // and a lease whose release tells them to drop it.
   int id = -1;
   std::shared_ptr<void> lease;
+};
+
+// One entry of a batched step: a session and the tokens it consumes at its position.
+struct SessionStep {
+  Session* session = nullptr;
+  std::span<const int> tokens;
 };
 
 // Optional outputs of forward() for validation and speculative decoding.
@@ -55,6 +63,16 @@ class Model {
   // Feeds tokens at s.pos; logits [vocab] of the last token. trace may be null.
   std::vector<float> forward(Session& s, std::span<const int> tokens, ForwardTrace* trace = nullptr) const;
 
+  // One step of several sessions (each at most once): every step's tokens in one pass over the
+  // weights (projections, the shared expert and each chosen routed expert run once over all
+  // rows; attention, compressors, indexer and caches per session). Returns each step's
+  // last-token logits [vocab], bitwise what forward() on that session alone returns. Throws
+  // Error before changing any session when a step is bad.
+  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps) const;
+
+  // Throws Error naming the first token id outside the vocabulary (or an empty list).
+  void check_tokens(std::span<const int> tokens) const;
+
   // The MTP layer (mtp.0) over positions s.mtp_pos ..: stream [n, hc, dim] is the main model's
   // final stream at those positions and next_tokens [n] the token after each. Returns the
   // logits [vocab] predicted at the last position.
@@ -65,23 +83,12 @@ class Model {
   // [n, hc, dim]): what forward() returns for the last one, for all of them (perplexity).
   std::vector<float> all_logits(std::span<const float> final_stream) const;
 
-  // Model parallel runs. By default every rank runs the same program in lockstep (dsv4 run,
-  // logits). A server instead has rank 0 lead: lead() makes every new_session and forward on
-  // rank 0 send itself to the other ranks first, which run it on mirror sessions in follow()
-  // until rank 0 calls stop_followers(). One thread at a time calls into a leading model.
-  void lead();
-  void follow();
-  void stop_followers() const;
-  bool leading() const { return leading_; }
-
  private:
-  enum class Op : int { stop, new_session, forward };
-  // Rank 0, leading: sends an op (with the sessions dropped since the last one).
-  void send(Op op, int id, std::span<const int> tokens) const;
-  void check_tokens(std::span<const int> tokens) const;
-  // One block on the residual stream h [n, hc, dim] in place.
-  void block_forward(const BlockWeights& b, LayerCache& cache, std::vector<float>& h,
-                     std::span<const int> tokens, int n, long long pos0) const;
+  std::vector<std::vector<float>> run(std::span<const SessionStep> steps, ForwardTrace* trace) const;
+  // One block on the residual stream h [N, hc, dim] of a step's rows in place; segs divide the
+  // rows among sessions (their caches of this block), tokens [N].
+  void block_forward(const BlockWeights& b, std::span<const Segment> segs, std::vector<float>& h,
+                     std::span<const int> tokens) const;
   std::vector<float> embed(std::span<const int> tokens) const;  // [n, dim]
   // Logits [n, vocab] of the stream rows [n, hc, dim].
   std::vector<float> head_logits(const HcParams& hc_head, std::span<const float> norm,
@@ -93,13 +100,6 @@ class Model {
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<ModelWeights> w_;
   Rope rope_plain_, rope_yarn_;
-  bool leading_ = false;
-  mutable int next_session_id_ = 0;
-  struct Drops {
-    std::mutex mu;
-    std::vector<int> ids;  // sessions released since the last op
-  };
-  std::shared_ptr<Drops> drops_ = std::make_shared<Drops>();
 };
 
 }  // namespace dsv4

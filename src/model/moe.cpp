@@ -1,6 +1,9 @@
-// MoE in prefill is expert-batched: the tokens routed to an expert go through it together; in
-// decode the experts are spread over the threads whole. Each token's contributions are summed
-// in ascending expert order, so its result does not depend on which other tokens share the call.
+// MoE is expert-batched: the rows routed to an expert go through it together. With many rows
+// (prefill) the experts run one after another, each over all threads; with few (decode steps
+// of one or several sessions) the experts are spread over the threads whole. Each row's
+// contributions are summed in ascending expert order, and a row's expert output does not
+// depend on the other rows (quant/linear.h), so its result does not depend on which other
+// rows share the call.
 #include "model/moe.h"
 
 #include <algorithm>
@@ -14,6 +17,9 @@
 namespace dsv4 {
 
 namespace {
+
+// Up to this many rows, experts go whole to threads (see the top of the file).
+constexpr int kWholeExpertRows = 16;
 
 float score_fn(ScoreFunc f, float z) {
   switch (f) {
@@ -96,36 +102,43 @@ void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span
     }
   }
 
-  std::fill(out.begin(), out.end(), 0.0f);
-  std::vector<float> xe, ye;
-  // This rank's experts (all of them in one process); a model-parallel run sums the ranks'
-  // partial outputs before the shared expert, which every rank holds whole.
-  const int e_begin = w.expert_begin, e_end = w.expert_begin + static_cast<int>(w.experts.size());
-  if (n == 1) {
-    // Decoding one token: each thread runs whole experts (the linears inside run inline on it),
-    // so both stream weights without a barrier per matrix. Summed in ascending expert order.
-    std::vector<int> active;
-    for (int e = e_begin; e < e_end; ++e)
-      if (!rows[e].empty()) active.push_back(e);
-    std::vector<std::vector<float>> ys(active.size(), std::vector<float>(dim));
-    pool().parallel_for(active.size(), [&](size_t i0, size_t i1) {
-      for (size_t i = i0; i < i1; ++i)
-        expert_forward(w.experts[active[i] - e_begin], c.swiglu_limit, x, 1, row_w[active[i]], act_quant, ys[i]);
-    });
-    for (const auto& y : ys)
-      for (int d = 0; d < dim; ++d) out[d] += y[d];
-  }
-  for (int e = e_begin; e < e_end && n > 1; ++e) {
+  // This rank's experts (all of them in one process) that some row chose, ascending; a
+  // model-parallel run sums the ranks' partial outputs before the shared expert, which every
+  // rank holds whole.
+  std::vector<int> active;
+  for (int e = w.expert_begin; e < w.expert_begin + static_cast<int>(w.experts.size()); ++e)
+    if (!rows[e].empty()) active.push_back(e);
+  // Expert e on its rows -> ye [m, dim].
+  auto run_expert = [&](int e, std::vector<float>& xe, std::vector<float>& ye) {
     const int m = static_cast<int>(rows[e].size());
-    if (m == 0) continue;
     xe.resize(static_cast<size_t>(m) * dim);
     ye.resize(xe.size());
     for (int i = 0; i < m; ++i)
       std::copy_n(x.data() + static_cast<size_t>(rows[e][i]) * dim, dim, xe.data() + static_cast<size_t>(i) * dim);
-    expert_forward(w.experts[e - e_begin], c.swiglu_limit, xe, m, row_w[e], act_quant, ye);
-    for (int i = 0; i < m; ++i) {
+    expert_forward(w.experts[e - w.expert_begin], c.swiglu_limit, xe, m, row_w[e], act_quant, ye);
+  };
+  auto add_rows = [&](int e, const std::vector<float>& ye) {
+    for (size_t i = 0; i < rows[e].size(); ++i) {
       float* dst = out.data() + static_cast<size_t>(rows[e][i]) * dim;
-      for (int d = 0; d < dim; ++d) dst[d] += ye[static_cast<size_t>(i) * dim + d];
+      for (int d = 0; d < dim; ++d) dst[d] += ye[i * dim + d];
+    }
+  };
+  std::fill(out.begin(), out.end(), 0.0f);
+  std::vector<float> xe, ye;
+  if (n <= kWholeExpertRows) {
+    // Decode steps (one session or a batch of them): each thread runs whole experts (the
+    // linears inside run inline on it), so they stream weights without a barrier per matrix.
+    std::vector<std::vector<float>> ys(active.size());
+    pool().parallel_for(active.size(), [&](size_t i0, size_t i1) {
+      std::vector<float> xi;
+      for (size_t i = i0; i < i1; ++i) run_expert(active[i], xi, ys[i]);
+    });
+    for (size_t i = 0; i < active.size(); ++i) add_rows(active[i], ys[i]);
+  } else {
+    // Prefill: one expert at a time over all threads, its rows one GEMM.
+    for (int e : active) {
+      run_expert(e, xe, ye);
+      add_rows(e, ye);
     }
   }
   Comm::get().all_reduce_sum(out);

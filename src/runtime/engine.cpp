@@ -38,10 +38,26 @@ Engine::Engine(const std::string& dir, std::function<void(const std::string&)> p
   if (name_.empty()) name_ = fs::path(dir).parent_path().filename().string();
 }
 
-Conversation::Conversation(const Engine& e) : e_(e), session_(e.model().new_session()) {}
+Session Engine::new_session() const { return leader_ ? leader_->new_session() : model_->new_session(); }
+
+std::vector<std::vector<float>> Engine::forward(std::span<const SessionStep> steps) const {
+  return leader_ ? leader_->forward(steps) : model_->forward(steps);
+}
+
+void Engine::lead() {
+  if (Comm::get().distributed()) leader_ = std::make_unique<Leader>(*model_);
+}
+
+void Engine::follow() const { dsv4::follow(*model_); }
+
+void Engine::stop_followers() const {
+  if (leader_) leader_->stop();
+}
+
+Conversation::Conversation(const Engine& e) : e_(e), session_(e.new_session()) {}
 
 void Conversation::reset() {
-  session_ = e_.model().new_session();
+  session_ = e_.new_session();
   fed_.clear();
 }
 
@@ -61,8 +77,9 @@ std::vector<float> Conversation::prefill(const std::vector<int>& prompt,
 }
 
 std::vector<float> Conversation::feed(std::span<const int> tokens) {
-  std::vector<float> logits = e_.model().forward(session_, tokens);
-  fed_.insert(fed_.end(), tokens.begin(), tokens.end());
+  const SessionStep step{&session_, tokens};
+  std::vector<float> logits = std::move(e_.forward(std::span<const SessionStep>(&step, 1)).front());
+  fed(tokens);
   return logits;
 }
 
@@ -114,10 +131,20 @@ void Generation::finish(FinishReason why, bool hit_stop_string) {
 }
 
 bool Generation::step() {
-  if (finished_) return true;
+  const std::span<const int> in = next_input(kPrefillChunk);
+  if (in.empty()) return true;
+  const SessionStep st{&conv_.session(), in};
+  fed(std::move(conv_.engine().forward(std::span<const SessionStep>(&st, 1)).front()));
+  return false;
+}
+
+std::span<const int> Generation::next_input(size_t max_prefill) {
+  DSV4_CHECK(pending_.empty(), "next_input() called again before fed()");
+  DSV4_CHECK(max_prefill >= 1, "a prefill chunk of 0 tokens");
+  if (finished_) return {};
   if (cancel_) {
     finish(FinishReason::cancelled, false);
-    return true;
+    return {};
   }
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
@@ -126,16 +153,31 @@ bool Generation::step() {
     r_.reused_tokens = static_cast<int>(prefilled_);
   }
   if (prefilled_ < req_.prompt.size()) {  // one prefill chunk
-    const size_t n = std::min(kPrefillChunk, req_.prompt.size() - prefilled_);
-    logits_ = conv_.feed(std::span<const int>(req_.prompt).subspan(prefilled_, n));
-    prefilled_ += n;
+    const size_t n = std::min(max_prefill, req_.prompt.size() - prefilled_);
+    pending_ = std::span<const int>(req_.prompt).subspan(prefilled_, n);
+    return pending_;
+  }
+  if (!sample_next()) return {};
+  pending_ = sampled_;
+  return pending_;
+}
+
+void Generation::fed(std::vector<float> logits) {
+  DSV4_CHECK(!pending_.empty(), "fed() without next_input()");
+  conv_.fed(pending_);
+  logits_ = std::move(logits);
+  if (prefilled_ < req_.prompt.size()) {
+    prefilled_ += pending_.size();
     if (req_.on_prefill) req_.on_prefill(prefilled_, req_.prompt.size());
     if (prefilled_ == req_.prompt.size()) {
       r_.prefill_seconds = seconds_since(t0_);
       t0_ = std::chrono::steady_clock::now();
     }
-    return false;
   }
+  pending_ = {};
+}
+
+bool Generation::sample_next() {
   const Engine& e = conv_.engine();
   const size_t i = r_.tokens.size();
   // Only ids the tokenizer can decode are sampled: a checkpoint's vocabulary may be padded past it.
@@ -143,11 +185,11 @@ bool Generation::step() {
   int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id())
                              : sampler_.sample(std::span<const float>(logits_).first(n_ids));
   // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone).
-  if (!e.model().leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
+  if (!e.leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
   if (req_.stop_at_eos && tok == e.eos_id()) {
     r_.hit_eos = true;
     finish(FinishReason::stop, false);
-    return true;
+    return false;
   }
   r_.tokens.push_back(tok);
   r_.text += dec_.push(tok);
@@ -163,7 +205,7 @@ bool Generation::step() {
   }
   if (stopped) {
     finish(FinishReason::stop, true);
-    return true;
+    return false;
   }
   // Hold back a tail that could still grow into a stop string.
   size_t hold = 0;
@@ -175,15 +217,14 @@ bool Generation::step() {
       }
   if (!stream(r_.text.size() - hold)) {
     finish(FinishReason::cancelled, false);
-    return true;
+    return false;
   }
   if (r_.tokens.size() >= static_cast<size_t>(req_.max_tokens)) {
     finish(FinishReason::length, false);
-    return true;
+    return false;
   }
-  const int one[1] = {tok};
-  logits_ = conv_.feed(one);
-  return false;
+  sampled_[0] = tok;
+  return true;
 }
 
 GenerateResult generate(Conversation& conv, const GenerateRequest& req) {

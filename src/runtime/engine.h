@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/mirror.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -33,8 +34,19 @@ class Engine {
   int bos_id() const { return bos_id_; }
   const std::string& name() const { return name_; }
 
+  // Sessions and steps. A model-parallel server's rank 0 calls lead() first; from then on
+  // every session and step goes to the other ranks too (dist/mirror.h), which call follow()
+  // and return from it once rank 0 calls stop_followers().
+  Session new_session() const;
+  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps) const;
+  void lead();
+  void follow() const;
+  void stop_followers() const;
+  bool leading() const { return leader_ != nullptr; }
+
  private:
   std::unique_ptr<Model> model_;
+  std::unique_ptr<Leader> leader_;
   std::unique_ptr<Tokenizer> tokenizer_;
   int eos_id_ = -1, bos_id_ = -1;
   std::string name_;
@@ -48,6 +60,10 @@ class Conversation {
   std::vector<float> prefill(const std::vector<int>& prompt,
                              const std::function<void(size_t done, size_t total)>& progress = {});
   std::vector<float> feed(std::span<const int> tokens);
+  // For a batched step run by the caller (Engine::forward): the session to step, and then
+  // the tokens it consumed.
+  Session& session() { return session_; }
+  void fed(std::span<const int> tokens) { fed_.insert(fed_.end(), tokens.begin(), tokens.end()); }
   bool continues_with(const std::vector<int>& prompt) const;  // prompt extends what was fed
   const std::vector<int>& tokens() const { return fed_; }
   size_t last_reused() const { return reused_; }  // prompt tokens the last prefill found cached
@@ -90,19 +106,31 @@ struct GenerateResult {
 // sampling parameters out of range).
 void validate(const GenerateRequest& req);
 
-// Generation one step at a time, so a scheduler can interleave many: each step() feeds one
+// Generation one step at a time, so a scheduler can interleave many: each step feeds one
 // prefill chunk or samples (and streams) one token. generate() runs it to the end.
+//
+// A scheduler batching several generations into one forward pass splits a step in two:
+// next_input() does what comes before the pass (on the first call, what the cache already
+// holds; then sampling and streaming a token and the stop conditions) and returns the tokens
+// to feed: a prefill chunk of at most max_prefill tokens, or the token just sampled; empty
+// once finished. The caller feeds them to conversation().session() (Engine::forward, with
+// other sessions' steps) and hands the logits to fed().
 class Generation {
  public:
   Generation(Conversation& conv, GenerateRequest req);  // validates the request
   bool step();  // true once finished
+  std::span<const int> next_input(size_t max_prefill);
+  void fed(std::vector<float> logits);
+  bool prefilling() const { return !finished_ && (!started_ || prefilled_ < req_.prompt.size()); }
   bool finished() const { return finished_; }
   void cancel();  // finishes with FinishReason::cancelled at the next step
   const GenerateResult& result() const { return r_; }
+  Conversation& conversation() { return conv_; }
 
  private:
   void finish(FinishReason why, bool hit_stop_string);
   bool stream(size_t upto);
+  bool sample_next();  // samples, streams and checks the stop conditions; true to go on
 
   Conversation& conv_;
   GenerateRequest req_;
@@ -111,6 +139,8 @@ class Generation {
   IncrementalDecoder dec_;
   std::vector<int> forced_;
   std::vector<float> logits_;
+  std::span<const int> pending_;  // handed out by next_input(), not yet fed
+  int sampled_[1] = {0};
   size_t prefilled_ = 0, emitted_ = 0, max_stop_ = 0;
   bool started_ = false, finished_ = false, cancel_ = false;
   std::chrono::steady_clock::time_point t0_;

@@ -1,4 +1,4 @@
-// Round-robin stepping of the active slots. The engine thread owns every Conversation; other
+// Continuous batching of the active slots. The engine thread owns every Conversation; other
 // threads only touch Jobs (their event queues and cancel flags) and the queue under mu_.
 #include "runtime/scheduler.h"
 
@@ -24,8 +24,11 @@ void Job::push(JobEvent e) {
   cv_.notify_one();
 }
 
-Scheduler::Scheduler(const Engine& e, int parallel, size_t max_queue) : e_(e), max_queue_(max_queue) {
+Scheduler::Scheduler(const Engine& e, int parallel, size_t max_queue, int batch_tokens)
+    : e_(e), max_queue_(max_queue), batch_tokens_(static_cast<size_t>(std::max(batch_tokens, 0))) {
   DSV4_CHECK(parallel >= 1, "--parallel must be >= 1, got ", parallel);
+  DSV4_CHECK(batch_tokens >= parallel, "--batch-tokens (", batch_tokens, ") must be at least --parallel (", parallel,
+             "): every decoding generation takes one token of each step");
   slots_.resize(parallel);
   for (auto& s : slots_) s.conv = std::make_unique<Conversation>(e);
   thread_ = std::thread([this] { loop(); });
@@ -110,54 +113,103 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   slot.gen = std::make_unique<Generation>(*slot.conv, std::move(req));
 }
 
+void Scheduler::admit() {
+  // Fill free slots; prefer the free slot whose conversation the prompt continues.
+  while (!queue_.empty()) {
+    std::vector<Slot*> free;
+    for (auto& s : slots_)
+      if (!s.job) free.push_back(&s);
+    if (free.empty()) break;
+    std::shared_ptr<Job> job = queue_.front();
+    queue_.pop_front();
+    Slot* pick = free.front();
+    for (Slot* s : free)
+      if (s->conv->continues_with(job->req_.prompt)) pick = s;
+    try {
+      start(*pick, job);
+    } catch (const std::exception& e) {
+      job->push({JobEvent::error, e.what(), {}});
+    }
+  }
+}
+
+void Scheduler::end(Slot& slot, JobEvent last) {
+  // The slot is freed under the lock: submit() and stats() count busy slots from other
+  // threads (TSan found the move out of slot.job done without it).
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard lock(mu_);
+    const bool cancelled = last.kind == JobEvent::done && last.result.finish == FinishReason::cancelled;
+    ++(cancelled ? stats_.cancelled : stats_.completed);
+    job = std::move(slot.job);
+    slot.gen.reset();
+  }
+  job->push(std::move(last));
+}
+
+std::span<const int> Scheduler::next_input(Slot& slot, size_t max_prefill) {
+  try {
+    if (slot.job->cancelled()) slot.gen->cancel();
+    const std::span<const int> in = slot.gen->next_input(max_prefill);
+    if (!in.empty()) {
+      e_.model().check_tokens(in);  // a bad id fails its own request, not the whole step
+      return in;
+    }
+    end(slot, JobEvent{JobEvent::done, {}, slot.gen->result()});
+  } catch (const std::exception& e) {
+    slot.conv->reset();
+    end(slot, JobEvent{JobEvent::error, e.what(), {}});
+  }
+  return {};
+}
+
 void Scheduler::loop() {
   while (true) {
     {
       std::unique_lock lock(mu_);
-      const auto busy = [&] { return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.job != nullptr; }); };
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || busy(); });
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || busy_slots() > 0; });
       if (stop_) break;
-      // Fill free slots; prefer the free slot whose conversation the prompt continues.
-      while (!queue_.empty()) {
-        std::vector<Slot*> free;
-        for (auto& s : slots_)
-          if (!s.job) free.push_back(&s);
-        if (free.empty()) break;
-        std::shared_ptr<Job> job = queue_.front();
-        queue_.pop_front();
-        Slot* pick = free.front();
-        for (Slot* s : free)
-          if (s->conv->continues_with(job->req_.prompt)) pick = s;
-        try {
-          start(*pick, job);
-        } catch (const std::exception& e) {
-          job->push({JobEvent::error, e.what(), {}});
-        }
-      }
+      admit();
     }
-    for (auto& s : slots_) {
-      if (!s.job) continue;
-      std::optional<JobEvent> last;  // sent once the slot is free again
-      try {
-        if (s.job->cancelled()) s.gen->cancel();
-        if (s.gen->step()) last = JobEvent{JobEvent::done, {}, s.gen->result()};
-      } catch (const std::exception& e) {
-        last = JobEvent{JobEvent::error, e.what(), {}};
-        s.conv->reset();
-      }
-      if (!last) continue;
-      // The slot is freed under the lock: submit() and stats() count busy slots from other
-      // threads (TSan found the move out of s.job done without it).
-      std::shared_ptr<Job> job;
-      {
-        std::lock_guard lock(mu_);
-        const bool cancelled = last->kind == JobEvent::done && last->result.finish == FinishReason::cancelled;
-        ++(cancelled ? stats_.cancelled : stats_.completed);
-        job = std::move(s.job);
-        s.gen.reset();
-      }
-      job->push(std::move(*last));
+    // The step: every decoding slot's next token, then prefill chunks from what is left of
+    // the budget, the prefilling slots in turn from next_prefill_.
+    std::vector<Slot*> members;
+    std::vector<SessionStep> steps;
+    size_t tokens = 0;
+    auto join = [&](Slot& slot, size_t max_prefill) {
+      const std::span<const int> in = next_input(slot, max_prefill);
+      if (in.empty()) return;
+      members.push_back(&slot);
+      steps.push_back({&slot.conv->session(), in});
+      tokens += in.size();
+    };
+    for (auto& s : slots_)
+      if (s.job && s.job->cancelled()) next_input(s, 1);  // ends it, even if no budget is left for it
+    for (auto& s : slots_)
+      if (s.job && !s.gen->prefilling()) join(s, 1);
+    const size_t n_slots = slots_.size();
+    for (size_t k = 0; k < n_slots && tokens < batch_tokens_; ++k) {
+      Slot& s = slots_[(next_prefill_ + k) % n_slots];
+      if (s.job && s.gen->prefilling()) join(s, batch_tokens_ - tokens);
     }
+    next_prefill_ = (next_prefill_ + 1) % n_slots;
+    if (steps.empty()) continue;
+    std::vector<std::vector<float>> logits;
+    try {
+      logits = e_.forward(steps);
+    } catch (const std::exception& e) {
+      // Not a bad request (those fail in next_input): every member's session is in doubt.
+      for (Slot* s : members) {
+        s->conv->reset();
+        end(*s, JobEvent{JobEvent::error, e.what(), {}});
+      }
+      continue;
+    }
+    for (size_t i = 0; i < members.size(); ++i) members[i]->gen->fed(std::move(logits[i]));
+    std::lock_guard lock(mu_);
+    ++stats_.steps;
+    stats_.step_tokens += tokens;
+    stats_.max_step_tokens = std::max(stats_.max_step_tokens, tokens);
   }
 }
 

@@ -1,8 +1,13 @@
-// The scheduler behind the server: up to `parallel` generations advance together, one step
-// each in turn (a prefill chunk or one token), on one engine thread, so no request starves and
-// a long prefill cannot block the others' decoding. Requests beyond that wait in a bounded
-// queue; beyond the queue they are refused (Busy). Each slot keeps its conversation, so a
-// request that continues the previous one in that slot reuses its cache.
+// The scheduler behind the server: continuous batching of up to `parallel` generations on one
+// engine thread. Every step is one forward pass over the weights for all of them: the next
+// token of every decoding generation, plus prefill chunks of the others from what is left of
+// a budget of `batch_tokens` tokens (taken in turn, so no prefill waits behind another for
+// long). A step is at most batch_tokens tokens, so a long prompt delays the decoding
+// generations by one step's budget at most. Finished generations leave and queued requests
+// join between steps. Requests beyond `parallel` wait in a bounded queue; beyond the queue
+// they are refused (Busy). Each slot keeps its conversation, so a request that continues the
+// previous one in that slot reuses its cache. A generation's tokens do not depend on what
+// it is batched with (Model::forward over steps is bitwise batch-invariant).
 //
 // A Job is the caller's handle: it yields text deltas and then the result (or an error), and
 // cancel() stops the generation at its next step (a client that went away).
@@ -54,11 +59,14 @@ class Busy : public Error {
 struct SchedulerStats {
   size_t active = 0, queued = 0;
   unsigned long long completed = 0, cancelled = 0, refused = 0;
+  unsigned long long steps = 0, step_tokens = 0;  // forward passes and the tokens they fed
+  size_t max_step_tokens = 0;                     // the largest step so far
 };
 
 class Scheduler {
  public:
-  Scheduler(const Engine& e, int parallel, size_t max_queue);
+  // batch_tokens >= parallel (every decoding generation fits every step).
+  Scheduler(const Engine& e, int parallel, size_t max_queue, int batch_tokens);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -80,9 +88,15 @@ class Scheduler {
   void loop();
   size_t busy_slots() const;  // slots running a job; call under mu_
   void start(Slot& slot, std::shared_ptr<Job> job);
+  void admit();  // queued jobs into free slots; call under mu_
+  // Asks the slot's generation for its next input (at most max_prefill prefill tokens); a
+  // finished or failed generation frees its slot. The tokens to feed, or empty.
+  std::span<const int> next_input(Slot& slot, size_t max_prefill);
+  void end(Slot& slot, JobEvent last);  // frees the slot, then sends the job its last event
 
   const Engine& e_;
-  size_t max_queue_;
+  size_t max_queue_, batch_tokens_;
+  size_t next_prefill_ = 0;  // the slot whose prefill goes first in the next step
   std::vector<Slot> slots_;
   std::deque<std::shared_ptr<Job>> queue_;
   std::mutex mu_;

@@ -116,7 +116,7 @@ struct OpenAIServer::Impl {
   std::unique_ptr<RequestWatchdog> watchdog;  // while run() serves
 
   Impl(const Engine& e, ServerOptions o)
-      : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue) {}
+      : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens) {}
 
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
     const int max_tokens = c.max_tokens.value_or(opt.default_max_tokens);
@@ -427,7 +427,8 @@ struct OpenAIServer::Impl {
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       const SchedulerStats s = scheduler.stats();
       send_json(res, 200, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}, {"completed", s.completed},
-                           {"cancelled", s.cancelled}, {"refused", s.refused}});
+                           {"cancelled", s.cancelled}, {"refused", s.refused}, {"steps", s.steps},
+                           {"step_tokens", s.step_tokens}, {"max_step_tokens", s.max_step_tokens}});
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200, {{"object", "list"},

@@ -18,11 +18,15 @@
 namespace dsv4 {
 
 constexpr int kListenBacklog = 1024;
+// Tokens per forward pass of the scheduler: every decoding request's next token plus prefill
+// chunks up to this. Measured on flash-6l (README "Batched serving"): 
+constexpr int kDefaultBatchTokens = 256;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8000;              // 0 = pick a free port (see on_listening)
   int parallel = 4;             // generations advancing together
+  int batch_tokens = kDefaultBatchTokens;  // tokens per step, >= parallel (runtime/scheduler.h)
   size_t max_queue = 64;        // waiting requests beyond which new ones get 503
   long long ctx = 65536;        // prompt + max_tokens limit per request
   // Connections served at once, a thread each, started as they arrive (connection_pool.h);
