@@ -68,6 +68,32 @@ void run(benchmark::State& state, WeightFormat fmt, LinearPath path) {
   state.counters["threads"] = pool().size();
 }
 
+// A batched decode step's experts: n tokens through each of 32 FP4 experts' [2048, 4096]
+// matrices in turn (136 MB, far beyond L3, as in a real step), one expert per thread at a time.
+void BM_fp4_experts(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  set_num_threads(static_cast<int>(state.range(1)));
+  std::vector<Weights> experts;
+  for (int e = 0; e < 32; ++e) experts.push_back(make(WeightFormat::fp4, 2048, 4096));
+  std::vector<float> x(size_t(n) * 4096);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  for (float& v : x) v = nd(rng);
+  auto step = [&] {
+    pool().parallel_for(experts.size(), [&](size_t e0, size_t e1) {
+      std::vector<float> y(size_t(n) * 2048);
+      for (size_t e = e0; e < e1; ++e) linear(experts[e].lin, x, n, y, true);
+    });
+  };
+  step();
+  for (auto _ : state) step();
+  const double iters = static_cast<double>(state.iterations());
+  const double bytes = 32.0 * (experts[0].w.size() + experts[0].s.size());
+  state.counters["weight_GBps"] = benchmark::Counter(iters * bytes / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOPS"] = benchmark::Counter(32.0 * 2 * 2048 * 4096.0 * n * iters / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_fp4_experts)->ArgsProduct({{1, 2, 3, 4, 8}, {2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 void BM_fp8(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path()); }
 void BM_fp4(benchmark::State& s) { run(s, WeightFormat::fp4, linear_path()); }
 void BM_bf16(benchmark::State& s) { run(s, WeightFormat::bf16, linear_path()); }
@@ -87,6 +113,9 @@ SHAPES(BM_fp4_avx2);
 // V4-Flash decode: expert w1 / w3 [2048, 4096] and w2 [4096, 2048] (FP4), wq_b [32768, 1024] (FP8).
 BENCHMARK(BM_fp4)->Args({2048, 4096, 1, 2})->Args({4096, 2048, 1, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_fp8)->Args({32768, 1024, 1, 2})->Args({2048, 4096, 1, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
+// Batched decode steps (dsv4 serve, dsv4 bench --sessions): 1 .. 16 rows share each weight read.
+BENCHMARK(BM_fp8)->ArgsProduct({{4096}, {14336}, {1, 2, 4, 8, 16}, {2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_fp4)->ArgsProduct({{2048}, {4096}, {1, 2, 4, 8, 16}, {2}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_bf16)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp8_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp4_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -282,3 +282,32 @@ TEST(Checkpoint, ShardIndexCannotLeaveTheDirectory) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+TEST(Checkpoint, WeightsReadIntoRamEqualTheMappedOnes) {
+  // --no-mmap reads the files into huge-page anonymous memory: the same bytes, read-only.
+  const std::string dir = test::golden_dir("tiny-fp8");
+  const Checkpoint mapped(dir, -1, WeightsIn::mmap), ram(dir, -1, WeightsIn::ram);
+  EXPECT_EQ(mapped.residency(), Residency::mapped);
+  EXPECT_EQ(ram.residency(), Residency::ram);
+  ASSERT_EQ(mapped.tensors().size(), ram.tensors().size());
+  for (const auto& [name, t] : mapped.tensors()) {
+    const TensorView* r = ram.find(name);
+    ASSERT_NE(r, nullptr) << name;
+    ASSERT_EQ(r->nbytes, t->nbytes) << name;
+    EXPECT_NE(r->data, t->data) << name;
+    EXPECT_EQ(std::memcmp(r->data, t->data, t->nbytes), 0) << name;
+  }
+  // automatic: a small checkpoint goes to RAM.
+  EXPECT_EQ(Checkpoint(dir, -1, WeightsIn::automatic).residency(), Residency::ram);
+  // A model held either way gives the same logits.
+  const std::vector<int> ids = {1, 5, 9, 2};
+  Model a(dir, ModelOptions{.weights = WeightsIn::mmap}), b(dir, ModelOptions{.weights = WeightsIn::ram});
+  Session sa = a.new_session(), sb = b.new_session();
+  EXPECT_EQ(a.forward(sa, ids), b.forward(sb, ids));
+}
+
+}  // namespace
+}  // namespace dsv4

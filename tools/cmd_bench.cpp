@@ -1,6 +1,9 @@
 // dsv4 bench: prefill and decode speed of a checkpoint against the machine's limits: the
 // memory bandwidth (measured here, STREAM triad) for decode, which reads the active weights
 // once per token, and the FMA peak (measured here too) for prefill, which is arithmetic.
+// With --sessions B (a list: 1,2,4,8), B sessions decode together, one batched forward pass
+// per step: the aggregate tokens/s, and the weight bytes a step reads (each routed expert
+// once however many sessions chose it) with the bandwidth that implies.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +20,7 @@
 #include "model/cost.h"
 #include "model/model.h"
 #include "tools/commands.h"
+#include "tools/options.h"
 
 namespace dsv4::tools {
 
@@ -25,15 +29,49 @@ namespace {
 struct BenchArgs {
   std::string model_dir;
   int prefill = 64, decode = 16, threads = 0;
+  std::vector<int> sessions = {1};
   bool json = false;
+  WeightsIn weights = WeightsIn::automatic;
 };
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+struct DecodeRun {
+  int sessions = 1;
+  double seconds = 0, step_weight_bytes = 0, comm_bytes_per_step = 0, comm_share = 0;
+};
+
+// B copies of the prefilled session decode `steps` tokens each, one batched step at a time.
+DecodeRun decode_together(const Model& model, const Session& prefilled, int b, int steps, const TokenCost& cost) {
+  std::mt19937 rng(static_cast<unsigned>(b));
+  std::vector<Session> sessions(b, prefilled);
+  std::vector<int> ids(static_cast<size_t>(b) * steps);
+  for (int& t : ids) t = static_cast<int>(rng() % model.config().vocab_size);
+  std::vector<SessionStep> batch(b);
+  StepStats stats;
+  const Comm& comm = Comm::get();
+  const Comm::Stats comm0 = comm.stats();
+  const double t0 = now_s();
+  for (int i = 0; i < steps; ++i) {
+    for (int j = 0; j < b; ++j) batch[j] = {&sessions[j], std::span<const int>(ids).subspan(static_cast<size_t>(i) * b + j, 1)};
+    model.forward(batch, &stats);
+  }
+  DecodeRun r;
+  r.sessions = b;
+  r.seconds = now_s() - t0;
+  r.step_weight_bytes = cost.fixed_bytes + (b - 1) * cost.embed_row_bytes +
+                        cost.expert_bytes * static_cast<double>(stats.routed_experts) / steps;
+  r.comm_bytes_per_step = static_cast<double>(comm.stats().bytes - comm0.bytes) / steps;
+  r.comm_share = (comm.stats().seconds - comm0.seconds) / r.seconds;
+  return r;
+}
+
 int run(const BenchArgs& a) {
   DSV4_CHECK(a.prefill >= 1 && a.decode >= 1, "--prefill and --decode must be >= 1");
+  DSV4_CHECK(!a.sessions.empty(), "--sessions is empty");
+  for (int b : a.sessions) DSV4_CHECK(b >= 1 && b <= 256, "--sessions: ", b, " is not in [1, 256]");
   set_num_threads(a.threads);
   const int threads = pool().size();
   auto log = [&](const std::string& s) {
@@ -45,7 +83,7 @@ int run(const BenchArgs& a) {
   MemBandwidth bw = measure_memory_bandwidth();
 
   log("loading " + a.model_dir + " ...");
-  Model model(a.model_dir);
+  Model model(a.model_dir, ModelOptions{.weights = a.weights});
   // Page the weights in once so the timings measure memory, not the disk.
   volatile uint8_t sink = 0;
   for (const auto& f : model.checkpoint().files())
@@ -54,22 +92,19 @@ int run(const BenchArgs& a) {
   const ModelConfig& c = model.config();
   const TokenCost cost = token_cost(c);
   std::mt19937 rng(1);
-  std::vector<int> ids(a.prefill + a.decode);
+  std::vector<int> ids(a.prefill);
   for (int& t : ids) t = static_cast<int>(rng() % c.vocab_size);
 
   Session s = model.new_session();
   log("prefill of " + std::to_string(a.prefill) + " tokens...");
-  double t0 = now_s();
-  model.forward(s, std::span<const int>(ids).first(a.prefill));
+  const double t0 = now_s();
+  model.forward(s, ids);
   const double prefill_s = now_s() - t0;
-  log("decode of " + std::to_string(a.decode) + " tokens...");
-  const Comm& comm = Comm::get();
-  const Comm::Stats comm0 = comm.stats();
-  t0 = now_s();
-  for (int i = 0; i < a.decode; ++i) model.forward(s, std::span<const int>(ids).subspan(a.prefill + i, 1));
-  const double decode_s = now_s() - t0;
-  const double comm_bytes = static_cast<double>(comm.stats().bytes - comm0.bytes) / a.decode;
-  const double comm_share = (comm.stats().seconds - comm0.seconds) / decode_s;
+  std::vector<DecodeRun> runs;
+  for (int b : a.sessions) {
+    log("decode of " + std::to_string(a.decode) + " tokens by " + std::to_string(b) + " session(s) together...");
+    runs.push_back(decode_together(model, s, b, a.decode, cost));
+  }
   log("measuring the FMA peak...");
   const double peak_gflops = measure_fma_peak_gflops();
   log("measuring memory bandwidth again...");
@@ -77,19 +112,27 @@ int run(const BenchArgs& a) {
   bw.triad_gbps = std::max(bw.triad_gbps, after.triad_gbps);
   bw.read_gbps = std::max(bw.read_gbps, after.read_gbps);
 
-  const double prefill_tok_s = a.prefill / prefill_s, decode_tok_s = a.decode / decode_s;
-  const double decode_gbps = cost.weight_bytes * decode_tok_s / 1e9;
+  const double prefill_tok_s = a.prefill / prefill_s;
   const double prefill_gflops = cost.matmul_flops * prefill_tok_s / 1e9;
+  const Comm& comm = Comm::get();
   if (a.json) {
-    std::printf(
-        "{\"threads\": %d, \"prefill_tokens\": %d, \"decode_tokens\": %d, \"prefill_tok_s\": %.3f, "
-        "\"decode_tok_s\": %.3f, \"decode_weight_bytes_per_token\": %.0f, \"decode_gbps\": %.3f, "
-        "\"stream_gbps\": %.3f, \"read_gbps\": %.3f, \"decode_bandwidth_ratio\": %.4f, \"prefill_gflops\": %.3f, "
-        "\"fma_peak_gflops\": %.3f, \"prefill_peak_ratio\": %.4f, \"ranks\": %d, \"comm_bytes_per_token\": %.0f, "
-        "\"comm_time_share\": %.4f}\n",
-        threads, a.prefill, a.decode, prefill_tok_s, decode_tok_s, cost.weight_bytes, decode_gbps, bw.triad_gbps,
-        bw.read_gbps, decode_gbps / bw.triad_gbps, prefill_gflops, peak_gflops,
-        peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0, comm.world(), comm_bytes, comm_share);
+    // One object per --sessions entry (JSON lines).
+    for (const DecodeRun& r : runs) {
+      const double decode_tok_s = a.decode / r.seconds, aggregate = r.sessions * decode_tok_s;
+      const double decode_gbps = cost.weight_bytes * decode_tok_s / 1e9;
+      const double step_gbps = r.step_weight_bytes * a.decode / r.seconds / 1e9;
+      std::printf(
+          "{\"threads\": %d, \"prefill_tokens\": %d, \"decode_tokens\": %d, \"prefill_tok_s\": %.3f, "
+          "\"decode_tok_s\": %.3f, \"decode_weight_bytes_per_token\": %.0f, \"decode_gbps\": %.3f, "
+          "\"stream_gbps\": %.3f, \"read_gbps\": %.3f, \"decode_bandwidth_ratio\": %.4f, \"prefill_gflops\": %.3f, "
+          "\"fma_peak_gflops\": %.3f, \"prefill_peak_ratio\": %.4f, \"ranks\": %d, \"comm_bytes_per_token\": %.0f, "
+          "\"comm_time_share\": %.4f, \"sessions\": %d, \"aggregate_decode_tok_s\": %.3f, "
+          "\"step_weight_bytes\": %.0f, \"step_gbps\": %.3f}\n",
+          threads, a.prefill, a.decode, prefill_tok_s, decode_tok_s, cost.weight_bytes, decode_gbps, bw.triad_gbps,
+          bw.read_gbps, decode_gbps / bw.triad_gbps, prefill_gflops, peak_gflops,
+          peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0, comm.world(), r.comm_bytes_per_step / r.sessions,
+          r.comm_share, r.sessions, aggregate, r.step_weight_bytes, step_gbps);
+    }
     return 0;
   }
   std::printf("threads                 %d\n", threads);
@@ -98,13 +141,20 @@ int run(const BenchArgs& a) {
   std::printf("prefill                 %d tokens in %.3f s: %.2f tok/s, %.2f GFLOP/s (%.0f%% of the measured %.1f GFLOP/s FMA peak)\n",
               a.prefill, prefill_s, prefill_tok_s, prefill_gflops, peak_gflops > 0 ? 100 * prefill_gflops / peak_gflops : 0.0,
               peak_gflops);
-  std::printf("decode                  %d tokens in %.3f s: %.2f tok/s\n", a.decode, decode_s, decode_tok_s);
-  std::printf("weights per token       %.1f MB -> %.2f GB/s = %.0f%% of the triad bandwidth (%.0f%% of read)\n",
-              cost.weight_bytes / 1e6, decode_gbps, 100 * decode_gbps / bw.triad_gbps, 100 * decode_gbps / bw.read_gbps);
+  std::printf("weights per token       %.1f MB (one session's decode step)\n", cost.weight_bytes / 1e6);
+  std::printf("decode, %d tokens per session after the prefill:\n", a.decode);
+  std::printf("  sessions   tok/s each   tok/s total   vs 1 session   MB per step   GB/s   %% of triad\n");
+  const double single = a.decode / runs.front().seconds * runs.front().sessions;
+  for (const DecodeRun& r : runs) {
+    const double each = a.decode / r.seconds, step_gbps = r.step_weight_bytes * a.decode / r.seconds / 1e9;
+    std::printf("  %8d   %10.2f   %11.2f   %11.2fx   %11.1f   %4.2f   %9.0f%%\n", r.sessions, each, each * r.sessions,
+                each * r.sessions / single, r.step_weight_bytes / 1e6, step_gbps, 100 * step_gbps / bw.triad_gbps);
+  }
   if (comm.distributed())
     std::printf("model parallel          %d ranks (each measured its own bandwidth; weights split among them): "
-                "rank 0 sent/received %.1f KB per decoded token in collectives, %.0f%% of decode time\n",
-                comm.world(), comm_bytes / 1e3, 100 * comm_share);
+                "rank 0 sent/received %.1f KB per decoded token in collectives, %.0f%% of decode time (%d session(s))\n",
+                comm.world(), runs.front().comm_bytes_per_step / runs.front().sessions / 1e3,
+                100 * runs.front().comm_share, runs.front().sessions);
   return 0;
 }
 
@@ -114,8 +164,12 @@ void add_bench(CLI::App& app, std::vector<Command>& out) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* sub = app.add_subcommand("bench", "prefill / decode speed against memory bandwidth and FMA peak");
   sub->add_option("-m,--model", a->model_dir, "checkpoint directory")->required();
+  add_weights_option(sub, a->weights);
   sub->add_option("--prefill", a->prefill, "prefill tokens");
-  sub->add_option("--decode", a->decode, "decoded tokens");
+  sub->add_option("--decode", a->decode, "decoded tokens (per session)");
+  sub->add_option("--sessions", a->sessions, "sessions decoding together, a list: 1,2,4,8 (one run each; the "
+                                             "'vs 1 session' column compares with the first)")
+      ->delimiter(',');
   sub->add_option("--threads", a->threads, "worker threads (0 = all cores)");
   sub->add_flag("--json", a->json, "print one JSON object");
   out.push_back({sub, [a] { return run(*a); }});

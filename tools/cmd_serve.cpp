@@ -29,6 +29,7 @@ struct ServeArgs {
   ServerOptions opt;
   int threads = 0;
   double http_timeout_s = 30;
+  WeightsIn weights = WeightsIn::automatic;
 };
 
 int run(ServeArgs& a) {
@@ -64,7 +65,8 @@ int run(ServeArgs& a) {
     });
   set_num_threads(a.threads);
   ProgressBar bar("loading");
-  Engine engine(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); });
+  Engine engine(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); },
+                ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
   if (!leader) {
@@ -95,6 +97,7 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server");
   sub->add_option("-m,--model", a->model_dir, "checkpoint directory (with tokenizer.json)")->required();
+  add_weights_option(sub, a->weights);
   sub->add_option("--host", a->opt.host, "address to listen on");
   sub->add_option("--port", a->opt.port, "port (0 = any free port)");
   sub->add_option("--parallel,--np", a->opt.parallel, "generations advancing together");

@@ -23,6 +23,7 @@ ReasoningOutput parse_reasoning_output(const std::string& s) {
 
 void add_generation_options(CLI::App* sub, RunArgs& a) {
   sub->add_option("-m,--model", a.model_dir, "checkpoint directory (with tokenizer.json)")->required();
+  add_weights_option(sub, a.weights);
   sub->add_option("--system", a.system, "system prompt");
   sub->add_option("--reasoning", a.reasoning, "none (non-think), high (think) or max (think max)");
   sub->add_option("--reasoning-output", a.reasoning_output,
@@ -42,7 +43,8 @@ std::unique_ptr<Engine> load_engine(const RunArgs& a) {
   parse_reasoning_output(a.reasoning_output);  // a bad flag fails before the load
   set_num_threads(a.threads);
   ProgressBar bar("loading");
-  auto e = std::make_unique<Engine>(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); });
+  auto e = std::make_unique<Engine>(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); },
+                                    ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
   return e;
 }

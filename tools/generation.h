@@ -26,6 +26,7 @@ struct RunArgs {
   float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
   uint64_t seed = 0;
   long long ctx = 65536;
+  WeightsIn weights = WeightsIn::automatic;
 };
 void add_generation_options(CLI::App* sub, RunArgs& a);
 

@@ -13,4 +13,15 @@ CLI::Option* add_threads_option(CLI::App* sub, int& threads) {
   return sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)");
 }
 
+void add_weights_option(CLI::App* sub, WeightsIn& where) {
+  auto* mmap = sub->add_flag_callback(
+      "--mmap", [&where] { where = WeightsIn::mmap; },
+      "map the checkpoint's files (a model larger than RAM runs from the disk; decode is slower)");
+  auto* no_mmap = sub->add_flag_callback(
+      "--no-mmap", [&where] { where = WeightsIn::ram; },
+      "read the weights into RAM in huge pages (faster decode; the default when they take at most half of the "
+      "available memory)");
+  mmap->excludes(no_mmap);
+}
+
 }  // namespace dsv4::tools

@@ -1,14 +1,18 @@
 // Options that several subcommands share, spelled once, with llama.cpp's spellings as aliases
 // where the meaning is the same: -c / --ctx-size for --ctx (sizes such as 128k or 1M, powers of
-// 1024), -t for --threads.
+// 1024), -t for --threads, --mmap / --no-mmap for where the weights are held.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "io/checkpoint.h"
+
 namespace dsv4::tools {
 
 CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& what);
 CLI::Option* add_threads_option(CLI::App* sub, int& threads);
+// --mmap (map the checkpoint) / --no-mmap (read it into huge-page RAM); neither: automatic.
+void add_weights_option(CLI::App* sub, WeightsIn& where);
 
 }  // namespace dsv4::tools

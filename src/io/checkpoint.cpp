@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/json_input.h"
+#include "core/memory.h"
 #include "core/read_file.h"
 
 namespace dsv4 {
@@ -58,7 +59,23 @@ int converted_world(const std::string& dir) {
 
 }  // namespace
 
-Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
+namespace {
+
+Residency choose_residency(const std::string& dir, const std::vector<std::string>& files, WeightsIn where) {
+  if (where != WeightsIn::automatic) return where == WeightsIn::ram ? Residency::ram : Residency::mapped;
+  double bytes = 0;
+  for (const auto& f : files) {
+    std::error_code ec;
+    const auto size = fs::file_size(fs::path(dir) / f, ec);
+    if (!ec) bytes += static_cast<double>(size);
+  }
+  const double available = machine_memory().available;
+  return available > 0 && bytes <= available / 2 ? Residency::ram : Residency::mapped;
+}
+
+}  // namespace
+
+Checkpoint::Checkpoint(const std::string& dir, int rank, WeightsIn where) : dir_(dir) {
   DSV4_CHECK(fs::is_directory(dir), dir, ": not a directory");
   if (const int world = converted_world(dir)) {
     DSV4_CHECK(rank >= 0 || world == 1, dir, " holds a conversion for ", world,
@@ -68,7 +85,8 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
     DSV4_CHECK(rank < world, dir, ": rank ", rank, " of a conversion for ", world, " ranks");
     layout_ = {true, rank, world};
     const std::string file = "model" + std::to_string(rank) + "-mp" + std::to_string(world) + ".safetensors";
-    files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / file).string()));
+    residency_ = choose_residency(dir, {file}, where);
+    files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / file).string(), residency_));
     for (const auto& [name, view] : files_.back()->tensors()) tensors_[name] = &view;
     return;
   }
@@ -87,8 +105,9 @@ Checkpoint::Checkpoint(const std::string& dir, int rank) : dir_(dir) {
     shard_names.push_back("model.safetensors");
   }
   std::map<std::string, const SafetensorsFile*> by_name;
+  residency_ = choose_residency(dir, shard_names, where);
   for (const auto& s : shard_names) {
-    files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / s).string()));
+    files_.push_back(std::make_unique<SafetensorsFile>((fs::path(dir) / s).string(), residency_));
     by_name[s] = files_.back().get();
   }
   for (const auto& f : files_)

@@ -27,12 +27,16 @@ struct Layout {
 // shard a plain file name of the checkpoint directory. Throws Error naming `path` and the entry.
 std::map<std::string, std::string> parse_shard_index(const std::string& text, const std::string& path);
 
+// Where a checkpoint's bytes are held (core/mmap_file.h). automatic: in RAM when its files
+// take at most half of the memory available now, else mapped.
+enum class WeightsIn { automatic, mmap, ram };
+
 class Checkpoint {
  public:
   // rank: which model-parallel shard this process reads; -1 for a single process, which
   // needs the Hugging Face layout or a conversion for one rank. Throws Error naming the file
   // and problem.
-  explicit Checkpoint(const std::string& dir, int rank = -1);
+  explicit Checkpoint(const std::string& dir, int rank = -1, WeightsIn where = WeightsIn::mmap);
 
   const std::string& dir() const { return dir_; }
   const std::map<std::string, const TensorView*>& tensors() const { return tensors_; }
@@ -40,10 +44,12 @@ class Checkpoint {
   size_t bytes_on_disk() const;
   const Layout& layout() const { return layout_; }
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+  Residency residency() const { return residency_; }
 
  private:
   std::string dir_;
   Layout layout_;
+  Residency residency_ = Residency::mapped;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorView*> tensors_;
 };

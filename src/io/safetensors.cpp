@@ -63,8 +63,8 @@ long long TensorView::numel() const {
   return n;
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path)
-    : file_(std::make_unique<MmapFile>(path)) {
+SafetensorsFile::SafetensorsFile(const std::string& path, Residency residency)
+    : file_(std::make_unique<MmapFile>(path, residency)) {
   const size_t size = file_->size();
   DSV4_CHECK(size >= 8, path, ": truncated safetensors file (", size,
              " bytes, fewer than the 8-byte header length)");

@@ -32,7 +32,8 @@ struct TensorView {
 
 class SafetensorsFile {
  public:
-  explicit SafetensorsFile(const std::string& path);  // throws Error naming path and problem
+  // Throws Error naming path and problem.
+  explicit SafetensorsFile(const std::string& path, Residency residency = Residency::mapped);
 
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }

@@ -17,10 +17,14 @@ TokenCost token_cost(const ModelConfig& c) {
     const double bytes = per_element * static_cast<double>(s.numel());
     const double share = s.routed_expert ? expert_share : 1.0;
     if (s.name == "embed.weight") {
-      t.weight_bytes += 2.0 * c.hidden_size;  // one row
+      t.embed_row_bytes = 2.0 * c.hidden_size;
+      t.weight_bytes += t.embed_row_bytes;
+      t.fixed_bytes += t.embed_row_bytes;
       continue;
     }
     t.weight_bytes += bytes * share;
+    if (s.routed_expert) t.expert_bytes += bytes / (static_cast<double>(c.n_routed_experts) * c.num_hidden_layers);
+    else t.fixed_bytes += bytes;
     const bool matrix = s.shape.size() == 2 && s.kind != SpecKind::scale && s.kind != SpecKind::index &&
                         s.name.find("hc_") == std::string::npos && s.name.find(".ape") == std::string::npos;
     if (matrix) t.matmul_flops += 2.0 * static_cast<double>(s.logical_params()) * share;

@@ -12,6 +12,11 @@ namespace dsv4 {
 struct TokenCost {
   double weight_bytes = 0;  // read per decoded token
   double matmul_flops = 0;  // per token
+  // The parts of weight_bytes: one routed expert of one layer (all are the same size), and
+  // everything else (the other tensors, the head, one embedding row). A step over several
+  // tokens reads fixed_bytes (plus an embedding row per further token) and each routed expert
+  // that any of its tokens chose once.
+  double expert_bytes = 0, fixed_bytes = 0, embed_row_bytes = 0;
 };
 
 TokenCost token_cost(const ModelConfig& c);

@@ -22,10 +22,10 @@ ModelConfig config_of(const std::string& dir) {
 
 // Under mpirun: this rank's shard of a conversion for exactly as many ranks, the same
 // conversion and config on every rank (checked collectively, so all ranks fail together).
-std::unique_ptr<Checkpoint> open_checkpoint(const std::string& dir) {
+std::unique_ptr<Checkpoint> open_checkpoint(const std::string& dir, WeightsIn where) {
   const Comm& comm = Comm::get();
-  if (!comm.distributed()) return std::make_unique<Checkpoint>(dir);
-  auto ckpt = std::make_unique<Checkpoint>(dir, comm.rank());
+  if (!comm.distributed()) return std::make_unique<Checkpoint>(dir, -1, where);
+  auto ckpt = std::make_unique<Checkpoint>(dir, comm.rank(), where);
   DSV4_CHECK(ckpt->layout().converted, dir, " is not a model-parallel conversion; under mpirun -np ", comm.world(),
              " run `dsv4 convert --model-parallel ", comm.world(), "` first");
   DSV4_CHECK(ckpt->layout().world == comm.world(), dir, " holds a conversion for ", ckpt->layout().world,
@@ -42,7 +42,7 @@ std::unique_ptr<Checkpoint> open_checkpoint(const std::string& dir) {
 Model::Model(const std::string& dir, ModelOptions opts)
     : cfg_(config_of(dir)),
       opts_(opts),
-      ckpt_(open_checkpoint(dir)),
+      ckpt_(open_checkpoint(dir, opts.weights)),
       w_(load_weights(*ckpt_, cfg_)),
       rope_plain_(cfg_.qk_rope_head_dim, cfg_.rope_theta, 0, 1, 0, 0),
       rope_yarn_(cfg_.qk_rope_head_dim, cfg_.compress_rope_theta, cfg_.original_max_position_embeddings,
@@ -64,8 +64,8 @@ void Model::check_tokens(std::span<const int> tokens) const {
                " is outside the vocabulary [0, ", cfg_.vocab_size, ")");
 }
 
-void Model::block_forward(const BlockWeights& b, std::span<const Segment> segs, std::vector<float>& h,
-                          std::span<const int> tokens) const {
+int Model::block_forward(const BlockWeights& b, std::span<const Segment> segs, std::vector<float>& h,
+                         std::span<const int> tokens) const {
   const int n = static_cast<int>(tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
   const float eps = cfg_.rms_norm_eps;
   std::vector<float> y(static_cast<size_t>(n) * dim), out(y.size());
@@ -78,8 +78,9 @@ void Model::block_forward(const BlockWeights& b, std::span<const Segment> segs, 
 
   hc_pre(b.hc_ffn, h, n, hc, dim, eps, cfg_.hc_sinkhorn_iters, cfg_.hc_eps, y, mix);
   rmsnorm(y, b.ffn_norm, eps, dim, y);
-  moe_forward(b.ffn, b.hash, cfg_, y, tokens, n, opts_.act_quant, out);
+  const int experts = moe_forward(b.ffn, b.hash, cfg_, y, tokens, n, opts_.act_quant, out);
   hc_post(mix, out, h, n, hc, dim, h);
+  return experts;
 }
 
 std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const float> norm,
@@ -120,14 +121,15 @@ std::vector<float> Model::embed(std::span<const int> tokens) const {
 
 std::vector<float> Model::forward(Session& s, std::span<const int> tokens, ForwardTrace* trace) const {
   const SessionStep one{&s, tokens};
-  return std::move(run(std::span<const SessionStep>(&one, 1), trace).front());
+  return std::move(run(std::span<const SessionStep>(&one, 1), trace, nullptr).front());
 }
 
-std::vector<std::vector<float>> Model::forward(std::span<const SessionStep> steps) const {
-  return run(steps, nullptr);
+std::vector<std::vector<float>> Model::forward(std::span<const SessionStep> steps, StepStats* stats) const {
+  return run(steps, nullptr, stats);
 }
 
-std::vector<std::vector<float>> Model::run(std::span<const SessionStep> steps, ForwardTrace* trace) const {
+std::vector<std::vector<float>> Model::run(std::span<const SessionStep> steps, ForwardTrace* trace,
+                                           StepStats* stats) const {
   DSV4_CHECK(!steps.empty(), "no sessions to step");
   std::vector<int> tokens;  // [N]: the steps' tokens one after another
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -151,7 +153,8 @@ std::vector<std::vector<float>> Model::run(std::span<const SessionStep> steps, F
   if (trace) trace->layer_hidden.clear();
   for (size_t l = 0; l < w_->layers.size(); ++l) {
     for (size_t i = 0; i < steps.size(); ++i) segs[i].cache = &steps[i].session->layers[l];
-    block_forward(w_->layers[l], segs, h, tokens);
+    const int experts = block_forward(w_->layers[l], segs, h, tokens);
+    if (stats) stats->routed_experts += experts;
     if (trace && trace->keep_layer_hidden) trace->layer_hidden.push_back(h);
   }
   for (const SessionStep& st : steps) st.session->pos += static_cast<long long>(st.tokens.size());

@@ -33,6 +33,12 @@ struct Session {
   std::shared_ptr<void> lease;
 };
 
+// What a batched step did (for benchmarks): routed experts run, summed over the layers (each
+// expert counted once per layer however many rows chose it; this rank's only).
+struct StepStats {
+  long long routed_experts = 0;
+};
+
 // One entry of a batched step: a session and the tokens it consumes at its position.
 struct SessionStep {
   Session* session = nullptr;
@@ -48,6 +54,7 @@ struct ForwardTrace {
 
 struct ModelOptions {
   bool act_quant = true;  // false only for validation against the smooth goldens
+  WeightsIn weights = WeightsIn::automatic;  // io/checkpoint.h
 };
 
 class Model {
@@ -68,7 +75,7 @@ class Model {
   // rows; attention, compressors, indexer and caches per session). Returns each step's
   // last-token logits [vocab], bitwise what forward() on that session alone returns. Throws
   // Error before changing any session when a step is bad.
-  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps) const;
+  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps, StepStats* stats = nullptr) const;
 
   // Throws Error naming the first token id outside the vocabulary (or an empty list).
   void check_tokens(std::span<const int> tokens) const;
@@ -84,11 +91,12 @@ class Model {
   std::vector<float> all_logits(std::span<const float> final_stream) const;
 
  private:
-  std::vector<std::vector<float>> run(std::span<const SessionStep> steps, ForwardTrace* trace) const;
+  std::vector<std::vector<float>> run(std::span<const SessionStep> steps, ForwardTrace* trace, StepStats* stats) const;
   // One block on the residual stream h [N, hc, dim] of a step's rows in place; segs divide the
   // rows among sessions (their caches of this block), tokens [N].
-  void block_forward(const BlockWeights& b, std::span<const Segment> segs, std::vector<float>& h,
-                     std::span<const int> tokens) const;
+  // Returns the routed experts run.
+  int block_forward(const BlockWeights& b, std::span<const Segment> segs, std::vector<float>& h,
+                    std::span<const int> tokens) const;
   std::vector<float> embed(std::span<const int> tokens) const;  // [n, dim]
   // Logits [n, vocab] of the stream rows [n, hc, dim].
   std::vector<float> head_logits(const HcParams& hc_head, std::span<const float> norm,

@@ -82,7 +82,7 @@ void moe_route(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<c
   }
 }
 
-void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> x,
+int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> x,
                  std::span<const int> tokens, int n, bool act_quant, std::span<float> out) {
   const int dim = c.hidden_size, E = c.n_routed_experts;
   std::vector<float> logits(static_cast<size_t>(n) * E);
@@ -147,6 +147,7 @@ void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span
     expert_forward(*w.shared, c.swiglu_limit, x, n, {}, act_quant, ye);
     for (size_t i = 0; i < ye.size(); ++i) out[i] += ye[i];
   }
+  return static_cast<int>(active.size());
 }
 
 }  // namespace dsv4

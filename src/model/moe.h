@@ -20,8 +20,9 @@ T sqrt_softplus(T z) {
   return std::sqrt(z > T(20) ? z : std::log1p(std::exp(z)));
 }
 
-// x: [n, dim] (ffn_norm output), tokens: [n] -> out: [n, dim].
-void moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> x,
+// x: [n, dim] (ffn_norm output), tokens: [n] -> out: [n, dim]. Returns how many of this
+// rank's routed experts ran (each once, however many rows chose it).
+int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> x,
                  std::span<const int> tokens, int n, bool act_quant, std::span<float> out);
 
 // Routing of one token (exposed for tests): experts (ascending) and their weights.

@@ -48,6 +48,7 @@ constexpr int kTokens = 16;  // tokens sharing one decoded 4 x 128 weight tile (
 // decode step on the flash-6l synth takes 3-6% longer (same-process A/B); prefetching 16 rows
 // ahead instead of 8 made no difference.
 constexpr int kGemvRows = 8;
+constexpr int kGemmPrefetchRows = 8;  // two tiles on
 
 // The one accumulation order of a (row, token, 128-block); scale: sb (per lane group for FP4).
 template <bool kFp4>
@@ -117,6 +118,52 @@ DSV4_AVX512 void gemv(const Linear& w, const uint16_t* xb, int row_begin, int ro
   for (int r = 0; r < std::min(kGemvRows, rows - r0); ++r) y[r0 + r] = hsum16(total[r]);
 }
 
+// A few tokens (a batched decode step: each expert sees 1-4 of them): kFewRows rows from
+// memory as in the GEMV (prefetched, decoded in registers), each decoded block used for kN
+// tokens [t0, t0 + kN) whose inputs come from L1. The tile below keeps every token's sums in
+// memory and paid for it: a 2-token product took as long as two 1-token ones.
+// Up to kFewMax tokens: FP4 weights, whose decoding costs more per byte, gain up to 16 tokens
+// (16 tokens: 614 us against the tile's 710 for a [2048, 4096] matrix); FP8 ones only up to 3
+// (at 8, 4.0 ms against 2.9 for [4096, 14336]). bench_kernels' batched-decode shapes.
+// kFewRows rows in flight, kFewTokens tokens per decoded row: 2 rows with 8 tokens' sums in
+// registers ran FP4 experts at 8 tokens 2x slower, FP8 [4096, 14336] 1.3x.
+constexpr int kFewRows = 4, kFewTokens = 3, kFewMaxFp4 = 16, kFewMaxFp8 = 3;
+template <bool kFp4, int kN, int kR>  // kN tokens, kR rows
+DSV4_AVX512 void gemv_few(const Linear& w, const uint16_t* xb, int row_begin, int rows, int r0, int t0, float* y) {
+  const Decoder d;
+  const size_t row_bytes = kFp4 ? w.in / 2 : w.in;
+  const uint8_t* weights[kR];
+  int row[kR];
+  for (int r = 0; r < kR; ++r) {
+    row[r] = row_begin + std::min(r0 + r, rows - 1);
+    weights[r] = w.weight + static_cast<size_t>(row[r]) * row_bytes;
+  }
+  __m512 total[kR][kN];
+  for (auto& tr : total)
+    for (auto& t : tr) t = _mm512_setzero_ps();
+  const uint16_t* x0 = xb + static_cast<size_t>(t0) * w.in;
+  for (int k0 = 0; k0 < w.in; k0 += 128) {
+    const size_t at = kFp4 ? k0 / 2 : k0;
+    for (int r = 0; r < kR; ++r) {
+      const uint8_t* ahead = weights[r] + at + kGemvRows * row_bytes;
+      _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
+      if constexpr (!kFp4) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T1);
+      __m512i wr[4];
+      if constexpr (kFp4) d.fp4(weights[r] + at, wr);
+      else d.fp8(weights[r] + at, wr);
+      const __m512 scale = block_scale<kFp4>(d, w, row[r], k0);
+      for (int t = 0; t < kN; ++t) {
+        __m512i x[4];
+        for (int j = 0; j < 4; ++j) x[j] = _mm512_loadu_si512(x0 + static_cast<size_t>(t) * w.in + k0 + 32 * j);
+        accumulate<kFp4>(wr, x, scale, total[r][t]);
+      }
+    }
+  }
+  const int nr = std::min(kR, rows - r0);
+  for (int t = 0; t < kN; ++t)
+    for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t0 + t) * rows + r0 + r] = hsum16(total[r][t]);
+}
+
 // Tokens [t0, t1): a kRows x 128 tile decoded into L1 once and used for every token.
 template <bool kFp4>
 DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, int row_begin, int rows, int r0, int t0, int t1,
@@ -130,8 +177,15 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, int row_begin, i
   for (int t = 0; t < t1 - t0; ++t)
     for (int r = 0; r < kRows; ++r) total[t][r] = _mm512_setzero_ps();
   alignas(64) __m512 scale[kRows];
+  const size_t ahead = static_cast<size_t>(kGemmPrefetchRows) * (kFp4 ? in / 2 : in);
   for (int k0 = 0; k0 < in; k0 += 128) {
     for (int r = 0; r < kRows; ++r) {
+      // The same place kGemmPrefetchRows rows on, which the tiles after this one read: an
+      // expert's rows are 1-2 KB, too short for the hardware prefetcher to ramp up on, and a
+      // batched decode step (a few tokens per expert) was bound by the misses.
+      const char* next = reinterpret_cast<const char*>(weight_at<kFp4>(w, row[r], k0) + ahead);
+      _mm_prefetch(next, _MM_HINT_T1);
+      if constexpr (!kFp4) _mm_prefetch(next + 64, _MM_HINT_T1);
       decode<kFp4>(d, w, row[r], k0, wb[r]);
       scale[r] = block_scale<kFp4>(d, w, row[r], k0);
     }
@@ -191,6 +245,23 @@ DSV4_AVX512 void to_bf16(const float* x, const float* s, int n_blocks, const Wor
 
 template <bool kFp4>
 void run(const Linear& w, const uint16_t* xb, int n, int row_begin, int rows, float* y) {
+  if (n > 1 && n <= (kFp4 ? kFewMaxFp4 : kFewMaxFp8)) {
+    // Row groups over the threads; each group's rows serve every token, kFewTokens at a time
+    // (the rows, in L1 by then, decoded again for each group of tokens).
+    pool().parallel_for(static_cast<size_t>((rows + kFewRows - 1) / kFewRows), [&](size_t g0, size_t g1) {
+      for (size_t g = g0; g < g1; ++g) {
+        const int r0 = static_cast<int>(g) * kFewRows;
+        for (int t0 = 0; t0 < n; t0 += kFewTokens) {
+          switch (std::min(kFewTokens, n - t0)) {
+            case 1: gemv_few<kFp4, 1, kFewRows>(w, xb, row_begin, rows, r0, t0, y); break;
+            case 2: gemv_few<kFp4, 2, kFewRows>(w, xb, row_begin, rows, r0, t0, y); break;
+            default: gemv_few<kFp4, 3, kFewRows>(w, xb, row_begin, rows, r0, t0, y); break;
+          }
+        }
+      }
+    });
+    return;
+  }
   for_each_tile(
       n, rows, kGemvRows, kRows, kTokens, [&](int r0) { gemv<kFp4>(w, xb, row_begin, rows, r0, y); },
       [&](int r0, int t0, int t1) { gemm_tile<kFp4>(w, xb, row_begin, rows, r0, t0, t1, y); });

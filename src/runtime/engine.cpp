@@ -20,10 +20,10 @@ constexpr size_t kPrefillChunk = 256;  // progress granularity; results do not d
 
 }  // namespace
 
-Engine::Engine(const std::string& dir, std::function<void(const std::string&)> progress) {
+Engine::Engine(const std::string& dir, std::function<void(const std::string&)> progress, ModelOptions opts) {
   namespace fs = std::filesystem;
   if (progress) progress("loading weights from " + dir);
-  model_ = std::make_unique<Model>(dir);
+  model_ = std::make_unique<Model>(dir, opts);
   const std::string tok = (fs::path(dir) / "tokenizer.json").string();
   if (progress) progress("loading tokenizer " + tok);
   DSV4_CHECK(fs::exists(tok), dir, ": no tokenizer.json next to the weights");

@@ -25,7 +25,8 @@ class Engine {
  public:
   // Loads DIR/config.json, the weights and DIR/tokenizer.json. progress (optional) is told
   // what is being loaded.
-  explicit Engine(const std::string& dir, std::function<void(const std::string&)> progress = {});
+  explicit Engine(const std::string& dir, std::function<void(const std::string&)> progress = {},
+                  ModelOptions opts = {});
 
   const Model& model() const { return *model_; }
   Model& model() { return *model_; }
