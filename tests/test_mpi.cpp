@@ -104,6 +104,22 @@ TEST_F(Mpi, GoldenCasesOnTwoAndFourRanksGiveTheSingleProcessLogits) {
   }
 }
 
+TEST_F(Mpi, BatchedSessionsGetTheirLogitsAloneOnTwoRanks) {
+  // Random mixes of 1-8 sessions, prompts, chunk sizes and thread counts (tests/batch_mix.h),
+  // on both ranks in lockstep: every session's logits bitwise those of the session alone.
+  // On each kernel path (the environment switches of core/cpu.h, passed to both ranks).
+  for (const std::string& model : {dir("mp2"), dir("golden-tiny-2")})
+  for (const std::string env : {"", "-x DSV4_NO_AVX512=1", "-x DSV4_NO_AVX2=1"}) {
+    if (model == dir("golden-tiny-2") && !fs::exists(model)) convert_checkpoint({test::golden_dir("tiny"), model, 2, false});
+    const auto r = test::run_command(std::string(DSV4_MPIEXEC) + " --oversubscribe -np 2 " + env + " " +
+                                     DSV4_BATCH_CHECK + " " + model + " 4");
+    EXPECT_EQ(r.status, 0) << env << "\n" << r.output;
+    EXPECT_NE(r.output.find("2 ranks"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(", 0 differ"), std::string::npos) << r.output;
+    std::printf("%s", r.output.c_str());
+  }
+}
+
 TEST_F(Mpi, RunGeneratesTheSameText) {
   const std::string args = " -p 'The ranks agree' -n 16 --seed 5 --threads 1";
   // The generated text (stdout) to a file, the reports (stderr) to run_command's output.

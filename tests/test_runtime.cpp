@@ -1,16 +1,21 @@
 // The runtime on a synthetic model written by dsv4 synth: sampling (greedy, seeded
 // reproducibility, filters), the generation loop (max tokens, EOS, stop strings held back
 // while streaming, the forced-text hook, cancellation), conversation cache reuse equal to a
-// fresh prefill, and conversations isolated from each other.
+// fresh prefill, and conversations isolated from each other; the scheduler's continuous
+// batching never lets a long prefill stall a decoding stream.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "core/check.h"
 #include "model/synth.h"
 #include "runtime/chat_prompt.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
+#include "runtime/scheduler.h"
 #include "test_util.h"
 
 namespace dsv4 {
@@ -164,6 +169,79 @@ TEST(Conversation, InterleavedConversationsDoNotMix) {
   generate(b, rb);  // b runs in between
   const GenerateResult mixed = generate(a, ra);
   EXPECT_EQ(mixed.tokens, alone.tokens);
+}
+
+}  // namespace
+}  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// The event log of the test below, written on the engine thread.
+struct StepLog {
+  std::mutex mu;
+  std::vector<std::pair<char, size_t>> events;  // ('A', 0): a token of A; ('B', n): B's prefill reached n
+  void add(char who, size_t n) {
+    std::lock_guard lock(mu);
+    events.emplace_back(who, n);
+  }
+  size_t count(char who) {
+    std::lock_guard lock(mu);
+    return static_cast<size_t>(std::count_if(events.begin(), events.end(), [&](const auto& e) { return e.first == who; }));
+  }
+};
+
+void wait_done(Job& job) {
+  for (;;) {
+    const auto e = job.next(std::chrono::seconds(120));
+    ASSERT_TRUE(e.has_value()) << "no event in 120 s";
+    ASSERT_NE(e->kind, JobEvent::error) << e->text;
+    if (e->kind == JobEvent::done) return;
+  }
+}
+
+TEST(Scheduler, ALongPrefillNeverStallsADecodingStream) {
+  // A decodes a token every step while B's 4096-token prompt is prefilled: each step takes
+  // A's token and a chunk of B's prompt from what is left of the budget, so A's next token is
+  // never more than one step (kBudget tokens) away, whatever the length of B's prompt.
+  constexpr int kBudget = 64;
+  Scheduler sched(engine(), 2, 0, kBudget);
+  StepLog log;
+  GenerateRequest a = request("decode", 1, 300);
+  a.forced_text = std::string(600, 'a');  // one token, one text delta per step
+  a.on_text = [&](const std::string&) {
+    log.add('A', 0);
+    return true;
+  };
+  auto job_a = sched.submit(a);
+  while (log.count('A') < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  GenerateRequest b = request("", 2, 2);
+  b.prompt.resize(4096);
+  for (size_t i = 0; i < b.prompt.size(); ++i) b.prompt[i] = 10 + static_cast<int>(i * 7919 % 200);
+  b.on_prefill = [&](size_t done, size_t) { log.add('B', done); };
+  auto job_b = sched.submit(b);
+  wait_done(*job_b);
+  wait_done(*job_a);
+
+  std::lock_guard lock(log.mu);
+  size_t prev_b = 0, chunks = 0;
+  bool a_since_b = true;
+  for (const auto& [who, n] : log.events) {
+    if (who == 'A') {
+      a_since_b = true;
+      continue;
+    }
+    EXPECT_TRUE(a_since_b) << "two chunks of B's prefill (to " << prev_b << " and " << n << ") without a token of A";
+    EXPECT_LE(n - prev_b, static_cast<size_t>(kBudget - 1)) << "a step of more than the budget";
+    a_since_b = false;
+    prev_b = n;
+    ++chunks;
+  }
+  EXPECT_EQ(prev_b, 4096u);
+  EXPECT_EQ(chunks, (4096u + kBudget - 2) / (kBudget - 1));  // every step's leftover budget used
+  const SchedulerStats s = sched.stats();
+  EXPECT_LE(s.max_step_tokens, static_cast<size_t>(kBudget));
+  EXPECT_EQ(s.completed, 2u);
 }
 
 }  // namespace

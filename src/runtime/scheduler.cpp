@@ -105,7 +105,10 @@ SchedulerStats Scheduler::stats() {
 void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   Job* j = job.get();
   GenerateRequest req = j->req_;
-  req.on_text = [j](const std::string& delta) {
+  // The caller's on_text (if any) observes the text on the engine thread; the job's queue
+  // carries it to the caller's thread.
+  req.on_text = [j, observe = std::move(req.on_text)](const std::string& delta) {
+    if (observe) observe(delta);
     j->push({JobEvent::delta, delta, {}});
     return !j->cancelled();
   };
