@@ -14,9 +14,9 @@
 #include "core/check.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
-#include "model/convert.h"
+#include "ckpt/convert.h"
 #include "model/model.h"
-#include "model/synth.h"
+#include "ckpt/synth.h"
 #include "model/tensor_spec.h"
 #include "quant/formats.h"
 

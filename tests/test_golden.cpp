@@ -14,7 +14,7 @@
 #include <map>
 
 #include "core/thread_pool.h"
-#include "model/convert.h"
+#include "ckpt/convert.h"
 #include "model/model.h"
 #include "test_util.h"
 

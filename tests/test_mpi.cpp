@@ -13,8 +13,8 @@
 #include <cstring>
 
 #include "io/safetensors.h"
-#include "model/convert.h"
-#include "model/synth.h"
+#include "ckpt/convert.h"
+#include "ckpt/synth.h"
 #include "test_util.h"
 
 namespace dsv4 {

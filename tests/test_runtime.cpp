@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "core/check.h"
-#include "model/synth.h"
+#include "ckpt/synth.h"
 #include "runtime/chat_prompt.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"

@@ -17,7 +17,7 @@
 #include "core/membench.h"
 #include "core/thread_pool.h"
 #include "dist/comm.h"
-#include "model/cost.h"
+#include "ckpt/cost.h"
 #include "model/model.h"
 #include "tools/commands.h"
 #include "tools/options.h"

@@ -1,10 +1,10 @@
-// dsv4 convert: the official convert.py's model-parallel conversion (see model/convert.h).
+// dsv4 convert: the official convert.py's model-parallel conversion (see ckpt/convert.h).
 #include <iostream>
 #include <memory>
 
 #include "core/check.h"
 #include "io/config.h"
-#include "model/convert.h"
+#include "ckpt/convert.h"
 #include "model/tensor_spec.h"
 #include "tools/commands.h"
 #include "tools/progress.h"

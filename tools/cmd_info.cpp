@@ -6,8 +6,8 @@
 
 #include "core/check.h"
 #include "core/memory.h"
-#include "model/cost.h"
-#include "model/info.h"
+#include "ckpt/cost.h"
+#include "ckpt/info.h"
 #include "model/model.h"
 #include "tools/commands.h"
 #include "tools/options.h"

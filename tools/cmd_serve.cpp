@@ -11,7 +11,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "dist/comm.h"
-#include "model/info.h"
+#include "ckpt/info.h"
 #include "server/connections.h"
 #include "server/openai_server.h"
 #include "tools/commands.h"

@@ -1,9 +1,9 @@
-// dsv4 synth: write a random-weight checkpoint in the official layout (see model/synth.h).
+// dsv4 synth: write a random-weight checkpoint in the official layout (see ckpt/synth.h).
 #include <iostream>
 #include <memory>
 
 #include "core/check.h"
-#include "model/synth.h"
+#include "ckpt/synth.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
 

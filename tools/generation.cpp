@@ -6,7 +6,7 @@
 #include "chat/stream.h"
 #include "core/check.h"
 #include "core/thread_pool.h"
-#include "model/info.h"
+#include "ckpt/info.h"
 #include "tools/interrupt.h"
 #include "tools/options.h"
 #include "tools/progress.h"

@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/float_bits.h"
 #include "core/json_input.h"
-#include "quant/formats.h"
 
 namespace dsv4 {
 

@@ -53,15 +53,6 @@ const float* const kE4M3 = e4m3_table.data();
 const float kE2M1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
                          -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
-float f16_to_f32(uint16_t v) {
-  const int sign = v >> 15, exp = (v >> 10) & 31, man = v & 1023;
-  float f;
-  if (exp == 0) f = std::ldexp(static_cast<float>(man), -24);
-  else if (exp == 31) f = man ? NAN : INFINITY;
-  else f = std::ldexp(1.0f + man / 1024.0f, exp - 15);
-  return sign ? -f : f;
-}
-
 float round_e4m3(float x) { return round_grid(x, 3, -6); }
 float round_e2m1(float x) { return round_grid(x, 1, 0); }
 

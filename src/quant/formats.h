@@ -1,32 +1,15 @@
 // Number formats of the checkpoints and of the model's rounding points, scalar and exact:
 //   e4m3 (FP8, "fn": no inf, max 448), e2m1 (FP4, values {0, .5, 1, 1.5, 2, 3, 4, 6}),
-//   ue8m0 (a power-of-two scale, byte = exponent + 127), bf16 and f16.
+//   ue8m0 (a power-of-two scale, byte = exponent + 127); bf16 and f16 in core/float_bits.h.
 // Encoders round to nearest, ties to even, like the tilelang casts of the original kernels.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "core/float_bits.h"  // bits_to_f32, bf16, f16
+
 namespace dsv4 {
-
-inline float bits_to_f32(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-inline uint32_t f32_to_bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
-
-inline float bf16_to_f32(uint16_t v) { return bits_to_f32(static_cast<uint32_t>(v) << 16); }
-// Round to nearest even on the upper 16 bits (finite values).
-inline uint16_t f32_to_bf16(float f) {
-  const uint32_t b = f32_to_bits(f);
-  return static_cast<uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-}
-float f16_to_f32(uint16_t v);
 
 // Decode tables; index = stored byte (e4m3) or nibble (e2m1).
 extern const float* const kE4M3;

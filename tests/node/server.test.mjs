@@ -2,7 +2,7 @@
 // reasoning, a tool-call round trip with scripted model output (the server's --test-hooks
 // field dsv4_forced_text), errors in OpenAI's shape, cancellation by disconnect, seeded
 // reproducibility, and a bounded load test (16 clients x 20 requests) that reports requests/s
-// and time to first token. The model is a random-weight synthetic one written by dsv4 synth.
+// and time to first token, and the aggregate decode tokens/s at 1, 4 and 8 streams. The model is a random-weight synthetic one written by dsv4 synth.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { sweep } from './aggregate.mjs';
 
 const binary = process.env.DSV4_BINARY ?? new URL('../../build/dsv4', import.meta.url).pathname;
 let dir, server, port, client, base;
@@ -262,8 +263,12 @@ test('load: 16 concurrent clients x 20 requests, all answered or cleanly refused
   const q = (p) => ttft[Math.min(ttft.length - 1, Math.floor(p * ttft.length))].toFixed(1);
   const report = { requests: clients * perClient, answered: ok, refused, seconds: +seconds.toFixed(2),
     requests_per_s: +(ok / seconds).toFixed(1), ttft_ms_p50: +q(0.5), ttft_ms_p95: +q(0.95) };
+  // Aggregate decode throughput at 1, 4 and 8 concurrent streams (one forward pass per step
+  // for all of them: continuous batching), on a server of its own.
+  report.aggregate = await sweep(binary, join(dir, 'model'), [1, 4, 8], 48);
   console.log('load test:', JSON.stringify(report));
   if (process.env.DSV4_LOAD_REPORT) writeFileSync(process.env.DSV4_LOAD_REPORT, JSON.stringify(report, null, 2) + '\n');
+  for (const r of report.aggregate) assert.equal(r.generated, r.clients * 48);
   assert.deepEqual((await Promise.all(underLoad)).map((r) => r.choices[0].message.content), alone);
   const h = await health();
   assert.equal(h.status, 'ok');

@@ -1,6 +1,6 @@
 // Synthetic checkpoints: every tensor of expected_tensors(config) with random values of a
 // sensible scale (matrices ~ N(0, 1/in), quantized per block exactly as the release stores them).
-#include "model/synth.h"
+#include "ckpt/synth.h"
 
 #include <filesystem>
 #include <fstream>

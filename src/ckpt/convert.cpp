@@ -2,7 +2,7 @@
 // output tensor is produced from the source tensor of the same name, sliced along its split
 // dimension, dequantized (wo_a) or cast (FP4 experts), so what is written is by construction
 // what the loader of that rank expects; the files are then read back and validated.
-#include "model/convert.h"
+#include "ckpt/convert.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,5 +1,5 @@
 // Counting from the expected-tensor list, so `info` and the loader can never disagree.
-#include "model/info.h"
+#include "ckpt/info.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "model/cost.h"
+#include "ckpt/cost.h"
 
 #include "model/tensor_spec.h"
 
