@@ -1,6 +1,7 @@
 // dsv4 serve: the OpenAI-compatible HTTP server (see server/openai_server.h). The first SIGINT
 // or SIGTERM stops it cleanly and quickly (requests in flight cancelled, connections closed);
 // a second one ends it at once.
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <iostream>
@@ -30,12 +31,14 @@ struct ServeArgs {
   int threads = 0;
   double http_timeout_s = 30;
   WeightsIn weights = WeightsIn::automatic;
+  bool batch_tokens_given = false;
 };
 
 int run(ServeArgs& a) {
   DSV4_CHECK(a.opt.port >= 0 && a.opt.port <= 65535, "--port must be in [0, 65535]");
   DSV4_CHECK(a.opt.ctx >= 16, "--ctx must be at least 16");
   DSV4_CHECK(a.opt.parallel >= 1, "--parallel must be at least 1, got ", a.opt.parallel);
+  if (!a.batch_tokens_given) a.opt.batch_tokens = std::max(a.opt.batch_tokens, a.opt.parallel);
   DSV4_CHECK(a.opt.batch_tokens >= a.opt.parallel, "--batch-tokens (", a.opt.batch_tokens,
              ") must be at least --parallel (", a.opt.parallel, "): every decoding request takes one token of each step");
   DSV4_CHECK(a.opt.default_max_tokens >= 1, "--max-tokens must be at least 1, got ", a.opt.default_max_tokens);
@@ -102,8 +105,9 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--port", a->opt.port, "port (0 = any free port)");
   sub->add_option("--parallel,--np", a->opt.parallel, "generations advancing together");
   sub->add_option("--queue", a->opt.max_queue, "requests that may wait beyond those");
-  sub->add_option("--batch-tokens", a->opt.batch_tokens,
-                  "tokens per forward pass: every decoding request's next one plus prefill chunks up to this");
+  CLI::Option* batch_tokens = sub->add_option("--batch-tokens", a->opt.batch_tokens,
+                  "tokens per forward pass: every decoding request's next one plus prefill chunks up to this "
+                  "(default 64, or --parallel if larger)");
   add_ctx_option(sub, a->opt.ctx, "context limit per request: prompt + max_tokens");
   sub->add_option("-n,--max-tokens,--n-predict", a->opt.default_max_tokens, "max_tokens when a chat request gives none");
   sub->add_option("--reasoning", a->reasoning, "default reasoning mode: none, high or max");
@@ -119,7 +123,10 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--http-timeout", a->http_timeout_s,
                   "seconds a connection has to send each whole request (head and body) before it is closed");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
-  out.push_back({sub, [a] { return run(*a); }});
+  out.push_back({sub, [a, batch_tokens] {
+                   a->batch_tokens_given = batch_tokens->count() > 0;
+                   return run(*a);
+                 }});
 }
 
 }  // namespace dsv4::tools
