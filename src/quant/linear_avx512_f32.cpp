@@ -25,6 +25,7 @@ using namespace avx512;
 
 constexpr int kRows = 4;
 constexpr int kTokens = 16;
+constexpr int kPrefetchRows = 8;  // GEMM: two tiles on
 
 // Float position in a 128-block -> position of the bf16 vector it came from: piece i takes
 // bf16 vector i / 2, words 8L + 4 (i % 2) + j of its 128-bit lane L (vpunpck{l,h}wd).
@@ -113,8 +114,14 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int 
   __m512 total[kTokens][kRows];
   for (int t = 0; t < t1 - t0; ++t)
     for (int r = 0; r < kRows; ++r) total[t][r] = _mm512_setzero_ps();
+  const size_t row_bytes = kBf16 ? 2 * static_cast<size_t>(in) : in;
   for (int k0 = 0; k0 < in; k0 += 128) {
     for (int r = 0; r < kRows; ++r) {
+      // The same place kPrefetchRows rows on (tiles to come): a batched decode step's few
+      // tokens give a tile too little work to hide its misses (see linear_avx512.cpp).
+      const uint8_t* ahead = w.weight + static_cast<size_t>(row[r]) * row_bytes + k0 * (row_bytes / in) +
+                             kPrefetchRows * row_bytes;
+      for (size_t b = 0; b < 128 * (row_bytes / in); b += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
       decode<kBf16>(d, w, row[r], k0, wf[r]);
       scale[r] = block_scale<kBf16>(w, row[r], k0);
     }
