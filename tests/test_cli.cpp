@@ -5,9 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <tuple>
 #include <nlohmann/json.hpp>
 
@@ -102,6 +102,31 @@ TEST(Cli, BenchJsonReportsEveryKey) {
   const auto bad = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") + " --decode 0");
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.output.find("--decode"), std::string::npos) << bad.output;
+}
+
+// `--sessions 1,4`: one JSON line per count, with the batched keys; a step of 4 sessions reads
+// at least the bytes of one (more experts) and at most 4 times them, and its aggregate is 4
+// sessions' worth of each one's rate.
+TEST(Cli, BenchSessionsReportsEachBatch) {
+  const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
+                                   " --prefill 4 --decode 4 --threads 2 --sessions 1,4 --json 2>/dev/null");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u) << r.output;
+  for (const auto& j : lines)
+    for (const char* key : {"sessions", "aggregate_decode_tok_s", "step_weight_bytes", "step_gbps", "decode_tok_s"})
+      ASSERT_TRUE(j.contains(key)) << key << " missing from " << j.dump();
+  EXPECT_EQ(lines[0]["sessions"].get<int>(), 1);
+  EXPECT_EQ(lines[1]["sessions"].get<int>(), 4);
+  const double one = lines[0]["step_weight_bytes"].get<double>(), four = lines[1]["step_weight_bytes"].get<double>();
+  EXPECT_NEAR(one, lines[0]["decode_weight_bytes_per_token"].get<double>(), 1e-6 * one);  // one token: k experts
+  EXPECT_GE(four, one);
+  EXPECT_LE(four, 4 * one);
+  EXPECT_NEAR(lines[1]["aggregate_decode_tok_s"].get<double>(), 4 * lines[1]["decode_tok_s"].get<double>(),
+              1e-3 * lines[1]["aggregate_decode_tok_s"].get<double>() + 1e-3);
 }
 
 TEST(Cli, InfoOfficialConfigs) {
