@@ -26,6 +26,13 @@ sigset_t stop_set() {
 // watcher, which blocks it and so takes it in sigwait.
 extern "C" void pass_to_watcher(int sig) { pthread_kill(watcher_thread.load(), sig); }
 
+// After the watcher: a signal once a first one has started the shutdown is a second one.
+extern "C" void exit_now(int) {
+  static const char msg[] = "dsv4: second signal: exiting now\n";
+  [[maybe_unused]] const ssize_t n = write(2, msg, sizeof msg - 1);
+  _exit(130);
+}
+
 void set_handler(void (*handler)(int)) {
   struct sigaction sa{};
   sa.sa_handler = handler;
@@ -42,18 +49,12 @@ StopSignals::StopSignals(std::function<void()> on_first) : on_first_(std::move(o
   DSV4_CHECK(pthread_sigmask(SIG_BLOCK, &set, &previous_mask_) == 0, "cannot block SIGINT and SIGTERM");
   ending = false;
   watcher_ = std::thread([this, set] {
-    int seen = 0;
     while (true) {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
       if (ending) return;
-      if (++seen == 1) {
-        on_first_();
-      } else {
-        static const char msg[] = "dsv4: second signal: exiting now\n";
-        [[maybe_unused]] const ssize_t n = write(2, msg, sizeof msg - 1);
-        _exit(130);
-      }
+      if (++seen_ == 1) on_first_();
+      else exit_now(sig);
     }
   });
   watcher_thread = watcher_.native_handle();
@@ -61,7 +62,10 @@ StopSignals::StopSignals(std::function<void()> on_first) : on_first_(std::move(o
 }
 
 StopSignals::~StopSignals() {
-  set_handler(SIG_DFL);
+  // Once a signal has started the shutdown, one that comes after the watcher is gone (the
+  // process still finishing) ends it with 130, as in the watcher; a default handler would
+  // kill it by the signal instead (seen in CI: two signals sent a few ms apart).
+  set_handler(seen_ > 0 ? exit_now : SIG_DFL);
   ending = true;
   pthread_kill(watcher_.native_handle(), SIGTERM);
   watcher_.join();

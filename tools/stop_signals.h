@@ -10,6 +10,7 @@
 // lands on a thread blocked in accept() would never run.)
 #pragma once
 
+#include <atomic>
 #include <csignal>
 #include <functional>
 #include <thread>
@@ -19,13 +20,16 @@ namespace dsv4::tools {
 class StopSignals {
  public:
   explicit StopSignals(std::function<void()> on_first);
-  ~StopSignals();  // restores the signal mask and the default handlers
+  // Restores the signal mask, and the default handlers unless a signal came (then a later one
+  // still exits with 130).
+  ~StopSignals();
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
   std::function<void()> on_first_;
   sigset_t previous_mask_;
+  std::atomic<int> seen_{0};  // signals the watcher took
   std::thread watcher_;
 };
 
