@@ -22,7 +22,7 @@ struct Leader::Drops {
 };
 
 Leader::Leader(const Model& model) : model_(model), drops_(std::make_shared<Drops>()) {
-  DSV4_CHECK(Comm::get().rank() == 0, "only rank 0 leads");
+  DSV4_CHECK(Comm::get().distributed() && Comm::get().rank() == 0, "only rank 0 of a distributed run leads");
 }
 
 void Leader::send(int op, int id, std::span<const SessionStep> steps) {
@@ -47,7 +47,6 @@ void Leader::send(int op, int id, std::span<const SessionStep> steps) {
 
 Session Leader::new_session() {
   Session s = model_.new_session();
-  if (!Comm::get().distributed()) return s;
   s.id = next_id_++;
   // Released with the last copy of the session: the followers drop their mirror with the next message.
   std::weak_ptr<Drops> drops = drops_;
@@ -63,7 +62,6 @@ Session Leader::new_session() {
 }
 
 std::vector<std::vector<float>> Leader::forward(std::span<const SessionStep> steps) {
-  if (!Comm::get().distributed()) return model_.forward(steps);
   // Checked before sending, so that a bad step fails here alone instead of on every rank.
   DSV4_CHECK(!steps.empty(), "no sessions to step");
   for (const SessionStep& st : steps) {
@@ -75,7 +73,7 @@ std::vector<std::vector<float>> Leader::forward(std::span<const SessionStep> ste
 }
 
 void Leader::stop() {
-  if (Comm::get().distributed() && !stopped_) send(kStop, -1, {});
+  if (!stopped_) send(kStop, -1, {});
   stopped_ = true;
 }
 

@@ -20,7 +20,7 @@ namespace dsv4 {
 
 class Leader {
  public:
-  explicit Leader(const Model& model);  // rank 0 of a distributed run
+  explicit Leader(const Model& model);  // rank 0 of a distributed run (else Error)
 
   Session new_session();
   // Model::forward over a batch, on every rank.
