@@ -45,7 +45,7 @@ Weights make(WeightFormat fmt, int out, int in) {
   return m;
 }
 
-void run(benchmark::State& state, WeightFormat fmt, LinearPath path) {
+void run(benchmark::State& state, WeightFormat fmt, LinearPath path, bool quantize_input = true) {
   const int m_out = static_cast<int>(state.range(0)), k_in = static_cast<int>(state.range(1));
   const int n = static_cast<int>(state.range(2));
   set_num_threads(static_cast<int>(state.range(3)));
@@ -56,9 +56,9 @@ void run(benchmark::State& state, WeightFormat fmt, LinearPath path) {
   for (float& v : x) v = nd(rng);
   // One untimed call: it allocates the per-thread staging buffers (core/scratch.h), as ggml
   // sizes its work buffer before timing.
-  linear_with(path, w.lin, x, n, y, true);
+  linear_with(path, w.lin, x, n, y, quantize_input);
   for (auto _ : state) {
-    linear_with(path, w.lin, x, n, y, true);
+    linear_with(path, w.lin, x, n, y, quantize_input);
     benchmark::DoNotOptimize(y.data());
   }
   const double iters = static_cast<double>(state.iterations());
@@ -97,6 +97,8 @@ BENCHMARK(BM_fp4_experts)->ArgsProduct({{1, 2, 3, 4, 8}, {2}})->Unit(benchmark::
 void BM_fp8(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path()); }
 void BM_fp4(benchmark::State& s) { run(s, WeightFormat::fp4, linear_path()); }
 void BM_bf16(benchmark::State& s) { run(s, WeightFormat::bf16, linear_path()); }
+// FP8 weights on float inputs, as wo_a applies them (no activation quantization).
+void BM_fp8_float(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path(), false); }
 void BM_fp8_avx2(benchmark::State& s) { run(s, WeightFormat::fp8, LinearPath::avx2); }
 void BM_fp4_avx2(benchmark::State& s) { run(s, WeightFormat::fp4, LinearPath::avx2); }
 void BM_fp8_scalar(benchmark::State& s) { run(s, WeightFormat::fp8, LinearPath::scalar); }
@@ -116,6 +118,9 @@ BENCHMARK(BM_fp8)->Args({32768, 1024, 1, 2})->Args({2048, 4096, 1, 2})->Unit(ben
 // Batched decode steps (dsv4 serve, dsv4 bench --sessions): 1 .. 16 rows share each weight read.
 BENCHMARK(BM_fp8)->ArgsProduct({{4096}, {14336}, {1, 2, 4, 8, 16}, {2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp4)->ArgsProduct({{2048}, {4096}, {1, 2, 4, 8, 16}, {2}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+// wo_a: one output group's [1024, 4096] (FP8 on float inputs); the compressor's BF16 [1024, 4096].
+BENCHMARK(BM_fp8_float)->ArgsProduct({{1024}, {4096}, {1, 2, 4, 8, 16}, {2}})->Args({4096, 1024, 8, 2})->Args({4096, 512, 8, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_bf16)->ArgsProduct({{1024}, {4096}, {1, 2, 4, 8, 16}, {2}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_bf16)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp8_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp4_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -164,7 +164,10 @@ DSV4_AVX512 void gemv_few(const Linear& w, const uint16_t* xb, int row_begin, in
     for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t0 + t) * rows + r0 + r] = hsum16(total[r][t]);
 }
 
-// Tokens [t0, t1): a kRows x 128 tile decoded into L1 once and used for every token.
+// Tokens [t0, t1): kRows rows' 128-blocks decoded into registers once and used for every
+// token, whose 4 input vectors are loaded once and used for every row. Loads are what bound
+// these kernels (about one 64-byte load a cycle here, against two vdpbf16ps): with the decoded
+// rows in memory, every vdpbf16ps loaded its weights and a step ran at half the rate.
 template <bool kFp4>
 DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, int row_begin, int rows, int r0, int t0, int t1,
                            float* y) {
@@ -172,13 +175,13 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, int row_begin, i
   const int in = w.in;
   int row[kRows];
   for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
-  alignas(64) __m512i wb[kRows][4];
   __m512 total[kTokens][kRows];
   for (int t = 0; t < t1 - t0; ++t)
     for (int r = 0; r < kRows; ++r) total[t][r] = _mm512_setzero_ps();
   alignas(64) __m512 scale[kRows];
   const size_t ahead = static_cast<size_t>(kGemmPrefetchRows) * (kFp4 ? in / 2 : in);
   for (int k0 = 0; k0 < in; k0 += 128) {
+    __m512i wr[kRows][4];
     for (int r = 0; r < kRows; ++r) {
       // The same place kGemmPrefetchRows rows on, which the tiles after this one read: an
       // expert's rows are 1-2 KB, too short for the hardware prefetcher to ramp up on, and a
@@ -186,18 +189,17 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const uint16_t* xb, int row_begin, i
       const char* next = reinterpret_cast<const char*>(weight_at<kFp4>(w, row[r], k0) + ahead);
       _mm_prefetch(next, _MM_HINT_T1);
       if constexpr (!kFp4) _mm_prefetch(next + 64, _MM_HINT_T1);
-      decode<kFp4>(d, w, row[r], k0, wb[r]);
+      decode<kFp4>(d, w, row[r], k0, wr[r]);
       scale[r] = block_scale<kFp4>(d, w, row[r], k0);
     }
     for (int t = t0; t < t1; ++t) {
       __m512i x[4];
       const uint16_t* xt = xb + static_cast<size_t>(t) * in + k0;
       for (int j = 0; j < 4; ++j) x[j] = _mm512_loadu_si512(xt + 32 * j);
-      // FP4's scale vectors from memory: held in registers across the tokens, they crowd out
-      // the weights (the 512-token GEMM ran 8% slower).
-      const __m512* sc = scale;
-      if constexpr (kFp4) asm("" : "+r"(sc));
-      for (int r = 0; r < kRows; ++r) accumulate<kFp4>(wb[r], x, sc[r], total[t - t0][r]);
+      // In registers, not folded into each row's vdpbf16ps as a memory operand (4 loads a
+      // row instead of 4 a token).
+      asm("" : "+v"(x[0]), "+v"(x[1]), "+v"(x[2]), "+v"(x[3]));
+      for (int r = 0; r < kRows; ++r) accumulate<kFp4>(wr[r], x, scale[r], total[t - t0][r]);
     }
   }
   const int nr = std::min(kRows, rows - r0);
