@@ -129,6 +129,22 @@ TEST(Cli, BenchSessionsReportsEachBatch) {
               1e-3 * lines[1]["aggregate_decode_tok_s"].get<double>() + 1e-3);
 }
 
+TEST(Cli, InfoShowsTheDsparkDrafter) {
+  const std::string dir = test::golden_dir("tiny-dspark");
+  const auto text = test::run_command(test::dsv4_binary() + " info -m " + dir);
+  ASSERT_EQ(text.status, 0) << text.output;
+  for (const char* part : {"4 layers + 3 DSpark stages", "drafter: DSpark, 3 stages over the states of target layers 1, 2, 3",
+                           "blocks of 5 (the anchor + 4 x noise token 1000)", "Markov bias rank 16", "all 413 tensors validated"})
+    EXPECT_NE(text.output.find(part), std::string::npos) << part << " in\n" << text.output;
+  const auto r = test::run_command(test::dsv4_binary() + " info --json -m " + dir);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["drafter"], "dspark");
+  EXPECT_EQ(j["dspark_stages"], 3);
+  EXPECT_GT(j["params_mtp"].get<double>(), 1e6);
+  EXPECT_EQ(j["layer_kinds"], "SWA CSA HCA(16) CSA | dspark: SWA SWA SWA");
+}
+
 TEST(Cli, InfoOfficialConfigs) {
   // Published sizes: V4-Pro 1.6T total / 49B active, V4-Flash 284B / 13B (main model).
   // KV cache at 1M tokens, exact: a kv row (head_dim 512, 64 rope dims) is 1024 bytes in bf16,

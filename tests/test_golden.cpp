@@ -140,3 +140,84 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// The V4-Flash-0731 target (tiny-dspark: three DSpark stages under mtp.*, num_nextn_predict_layers
+// still 1): it loads, and the target's logits and captured states (main_hidden: the mean over the
+// hc copies of each target layer's output stream, target layers ascending) match the reference
+// in both sessions of the golden, smooth on every row and faithful on the stable ones.
+class DsparkTarget : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DsparkTarget, MatchesReference) {
+  const bool smooth = GetParam();
+  SafetensorsFile g(test::golden_dir("tiny-dspark") + (smooth ? "/golden_smooth.safetensors" : "/golden.safetensors"));
+  Model model(test::golden_dir("tiny-dspark"), ModelOptions{.act_quant = !smooth});
+  const ModelConfig& c = model.config();
+  ASSERT_EQ(c.dspark.stages, 3);
+  ASSERT_EQ(c.num_nextn_predict_layers, 0);
+  const int V = c.vocab_size, dim = c.hidden_size, hc = c.hc_mult;
+  const std::vector<int>& targets = c.dspark.target_layer_ids;
+  const size_t width = targets.size() * dim;
+  const std::vector<int> tokens = test::ints(g, "tokens");
+  double worst = 0;
+  int checked = 0;
+  auto check = [&](std::span<const float> got, std::span<const float> want, bool stable, const std::string& what) {
+    const test::MaxErr e = test::max_abs_err(got, want);
+    if (!(smooth || stable)) return;
+    ++checked;
+    worst = std::max(worst, e.err);
+    EXPECT_LE(e.err, kTol) << (smooth ? "smooth " : "faithful ") << what << ": " << e.str();
+  };
+  // main_hidden of position t from a trace's layer streams ([rows, hc, dim] per layer).
+  auto main_hidden = [&](const ForwardTrace& tr, int t) {
+    std::vector<float> h(width, 0.0f);
+    for (size_t k = 0; k < targets.size(); ++k) {
+      const float* s = tr.layer_hidden.at(targets[k]).data() + static_cast<size_t>(t) * hc * dim;
+      for (int d = 0; d < dim; ++d) {
+        float sum = 0;
+        for (int j = 0; j < hc; ++j) sum += s[j * dim + d];
+        h[k * dim + d] = sum / hc;
+      }
+    }
+    return h;
+  };
+  for (const std::string prefix : {"", "long."}) {
+    const int P = static_cast<int>(test::floats(g, prefix + "prefill.main_hidden").size() / width);
+    const std::vector<float> dec = test::floats(g, prefix + "decode.logits");
+    const std::vector<float> dec_hidden = test::floats(g, prefix + "decode.main_hidden");
+    const int K = static_cast<int>(dec.size() / V);
+    Session s = model.new_session();
+    ForwardTrace trace;
+    trace.keep_layer_hidden = true;
+    const std::span<const int> all(tokens);
+    check(model.forward(s, all.first(P), &trace), test::floats(g, prefix + "prefill.logits"),
+          test::bytes(g, prefix + "prefill.stable")[0], prefix + "prefill.logits");
+    const std::vector<float> want_hidden = test::floats(g, prefix + "prefill.main_hidden");
+    const std::vector<uint8_t> hidden_stable = test::bytes(g, prefix + "prefill.main_hidden_stable");
+    for (int t = 0; t < P; ++t)
+      check(main_hidden(trace, t), std::span<const float>(want_hidden).subspan(t * width, width), hidden_stable[t],
+            prefix + "prefill.main_hidden position " + std::to_string(t));
+    const std::vector<uint8_t> dst = test::bytes(g, prefix + "decode.stable");
+    const std::vector<uint8_t> dhst = test::bytes(g, prefix + "decode.main_hidden_stable");
+    for (int r = 0; r < K; ++r) {
+      ForwardTrace step;
+      step.keep_layer_hidden = true;
+      check(model.forward(s, all.subspan(P + r, 1), &step), std::span<const float>(dec).subspan(size_t(r) * V, V),
+            dst[r], prefix + "decode.logits row " + std::to_string(r));
+      check(main_hidden(step, 0), std::span<const float>(dec_hidden).subspan(r * width, width), dhst[r],
+            prefix + "decode.main_hidden row " + std::to_string(r));
+    }
+  }
+  // Smooth: every row (58: a prefill row, P hidden rows and two per decode, in both sessions).
+  if (smooth) EXPECT_EQ(checked, 58);
+  else EXPECT_GT(checked, 10);
+  std::printf("tiny-dspark %-8s target: %d rows checked, worst %.3g\n", smooth ? "smooth" : "faithful", checked, worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, DsparkTarget, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "smooth" : "faithful"; });
+
+}  // namespace
+}  // namespace dsv4

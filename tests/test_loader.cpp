@@ -84,8 +84,8 @@ TEST(Safetensors, ByteCountDisagreesWithShape) {
 class BrokenCheckpoint : public ::testing::Test {
  protected:
   test::TempDir dir;
-  void make(const std::function<bool(TensorData&)>& edit) {
-    const std::string src = test::golden_dir("tiny");
+  void make(const std::function<bool(TensorData&)>& edit, const std::string& golden = "tiny") {
+    const std::string src = test::golden_dir(golden);
     fs::copy_file(src + "/config.json", dir.file("config.json"), fs::copy_options::overwrite_existing);
     SafetensorsFile f(src + "/model.safetensors");
     std::vector<TensorData> out;
@@ -146,6 +146,49 @@ TEST_F(BrokenCheckpoint, ConfigWrongType) {
   cfg.replace(at, 20, "\"hidden_size\": 2.7e40");
   test::write_file(dir.file("config.json"), cfg);
   expect_error([&] { Model m(dir.path()); }, {"'hidden_size' must be an integer, got 2.7e+40"});
+}
+
+// DSpark (V4-Flash-0731): the stages come from compress_ratios and the dspark_* keys, not from
+// num_nextn_predict_layers (still 1 there); every DSpark tensor is checked like the others.
+TEST_F(BrokenCheckpoint, DsparkTensorsAreValidated) {
+  make([](TensorData& t) { return t.name != "mtp.2.markov_head.markov_w1.weight"; }, "tiny-dspark");
+  expect_error([&] { Model m(dir.path()); }, {"missing tensor 'mtp.2.markov_head.markov_w1.weight'", "[1024, 16]"});
+  make(
+      [](TensorData& t) {
+        if (t.name == "mtp.0.main_proj.weight") t.shape = {128, 256}, t.bytes.resize(128 * 256);
+        return true;
+      },
+      "tiny-dspark");
+  expect_error([&] { Model m(dir.path()); }, {"'mtp.0.main_proj.weight'", "[128, 256]", "[128, 384]"});
+  make([](TensorData& t) { return t.name != "mtp.1.attn.wq_a.scale"; }, "tiny-dspark");
+  expect_error([&] { Model m(dir.path()); }, {"missing tensor 'mtp.1.attn.wq_a.scale'"});
+}
+
+TEST(Config, DsparkKeysAreChecked) {
+  const std::string text = test::read_file(test::golden_dir("tiny-dspark") + "/config.json");
+  const ModelConfig c = parse_config(text, "0731");
+  EXPECT_EQ(c.dspark.stages, 3);
+  EXPECT_EQ(c.num_nextn_predict_layers, 0);
+  EXPECT_EQ(c.n_layers_total(), 7);
+  EXPECT_EQ(c.dspark.target_layer_ids, (std::vector<int>{1, 2, 3}));
+  auto broken = [&](const std::function<void(nlohmann::json&)>& edit, std::initializer_list<std::string> parts) {
+    nlohmann::json j = nlohmann::json::parse(text);
+    edit(j);
+    expect_error([&] { parse_config(j.dump(), "0731"); }, parts);
+  };
+  broken([](auto& j) { j.erase("dspark_markov_rank"); }, {"without 'dspark_markov_rank'"});
+  broken([](auto& j) { j["dspark_target_layer_ids"] = {1, 4}; }, {"dspark_target_layer_ids entry 4", "0 .. 3"});
+  broken([](auto& j) { j["dspark_target_layer_ids"] = {2, 2}; }, {"names a layer twice"});
+  broken([](auto& j) { j["dspark_target_layer_ids"] = nlohmann::json::array(); }, {"non-empty array"});
+  broken([](auto& j) { j["dspark_noise_token_id"] = 1024; }, {"dspark_noise_token_id 1024", "vocabulary"});
+  broken([](auto& j) { j["compress_ratios"][5] = 4; }, {"DSpark stage 1 has compress ratio 4"});
+  broken([](auto& j) { j["compress_ratios"] = {0, 4, 16, 4}; }, {"one per draft stage"});
+  broken([](auto& j) { j["dspark_block_size"] = 1; }, {"dspark_block_size"});
+  // Without the dspark_* keys the same compress_ratios is an MTP config with the wrong count.
+  broken([](auto& j) {
+    for (const char* k : {"dspark_block_size", "dspark_markov_rank", "dspark_noise_token_id", "dspark_target_layer_ids"})
+      j.erase(k);
+  }, {"compress_ratios has 7 entries"});
 }
 
 TEST_F(BrokenCheckpoint, NotADirectoryOrNoWeights) {

@@ -73,6 +73,11 @@ std::string human_bytes(double bytes) {
   return buf;
 }
 
+std::string drafter_layers(const ModelConfig& c) {
+  if (c.dspark.stages) return std::to_string(c.dspark.stages) + " DSpark stage" + (c.dspark.stages == 1 ? "" : "s");
+  return std::to_string(c.num_nextn_predict_layers) + " MTP";
+}
+
 std::string layer_table(const ModelConfig& c) {
   struct Kind {
     std::string what;
@@ -97,12 +102,12 @@ std::string layer_table(const ModelConfig& c) {
   size_t width = 0;
   for (const auto& [r, k] : kinds) width = std::max(width, k.what.size());
   std::ostringstream o;
-  o << "layers: " << c.num_hidden_layers << " + " << c.num_nextn_predict_layers << " MTP\n";
+  o << "layers: " << c.num_hidden_layers << " + " << drafter_layers(c) << "\n";
   for (const auto& [r, k] : kinds) {
     o << "  " << k.what << std::string(width - k.what.size() + 2, ' ');
     const size_t n = k.layers.size();
     if (n) o << n << (n == 1 ? " layer: " : " layers: ") << index_runs(k.layers);
-    if (k.mtp) o << (n ? "; " : "") << "MTP";
+    if (k.mtp) o << (n ? "; " : "") << (c.dspark.stages ? "DSpark" : "MTP");
     o << "\n";
   }
   return o.str();
@@ -147,6 +152,8 @@ ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks) {
   ModelInfo i;
   i.ctx = ctx;
   i.ranks = ranks;
+  i.drafter = c.dspark.stages ? "dspark" : c.num_nextn_predict_layers ? "mtp" : "none";
+  i.dspark_stages = c.dspark.stages;
   for (int r = 0; r < ranks && ranks > 1; ++r) {
     double bytes = 0;
     for (const TensorSpec& s : expected_tensors(c, {true, r, ranks})) bytes += spec_bytes(s);
@@ -157,6 +164,7 @@ ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks) {
     const long long p = s.kind == SpecKind::scale ? 0 : s.logical_params();
     i.params_total += p;
     (s.mtp ? i.params_mtp : i.params_main) += p;
+    if (s.mtp) i.bytes_drafter += spec_bytes(s);
     if (s.routed_expert && !s.mtp) i.params_routed_experts += p;
     i.bytes_expected += spec_bytes(s);
   }
@@ -167,7 +175,7 @@ ModelInfo model_info(const ModelConfig& c, long long ctx, int ranks) {
   std::ostringstream kinds;
   for (int l = 0; l < c.n_layers_total(); ++l) {
     const int r = c.compress_ratio(l);
-    if (l == c.num_hidden_layers) kinds << "| mtp: ";
+    if (l == c.num_hidden_layers) kinds << (c.dspark.stages ? "| dspark: " : "| mtp: ");
     kinds << kind_name(r);
     if (r > 4) kinds << "(" << r << ")";
     kinds << " ";
@@ -188,7 +196,8 @@ nlohmann::json info_json(const ModelInfo& i) {
                           {"total", number(k.total())}};
   };
   return {{"params_total", i.params_total}, {"params_main", i.params_main},
-          {"params_mtp", i.params_mtp}, {"params_active", i.params_active},
+          {"params_mtp", i.params_mtp}, {"drafter", i.drafter}, {"dspark_stages", i.dspark_stages},
+          {"bytes_drafter", number(i.bytes_drafter)}, {"params_active", i.params_active},
           {"bytes_on_disk_expected", number(i.bytes_expected)}, {"layer_kinds", i.layer_kinds},
           {"n_swa", i.n_swa}, {"n_csa", i.n_csa}, {"n_hca", i.n_hca}, {"ctx", i.ctx},
           {"kv_elem_bytes", 2}, {"kv_bytes_per_token", kv(i.kv_bf16.per_token)},
@@ -203,8 +212,7 @@ nlohmann::json info_json(const ModelInfo& i) {
 
 std::string info_text(const ModelConfig& c, const ModelInfo& i) {
   std::ostringstream o;
-  o << "model: dim " << c.hidden_size << ", " << c.num_hidden_layers << " layers + "
-    << c.num_nextn_predict_layers << " MTP, " << c.num_attention_heads << " heads x " << c.head_dim
+  o << "model: dim " << c.hidden_size << ", " << c.num_hidden_layers << " layers + " << drafter_layers(c) << ", " << c.num_attention_heads << " heads x " << c.head_dim
     << ", " << c.n_routed_experts << " experts (top " << c.num_experts_per_tok << ") + "
     << c.n_shared_experts << " shared, vocab " << c.vocab_size << "\n";
   o << "experts: " << (c.expert_dtype == ExpertDtype::fp4 ? "FP4 (e2m1, 1x32 ue8m0 scales)" : "FP8 (e4m3, 128x128 scales)")
@@ -212,7 +220,16 @@ std::string info_text(const ModelConfig& c, const ModelInfo& i) {
     << (c.num_hash_layers == 1 ? "" : "s") << "\n";
   o << layer_table(c);
   o << "parameters: " << count(i.params_total) << " total (" << count(i.params_main) << " main + "
-    << count(i.params_mtp) << " MTP), " << count(i.params_active) << " active per token\n";
+    << count(i.params_mtp) << (c.dspark.stages ? " DSpark" : " MTP") << "), " << count(i.params_active)
+    << " active per token\n";
+  if (c.dspark.stages) {
+    const DsparkConfig& d = c.dspark;
+    o << "drafter: DSpark, " << d.stages << " stages over the states of target layers";
+    for (size_t k = 0; k < d.target_layer_ids.size(); ++k) o << (k ? ", " : " ") << d.target_layer_ids[k];
+    o << "; blocks of " << d.block_size << " (the anchor + " << d.block_size - 1 << " x noise token "
+      << d.noise_token_id << "), Markov bias rank " << d.markov_rank << "; " << count(i.params_mtp)
+      << " parameters, " << human_bytes(i.bytes_drafter) << " on disk\n";
+  }
   o << "bytes on disk (official dtypes): " << human_bytes(i.bytes_expected) << "\n";
   o << "kv cache: bf16 as the official engine | dsv4 (e4m3 + f32 rope dims, e2m1 index keys) | dsv4 "
        "--no-act-quant (f32)\n";
@@ -245,8 +262,8 @@ std::string info_text(const ModelConfig& c, const ModelInfo& i) {
 std::string model_summary(const ModelConfig& c) {
   const ModelInfo i = model_info(c, 0);
   return count(i.params_total) + " parameters (" + count(i.params_active) + " active per token), " +
-         std::to_string(c.num_hidden_layers) + " layers + " + std::to_string(c.num_nextn_predict_layers) +
-         " MTP, vocabulary " + std::to_string(c.vocab_size);
+         std::to_string(c.num_hidden_layers) + " layers + " + drafter_layers(c) + ", vocabulary " +
+         std::to_string(c.vocab_size);
 }
 
 }  // namespace dsv4

@@ -30,7 +30,11 @@ struct KvSizes {
 KvSizes kv_sizes(const ModelConfig& c, long long ctx, KvStorage storage);
 
 struct ModelInfo {
-  long long params_total = 0, params_main = 0, params_mtp = 0, params_active = 0;
+  long long params_total = 0, params_main = 0, params_active = 0;
+  long long params_mtp = 0;    // the drafter's: the MTP layers or the DSpark stages
+  double bytes_drafter = 0;    // the drafter's, on disk in the official dtypes
+  std::string drafter;         // "mtp", "dspark" or "none"
+  int dspark_stages = 0;
   long long params_routed_experts = 0;
   double bytes_expected = 0;            // on disk, in the official dtypes
   std::string layer_kinds;              // e.g. "SWA CSA HCA CSA | mtp: SWA"
@@ -53,6 +57,8 @@ std::string info_text(const ModelConfig& c, const ModelInfo& i);
 // One line per layer kind with the layers of that kind, e.g. "  CSA (ratio 4, indexer top 512)  20 layers: 2-40 step 2".
 std::string layer_table(const ModelConfig& c);
 std::string human_bytes(double bytes);  // "1.25 GiB": powers of 1024 throughout
+// "1 MTP", "3 DSpark stages": what follows the target layers.
+std::string drafter_layers(const ModelConfig& c);
 // One line for banners: "8.65M parameters (5.02M active per token), 4 layers + 1 MTP, vocabulary 4096".
 std::string model_summary(const ModelConfig& c);
 

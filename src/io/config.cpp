@@ -1,6 +1,7 @@
 // config.json -> ModelConfig, with every key's presence, type and range checked.
 #include "io/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -71,6 +72,51 @@ const char* score_func_name(ScoreFunc f) {
   return "?";
 }
 
+// DSpark (0731): all four dspark_* keys or none. The stage count is not num_nextn_predict_layers
+// (the published 0731 config still says 1 for 3 stages) but what compress_ratios holds beyond the
+// target layers, as the reference's n_mtp_layers; the stages are not MTP layers, so
+// num_nextn_predict_layers becomes 0.
+namespace {
+
+void read_dspark(const json& j, const std::string& where, ModelConfig& c) {
+  const char* keys[] = {"dspark_block_size", "dspark_markov_rank", "dspark_noise_token_id", "dspark_target_layer_ids"};
+  int present = 0;
+  for (const char* k : keys) present += j.contains(k) && !j[k].is_null();
+  if (present == 0) return;
+  for (const char* k : keys)
+    DSV4_CHECK(j.contains(k) && !j[k].is_null(), where, ": DSpark config without '", k,
+               "' (a DSpark checkpoint has all four dspark_* keys)");
+  DsparkConfig& d = c.dspark;
+  d.block_size = get_int(j, "dspark_block_size", where, 2);
+  DSV4_CHECK(d.block_size <= 64, where, ": dspark_block_size ", d.block_size, " is above 64");
+  d.markov_rank = get_int(j, "dspark_markov_rank", where, 1);
+  d.noise_token_id = get_int(j, "dspark_noise_token_id", where, 0);
+  DSV4_CHECK(d.noise_token_id < c.vocab_size, where, ": dspark_noise_token_id ", d.noise_token_id,
+             " is outside the vocabulary (", c.vocab_size, ")");
+  const json& ids = j["dspark_target_layer_ids"];
+  DSV4_CHECK(ids.is_array() && !ids.empty(), where, ": dspark_target_layer_ids must be a non-empty array");
+  for (const json& v : ids) {
+    DSV4_CHECK(v.is_number_integer() && v.get<long long>() >= 0 && v.get<long long>() < c.num_hidden_layers, where,
+               ": dspark_target_layer_ids entry ", v.dump(), " is not a layer (0 .. ", c.num_hidden_layers - 1, ")");
+    d.target_layer_ids.push_back(v.get<int>());
+  }
+  std::sort(d.target_layer_ids.begin(), d.target_layer_ids.end());
+  DSV4_CHECK(std::adjacent_find(d.target_layer_ids.begin(), d.target_layer_ids.end()) == d.target_layer_ids.end(),
+             where, ": dspark_target_layer_ids names a layer twice: ", ids.dump());
+  const int stages = static_cast<int>(c.compress_ratios.size()) - c.num_hidden_layers;
+  DSV4_CHECK(stages >= 1, where, ": compress_ratios has ", c.compress_ratios.size(),
+             " entries: a DSpark config needs one per target layer (", c.num_hidden_layers,
+             ") and one per draft stage");
+  DSV4_CHECK(stages <= 16, where, ": ", stages, " DSpark stages (compress_ratios beyond num_hidden_layers) is above 16");
+  for (int s = 0; s < stages; ++s)
+    DSV4_CHECK(c.compress_ratios[c.num_hidden_layers + s] == 0, where, ": DSpark stage ", s, " has compress ratio ",
+               c.compress_ratios[c.num_hidden_layers + s], "; the stages attend a sliding window only (0)");
+  d.stages = stages;
+  c.num_nextn_predict_layers = 0;
+}
+
+}  // namespace
+
 ModelConfig parse_config(const std::string& text, const std::string& where) {
   json j;
   try {
@@ -137,6 +183,7 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
   }
   for (auto [key, field] : {std::pair{"bos_token_id", &c.bos_token_id}, std::pair{"eos_token_id", &c.eos_token_id}})
     if (j.contains(key) && !j[key].is_null()) *field = get_int(j, key, where, 0);
+  read_dspark(j, where, c);
   const json& qc = need(j, "quantization_config", where);
   DSV4_CHECK(qc.is_object(), where, ": key 'quantization_config' must be an object");
   const json& wbs = need(qc, "weight_block_size", where + ": quantization_config");
@@ -145,9 +192,10 @@ ModelConfig parse_config(const std::string& text, const std::string& where) {
 
   // Consistency: the shapes the model code relies on.
   const std::string w = where;
-  DSV4_CHECK((int)c.compress_ratios.size() == c.n_layers_total(), w, ": compress_ratios has ",
-             c.compress_ratios.size(), " entries, expected num_hidden_layers + num_nextn_predict_layers = ",
-             c.n_layers_total());
+  if (c.dspark.stages == 0)
+    DSV4_CHECK((int)c.compress_ratios.size() == c.n_layers_total(), w, ": compress_ratios has ",
+               c.compress_ratios.size(), " entries, expected num_hidden_layers + num_nextn_predict_layers = ",
+               c.n_layers_total());
   for (int r : c.compress_ratios)
     DSV4_CHECK(r == 0 || r >= 2, w, ": compress ratio ", r, " is not 0 or >= 2");
   DSV4_CHECK(c.qk_rope_head_dim % 2 == 0 && c.qk_rope_head_dim < c.head_dim, w,

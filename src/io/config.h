@@ -11,13 +11,26 @@ namespace dsv4 {
 enum class ScoreFunc { softmax, sigmoid, sqrtsoftplus };
 enum class ExpertDtype { fp4, fp8 };
 
+// The DSpark drafter of V4-Flash-0731 and its -DSpark variant (config keys dspark_*): `stages`
+// draft blocks under mtp.0 .. mtp.{stages - 1} (sliding window only, one compress_ratios entry
+// each), which read the hidden states of the target layers target_layer_ids, draft block_size
+// rows at a time from the anchor and block_size - 1 noise tokens, with a Markov bias of rank
+// markov_rank. Absent from the config: stages == 0.
+struct DsparkConfig {
+  int stages = 0;
+  int block_size = 0;
+  int markov_rank = 0;
+  int noise_token_id = 0;
+  std::vector<int> target_layer_ids;  // ascending: the order the reference concatenates them in
+};
+
 struct ModelConfig {
   int vocab_size = 0;
   int hidden_size = 0;             // dim
   int moe_intermediate_size = 0;   // moe_inter_dim
   int num_hidden_layers = 0;
   int num_hash_layers = 0;
-  int num_nextn_predict_layers = 0;
+  int num_nextn_predict_layers = 0;  // MTP layers; 0 with DSpark (whose config still says 1)
   int num_attention_heads = 0;
   int n_routed_experts = 0;
   int n_shared_experts = 0;
@@ -32,7 +45,7 @@ struct ModelConfig {
   int o_groups = 0;
   int o_lora_rank = 0;
   int sliding_window = 0;
-  std::vector<int> compress_ratios;  // num_hidden_layers + num_nextn_predict_layers entries
+  std::vector<int> compress_ratios;  // one per layer of n_layers_total()
   double compress_rope_theta = 0;
   double rope_theta = 0;
   // rope_scaling (YaRN), used by layers with compress ratio > 0
@@ -48,9 +61,11 @@ struct ModelConfig {
   ExpertDtype expert_dtype = ExpertDtype::fp8;  // optional key: "fp4", absent/null = fp8 (Base)
   int weight_block_size = 128;                  // quantization_config.weight_block_size
   int bos_token_id = -1, eos_token_id = -1;     // optional keys; -1 = absent
+  DsparkConfig dspark;                          // optional keys dspark_*
 
   int compress_ratio(int layer) const { return compress_ratios.at(layer); }
-  int n_layers_total() const { return num_hidden_layers + num_nextn_predict_layers; }
+  // Target layers, then the MTP layers or the DSpark stages.
+  int n_layers_total() const { return num_hidden_layers + num_nextn_predict_layers + dspark.stages; }
 };
 
 ModelConfig load_config(const std::string& path);           // config.json file

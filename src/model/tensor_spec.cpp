@@ -198,6 +198,27 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c, const Layout& lay
     for (const char* n : {".enorm", ".hnorm", ".norm"}) b.add(p + n + ".weight", {c.hidden_size}, SpecKind::floats);
     b.hc_head(p + ".");
   }
+  // DSpark stages (0731): full blocks without embedding or head of their own; stage 0 projects
+  // the captured target states, the last one holds the output norm, hc head, Markov head and
+  // confidence head (as the reference's DSparkBlock keeps them).
+  const DsparkConfig& d = c.dspark;
+  for (int s = 0; s < d.stages; ++s) {
+    Builder b{c, layout, splits, out, c.num_hidden_layers + s, true};
+    const std::string p = "mtp." + std::to_string(s);
+    b.block(p);
+    if (s == 0) {
+      b.fp8_linear(p + ".main_proj", c.hidden_size,
+                   static_cast<long long>(c.hidden_size) * static_cast<long long>(d.target_layer_ids.size()));
+      b.add(p + ".main_norm.weight", {c.hidden_size}, SpecKind::floats);
+    }
+    if (s == d.stages - 1) {
+      b.add(p + ".norm.weight", {c.hidden_size}, SpecKind::floats);
+      b.hc_head(p + ".");
+      b.add(p + ".markov_head.markov_w1.weight", {c.vocab_size, d.markov_rank}, SpecKind::floats);
+      b.add(p + ".markov_head.markov_w2.weight", {c.vocab_size, d.markov_rank}, SpecKind::floats);
+      b.add(p + ".confidence_head.proj.weight", {1, c.hidden_size + d.markov_rank}, SpecKind::floats);
+    }
+  }
   return out;
 }
 

@@ -256,6 +256,20 @@ std::unique_ptr<ModelWeights> load_weights(const Checkpoint& ckpt, const ModelCo
     m.hc_head = r.hc(p + ".hc_head");
     w->mtp.push_back(std::move(m));
   }
+  const int stages = cfg.dspark.stages;
+  for (int s = 0; s < stages; ++s)
+    w->dspark.stages.push_back(r.block("mtp." + std::to_string(s), cfg.num_hidden_layers + s, cfg));
+  if (stages > 0) {
+    const std::string last = "mtp." + std::to_string(stages - 1);
+    DsparkWeights& d = w->dspark;
+    d.main_proj = r.quantized("mtp.0.main_proj");
+    d.main_norm = r.floats("mtp.0.main_norm.weight");
+    d.norm = r.floats(last + ".norm.weight");
+    d.hc_head = r.hc(last + ".hc_head");
+    d.markov_w1 = r.floats(last + ".markov_head.markov_w1.weight");
+    d.markov_w2 = r.floats(last + ".markov_head.markov_w2.weight");
+    d.confidence = r.floats(last + ".confidence_head.proj.weight");
+  }
   return w;
 }
 

@@ -82,12 +82,24 @@ struct MtpWeights {
   HcParams hc_head;
 };
 
+// The DSpark drafter (0731): stages[s] is mtp.s's block; main_proj / main_norm (stage 0's)
+// turn the captured target states into each stage's context; the rest is the last stage's.
+struct DsparkWeights {
+  std::vector<BlockWeights> stages;
+  Linear main_proj;  // [dim, dim * target layers]
+  std::vector<float> main_norm, norm;
+  HcParams hc_head;
+  std::vector<float> markov_w1, markov_w2;  // [vocab, markov_rank] each
+  std::vector<float> confidence;            // [dim + markov_rank]
+};
+
 struct ModelWeights {
   Linear embed, head;  // float [vocab, dim]
   std::vector<float> norm;
   HcParams hc_head;
   std::vector<BlockWeights> layers;
   std::vector<MtpWeights> mtp;
+  DsparkWeights dspark;  // no stages without the dspark_* config keys
   std::deque<std::vector<uint8_t>> owned;  // converted copies (F16 matrices)
 };
 
