@@ -15,6 +15,7 @@
 
 #include "core/thread_pool.h"
 #include "ckpt/convert.h"
+#include "model/dspark.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -217,6 +218,103 @@ TEST_P(DsparkTarget, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, DsparkTarget, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "smooth" : "faithful"; });
+
+}  // namespace
+}  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// The DSpark drafter against the reference's forward_spec loop (tiny-dspark/README.md): the
+// target consumes the tokens teacher-forced; after the prefill and after each decoded token the
+// captured states enter the stages' rings; each round drafts from the recorded anchor. Checked:
+// main_x of every absorbed position, and per draft row the logits (after the Markov bias), the
+// hidden state, the confidence and (where not a near-tie) the token. Smooth: every row;
+// faithful: the stable rows.
+class DsparkDrafts : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DsparkDrafts, MatchReference) {
+  const bool smooth = GetParam();
+  SafetensorsFile g(test::golden_dir("tiny-dspark") + (smooth ? "/golden_smooth.safetensors" : "/golden.safetensors"));
+  Model model(test::golden_dir("tiny-dspark"), ModelOptions{.act_quant = !smooth});
+  const ModelConfig& c = model.config();
+  const Dspark drafter(c, model.weights(), !smooth);
+  const int V = c.vocab_size, dim = c.hidden_size, B = c.dspark.block_size;
+  const std::vector<int> tokens = test::ints(g, "tokens");
+  std::map<std::string, Group> groups;
+  auto check = [&](const std::string& group, std::span<const float> got, std::span<const float> want, bool stable,
+                   const std::string& row) {
+    Group& gr = groups[group];
+    const test::MaxErr e = test::max_abs_err(got, want);
+    gr.total++;
+    gr.worst_all = std::max(gr.worst_all, e.err);
+    if (!(smooth || stable)) return;
+    gr.checked++;
+    if (e.err > gr.worst_checked) gr.worst_checked = e.err, gr.where = row + ": " + e.str();
+    EXPECT_LE(e.err, kTol) << (smooth ? "smooth " : "faithful ") << group << " " << row << ": " << e.str();
+  };
+  auto capture = [&](const ForwardTrace& tr, int n) {
+    std::vector<const std::vector<float>*> streams;
+    for (int l : c.dspark.target_layer_ids) streams.push_back(&tr.layer_hidden.at(l));
+    return dspark_capture(c, streams, n);
+  };
+  int tokens_checked = 0;
+  for (const std::string prefix : {"", "long."}) {
+    const std::vector<float> pre_x = test::floats(g, prefix + "prefill.main_x");
+    const int P = static_cast<int>(pre_x.size() / dim);
+    const std::vector<int> anchors = test::ints(g, prefix + "spec.anchor");
+    const int K = static_cast<int>(anchors.size());
+    const std::vector<float> main_x = test::floats(g, prefix + "spec.main_x"), logits = test::floats(g, prefix + "spec.logits"),
+                             hidden = test::floats(g, prefix + "spec.hidden"),
+                             confidence = test::floats(g, prefix + "spec.confidence");
+    const std::vector<int> drafts = test::ints(g, prefix + "spec.tokens");
+    const std::vector<uint8_t> stable = test::bytes(g, prefix + "spec.stable"),
+                               token_stable = test::bytes(g, prefix + "spec.token_stable"),
+                               pre_stable = test::bytes(g, prefix + "prefill.main_hidden_stable"),
+                               dec_stable = test::bytes(g, prefix + "decode.main_hidden_stable");
+    Session s = model.new_session();
+    DsparkState st = drafter.new_state();
+    const std::span<const int> all(tokens);
+    ForwardTrace trace;
+    trace.keep_layer_hidden = true;
+    model.forward(s, all.first(P), &trace);
+    const std::vector<float> px = drafter.absorb(st, capture(trace, P));
+    for (int t = 0; t < P; ++t)
+      check("main_x", std::span<const float>(px).subspan(t * dim, dim), std::span<const float>(pre_x).subspan(t * dim, dim),
+            pre_stable[t], prefix + "prefill position " + std::to_string(t));
+    for (int r = 0; r < K; ++r) {
+      const std::string round = prefix + "round " + std::to_string(r);
+      ForwardTrace step;
+      step.keep_layer_hidden = true;
+      model.forward(s, all.subspan(P + r, 1), &step);
+      check("main_x", drafter.absorb(st, capture(step, 1)), std::span<const float>(main_x).subspan(r * dim, dim),
+            dec_stable[r], round);
+      const DsparkDraft d = drafter.draft(st, anchors[r]);
+      for (int k = 0; k < B; ++k) {
+        const size_t at = static_cast<size_t>(r) * B + k;
+        const std::string row = round + " row " + std::to_string(k);
+        check("spec.logits", std::span<const float>(d.logits).subspan(k * V, V),
+              std::span<const float>(logits).subspan(at * V, V), stable[at], row);
+        check("spec.hidden", std::span<const float>(d.hidden).subspan(k * dim, dim),
+              std::span<const float>(hidden).subspan(at * dim, dim), stable[at], row);
+        check("spec.confidence", std::span<const float>(d.confidence).subspan(k, 1),
+              std::span<const float>(confidence).subspan(at, 1), stable[at], row);
+        if (token_stable[at]) {
+          EXPECT_EQ(d.tokens[k], drafts[at]) << row;
+          ++tokens_checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(tokens_checked, smooth ? 60 : 10);
+  std::printf("tiny-dspark %-8s drafts: %d tokens checked\n", smooth ? "smooth" : "faithful", tokens_checked);
+  for (const auto& [group, gr] : groups)
+    std::printf("  %-18s checked %3d/%3d rows, worst checked %.3g, worst of all rows %.3g  %s\n", group.c_str(), gr.checked,
+                gr.total, gr.worst_checked, gr.worst_all, gr.where.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, DsparkDrafts, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "smooth" : "faithful"; });
 
 }  // namespace

@@ -34,14 +34,12 @@ void layer_cache_init(const BlockWeights& b, const ModelConfig& c, bool act_quan
     compressor_init(b.attn.indexer->compressor, act_quant ? KvFormat::fp4 : KvFormat::f32, rd, cache.indexer);
 }
 
-namespace {
-
 // Heads [h0, h1) of one token at position pos: q [H, D] -> o [H, D] (rows h0 .. h1 - 1 written).
 // scores [h1 - h0, n_keys] and sums [h1 - h0] are scratch. The sink takes probability mass and
 // adds no value.
-void attend(const float* q, int h0, int h1, std::span<const float* const> keys, int D, float scale,
-            std::span<const float> attn_sink, const Rope& rope, long long pos, std::vector<float>& scores,
-            std::vector<float>& sums, float* o) {
+void attend_heads(const float* q, int h0, int h1, std::span<const float* const> keys, int D, float scale,
+                  std::span<const float> attn_sink, const Rope& rope, long long pos, std::vector<float>& scores,
+                  std::vector<float>& sums, float* o) {
   const int nh = h1 - h0, nk = static_cast<int>(keys.size()), rd = rope.dim();
   scores.resize(static_cast<size_t>(nh) * nk);
   sums.resize(nh);
@@ -61,6 +59,8 @@ void attend(const float* q, int h0, int h1, std::span<const float* const> keys, 
     rope.apply(oh + D - rd, pos, /*inverse=*/true);
   }
 }
+
+namespace {
 
 // One session's n rows at pos0: q [n, H, D] and kv [n, D] of its tokens, chosen [n] the
 // indexer's picks (CSA) -> o [n, H, D]; then its kv enters the window ring.
@@ -118,7 +118,7 @@ void attend_session(const AttentionWeights& w, int ratio, const ModelConfig& c, 
       std::vector<float> csa_rows, scores, sums;
       for (size_t t = t0; t < t1; ++t) {
         token_keys(t, keys, csa_rows, false);
-        attend(q_of(t), 0, H, keys, D, scale, w.attn_sink, rope, pos0 + static_cast<long long>(t), scores, sums,
+        attend_heads(q_of(t), 0, H, keys, D, scale, w.attn_sink, rope, pos0 + static_cast<long long>(t), scores, sums,
                o_of(t));
       }
     });
@@ -129,7 +129,7 @@ void attend_session(const AttentionWeights& w, int ratio, const ModelConfig& c, 
       token_keys(t, keys, csa_rows, true);
       pool().parallel_for(static_cast<size_t>(H), [&](size_t h0, size_t h1) {
         std::vector<float> scores, sums;
-        attend(q_of(t), static_cast<int>(h0), static_cast<int>(h1), keys, D, scale, w.attn_sink, rope,
+        attend_heads(q_of(t), static_cast<int>(h0), static_cast<int>(h1), keys, D, scale, w.attn_sink, rope,
                pos0 + static_cast<long long>(t), scores, sums, o_of(t));
       });
     }
@@ -142,59 +142,42 @@ void attend_session(const AttentionWeights& w, int ratio, const ModelConfig& c, 
 
 }  // namespace
 
-void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,
-                       std::span<const float> x, std::span<const Segment> segs, bool act_quant,
-                       std::span<float> out) {
-  // H: this rank's heads (all of them in one process; a model-parallel rank holds H / world
-  // rows of wq_b and the matching output groups of wo_a).
-  const int D = c.head_dim, rd = c.qk_rope_head_dim, H = w.wq_b.out / D;
-  const int eps_dim = c.q_lora_rank;
-  const int n = static_cast<int>(x.size() / c.hidden_size);
-  const float eps = c.rms_norm_eps;
-  // Row t of the step is token t - row0 of its segment.
-  std::vector<long long> pos(n);
-  for (const Segment& sg : segs)
-    for (int t = 0; t < sg.n; ++t) pos[sg.row0 + t] = sg.pos0 + t;
-
-  // q: [n, H, D]
-  std::vector<float> qr(static_cast<size_t>(n) * eps_dim);
-  linear(w.wq_a, x, n, qr, act_quant);
-  rmsnorm(qr, w.q_norm, eps, eps_dim, qr);
-  std::vector<float> q(static_cast<size_t>(n) * H * D);
-  linear(w.wq_b, qr, n, q, act_quant);
-  rmsnorm(q, {}, eps, D, q);
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h) rope.apply(q.data() + (static_cast<size_t>(t) * H + h) * D + D - rd, pos[t]);
-
-  // kv: [n, D]
-  std::vector<float> kv(static_cast<size_t>(n) * D);
+void attention_kv(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
+                  std::span<const long long> pos, bool act_quant, std::vector<float>& kv) {
+  const int D = c.head_dim, rd = c.qk_rope_head_dim, n = static_cast<int>(pos.size());
+  kv.assign(static_cast<size_t>(n) * D, 0.0f);
   linear(w.wkv, x, n, kv, act_quant);
-  rmsnorm(kv, w.kv_norm, eps, D, kv);
+  rmsnorm(kv, w.kv_norm, c.rms_norm_eps, D, kv);
   for (int t = 0; t < n; ++t) {
     float* k = kv.data() + static_cast<size_t>(t) * D;
     rope.apply(k + D - rd, pos[t]);
     if (act_quant) fp8_roundtrip(std::span<float>(k, D - rd), 64);
   }
+}
 
-  // Compressed entries (appended as blocks complete) and the indexer's choice per token.
-  std::vector<std::vector<int>> chosen;
-  if (w.indexer) chosen = indexer_forward(*w.indexer, c, x, qr, segs, rope, act_quant);
-  if (w.compressor) {
-    std::vector<float> ckv, cscore;
-    compressor_project(*w.compressor, x, n, ckv, cscore);
-    const size_t width = ckv.size() / n;
-    for (const Segment& sg : segs)
-      compressor_absorb(*w.compressor, ckv.data() + sg.row0 * width, cscore.data() + sg.row0 * width, sg.n,
-                        sg.pos0, rope, eps, CompressedRounding::fp8_nope, act_quant, sg.cache->compressor);
-  }
+void attention_project(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
+                       std::span<const long long> pos, bool act_quant, std::vector<float>& qr, std::vector<float>& q,
+                       std::vector<float>& kv) {
+  const int D = c.head_dim, rd = c.qk_rope_head_dim, H = w.wq_b.out / D;
+  const int eps_dim = c.q_lora_rank;
+  const int n = static_cast<int>(pos.size());
+  const float eps = c.rms_norm_eps;
+  // q: [n, H, D]
+  qr.assign(static_cast<size_t>(n) * eps_dim, 0.0f);
+  linear(w.wq_a, x, n, qr, act_quant);
+  rmsnorm(qr, w.q_norm, eps, eps_dim, qr);
+  q.assign(static_cast<size_t>(n) * H * D, 0.0f);
+  linear(w.wq_b, qr, n, q, act_quant);
+  rmsnorm(q, {}, eps, D, q);
+  for (int t = 0; t < n; ++t)
+    for (int h = 0; h < H; ++h) rope.apply(q.data() + (static_cast<size_t>(t) * H + h) * D + D - rd, pos[t]);
 
-  std::vector<float> o(static_cast<size_t>(n) * H * D);
-  for (const Segment& sg : segs) {
-    const size_t r = static_cast<size_t>(sg.row0);
-    attend_session(w, ratio, c, rope, H, q.data() + r * H * D, kv.data() + r * D,
-                   chosen.empty() ? nullptr : chosen.data() + r, sg.n, sg.pos0, *sg.cache, o.data() + r * H * D);
-  }
+  attention_kv(w, c, rope, x, pos, act_quant, kv);
+}
 
+void attention_output(const AttentionWeights& w, const ModelConfig& c, std::span<const float> o, int n, bool act_quant,
+                      std::span<float> out) {
+  const int D = c.head_dim, H = w.wq_b.out / D;
   // Grouped low-rank output: group g of o ([H / G * D]) times wo_a rows [g*R, (g+1)*R).
   const int R = c.o_lora_rank, G = w.wo_a.out / R, gw = c.num_attention_heads / c.o_groups * D;
   std::vector<float> og(static_cast<size_t>(n) * gw), low(static_cast<size_t>(n) * G * R), part(static_cast<size_t>(n) * R);
@@ -225,6 +208,44 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
       std::copy_n(gathered.data() + (static_cast<size_t>(r) * n + t) * width, width,
                   all.data() + (static_cast<size_t>(t) * comm.world() + r) * width);
   linear(w.wo_b, all, n, out, act_quant);
+}
+
+void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,
+                       std::span<const float> x, std::span<const Segment> segs, bool act_quant,
+                       std::span<float> out) {
+  // H: this rank's heads (all of them in one process; a model-parallel rank holds H / world
+  // rows of wq_b and the matching output groups of wo_a).
+  const int D = c.head_dim, H = w.wq_b.out / D;
+  const int n = static_cast<int>(x.size() / c.hidden_size);
+  const float eps = c.rms_norm_eps;
+  // Row t of the step is token t - row0 of its segment.
+  std::vector<long long> pos(n);
+  for (const Segment& sg : segs)
+    for (int t = 0; t < sg.n; ++t) pos[sg.row0 + t] = sg.pos0 + t;
+
+  std::vector<float> qr, q, kv;
+  attention_project(w, c, rope, x, pos, act_quant, qr, q, kv);
+
+  // Compressed entries (appended as blocks complete) and the indexer's choice per token.
+  std::vector<std::vector<int>> chosen;
+  if (w.indexer) chosen = indexer_forward(*w.indexer, c, x, qr, segs, rope, act_quant);
+  if (w.compressor) {
+    std::vector<float> ckv, cscore;
+    compressor_project(*w.compressor, x, n, ckv, cscore);
+    const size_t width = ckv.size() / n;
+    for (const Segment& sg : segs)
+      compressor_absorb(*w.compressor, ckv.data() + sg.row0 * width, cscore.data() + sg.row0 * width, sg.n,
+                        sg.pos0, rope, eps, CompressedRounding::fp8_nope, act_quant, sg.cache->compressor);
+  }
+
+  std::vector<float> o(static_cast<size_t>(n) * H * D);
+  for (const Segment& sg : segs) {
+    const size_t r = static_cast<size_t>(sg.row0);
+    attend_session(w, ratio, c, rope, H, q.data() + r * H * D, kv.data() + r * D,
+                   chosen.empty() ? nullptr : chosen.data() + r, sg.n, sg.pos0, *sg.cache, o.data() + r * H * D);
+  }
+
+  attention_output(w, c, o, n, act_quant, out);
 }
 
 void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& c, const Rope& rope,

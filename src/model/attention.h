@@ -5,6 +5,7 @@
 #pragma once
 
 #include <span>
+#include <vector>
 
 #include "io/config.h"
 #include "model/segment.h"
@@ -21,6 +22,25 @@ void layer_cache_init(const BlockWeights& b, const ModelConfig& c, bool act_quan
 void attention_forward(const AttentionWeights& w, int compress_ratio, const ModelConfig& c,
                        const Rope& rope, std::span<const float> x, std::span<const Segment> segs,
                        bool act_quant, std::span<float> out);
+
+// The pieces of attention_forward, for the DSpark stages (model/dspark.h), which attend to
+// other keys:
+// q path: qr [n, q_lora_rank] (the indexer's input), q [n, H, D] (per-head RMS, RoPE at pos);
+// kv [n, D] (kv_norm, RoPE at pos, non-rope dims FP8-rounded when act_quant).
+void attention_project(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
+                       std::span<const long long> pos, bool act_quant, std::vector<float>& qr, std::vector<float>& q,
+                       std::vector<float>& kv);
+void attention_kv(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
+                  std::span<const long long> pos, bool act_quant, std::vector<float>& kv);
+// Heads [h0, h1) of one token at position pos: q [H, D] over keys (each a [D] row, key =
+// value) with the per-head attention sink -> o [H, D] (rows h0 .. h1 - 1, inverse RoPE applied).
+// scores and sums are scratch.
+void attend_heads(const float* q, int h0, int h1, std::span<const float* const> keys, int D, float scale,
+                  std::span<const float> attn_sink, const Rope& rope, long long pos, std::vector<float>& scores,
+                  std::vector<float>& sums, float* o);
+// o [n, H, D] -> out [n, dim]: grouped wo_a, then wo_b (and the ranks' parts combined).
+void attention_output(const AttentionWeights& w, const ModelConfig& c, std::span<const float> o, int n, bool act_quant,
+                      std::span<float> out);
 
 // One session: x [n, dim] at positions pos0 .. pos0 + n - 1.
 void attention_forward(const AttentionWeights& w, int compress_ratio, const ModelConfig& c,
