@@ -110,6 +110,49 @@ TEST_P(SessionCase, BatchedSessionsGetTheirLogitsAlone) {
   }
 }
 
+// Speculative steps: a session marked, fed up to `window` tokens, then rolled back to a random
+// kept prefix, continues bit for bit like a session that was fed only the kept tokens. Random
+// steps over a prompt long enough to cross many compressed-block boundaries inside the dropped
+// and the kept tokens and to wrap the window ring; every step compares the logits of what both
+// sessions feed next.
+TEST_P(SessionCase, RollbackEqualsFeedingOnlyTheKeptTokens) {
+  const auto& [name, act_quant] = GetParam();
+  Model m(test::golden_dir(name), ModelOptions{.act_quant = act_quant});
+  const int V = m.config().vocab_size, win = m.config().sliding_window;
+  const int n = std::min(300, 4 * win + 60);
+  std::mt19937 rng(11);
+  Session spec = m.new_session(), plain = m.new_session();
+  int fed = 0, dropped = 0, steps = 0;
+  while (fed < n) {
+    const int k = 1 + static_cast<int>(rng() % std::min(win, 8));
+    const std::vector<int> tried = some_tokens(k, V, rng());
+    const SessionMark mark = m.mark(spec, k);
+    m.forward(spec, tried);
+    const int keep = static_cast<int>(rng() % (k + 1));
+    m.rollback(spec, mark, spec.pos - k + keep);
+    dropped += k - keep;
+    ASSERT_EQ(spec.pos, plain.pos + keep);
+    if (keep > 0) m.forward(plain, std::span<const int>(tried).first(keep));
+    // The next tokens, fed to both.
+    const std::vector<int> next = some_tokens(1 + static_cast<int>(rng() % 3), V, rng());
+    const test::MaxErr e = test::max_abs_err(m.forward(spec, next), m.forward(plain, next));
+    ASSERT_EQ(e.err, 0.0) << name << " step " << steps << " at position " << plain.pos << ": " << e.str();
+    fed += keep + static_cast<int>(next.size());
+    ++steps;
+  }
+  EXPECT_GT(dropped, n / 4);
+}
+
+TEST(Session, RollbackIsChecked) {
+  Model m(test::golden_dir("tiny-short"));
+  Session s = m.new_session();
+  EXPECT_THROW(m.mark(s, 0), Error);
+  EXPECT_THROW(m.mark(s, m.config().sliding_window + 1), Error);
+  const SessionMark mark = m.mark(s, 2);
+  m.forward(s, std::vector<int>{1, 2, 3});
+  EXPECT_THROW(m.rollback(s, mark, 1), Error);  // went past the mark's 2 tokens
+}
+
 TEST(Session, BatchStepsAreCheckedBeforeAnySessionMoves) {
   Model m(test::golden_dir("tiny"));
   Session a = m.new_session(), b = m.new_session();

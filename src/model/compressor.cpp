@@ -73,6 +73,10 @@ void compressor_absorb(const CompressorWeights& w, const float* kv, const float*
     const long long pos = pos0 + t;
     const int slot = static_cast<int>(pos % r);
     const int row = w.overlap ? r + slot : slot;
+    if (s.logging) {
+      s.log.insert(s.log.end(), kv + static_cast<size_t>(t) * width, kv + static_cast<size_t>(t + 1) * width);
+      s.log.insert(s.log.end(), score + static_cast<size_t>(t) * width, score + static_cast<size_t>(t + 1) * width);
+    }
     for (int c = 0; c < width; ++c) {
       s.kv[static_cast<size_t>(row) * width + c] = kv[static_cast<size_t>(t) * width + c];
       s.score[static_cast<size_t>(row) * width + c] =

@@ -46,6 +46,14 @@ void KvRows::push_back(std::span<const float> row) {
   }
 }
 
+void KvRows::copy_row(size_t i, const KvRows& src, size_t j) {
+  DSV4_CHECK(src.format_ == format_ && src.dim_ == dim_ && src.rope_dim_ == rope_dim_ && i < n_ && j < src.n_,
+             "kv cache: copying row ", j, " of ", src.n_, " into row ", i, " of ", n_, " of another layout");
+  std::copy_n(src.codes_.begin() + j * n_codes_, n_codes_, codes_.begin() + i * n_codes_);
+  std::copy_n(src.scales_.begin() + j * n_scales_, n_scales_, scales_.begin() + i * n_scales_);
+  std::copy_n(src.floats_.begin() + j * n_floats_, n_floats_, floats_.begin() + i * n_floats_);
+}
+
 void KvRows::store(size_t i, std::span<const float> row) {
   DSV4_CHECK(i < n_ && row.size() == static_cast<size_t>(dim_), "kv cache: row ", i, " of ", n_,
              ", width ", row.size(), " for ", dim_);

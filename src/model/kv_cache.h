@@ -37,11 +37,14 @@ class KvRows {
 
   KvFormat format() const { return format_; }
   int dim() const { return dim_; }
+  int rope_dim() const { return rope_dim_; }
   size_t size() const { return n_; }
   void resize(size_t n);  // new rows unpack to zeros
   void push_back(std::span<const float> row);
   void store(size_t i, std::span<const float> row);
   void load(size_t i, float* row) const;  // row [dim]
+  // Row i becomes src's row j, as stored (no unpacking and packing again); the same layout.
+  void copy_row(size_t i, const KvRows& src, size_t j);
   size_t bytes() const;                   // held: row_bytes() * size()
 
   // Bytes per stored row.
@@ -64,6 +67,10 @@ class KvRows {
 struct CompressorState {
   std::vector<float> kv, score;  // [coff * ratio, coff * head_dim], float32
   KvRows entries;                // [n_entries, head_dim] compressed kv, oldest first
+  // While a speculative step is marked (model/rollback.cpp): every absorbed input row ([coff *
+  // head_dim] kv, then score before the ape), so that a rollback can absorb the kept ones again.
+  bool logging = false;
+  std::vector<float> log;
 };
 
 struct LayerCache {

@@ -33,6 +33,20 @@ struct Session {
   std::shared_ptr<void> lease;
 };
 
+// A session before a speculative step (Model::mark), to go back to any position up to
+// max_tokens past it (Model::rollback): what the window ring's slots held, the compressors'
+// pending rows and entry counts. The compressors log what they absorb meanwhile.
+struct SessionMark {
+  long long pos = 0;
+  int max_tokens = 0;
+  struct Layer {
+    KvRows ring;  // the slots of positions pos .. pos + max_tokens - 1, as they were
+    std::vector<float> kv, score, index_kv, index_score;
+    size_t entries = 0, index_entries = 0;
+  };
+  std::vector<Layer> layers;
+};
+
 // What a batched step did (for benchmarks): routed experts run, summed over the layers (each
 // expert counted once per layer however many rows chose it; this rank's only).
 struct StepStats {
@@ -76,6 +90,13 @@ class Model {
   // last-token logits [vocab], bitwise what forward() on that session alone returns. Throws
   // Error before changing any session when a step is bad.
   std::vector<std::vector<float>> forward(std::span<const SessionStep> steps, StepStats* stats = nullptr) const;
+
+  // Speculative steps (model/rollback.cpp): mark a session, feed up to max_tokens (<= the
+  // window) that may be rejected, then roll back to any position from the mark to where it got
+  // (that position included: keeping everything), which ends the mark. The session is then
+  // bit for bit what feeding only the kept tokens would have left. The main layers only.
+  SessionMark mark(Session& s, int max_tokens) const;
+  void rollback(Session& s, const SessionMark& m, long long to_pos) const;
 
   // Throws Error naming the first token id outside the vocabulary (or an empty list).
   void check_tokens(std::span<const int> tokens) const;
