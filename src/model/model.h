@@ -78,6 +78,7 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const Checkpoint& checkpoint() const { return *ckpt_; }
   const ModelWeights& weights() const { return *w_; }
+  bool act_quant() const { return opts_.act_quant; }
 
   Session new_session() const;
 
