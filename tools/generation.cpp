@@ -7,6 +7,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "ckpt/info.h"
+#include "dist/comm.h"
 #include "tools/interrupt.h"
 #include "tools/options.h"
 #include "tools/progress.h"
@@ -31,6 +32,11 @@ void add_generation_options(CLI::App* sub, RunArgs& a) {
                   "separate (to stderr) or hidden");
   sub->add_option("-n,--max-tokens,--n-predict", a.max_tokens, "most tokens to generate per answer");
   sub->add_option("--temperature,--temp", a.temperature, "0 = greedy; the default is the official one");
+  sub->add_option("--spec", a.spec,
+                  "speculative decoding, greedy only: auto (the checkpoint's drafter, DSpark or MTP, when "
+                  "--temperature is 0), off, mtp, dspark")
+      ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
+  sub->add_option("--draft", a.draft, "draft tokens checked per pass (default: the drafter's most: DSpark's block size, MTP 1)");
   sub->add_option("--top-p", a.top_p, "nucleus sampling");
   sub->add_option("--top-k", a.top_k, "0 = off");
   sub->add_option("--min-p", a.min_p, "0 = off");
@@ -133,6 +139,10 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   req.prompt = prompt;
   req.sampling = {a.temperature, a.top_p, a.top_k, a.min_p, a.seed};
   req.max_tokens = a.max_tokens;
+  const ModelConfig& cfg = conv.engine().model().config();
+  req.spec = a.spec == "auto" ? (a.temperature == 0 && Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
+                              : parse_spec_mode(a.spec);
+  req.draft = a.draft >= 0 ? a.draft : std::min(max_draft(cfg, req.spec), cfg.sliding_window - 1);
   req.on_text = [&](const std::string& delta) {
     printer.show(parser.feed(delta));
     return true;
@@ -144,6 +154,8 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
     if (done < total) bar->update(static_cast<double>(done) / total, std::to_string(done) + "/" + std::to_string(total));
     else bar->done(std::to_string(total) + " tokens");
   };
+  const SpecMode req_spec = req.spec;
+  const int req_draft = req.draft;
   Generation g(conv, std::move(req));
   while (!g.step())
     if (Interrupts::take()) g.cancel();
@@ -158,7 +170,15 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
               << " generated, " << n / std::max(1e-9, r.decode_seconds) << " tok/s; finish: ";
   else
     std::cerr << "stopped in the prefill; finish: ";
-  std::cerr << (r.finish == FinishReason::cancelled ? "interrupted" : finish_reason_name(r.finish)) << "]\n";
+  std::cerr << (r.finish == FinishReason::cancelled ? "interrupted" : finish_reason_name(r.finish));
+  if (r.spec.steps > 0) {
+    char line[160];
+    std::snprintf(line, sizeof line, "; speculative %s, draft %d: %.2f tokens per pass, %.0f%% of %lld drafts accepted",
+                  spec_mode_name(req_spec), req_draft, r.spec.tokens_per_step(), 100 * r.spec.acceptance(),
+                  r.spec.drafted);
+    std::cerr << line;
+  }
+  std::cerr << "]\n";
   return {parser.message().to_json(), r.finish == FinishReason::cancelled};
 }
 

@@ -101,6 +101,8 @@ void validate(const GenerateRequest& req) {
   DSV4_CHECK(!req.prompt.empty(), "empty prompt");
   DSV4_CHECK(req.max_tokens >= 1, "max_tokens must be >= 1, got ", req.max_tokens);
   for (const auto& s : req.stop) DSV4_CHECK(!s.empty(), "stop strings must not be empty");
+  DSV4_CHECK(req.spec == SpecMode::off || req.sampling.temperature == 0, "speculative decoding (", spec_mode_name(req.spec),
+             ") is greedy only for now: use temperature 0, or --spec off");
 }
 
 Generation::Generation(Conversation& conv, GenerateRequest req)
@@ -131,6 +133,7 @@ void Generation::finish(FinishReason why, bool hit_stop_string) {
 }
 
 bool Generation::step() {
+  if (req_.spec != SpecMode::off) return spec_step();
   const std::span<const int> in = next_input(kPrefillChunk);
   if (in.empty()) return true;
   const SessionStep st{&conv_.session(), in};
@@ -186,6 +189,11 @@ bool Generation::sample_next() {
                              : sampler_.sample(std::span<const float>(logits_).first(n_ids));
   // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone).
   if (!e.leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
+  return take(tok);
+}
+
+bool Generation::take(int tok) {
+  const Engine& e = conv_.engine();
   if (req_.stop_at_eos && tok == e.eos_id()) {
     r_.hit_eos = true;
     finish(FinishReason::stop, false);
@@ -225,6 +233,39 @@ bool Generation::sample_next() {
   }
   sampled_[0] = tok;
   return true;
+}
+
+bool Generation::spec_step() {
+  if (finished_) return true;
+  if (cancel_) {
+    finish(FinishReason::cancelled, false);
+    return true;
+  }
+  const Engine& e = conv_.engine();
+  if (!started_) {
+    started_ = true;
+    DSV4_CHECK(!e.leading() && Comm::get().world() == 1, "speculative decoding under mpirun is not supported yet");
+    const int n_ids = std::min(e.model().config().vocab_size, e.tokenizer().vocab_size());
+    spec_ = std::make_unique<GreedyDecoder>(e.model(), req_.spec, req_.draft, n_ids);
+    conv_.reset();
+    spec_->prefill(conv_.session(), req_.prompt);
+    conv_.fed(req_.prompt);
+    prefilled_ = req_.prompt.size();
+    if (req_.on_prefill) req_.on_prefill(prefilled_, prefilled_);
+    r_.prefill_seconds = seconds_since(t0_);
+    t0_ = std::chrono::steady_clock::now();
+    if (!take(spec_->first().tokens.front())) return true;
+    return false;
+  }
+  const int fed_first = sampled_[0];  // the last token taken, which this pass feeds
+  const GreedyDecoder::Chosen c = spec_->step(conv_.session());
+  r_.spec = spec_->stats();
+  // The session took the last token and every chosen one but the newest.
+  conv_.fed(std::span<const int>(&fed_first, 1));
+  conv_.fed(std::span<const int>(c.tokens).first(c.tokens.size() - 1));
+  for (const int tok : c.tokens)
+    if (!take(tok)) return true;
+  return false;
 }
 
 GenerateResult generate(Conversation& conv, const GenerateRequest& req) {

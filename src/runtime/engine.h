@@ -17,6 +17,7 @@
 #include "dist/mirror.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4 {
@@ -92,6 +93,10 @@ struct GenerateRequest {
   std::function<bool(const std::string& delta)> on_text;
   std::function<void(size_t done, size_t total)> on_prefill;
   std::optional<std::string> forced_text;  // test hook: emit this text's tokens, then EOS
+  // Greedy speculative decoding (runtime/speculative.h): temperature 0 only; a fresh session
+  // (the prompt is prefilled whole, no cache reuse); one process.
+  SpecMode spec = SpecMode::off;
+  int draft = 0;
 };
 
 struct GenerateResult {
@@ -101,6 +106,7 @@ struct GenerateResult {
   bool hit_eos = false;  // stopped because the model emitted its end-of-sentence token
   int prompt_tokens = 0, reused_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
+  SpecStats spec;  // with speculative decoding
 };
 
 // Throws Error naming the first bad field (empty prompt, max_tokens < 1, empty stop string,
@@ -132,6 +138,8 @@ class Generation {
   void finish(FinishReason why, bool hit_stop_string);
   bool stream(size_t upto);
   bool sample_next();  // samples, streams and checks the stop conditions; true to go on
+  bool take(int tok);  // a chosen token: streams it and checks the stop conditions; true to go on
+  bool spec_step();    // step() with speculative decoding
 
   Conversation& conv_;
   GenerateRequest req_;
@@ -145,6 +153,7 @@ class Generation {
   size_t prefilled_ = 0, emitted_ = 0, max_stop_ = 0;
   bool started_ = false, finished_ = false, cancel_ = false;
   std::chrono::steady_clock::time_point t0_;
+  std::unique_ptr<GreedyDecoder> spec_;
 };
 
 GenerateResult generate(Conversation& conv, const GenerateRequest& req);
