@@ -265,6 +265,21 @@ TEST(Cli, RunSpeculativeEqualsPlain) {
     const auto stats = test::run_command("(" + base + " >/dev/null)");  // --spec auto: the MTP layer
     EXPECT_NE(stats.output.find("speculative mtp, draft 1"), std::string::npos) << stats.output;
   }
+  // DSpark (dsv4 synth's V4-Flash-0731 layout): the same text, each draft size.
+  test::TempDir d;
+  ASSERT_EQ(test::run_command(test::dsv4_binary() + " synth --preset tiny-dspark -o " + d.file("m")).status, 0);
+  const std::string base = test::dsv4_binary() + " run -m " + d.file("m") + " -p 'Hello there' -n 50 --temperature 0";
+  const auto plain = test::run_command("(" + base + " --spec off 2>/dev/null)");
+  ASSERT_EQ(plain.status, 0) << plain.output;
+  for (int draft = 1; draft <= 5; ++draft)
+    EXPECT_EQ(test::run_command("(" + base + " --draft " + std::to_string(draft) + " 2>/dev/null)").output, plain.output)
+        << "DSpark draft " << draft;
+  const auto dstats = test::run_command("(" + base + " >/dev/null)");
+  EXPECT_NE(dstats.output.find("speculative dspark, draft 5"), std::string::npos) << dstats.output;
+  const auto bad = test::run_command(base + " --draft 6 < /dev/null");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("--draft 6: dspark proposes 1 .. 5 tokens per pass"), std::string::npos) << bad.output;
+
   const auto r = test::run_command("(" + test::dsv4_binary() + " run -m " + std::string(DSV4_SOURCE_DIR) +
                                    "/models/dsv4-tiny -p 'Write a short story about a cat.' -n 60 --temperature 0 >/dev/null)");
   const size_t at = r.output.find("draft 1: ");

@@ -4,6 +4,9 @@
 // With --sessions B (a list: 1,2,4,8), B sessions decode together, one batched forward pass
 // per step: the aggregate tokens/s, and the weight bytes a step reads (each routed expert
 // once however many sessions chose it) with the bandwidth that implies.
+// With --spec mtp|dspark: what a speculative verify step over 1 + k rows costs against a
+// one-row decode step (the same weights read, so close to 1 while the reads bound a step), and
+// greedy decoding with and without the drafter (tokens per pass, acceptance, tokens/s).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +22,7 @@
 #include "dist/comm.h"
 #include "ckpt/cost.h"
 #include "model/model.h"
+#include "runtime/speculative.h"
 #include "tools/commands.h"
 #include "tools/options.h"
 
@@ -32,6 +36,7 @@ struct BenchArgs {
   std::vector<int> sessions = {1};
   bool json = false;
   WeightsIn weights = WeightsIn::automatic;
+  std::string spec = "off";
 };
 
 double now_s() {
@@ -66,6 +71,80 @@ DecodeRun decode_together(const Model& model, const Session& prefilled, int b, i
   r.comm_bytes_per_step = static_cast<double>(comm.stats().bytes - comm0.bytes) / steps;
   r.comm_share = (comm.stats().seconds - comm0.seconds) / r.seconds;
   return r;
+}
+
+// Seconds per step of `steps` steps from the prefilled session, each feeding 1 + k random
+// tokens and keeping one (a verify step that rejects every draft; k = 0: a decode step).
+double verify_step_seconds(const Model& model, const Session& prefilled, int k, int steps) {
+  std::mt19937 rng(static_cast<unsigned>(k + 7));
+  Session s = prefilled;
+  std::vector<int> rows(1 + k);
+  const double t0 = now_s();
+  for (int i = 0; i < steps; ++i) {
+    for (int& t : rows) t = static_cast<int>(rng() % model.config().vocab_size);
+    if (k == 0) {
+      model.forward(s, rows);
+      continue;
+    }
+    const SessionMark mark = model.mark(s, 1 + k);
+    model.forward(s, rows);
+    model.rollback(s, mark, mark.pos + 1);
+  }
+  return (now_s() - t0) / steps;
+}
+
+struct GreedyRun {
+  double seconds = 0;
+  int tokens = 0;
+  SpecStats stats;
+};
+
+GreedyRun greedy(const Model& model, SpecMode mode, int draft, std::span<const int> prompt, int tokens) {
+  GreedyDecoder d(model, mode, draft, model.config().vocab_size);
+  Session s = model.new_session();
+  d.prefill(s, prompt);
+  GreedyRun r;
+  const double t0 = now_s();
+  while (r.tokens < tokens) r.tokens += static_cast<int>(d.step(s).tokens.size());
+  r.seconds = now_s() - t0;
+  r.stats = d.stats();
+  return r;
+}
+
+// The --spec part of the report.
+void bench_spec(const BenchArgs& a, const Model& model, const Session& prefilled, std::span<const int> prompt) {
+  const ModelConfig& c = model.config();
+  const SpecMode mode = parse_spec_mode(a.spec);
+  const int most = std::min(max_draft(c, mode), c.sliding_window - 1);
+  DSV4_CHECK(mode == SpecMode::off || most >= 1, "--spec ", a.spec, ": no drafter");
+  if (mode == SpecMode::off) return;
+  GreedyDecoder check(model, mode, most, c.vocab_size);  // Error when the checkpoint has no such drafter
+  if (!a.json) {
+    std::fflush(stdout);
+    std::cerr << "speculative decoding (" << a.spec << ")..." << std::endl;
+  }
+  const double decode_s = verify_step_seconds(model, prefilled, 0, a.decode);
+  std::vector<double> verify_s;
+  for (int k = 1; k <= most; ++k) verify_s.push_back(verify_step_seconds(model, prefilled, k, a.decode));
+  const GreedyRun plain = greedy(model, SpecMode::off, 0, prompt, a.decode);
+  const GreedyRun spec = greedy(model, mode, most, prompt, a.decode);
+  if (a.json) {
+    std::printf("{\"spec\": \"%s\", \"draft\": %d, \"decode_step_ms\": %.3f, \"verify_step_ms\": [", a.spec.c_str(), most,
+                1e3 * decode_s);
+    for (size_t k = 0; k < verify_s.size(); ++k) std::printf("%s%.3f", k ? ", " : "", 1e3 * verify_s[k]);
+    std::printf("], \"plain_tok_s\": %.3f, \"spec_tok_s\": %.3f, \"tokens_per_pass\": %.3f, \"acceptance\": %.4f}\n",
+                plain.tokens / plain.seconds, spec.tokens / spec.seconds, spec.stats.tokens_per_step(),
+                spec.stats.acceptance());
+    return;
+  }
+  std::printf("speculative (%s), a verify step over 1 + k rows against a decode step (%.1f ms):\n", a.spec.c_str(),
+              1e3 * decode_s);
+  for (size_t k = 0; k < verify_s.size(); ++k)
+    std::printf("  k = %zu   %8.1f ms   %5.2fx\n", k + 1, 1e3 * verify_s[k], verify_s[k] / decode_s);
+  std::printf("greedy decoding, %d tokens: %.2f tok/s without the drafter, %.2f tok/s with it (draft %d): %.2f tokens "
+              "per pass, %.0f%% of drafts accepted\n",
+              a.decode, plain.tokens / plain.seconds, spec.tokens / spec.seconds, most, spec.stats.tokens_per_step(),
+              100 * spec.stats.acceptance());
 }
 
 int run(const BenchArgs& a) {
@@ -133,6 +212,7 @@ int run(const BenchArgs& a) {
           peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0, comm.world(), r.comm_bytes_per_step / r.sessions,
           r.comm_share, r.sessions, aggregate, r.step_weight_bytes, step_gbps);
     }
+    bench_spec(a, model, s, ids);
     return 0;
   }
   std::printf("threads                 %d\n", threads);
@@ -155,6 +235,7 @@ int run(const BenchArgs& a) {
                 "rank 0 sent/received %.1f KB per decoded token in collectives, %.0f%% of decode time (%d session(s))\n",
                 comm.world(), runs.front().comm_bytes_per_step / runs.front().sessions / 1e3,
                 100 * runs.front().comm_share, runs.front().sessions);
+  bench_spec(a, model, s, ids);
   return 0;
 }
 
@@ -172,6 +253,10 @@ void add_bench(CLI::App& app, std::vector<Command>& out) {
       ->delimiter(',');
   sub->add_option("--threads", a->threads, "worker threads (0 = all cores)");
   sub->add_flag("--json", a->json, "print one JSON object");
+  sub->add_option("--spec", a->spec,
+                  "also measure speculative decoding with this drafter: the cost of a verify step over 1 + k rows, "
+                  "and greedy decoding with and without it (--decode tokens)")
+      ->check(CLI::IsMember({"off", "mtp", "dspark"}));
   out.push_back({sub, [a] { return run(*a); }});
 }
 

@@ -25,6 +25,10 @@ struct Shape {
   std::vector<int> ratios;  // layers + 1 (MTP)
   int heads, experts, topk, inter, window, index_topk;
   int q_lora = 128, head_dim = 128, o_groups = 2, o_lora = 128, index_heads = 4;
+  // DSpark (the V4-Flash-0731 layout): this many stages reading the last three layers, in place
+  // of the MTP layer (whose compress_ratios entry they replace; num_nextn_predict_layers stays
+  // 1, as in the 0731 config).
+  int dspark_stages = 0;
 };
 
 std::string config_for(const Shape& s) {
@@ -45,6 +49,15 @@ std::string config_for(const Shape& s) {
       {"tie_word_embeddings", false}, {"torch_dtype", "bfloat16"},
       {"quantization_config", {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
                                {"scale_fmt", "ue8m0"}, {"weight_block_size", {128, 128}}}}};
+  if (s.dspark_stages) {
+    std::vector<int> ratios(s.ratios.begin(), s.ratios.begin() + s.layers);
+    ratios.insert(ratios.end(), s.dspark_stages, 0);
+    c["compress_ratios"] = ratios;
+    c["dspark_block_size"] = 5;
+    c["dspark_markov_rank"] = 64;
+    c["dspark_noise_token_id"] = s.vocab - 1;
+    c["dspark_target_layer_ids"] = {s.layers - 3, s.layers - 2, s.layers - 1};
+  }
   return c.dump(2);
 }
 
@@ -128,6 +141,10 @@ const std::vector<SynthPreset>& synth_presets() {
   // spans four 128-blocks).
   Shape tiny_mp{(vocab + 127) / 128 * 128, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8};
   tiny_mp.o_groups = 4;
+  Shape tiny_dspark{vocab, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8};
+  tiny_dspark.dspark_stages = 3;
+  Shape flash_dspark = flash;
+  flash_dspark.dspark_stages = 3;
   static const std::vector<SynthPreset> p = {
       {"tiny", "4 layers (SWA, CSA, HCA, CSA) + MTP, dim 128, 8 FP4 experts: runs anywhere in a blink",
        config_for({vocab, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8})},
@@ -140,6 +157,10 @@ const std::vector<SynthPreset>& synth_presets() {
                    "2048, top 6, 64 index heads) with 6 layers (CSA / HCA) and 32 experts: about 3.5 GB, "
                    "for memory-bandwidth benchmarks",
        config_for(flash)},
+      {"tiny-dspark", "tiny with a DSpark drafter (3 stages, blocks of 5) in place of MTP, as V4-Flash-0731",
+       config_for(tiny_dspark)},
+      {"flash-6l-dspark", "flash-6l with a DSpark drafter (3 stages, blocks of 5) in place of MTP, as V4-Flash-0731",
+       config_for(flash_dspark)},
   };
   return p;
 }
