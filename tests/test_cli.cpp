@@ -107,6 +107,25 @@ TEST(Cli, BenchJsonReportsEveryKey) {
 // `--sessions 1,4`: one JSON line per count, with the batched keys; a step of 4 sessions reads
 // at least the bytes of one (more experts) and at most 4 times them, and its aggregate is 4
 // sessions' worth of each one's rate.
+TEST(Cli, BenchSpecReportsVerifyCostsAndBothRates) {
+  const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny-dspark") +
+                                   " --prefill 4 --decode 6 --threads 2 --spec dspark --json 2>/dev/null");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string last = r.output.substr(r.output.rfind("{\"spec\""));
+  const auto j = nlohmann::json::parse(last);
+  EXPECT_EQ(j["spec"], "dspark");
+  EXPECT_EQ(j["draft"], 5);
+  EXPECT_EQ(j["verify_step_ms"].size(), 5u);
+  EXPECT_GT(j["decode_step_ms"].get<double>(), 0);
+  EXPECT_GT(j["plain_tok_s"].get<double>(), 0);
+  EXPECT_GT(j["spec_tok_s"].get<double>(), 0);
+  EXPECT_GE(j["tokens_per_pass"].get<double>(), 1);
+  const auto bad = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
+                                     " --prefill 2 --decode 2 --spec dspark 2>&1");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("has no DSpark drafter"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, BenchSessionsReportsEachBatch) {
   const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
                                    " --prefill 4 --decode 4 --threads 2 --sessions 1,4 --json 2>/dev/null");

@@ -115,10 +115,8 @@ GreedyRun greedy(const Model& model, SpecMode mode, int draft, std::span<const i
 void bench_spec(const BenchArgs& a, const Model& model, const Session& prefilled, std::span<const int> prompt) {
   const ModelConfig& c = model.config();
   const SpecMode mode = parse_spec_mode(a.spec);
-  const int most = std::min(max_draft(c, mode), c.sliding_window - 1);
-  DSV4_CHECK(mode == SpecMode::off || most >= 1, "--spec ", a.spec, ": no drafter");
   if (mode == SpecMode::off) return;
-  GreedyDecoder check(model, mode, most, c.vocab_size);  // Error when the checkpoint has no such drafter
+  const int most = std::min(max_draft(c, mode), c.sliding_window - 1);
   if (!a.json) {
     std::fflush(stdout);
     std::cerr << "speculative decoding (" << a.spec << ")..." << std::endl;
@@ -170,6 +168,11 @@ int run(const BenchArgs& a) {
       for (size_t i = 0; i < t.nbytes; i += 4096) sink = sink + t.data[i];
   const ModelConfig& c = model.config();
   const TokenCost cost = token_cost(c);
+  // An Error now, before the measurements, when the checkpoint has no such drafter.
+  if (a.spec != "off")
+    GreedyDecoder(model, parse_spec_mode(a.spec), std::max(1, std::min(max_draft(c, parse_spec_mode(a.spec)),
+                                                                        c.sliding_window - 1)),
+                  c.vocab_size);
   std::mt19937 rng(1);
   std::vector<int> ids(a.prefill);
   for (int& t : ids) t = static_cast<int>(rng() % c.vocab_size);
