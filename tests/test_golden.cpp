@@ -319,3 +319,42 @@ INSTANTIATE_TEST_SUITE_P(Modes, DsparkDrafts, ::testing::Bool(),
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// `dsv4 logits --draft-out` writes the golden's protocol: after each id fed one at a time, the
+// block drafted from that row's argmax (smooth mode: the recorded anchors are that argmax).
+TEST(DsparkDrafts, LogitsDraftOutWritesTheReferenceBlocks) {
+  SafetensorsFile g(test::golden_dir("tiny-dspark") + "/golden_smooth.safetensors");
+  const std::vector<int> tokens = test::ints(g, "tokens"), anchors = test::ints(g, "spec.anchor");
+  const std::vector<float> logits = test::floats(g, "spec.logits"), confidence = test::floats(g, "spec.confidence");
+  const int P = 3, K = static_cast<int>(anchors.size()), B = 5, V = 1024;
+  std::string ids;
+  for (int i = 0; i < P + K; ++i) ids += (i ? "," : "") + std::to_string(tokens[i]);
+  test::TempDir d;
+  const auto r = test::run_command(test::dsv4_binary() + " logits -m " + test::golden_dir("tiny-dspark") + " --ids " + ids +
+                                   " --prefill " + std::to_string(P) + " --no-act-quant -o " + d.file("rows") +
+                                   " --draft-out " + d.file("drafts") + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string bytes = test::read_file(d.file("drafts"));
+  const size_t block = static_cast<size_t>(B) * V + B;
+  ASSERT_EQ(bytes.size(), K * block * 4);
+  const float* got = reinterpret_cast<const float*>(bytes.data());
+  for (int k = 0; k < K; ++k) {
+    const float* b = got + k * block;
+    EXPECT_LE(test::max_abs_err(std::span<const float>(b, size_t(B) * V),
+                                std::span<const float>(logits).subspan(size_t(k) * B * V, size_t(B) * V)).err, kTol)
+        << "round " << k;
+    EXPECT_LE(test::max_abs_err(std::span<const float>(b + size_t(B) * V, B),
+                                std::span<const float>(confidence).subspan(size_t(k) * B, B)).err, kTol)
+        << "round " << k;
+  }
+  const auto bad = test::run_command(test::dsv4_binary() + " logits -m " + test::golden_dir("tiny") +
+                                     " --ids 1,2,3 --prefill 2 -o " + d.file("x") + " --draft-out " + d.file("y") + " 2>&1");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("has no DSpark drafter"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace dsv4
