@@ -1017,5 +1017,52 @@ TEST(Parse, ManyToolCallsInLinearTime) {
   for (const ToolCall& c : m.tool_calls) ASSERT_EQ(c.arguments, "{\"x\": \"v\"}");
 }
 
+// The V4-Flash-0731 encoder's reasoning-effort preambles (../shared/chat/0731/reasoning-effort.md):
+// low adds nothing, high is April's max preamble byte for byte, max a new one (528 bytes, the
+// sha256 the note gives); only message 0 of a thinking-mode conversation gets one, and the rest
+// of the prompt is the same for every level. "low" is not an April level.
+TEST(Encode0731, ReasoningEffortPreambles) {
+  const json messages = json::parse(R"([{"role": "user", "content": "solve it"}])");
+  auto render = [&](ChatFormat f, ReasoningEffort e, ThinkingMode m = ThinkingMode::thinking,
+                    const json& context = json::array()) {
+    EncodeOptions o;
+    o.format = f;
+    o.reasoning_effort = e;
+    o.thinking_mode = m;
+    return encode_messages(messages, o, context);
+  };
+  const std::string bos = "<｜begin▁of▁sentence｜>", bare = render(ChatFormat::v0731, ReasoningEffort::low);
+  EXPECT_EQ(bare, bos + "<｜User｜>solve it<｜Assistant｜><think>");
+  EXPECT_EQ(render(ChatFormat::v0731, ReasoningEffort::none), bare);
+  EXPECT_EQ(render(ChatFormat::april, ReasoningEffort::high), bare);
+  EXPECT_EQ(render(ChatFormat::v0731, ReasoningEffort::high), render(ChatFormat::april, ReasoningEffort::max));
+  const std::string high = render(ChatFormat::v0731, ReasoningEffort::high), max = render(ChatFormat::v0731, ReasoningEffort::max);
+  const std::string high_pre = high.substr(bos.size(), high.size() - bare.size());
+  const std::string max_pre = max.substr(bos.size(), max.size() - bare.size());
+  EXPECT_EQ(high.substr(bos.size() + high_pre.size()), bare.substr(bos.size()));
+  EXPECT_EQ(max.substr(bos.size() + max_pre.size()), bare.substr(bos.size()));
+  EXPECT_EQ(high_pre.size(), 476u);
+  EXPECT_EQ(max_pre.size(), 528u);
+  EXPECT_EQ(max_pre.rfind("Reasoning Effort: Beyond maximum \xE2\x80\x94 exhaustive", 0), 0u);
+  EXPECT_EQ(max_pre.substr(max_pre.size() - 2), "\n\n");
+  test::TempDir d;
+  test::write_file(d.file("high"), high_pre);
+  test::write_file(d.file("max"), max_pre);
+  const auto sums = test::run_command("sha256sum " + d.file("high") + " " + d.file("max"));
+  EXPECT_NE(sums.output.find("f7a24f3b3050d4a83781e9b755b316aae2ec1d9dc87562541d90bcb04d7350f7"), std::string::npos)
+      << sums.output;
+  EXPECT_NE(sums.output.find("53fb31b8392ec5b4a926481943efc67636748f137c1a49d493a7af4d4fa55d2c"), std::string::npos)
+      << sums.output;
+  // Chat mode, and a continuation (message 0 is in the context), get none.
+  EXPECT_EQ(render(ChatFormat::v0731, ReasoningEffort::max, ThinkingMode::chat),
+            render(ChatFormat::v0731, ReasoningEffort::low, ThinkingMode::chat));
+  const json context = json::parse(R"([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}])");
+  EXPECT_EQ(render(ChatFormat::v0731, ReasoningEffort::max, ThinkingMode::thinking, context),
+            render(ChatFormat::v0731, ReasoningEffort::low, ThinkingMode::thinking, context));
+  EXPECT_ERROR(render(ChatFormat::april, ReasoningEffort::low), "'low' is a V4-Flash-0731 level");
+  EXPECT_ERROR(parse_chat_format("1231"), "unknown chat format '1231'");
+  EXPECT_EQ(parse_chat_format("0731"), ChatFormat::v0731);
+}
+
 }  // namespace
 }  // namespace dsv4::chat

@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "core/check.h"
+#include <filesystem>
+
 #include "ckpt/synth.h"
 #include "runtime/chat_prompt.h"
 #include "runtime/engine.h"
@@ -28,6 +30,27 @@ const Engine& engine() {
     return Engine(dir.path());
   }();
   return e;
+}
+
+// The chat format comes from the checkpoint's bundled encoder when it has one (0731's defines
+// REASONING_EFFORT_PROMPTS), else April; think low renders as think high with the April encoder.
+TEST(Engine, ChatFormatFollowsTheBundledEncoder) {
+  EXPECT_EQ(engine().chat_format(), chat::ChatFormat::april);
+  test::TempDir dir;
+  write_synthetic_checkpoint(dir.path(), synth_preset("tiny"), 7);
+  std::filesystem::create_directories(dir.file("encoding"));
+  test::write_file(dir.file("encoding/encoding_dsv4.py"),
+                   "REASONING_EFFORT_PROMPTS = {\"low\": \"\"}\nDEFAULT_REASONING_EFFORT = \"low\"\n");
+  const Engine e0731(dir.path());
+  EXPECT_EQ(e0731.chat_format(), chat::ChatFormat::v0731);
+  const nlohmann::ordered_json m = nlohmann::ordered_json::parse(R"([{"role": "user", "content": "hi"}])");
+  EXPECT_EQ(render_chat(m, nullptr, ReasoningMode::think_low), render_chat(m, nullptr, ReasoningMode::think_high));
+  EXPECT_NE(render_chat(m, nullptr, ReasoningMode::think_low, chat::ChatFormat::v0731),
+            render_chat(m, nullptr, ReasoningMode::think_high, chat::ChatFormat::v0731));
+  EXPECT_NE(chat_prompt_tokens(e0731, m, nullptr, ReasoningMode::think_high),
+            chat_prompt_tokens(engine(), m, nullptr, ReasoningMode::think_high));
+  test::write_file(dir.file("encoding/encoding_dsv4.py"), "REASONING_EFFORT_MAX = \"...\"\n");
+  EXPECT_EQ(Engine(dir.path()).chat_format(), chat::ChatFormat::april);
 }
 
 TEST(Sampler, GreedyAndFilters) {

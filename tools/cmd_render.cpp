@@ -19,7 +19,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 struct RenderArgs {
-  std::string thinking_mode, reasoning_effort = "none";
+  std::string thinking_mode, reasoning_effort = "none", chat_format = "april";
   bool keep_thinking = false;
 };
 
@@ -29,6 +29,7 @@ int run(const RenderArgs& a) {
   options.thinking_mode = chat::parse_thinking_mode(a.thinking_mode);
   options.reasoning_effort = chat::parse_reasoning_effort(a.reasoning_effort);
   options.drop_thinking = !a.keep_thinking;
+  options.format = chat::parse_chat_format(a.chat_format);
 
   const std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
   json request;
@@ -58,7 +59,10 @@ void add_render(CLI::App& app, std::vector<Command>& out) {
   auto args = std::make_shared<RenderArgs>();
   CLI::App* sub = app.add_subcommand("render", "chat messages (JSON on stdin) -> prompt text");
   sub->add_option("--thinking-mode", args->thinking_mode, "chat or thinking");
-  sub->add_option("--reasoning-effort", args->reasoning_effort, "none, high or max (max adds a preamble)");
+  sub->add_option("--reasoning-effort", args->reasoning_effort,
+                  "none, low (0731), high or max: a preamble for max (april), for high and max (0731)");
+  sub->add_option("--chat-format", args->chat_format, "april (the default) or 0731")
+      ->check(CLI::IsMember({"april", "0731"}));
   sub->add_flag("--keep-thinking", args->keep_thinking, "keep the reasoning of turns before the last user turn");
   out.push_back({sub, [args] { return run(*args); }});
 }

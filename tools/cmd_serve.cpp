@@ -26,7 +26,7 @@ namespace dsv4::tools {
 namespace {
 
 struct ServeArgs {
-  std::string model_dir, reasoning = "none";
+  std::string model_dir, reasoning = "none", chat_format = "auto";
   ServerOptions opt;
   int threads = 0;
   double http_timeout_s = 30;
@@ -71,6 +71,7 @@ int run(ServeArgs& a) {
   Engine engine(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); },
                 ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
+  if (a.chat_format != "auto") engine.set_chat_format(chat::parse_chat_format(a.chat_format));
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
   if (!leader) {
     engine.follow();
@@ -110,7 +111,8 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
                   "(default 64, or --parallel if larger)");
   add_ctx_option(sub, a->opt.ctx, "context limit per request: prompt + max_tokens");
   sub->add_option("-n,--max-tokens,--n-predict", a->opt.default_max_tokens, "max_tokens when a chat request gives none");
-  sub->add_option("--reasoning", a->reasoning, "default reasoning mode: none, high or max");
+  sub->add_option("--reasoning", a->reasoning, "default reasoning mode: none, low, high or max");
+  add_chat_format_option(sub, a->chat_format);
   add_threads_option(sub, a->threads);
   sub->add_option("--max-body", a->opt.max_body_bytes, "largest request body in bytes (16M, 512k accepted)")
       ->transform(CLI::AsSizeValue(false).description(""));

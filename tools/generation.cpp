@@ -25,6 +25,7 @@ ReasoningOutput parse_reasoning_output(const std::string& s) {
 void add_generation_options(CLI::App* sub, RunArgs& a) {
   sub->add_option("-m,--model", a.model_dir, "checkpoint directory (with tokenizer.json)")->required();
   add_weights_option(sub, a.weights);
+  add_chat_format_option(sub, a.chat_format);
   sub->add_option("--system", a.system, "system prompt");
   sub->add_option("--reasoning", a.reasoning, "none (non-think), high (think) or max (think max)");
   sub->add_option("--reasoning-output", a.reasoning_output,
@@ -52,6 +53,7 @@ std::unique_ptr<Engine> load_engine(const RunArgs& a) {
   auto e = std::make_unique<Engine>(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); },
                                     ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
+  if (a.chat_format != "auto") e->set_chat_format(chat::parse_chat_format(a.chat_format));
   return e;
 }
 

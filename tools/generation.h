@@ -27,6 +27,7 @@ struct RunArgs {
   uint64_t seed = 0;
   long long ctx = 65536;
   WeightsIn weights = WeightsIn::automatic;
+  std::string chat_format = "auto";
   std::string spec = "auto";  // speculative decoding: auto (the checkpoint's drafter when greedy), off, mtp, dspark
   int draft = -1;             // draft tokens per pass; -1: the drafter's most
 };

@@ -24,4 +24,11 @@ void add_weights_option(CLI::App* sub, WeightsIn& where) {
   mmap->excludes(no_mmap);
 }
 
+void add_chat_format_option(CLI::App* sub, std::string& format) {
+  sub->add_option("--chat-format", format,
+                  "the chat encoder: auto (the checkpoint's bundled encoding/encoding_dsv4.py, else april), april "
+                  "(V4 preview, V4-Pro, -DSpark), 0731 (V4-Flash-0731: reasoning efforts low, high, max)")
+      ->check(CLI::IsMember({"auto", "april", "0731"}));
+}
+
 }  // namespace dsv4::tools

@@ -14,5 +14,8 @@ CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& wh
 CLI::Option* add_threads_option(CLI::App* sub, int& threads);
 // --mmap (map the checkpoint) / --no-mmap (read it into huge-page RAM); neither: automatic.
 void add_weights_option(CLI::App* sub, WeightsIn& where);
+// --chat-format auto|april|0731: the chat encoder (chat/encode.h). auto: the checkpoint's
+// bundled encoding/encoding_dsv4.py decides, else April.
+void add_chat_format_option(CLI::App* sub, std::string& format);
 
 }  // namespace dsv4::tools

@@ -26,6 +26,24 @@ constexpr std::string_view reasoning_effort_max_preamble =
     "Explicitly write out your entire deliberation process, documenting every intermediate step, considered "
     "alternative, and rejected hypothesis to ensure absolutely no assumption is left unchecked.\n\n";
 
+// V4-Flash-0731's "max" (REASONING_EFFORT_PROMPTS["max"]; its "high" is the April max text).
+constexpr std::string_view reasoning_effort_0731_max_preamble =
+    "Reasoning Effort: Beyond maximum \u2014 exhaustive, relentless, and uncompromising.\n"
+    "You MUST reason with the utmost depth and rigor, leaving absolutely nothing to chance: exhaustively decompose "
+    "the problem into its most fundamental components, trace every causal chain to its root, and resolve the "
+    "underlying cause rather than any surface symptom.\n"
+    "Do not stop reasoning until you have independently verified the solution from multiple angles and are certain "
+    "that no assumption remains unchecked and no error remains undiscovered.\n\n";
+
+std::string_view effort_preamble(ChatFormat format, ReasoningEffort effort) {
+  if (format == ChatFormat::april) return effort == ReasoningEffort::max ? reasoning_effort_max_preamble : "";
+  switch (effort) {
+    case ReasoningEffort::high: return reasoning_effort_max_preamble;
+    case ReasoningEffort::max: return reasoning_effort_0731_max_preamble;
+    default: return "";
+  }
+}
+
 // The official TOOLS_TEMPLATE with its DSML and thinking tokens filled in; the schemas go
 // between head and tail, one JSON line per tool.
 constexpr std::string_view tools_head = R"TOOLS(## Tools
@@ -394,6 +412,7 @@ struct RenderContext {
   ptrdiff_t last_user;
   ThinkingMode mode;
   ReasoningEffort effort;
+  ChatFormat format;
   bool drop_thinking;
 };
 
@@ -402,7 +421,7 @@ std::string render_message(const RenderContext& c, ptrdiff_t index) {
   const std::string& role = role_of(msg);
   const bool thinking = c.mode == ThinkingMode::thinking;
   std::string prompt;
-  if (index == 0 && thinking && c.effort == ReasoningEffort::max) prompt += reasoning_effort_max_preamble;
+  if (index == 0 && thinking) prompt += effort_preamble(c.format, c.effort);
 
   const json* tools = field(msg, "tools");
   const json* response_format = field(msg, "response_format");
@@ -464,10 +483,19 @@ ThinkingMode parse_thinking_mode(std::string_view name) {
 
 ReasoningEffort parse_reasoning_effort(std::string_view name) {
   if (name == "none") return ReasoningEffort::none;
+  if (name == "low") return ReasoningEffort::low;
   if (name == "high") return ReasoningEffort::high;
   if (name == "max") return ReasoningEffort::max;
-  fail("unknown reasoning effort '", name, "' (expected none, high or max)");
+  fail("unknown reasoning effort '", name, "' (expected none, low, high or max)");
 }
+
+ChatFormat parse_chat_format(std::string_view name) {
+  if (name == "april") return ChatFormat::april;
+  if (name == "0731") return ChatFormat::v0731;
+  fail("unknown chat format '", name, "' (expected april or 0731)");
+}
+
+const char* chat_format_name(ChatFormat f) { return f == ChatFormat::april ? "april" : "0731"; }
 
 std::string render_tools(const json& tools) {
   validate_tools(tools, "tools");
@@ -522,7 +550,10 @@ std::string encode_messages(const json& messages, const EncodeOptions& options, 
     first = static_cast<ptrdiff_t>(drop_thinking_messages(merged_context).size());
     count = static_cast<ptrdiff_t>(full.size()) - first;
   }
-  const RenderContext c{full, last_user_index(full), options.thinking_mode, options.reasoning_effort, drop};
+  DSV4_CHECK(options.format != ChatFormat::april || options.reasoning_effort != ReasoningEffort::low,
+             "reasoning effort 'low' is a V4-Flash-0731 level: the April encoder knows none, high and max");
+  const RenderContext c{full, last_user_index(full), options.thinking_mode, options.reasoning_effort, options.format,
+                        drop};
   for (ptrdiff_t i = 0; i < count; ++i) prompt += render_message(c, first + i);
   return prompt;
 }

@@ -17,16 +17,25 @@
 
 namespace dsv4::chat {
 
-// "high" changes nothing in the prompt (the official encoder only checks it); "max" puts a
-// preamble before the first message in thinking mode.
-enum class ReasoningEffort { none, high, max };
+// Which release's encoder: April (V4 preview, V4-Pro, the -DSpark variant) or V4-Flash-0731.
+// They differ only in the reasoning-effort preamble put before the first message in thinking
+// mode (../shared/chat/0731/reasoning-effort.md):
+//   April: "high" (and none) add nothing, "max" adds its preamble; "low" is not an April level.
+//   0731:  "low" (the default, and none) adds nothing, "high" adds April's max preamble (the
+//          same bytes), "max" a new, stronger one.
+enum class ChatFormat { april, v0731 };
+ChatFormat parse_chat_format(std::string_view name);  // "april" or "0731"; else dsv4::Error
+const char* chat_format_name(ChatFormat f);
 
-// "none", "high" or "max"; anything else throws dsv4::Error.
+enum class ReasoningEffort { none, low, high, max };
+
+// "none", "low", "high" or "max"; anything else throws dsv4::Error.
 ReasoningEffort parse_reasoning_effort(std::string_view name);
 
 struct EncodeOptions {
   ThinkingMode thinking_mode = ThinkingMode::thinking;
   ReasoningEffort reasoning_effort = ReasoningEffort::none;
+  ChatFormat format = ChatFormat::april;
   // In thinking mode, drop the reasoning of assistant turns (and developer turns) before the
   // last user turn. Ignored when any message carries tools: tool use needs the whole trail.
   bool drop_thinking = true;

@@ -13,10 +13,12 @@
 
 namespace dsv4 {
 
-enum class ReasoningMode { non_think, think_high, think_max };
+// think_low is V4-Flash-0731's default thinking (no preamble); with the April encoder it renders
+// as think_high (neither adds anything there).
+enum class ReasoningMode { non_think, think_low, think_high, think_max };
 
-// "none"/"chat"/"non-think" -> non_think, "high"/"think" -> think_high, "max" -> think_max
-// (also OpenAI's "low" / "medium", which map to think_high). Throws Error otherwise.
+// "none"/"chat"/"non-think" -> non_think, "low" -> think_low, "high"/"think"/"medium" ->
+// think_high, "max" -> think_max. Throws Error otherwise.
 ReasoningMode parse_reasoning_mode(const std::string& s);
 const char* reasoning_mode_name(ReasoningMode m);
 chat::ThinkingMode thinking_mode_of(ReasoningMode m);
@@ -25,7 +27,8 @@ chat::ThinkingMode thinking_mode_of(ReasoningMode m);
 inline constexpr long long kThinkMaxMinContext = 384 * 1024;
 
 std::string render_chat(const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools,
-                        ReasoningMode mode);
+                        ReasoningMode mode, chat::ChatFormat format = chat::ChatFormat::april);
+// The engine's chat format (Engine::chat_format).
 std::vector<int> chat_prompt_tokens(const Engine& e, const nlohmann::ordered_json& messages,
                                     const nlohmann::ordered_json& tools, ReasoningMode mode);
 

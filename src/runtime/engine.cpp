@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/check.h"
+#include "core/read_file.h"
 #include "dist/comm.h"
 #include "tokenizer/utf8.h"
 
@@ -36,6 +37,11 @@ Engine::Engine(const std::string& dir, std::function<void(const std::string&)> p
   DSV4_CHECK(eos_id_ >= 0, dir, ": no eos_token_id in config.json and no <｜end▁of▁sentence｜> token");
   name_ = fs::path(dir).filename().string();
   if (name_.empty()) name_ = fs::path(dir).parent_path().filename().string();
+  // The release's own encoder, when bundled: 0731's names its levels in REASONING_EFFORT_PROMPTS,
+  // April's has REASONING_EFFORT_MAX alone.
+  const fs::path encoder = fs::path(dir) / "encoding" / "encoding_dsv4.py";
+  if (fs::exists(encoder) && read_file(encoder.string()).find("REASONING_EFFORT_PROMPTS") != std::string::npos)
+    chat_format_ = chat::ChatFormat::v0731;
 }
 
 Session Engine::new_session() const { return leader_ ? leader_->new_session() : model_->new_session(); }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "chat/encode.h"
 #include "dist/mirror.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
@@ -35,6 +36,11 @@ class Engine {
   int eos_id() const { return eos_id_; }
   int bos_id() const { return bos_id_; }
   const std::string& name() const { return name_; }
+  // The chat encoder (chat/encode.h): from the checkpoint's bundled encoding/encoding_dsv4.py
+  // when it has one (0731's defines REASONING_EFFORT_PROMPTS), else April; set_chat_format
+  // (--chat-format) overrides it.
+  chat::ChatFormat chat_format() const { return chat_format_; }
+  void set_chat_format(chat::ChatFormat f) { chat_format_ = f; }
 
   // Sessions and steps. A model-parallel server's rank 0 calls lead() first; from then on
   // every session and step goes to the other ranks too (dist/mirror.h), which call follow()
@@ -52,6 +58,7 @@ class Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   int eos_id_ = -1, bos_id_ = -1;
   std::string name_;
+  chat::ChatFormat chat_format_ = chat::ChatFormat::april;
 };
 
 class Conversation {
