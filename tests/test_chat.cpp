@@ -176,7 +176,10 @@ TEST(Encode, ReasoningEffort) {
   EXPECT_EQ(encode(m, ThinkingMode::chat, true, ReasoningEffort::max), BOS + "<｜User｜>hi<｜Assistant｜></think>");
   EXPECT_EQ(encode(m, ThinkingMode::thinking, true, ReasoningEffort::high), encode(m, ThinkingMode::thinking));
   EXPECT_EQ(parse_reasoning_effort("max"), ReasoningEffort::max);
-  EXPECT_ERROR(parse_reasoning_effort("low"), "'low'");
+  // "low" is a V4-Flash-0731 level (see Encode0731): the April encoder refuses it.
+  EXPECT_EQ(parse_reasoning_effort("low"), ReasoningEffort::low);
+  EXPECT_ERROR(encode(m, ThinkingMode::thinking, true, ReasoningEffort::low), "'low' is a V4-Flash-0731 level");
+  EXPECT_ERROR(parse_reasoning_effort("medium"), "'medium'");
   EXPECT_ERROR(parse_thinking_mode("fast"), "'fast'");
 }
 
