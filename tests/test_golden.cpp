@@ -139,12 +139,6 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
-}  // namespace
-}  // namespace dsv4
-
-namespace dsv4 {
-namespace {
-
 // The V4-Flash-0731 target (tiny-dspark: three DSpark stages under mtp.*, num_nextn_predict_layers
 // still 1): it loads, and the target's logits and captured states (main_hidden: the mean over the
 // hc copies of each target layer's output stream, target layers ascending) match the reference
@@ -173,16 +167,14 @@ TEST_P(DsparkTarget, MatchesReference) {
   };
   // main_hidden of position t from a trace's layer streams ([rows, hc, dim] per layer).
   auto main_hidden = [&](const ForwardTrace& tr, int t) {
-    std::vector<float> h(width, 0.0f);
-    for (size_t k = 0; k < targets.size(); ++k) {
-      const float* s = tr.layer_hidden.at(targets[k]).data() + static_cast<size_t>(t) * hc * dim;
-      for (int d = 0; d < dim; ++d) {
-        float sum = 0;
-        for (int j = 0; j < hc; ++j) sum += s[j * dim + d];
-        h[k * dim + d] = sum / hc;
-      }
+    std::vector<std::vector<float>> rows;
+    for (int l : targets) {
+      const std::vector<float>& s = tr.layer_hidden.at(l);
+      rows.emplace_back(s.begin() + static_cast<long>(t) * hc * dim, s.begin() + static_cast<long>(t + 1) * hc * dim);
     }
-    return h;
+    std::vector<const std::vector<float>*> streams;
+    for (const auto& r : rows) streams.push_back(&r);
+    return dspark_capture(c, streams, 1);
   };
   for (const std::string prefix : {"", "long."}) {
     const int P = static_cast<int>(test::floats(g, prefix + "prefill.main_hidden").size() / width);
@@ -219,12 +211,6 @@ TEST_P(DsparkTarget, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, DsparkTarget, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "smooth" : "faithful"; });
-
-}  // namespace
-}  // namespace dsv4
-
-namespace dsv4 {
-namespace {
 
 // The DSpark drafter against the reference's forward_spec loop (tiny-dspark/README.md): the
 // target consumes the tokens teacher-forced; after the prefill and after each decoded token the
@@ -316,12 +302,6 @@ TEST_P(DsparkDrafts, MatchReference) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, DsparkDrafts, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "smooth" : "faithful"; });
-
-}  // namespace
-}  // namespace dsv4
-
-namespace dsv4 {
-namespace {
 
 // `dsv4 logits --draft-out` writes the golden's protocol: after each id fed one at a time, the
 // block drafted from that row's argmax (smooth mode: the recorded anchors are that argmax).
