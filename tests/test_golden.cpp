@@ -152,7 +152,7 @@ TEST_P(DsparkTarget, MatchesReference) {
   const ModelConfig& c = model.config();
   ASSERT_EQ(c.dspark.stages, 3);
   ASSERT_EQ(c.num_nextn_predict_layers, 0);
-  const int V = c.vocab_size, dim = c.hidden_size, hc = c.hc_mult;
+  const int V = c.vocab_size, dim = c.hidden_size;
   const std::vector<int>& targets = c.dspark.target_layer_ids;
   const size_t width = targets.size() * dim;
   const std::vector<int> tokens = test::ints(g, "tokens");
@@ -165,17 +165,7 @@ TEST_P(DsparkTarget, MatchesReference) {
     worst = std::max(worst, e.err);
     EXPECT_LE(e.err, kTol) << (smooth ? "smooth " : "faithful ") << what << ": " << e.str();
   };
-  // main_hidden of position t from a trace's layer streams ([rows, hc, dim] per layer).
-  auto main_hidden = [&](const ForwardTrace& tr, int t) {
-    std::vector<std::vector<float>> rows;
-    for (int l : targets) {
-      const std::vector<float>& s = tr.layer_hidden.at(l);
-      rows.emplace_back(s.begin() + static_cast<long>(t) * hc * dim, s.begin() + static_cast<long>(t + 1) * hc * dim);
-    }
-    std::vector<const std::vector<float>*> streams;
-    for (const auto& r : rows) streams.push_back(&r);
-    return dspark_capture(c, streams, 1);
-  };
+
   for (const std::string prefix : {"", "long."}) {
     const int P = static_cast<int>(test::floats(g, prefix + "prefill.main_hidden").size() / width);
     const std::vector<float> dec = test::floats(g, prefix + "decode.logits");
@@ -190,7 +180,7 @@ TEST_P(DsparkTarget, MatchesReference) {
     const std::vector<float> want_hidden = test::floats(g, prefix + "prefill.main_hidden");
     const std::vector<uint8_t> hidden_stable = test::bytes(g, prefix + "prefill.main_hidden_stable");
     for (int t = 0; t < P; ++t)
-      check(main_hidden(trace, t), std::span<const float>(want_hidden).subspan(t * width, width), hidden_stable[t],
+      check(dspark_capture(c, trace, t, 1), std::span<const float>(want_hidden).subspan(t * width, width), hidden_stable[t],
             prefix + "prefill.main_hidden position " + std::to_string(t));
     const std::vector<uint8_t> dst = test::bytes(g, prefix + "decode.stable");
     const std::vector<uint8_t> dhst = test::bytes(g, prefix + "decode.main_hidden_stable");
@@ -199,7 +189,7 @@ TEST_P(DsparkTarget, MatchesReference) {
       step.keep_layer_hidden = true;
       check(model.forward(s, all.subspan(P + r, 1), &step), std::span<const float>(dec).subspan(size_t(r) * V, V),
             dst[r], prefix + "decode.logits row " + std::to_string(r));
-      check(main_hidden(step, 0), std::span<const float>(dec_hidden).subspan(r * width, width), dhst[r],
+      check(dspark_capture(c, step, 0, 1), std::span<const float>(dec_hidden).subspan(r * width, width), dhst[r],
             prefix + "decode.main_hidden row " + std::to_string(r));
     }
   }
@@ -240,11 +230,7 @@ TEST_P(DsparkDrafts, MatchReference) {
     if (e.err > gr.worst_checked) gr.worst_checked = e.err, gr.where = row + ": " + e.str();
     EXPECT_LE(e.err, kTol) << (smooth ? "smooth " : "faithful ") << group << " " << row << ": " << e.str();
   };
-  auto capture = [&](const ForwardTrace& tr, int n) {
-    std::vector<const std::vector<float>*> streams;
-    for (int l : c.dspark.target_layer_ids) streams.push_back(&tr.layer_hidden.at(l));
-    return dspark_capture(c, streams, n);
-  };
+
   int tokens_checked = 0;
   for (const std::string prefix : {"", "long."}) {
     const std::vector<float> pre_x = test::floats(g, prefix + "prefill.main_x");
@@ -265,7 +251,7 @@ TEST_P(DsparkDrafts, MatchReference) {
     ForwardTrace trace;
     trace.keep_layer_hidden = true;
     model.forward(s, all.first(P), &trace);
-    const std::vector<float> px = drafter.absorb(st, capture(trace, P));
+    const std::vector<float> px = drafter.absorb(st, dspark_capture(c, trace, 0, P));
     for (int t = 0; t < P; ++t)
       check("main_x", std::span<const float>(px).subspan(t * dim, dim), std::span<const float>(pre_x).subspan(t * dim, dim),
             pre_stable[t], prefix + "prefill position " + std::to_string(t));
@@ -274,7 +260,7 @@ TEST_P(DsparkDrafts, MatchReference) {
       ForwardTrace step;
       step.keep_layer_hidden = true;
       model.forward(s, all.subspan(P + r, 1), &step);
-      check("main_x", drafter.absorb(st, capture(step, 1)), std::span<const float>(main_x).subspan(r * dim, dim),
+      check("main_x", drafter.absorb(st, dspark_capture(c, step, 0, 1)), std::span<const float>(main_x).subspan(r * dim, dim),
             dec_stable[r], round);
       const DsparkDraft d = drafter.draft(st, anchors[r]);
       for (int k = 0; k < B; ++k) {

@@ -116,7 +116,7 @@ void bench_spec(const BenchArgs& a, const Model& model, const Session& prefilled
   const ModelConfig& c = model.config();
   const SpecMode mode = parse_spec_mode(a.spec);
   if (mode == SpecMode::off) return;
-  const int most = std::min(max_draft(c, mode), c.sliding_window - 1);
+  const int most = max_draft(c, mode);
   if (!a.json) {
     std::fflush(stdout);
     std::cerr << "speculative decoding (" << a.spec << ")..." << std::endl;
@@ -170,9 +170,7 @@ int run(const BenchArgs& a) {
   const TokenCost cost = token_cost(c);
   // An Error now, before the measurements, when the checkpoint has no such drafter.
   if (a.spec != "off")
-    GreedyDecoder(model, parse_spec_mode(a.spec), std::max(1, std::min(max_draft(c, parse_spec_mode(a.spec)),
-                                                                        c.sliding_window - 1)),
-                  c.vocab_size);
+    GreedyDecoder(model, parse_spec_mode(a.spec), std::max(1, max_draft(c, parse_spec_mode(a.spec))), c.vocab_size);
   std::mt19937 rng(1);
   std::vector<int> ids(a.prefill);
   for (int& t : ids) t = static_cast<int>(rng() % c.vocab_size);

@@ -76,10 +76,7 @@ int run(const LogitsArgs& a) {
   }
   // The drafter's rings take the target states of the positions just fed.
   auto absorb = [&](const ForwardTrace& tr, int rows) {
-    if (!drafter) return;
-    std::vector<const std::vector<float>*> streams;
-    for (int l : c.dspark.target_layer_ids) streams.push_back(&tr.layer_hidden.at(l));
-    drafter->absorb(ring, dspark_capture(c, streams, rows));
+    if (drafter) drafter->absorb(ring, dspark_capture(c, tr, 0, rows));
   };
   Session s = model.new_session();
   const bool writer = Comm::get().rank() == 0;

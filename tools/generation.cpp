@@ -144,7 +144,7 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   const ModelConfig& cfg = conv.engine().model().config();
   req.spec = a.spec == "auto" ? (a.temperature == 0 && Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
                               : parse_spec_mode(a.spec);
-  req.draft = a.draft >= 0 ? a.draft : std::min(max_draft(cfg, req.spec), cfg.sliding_window - 1);
+  req.draft = a.draft >= 0 ? a.draft : max_draft(cfg, req.spec);
   req.on_text = [&](const std::string& delta) {
     printer.show(parser.feed(delta));
     return true;

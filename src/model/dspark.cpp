@@ -16,14 +16,17 @@
 
 namespace dsv4 {
 
-std::vector<float> dspark_capture(const ModelConfig& c, std::span<const std::vector<float>* const> target_streams,
-                                  int n) {
-  const int dim = c.hidden_size, hc = c.hc_mult, k = static_cast<int>(target_streams.size());
+std::vector<float> dspark_capture(const ModelConfig& c, const ForwardTrace& trace, int row0, int n) {
+  const std::vector<int>& targets = c.dspark.target_layer_ids;
+  const int dim = c.hidden_size, hc = c.hc_mult, k = static_cast<int>(targets.size());
   std::vector<float> out(static_cast<size_t>(n) * k * dim);
   for (int l = 0; l < k; ++l) {
-    const std::vector<float>& s = *target_streams[l];
-    DSV4_CHECK(s.size() == static_cast<size_t>(n) * hc * dim, "DSpark capture: a target layer's stream holds ",
-               s.size(), " values for ", n, " positions");
+    DSV4_CHECK(static_cast<size_t>(targets[l]) < trace.layer_hidden.size(),
+               "DSpark capture: the trace kept no stream of layer ", targets[l]);
+    const std::vector<float>& all = trace.layer_hidden[targets[l]];
+    DSV4_CHECK(all.size() >= static_cast<size_t>(row0 + n) * hc * dim, "DSpark capture: layer ", targets[l],
+               "'s stream holds ", all.size() / (static_cast<size_t>(hc) * dim), " rows, not ", row0 + n);
+    const float* s = all.data() + static_cast<size_t>(row0) * hc * dim;
     for (int t = 0; t < n; ++t)
       for (int d = 0; d < dim; ++d) {
         float sum = 0;

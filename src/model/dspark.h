@@ -19,6 +19,7 @@
 
 #include "io/config.h"
 #include "model/kv_cache.h"
+#include "model/model.h"
 #include "model/weights.h"
 #include "ops/rope.h"
 
@@ -39,10 +40,9 @@ struct DsparkDraft {
   std::vector<float> hidden;      // [block, dim]: the last stage's hc head output, before the norm
 };
 
-// The capture of target positions: layer streams [n, hc, dim] per target layer (in
-// target_layer_ids order) -> main_hidden [n, targets * dim].
-std::vector<float> dspark_capture(const ModelConfig& c, std::span<const std::vector<float>* const> target_streams,
-                                  int n);
+// The capture of target positions: rows row0 .. row0 + n - 1 of a forward's layer streams
+// (ForwardTrace::layer_hidden, kept) -> main_hidden [n, targets * dim].
+std::vector<float> dspark_capture(const ModelConfig& c, const ForwardTrace& trace, int row0, int n);
 
 class Dspark {
  public:

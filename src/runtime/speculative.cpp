@@ -28,10 +28,12 @@ SpecMode default_spec_mode(const ModelConfig& c) {
 }
 
 int max_draft(const ModelConfig& c, SpecMode m) {
+  // A verify step feeds the pending token and the drafts, at most a window (Model::mark).
+  const int window = c.sliding_window - 1;
   switch (m) {
     case SpecMode::off: return 0;
-    case SpecMode::mtp: return 1;
-    case SpecMode::dspark: return c.dspark.block_size;
+    case SpecMode::mtp: return std::min(1, window);
+    case SpecMode::dspark: return std::min(c.dspark.block_size, window);
   }
   return 0;
 }
@@ -49,7 +51,7 @@ GreedyDecoder::GreedyDecoder(const Model& m, SpecMode mode, int draft, int n_ids
              "--spec mtp: this checkpoint has no MTP layer (num_nextn_predict_layers = 0",
              c.dspark.stages ? "; it drafts with DSpark: --spec dspark)" : ")");
   if (mode == SpecMode::off) return;
-  const int most = std::min(max_draft(c, mode), c.sliding_window - 1);
+  const int most = max_draft(c, mode);
   DSV4_CHECK(draft >= 1 && draft <= most, "--draft ", draft, ": ", spec_mode_name(mode), " proposes 1 .. ", most,
              " tokens per pass");
   if (mode == SpecMode::dspark) {
@@ -82,12 +84,7 @@ void GreedyDecoder::absorb(const ForwardTrace& tr, int rows, std::span<const int
   const ModelConfig& c = m_.config();
   const size_t flat = static_cast<size_t>(c.hc_mult) * c.hidden_size;
   if (mode_ == SpecMode::dspark) {
-    std::vector<std::vector<float>> kept;
-    for (int l : c.dspark.target_layer_ids)
-      kept.emplace_back(tr.layer_hidden.at(l).begin(), tr.layer_hidden.at(l).begin() + rows * flat);
-    std::vector<const std::vector<float>*> streams;
-    for (const auto& k : kept) streams.push_back(&k);
-    dspark_->absorb(dspark_state_, dspark_capture(c, streams, rows));
+    dspark_->absorb(dspark_state_, dspark_capture(c, tr, 0, rows));
   } else if (mode_ == SpecMode::mtp) {
     const std::vector<float> logits = m_.mtp_forward(
         s, std::span<const float>(tr.final_stream).first(rows * flat), next_tokens.first(static_cast<size_t>(rows)));
@@ -95,7 +92,7 @@ void GreedyDecoder::absorb(const ForwardTrace& tr, int rows, std::span<const int
   }
 }
 
-std::vector<int> GreedyDecoder::propose(Session&) {
+std::vector<int> GreedyDecoder::propose() {
   if (draft_override) {
     std::vector<int> p = draft_override(pending_, draft_);
     DSV4_CHECK(static_cast<int>(p.size()) == draft_, "draft_override proposed ", p.size(), " tokens for ", draft_);
@@ -119,7 +116,7 @@ GreedyDecoder::Chosen GreedyDecoder::step(Session& s) {
     ++stats_.generated;
     return out;
   }
-  const std::vector<int> proposed = propose(s);
+  const std::vector<int> proposed = propose();
   const int n = static_cast<int>(proposed.size());
   std::vector<int> rows = {pending_};
   rows.insert(rows.end(), proposed.begin(), proposed.end());

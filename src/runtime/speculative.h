@@ -27,7 +27,8 @@ SpecMode parse_spec_mode(const std::string& s);  // "off", "mtp", "dspark"; Erro
 const char* spec_mode_name(SpecMode m);
 // The checkpoint's drafter: DSpark when it has one, else MTP when it has an MTP layer, else off.
 SpecMode default_spec_mode(const ModelConfig& c);
-// The most draft tokens a mode proposes per pass (DSpark: the block size, MTP: 1).
+// The most draft tokens a mode proposes per pass (DSpark: the block size, MTP: 1), below the
+// sliding window.
 int max_draft(const ModelConfig& c, SpecMode m);
 
 struct SpecStats {
@@ -64,7 +65,7 @@ class GreedyDecoder {
 
  private:
   int argmax(std::span<const float> logits) const;
-  std::vector<int> propose(Session& s);
+  std::vector<int> propose();
   void absorb(const ForwardTrace& tr, int rows, std::span<const int> next_tokens, Session& s);
 
   const Model& m_;
