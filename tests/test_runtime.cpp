@@ -2,7 +2,8 @@
 // reproducibility, filters), the generation loop (max tokens, EOS, stop strings held back
 // while streaming, the forced-text hook, cancellation), conversation cache reuse equal to a
 // fresh prefill, and conversations isolated from each other; the scheduler's continuous
-// batching never lets a long prefill stall a decoding stream.
+// batching never lets a long prefill stall a decoding stream, and batches speculative
+// generations (greedy and sampled) without changing what they generate.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -265,6 +266,68 @@ TEST(Scheduler, ALongPrefillNeverStallsADecodingStream) {
   const SchedulerStats s = sched.stats();
   EXPECT_LE(s.max_step_tokens, static_cast<size_t>(kBudget));
   EXPECT_EQ(s.completed, 2u);
+}
+
+GenerateResult result_of(Job& job) {
+  for (;;) {
+    const auto e = job.next(std::chrono::seconds(120));
+    if (!e) throw Error("no event in 120 s");
+    if (e->kind == JobEvent::error) throw Error(e->text);
+    if (e->kind == JobEvent::done) return e->result;
+  }
+}
+
+TEST(Scheduler, SpeculativeGenerationsBatchedGetWhatTheyGetAlone) {
+  // Four generations in one scheduler, batched every step: greedy with the MTP drafter, the
+  // same greedy without it, sampled with the drafter, and sampled without it. The greedy pair
+  // gives one text; each of the others gives what it gives alone (same seed). A second greedy
+  // request continuing the first conversation reuses its cache and drafter.
+  GenerateRequest greedy_spec = request("speculative decoding in a batch", 1, 80);
+  greedy_spec.sampling.temperature = 0;
+  greedy_spec.spec = SpecMode::mtp;
+  greedy_spec.draft = 1;
+  GenerateRequest greedy_plain = greedy_spec;
+  greedy_plain.spec = SpecMode::off;
+  GenerateRequest sampled_spec = request("another prompt, sampled", 5, 60);
+  sampled_spec.sampling.temperature = 0.8f;
+  sampled_spec.spec = SpecMode::mtp;
+  sampled_spec.draft = 1;
+  GenerateRequest sampled_plain = request("and a third one", 6, 70);
+
+  std::vector<GenerateResult> alone;
+  for (const GenerateRequest* r : {&greedy_spec, &greedy_plain, &sampled_spec, &sampled_plain}) {
+    Conversation conv(engine());
+    alone.push_back(generate(conv, *r));
+  }
+  EXPECT_EQ(alone[0].tokens, alone[1].tokens);
+  EXPECT_GT(alone[0].spec.steps, 0);
+
+  Scheduler sched(engine(), 4, 0, 64);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const GenerateRequest* r : {&greedy_spec, &greedy_plain, &sampled_spec, &sampled_plain})
+    jobs.push_back(sched.submit(*r));
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const GenerateResult r = result_of(*jobs[i]);
+    EXPECT_EQ(r.tokens, alone[i].tokens) << "request " << i;
+    EXPECT_EQ(r.spec.steps, alone[i].spec.steps) << "request " << i;
+  }
+  const SchedulerStats st = sched.stats();
+  EXPECT_EQ(st.spec.steps, alone[0].spec.steps + alone[2].spec.steps);
+  EXPECT_EQ(st.spec.drafted, alone[0].spec.drafted + alone[2].spec.drafted);
+
+  // The next turn of the greedy conversation: cached, drafting on, the same as a fresh prefill.
+  GenerateRequest next = greedy_spec;
+  next.prompt.insert(next.prompt.end(), alone[0].tokens.begin(), alone[0].tokens.end());
+  const std::vector<int> more = engine().tokenizer().encode(" and more");
+  next.prompt.insert(next.prompt.end(), more.begin(), more.end());
+  next.max_tokens = 40;
+  const GenerateResult continued = result_of(*sched.submit(next));
+  EXPECT_GT(continued.reused_tokens, 0);
+  EXPECT_GT(continued.spec.steps, 0);
+  Conversation fresh(engine());
+  GenerateRequest next_plain = next;
+  next_plain.spec = SpecMode::off;
+  EXPECT_EQ(continued.tokens, generate(fresh, next_plain).tokens);
 }
 
 }  // namespace

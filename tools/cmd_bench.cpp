@@ -100,7 +100,7 @@ struct GreedyRun {
 };
 
 GreedyRun greedy(const Model& model, SpecMode mode, int draft, std::span<const int> prompt, int tokens) {
-  GreedyDecoder d(model, mode, draft, model.config().vocab_size);
+  SpecDecoder d(model, mode, draft, model.config().vocab_size, SamplingParams{.temperature = 0});
   Session s = model.new_session();
   d.prefill(s, prompt);
   GreedyRun r;
@@ -170,7 +170,8 @@ int run(const BenchArgs& a) {
   const TokenCost cost = token_cost(c);
   // An Error now, before the measurements, when the checkpoint has no such drafter.
   if (a.spec != "off")
-    GreedyDecoder(model, parse_spec_mode(a.spec), std::max(1, max_draft(c, parse_spec_mode(a.spec))), c.vocab_size);
+    SpecDecoder(model, parse_spec_mode(a.spec), std::max(1, max_draft(c, parse_spec_mode(a.spec))), c.vocab_size,
+                SamplingParams{.temperature = 0});
   std::mt19937 rng(1);
   std::vector<int> ids(a.prefill);
   for (int& t : ids) t = static_cast<int>(rng() % c.vocab_size);

@@ -26,7 +26,8 @@ namespace dsv4::tools {
 namespace {
 
 struct ServeArgs {
-  std::string model_dir, reasoning = "none", chat_format = "auto";
+  std::string model_dir, reasoning = "none", chat_format = "auto", spec = "auto";
+  int draft = -1;
   ServerOptions opt;
   int threads = 0;
   double http_timeout_s = 30;
@@ -72,6 +73,13 @@ int run(ServeArgs& a) {
                 ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
   if (a.chat_format != "auto") engine.set_chat_format(chat::parse_chat_format(a.chat_format));
+  const ModelConfig& cfg = engine.model().config();
+  a.opt.spec = a.spec == "auto" ? (Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
+                                : parse_spec_mode(a.spec);
+  DSV4_CHECK(a.opt.spec == SpecMode::off || Comm::get().world() == 1,
+             "--spec ", a.spec, ": speculative decoding under mpirun is not supported yet");
+  a.opt.draft = a.draft >= 0 ? a.draft : max_draft(cfg, a.opt.spec);
+  check_spec(cfg, a.opt.spec, a.opt.draft);
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
   if (!leader) {
     engine.follow();
@@ -124,6 +132,11 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
                   "connections served at once, a thread each, started as connections arrive");
   sub->add_option("--http-timeout", a->http_timeout_s,
                   "seconds a connection has to send each whole request (head and body) before it is closed");
+  sub->add_option("--spec", a->spec,
+                  "speculative decoding of every request: auto (the checkpoint's drafter, DSpark or MTP; off under "
+                  "mpirun), off, mtp, dspark")
+      ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
+  sub->add_option("--draft", a->draft, "draft tokens checked per pass (default: the drafter's most)");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
   out.push_back({sub, [a, batch_tokens] {
                    a->batch_tokens_given = batch_tokens->count() > 0;

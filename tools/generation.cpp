@@ -34,8 +34,8 @@ void add_generation_options(CLI::App* sub, RunArgs& a) {
   sub->add_option("-n,--max-tokens,--n-predict", a.max_tokens, "most tokens to generate per answer");
   sub->add_option("--temperature,--temp", a.temperature, "0 = greedy; the default is the official one");
   sub->add_option("--spec", a.spec,
-                  "speculative decoding, greedy only: auto (the checkpoint's drafter, DSpark or MTP, when "
-                  "--temperature is 0), off, mtp, dspark")
+                  "speculative decoding: auto (the checkpoint's drafter, DSpark or MTP; off under mpirun), "
+                  "off, mtp, dspark")
       ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
   sub->add_option("--draft", a.draft, "draft tokens checked per pass (default: the drafter's most: DSpark's block size, MTP 1)");
   sub->add_option("--top-p", a.top_p, "nucleus sampling");
@@ -142,7 +142,7 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   req.sampling = {a.temperature, a.top_p, a.top_k, a.min_p, a.seed};
   req.max_tokens = a.max_tokens;
   const ModelConfig& cfg = conv.engine().model().config();
-  req.spec = a.spec == "auto" ? (a.temperature == 0 && Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
+  req.spec = a.spec == "auto" ? (Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
                               : parse_spec_mode(a.spec);
   req.draft = a.draft >= 0 ? a.draft : max_draft(cfg, req.spec);
   req.on_text = [&](const std::string& delta) {

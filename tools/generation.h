@@ -28,7 +28,7 @@ struct RunArgs {
   long long ctx = 65536;
   WeightsIn weights = WeightsIn::automatic;
   std::string chat_format = "auto";
-  std::string spec = "auto";  // speculative decoding: auto (the checkpoint's drafter when greedy), off, mtp, dspark
+  std::string spec = "auto";  // speculative decoding: auto (the checkpoint's drafter), off, mtp, dspark
   int draft = -1;             // draft tokens per pass; -1: the drafter's most
 };
 void add_generation_options(CLI::App* sub, RunArgs& a);

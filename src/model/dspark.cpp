@@ -122,7 +122,7 @@ void Dspark::stage_forward(int s, const DsparkState& state, long long first_pos,
   hc_post(mix, out, h, B, hc, dim, h);
 }
 
-DsparkDraft Dspark::draft(const DsparkState& state, int anchor) const {
+DsparkDraft Dspark::draft(const DsparkState& state, int anchor, const Chooser& choose) const {
   const DsparkConfig& d = c_.dspark;
   const int B = d.block_size, hc = c_.hc_mult, dim = c_.hidden_size, V = c_.vocab_size, R = d.markov_rank;
   DSV4_CHECK(anchor >= 0 && anchor < V, "DSpark: anchor token ", anchor, " is outside the vocabulary [0, ", V, ")");
@@ -146,7 +146,7 @@ DsparkDraft Dspark::draft(const DsparkState& state, int anchor) const {
   out.logits.resize(static_cast<size_t>(B) * V);
   linear(w_.head, normed, B, out.logits, false);
 
-  // Greedy, row by row: the Markov bias of the previous token, then the argmax.
+  // Row by row: the Markov bias of the previous token, then the row's token.
   const std::vector<float>& w1 = w_.dspark.markov_w1;
   const std::vector<float>& w2 = w_.dspark.markov_w2;
   const std::vector<float>& proj = w_.dspark.confidence;
@@ -163,7 +163,9 @@ DsparkDraft Dspark::draft(const DsparkState& state, int anchor) const {
     for (int j = 0; j < dim; ++j) conf += proj[j] * out.hidden[static_cast<size_t>(k) * dim + j];
     for (int r = 0; r < R; ++r) conf += proj[dim + r] * e[r];
     out.confidence.push_back(conf);
-    prev = static_cast<int>(std::max_element(row, row + V) - row);  // the first of equal maxima, as torch
+    prev = choose ? choose(std::span<const float>(row, V))
+                  : static_cast<int>(std::max_element(row, row + V) - row);  // the first of equal maxima, as torch
+    DSV4_CHECK(prev >= 0 && prev < V, "DSpark: a chosen draft token ", prev, " is outside the vocabulary");
     out.tokens.push_back(prev);
   }
   return out;

@@ -10,10 +10,12 @@
 //     the stages as ordinary blocks whose attention sees the ring's first min(window, i + 1)
 //     slots and all of the block's own rows (no causal mask inside the block); then the last
 //     stage's hc head, norm and the shared head; row by row (greedy) the Markov bias of the
-//     previous token (the anchor for row 0) is added, the row's token is the argmax, and its
+//     previous token (the anchor for row 0) is added, the row's token is the argmax (or a
+//     sample), and its
 //     confidence is proj . [hidden ; markov_w1[previous]].
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -52,8 +54,11 @@ class Dspark {
   // Target positions state.pos .. + n - 1 (main_hidden [n, targets * dim]) enter every stage's
   // ring. Returns their main_x [n, dim].
   std::vector<float> absorb(DsparkState& state, std::span<const float> main_hidden) const;
-  // A draft after target position state.pos - 1 from `anchor` (greedy). The state is unchanged.
-  DsparkDraft draft(const DsparkState& state, int anchor) const;
+  // A draft after target position state.pos - 1 from `anchor`. Each row's token is the argmax
+  // of its Markov-biased logits (greedy), or what `choose` picks from them (sampling); the next
+  // row's Markov bias follows that token. The state is unchanged.
+  using Chooser = std::function<int(std::span<const float> row)>;
+  DsparkDraft draft(const DsparkState& state, int anchor, const Chooser& choose = {}) const;
 
  private:
   void stage_forward(int s, const DsparkState& state, long long first_pos, std::span<const int> ids,

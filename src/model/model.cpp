@@ -124,8 +124,9 @@ std::vector<float> Model::forward(Session& s, std::span<const int> tokens, Forwa
   return std::move(run(std::span<const SessionStep>(&one, 1), trace, nullptr).front());
 }
 
-std::vector<std::vector<float>> Model::forward(std::span<const SessionStep> steps, StepStats* stats) const {
-  return run(steps, nullptr, stats);
+std::vector<std::vector<float>> Model::forward(std::span<const SessionStep> steps, StepStats* stats,
+                                               ForwardTrace* trace) const {
+  return run(steps, trace, stats);
 }
 
 std::vector<std::vector<float>> Model::run(std::span<const SessionStep> steps, ForwardTrace* trace,

@@ -89,8 +89,10 @@ class Model {
   // weights (projections, the shared expert and each chosen routed expert run once over all
   // rows; attention, compressors, indexer and caches per session). Returns each step's
   // last-token logits [vocab], bitwise what forward() on that session alone returns. Throws
-  // Error before changing any session when a step is bad.
-  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps, StepStats* stats = nullptr) const;
+  // Error before changing any session when a step is bad. trace (may be null) covers every
+  // row, the steps' rows one after another.
+  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps, StepStats* stats = nullptr,
+                                          ForwardTrace* trace = nullptr) const;
 
   // Speculative steps (model/rollback.cpp): mark a session, feed up to max_tokens (<= the
   // window) that may be rejected, then roll back to any position from the mark to where it got

@@ -46,8 +46,9 @@ Engine::Engine(const std::string& dir, std::function<void(const std::string&)> p
 
 Session Engine::new_session() const { return leader_ ? leader_->new_session() : model_->new_session(); }
 
-std::vector<std::vector<float>> Engine::forward(std::span<const SessionStep> steps) const {
-  return leader_ ? leader_->forward(steps) : model_->forward(steps);
+std::vector<std::vector<float>> Engine::forward(std::span<const SessionStep> steps, ForwardTrace* trace) const {
+  DSV4_CHECK(!trace || !leader_, "speculative decoding under mpirun is not supported yet");
+  return leader_ ? leader_->forward(steps) : model_->forward(steps, nullptr, trace);
 }
 
 void Engine::lead() {
@@ -65,6 +66,19 @@ Conversation::Conversation(const Engine& e) : e_(e), session_(e.new_session()) {
 void Conversation::reset() {
   session_ = e_.new_session();
   fed_.clear();
+  drafter_.reset();
+}
+
+SpecDecoder& Conversation::drafter(SpecMode mode, int draft, const SamplingParams& sampling) {
+  if (drafter_ && drafter_->mode() == mode && drafter_->follows(session_)) {
+    drafter_->restart(draft, sampling);
+    return *drafter_;
+  }
+  reset();
+  // Only ids the tokenizer can decode are chosen: a checkpoint's vocabulary may be padded past it.
+  const int n_ids = std::min(e_.model().config().vocab_size, e_.tokenizer().vocab_size());
+  drafter_ = std::make_unique<SpecDecoder>(e_.model(), mode, draft, n_ids, sampling);
+  return *drafter_;
 }
 
 std::vector<float> Conversation::prefill(const std::vector<int>& prompt,
@@ -107,8 +121,6 @@ void validate(const GenerateRequest& req) {
   DSV4_CHECK(!req.prompt.empty(), "empty prompt");
   DSV4_CHECK(req.max_tokens >= 1, "max_tokens must be >= 1, got ", req.max_tokens);
   for (const auto& s : req.stop) DSV4_CHECK(!s.empty(), "stop strings must not be empty");
-  DSV4_CHECK(req.spec == SpecMode::off || req.sampling.temperature == 0, "speculative decoding (", spec_mode_name(req.spec),
-             ") is greedy only for now: use temperature 0, or --spec off");
 }
 
 Generation::Generation(Conversation& conv, GenerateRequest req)
@@ -139,11 +151,13 @@ void Generation::finish(FinishReason why, bool hit_stop_string) {
 }
 
 bool Generation::step() {
-  if (req_.spec != SpecMode::off) return spec_step();
   const std::span<const int> in = next_input(kPrefillChunk);
   if (in.empty()) return true;
   const SessionStep st{&conv_.session(), in};
-  fed(std::move(conv_.engine().forward(std::span<const SessionStep>(&st, 1)).front()));
+  ForwardTrace tr;
+  tr.keep_layer_hidden = needs_layer_hidden();
+  fed(std::move(conv_.engine().forward(std::span<const SessionStep>(&st, 1), needs_trace() ? &tr : nullptr).front()),
+      &tr, 0);
   return false;
 }
 
@@ -158,6 +172,11 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
     if (!conv_.continues_with(req_.prompt)) conv_.reset();
+    if (req_.spec != SpecMode::off && !req_.forced_text) {
+      const Engine& e = conv_.engine();
+      DSV4_CHECK(!e.leading() && Comm::get().world() == 1, "speculative decoding under mpirun is not supported yet");
+      spec_ = &conv_.drafter(req_.spec, req_.draft, req_.sampling);
+    }
     prefilled_ = conv_.tokens().size();
     r_.reused_tokens = static_cast<int>(prefilled_);
   }
@@ -166,24 +185,47 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
     pending_ = std::span<const int>(req_.prompt).subspan(prefilled_, n);
     return pending_;
   }
+  if (spec_) {
+    pending_ = spec_->begin_step(conv_.session());
+    verify_rows_.assign(pending_.begin(), pending_.end());
+    return pending_;
+  }
   if (!sample_next()) return {};
   pending_ = sampled_;
   return pending_;
 }
 
-void Generation::fed(std::vector<float> logits) {
+void Generation::fed(std::vector<float> logits, const ForwardTrace* trace, int row0) {
   DSV4_CHECK(!pending_.empty(), "fed() without next_input()");
-  conv_.fed(pending_);
-  logits_ = std::move(logits);
-  if (prefilled_ < req_.prompt.size()) {
-    prefilled_ += pending_.size();
-    if (req_.on_prefill) req_.on_prefill(prefilled_, req_.prompt.size());
-    if (prefilled_ == req_.prompt.size()) {
-      r_.prefill_seconds = seconds_since(t0_);
-      t0_ = std::chrono::steady_clock::now();
-    }
-  }
+  DSV4_CHECK(!spec_ || trace, "a speculative generation's step without its trace");
+  const std::span<const int> in = pending_;
   pending_ = {};
+  if (spec_ && prefilled_ == req_.prompt.size()) {  // a verify step: the session keeps what was chosen
+    const SpecDecoder::Chosen c = spec_->end_step(conv_.session(), *trace, row0);
+    r_.spec = spec_->stats();
+    conv_.fed(std::span<const int>(verify_rows_).first(c.tokens.size()));
+    for (const int tok : c.tokens)
+      if (!take(tok)) break;
+    return;
+  }
+  conv_.fed(in);
+  if (prefilled_ == req_.prompt.size()) {  // a decode step
+    logits_ = std::move(logits);
+    return;
+  }
+  prefilled_ += in.size();
+  if (req_.on_prefill) req_.on_prefill(prefilled_, req_.prompt.size());
+  const bool done = prefilled_ == req_.prompt.size();
+  if (done) {
+    r_.prefill_seconds = seconds_since(t0_);
+    t0_ = std::chrono::steady_clock::now();
+  }
+  if (!spec_) {
+    logits_ = std::move(logits);
+    return;
+  }
+  const int first = spec_->prefilled(conv_.session(), in, *trace, row0, logits, done ? -1 : req_.prompt[prefilled_]);
+  if (done) take(first);
 }
 
 bool Generation::sample_next() {
@@ -239,39 +281,6 @@ bool Generation::take(int tok) {
   }
   sampled_[0] = tok;
   return true;
-}
-
-bool Generation::spec_step() {
-  if (finished_) return true;
-  if (cancel_) {
-    finish(FinishReason::cancelled, false);
-    return true;
-  }
-  const Engine& e = conv_.engine();
-  if (!started_) {
-    started_ = true;
-    DSV4_CHECK(!e.leading() && Comm::get().world() == 1, "speculative decoding under mpirun is not supported yet");
-    const int n_ids = std::min(e.model().config().vocab_size, e.tokenizer().vocab_size());
-    spec_ = std::make_unique<GreedyDecoder>(e.model(), req_.spec, req_.draft, n_ids);
-    conv_.reset();
-    spec_->prefill(conv_.session(), req_.prompt);
-    conv_.fed(req_.prompt);
-    prefilled_ = req_.prompt.size();
-    if (req_.on_prefill) req_.on_prefill(prefilled_, prefilled_);
-    r_.prefill_seconds = seconds_since(t0_);
-    t0_ = std::chrono::steady_clock::now();
-    if (!take(spec_->first().tokens.front())) return true;
-    return false;
-  }
-  const int fed_first = sampled_[0];  // the last token taken, which this pass feeds
-  const GreedyDecoder::Chosen c = spec_->step(conv_.session());
-  r_.spec = spec_->stats();
-  // The session took the last token and every chosen one but the newest.
-  conv_.fed(std::span<const int>(&fed_first, 1));
-  conv_.fed(std::span<const int>(c.tokens).first(c.tokens.size() - 1));
-  for (const int tok : c.tokens)
-    if (!take(tok)) return true;
-  return false;
 }
 
 GenerateResult generate(Conversation& conv, const GenerateRequest& req) {

@@ -46,7 +46,9 @@ class Engine {
   // every session and step goes to the other ranks too (dist/mirror.h), which call follow()
   // and return from it once rank 0 calls stop_followers().
   Session new_session() const;
-  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps) const;
+  // trace (may be null; one process only): every row's final stream, and the layers' when
+  // asked (speculative decoding).
+  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps, ForwardTrace* trace = nullptr) const;
   void lead();
   void follow() const;
   void stop_followers() const;
@@ -78,10 +80,16 @@ class Conversation {
   size_t last_reused() const { return reused_; }  // prompt tokens the last prefill found cached
   const Engine& engine() const { return e_; }
   void reset();
+  // The decoder of a speculative generation (runtime/speculative.h), kept with the conversation
+  // so that the next prompt continues with the drafter's context: the one that followed every
+  // step so far in this mode (restarted for the new request), else a new one over a fresh
+  // session.
+  SpecDecoder& drafter(SpecMode mode, int draft, const SamplingParams& sampling);
 
  private:
   const Engine& e_;
   Session session_;
+  std::unique_ptr<SpecDecoder> drafter_;
   std::vector<int> fed_;
   size_t reused_ = 0;
 };
@@ -100,8 +108,9 @@ struct GenerateRequest {
   std::function<bool(const std::string& delta)> on_text;
   std::function<void(size_t done, size_t total)> on_prefill;
   std::optional<std::string> forced_text;  // test hook: emit this text's tokens, then EOS
-  // Greedy speculative decoding (runtime/speculative.h): temperature 0 only; a fresh session
-  // (the prompt is prefilled whole, no cache reuse); one process.
+  // Speculative decoding (runtime/speculative.h): greedy or sampled, one process. The cache is
+  // reused when the conversation's last generation drafted in the same mode. Ignored with
+  // forced_text.
   SpecMode spec = SpecMode::off;
   int draft = 0;
 };
@@ -134,7 +143,10 @@ class Generation {
   Generation(Conversation& conv, GenerateRequest req);  // validates the request
   bool step();  // true once finished
   std::span<const int> next_input(size_t max_prefill);
-  void fed(std::vector<float> logits);
+  // trace: the step's (rows row0 .. are this generation's), required when needs_trace().
+  void fed(std::vector<float> logits, const ForwardTrace* trace = nullptr, int row0 = 0);
+  bool needs_trace() const { return spec_ != nullptr; }  // a speculative generation
+  bool needs_layer_hidden() const { return spec_ && spec_->needs_layer_hidden(); }
   bool prefilling() const { return !finished_ && (!started_ || prefilled_ < req_.prompt.size()); }
   bool finished() const { return finished_; }
   void cancel();  // finishes with FinishReason::cancelled at the next step
@@ -146,7 +158,6 @@ class Generation {
   bool stream(size_t upto);
   bool sample_next();  // samples, streams and checks the stop conditions; true to go on
   bool take(int tok);  // a chosen token: streams it and checks the stop conditions; true to go on
-  bool spec_step();    // step() with speculative decoding
 
   Conversation& conv_;
   GenerateRequest req_;
@@ -156,11 +167,12 @@ class Generation {
   std::vector<int> forced_;
   std::vector<float> logits_;
   std::span<const int> pending_;  // handed out by next_input(), not yet fed
+  std::vector<int> verify_rows_;  // a speculative step's rows (the decoder's change at end_step)
   int sampled_[1] = {0};
   size_t prefilled_ = 0, emitted_ = 0, max_stop_ = 0;
   bool started_ = false, finished_ = false, cancel_ = false;
   std::chrono::steady_clock::time_point t0_;
-  std::unique_ptr<GreedyDecoder> spec_;
+  SpecDecoder* spec_ = nullptr;  // the conversation's, for a speculative generation
 };
 
 GenerateResult generate(Conversation& conv, const GenerateRequest& req);

@@ -21,22 +21,32 @@ void SamplingParams::validate() const {
 
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) { p_.validate(); }
 
+double TokenDistribution::prob(int id) const {
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] == id) return weights[i] / total;
+  return 0;
+}
+
 int Sampler::sample(std::span<const float> logits) {
+  DSV4_CHECK(!logits.empty(), "sample: empty logits");
+  if (greedy()) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  return draw(distribution(logits));
+}
+
+TokenDistribution Sampler::distribution(std::span<const float> logits) const {
   const int n = static_cast<int>(logits.size());
   DSV4_CHECK(n > 0, "sample: empty logits");
-  if (p_.temperature == 0) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-
+  DSV4_CHECK(!greedy(), "a sampling distribution at temperature 0");
+  TokenDistribution d;
   if (p_.top_k == 0 && p_.top_p == 1 && p_.min_p == 0) {  // plain softmax sampling: no sort
     const double mx = *std::max_element(logits.begin(), logits.end());
-    std::vector<double> prob(n);
-    double sum = 0;
-    for (int i = 0; i < n; ++i) sum += (prob[i] = std::exp((logits[i] - mx) / p_.temperature));
-    double u = std::uniform_real_distribution<double>(0.0, sum)(rng_);
+    d.ids.resize(n);
+    d.weights.resize(n);
     for (int i = 0; i < n; ++i) {
-      if (u < prob[i]) return i;
-      u -= prob[i];
+      d.ids[i] = i;
+      d.total += (d.weights[i] = std::exp((logits[i] - mx) / p_.temperature));
     }
-    return n - 1;
+    return d;
   }
   // Candidates sorted by logit, descending (stable: ties keep the lower id first).
   std::vector<int> idx(n);
@@ -66,14 +76,25 @@ int Sampler::sample(std::span<const float> logits) {
   // Min-p: drop tokens below min_p times the most likely one.
   if (p_.min_p > 0)
     while (keep > 1 && prob[keep - 1] < p_.min_p * prob[0]) --keep;
-  double total = 0;
-  for (int i = 0; i < keep; ++i) total += prob[i];
-  double u = std::uniform_real_distribution<double>(0.0, total)(rng_);
-  for (int i = 0; i < keep; ++i) {
-    if (u < prob[i]) return idx[i];
-    u -= prob[i];
-  }
-  return idx[keep - 1];
+  d.ids.assign(idx.begin(), idx.begin() + keep);
+  d.weights.assign(prob.begin(), prob.begin() + keep);
+  for (int i = 0; i < keep; ++i) d.total += prob[i];
+  return d;
 }
+
+int Sampler::draw(const TokenDistribution& d) {
+  DSV4_CHECK(!d.ids.empty() && d.total > 0, "a draw from an empty distribution");
+  double u = std::uniform_real_distribution<double>(0.0, d.total)(rng_);
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    if (u < d.weights[i]) return d.ids[i];
+    u -= d.weights[i];
+  }
+  // Rounding left u past the end: the last candidate with any weight.
+  for (size_t i = d.ids.size(); i-- > 0;)
+    if (d.weights[i] > 0) return d.ids[i];
+  return d.ids.back();
+}
+
+double Sampler::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 }  // namespace dsv4

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <random>
 #include <span>
+#include <vector>
 
 namespace dsv4 {
 
@@ -19,10 +20,26 @@ struct SamplingParams {
   void validate() const;  // throws Error naming the bad parameter
 };
 
+// What sampling draws from: the candidates that survive the filters, with weights (summing to
+// total) in the order a draw walks them.
+struct TokenDistribution {
+  std::vector<int> ids;
+  std::vector<double> weights;
+  double total = 0;
+  double prob(int id) const;  // weight / total; 0 for a token that is not a candidate
+};
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& p);
+  const SamplingParams& params() const { return p_; }
+  bool greedy() const { return p_.temperature == 0; }
+  // Greedy: the argmax (ties to the lower id); else draw(distribution(logits)).
   int sample(std::span<const float> logits);
+  // The filtered distribution of logits (temperature > 0).
+  TokenDistribution distribution(std::span<const float> logits) const;
+  int draw(const TokenDistribution& d);  // one token, by its weight (d.total > 0)
+  double uniform();                      // in [0, 1)
 
  private:
   SamplingParams p_;

@@ -144,6 +144,7 @@ void Scheduler::end(Slot& slot, JobEvent last) {
     std::lock_guard lock(mu_);
     const bool cancelled = last.kind == JobEvent::done && last.result.finish == FinishReason::cancelled;
     ++(cancelled ? stats_.cancelled : stats_.completed);
+    if (last.kind == JobEvent::done) stats_.spec += last.result.spec;
     job = std::move(slot.job);
     slot.gen.reset();
   }
@@ -197,9 +198,16 @@ void Scheduler::loop() {
     }
     next_prefill_ = (next_prefill_ + 1) % n_slots;
     if (steps.empty()) continue;
+    // Speculative generations read every row of theirs (and DSpark the layers' streams).
+    ForwardTrace trace;
+    bool traced = false;
+    for (Slot* s : members) {
+      traced |= s->gen->needs_trace();
+      trace.keep_layer_hidden |= s->gen->needs_layer_hidden();
+    }
     std::vector<std::vector<float>> logits;
     try {
-      logits = e_.forward(steps);
+      logits = e_.forward(steps, traced ? &trace : nullptr);
     } catch (const std::exception& e) {
       // Not a bad request (those fail in next_input): every member's session is in doubt.
       for (Slot* s : members) {
@@ -208,7 +216,15 @@ void Scheduler::loop() {
       }
       continue;
     }
-    for (size_t i = 0; i < members.size(); ++i) members[i]->gen->fed(std::move(logits[i]));
+    for (size_t i = 0, row0 = 0; i < members.size(); row0 += steps[i].tokens.size(), ++i) {
+      Slot& s = *members[i];
+      try {
+        s.gen->fed(std::move(logits[i]), traced ? &trace : nullptr, static_cast<int>(row0));
+      } catch (const std::exception& e) {
+        s.conv->reset();
+        end(s, JobEvent{JobEvent::error, e.what(), {}});
+      }
+    }
     std::lock_guard lock(mu_);
     ++stats_.steps;
     stats_.step_tokens += tokens;

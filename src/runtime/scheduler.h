@@ -2,7 +2,7 @@
 // engine thread. Every step is one forward pass over the weights for all of them: the next
 // token of every decoding generation, plus prefill chunks of the others from what is left of
 // a budget of `batch_tokens` tokens (taken in turn, so no prefill waits behind another for
-// long). A step is at most batch_tokens tokens, so a long prompt delays the decoding
+// long). A speculative generation's decode is its verify rows (the last token and the drafts). A step is at most batch_tokens tokens, so a long prompt delays the decoding
 // generations by one step's budget at most. Finished generations leave and queued requests
 // join between steps. Requests beyond `parallel` wait in a bounded queue; beyond the queue
 // they are refused (Busy). Each slot keeps its conversation, so a request that continues the
@@ -61,6 +61,7 @@ struct SchedulerStats {
   unsigned long long completed = 0, cancelled = 0, refused = 0;
   unsigned long long steps = 0, step_tokens = 0;  // forward passes and the tokens they fed
   size_t max_step_tokens = 0;                     // the largest step so far
+  SpecStats spec;  // speculative decoding, summed over the finished generations
 };
 
 class Scheduler {

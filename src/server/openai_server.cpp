@@ -130,6 +130,8 @@ struct OpenAIServer::Impl {
     g.max_tokens = max_tokens;
     g.stop = c.stop;
     g.forced_text = c.forced_text;
+    g.spec = opt.spec;
+    g.draft = opt.draft;
     return g;
   }
 
@@ -428,7 +430,11 @@ struct OpenAIServer::Impl {
       const SchedulerStats s = scheduler.stats();
       send_json(res, 200, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}, {"completed", s.completed},
                            {"cancelled", s.cancelled}, {"refused", s.refused}, {"steps", s.steps},
-                           {"step_tokens", s.step_tokens}, {"max_step_tokens", s.max_step_tokens}});
+                           {"step_tokens", s.step_tokens}, {"max_step_tokens", s.max_step_tokens},
+                           {"speculative", {{"mode", spec_mode_name(opt.spec)}, {"draft", opt.draft},
+                                            {"verify_steps", s.spec.steps}, {"drafted", s.spec.drafted},
+                                            {"accepted", s.spec.accepted}, {"acceptance", s.spec.acceptance()},
+                                            {"tokens_per_step", s.spec.tokens_per_step()}}}});
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200, {{"object", "list"},

@@ -39,6 +39,10 @@ struct ServerOptions {
   // (request_watchdog.h).
   long long request_timeout_ms = 30000;
   ReasoningMode default_reasoning = ReasoningMode::non_think;
+  // Speculative decoding of every generation (runtime/speculative.h): the drafter, and the
+  // tokens it proposes per pass (checked by check_spec).
+  SpecMode spec = SpecMode::off;
+  int draft = 0;
   bool test_hooks = false;      // honour "dsv4_forced_text" in requests (tests only)
   int default_max_tokens = 1024;
   size_t max_body_bytes = 16u << 20;  // larger bodies: 413 before they are parsed
