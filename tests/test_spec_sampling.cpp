@@ -171,7 +171,7 @@ INSTANTIATE_TEST_SUITE_P(
     Drafters, SpecSampling,
     // top_k bounds the candidates (the random-weight goldens are nearly flat over 1024 ids),
     // so the exact joint distribution takes few forward passes and its cells are well filled.
-    ::testing::Values(Case{"tiny", SpecMode::mtp, 1, {.temperature = 1.0f, .top_k = 6}, false},
+    ::testing::Values(Case{"tiny", SpecMode::mtp, 3, {.temperature = 1.0f, .top_k = 6}, false},
                       Case{"tiny-dspark", SpecMode::dspark, 3, {.temperature = 1.3f, .top_p = 0.6f, .top_k = 8}, false},
                       Case{"tiny", SpecMode::mtp, 1, {.temperature = 0.8f, .top_p = 0.95f, .top_k = 8}, true},
                       Case{"tiny-dspark", SpecMode::dspark, 4, {.temperature = 1.0f, .top_k = 6}, true},

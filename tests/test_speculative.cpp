@@ -88,7 +88,8 @@ TEST_P(SpeculativeCase, GreedyOutputIsTheNonSpeculativeOne) {
   for (int& t : prompt) t = static_cast<int>(rng() % c.vocab_size);
   const Greedy plain = run(m, SpecMode::off, 0, prompt, n);
 
-  for (int draft = 1; draft <= max_draft(c, own); ++draft) {
+  // Every block size of DSpark; MTP alone and chained as far as it goes.
+  for (int draft = 1; draft <= max_draft(c, own); draft += own == SpecMode::mtp ? max_draft(c, own) - 1 : 1) {
     const Greedy own_drafts = run(m, own, draft, prompt, n);
     expect_same(plain, own_drafts, name + " " + spec_mode_name(own) + " draft " + std::to_string(draft));
     const Greedy oracle_drafts = run(m, own, draft, prompt, n, oracle(plain.tokens, c.vocab_size, draft));
@@ -204,7 +205,7 @@ TEST(Speculative, BadSettingsAreRefused) {
   refused([&] { SpecDecoder(dspark, SpecMode::mtp, 1, V, greedy); }, "--spec dspark");
   refused([&] { SpecDecoder(dspark, SpecMode::dspark, 0, V, greedy); }, "--draft 0");
   refused([&] { SpecDecoder(dspark, SpecMode::dspark, 6, V, greedy); }, "proposes 1 .. 5");
-  refused([&] { SpecDecoder(tiny, SpecMode::mtp, 2, V, greedy); }, "proposes 1 .. 1");
+  refused([&] { SpecDecoder(tiny, SpecMode::mtp, 5, V, greedy); }, "proposes 1 .. 4");
   refused([&] { parse_spec_mode("eagle"); }, "'eagle' is not one of off, mtp, dspark");
 }
 

@@ -125,24 +125,34 @@ void bench_spec(const BenchArgs& a, const Model& model, const Session& prefilled
   std::vector<double> verify_s;
   for (int k = 1; k <= most; ++k) verify_s.push_back(verify_step_seconds(model, prefilled, k, a.decode));
   const GreedyRun plain = greedy(model, SpecMode::off, 0, prompt, a.decode);
-  const GreedyRun spec = greedy(model, mode, most, prompt, a.decode);
+  std::vector<GreedyRun> spec;  // draft 1 .. most
+  for (int k = 1; k <= most; ++k) spec.push_back(greedy(model, mode, k, prompt, a.decode));
+  const GreedyRun& dflt = spec[default_draft(c, mode) - 1];
   if (a.json) {
-    std::printf("{\"spec\": \"%s\", \"draft\": %d, \"decode_step_ms\": %.3f, \"verify_step_ms\": [", a.spec.c_str(), most,
-                1e3 * decode_s);
+    std::printf("{\"spec\": \"%s\", \"draft\": %d, \"decode_step_ms\": %.3f, \"verify_step_ms\": [", a.spec.c_str(),
+                default_draft(c, mode), 1e3 * decode_s);
     for (size_t k = 0; k < verify_s.size(); ++k) std::printf("%s%.3f", k ? ", " : "", 1e3 * verify_s[k]);
-    std::printf("], \"plain_tok_s\": %.3f, \"spec_tok_s\": %.3f, \"tokens_per_pass\": %.3f, \"acceptance\": %.4f}\n",
-                plain.tokens / plain.seconds, spec.tokens / spec.seconds, spec.stats.tokens_per_step(),
-                spec.stats.acceptance());
+    std::printf("], \"plain_tok_s\": %.3f, \"spec_tok_s\": %.3f, \"tokens_per_pass\": %.3f, \"acceptance\": %.4f, "
+                "\"by_draft\": [",
+                plain.tokens / plain.seconds, dflt.tokens / dflt.seconds, dflt.stats.tokens_per_step(),
+                dflt.stats.acceptance());
+    for (size_t k = 0; k < spec.size(); ++k)
+      std::printf("%s{\"draft\": %zu, \"spec_tok_s\": %.3f, \"tokens_per_pass\": %.3f, \"acceptance\": %.4f}",
+                  k ? ", " : "", k + 1, spec[k].tokens / spec[k].seconds, spec[k].stats.tokens_per_step(),
+                  spec[k].stats.acceptance());
+    std::printf("]}\n");
     return;
   }
   std::printf("speculative (%s), a verify step over 1 + k rows against a decode step (%.1f ms):\n", a.spec.c_str(),
               1e3 * decode_s);
   for (size_t k = 0; k < verify_s.size(); ++k)
     std::printf("  k = %zu   %8.1f ms   %5.2fx\n", k + 1, 1e3 * verify_s[k], verify_s[k] / decode_s);
-  std::printf("greedy decoding, %d tokens: %.2f tok/s without the drafter, %.2f tok/s with it (draft %d): %.2f tokens "
-              "per pass, %.0f%% of drafts accepted\n",
-              a.decode, plain.tokens / plain.seconds, spec.tokens / spec.seconds, most, spec.stats.tokens_per_step(),
-              100 * spec.stats.acceptance());
+  std::printf("greedy decoding, %d tokens: %.2f tok/s without the drafter; with it:\n", a.decode,
+              plain.tokens / plain.seconds);
+  for (size_t k = 0; k < spec.size(); ++k)
+    std::printf("  draft %zu%s %8.2f tok/s   %.2f tokens per pass, %.0f%% of drafts accepted\n", k + 1,
+                static_cast<int>(k) + 1 == default_draft(c, mode) ? " (default)" : "          ",
+                spec[k].tokens / spec[k].seconds, spec[k].stats.tokens_per_step(), 100 * spec[k].stats.acceptance());
 }
 
 int run(const BenchArgs& a) {

@@ -78,7 +78,7 @@ int run(ServeArgs& a) {
                                 : parse_spec_mode(a.spec);
   DSV4_CHECK(a.opt.spec == SpecMode::off || Comm::get().world() == 1,
              "--spec ", a.spec, ": speculative decoding under mpirun is not supported yet");
-  a.opt.draft = a.draft >= 0 ? a.draft : max_draft(cfg, a.opt.spec);
+  a.opt.draft = a.draft >= 0 ? a.draft : default_draft(cfg, a.opt.spec);
   check_spec(cfg, a.opt.spec, a.opt.draft);
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
   if (!leader) {
@@ -136,7 +136,7 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
                   "speculative decoding of every request: auto (the checkpoint's drafter, DSpark or MTP; off under "
                   "mpirun), off, mtp, dspark")
       ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
-  sub->add_option("--draft", a->draft, "draft tokens checked per pass (default: the drafter's most)");
+  sub->add_option("--draft", a->draft, "draft tokens checked per pass (DSpark: 1 .. its block size, the default; MTP: 1 .. 4 chained, 2 the default)");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
   out.push_back({sub, [a, batch_tokens] {
                    a->batch_tokens_given = batch_tokens->count() > 0;

@@ -37,7 +37,7 @@ void add_generation_options(CLI::App* sub, RunArgs& a) {
                   "speculative decoding: auto (the checkpoint's drafter, DSpark or MTP; off under mpirun), "
                   "off, mtp, dspark")
       ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
-  sub->add_option("--draft", a.draft, "draft tokens checked per pass (default: the drafter's most: DSpark's block size, MTP 1)");
+  sub->add_option("--draft", a.draft, "draft tokens checked per pass (DSpark: 1 .. its block size, the default; MTP: 1 .. 4 chained, 2 the default)");
   sub->add_option("--top-p", a.top_p, "nucleus sampling");
   sub->add_option("--top-k", a.top_k, "0 = off");
   sub->add_option("--min-p", a.min_p, "0 = off");
@@ -144,7 +144,7 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   const ModelConfig& cfg = conv.engine().model().config();
   req.spec = a.spec == "auto" ? (Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
                               : parse_spec_mode(a.spec);
-  req.draft = a.draft >= 0 ? a.draft : max_draft(cfg, req.spec);
+  req.draft = a.draft >= 0 ? a.draft : default_draft(cfg, req.spec);
   req.on_text = [&](const std::string& delta) {
     printer.show(parser.feed(delta));
     return true;

@@ -173,8 +173,8 @@ std::vector<std::vector<float>> Model::run(std::span<const SessionStep> steps, F
   return out;
 }
 
-std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
-                                      std::span<const int> next_tokens) const {
+std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream, std::span<const int> next_tokens,
+                                      std::vector<float>* out_stream) const {
   DSV4_CHECK(!w_->mtp.empty(), "this model has no MTP layer (num_nextn_predict_layers = 0)");
   check_tokens(next_tokens);
   const int n = static_cast<int>(next_tokens.size()), hc = cfg_.hc_mult, dim = cfg_.hidden_size;
@@ -196,7 +196,9 @@ std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
   const Segment seg{0, n, s.mtp_pos, &s.mtp[0]};
   block_forward(m.block, std::span<const Segment>(&seg, 1), h, next_tokens);
   s.mtp_pos += n;
-  return head_logits(m.hc_head, m.norm, std::span<const float>(h).subspan((n - 1) * flat, flat));
+  std::vector<float> logits = head_logits(m.hc_head, m.norm, std::span<const float>(h).subspan((n - 1) * flat, flat));
+  if (out_stream) *out_stream = std::move(h);
+  return logits;
 }
 
 }  // namespace dsv4

@@ -106,9 +106,10 @@ class Model {
 
   // The MTP layer (mtp.0) over positions s.mtp_pos ..: stream [n, hc, dim] is the main model's
   // final stream at those positions and next_tokens [n] the token after each. Returns the
-  // logits [vocab] predicted at the last position.
-  std::vector<float> mtp_forward(Session& s, std::span<const float> stream,
-                                 std::span<const int> next_tokens) const;
+  // logits [vocab] predicted at the last position; out_stream (may be null) gets the layer's
+  // output stream [n, hc, dim] (the input of a chained draft at the next position).
+  std::vector<float> mtp_forward(Session& s, std::span<const float> stream, std::span<const int> next_tokens,
+                                 std::vector<float>* out_stream = nullptr) const;
 
   // Logits [n, vocab] at every position of a forward's final stream (ForwardTrace::final_stream
   // [n, hc, dim]): what forward() returns for the last one, for all of them (perplexity).

@@ -33,7 +33,7 @@ int max_draft(const ModelConfig& c, SpecMode m) {
   const int window = c.sliding_window - 1;
   switch (m) {
     case SpecMode::off: return 0;
-    case SpecMode::mtp: return std::min(1, window);
+    case SpecMode::mtp: return std::min(kMaxMtpChain, window);
     case SpecMode::dspark: return std::min(c.dspark.block_size, window);
   }
   return 0;
@@ -45,6 +45,10 @@ SpecStats& SpecStats::operator+=(const SpecStats& o) {
   accepted += o.accepted;
   generated += o.generated;
   return *this;
+}
+
+int default_draft(const ModelConfig& c, SpecMode m) {
+  return m == SpecMode::mtp ? std::min(2, max_draft(c, m)) : max_draft(c, m);
 }
 
 double SpecStats::tokens_per_step() const { return steps ? static_cast<double>(generated) / steps : 0.0; }
@@ -111,7 +115,7 @@ int SpecDecoder::prefilled(Session& s, std::span<const int> chunk, const Forward
   if (first >= 0) {
     pending_ = first;
     first_ = {{first}, {std::vector<float>(logits.begin(), logits.end())}};
-    propose();
+    propose(s);
   }
   return first;
 }
@@ -131,13 +135,15 @@ void SpecDecoder::absorb(const ForwardTrace& tr, int row0, int rows, std::span<c
   if (mode_ == SpecMode::dspark) {
     dspark_->absorb(dspark_state_, dspark_capture(c, tr, row0, rows));
   } else if (mode_ == SpecMode::mtp) {
+    std::vector<float> out;
     mtp_logits_ = m_.mtp_forward(s, std::span<const float>(tr.final_stream).subspan(row0 * flat, rows * flat),
-                                 next_tokens.first(static_cast<size_t>(rows)));
+                                 next_tokens.first(static_cast<size_t>(rows)), draft_ > 1 ? &out : nullptr);
+    if (draft_ > 1) mtp_stream_.assign(out.end() - static_cast<long>(flat), out.end());
   }
 }
 
 // The drafts after the pending token, into rows_ (after it) and q_ (their distributions).
-void SpecDecoder::propose() {
+void SpecDecoder::propose(const Session& s) {
   rows_ = {pending_};
   q_.clear();
   if (mode_ == SpecMode::off) return;
@@ -161,6 +167,18 @@ void SpecDecoder::propose() {
   };
   if (mode_ == SpecMode::mtp) {
     rows_.push_back(chooser(mtp_logits_));
+    if (draft_ == 1) return;
+    // Chained: the MTP layer again at the next position, on its own output stream and the
+    // draft just made, in a copy of its cache (the session's takes only kept positions).
+    Session chain;
+    chain.mtp = s.mtp;
+    chain.mtp_pos = s.mtp_pos;
+    std::vector<float> stream = mtp_stream_, out;
+    for (int k = 1; k < draft_; ++k) {
+      const std::vector<float> logits = m_.mtp_forward(chain, stream, std::span<const int>(&rows_.back(), 1), &out);
+      rows_.push_back(chooser(logits));
+      stream.swap(out);
+    }
     return;
   }
   // DSpark drafts a whole block; the first draft_ rows are used.
@@ -242,7 +260,7 @@ SpecDecoder::Chosen SpecDecoder::end_step(Session& s, const ForwardTrace& tr, in
   stats_.generated += kept_rows;
   absorb(tr, row0, kept_rows, out.tokens, s);
   pending_ = out.tokens.back();
-  propose();
+  propose(s);
   return out;
 }
 

@@ -7,8 +7,9 @@
 // non-speculative distribution (SpecDecoder below).
 //
 // Drafters: DSpark (V4-Flash-0731: a block of dspark_block_size proposals per pass, from the
-// states of the target layers) and MTP (the April checkpoints' mtp.0: one proposal from the
-// target's final stream and the token just chosen).
+// states of the target layers) and MTP (the April checkpoints' mtp.0: a proposal from the
+// target's final stream and the token just chosen; chained for more, each next one from the
+// MTP layer's own output stream and the proposal before it, on a copy of its cache).
 #pragma once
 
 #include <functional>
@@ -28,9 +29,12 @@ SpecMode parse_spec_mode(const std::string& s);  // "off", "mtp", "dspark"; Erro
 const char* spec_mode_name(SpecMode m);
 // The checkpoint's drafter: DSpark when it has one, else MTP when it has an MTP layer, else off.
 SpecMode default_spec_mode(const ModelConfig& c);
-// The most draft tokens a mode proposes per pass (DSpark: the block size, MTP: 1), below the
-// sliding window.
+// The most draft tokens a mode proposes per pass (DSpark: the block size, MTP: kMaxMtpChain),
+// below the sliding window; and the default (DSpark: the block size; MTP: 2, the chain that
+// paid on the default model, where a third and fourth draft cost more than they added: README).
+constexpr int kMaxMtpChain = 4;
 int max_draft(const ModelConfig& c, SpecMode m);
+int default_draft(const ModelConfig& c, SpecMode m);
 // Throws Error naming the problem: the checkpoint has no such drafter, draft outside
 // 1 .. max_draft (any draft with off).
 void check_spec(const ModelConfig& c, SpecMode mode, int draft);
@@ -104,7 +108,7 @@ class SpecDecoder {
 
  private:
   int choose(std::span<const float> logits);  // greedy or sampled, over [0, n_ids)
-  void propose();
+  void propose(const Session& s);
   void absorb(const ForwardTrace& tr, int row0, int rows, std::span<const int> next_tokens, Session& s);
   ForwardTrace trace() const;
 
@@ -115,6 +119,7 @@ class SpecDecoder {
   std::shared_ptr<const Dspark> dspark_;  // shared by copies (a test samples from one state)
   DsparkState dspark_state_;
   std::vector<float> mtp_logits_;   // MTP: its logits after the pending token
+  std::vector<float> mtp_stream_;   // MTP: its output stream there [hc, dim] (chained drafts)
   int pending_ = -1;                // chosen, not fed
   std::vector<int> rows_;           // begin_step(): the pending token, then the drafts
   std::vector<TokenDistribution> q_;  // the drafts' distributions (empty: certain drafts)
