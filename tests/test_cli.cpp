@@ -271,8 +271,9 @@ TEST(Cli, RunIsReproducibleWithASeed) {
   EXPECT_NE(stats.output.find("tok/s"), std::string::npos) << stats.output;
 }
 
-// Greedy speculative decoding prints what decoding one token at a time prints; the default
-// model's trained MTP layer gets drafts accepted (greedy: the same numbers every run).
+// Greedy speculative decoding prints what decoding one token at a time prints, with MTP alone
+// or chained and each DSpark block size; the default model's trained MTP layer gets drafts
+// accepted (greedy: the same numbers every run).
 TEST(Cli, RunSpeculativeEqualsPlain) {
   for (const std::string& model : {synth_model(), std::string(DSV4_SOURCE_DIR) + "/models/dsv4-tiny"}) {
     const std::string base = test::dsv4_binary() + " run -m " + model + " -p 'Write a short story about a cat.' -n 60 --temperature 0";
@@ -281,8 +282,11 @@ TEST(Cli, RunSpeculativeEqualsPlain) {
     ASSERT_EQ(plain.status, 0) << plain.output;
     ASSERT_EQ(spec.status, 0) << spec.output;
     EXPECT_EQ(spec.output, plain.output) << model;
-    const auto stats = test::run_command("(" + base + " >/dev/null)");  // --spec auto: the MTP layer
-    EXPECT_NE(stats.output.find("speculative mtp, draft 1"), std::string::npos) << stats.output;
+    const auto stats = test::run_command("(" + base + " >/dev/null)");  // --spec auto: the MTP layer, chained once
+    EXPECT_NE(stats.output.find("speculative mtp, draft 2"), std::string::npos) << stats.output;
+    for (const int draft : {1, 4})  // alone and chained as far as it goes
+      EXPECT_EQ(test::run_command("(" + base + " --draft " + std::to_string(draft) + " 2>/dev/null)").output, plain.output)
+          << model << " MTP draft " << draft;
   }
   // DSpark (dsv4 synth's V4-Flash-0731 layout): the same text, each draft size.
   test::TempDir d;
@@ -301,9 +305,9 @@ TEST(Cli, RunSpeculativeEqualsPlain) {
 
   const auto r = test::run_command("(" + test::dsv4_binary() + " run -m " + std::string(DSV4_SOURCE_DIR) +
                                    "/models/dsv4-tiny -p 'Write a short story about a cat.' -n 60 --temperature 0 >/dev/null)");
-  const size_t at = r.output.find("draft 1: ");
+  const size_t at = r.output.find("draft 2: ");
   ASSERT_NE(at, std::string::npos) << r.output;
-  EXPECT_GT(std::stod(r.output.substr(at + 9)), 1.2) << r.output;  // tokens per pass
+  EXPECT_GT(std::stod(r.output.substr(at + 9)), 1.5) << r.output;  // tokens per pass
 }
 
 TEST(Cli, RunInputFileAnswersEachPrompt) {
@@ -344,11 +348,13 @@ TEST(Cli, RunBadInput) {
            {"synth -o /tmp/x --preset huge", "unknown preset 'huge'"},
            {"serve -m " + synth_model() + " --port 70000", "--port"},
            {"serve -m " + synth_model() + " --parallel 4 --batch-tokens 3", "--batch-tokens (3) must be at least --parallel (4)"},
+           {"serve -m " + synth_model() + " --port 0 --spec dspark", "has no DSpark drafter"},
+           {"serve -m " + synth_model() + " --port 0 --draft 9", "--draft 9: mtp proposes 1 .. 4"},
            {"run -m " + synth_model() + " -p hi --mmap --no-mmap", "--mmap excludes --no-mmap"},
            {"bench -m " + synth_model() + " --sessions 0", "--sessions: 0"},
            {"run -m " + synth_model() + " -p hi --temperature 0 --spec dspark", "has no DSpark drafter"},
-           {"run -m " + synth_model() + " -p hi --temperature 0 --spec mtp --draft 0", "--draft 0: mtp proposes 1 .. 1"},
-           {"run -m " + synth_model() + " -p hi --temperature 0.7 --spec mtp", "greedy only"}}) {
+           {"run -m " + synth_model() + " -p hi --temperature 0 --spec mtp --draft 0", "--draft 0: mtp proposes 1 .. 4"},
+           {"run -m " + synth_model() + " -p hi --temperature 0.7 --spec mtp --draft 5", "--draft 5: mtp proposes 1 .. 4"}}) {
     const auto r = test::run_command(test::dsv4_binary() + " " + args + " < /dev/null");
     // 1; CLI11's own checks (one flag excluding another) exit with its code for the error.
     if (fragment.find("excludes") != std::string::npos) EXPECT_NE(r.status, 0) << args;

@@ -215,7 +215,7 @@ TEST_P(DsparkDrafts, MatchReference) {
   SafetensorsFile g(test::golden_dir("tiny-dspark") + (smooth ? "/golden_smooth.safetensors" : "/golden.safetensors"));
   Model model(test::golden_dir("tiny-dspark"), ModelOptions{.act_quant = !smooth});
   const ModelConfig& c = model.config();
-  const Dspark drafter(c, model.weights(), !smooth);
+  const Dspark drafter(model);
   const int V = c.vocab_size, dim = c.hidden_size, B = c.dspark.block_size;
   const std::vector<int> tokens = test::ints(g, "tokens");
   std::map<std::string, Group> groups;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <cstring>
 
@@ -133,6 +134,48 @@ TEST_F(Mpi, RunGeneratesTheSameText) {
                                                                                << two.output;
 }
 
+TEST_F(Mpi, SpeculativeRunGeneratesTheSameText) {
+  // Ranks in lockstep draft, verify and roll back each on its own (MTP on tiny-mp, DSpark on
+  // tiny-dspark-mp): greedy, the text of one process without speculation; sampled, the text of
+  // one process with it (the same seeded draws).
+  if (!fs::exists(dir("dspark-mp2"))) {
+    write_synthetic_checkpoint(dir("dspark-hf"), synth_preset("tiny-dspark-mp"), 13, {});
+    convert_checkpoint({dir("dspark-hf"), dir("dspark-mp2"), 2, false});
+  }
+  struct Case {
+    std::string hf, mp, spec;
+  };
+  for (const Case& c : {Case{dir("hf"), dir("mp2"), "mtp"}, Case{dir("dspark-hf"), dir("dspark-mp2"), "dspark"}})
+    for (const std::string sampling : {"--temperature 0", "--temperature 0.8 --seed 5"}) {
+      const std::string args = " -p 'The ranks draft alike' -n 40 --threads 1 " + sampling;
+      const std::string what = c.spec + ", " + sampling;
+      auto text = [&](const std::string& dsv4, const std::string& model, const std::string& spec, const std::string& name) {
+        const auto r = test::run_command("{ " + dsv4 + " run -m " + model + args + " --spec " + spec + " > " +
+                                         dir(name) + "; }");
+        EXPECT_EQ(r.status, 0) << what << ": " << r.output;
+        if (spec != "off") EXPECT_NE(r.output.find("speculative " + spec), std::string::npos) << what << ": " << r.output;
+        return test::read_file(dir(name));
+      };
+      const std::string two = text(launcher(2), c.mp, c.spec, "spec-two.txt");
+      const std::string one = text(test::dsv4_binary(), c.hf, sampling == "--temperature 0" ? "off" : c.spec, "spec-one.txt");
+      EXPECT_FALSE(one.empty()) << what;
+      EXPECT_EQ(one, two) << what;
+    }
+  // chat: rank 0 leads, and rank 1 makes its DSpark decoder's calls on the mirror session; two
+  // turns, the second continuing the first's cache and drafter.
+  const std::string turns = "printf 'hello there\\nand again\\n/exit\\n' | ";
+  const std::string args = " -n 12 --seed 4 --threads 1 --temperature 0.9";
+  const auto one = test::run_command("{ " + turns + test::dsv4_binary() + " chat -m " + dir("dspark-hf") + args + " > " +
+                                     dir("dchat1.txt") + " 2>/dev/null; }");
+  const auto two = test::run_command("{ " + turns + mpirun(2, "chat -m " + dir("dspark-mp2") + args) + " > " +
+                                     dir("dchat2.txt") + "; }");
+  ASSERT_EQ(one.status, 0) << one.output;
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_GT(test::read_file(dir("dchat1.txt")).size(), 10u);
+  EXPECT_EQ(test::read_file(dir("dchat1.txt")), test::read_file(dir("dchat2.txt")));
+  EXPECT_NE(two.output.find("speculative dspark, draft 5"), std::string::npos) << two.output;
+}
+
 TEST_F(Mpi, ChatUnderMpirunAnswersAsOneProcess) {
   // Rank 0 reads the terminal (mpirun forwards stdin to it) and leads; two turns, the second
   // reusing the first's cache on every rank.
@@ -141,11 +184,13 @@ TEST_F(Mpi, ChatUnderMpirunAnswersAsOneProcess) {
   const auto one = test::run_command("{ " + turns + test::dsv4_binary() + " chat -m " + dir("hf") + args + " > " +
                                      dir("chat1.txt") + " 2>/dev/null; }");
   const auto two = test::run_command("{ " + turns + mpirun(2, "chat -m " + dir("mp2") + args) + " > " +
-                                     dir("chat2.txt") + " 2>/dev/null; }");
+                                     dir("chat2.txt") + "; }");
   ASSERT_EQ(one.status, 0) << one.output;
   ASSERT_EQ(two.status, 0) << two.output;
   EXPECT_GT(test::read_file(dir("chat1.txt")).size(), 10u);
   EXPECT_EQ(test::read_file(dir("chat1.txt")), test::read_file(dir("chat2.txt")));
+  // Sampled with the MTP drafter (the default) on both: rank 1 ran rank 0's decoder calls.
+  EXPECT_NE(two.output.find("speculative mtp, draft 2"), std::string::npos) << two.output;
 }
 
 // A server started by `cmd` (its report on stderr names the port); stopped with SIGTERM, as
@@ -202,6 +247,13 @@ TEST_F(Mpi, ServeUnderMpirunAnswersAsOneProcess) {
     EXPECT_NE(a[i], "(failed)");
     EXPECT_EQ(a[i], b[i]) << "request " << i;
   }
+  // Both drafted with the MTP layer (the default), batched, rank 1 on its mirrors.
+  httplib::Client c("127.0.0.1", two.port());
+  const auto health = c.Get("/health");
+  ASSERT_TRUE(health && health->status == 200);
+  const auto spec = nlohmann::json::parse(health->body)["speculative"];
+  EXPECT_EQ(spec["mode"], "mtp") << health->body;
+  EXPECT_GT(spec["verify_steps"].get<long long>(), 0) << health->body;
 }
 
 TEST_F(Mpi, AKilledRankEndsTheJobWithAnError) {

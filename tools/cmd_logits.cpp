@@ -69,7 +69,7 @@ int run(const LogitsArgs& a) {
   std::ofstream d;
   if (!a.draft_out.empty()) {
     DSV4_CHECK(c.dspark.stages > 0, "--draft-out: ", a.model_dir, " has no DSpark drafter (no dspark_* keys in its config.json)");
-    drafter = std::make_unique<Dspark>(c, model.weights(), !a.no_act_quant);
+    drafter = std::make_unique<Dspark>(model);
     ring = drafter->new_state();
     if (Comm::get().rank() == 0) d.open(a.draft_out, std::ios::binary);
     DSV4_CHECK(Comm::get().rank() != 0 || d.good(), a.draft_out, ": cannot open for writing");

@@ -74,10 +74,7 @@ int run(ServeArgs& a) {
   bar.done(a.model_dir);
   if (a.chat_format != "auto") engine.set_chat_format(chat::parse_chat_format(a.chat_format));
   const ModelConfig& cfg = engine.model().config();
-  a.opt.spec = a.spec == "auto" ? (Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
-                                : parse_spec_mode(a.spec);
-  DSV4_CHECK(a.opt.spec == SpecMode::off || Comm::get().world() == 1,
-             "--spec ", a.spec, ": speculative decoding under mpirun is not supported yet");
+  a.opt.spec = a.spec == "auto" ? default_spec_mode(cfg) : parse_spec_mode(a.spec);
   a.opt.draft = a.draft >= 0 ? a.draft : default_draft(cfg, a.opt.spec);
   check_spec(cfg, a.opt.spec, a.opt.draft);
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
@@ -133,8 +130,8 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--http-timeout", a->http_timeout_s,
                   "seconds a connection has to send each whole request (head and body) before it is closed");
   sub->add_option("--spec", a->spec,
-                  "speculative decoding of every request: auto (the checkpoint's drafter, DSpark or MTP; off under "
-                  "mpirun), off, mtp, dspark")
+                  "speculative decoding of every request: auto (the checkpoint's drafter, DSpark or MTP), off, "
+                  "mtp, dspark")
       ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
   sub->add_option("--draft", a->draft, "draft tokens checked per pass (DSpark: 1 .. its block size, the default; MTP: 1 .. 4 chained, 2 the default)");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");

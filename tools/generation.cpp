@@ -34,7 +34,7 @@ void add_generation_options(CLI::App* sub, RunArgs& a) {
   sub->add_option("-n,--max-tokens,--n-predict", a.max_tokens, "most tokens to generate per answer");
   sub->add_option("--temperature,--temp", a.temperature, "0 = greedy; the default is the official one");
   sub->add_option("--spec", a.spec,
-                  "speculative decoding: auto (the checkpoint's drafter, DSpark or MTP; off under mpirun), "
+                  "speculative decoding: auto (the checkpoint's drafter, DSpark or MTP), "
                   "off, mtp, dspark")
       ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
   sub->add_option("--draft", a.draft, "draft tokens checked per pass (DSpark: 1 .. its block size, the default; MTP: 1 .. 4 chained, 2 the default)");
@@ -142,8 +142,7 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   req.sampling = {a.temperature, a.top_p, a.top_k, a.min_p, a.seed};
   req.max_tokens = a.max_tokens;
   const ModelConfig& cfg = conv.engine().model().config();
-  req.spec = a.spec == "auto" ? (Comm::get().world() == 1 ? default_spec_mode(cfg) : SpecMode::off)
-                              : parse_spec_mode(a.spec);
+  req.spec = a.spec == "auto" ? default_spec_mode(cfg) : parse_spec_mode(a.spec);
   req.draft = a.draft >= 0 ? a.draft : default_draft(cfg, req.spec);
   req.on_text = [&](const std::string& delta) {
     printer.show(parser.feed(delta));

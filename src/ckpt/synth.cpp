@@ -143,6 +143,8 @@ const std::vector<SynthPreset>& synth_presets() {
   tiny_mp.o_groups = 4;
   Shape tiny_dspark{vocab, 128, 4, {0, 4, 16, 4, 0}, 4, 8, 2, 128, 16, 8};
   tiny_dspark.dspark_stages = 3;
+  Shape tiny_dspark_mp = tiny_mp;
+  tiny_dspark_mp.dspark_stages = 3;
   Shape flash_dspark = flash;
   flash_dspark.dspark_stages = 3;
   static const std::vector<SynthPreset> p = {
@@ -159,6 +161,8 @@ const std::vector<SynthPreset>& synth_presets() {
        config_for(flash)},
       {"tiny-dspark", "tiny with a DSpark drafter (3 stages, blocks of 5) in place of MTP, as V4-Flash-0731",
        config_for(tiny_dspark)},
+      {"tiny-dspark-mp", "tiny-mp with a DSpark drafter in place of MTP: for speculative decoding under mpirun",
+       config_for(tiny_dspark_mp)},
       {"flash-6l-dspark", "flash-6l with a DSpark drafter (3 stages, blocks of 5) in place of MTP, as V4-Flash-0731",
        config_for(flash_dspark)},
   };

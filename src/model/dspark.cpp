@@ -37,13 +37,14 @@ std::vector<float> dspark_capture(const ModelConfig& c, const ForwardTrace& trac
   return out;
 }
 
-Dspark::Dspark(const ModelConfig& c, const ModelWeights& w, bool act_quant)
-    : c_(c), w_(w), act_quant_(act_quant), rope_(c.qk_rope_head_dim, c.rope_theta, 0, 1, 0, 0) {
-  DSV4_CHECK(c.dspark.stages > 0 && w.dspark.stages.size() == static_cast<size_t>(c.dspark.stages),
+Dspark::Dspark(const Model& m)
+    : m_(m),
+      c_(m.config()),
+      w_(m.weights()),
+      act_quant_(m.act_quant()),
+      rope_(c_.qk_rope_head_dim, c_.rope_theta, 0, 1, 0, 0) {
+  DSV4_CHECK(c_.dspark.stages > 0 && w_.dspark.stages.size() == static_cast<size_t>(c_.dspark.stages),
              "this model has no DSpark drafter (no dspark_* keys in config.json)");
-  // Model-parallel drafting (the vocabulary split among ranks) is not done yet.
-  DSV4_CHECK(w.head.out == c.vocab_size && w.embed.out == c.vocab_size,
-             "DSpark drafting needs the whole embedding and head on one rank");
 }
 
 DsparkState Dspark::new_state() const {
@@ -130,12 +131,11 @@ DsparkDraft Dspark::draft(const DsparkState& state, int anchor, const Chooser& c
   std::vector<int> ids(B, d.noise_token_id);
   ids[0] = anchor;
   // The block's rows embedded and repeated into every hc copy: h [B, hc, dim].
+  const std::vector<float> e = m_.embed(ids);
   std::vector<float> h(static_cast<size_t>(B) * hc * dim);
-  for (int k = 0; k < B; ++k) {
-    w_.embed.dequant_row(ids[k], h.data() + static_cast<size_t>(k) * hc * dim);
-    for (int j = 1; j < hc; ++j)
-      std::copy_n(h.data() + static_cast<size_t>(k) * hc * dim, dim, h.data() + (static_cast<size_t>(k) * hc + j) * dim);
-  }
+  for (int k = 0; k < B; ++k)
+    for (int j = 0; j < hc; ++j)
+      std::copy_n(e.data() + static_cast<size_t>(k) * dim, dim, h.data() + (static_cast<size_t>(k) * hc + j) * dim);
   for (int s = 0; s < d.stages; ++s) stage_forward(s, state, state.pos, ids, h);
 
   DsparkDraft out;
@@ -143,8 +143,7 @@ DsparkDraft Dspark::draft(const DsparkState& state, int anchor, const Chooser& c
   hc_head(w_.dspark.hc_head, h, B, hc, dim, c_.rms_norm_eps, c_.hc_eps, out.hidden);
   std::vector<float> normed(out.hidden.size());
   rmsnorm(out.hidden, w_.dspark.norm, c_.rms_norm_eps, dim, normed);
-  out.logits.resize(static_cast<size_t>(B) * V);
-  linear(w_.head, normed, B, out.logits, false);
+  out.logits = m_.head(normed);
 
   // Row by row: the Markov bias of the previous token, then the row's token.
   const std::vector<float>& w1 = w_.dspark.markov_w1;

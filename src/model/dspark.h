@@ -48,7 +48,9 @@ std::vector<float> dspark_capture(const ModelConfig& c, const ForwardTrace& trac
 
 class Dspark {
  public:
-  Dspark(const ModelConfig& c, const ModelWeights& w, bool act_quant);
+  // The drafter of m (its weights, the shared embedding and head, m's activation rounding).
+  // Under mpirun its passes are collective, like the target's.
+  explicit Dspark(const Model& m);
 
   DsparkState new_state() const;
   // Target positions state.pos .. + n - 1 (main_hidden [n, targets * dim]) enter every stage's
@@ -64,6 +66,7 @@ class Dspark {
   void stage_forward(int s, const DsparkState& state, long long first_pos, std::span<const int> ids,
                      std::vector<float>& h) const;
 
+  const Model& m_;
   const ModelConfig& c_;
   const ModelWeights& w_;
   bool act_quant_;

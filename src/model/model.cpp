@@ -90,6 +90,12 @@ std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const
   std::vector<float> y(static_cast<size_t>(n) * dim);
   hc_head(hc_head_p, stream, n, cfg_.hc_mult, dim, cfg_.rms_norm_eps, cfg_.hc_eps, y);
   rmsnorm(y, norm, cfg_.rms_norm_eps, dim, y);
+  return head(y);
+}
+
+std::vector<float> Model::head(std::span<const float> y) const {
+  const int dim = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int n = static_cast<int>(y.size() / dim);
   // The head's rows are this rank's share of the vocabulary; the ranks' parts are gathered.
   const int part_v = w_->head.out;
   std::vector<float> part(static_cast<size_t>(n) * part_v), logits(static_cast<size_t>(n) * V);

@@ -115,6 +115,12 @@ class Model {
   // [n, hc, dim]): what forward() returns for the last one, for all of them (perplexity).
   std::vector<float> all_logits(std::span<const float> final_stream) const;
 
+  // The shared embedding of tokens [n, dim] and the shared head over normed rows y [n, dim] ->
+  // logits [n, vocab]: whole on every rank however the vocabulary is split among them (so,
+  // under mpirun, collective: every rank calls them together).
+  std::vector<float> embed(std::span<const int> tokens) const;
+  std::vector<float> head(std::span<const float> y) const;
+
  private:
   std::vector<std::vector<float>> run(std::span<const SessionStep> steps, ForwardTrace* trace, StepStats* stats) const;
   // One block on the residual stream h [N, hc, dim] of a step's rows in place; segs divide the
@@ -122,7 +128,6 @@ class Model {
   // Returns the routed experts run.
   int block_forward(const BlockWeights& b, std::span<const Segment> segs, std::vector<float>& h,
                     std::span<const int> tokens) const;
-  std::vector<float> embed(std::span<const int> tokens) const;  // [n, dim]
   // Logits [n, vocab] of the stream rows [n, hc, dim].
   std::vector<float> head_logits(const HcParams& hc_head, std::span<const float> norm,
                                  std::span<const float> stream) const;

@@ -46,9 +46,13 @@ Engine::Engine(const std::string& dir, std::function<void(const std::string&)> p
 
 Session Engine::new_session() const { return leader_ ? leader_->new_session() : model_->new_session(); }
 
-std::vector<std::vector<float>> Engine::forward(std::span<const SessionStep> steps, ForwardTrace* trace) const {
-  DSV4_CHECK(!trace || !leader_, "speculative decoding under mpirun is not supported yet");
-  return leader_ ? leader_->forward(steps) : model_->forward(steps, nullptr, trace);
+std::vector<std::vector<float>> Engine::forward(std::span<const SessionStep> steps, ForwardTrace* trace,
+                                                std::span<const StepRole> roles) const {
+  return leader_ ? leader_->forward(steps, roles, trace) : model_->forward(steps, nullptr, trace);
+}
+
+void Engine::start_drafter(const Session& s, const DrafterStart& d) const {
+  if (leader_) leader_->start_drafter(s, d);
 }
 
 void Engine::lead() {
@@ -70,14 +74,16 @@ void Conversation::reset() {
 }
 
 SpecDecoder& Conversation::drafter(SpecMode mode, int draft, const SamplingParams& sampling) {
-  if (drafter_ && drafter_->mode() == mode && drafter_->follows(session_)) {
-    drafter_->restart(draft, sampling);
-    return *drafter_;
-  }
-  reset();
   // Only ids the tokenizer can decode are chosen: a checkpoint's vocabulary may be padded past it.
   const int n_ids = std::min(e_.model().config().vocab_size, e_.tokenizer().vocab_size());
-  drafter_ = std::make_unique<SpecDecoder>(e_.model(), mode, draft, n_ids, sampling);
+  const bool restart = drafter_ && drafter_->mode() == mode && drafter_->follows(session_);
+  if (restart) {
+    drafter_->restart(draft, sampling);
+  } else {
+    reset();
+    drafter_ = std::make_unique<SpecDecoder>(e_.model(), mode, draft, n_ids, sampling);
+  }
+  e_.start_drafter(session_, {restart, mode, draft, n_ids, sampling});  // the followers' mirror too
   return *drafter_;
 }
 
@@ -156,7 +162,11 @@ bool Generation::step() {
   const SessionStep st{&conv_.session(), in};
   ForwardTrace tr;
   tr.keep_layer_hidden = needs_layer_hidden();
-  fed(std::move(conv_.engine().forward(std::span<const SessionStep>(&st, 1), needs_trace() ? &tr : nullptr).front()),
+  const StepRole r = role();
+  fed(std::move(conv_.engine()
+                    .forward(std::span<const SessionStep>(&st, 1), needs_trace() ? &tr : nullptr,
+                             std::span<const StepRole>(&r, 1))
+                    .front()),
       &tr, 0);
   return false;
 }
@@ -174,7 +184,6 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
     if (!conv_.continues_with(req_.prompt)) conv_.reset();
     if (req_.spec != SpecMode::off && !req_.forced_text) {
       const Engine& e = conv_.engine();
-      DSV4_CHECK(!e.leading() && Comm::get().world() == 1, "speculative decoding under mpirun is not supported yet");
       spec_ = &conv_.drafter(req_.spec, req_.draft, req_.sampling);
     }
     prefilled_ = conv_.tokens().size();
@@ -195,6 +204,14 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   return pending_;
 }
 
+StepRole Generation::role() const {
+  DSV4_CHECK(!pending_.empty(), "role() without next_input()");
+  if (!spec_) return {};
+  if (prefilled_ == req_.prompt.size()) return {StepRole::verify, -1};
+  const size_t end = prefilled_ + pending_.size();
+  return {StepRole::prefill, end < req_.prompt.size() ? req_.prompt[end] : -1};
+}
+
 void Generation::fed(std::vector<float> logits, const ForwardTrace* trace, int row0) {
   DSV4_CHECK(!pending_.empty(), "fed() without next_input()");
   DSV4_CHECK(!spec_ || trace, "a speculative generation's step without its trace");
@@ -202,6 +219,7 @@ void Generation::fed(std::vector<float> logits, const ForwardTrace* trace, int r
   pending_ = {};
   if (spec_ && prefilled_ == req_.prompt.size()) {  // a verify step: the session keeps what was chosen
     const SpecDecoder::Chosen c = spec_->end_step(conv_.session(), *trace, row0);
+    check_ranks_chose_alike(c.tokens);
     r_.spec = spec_->stats();
     conv_.fed(std::span<const int>(verify_rows_).first(c.tokens.size()));
     for (const int tok : c.tokens)
@@ -225,7 +243,9 @@ void Generation::fed(std::vector<float> logits, const ForwardTrace* trace, int r
     return;
   }
   const int first = spec_->prefilled(conv_.session(), in, *trace, row0, logits, done ? -1 : req_.prompt[prefilled_]);
-  if (done) take(first);
+  if (!done) return;
+  check_ranks_chose_alike(std::span<const int>(&first, 1));
+  take(first);
 }
 
 bool Generation::sample_next() {

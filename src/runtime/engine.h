@@ -46,9 +46,13 @@ class Engine {
   // every session and step goes to the other ranks too (dist/mirror.h), which call follow()
   // and return from it once rank 0 calls stop_followers().
   Session new_session() const;
-  // trace (may be null; one process only): every row's final stream, and the layers' when
-  // asked (speculative decoding).
-  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps, ForwardTrace* trace = nullptr) const;
+  // trace (may be null): every row's final stream, and the layers' when asked (speculative
+  // decoding); roles: what each entry is to its session's decoder (empty: all plain), which
+  // the followers need to decode alike.
+  std::vector<std::vector<float>> forward(std::span<const SessionStep> steps, ForwardTrace* trace = nullptr,
+                                          std::span<const StepRole> roles = {}) const;
+  // A speculative decoder started on a session: the followers start theirs (nothing unless leading).
+  void start_drafter(const Session& s, const DrafterStart& d) const;
   void lead();
   void follow() const;
   void stop_followers() const;
@@ -108,9 +112,9 @@ struct GenerateRequest {
   std::function<bool(const std::string& delta)> on_text;
   std::function<void(size_t done, size_t total)> on_prefill;
   std::optional<std::string> forced_text;  // test hook: emit this text's tokens, then EOS
-  // Speculative decoding (runtime/speculative.h): greedy or sampled, one process. The cache is
-  // reused when the conversation's last generation drafted in the same mode. Ignored with
-  // forced_text.
+  // Speculative decoding (runtime/speculative.h): greedy or sampled, in one process or under
+  // mpirun. The cache is reused when the conversation's last generation drafted in the same
+  // mode. Ignored with forced_text.
   SpecMode spec = SpecMode::off;
   int draft = 0;
 };
@@ -146,6 +150,7 @@ class Generation {
   // trace: the step's (rows row0 .. are this generation's), required when needs_trace().
   void fed(std::vector<float> logits, const ForwardTrace* trace = nullptr, int row0 = 0);
   bool needs_trace() const { return spec_ != nullptr; }  // a speculative generation
+  StepRole role() const;  // what the input next_input() gave is to the decoder
   bool needs_layer_hidden() const { return spec_ && spec_->needs_layer_hidden(); }
   bool prefilling() const { return !finished_ && (!started_ || prefilled_ < req_.prompt.size()); }
   bool finished() const { return finished_; }

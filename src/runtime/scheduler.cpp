@@ -201,13 +201,15 @@ void Scheduler::loop() {
     // Speculative generations read every row of theirs (and DSpark the layers' streams).
     ForwardTrace trace;
     bool traced = false;
+    std::vector<StepRole> roles;
     for (Slot* s : members) {
       traced |= s->gen->needs_trace();
       trace.keep_layer_hidden |= s->gen->needs_layer_hidden();
+      roles.push_back(s->gen->role());
     }
     std::vector<std::vector<float>> logits;
     try {
-      logits = e_.forward(steps, traced ? &trace : nullptr);
+      logits = e_.forward(steps, traced ? &trace : nullptr, roles);
     } catch (const std::exception& e) {
       // Not a bad request (those fail in next_input): every member's session is in doubt.
       for (Slot* s : members) {

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "core/check.h"
+#include "dist/comm.h"
 
 namespace dsv4 {
 
@@ -39,6 +40,13 @@ int max_draft(const ModelConfig& c, SpecMode m) {
   return 0;
 }
 
+void check_ranks_chose_alike(std::span<const int> chosen) {
+  if (!Comm::get().distributed()) return;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the ids
+  for (const int t : chosen) h = (h ^ static_cast<uint32_t>(t)) * 1099511628211ull;
+  Comm::get().check_same(h, "the tokens speculative decoding chose");
+}
+
 SpecStats& SpecStats::operator+=(const SpecStats& o) {
   steps += o.steps;
   drafted += o.drafted;
@@ -72,7 +80,7 @@ SpecDecoder::SpecDecoder(const Model& m, SpecMode mode, int draft, int n_ids, co
   check_spec(c, mode, draft);
   if (mode == SpecMode::dspark) {
     // The drafter rounds its activations exactly when the target does.
-    dspark_ = std::make_shared<const Dspark>(c, m.weights(), m.act_quant());
+    dspark_ = std::make_shared<const Dspark>(m);
     dspark_state_ = dspark_->new_state();
   }
 }

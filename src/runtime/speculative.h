@@ -39,6 +39,12 @@ int default_draft(const ModelConfig& c, SpecMode m);
 // 1 .. max_draft (any draft with off).
 void check_spec(const ModelConfig& c, SpecMode mode, int draft);
 
+// Model-parallel ranks each run their own decoder of a session (in lockstep, or a follower's
+// mirror of rank 0's): the same logits and the same seeded draws make the same choices. A
+// difference would leave their caches apart, so it is an Error on every rank (collective;
+// nothing in one process).
+void check_ranks_chose_alike(std::span<const int> chosen);
+
 struct SpecStats {
   long long steps = 0;     // target passes after the prefill
   long long drafted = 0;   // draft tokens checked
