@@ -120,6 +120,11 @@ TEST(Cli, BenchSpecReportsVerifyCostsAndBothRates) {
   EXPECT_GT(j["plain_tok_s"].get<double>(), 0);
   EXPECT_GT(j["spec_tok_s"].get<double>(), 0);
   EXPECT_GE(j["tokens_per_pass"].get<double>(), 1);
+  ASSERT_EQ(j["by_draft"].size(), 5u);  // greedy decoding at every draft length
+  for (size_t k = 0; k < 5; ++k) {
+    EXPECT_EQ(j["by_draft"][k]["draft"], k + 1);
+    EXPECT_GE(j["by_draft"][k]["tokens_per_pass"].get<double>(), 1);
+  }
   const auto bad = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
                                      " --prefill 2 --decode 2 --spec dspark 2>&1");
   EXPECT_EQ(bad.status, 1);

@@ -148,7 +148,7 @@ void follow_step(const Model& model, std::map<int, Mirror>& mirrors, std::span<c
     if (e[2] != StepRole::plain) {
       DSV4_CHECK(m.decoder != nullptr, "rank 0 decodes session ", e[0], " speculatively, but started no decoder here");
       traced = true;
-      tr.keep_layer_hidden |= m.decoder->needs_layer_hidden();
+      m.decoder->prepare(tr);
     }
     if (e[2] == StepRole::verify) {
       const std::span<const int> rows = m.decoder->begin_step(m.s);

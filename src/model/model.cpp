@@ -162,7 +162,11 @@ std::vector<std::vector<float>> Model::run(std::span<const SessionStep> steps, F
     for (size_t i = 0; i < steps.size(); ++i) segs[i].cache = &steps[i].session->layers[l];
     const int experts = block_forward(w_->layers[l], segs, h, tokens);
     if (stats) stats->routed_experts += experts;
-    if (trace && trace->keep_layer_hidden) trace->layer_hidden.push_back(h);
+    if (trace && trace->keep_layer_hidden) {
+      const std::vector<int>& want = trace->hidden_layers;
+      const bool keep = want.empty() || std::find(want.begin(), want.end(), static_cast<int>(l)) != want.end();
+      trace->layer_hidden.push_back(keep ? h : std::vector<float>{});
+    }
   }
   for (const SessionStep& st : steps) st.session->pos += static_cast<long long>(st.tokens.size());
 

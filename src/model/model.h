@@ -62,7 +62,8 @@ struct SessionStep {
 // Optional outputs of forward() for validation and speculative decoding.
 struct ForwardTrace {
   bool keep_layer_hidden = false;
-  std::vector<std::vector<float>> layer_hidden;  // per block: [n, hc, dim] residual after it
+  std::vector<int> hidden_layers;  // with keep_layer_hidden: only these blocks' (empty: all)
+  std::vector<std::vector<float>> layer_hidden;  // per block: [n, hc, dim] residual after it, or empty
   std::vector<float> final_stream;               // [n, hc, dim] before hc_head (MTP input)
 };
 

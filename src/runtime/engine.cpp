@@ -161,7 +161,7 @@ bool Generation::step() {
   if (in.empty()) return true;
   const SessionStep st{&conv_.session(), in};
   ForwardTrace tr;
-  tr.keep_layer_hidden = needs_layer_hidden();
+  prepare(tr);
   const StepRole r = role();
   fed(std::move(conv_.engine()
                     .forward(std::span<const SessionStep>(&st, 1), needs_trace() ? &tr : nullptr,

@@ -151,7 +151,9 @@ class Generation {
   void fed(std::vector<float> logits, const ForwardTrace* trace = nullptr, int row0 = 0);
   bool needs_trace() const { return spec_ != nullptr; }  // a speculative generation
   StepRole role() const;  // what the input next_input() gave is to the decoder
-  bool needs_layer_hidden() const { return spec_ && spec_->needs_layer_hidden(); }
+  void prepare(ForwardTrace& tr) const {  // what the step's trace must keep for this generation
+    if (spec_) spec_->prepare(tr);
+  }
   bool prefilling() const { return !finished_ && (!started_ || prefilled_ < req_.prompt.size()); }
   bool finished() const { return finished_; }
   void cancel();  // finishes with FinishReason::cancelled at the next step

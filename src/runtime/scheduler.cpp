@@ -204,7 +204,7 @@ void Scheduler::loop() {
     std::vector<StepRole> roles;
     for (Slot* s : members) {
       traced |= s->gen->needs_trace();
-      trace.keep_layer_hidden |= s->gen->needs_layer_hidden();
+      s->gen->prepare(trace);
       roles.push_back(s->gen->role());
     }
     std::vector<std::vector<float>> logits;

@@ -107,9 +107,15 @@ bool SpecDecoder::follows(const Session& s) const {
 
 int SpecDecoder::choose(std::span<const float> logits) { return sampler_.sample(logits.first(n_ids_)); }
 
+void SpecDecoder::prepare(ForwardTrace& tr) const {
+  if (mode_ != SpecMode::dspark) return;
+  tr.keep_layer_hidden = true;
+  tr.hidden_layers = m_.config().dspark.target_layer_ids;  // the same for every session of the model
+}
+
 ForwardTrace SpecDecoder::trace() const {
   ForwardTrace tr;
-  tr.keep_layer_hidden = needs_layer_hidden();
+  prepare(tr);
   return tr;
 }
 

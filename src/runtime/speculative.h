@@ -77,8 +77,9 @@ class SpecDecoder {
     std::vector<std::vector<float>> logits;
   };
 
-  // The forwards handed to prefilled() and end_step() keep ForwardTrace::layer_hidden.
-  bool needs_layer_hidden() const { return mode_ == SpecMode::dspark; }
+  // What the forwards handed to prefilled() and end_step() must keep: DSpark's target layers'
+  // streams (ForwardTrace::keep_layer_hidden, hidden_layers).
+  void prepare(ForwardTrace& tr) const;
 
   // The prompt, a chunk at a time, from a fresh session (or one this decoder has followed):
   // after the caller fed `chunk` (trace rows row0 .., logits: the chunk's last row's), its
