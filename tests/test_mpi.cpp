@@ -57,6 +57,21 @@ class Mpi : public ::testing::Test {
     std::memcpy(rows.data(), bytes.data(), rows.size() * 4);
     return rows;
   }
+  // Rank 0 reads the terminal (mpirun forwards stdin to it) and leads; two turns, the second
+  // reusing the first's cache on every rank: the text of one process on the unconverted
+  // checkpoint, and mpirun's report (stderr) has `report`.
+  static void chat_as_one_process(const std::string& hf, const std::string& mp, const std::string& args,
+                                  const std::string& report) {
+    const std::string turns = "printf 'hello there\\nand again\\n/exit\\n' | ";
+    const auto one = test::run_command("{ " + turns + test::dsv4_binary() + " chat -m " + hf + args + " > " +
+                                       dir("chat1.txt") + " 2>/dev/null; }");
+    const auto two = test::run_command("{ " + turns + mpirun(2, "chat -m " + mp + args) + " > " + dir("chat2.txt") + "; }");
+    ASSERT_EQ(one.status, 0) << one.output;
+    ASSERT_EQ(two.status, 0) << two.output;
+    EXPECT_GT(test::read_file(dir("chat1.txt")).size(), 10u);
+    EXPECT_EQ(test::read_file(dir("chat1.txt")), test::read_file(dir("chat2.txt"))) << hf;
+    EXPECT_NE(two.output.find(report), std::string::npos) << two.output;
+  }
   static fs::path root_;
 };
 fs::path Mpi::root_;
@@ -163,34 +178,13 @@ TEST_F(Mpi, SpeculativeRunGeneratesTheSameText) {
     }
   // chat: rank 0 leads, and rank 1 makes its DSpark decoder's calls on the mirror session; two
   // turns, the second continuing the first's cache and drafter.
-  const std::string turns = "printf 'hello there\\nand again\\n/exit\\n' | ";
-  const std::string args = " -n 12 --seed 4 --threads 1 --temperature 0.9";
-  const auto one = test::run_command("{ " + turns + test::dsv4_binary() + " chat -m " + dir("dspark-hf") + args + " > " +
-                                     dir("dchat1.txt") + " 2>/dev/null; }");
-  const auto two = test::run_command("{ " + turns + mpirun(2, "chat -m " + dir("dspark-mp2") + args) + " > " +
-                                     dir("dchat2.txt") + "; }");
-  ASSERT_EQ(one.status, 0) << one.output;
-  ASSERT_EQ(two.status, 0) << two.output;
-  EXPECT_GT(test::read_file(dir("dchat1.txt")).size(), 10u);
-  EXPECT_EQ(test::read_file(dir("dchat1.txt")), test::read_file(dir("dchat2.txt")));
-  EXPECT_NE(two.output.find("speculative dspark, draft 5"), std::string::npos) << two.output;
+  chat_as_one_process(dir("dspark-hf"), dir("dspark-mp2"), " -n 12 --seed 4 --threads 1 --temperature 0.9",
+                      "speculative dspark, draft 5");
 }
 
 TEST_F(Mpi, ChatUnderMpirunAnswersAsOneProcess) {
-  // Rank 0 reads the terminal (mpirun forwards stdin to it) and leads; two turns, the second
-  // reusing the first's cache on every rank.
-  const std::string turns = "printf 'hello there\\nand again\\n/exit\\n' | ";
-  const std::string args = " -n 10 --seed 3 --threads 1";
-  const auto one = test::run_command("{ " + turns + test::dsv4_binary() + " chat -m " + dir("hf") + args + " > " +
-                                     dir("chat1.txt") + " 2>/dev/null; }");
-  const auto two = test::run_command("{ " + turns + mpirun(2, "chat -m " + dir("mp2") + args) + " > " +
-                                     dir("chat2.txt") + "; }");
-  ASSERT_EQ(one.status, 0) << one.output;
-  ASSERT_EQ(two.status, 0) << two.output;
-  EXPECT_GT(test::read_file(dir("chat1.txt")).size(), 10u);
-  EXPECT_EQ(test::read_file(dir("chat1.txt")), test::read_file(dir("chat2.txt")));
   // Sampled with the MTP drafter (the default) on both: rank 1 ran rank 0's decoder calls.
-  EXPECT_NE(two.output.find("speculative mtp, draft 2"), std::string::npos) << two.output;
+  chat_as_one_process(dir("hf"), dir("mp2"), " -n 10 --seed 3 --threads 1", "speculative mtp, draft 2");
 }
 
 // A server started by `cmd` (its report on stderr names the port); stopped with SIGTERM, as
