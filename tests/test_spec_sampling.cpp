@@ -164,7 +164,9 @@ TEST_P(SpecSampling, TokensHaveTheTargetsDistribution) {
   EXPECT_LT(triples.chi2, chi2_critical(triples.cells - 1)) << describe(tc);
   EXPECT_LT(pairs.chi2, chi2_critical(pairs.cells - 1)) << describe(tc);
   // The hook's first draft is often kept (its later ones, drawn from the same q, seldom).
-  if (tc.hook) EXPECT_GT(stats.tokens_per_step(), 1.3) << describe(tc);
+  if (tc.hook) {
+    EXPECT_GT(stats.tokens_per_step(), 1.3) << describe(tc);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

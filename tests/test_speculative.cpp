@@ -123,19 +123,22 @@ TEST(Speculative, BatchedSessionsGetWhatTheyGetAlone) {
   const bool other_path = std::getenv("DSV4_NO_AVX2") || std::getenv("DSV4_NO_AVX512");
   const int n = std::getenv("DSV4_SANITIZER") || other_path ? 120 : 400;
   struct Member {
-    SpecMode mode;
-    int draft, prompt_len, join_at;  // join_at: the pass at which its prefill starts
+    SpecMode mode = SpecMode::off;
+    int draft = 0, prompt_len = 0, join_at = 0;  // join_at: the pass at which its prefill starts
     std::vector<int> prompt;
     Greedy alone, batched;
     std::unique_ptr<SpecDecoder> d;
     Session s;
     size_t fed = 0;  // prompt tokens fed
   };
-  std::vector<Member> ms;
-  ms.push_back({SpecMode::dspark, 5, 13, 0});
-  ms.push_back({SpecMode::dspark, 2, 40, 0});
-  ms.push_back({SpecMode::off, 0, 7, 0});
-  ms.push_back({SpecMode::dspark, 3, 150, 25});
+  std::vector<Member> ms(4);
+  const int settings[4][3] = {{5, 13, 0}, {2, 40, 0}, {0, 7, 0}, {3, 150, 25}};  // draft (0: off), prompt, join_at
+  for (int i = 0; i < 4; ++i) {
+    ms[i].mode = settings[i][0] ? SpecMode::dspark : SpecMode::off;
+    ms[i].draft = settings[i][0];
+    ms[i].prompt_len = settings[i][1];
+    ms[i].join_at = settings[i][2];
+  }
   std::mt19937 rng(9);
   for (Member& x : ms) {
     x.prompt.resize(x.prompt_len);

@@ -180,8 +180,7 @@ int run(const BenchArgs& a) {
   const TokenCost cost = token_cost(c);
   // An Error now, before the measurements, when the checkpoint has no such drafter.
   if (a.spec != "off")
-    SpecDecoder(model, parse_spec_mode(a.spec), std::max(1, max_draft(c, parse_spec_mode(a.spec))), c.vocab_size,
-                SamplingParams{.temperature = 0});
+    check_spec(c, parse_spec_mode(a.spec), std::max(1, max_draft(c, parse_spec_mode(a.spec))));
   std::mt19937 rng(1);
   std::vector<int> ids(a.prefill);
   for (int& t : ids) t = static_cast<int>(rng() % c.vocab_size);

@@ -73,10 +73,9 @@ int run(ServeArgs& a) {
                 ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
   if (a.chat_format != "auto") engine.set_chat_format(chat::parse_chat_format(a.chat_format));
-  const ModelConfig& cfg = engine.model().config();
-  a.opt.spec = a.spec == "auto" ? default_spec_mode(cfg) : parse_spec_mode(a.spec);
-  a.opt.draft = a.draft >= 0 ? a.draft : default_draft(cfg, a.opt.spec);
-  check_spec(cfg, a.opt.spec, a.opt.draft);
+  const SpecChoice spec = chosen_spec(engine.model().config(), a.spec, a.draft);
+  a.opt.spec = spec.mode;
+  a.opt.draft = spec.draft;
   // Under mpirun rank 0 serves and leads; the other ranks run its forward passes with it.
   if (!leader) {
     engine.follow();
@@ -129,11 +128,7 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
                   "connections served at once, a thread each, started as connections arrive");
   sub->add_option("--http-timeout", a->http_timeout_s,
                   "seconds a connection has to send each whole request (head and body) before it is closed");
-  sub->add_option("--spec", a->spec,
-                  "speculative decoding of every request: auto (the checkpoint's drafter, DSpark or MTP), off, "
-                  "mtp, dspark")
-      ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
-  sub->add_option("--draft", a->draft, "draft tokens checked per pass (DSpark: 1 .. its block size, the default; MTP: 1 .. 4 chained, 2 the default)");
+  add_spec_options(sub, a->spec, a->draft, " of every request");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
   out.push_back({sub, [a, batch_tokens] {
                    a->batch_tokens_given = batch_tokens->count() > 0;

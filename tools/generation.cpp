@@ -7,7 +7,6 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "ckpt/info.h"
-#include "dist/comm.h"
 #include "tools/interrupt.h"
 #include "tools/options.h"
 #include "tools/progress.h"
@@ -33,11 +32,7 @@ void add_generation_options(CLI::App* sub, RunArgs& a) {
                   "separate (to stderr) or hidden");
   sub->add_option("-n,--max-tokens,--n-predict", a.max_tokens, "most tokens to generate per answer");
   sub->add_option("--temperature,--temp", a.temperature, "0 = greedy; the default is the official one");
-  sub->add_option("--spec", a.spec,
-                  "speculative decoding: auto (the checkpoint's drafter, DSpark or MTP), "
-                  "off, mtp, dspark")
-      ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
-  sub->add_option("--draft", a.draft, "draft tokens checked per pass (DSpark: 1 .. its block size, the default; MTP: 1 .. 4 chained, 2 the default)");
+  add_spec_options(sub, a.spec, a.draft, "");
   sub->add_option("--top-p", a.top_p, "nucleus sampling");
   sub->add_option("--top-k", a.top_k, "0 = off");
   sub->add_option("--min-p", a.min_p, "0 = off");
@@ -141,9 +136,9 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   req.prompt = prompt;
   req.sampling = {a.temperature, a.top_p, a.top_k, a.min_p, a.seed};
   req.max_tokens = a.max_tokens;
-  const ModelConfig& cfg = conv.engine().model().config();
-  req.spec = a.spec == "auto" ? default_spec_mode(cfg) : parse_spec_mode(a.spec);
-  req.draft = a.draft >= 0 ? a.draft : default_draft(cfg, req.spec);
+  const SpecChoice spec = chosen_spec(conv.engine().model().config(), a.spec, a.draft);
+  req.spec = spec.mode;
+  req.draft = spec.draft;
   req.on_text = [&](const std::string& delta) {
     printer.show(parser.feed(delta));
     return true;

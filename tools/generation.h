@@ -29,7 +29,7 @@ struct RunArgs {
   WeightsIn weights = WeightsIn::automatic;
   std::string chat_format = "auto";
   std::string spec = "auto";  // speculative decoding: auto (the checkpoint's drafter), off, mtp, dspark
-  int draft = -1;             // draft tokens per pass; -1: the drafter's most
+  int draft = -1;             // draft tokens per pass; -1: the drafter's default
 };
 void add_generation_options(CLI::App* sub, RunArgs& a);
 

@@ -31,4 +31,20 @@ void add_chat_format_option(CLI::App* sub, std::string& format) {
       ->check(CLI::IsMember({"auto", "april", "0731"}));
 }
 
+void add_spec_options(CLI::App* sub, std::string& spec, int& draft, const std::string& what) {
+  sub->add_option("--spec", spec,
+                  "speculative decoding" + what + ": auto (the checkpoint's drafter, DSpark or MTP), off, mtp, dspark")
+      ->check(CLI::IsMember({"auto", "off", "mtp", "dspark"}));
+  sub->add_option("--draft", draft,
+                  "draft tokens checked per pass (DSpark: 1 .. its block size, the default; MTP: 1 .. 4 chained, 2 the "
+                  "default)");
+}
+
+SpecChoice chosen_spec(const ModelConfig& c, const std::string& spec, int draft) {
+  const SpecMode mode = spec == "auto" ? default_spec_mode(c) : parse_spec_mode(spec);
+  const SpecChoice choice{mode, draft >= 0 ? draft : default_draft(c, mode)};
+  check_spec(c, choice.mode, choice.draft);
+  return choice;
+}
+
 }  // namespace dsv4::tools

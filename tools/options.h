@@ -7,6 +7,7 @@
 #include <string>
 
 #include "io/checkpoint.h"
+#include "runtime/speculative.h"
 
 namespace dsv4::tools {
 
@@ -17,5 +18,15 @@ void add_weights_option(CLI::App* sub, WeightsIn& where);
 // --chat-format auto|april|0731: the chat encoder (chat/encode.h). auto: the checkpoint's
 // bundled encoding/encoding_dsv4.py decides, else April.
 void add_chat_format_option(CLI::App* sub, std::string& format);
+// --spec auto|off|mtp|dspark and --draft N: speculative decoding (runtime/speculative.h); what
+// says what it applies to.
+void add_spec_options(CLI::App* sub, std::string& spec, int& draft, const std::string& what);
+// What they choose for a checkpoint: auto is its drafter, a draft of -1 the drafter's default.
+// Throws Error naming the problem (check_spec).
+struct SpecChoice {
+  SpecMode mode;
+  int draft;
+};
+SpecChoice chosen_spec(const ModelConfig& c, const std::string& spec, int draft);
 
 }  // namespace dsv4::tools

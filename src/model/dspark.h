@@ -9,10 +9,9 @@
 //     rows [anchor, noise x (block_size - 1)] at positions i + 1 .. i + block_size go through
 //     the stages as ordinary blocks whose attention sees the ring's first min(window, i + 1)
 //     slots and all of the block's own rows (no causal mask inside the block); then the last
-//     stage's hc head, norm and the shared head; row by row (greedy) the Markov bias of the
-//     previous token (the anchor for row 0) is added, the row's token is the argmax (or a
-//     sample), and its
-//     confidence is proj . [hidden ; markov_w1[previous]].
+//     stage's hc head, norm and the shared head; row by row the Markov bias of the previous
+//     token (the anchor for row 0) is added, the row's token is the argmax (or a sample), and
+//     its confidence is proj . [hidden ; markov_w1[previous]].
 #pragma once
 
 #include <functional>

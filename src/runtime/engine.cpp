@@ -182,10 +182,7 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
     if (!conv_.continues_with(req_.prompt)) conv_.reset();
-    if (req_.spec != SpecMode::off && !req_.forced_text) {
-      const Engine& e = conv_.engine();
-      spec_ = &conv_.drafter(req_.spec, req_.draft, req_.sampling);
-    }
+    if (req_.spec != SpecMode::off && !req_.forced_text) spec_ = &conv_.drafter(req_.spec, req_.draft, req_.sampling);
     prefilled_ = conv_.tokens().size();
     r_.reused_tokens = static_cast<int>(prefilled_);
   }

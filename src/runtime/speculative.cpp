@@ -1,7 +1,6 @@
 #include "runtime/speculative.h"
 
 #include <algorithm>
-#include <unordered_map>
 
 #include "core/check.h"
 #include "dist/comm.h"
@@ -218,18 +217,18 @@ struct Verdict {
   int token;
 };
 
-Verdict verify_sampled(Sampler& sampler, const TokenDistribution& p, int x, const TokenDistribution* q) {
+// Both distributions are over ids [0, n_ids).
+Verdict verify_sampled(Sampler& sampler, const TokenDistribution& p, int x, const TokenDistribution* q, int n_ids) {
   const double px = p.prob(x), qx = q ? q->prob(x) : 1.0;
   if (sampler.uniform() * qx < px) return {true, x};
-  std::unordered_map<int, double> q_of;  // q's candidates (a few, or all ids at plain sampling)
+  std::vector<double> q_of(static_cast<size_t>(n_ids), 0.0);  // by id: q's candidates may be all ids
   if (q)
     for (size_t i = 0; i < q->ids.size(); ++i) q_of[q->ids[i]] = q->weights[i] / q->total;
   else
     q_of[x] = 1.0;
   TokenDistribution residual;
   for (size_t i = 0; i < p.ids.size(); ++i) {
-    const auto at = q_of.find(p.ids[i]);
-    const double r = p.weights[i] / p.total - (at == q_of.end() ? 0.0 : at->second);
+    const double r = p.weights[i] / p.total - q_of[p.ids[i]];
     if (r <= 0) continue;
     residual.ids.push_back(p.ids[i]);
     residual.weights.push_back(r);
@@ -259,7 +258,7 @@ SpecDecoder::Chosen SpecDecoder::end_step(Session& s, const ForwardTrace& tr, in
       kept = j < n && tok == rows_[j + 1];
     } else {
       const Verdict v = verify_sampled(sampler_, sampler_.distribution(row.first(n_ids_)), rows_[j + 1],
-                                       q_.empty() ? nullptr : &q_[j]);
+                                       q_.empty() ? nullptr : &q_[j], n_ids_);
       tok = v.token;
       kept = v.kept;
     }
