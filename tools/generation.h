@@ -11,6 +11,7 @@
 
 #include "runtime/chat_prompt.h"
 #include "runtime/engine.h"
+#include "tools/options.h"
 
 namespace dsv4::tools {
 
@@ -26,6 +27,7 @@ struct RunArgs {
   float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
   uint64_t seed = 0;
   long long ctx = 65536;
+  long long cache_ram = kDefaultCacheRam;
   WeightsIn weights = WeightsIn::automatic;
   std::string chat_format = "auto";
   std::string spec = "auto";  // speculative decoding: auto (the checkpoint's drafter), off, mtp, dspark

@@ -13,6 +13,14 @@ CLI::Option* add_threads_option(CLI::App* sub, int& threads) {
   return sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)");
 }
 
+void add_cache_ram_option(CLI::App* sub, long long& bytes) {
+  sub->add_option("--cache-ram", bytes,
+                  "prefix cache: bytes of session snapshots kept in RAM for prompts that start alike (512M, 4G "
+                  "accepted; 0 = off)")
+      ->transform(CLI::AsSizeValue(false).description(""))
+      ->type_name("SIZE");
+}
+
 void add_weights_option(CLI::App* sub, WeightsIn& where) {
   auto* mmap = sub->add_flag_callback(
       "--mmap", [&where] { where = WeightsIn::mmap; },

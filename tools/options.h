@@ -13,6 +13,9 @@ namespace dsv4::tools {
 
 CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& what);
 CLI::Option* add_threads_option(CLI::App* sub, int& threads);
+// --cache-ram SIZE: the prefix cache's budget in bytes (512M, 4G accepted; 0 = none).
+constexpr long long kDefaultCacheRam = 1LL << 30;
+void add_cache_ram_option(CLI::App* sub, long long& bytes);
 // --mmap (map the checkpoint) / --no-mmap (read it into huge-page RAM); neither: automatic.
 void add_weights_option(CLI::App* sub, WeightsIn& where);
 // --chat-format auto|april|0731: the chat encoder (chat/encode.h). auto: the checkpoint's

@@ -65,6 +65,11 @@ void Engine::stop_followers() const {
   if (leader_) leader_->stop();
 }
 
+void Engine::enable_prefix_cache(size_t budget) {
+  prefix_cache_ = budget > 0 ? std::make_unique<PrefixCache>(budget, PrefixCache::snapshot_unit(model_->config()))
+                             : nullptr;
+}
+
 Conversation::Conversation(const Engine& e) : e_(e), session_(e.new_session()) {}
 
 void Conversation::reset() {
@@ -90,16 +95,38 @@ SpecDecoder& Conversation::drafter(SpecMode mode, int draft, const SamplingParam
 std::vector<float> Conversation::prefill(const std::vector<int>& prompt,
                                          const std::function<void(size_t, size_t)>& progress) {
   DSV4_CHECK(!prompt.empty(), "empty prompt");
-  if (!continues_with(prompt)) reset();
-  reused_ = fed_.size();
+  start(prompt, true);
   std::vector<float> logits;
   const size_t total = prompt.size();
-  for (size_t i = fed_.size(); i < total; i += kPrefillChunk) {
-    const size_t n = std::min(kPrefillChunk, total - i);
+  for (size_t i = fed_.size(); i < total;) {
+    size_t n = std::min(kPrefillChunk, total - i);
+    if (const size_t at = next_snapshot(total); at > 0) n = std::min(n, at - i);
     logits = feed(std::span<const int>(prompt).subspan(i, n));
-    if (progress) progress(i + n, total);
+    snapshot(total);
+    i += n;
+    if (progress) progress(i, total);
   }
   return logits;
+}
+
+void Conversation::start(const std::vector<int>& prompt, bool use_prefix_cache) {
+  if (!continues_with(prompt)) reset();
+  PrefixCache* cache = use_prefix_cache ? e_.prefix_cache() : nullptr;
+  if (cache && cache->restore(prompt, fed_.size(), session_) > 0) {
+    fed_.assign(prompt.begin(), prompt.begin() + session_.pos);
+    drafter_.reset();  // it followed the session as it was
+  }
+  reused_ = fed_.size();
+}
+
+size_t Conversation::next_snapshot(size_t prompt_len) const {
+  const PrefixCache* cache = e_.prefix_cache();
+  return cache ? cache->next_wanted(fed_.size(), prompt_len) : 0;
+}
+
+void Conversation::snapshot(size_t prompt_len) const {
+  PrefixCache* cache = e_.prefix_cache();
+  if (cache && cache->wanted(fed_.size(), prompt_len)) cache->store(fed_, session_);
 }
 
 std::vector<float> Conversation::feed(std::span<const int> tokens) {
@@ -181,13 +208,19 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   }
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
-    if (!conv_.continues_with(req_.prompt)) conv_.reset();
-    if (req_.spec != SpecMode::off && !req_.forced_text) spec_ = &conv_.drafter(req_.spec, req_.draft, req_.sampling);
+    // A speculative generation's drafter follows the session from its start, so it neither
+    // takes nor keeps snapshots (yet: runtime/prefix_cache.h would need the drafter's context).
+    const bool spec = req_.spec != SpecMode::off && !req_.forced_text;
+    snapshots_ = !spec;
+    conv_.start(req_.prompt, snapshots_);
+    if (spec) spec_ = &conv_.drafter(req_.spec, req_.draft, req_.sampling);
     prefilled_ = conv_.tokens().size();
     r_.reused_tokens = static_cast<int>(prefilled_);
   }
-  if (prefilled_ < req_.prompt.size()) {  // one prefill chunk
-    const size_t n = std::min(max_prefill, req_.prompt.size() - prefilled_);
+  if (prefilled_ < req_.prompt.size()) {  // one prefill chunk, ending where a snapshot is due
+    size_t n = std::min(max_prefill, req_.prompt.size() - prefilled_);
+    if (const size_t at = snapshots_ ? conv_.next_snapshot(req_.prompt.size()) : 0; at > 0)
+      n = std::min(n, at - prefilled_);
     pending_ = std::span<const int>(req_.prompt).subspan(prefilled_, n);
     return pending_;
   }
@@ -229,6 +262,7 @@ void Generation::fed(std::vector<float> logits, const ForwardTrace* trace, int r
     return;
   }
   prefilled_ += in.size();
+  if (snapshots_) conv_.snapshot(req_.prompt.size());
   if (req_.on_prefill) req_.on_prefill(prefilled_, req_.prompt.size());
   const bool done = prefilled_ == req_.prompt.size();
   if (done) {

@@ -17,6 +17,7 @@
 #include "chat/encode.h"
 #include "dist/mirror.h"
 #include "model/model.h"
+#include "runtime/prefix_cache.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
@@ -58,8 +59,15 @@ class Engine {
   void stop_followers() const;
   bool leading() const { return leader_ != nullptr; }
 
+  // The prefix cache shared by the engine's conversations (runtime/prefix_cache.h), budget
+  // bytes of sessions (0: none). Not under mpirun yet: the followers' mirrors would need the
+  // same snapshots, so a leading engine has none.
+  void enable_prefix_cache(size_t budget);
+  PrefixCache* prefix_cache() const { return leader_ ? nullptr : prefix_cache_.get(); }
+
  private:
   std::unique_ptr<Model> model_;
+  std::unique_ptr<PrefixCache> prefix_cache_;
   std::unique_ptr<Leader> leader_;
   std::unique_ptr<Tokenizer> tokenizer_;
   int eos_id_ = -1, bos_id_ = -1;
@@ -70,8 +78,9 @@ class Engine {
 class Conversation {
  public:
   explicit Conversation(const Engine& e);
-  // Feeds prompt tokens, reusing the cache when the prompt starts with everything fed so far
-  // (else starting over). Returns the logits after the last token.
+  // Feeds prompt tokens, reusing the cache when the prompt starts with everything fed so far,
+  // or the longest prefix the engine's prefix cache holds (else starting over). Returns the
+  // logits after the last token.
   std::vector<float> prefill(const std::vector<int>& prompt,
                              const std::function<void(size_t done, size_t total)>& progress = {});
   std::vector<float> feed(std::span<const int> tokens);
@@ -80,6 +89,14 @@ class Conversation {
   Session& session() { return session_; }
   void fed(std::span<const int> tokens) { fed_.insert(fed_.end(), tokens.begin(), tokens.end()); }
   bool continues_with(const std::vector<int>& prompt) const;  // prompt extends what was fed
+  // Before feeding prompt: keeps what was fed when the prompt extends it, else starts over;
+  // then, with use_prefix_cache, takes the engine's longest cached prefix of the prompt when
+  // it is longer than that.
+  void start(const std::vector<int>& prompt, bool use_prefix_cache);
+  // Prefix snapshots while feeding a prompt of prompt_len tokens: where the next one is due
+  // (a chunk must end there; 0: none), and keeping one when the session is at such a place.
+  size_t next_snapshot(size_t prompt_len) const;
+  void snapshot(size_t prompt_len) const;
   const std::vector<int>& tokens() const { return fed_; }
   size_t last_reused() const { return reused_; }  // prompt tokens the last prefill found cached
   const Engine& engine() const { return e_; }
@@ -178,6 +195,7 @@ class Generation {
   int sampled_[1] = {0};
   size_t prefilled_ = 0, emitted_ = 0, max_stop_ = 0;
   bool started_ = false, finished_ = false, cancel_ = false;
+  bool snapshots_ = false;  // prefill keeps prefix-cache snapshots
   std::chrono::steady_clock::time_point t0_;
   SpecDecoder* spec_ = nullptr;  // the conversation's, for a speculative generation
 };

@@ -428,13 +428,20 @@ struct OpenAIServer::Impl {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       const SchedulerStats s = scheduler.stats();
-      send_json(res, 200, {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}, {"completed", s.completed},
-                           {"cancelled", s.cancelled}, {"refused", s.refused}, {"steps", s.steps},
-                           {"step_tokens", s.step_tokens}, {"max_step_tokens", s.max_step_tokens},
-                           {"speculative", {{"mode", spec_mode_name(opt.spec)}, {"draft", opt.draft},
-                                            {"verify_steps", s.spec.steps}, {"drafted", s.spec.drafted},
-                                            {"accepted", s.spec.accepted}, {"acceptance", s.spec.acceptance()},
-                                            {"tokens_per_step", s.spec.tokens_per_step()}}}});
+      json health = {{"status", "ok"}, {"active", s.active}, {"queued", s.queued}, {"completed", s.completed},
+                     {"cancelled", s.cancelled}, {"refused", s.refused}, {"steps", s.steps},
+                     {"step_tokens", s.step_tokens}, {"max_step_tokens", s.max_step_tokens},
+                     {"speculative", {{"mode", spec_mode_name(opt.spec)}, {"draft", opt.draft},
+                                      {"verify_steps", s.spec.steps}, {"drafted", s.spec.drafted},
+                                      {"accepted", s.spec.accepted}, {"acceptance", s.spec.acceptance()},
+                                      {"tokens_per_step", s.spec.tokens_per_step()}}}};
+      if (const PrefixCache* cache = engine.prefix_cache()) {
+        const PrefixCacheStats c = cache->stats();
+        health["prefix_cache"] = {{"hits", c.hits},         {"misses", c.misses},     {"tokens_reused", c.tokens_reused},
+                                  {"stored", c.stored},     {"evictions", c.evictions}, {"entries", c.entries},
+                                  {"ram_bytes", c.bytes},   {"ram_budget", c.budget}, {"unit", cache->unit()}};
+      }
+      send_json(res, 200, health);
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200, {{"object", "list"},

@@ -1,0 +1,84 @@
+// Prefix cache: snapshots of sessions at fixed token boundaries, keyed by the tokens that led to
+// them, so that a new prompt starting with a cached prefix prefills only the rest.
+//
+// Boundaries are multiples of snapshot_unit(): the least common multiple of the compression
+// ratios (128 for V4-Flash and V4-Pro). There every compressor has just pooled a block, so a
+// snapshot's pending rows are a whole block's and nothing is half-absorbed; the window ring and
+// the entries are the session's as they are (a Session is a plain value in dsv4's packed form:
+// model/kv_cache.h). A restored session is the session that prefilled the prefix, so what
+// follows is bit for bit what a cold prefill gives (chunking invariance, tested).
+//
+// Which boundaries of a prompt are kept (wanted()): every multiple of the stride (a multiple
+// of the unit near 1024 tokens), so prompts sharing a long head (a system prompt, tool schemas)
+// find it; and the prompt's last boundary, so a conversation resent with a new turn finds all
+// but its last < unit tokens. The cache holds at most budget bytes (the sessions' sizes),
+// least recently used first out, and is shared by every conversation of an engine.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "model/model.h"
+
+namespace dsv4 {
+
+struct PrefixCacheStats {
+  long long hits = 0, misses = 0;     // lookups that found a prefix / none
+  long long tokens_reused = 0;        // prompt tokens the hits saved from prefill
+  long long stored = 0, evictions = 0;
+  size_t entries = 0, bytes = 0, budget = 0;
+};
+
+// Bytes a session's caches hold (main layers and MTP).
+size_t session_bytes(const Session& s);
+
+class PrefixCache {
+ public:
+  // budget: bytes of sessions held at most (> 0); unit: the snapshot boundary (snapshot_unit()).
+  PrefixCache(size_t budget, int unit);
+
+  // The least common multiple of the model's compression ratios (1 when it has none) times
+  // the smallest factor that makes it at least 16 tokens (a snapshot per handful of tokens
+  // would cost more to copy than to prefill).
+  static int snapshot_unit(const ModelConfig& c);
+
+  int unit() const { return unit_; }
+  int stride() const { return stride_; }
+
+  // Whether a prompt of prompt_len tokens keeps a snapshot at pos (pos > 0).
+  bool wanted(size_t pos, size_t prompt_len) const;
+  // The first position after pos that wanted() keeps, or 0 when none is left in the prompt.
+  size_t next_wanted(size_t pos, size_t prompt_len) const;
+
+  // The longest cached prefix of prompt shorter than the prompt (a token must be left to feed)
+  // and longer than at_least: its length, with the session's caches copied into out (id and
+  // lease, the mirror's, stay out's). 0 (out untouched) when there is none.
+  size_t restore(std::span<const int> prompt, size_t at_least, Session& out);
+  // Keeps a copy of s, which consumed exactly prefix (its size a multiple of unit()).
+  void store(std::span<const int> prefix, const Session& s);
+
+  PrefixCacheStats stats() const;
+
+ private:
+  struct Entry {
+    uint64_t key;
+    std::vector<int> tokens;
+    Session session;
+    size_t bytes;
+  };
+  void evict_to(size_t budget);  // holding mu_
+
+  const size_t budget_;
+  const int unit_, stride_;
+  mutable std::mutex mu_;
+  std::list<Entry> lru_;  // most recently used first
+  std::unordered_map<uint64_t, std::list<Entry>::iterator> by_key_;
+  PrefixCacheStats stats_;
+};
+
+}  // namespace dsv4

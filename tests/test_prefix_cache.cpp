@@ -1,0 +1,210 @@
+// The prefix cache (runtime/prefix_cache.h): where snapshots are kept, the RAM budget and its
+// evictions, and above all that a conversation starting from a cached prefix computes bit for
+// bit what a cold prefill of its whole prompt computes, for prefixes ending anywhere relative
+// to the compression boundaries (tiny: ratios 4 and 16; small: 4 and 128, whose window of 128
+// wraps), then while decoding after it; and through Generation (the server's path) with the
+// same text and cached_tokens reported.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <random>
+
+#include "ckpt/synth.h"
+#include "core/check.h"
+#include "runtime/engine.h"
+#include "runtime/prefix_cache.h"
+#include "test_util.h"
+
+namespace dsv4 {
+namespace {
+
+Engine& engine(const std::string& preset) {
+  static std::map<std::string, std::pair<std::unique_ptr<test::TempDir>, std::unique_ptr<Engine>>> engines;
+  auto& slot = engines[preset];
+  if (!slot.second) {
+    slot.first = std::make_unique<test::TempDir>();
+    write_synthetic_checkpoint(slot.first->path(), synth_preset(preset), 11);
+    slot.second = std::make_unique<Engine>(slot.first->path());
+  }
+  return *slot.second;
+}
+
+std::vector<int> random_tokens(const Engine& e, size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> id(0, e.tokenizer().vocab_size() - 1);
+  std::vector<int> t(n);
+  for (int& x : t) x = id(rng);
+  return t;
+}
+
+TEST(PrefixCache, KeepsStrideMultiplesAndThePromptsLastBoundary) {
+  const PrefixCache c(1 << 20, 128);
+  EXPECT_EQ(c.stride(), 1024);
+  EXPECT_FALSE(c.wanted(0, 5000));
+  EXPECT_FALSE(c.wanted(128, 5000));
+  EXPECT_TRUE(c.wanted(1024, 5000));
+  EXPECT_TRUE(c.wanted(4096, 5000));
+  EXPECT_TRUE(c.wanted(4992, 5000));  // the last boundary
+  EXPECT_FALSE(c.wanted(4993, 5000));
+  EXPECT_FALSE(c.wanted(5120, 5000));  // past the prompt
+  EXPECT_EQ(c.next_wanted(0, 5000), 1024u);
+  EXPECT_EQ(c.next_wanted(4096, 5000), 4992u);
+  EXPECT_EQ(c.next_wanted(4992, 5000), 0u);
+  EXPECT_EQ(c.next_wanted(0, 100), 0u);
+}
+
+TEST(PrefixCache, UnitIsTheRatiosMultipleOfAtLeastSixteen) {
+  ModelConfig c;
+  c.compress_ratios = {0, 4, 128, 4, 0};
+  EXPECT_EQ(PrefixCache::snapshot_unit(c), 128);
+  c.compress_ratios = {0, 4, 8, 4};
+  EXPECT_EQ(PrefixCache::snapshot_unit(c), 16);
+  c.compress_ratios = {0, 0};
+  EXPECT_EQ(PrefixCache::snapshot_unit(c), 16);
+  c.compress_ratios = {0, 4, 24};
+  EXPECT_EQ(PrefixCache::snapshot_unit(c), 24);
+}
+
+TEST(PrefixCache, BadSettingsAndSnapshotsAreRefused) {
+  EXPECT_THROW(PrefixCache(0, 16), Error);
+  EXPECT_THROW(PrefixCache(1 << 20, 0), Error);
+  const Engine& e = engine("tiny");
+  PrefixCache c(1 << 20, 16);
+  Session s = e.model().new_session();
+  const std::vector<int> t = random_tokens(e, 20, 1);
+  e.model().forward(s, std::span<const int>(t).first(20));
+  EXPECT_THROW(c.store(t, s), Error);  // 20 tokens: not at a boundary
+}
+
+// Conversations starting from the cache against a cold prefill of the whole prompt, then a few
+// decode steps after it: the same logits, bit for bit.
+class PrefixCacheBitwise : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PrefixCacheBitwise, RestoredPrefixesEqualAColdPrefill) {
+  Engine& e = engine(GetParam());
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  const std::vector<int> base = random_tokens(e, 4 * u + 8, 5);
+  int hits = 0;
+  for (const int la : {u - 1, u, u + 1, u + 3, 2 * u - 1, 2 * u, 2 * u + 1, 2 * u + 3, 3 * u + 2}) {
+    for (const int extra : {1, 3, u + 1}) {
+      const int lb = la + extra;
+      if (lb + 3 > static_cast<int>(base.size())) continue;
+      SCOPED_TRACE("first prompt " + std::to_string(la) + " tokens, second " + std::to_string(lb));
+      e.enable_prefix_cache(64 << 20);  // empty for each case
+      const std::vector<int> a(base.begin(), base.begin() + la), b(base.begin(), base.begin() + lb);
+      Conversation first(e);
+      first.prefill(a);
+      EXPECT_EQ(first.last_reused(), 0u);
+
+      Conversation second(e);
+      const std::vector<float> got = second.prefill(b);
+      const size_t want_reused = static_cast<size_t>(la / u * u);
+      EXPECT_EQ(second.last_reused(), want_reused);
+      hits += want_reused > 0;
+
+      Session cold = e.model().new_session();
+      const std::vector<float> want = e.model().forward(cold, b);
+      ASSERT_EQ(test::max_abs_err(got, want).err, 0.0);
+      for (int i = 0; i < 3; ++i) {  // decoding after it
+        const std::span<const int> next(base.data() + lb + i, 1);
+        ASSERT_EQ(test::max_abs_err(second.feed(next), e.model().forward(cold, next)).err, 0.0) << "decode step " << i;
+      }
+    }
+  }
+  EXPECT_GT(hits, 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, PrefixCacheBitwise, ::testing::Values("tiny", "small"));
+
+TEST(PrefixCache, PromptsSharingAHeadFindItAtAStride) {
+  // Two prompts sharing their first 1100 tokens, then differing: the second starts from the
+  // first's snapshot at 1024 (a stride multiple), not its last boundary (which it does not share).
+  Engine& e = engine("tiny");
+  e.enable_prefix_cache(64 << 20);
+  std::vector<int> a = random_tokens(e, 1200, 7), b = a;
+  for (size_t i = 1100; i < b.size(); ++i) b[i] = (b[i] + 1) % e.tokenizer().vocab_size();
+  Conversation c1(e), c2(e);
+  c1.prefill(a);
+  const std::vector<float> got = c2.prefill(b);
+  EXPECT_EQ(c2.last_reused(), 1024u);
+  Session cold = e.model().new_session();
+  EXPECT_EQ(test::max_abs_err(got, e.model().forward(cold, b)).err, 0.0);
+  const PrefixCacheStats s = e.prefix_cache()->stats();
+  EXPECT_EQ(s.hits, 1);
+  EXPECT_EQ(s.tokens_reused, 1024);
+}
+
+TEST(PrefixCache, TheBudgetEvictsTheLeastRecentlyUsed) {
+  Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  // Measure one snapshot, then allow two of that size.
+  e.enable_prefix_cache(64 << 20);
+  const std::vector<int> p1 = random_tokens(e, u + 1, 21), p2 = random_tokens(e, u + 1, 22),
+                         p3 = random_tokens(e, u + 1, 23);
+  Conversation(e).prefill(p1);
+  const size_t one = e.prefix_cache()->stats().bytes;
+  ASSERT_GT(one, 0u);
+  e.enable_prefix_cache(2 * one + one / 2);
+  Conversation(e).prefill(p1);
+  Conversation(e).prefill(p2);
+  {
+    std::vector<int> again = p1;  // p1 used again: p2 is now the least recently used
+    again.push_back(3);
+    Conversation c(e);
+    c.prefill(again);
+    EXPECT_EQ(c.last_reused(), static_cast<size_t>(u));
+  }
+  Conversation(e).prefill(p3);  // evicts p2
+  PrefixCacheStats s = e.prefix_cache()->stats();
+  EXPECT_EQ(s.evictions, 1);
+  EXPECT_EQ(s.entries, 2u);
+  EXPECT_LE(s.bytes, s.budget);
+  std::vector<int> p2b = p2, p1b = p1;
+  p2b.push_back(1);
+  p1b.push_back(1);
+  Conversation c1(e), c2(e);
+  c1.prefill(p1b);
+  EXPECT_EQ(c1.last_reused(), static_cast<size_t>(u));
+  c2.prefill(p2b);
+  EXPECT_EQ(c2.last_reused(), 0u);  // evicted
+  // A snapshot larger than the whole budget is not kept (and evicts nothing).
+  e.enable_prefix_cache(one / 2);
+  Conversation(e).prefill(p1);
+  s = e.prefix_cache()->stats();
+  EXPECT_EQ(s.entries, 0u);
+  EXPECT_EQ(s.evictions, 0);
+}
+
+TEST(PrefixCache, GenerationsReportCachedTokensAndGenerateTheSame) {
+  // The server's path (Generation, a chunk at a time): a second request resending the first
+  // one's prompt with more after it starts from the cache and generates what it does cold.
+  Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  const std::vector<int> head = random_tokens(e, 3 * u + 5, 31);
+  std::vector<int> longer = head;
+  for (int t : random_tokens(e, 9, 32)) longer.push_back(t);
+  const auto request = [](const std::vector<int>& prompt) {
+    GenerateRequest r;
+    r.prompt = prompt;
+    r.sampling.temperature = 0;
+    r.max_tokens = 12;
+    r.stop_at_eos = false;
+    return r;
+  };
+  e.enable_prefix_cache(0);
+  Conversation cold(e);
+  const GenerateResult want = generate(cold, request(longer));
+  EXPECT_EQ(want.reused_tokens, 0);
+
+  e.enable_prefix_cache(64 << 20);
+  Conversation c1(e), c2(e);
+  generate(c1, request(head));
+  const GenerateResult got = generate(c2, request(longer));
+  EXPECT_EQ(got.reused_tokens, 3 * u);
+  EXPECT_EQ(got.tokens, want.tokens);
+  EXPECT_EQ(got.text, want.text);
+}
+
+}  // namespace
+}  // namespace dsv4
