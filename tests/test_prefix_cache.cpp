@@ -206,5 +206,65 @@ TEST(PrefixCache, GenerationsReportCachedTokensAndGenerateTheSame) {
   EXPECT_EQ(got.text, want.text);
 }
 
+// Speculative generations keep and restore their drafter's context with the session: a warm
+// request generates the same tokens as cold, greedy and sampled, with the same drafts accepted.
+struct SpecCase {
+  std::string preset;
+  SpecMode mode;
+  float temperature;
+};
+
+class PrefixCacheSpec : public ::testing::TestWithParam<SpecCase> {};
+
+TEST_P(PrefixCacheSpec, WarmDraftsAndGeneratesWhatColdDoes) {
+  const SpecCase& p = GetParam();
+  Engine& e = engine(p.preset);
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  for (const int head_len : {2 * u, 2 * u + 1, 3 * u - 1}) {
+    SCOPED_TRACE("head of " + std::to_string(head_len) + " tokens");
+    const std::vector<int> head = random_tokens(e, head_len, 41 + head_len);
+    std::vector<int> longer = head;
+    for (int t : random_tokens(e, 7, 42)) longer.push_back(t);
+    const auto request = [&](const std::vector<int>& prompt) {
+      GenerateRequest r;
+      r.prompt = prompt;
+      r.sampling.temperature = p.temperature;
+      r.sampling.seed = 9;
+      r.max_tokens = 24;
+      r.stop_at_eos = false;
+      r.spec = p.mode;
+      r.draft = default_draft(e.model().config(), p.mode);
+      return r;
+    };
+    e.enable_prefix_cache(0);
+    Conversation cold(e);
+    const GenerateResult want = generate(cold, request(longer));
+
+    e.enable_prefix_cache(64 << 20);
+    Conversation c1(e), c2(e);
+    generate(c1, request(head));
+    const GenerateResult got = generate(c2, request(longer));
+    // The head's snapshot: its last boundary with the next token known (MTP), or its last.
+    const int at = (p.mode == SpecMode::mtp ? head_len - 1 : head_len) / u * u;
+    EXPECT_EQ(got.reused_tokens, at);
+    EXPECT_EQ(got.tokens, want.tokens);
+    EXPECT_EQ(got.spec.drafted, want.spec.drafted);
+    EXPECT_EQ(got.spec.accepted, want.spec.accepted);
+    // Sampled, the drafts' distributions decide what is kept and drawn: a drafter context
+    // restored wrong would change the tokens (greedy random-weight MTP accepts none).
+    if (p.temperature > 0) EXPECT_GT(got.spec.accepted, 0);
+    // A conversation without drafting does not take a drafter's snapshot, nor the reverse.
+    GenerateRequest plain = request(longer);
+    plain.spec = SpecMode::off;
+    Conversation c3(e);
+    EXPECT_EQ(generate(c3, plain).reused_tokens, 0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Drafters, PrefixCacheSpec,
+                         ::testing::Values(SpecCase{"tiny", SpecMode::mtp, 0.0f}, SpecCase{"tiny", SpecMode::mtp, 1.0f},
+                                           SpecCase{"tiny-dspark", SpecMode::dspark, 0.0f},
+                                           SpecCase{"tiny-dspark", SpecMode::dspark, 1.0f}));
+
 }  // namespace
 }  // namespace dsv4

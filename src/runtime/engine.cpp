@@ -95,38 +95,44 @@ SpecDecoder& Conversation::drafter(SpecMode mode, int draft, const SamplingParam
 std::vector<float> Conversation::prefill(const std::vector<int>& prompt,
                                          const std::function<void(size_t, size_t)>& progress) {
   DSV4_CHECK(!prompt.empty(), "empty prompt");
-  start(prompt, true);
+  start(prompt);
   std::vector<float> logits;
   const size_t total = prompt.size();
   for (size_t i = fed_.size(); i < total;) {
     size_t n = std::min(kPrefillChunk, total - i);
     if (const size_t at = next_snapshot(total); at > 0) n = std::min(n, at - i);
     logits = feed(std::span<const int>(prompt).subspan(i, n));
-    snapshot(total);
+    snapshot(prompt);
     i += n;
     if (progress) progress(i, total);
   }
   return logits;
 }
 
-void Conversation::start(const std::vector<int>& prompt, bool use_prefix_cache) {
+SpecDecoder* Conversation::start(const std::vector<int>& prompt, SpecMode mode, int draft,
+                                 const SamplingParams& sampling) {
   if (!continues_with(prompt)) reset();
-  PrefixCache* cache = use_prefix_cache ? e_.prefix_cache() : nullptr;
-  if (cache && cache->restore(prompt, fed_.size(), session_) > 0) {
-    fed_.assign(prompt.begin(), prompt.begin() + session_.pos);
-    drafter_.reset();  // it followed the session as it was
+  mode_ = mode;
+  SpecDecoder* d = mode != SpecMode::off ? &drafter(mode, draft, sampling) : nullptr;
+  if (PrefixCache* cache = e_.prefix_cache()) {
+    if (cache->restore(prompt, fed_.size(), session_, mode, d ? d->dspark_context() : nullptr) > 0) {
+      fed_.assign(prompt.begin(), prompt.begin() + session_.pos);
+      if (!d) drafter_.reset();  // it followed the session as it was
+    }
   }
   reused_ = fed_.size();
+  return d;
 }
 
 size_t Conversation::next_snapshot(size_t prompt_len) const {
   const PrefixCache* cache = e_.prefix_cache();
-  return cache ? cache->next_wanted(fed_.size(), prompt_len) : 0;
+  return cache ? cache->next_wanted(fed_.size(), prompt_len, mode_) : 0;
 }
 
-void Conversation::snapshot(size_t prompt_len) const {
+void Conversation::snapshot(std::span<const int> prompt) {
   PrefixCache* cache = e_.prefix_cache();
-  if (cache && cache->wanted(fed_.size(), prompt_len)) cache->store(fed_, session_);
+  if (cache && cache->wanted(fed_.size(), prompt.size(), mode_))
+    cache->store(prompt, session_, mode_, mode_ == SpecMode::dspark ? drafter_->dspark_context() : nullptr);
 }
 
 std::vector<float> Conversation::feed(std::span<const int> tokens) {
@@ -208,18 +214,14 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   }
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
-    // A speculative generation's drafter follows the session from its start, so it neither
-    // takes nor keeps snapshots (yet: runtime/prefix_cache.h would need the drafter's context).
-    const bool spec = req_.spec != SpecMode::off && !req_.forced_text;
-    snapshots_ = !spec;
-    conv_.start(req_.prompt, snapshots_);
-    if (spec) spec_ = &conv_.drafter(req_.spec, req_.draft, req_.sampling);
+    const SpecMode spec = req_.forced_text ? SpecMode::off : req_.spec;
+    spec_ = conv_.start(req_.prompt, spec, req_.draft, req_.sampling);
     prefilled_ = conv_.tokens().size();
     r_.reused_tokens = static_cast<int>(prefilled_);
   }
   if (prefilled_ < req_.prompt.size()) {  // one prefill chunk, ending where a snapshot is due
     size_t n = std::min(max_prefill, req_.prompt.size() - prefilled_);
-    if (const size_t at = snapshots_ ? conv_.next_snapshot(req_.prompt.size()) : 0; at > 0)
+    if (const size_t at = conv_.next_snapshot(req_.prompt.size()); at > 0)
       n = std::min(n, at - prefilled_);
     pending_ = std::span<const int>(req_.prompt).subspan(prefilled_, n);
     return pending_;
@@ -262,7 +264,6 @@ void Generation::fed(std::vector<float> logits, const ForwardTrace* trace, int r
     return;
   }
   prefilled_ += in.size();
-  if (snapshots_) conv_.snapshot(req_.prompt.size());
   if (req_.on_prefill) req_.on_prefill(prefilled_, req_.prompt.size());
   const bool done = prefilled_ == req_.prompt.size();
   if (done) {
@@ -270,10 +271,12 @@ void Generation::fed(std::vector<float> logits, const ForwardTrace* trace, int r
     t0_ = std::chrono::steady_clock::now();
   }
   if (!spec_) {
+    conv_.snapshot(req_.prompt);
     logits_ = std::move(logits);
     return;
   }
   const int first = spec_->prefilled(conv_.session(), in, *trace, row0, logits, done ? -1 : req_.prompt[prefilled_]);
+  conv_.snapshot(req_.prompt);  // with what the drafter took
   if (!done) return;
   check_ranks_chose_alike(std::span<const int>(&first, 1));
   take(first);

@@ -90,13 +90,16 @@ class Conversation {
   void fed(std::span<const int> tokens) { fed_.insert(fed_.end(), tokens.begin(), tokens.end()); }
   bool continues_with(const std::vector<int>& prompt) const;  // prompt extends what was fed
   // Before feeding prompt: keeps what was fed when the prompt extends it, else starts over;
-  // then, with use_prefix_cache, takes the engine's longest cached prefix of the prompt when
-  // it is longer than that.
-  void start(const std::vector<int>& prompt, bool use_prefix_cache);
-  // Prefix snapshots while feeding a prompt of prompt_len tokens: where the next one is due
-  // (a chunk must end there; 0: none), and keeping one when the session is at such a place.
+  // with a drafting mode, starts or restarts the drafter (drafter()); then takes the engine's
+  // longest prefix of the prompt cached for that mode when it is longer than what is kept.
+  // Returns the drafter (null with SpecMode::off).
+  SpecDecoder* start(const std::vector<int>& prompt, SpecMode mode = SpecMode::off, int draft = 0,
+                     const SamplingParams& sampling = {});
+  // Prefix snapshots while feeding a prompt (after start()): where the next one is due (a
+  // chunk must end there; 0: none), and keeping one, with the drafter's context, when the
+  // session is at such a place (after the drafter took the chunk).
   size_t next_snapshot(size_t prompt_len) const;
-  void snapshot(size_t prompt_len) const;
+  void snapshot(std::span<const int> prompt);
   const std::vector<int>& tokens() const { return fed_; }
   size_t last_reused() const { return reused_; }  // prompt tokens the last prefill found cached
   const Engine& engine() const { return e_; }
@@ -113,6 +116,7 @@ class Conversation {
   std::unique_ptr<SpecDecoder> drafter_;
   std::vector<int> fed_;
   size_t reused_ = 0;
+  SpecMode mode_ = SpecMode::off;  // of the prompt being fed (start())
 };
 
 enum class FinishReason { stop, length, cancelled };
@@ -195,7 +199,6 @@ class Generation {
   int sampled_[1] = {0};
   size_t prefilled_ = 0, emitted_ = 0, max_stop_ = 0;
   bool started_ = false, finished_ = false, cancel_ = false;
-  bool snapshots_ = false;  // prefill keeps prefix-cache snapshots
   std::chrono::steady_clock::time_point t0_;
   SpecDecoder* spec_ = nullptr;  // the conversation's, for a speculative generation
 };

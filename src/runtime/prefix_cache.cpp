@@ -21,6 +21,10 @@ uint64_t fnv_step(uint64_t h, int token) {
   return h;
 }
 
+// The tokens a snapshot at pos is keyed by (see the header).
+size_t key_length(size_t pos, SpecMode mode) { return pos + (mode == SpecMode::mtp ? 1 : 0); }
+uint64_t key_basis(SpecMode mode) { return (kFnvBasis ^ static_cast<uint64_t>(mode)) * kFnvPrime; }
+
 size_t rows_bytes(const CompressorState& c) {
   return c.entries.bytes() + (c.kv.size() + c.score.size() + c.log.size()) * sizeof(float);
 }
@@ -55,58 +59,70 @@ PrefixCache::PrefixCache(size_t budget, int unit)
   stats_.budget = budget;
 }
 
-bool PrefixCache::wanted(size_t pos, size_t prompt_len) const {
-  if (pos == 0 || pos % unit_ != 0 || pos > prompt_len) return false;
-  return pos % stride_ == 0 || pos == prompt_len / unit_ * unit_;
+bool PrefixCache::wanted(size_t pos, size_t prompt_len, SpecMode mode) const {
+  if (pos == 0 || pos % unit_ != 0 || key_length(pos, mode) > prompt_len) return false;
+  return pos % stride_ == 0 || pos == prompt_len / unit_ * unit_ || pos == (prompt_len - 1) / unit_ * unit_;
 }
 
-size_t PrefixCache::next_wanted(size_t pos, size_t prompt_len) const {
+size_t PrefixCache::next_wanted(size_t pos, size_t prompt_len, SpecMode mode) const {
   for (size_t p = (pos / unit_ + 1) * unit_; p <= prompt_len; p += unit_)
-    if (wanted(p, prompt_len)) return p;
+    if (wanted(p, prompt_len, mode)) return p;
   return 0;
 }
 
-size_t PrefixCache::restore(std::span<const int> prompt, size_t at_least, Session& out) {
-  // Every boundary's key, shortest first.
+size_t PrefixCache::restore(std::span<const int> prompt, size_t at_least, Session& out, SpecMode mode,
+                            DsparkState* dspark) {
+  DSV4_CHECK(mode != SpecMode::dspark || dspark, "prefix cache: a DSpark restore without its state");
+  // Every boundary's key, shortest first: boundaries b < prompt size, keyed by key_length(b).
   std::vector<uint64_t> keys;
-  uint64_t h = kFnvBasis;
-  for (size_t i = 0; i + 1 < prompt.size(); ++i) {
+  uint64_t h = key_basis(mode);
+  for (size_t i = 0; i < prompt.size(); ++i) {
     h = fnv_step(h, prompt[i]);
-    if ((i + 1) % unit_ == 0) keys.push_back(h);
+    const size_t len = i + 1, b = len - (mode == SpecMode::mtp ? 1 : 0);
+    if (b > 0 && b % unit_ == 0 && b < prompt.size()) keys.push_back(h);
   }
   std::lock_guard<std::mutex> lock(mu_);
-  for (size_t b = keys.size(); b > 0; --b) {
-    const size_t len = b * unit_;
-    if (len <= at_least) break;
-    const auto it = by_key_.find(keys[b - 1]);
+  for (size_t i = keys.size(); i > 0; --i) {
+    const size_t pos = i * unit_, len = key_length(pos, mode);
+    if (pos <= at_least) break;
+    const auto it = by_key_.find(keys[i - 1]);
     if (it == by_key_.end()) continue;
     const Entry& e = *it->second;
-    if (e.tokens.size() != len || !std::equal(e.tokens.begin(), e.tokens.end(), prompt.begin())) continue;
+    if (e.mode != mode || e.tokens.size() != len || !std::equal(e.tokens.begin(), e.tokens.end(), prompt.begin()))
+      continue;
     lru_.splice(lru_.begin(), lru_, it->second);
     out.pos = e.session.pos;
     out.layers = e.session.layers;
     out.mtp_pos = e.session.mtp_pos;
     out.mtp = e.session.mtp;
+    if (mode == SpecMode::dspark) *dspark = e.dspark;
     ++stats_.hits;
-    stats_.tokens_reused += static_cast<long long>(len - at_least);
-    return len;
+    stats_.tokens_reused += static_cast<long long>(pos - at_least);
+    return pos;
   }
   ++stats_.misses;
   return 0;
 }
 
-void PrefixCache::store(std::span<const int> prefix, const Session& s) {
-  DSV4_CHECK(!prefix.empty() && prefix.size() % unit_ == 0 && static_cast<size_t>(s.pos) == prefix.size(),
-             "prefix cache: a snapshot of ", prefix.size(), " tokens (session at ", s.pos,
-             ") is not at a multiple of ", unit_);
-  uint64_t key = kFnvBasis;
-  for (int t : prefix) key = fnv_step(key, t);
-  Entry e{key, std::vector<int>(prefix.begin(), prefix.end()), Session{}, 0};
+void PrefixCache::store(std::span<const int> prompt, const Session& s, SpecMode mode, const DsparkState* dspark) {
+  const size_t pos = static_cast<size_t>(s.pos), len = key_length(pos, mode);
+  DSV4_CHECK(pos > 0 && pos % unit_ == 0 && len <= prompt.size(), "prefix cache: a snapshot at ", pos, " of ",
+             prompt.size(), " prompt tokens (", mode == SpecMode::mtp ? "MTP: the next token needed, " : "",
+             "at a multiple of ", unit_, ")");
+  DSV4_CHECK(mode != SpecMode::dspark || (dspark && dspark->pos == s.pos),
+             "prefix cache: a DSpark snapshot without its state at the session's position");
+  DSV4_CHECK(mode != SpecMode::mtp || s.mtp_pos == s.pos, "prefix cache: an MTP snapshot whose layer is at ",
+             s.mtp_pos, ", the session at ", s.pos);
+  uint64_t key = key_basis(mode);
+  for (size_t i = 0; i < len; ++i) key = fnv_step(key, prompt[i]);
+  Entry e{key, mode, std::vector<int>(prompt.begin(), prompt.begin() + static_cast<long>(len)), Session{}, {}, 0};
   e.session.pos = s.pos;
   e.session.layers = s.layers;
   e.session.mtp_pos = s.mtp_pos;
   e.session.mtp = s.mtp;
-  e.bytes = session_bytes(e.session) + prefix.size() * sizeof(int);
+  if (mode == SpecMode::dspark) e.dspark = *dspark;
+  e.bytes = session_bytes(e.session) + len * sizeof(int);
+  for (const KvRows& r : e.dspark.rings) e.bytes += r.bytes();
   std::lock_guard<std::mutex> lock(mu_);
   if (const auto it = by_key_.find(key); it != by_key_.end()) {  // the same prefix again, or a collision
     stats_.bytes -= it->second->bytes;

@@ -13,6 +13,11 @@
 // find it; and the prompt's last boundary, so a conversation resent with a new turn finds all
 // but its last < unit tokens. The cache holds at most budget bytes (the sessions' sizes),
 // least recently used first out, and is shared by every conversation of an engine.
+//
+// Speculative generations keep their drafter's context with the session, under their own keys
+// (a snapshot without it cannot start a drafter): DSpark's rings (DsparkState); MTP's cache is
+// in the session, but the MTP layer took position b - 1 with the token after it, so an MTP
+// snapshot at b is keyed by the b + 1 tokens that made it.
 #pragma once
 
 #include <cstddef>
@@ -23,7 +28,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/dspark.h"
 #include "model/model.h"
+#include "runtime/speculative.h"
 
 namespace dsv4 {
 
@@ -50,25 +57,32 @@ class PrefixCache {
   int unit() const { return unit_; }
   int stride() const { return stride_; }
 
-  // Whether a prompt of prompt_len tokens keeps a snapshot at pos (pos > 0).
-  bool wanted(size_t pos, size_t prompt_len) const;
+  // Whether a prompt of prompt_len tokens keeps a snapshot at pos (pos > 0) for a generation
+  // drafting in mode (MTP: only before the prompt's end, where the next token is known).
+  bool wanted(size_t pos, size_t prompt_len, SpecMode mode = SpecMode::off) const;
   // The first position after pos that wanted() keeps, or 0 when none is left in the prompt.
-  size_t next_wanted(size_t pos, size_t prompt_len) const;
+  size_t next_wanted(size_t pos, size_t prompt_len, SpecMode mode = SpecMode::off) const;
 
-  // The longest cached prefix of prompt shorter than the prompt (a token must be left to feed)
-  // and longer than at_least: its length, with the session's caches copied into out (id and
-  // lease, the mirror's, stay out's). 0 (out untouched) when there is none.
-  size_t restore(std::span<const int> prompt, size_t at_least, Session& out);
-  // Keeps a copy of s, which consumed exactly prefix (its size a multiple of unit()).
-  void store(std::span<const int> prefix, const Session& s);
+  // The longest prefix of prompt cached for mode, shorter than the prompt (a token must be
+  // left to feed) and longer than at_least: its length, with the session's caches copied into
+  // out (id and lease, the mirror's, stay out's) and DSpark's context into dspark. 0 (out and
+  // dspark untouched) when there is none.
+  size_t restore(std::span<const int> prompt, size_t at_least, Session& out, SpecMode mode = SpecMode::off,
+                 DsparkState* dspark = nullptr);
+  // Keeps a copy of s, which consumed the first s.pos tokens of prompt (a multiple of unit();
+  // MTP: the prompt has the token after them), and of DSpark's context (mode dspark).
+  void store(std::span<const int> prompt, const Session& s, SpecMode mode = SpecMode::off,
+             const DsparkState* dspark = nullptr);
 
   PrefixCacheStats stats() const;
 
  private:
   struct Entry {
     uint64_t key;
-    std::vector<int> tokens;
+    SpecMode mode;
+    std::vector<int> tokens;  // what the key hashes
     Session session;
+    DsparkState dspark;
     size_t bytes;
   };
   void evict_to(size_t budget);  // holding mu_

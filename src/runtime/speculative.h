@@ -98,6 +98,9 @@ class SpecDecoder {
   // decoder followed, as after end_step()): a new generation, the drafter's context kept.
   void restart(int draft, const SamplingParams& sampling);
   SpecMode mode() const { return mode_; }
+  // DSpark's context (its rings at the positions it has taken), which the prefix cache keeps
+  // and restores with a session; null in the other modes.
+  DsparkState* dspark_context() { return mode_ == SpecMode::dspark ? &dspark_state_ : nullptr; }
   // The drafter has taken every position the session consumed (false after a step of the
   // session that bypassed this decoder).
   bool follows(const Session& s) const;
