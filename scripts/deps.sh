@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build=(cmake ninja-build g++ pkg-config git nlohmann-json3-dev libcli11-dev libpcre2-dev
-       libcpp-httplib-dev libgd-dev libedit-dev)
+       libcpp-httplib-dev libgd-dev libedit-dev libxxhash-dev)
 # GoogleTest, Google Benchmark, OpenMPI (the model-parallel tests), Node and npm (the server
 # tests drive it with the real openai npm client), clang (libFuzzer, for the fuzz targets).
 test=(libgtest-dev libgmock-dev libbenchmark-dev openmpi-bin libopenmpi-dev nodejs npm clang)

@@ -6,12 +6,16 @@
 // same text and cached_tokens reported.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
 
 #include "ckpt/synth.h"
 #include "core/check.h"
+#include "core/read_file.h"
+#include "core/write_file.h"
 #include "runtime/engine.h"
 #include "runtime/prefix_cache.h"
 #include "test_util.h"
@@ -204,6 +208,120 @@ TEST(PrefixCache, GenerationsReportCachedTokensAndGenerateTheSame) {
   EXPECT_EQ(got.reused_tokens, 3 * u);
   EXPECT_EQ(got.tokens, want.tokens);
   EXPECT_EQ(got.text, want.text);
+}
+
+// The disk tier: a restarted cache finds the snapshots written before and restores them bit
+// for bit; bad files are reported and skipped, and the prompt is prefilled cold instead.
+std::vector<std::filesystem::path> snapshot_files(const std::string& dir) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& f : std::filesystem::directory_iterator(dir))
+    if (f.path().extension() == ".dsv4snap") files.push_back(f.path());
+  return files;
+}
+
+TEST(PrefixCacheDisk, SnapshotsSurviveARestart) {
+  Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  test::TempDir dir;
+  const std::vector<int> a = random_tokens(e, 2 * u + 3, 51);
+  std::vector<int> b = a;
+  for (int t : random_tokens(e, 5, 52)) b.push_back(t);
+  e.enable_prefix_cache(64 << 20, dir.path(), 64 << 20);
+  Conversation(e).prefill(a);
+  e.prefix_cache()->flush();
+  ASSERT_EQ(snapshot_files(dir.path()).size(), 1u);
+  EXPECT_EQ(e.prefix_cache()->stats().disk_written, 1);
+
+  e.enable_prefix_cache(64 << 20, dir.path(), 64 << 20);  // a restart: RAM empty, the disk found
+  EXPECT_EQ(e.prefix_cache()->stats().disk_entries, 1u);
+  Conversation c(e);
+  const std::vector<float> got = c.prefill(b);
+  EXPECT_EQ(c.last_reused(), static_cast<size_t>(2 * u));
+  Session cold = e.model().new_session();
+  EXPECT_EQ(test::max_abs_err(got, e.model().forward(cold, b)).err, 0.0);
+  const PrefixCacheStats s = e.prefix_cache()->stats();
+  EXPECT_EQ(s.disk_hits, 1);
+  EXPECT_EQ(s.entries, 1u);  // now in RAM too
+  e.enable_prefix_cache(0);
+}
+
+TEST(PrefixCacheDisk, BadFilesAreReportedAndSkipped) {
+  Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  test::TempDir dir;
+  const std::vector<int> a = random_tokens(e, u + 2, 61);
+  std::vector<int> b = a;
+  b.push_back(5);
+  e.enable_prefix_cache(64 << 20, dir.path(), 64 << 20);
+  Conversation(e).prefill(a);
+  e.prefix_cache()->flush();
+  const std::filesystem::path file = snapshot_files(dir.path()).at(0);
+  const std::string good = read_file(file.string());
+  Session cold = e.model().new_session();
+  const std::vector<float> want = e.model().forward(cold, b);
+
+  struct Fault {
+    const char* name;
+    std::function<std::string(std::string)> spoil;
+  };
+  const std::vector<Fault> faults = {
+      {"truncated", [](std::string s) { return s.substr(0, s.size() - 7); }},
+      {"header only", [](std::string s) { return s.substr(0, kSnapshotHeaderBytes); }},
+      {"bit flipped", [](std::string s) { s[s.size() / 2] ^= 0x10; return s; }},
+      {"older version", [](std::string s) { s[8] = 0; return s; }},
+      {"another checkpoint", [](std::string s) { s[16] ^= 1; return s; }},
+      {"not a snapshot", [](std::string s) { s[0] = 'X'; return s; }},
+      {"empty", [](std::string) { return std::string(); }},
+  };
+  for (const Fault& f : faults) {
+    SCOPED_TRACE(f.name);
+    write_file(file.string(), f.spoil(good));
+    e.enable_prefix_cache(64 << 20, dir.path(), 64 << 20);
+    Conversation c(e);
+    const std::vector<float> got = c.prefill(b);
+    EXPECT_EQ(c.last_reused(), 0u);  // cold
+    EXPECT_EQ(test::max_abs_err(got, want).err, 0.0);
+    EXPECT_EQ(e.prefix_cache()->stats().disk_bad, 1);
+    EXPECT_EQ(e.prefix_cache()->stats().disk_hits, 0);
+    e.enable_prefix_cache(0);
+  }
+  // The good file again is used.
+  write_file(file.string(), good);
+  e.enable_prefix_cache(64 << 20, dir.path(), 64 << 20);
+  Conversation c(e);
+  c.prefill(b);
+  EXPECT_EQ(c.last_reused(), static_cast<size_t>(u));
+  e.enable_prefix_cache(0);
+}
+
+TEST(PrefixCacheDisk, TheDiskBudgetEvictsFiles) {
+  Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  test::TempDir dir;
+  e.enable_prefix_cache(64 << 20, dir.path(), 64 << 20);
+  Conversation(e).prefill(random_tokens(e, u + 1, 71));
+  e.prefix_cache()->flush();
+  const size_t one = e.prefix_cache()->stats().disk_bytes;
+  e.enable_prefix_cache(64 << 20, dir.path(), 2 * one + one / 2);
+  for (uint32_t seed = 72; seed < 76; ++seed) Conversation(e).prefill(random_tokens(e, u + 1, seed));
+  e.prefix_cache()->flush();
+  const PrefixCacheStats s = e.prefix_cache()->stats();
+  EXPECT_EQ(s.disk_written, 4);
+  EXPECT_EQ(s.disk_evictions, 3);
+  EXPECT_EQ(s.disk_entries, 2u);
+  EXPECT_LE(s.disk_bytes, s.disk_budget);
+  EXPECT_EQ(snapshot_files(dir.path()).size(), 2u);
+  e.enable_prefix_cache(0);
+}
+
+TEST(PrefixCacheDisk, AnUnusableDirectoryIsAnError) {
+  Engine& e = engine("tiny");
+  test::TempDir dir;
+  const std::string file = dir.path() + "/plain-file";
+  write_file(file, "x");
+  EXPECT_THROW(e.enable_prefix_cache(64 << 20, file, 64 << 20), Error);
+  EXPECT_THROW(e.enable_prefix_cache(0, dir.path(), 64 << 20), Error);
+  e.enable_prefix_cache(0);
 }
 
 // Speculative generations keep and restore their drafter's context with the session: a warm

@@ -33,7 +33,7 @@ struct ServeArgs {
   double http_timeout_s = 30;
   WeightsIn weights = WeightsIn::automatic;
   bool batch_tokens_given = false;
-  long long cache_ram = kDefaultCacheRam;
+  CacheArgs cache;
 };
 
 int run(ServeArgs& a) {
@@ -49,7 +49,7 @@ int run(ServeArgs& a) {
              a.http_timeout_s);
   a.opt.request_timeout_ms = std::llround(a.http_timeout_s * 1000);
   DSV4_CHECK(a.opt.max_body_bytes >= 1024, "--max-body must be at least 1k, got ", a.opt.max_body_bytes);
-  DSV4_CHECK(a.cache_ram >= 0, "--cache-ram must be at least 0, got ", a.cache_ram);
+  check_cache_args(a.cache);
   a.opt.default_reasoning = parse_reasoning_mode(a.reasoning);
   const bool leader = Comm::get().rank() == 0;
   if (a.opt.port != 0 && leader) check_can_listen(a.opt.host, a.opt.port);
@@ -75,7 +75,7 @@ int run(ServeArgs& a) {
                 ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
   if (a.chat_format != "auto") engine.set_chat_format(chat::parse_chat_format(a.chat_format));
-  engine.enable_prefix_cache(static_cast<size_t>(a.cache_ram));
+  if (leader) enable_prefix_cache(engine, a.cache);
   const SpecChoice spec = chosen_spec(engine.model().config(), a.spec, a.draft);
   a.opt.spec = spec.mode;
   a.opt.draft = spec.draft;
@@ -132,7 +132,7 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--http-timeout", a->http_timeout_s,
                   "seconds a connection has to send each whole request (head and body) before it is closed");
   add_spec_options(sub, a->spec, a->draft, " of every request");
-  add_cache_ram_option(sub, a->cache_ram);
+  add_cache_options(sub, a->cache);
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
   out.push_back({sub, [a, batch_tokens] {
                    a->batch_tokens_given = batch_tokens->count() > 0;

@@ -39,19 +39,19 @@ void add_generation_options(CLI::App* sub, RunArgs& a) {
   sub->add_option("-s,--seed", a.seed, "random seed (same seed, same text)");
   add_ctx_option(sub, a.ctx, "context length limit");
   add_threads_option(sub, a.threads);
-  add_cache_ram_option(sub, a.cache_ram);
+  add_cache_options(sub, a.cache);
 }
 
 std::unique_ptr<Engine> load_engine(const RunArgs& a) {
   parse_reasoning_output(a.reasoning_output);  // a bad flag fails before the load
-  DSV4_CHECK(a.cache_ram >= 0, "--cache-ram must be at least 0, got ", a.cache_ram);
+  check_cache_args(a.cache);
   set_num_threads(a.threads);
   ProgressBar bar("loading");
   auto e = std::make_unique<Engine>(a.model_dir, [&](const std::string& what) { bar.update(0.5, what); },
                                     ModelOptions{.weights = a.weights});
   bar.done(a.model_dir);
   if (a.chat_format != "auto") e->set_chat_format(chat::parse_chat_format(a.chat_format));
-  e->enable_prefix_cache(static_cast<size_t>(a.cache_ram));
+  enable_prefix_cache(*e, a.cache);
   return e;
 }
 

@@ -27,7 +27,7 @@ struct RunArgs {
   float temperature = 1.0f, top_p = 1.0f, min_p = 0.0f;
   uint64_t seed = 0;
   long long ctx = 65536;
-  long long cache_ram = kDefaultCacheRam;
+  CacheArgs cache;
   WeightsIn weights = WeightsIn::automatic;
   std::string chat_format = "auto";
   std::string spec = "auto";  // speculative decoding: auto (the checkpoint's drafter), off, mtp, dspark

@@ -1,5 +1,7 @@
 #include "tools/options.h"
 
+#include "core/check.h"
+
 namespace dsv4::tools {
 
 CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& what) {
@@ -13,12 +15,29 @@ CLI::Option* add_threads_option(CLI::App* sub, int& threads) {
   return sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)");
 }
 
-void add_cache_ram_option(CLI::App* sub, long long& bytes) {
-  sub->add_option("--cache-ram", bytes,
+void add_cache_options(CLI::App* sub, CacheArgs& a) {
+  sub->add_option("--cache-ram", a.ram,
                   "prefix cache: bytes of session snapshots kept in RAM for prompts that start alike (512M, 4G "
                   "accepted; 0 = off)")
       ->transform(CLI::AsSizeValue(false).description(""))
       ->type_name("SIZE");
+  sub->add_option("--cache-dir", a.dir,
+                  "prefix cache on disk: snapshots are also written here and found again after a restart")
+      ->type_name("DIR");
+  sub->add_option("--cache-disk", a.disk, "bytes the --cache-dir files may take (least recently used out first)")
+      ->transform(CLI::AsSizeValue(false).description(""))
+      ->type_name("SIZE");
+}
+
+void check_cache_args(const CacheArgs& a) {
+  DSV4_CHECK(a.ram >= 0, "--cache-ram must be at least 0, got ", a.ram);
+  DSV4_CHECK(a.disk > 0, "--cache-disk must be more than 0, got ", a.disk);
+  DSV4_CHECK(a.dir.empty() || a.ram > 0, "--cache-dir needs --cache-ram above 0 (snapshots pass through RAM)");
+}
+
+void enable_prefix_cache(Engine& e, const CacheArgs& a) {
+  check_cache_args(a);
+  e.enable_prefix_cache(static_cast<size_t>(a.ram), a.dir, static_cast<size_t>(a.disk));
 }
 
 void add_weights_option(CLI::App* sub, WeightsIn& where) {

@@ -7,15 +7,24 @@
 #include <string>
 
 #include "io/checkpoint.h"
+#include "runtime/engine.h"
 #include "runtime/speculative.h"
 
 namespace dsv4::tools {
 
 CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& what);
 CLI::Option* add_threads_option(CLI::App* sub, int& threads);
-// --cache-ram SIZE: the prefix cache's budget in bytes (512M, 4G accepted; 0 = none).
-constexpr long long kDefaultCacheRam = 1LL << 30;
-void add_cache_ram_option(CLI::App* sub, long long& bytes);
+// The prefix cache (runtime/prefix_cache.h): --cache-ram SIZE (bytes in RAM, 512M, 4G
+// accepted; 0 = none), --cache-dir DIR (its disk tier) and --cache-disk SIZE (that tier's
+// budget). check_cache_args (before the model loads) throws Error naming a bad one;
+// enable_prefix_cache sets up the engine's.
+struct CacheArgs {
+  long long ram = 1LL << 30, disk = 8LL << 30;
+  std::string dir;
+};
+void add_cache_options(CLI::App* sub, CacheArgs& a);
+void check_cache_args(const CacheArgs& a);
+void enable_prefix_cache(Engine& e, const CacheArgs& a);
 // --mmap (map the checkpoint) / --no-mmap (read it into huge-page RAM); neither: automatic.
 void add_weights_option(CLI::App* sub, WeightsIn& where);
 // --chat-format auto|april|0731: the chat encoder (chat/encode.h). auto: the checkpoint's

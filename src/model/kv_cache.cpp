@@ -36,6 +36,17 @@ void KvRows::resize(size_t n) {
   floats_.resize(n * n_floats_, 0.0f);
 }
 
+void KvRows::assign_stored(size_t n, std::span<const uint8_t> codes, std::span<const uint8_t> scales,
+                           std::span<const float> floats) {
+  DSV4_CHECK(codes.size() == n * n_codes_ && scales.size() == n * n_scales_ && floats.size() == n * n_floats_,
+             "kv cache: ", n, " stored rows of ", codes.size(), " code, ", scales.size(), " scale and ", floats.size(),
+             " float values, for rows of ", n_codes_, ", ", n_scales_, " and ", n_floats_);
+  n_ = n;
+  codes_.assign(codes.begin(), codes.end());
+  scales_.assign(scales.begin(), scales.end());
+  floats_.assign(floats.begin(), floats.end());
+}
+
 void KvRows::push_back(std::span<const float> row) {
   resize(n_ + 1);
   try {

@@ -50,6 +50,15 @@ class KvRows {
   // Bytes per stored row.
   static double row_bytes(KvFormat format, int dim, int rope_dim);
 
+  // The stored bytes as they are ([n, codes], [n, scales], [n, floats]), for saving a session
+  // (runtime/snapshot_file.h), and rows given as such bytes (sizes checked against the layout:
+  // throws Error).
+  std::span<const uint8_t> stored_codes() const { return codes_; }
+  std::span<const uint8_t> stored_scales() const { return scales_; }
+  std::span<const float> stored_floats() const { return floats_; }
+  void assign_stored(size_t n, std::span<const uint8_t> codes, std::span<const uint8_t> scales,
+                     std::span<const float> floats);
+
  private:
   KvFormat format_ = KvFormat::f32;
   int dim_ = 0, rope_dim_ = 0;

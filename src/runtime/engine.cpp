@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <iostream>
 
 #include "core/check.h"
 #include "core/read_file.h"
@@ -65,9 +66,13 @@ void Engine::stop_followers() const {
   if (leader_) leader_->stop();
 }
 
-void Engine::enable_prefix_cache(size_t budget) {
-  prefix_cache_ = budget > 0 ? std::make_unique<PrefixCache>(budget, PrefixCache::snapshot_unit(model_->config()))
-                             : nullptr;
+void Engine::enable_prefix_cache(size_t ram, const std::string& dir, size_t disk) {
+  prefix_cache_.reset();  // its writes finish first
+  DSV4_CHECK(dir.empty() || ram > 0, "a prefix cache on disk (", dir, ") needs some RAM for it too");
+  if (ram == 0) return;
+  prefix_cache_ = std::make_unique<PrefixCache>(ram, PrefixCache::snapshot_unit(model_->config()));
+  if (!dir.empty())
+    prefix_cache_->attach_disk(dir, disk, *model_, [](const std::string& m) { std::cerr << m << std::endl; });
 }
 
 Conversation::Conversation(const Engine& e) : e_(e), session_(e.new_session()) {}

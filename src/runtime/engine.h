@@ -59,10 +59,11 @@ class Engine {
   void stop_followers() const;
   bool leading() const { return leader_ != nullptr; }
 
-  // The prefix cache shared by the engine's conversations (runtime/prefix_cache.h), budget
-  // bytes of sessions (0: none). Not under mpirun yet: the followers' mirrors would need the
-  // same snapshots, so a leading engine has none.
-  void enable_prefix_cache(size_t budget);
+  // The prefix cache shared by the engine's conversations (runtime/prefix_cache.h): ram bytes
+  // of sessions (0: none), and with a directory its disk tier of at most disk bytes (warnings
+  // about the files it skips go to stderr). Not under mpirun yet: the followers' mirrors would
+  // need the same snapshots, so a leading engine has none.
+  void enable_prefix_cache(size_t ram, const std::string& dir = "", size_t disk = 0);
   PrefixCache* prefix_cache() const { return leader_ ? nullptr : prefix_cache_.get(); }
 
  private:

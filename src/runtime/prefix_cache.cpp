@@ -1,9 +1,13 @@
 #include "runtime/prefix_cache.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <numeric>
 
 #include "core/check.h"
+#include "core/read_file.h"
+#include "core/write_file.h"
 
 namespace dsv4 {
 
@@ -85,18 +89,28 @@ size_t PrefixCache::restore(std::span<const int> prompt, size_t at_least, Sessio
   for (size_t i = keys.size(); i > 0; --i) {
     const size_t pos = i * unit_, len = key_length(pos, mode);
     if (pos <= at_least) break;
-    const auto it = by_key_.find(keys[i - 1]);
-    if (it == by_key_.end()) continue;
-    const Entry& e = *it->second;
-    if (e.mode != mode || e.tokens.size() != len || !std::equal(e.tokens.begin(), e.tokens.end(), prompt.begin()))
-      continue;
-    lru_.splice(lru_.begin(), lru_, it->second);
-    out.pos = e.session.pos;
-    out.layers = e.session.layers;
-    out.mtp_pos = e.session.mtp_pos;
-    out.mtp = e.session.mtp;
-    if (mode == SpecMode::dspark) *dspark = e.dspark;
+    const uint64_t key = keys[i - 1];
+    std::shared_ptr<const Snapshot> snap;
+    bool from_disk = false;
+    if (const auto it = by_key_.find(key); it != by_key_.end()) {
+      snap = it->second->snap;
+      lru_.splice(lru_.begin(), lru_, it->second);
+    } else if (disk_.count(key)) {
+      snap = read_disk(key, dspark);
+      from_disk = snap != nullptr;
+    }
+    if (!snap || snap->mode != mode || snap->tokens.size() != len ||
+        !std::equal(snap->tokens.begin(), snap->tokens.end(), prompt.begin()))
+      continue;  // none, or another prefix under the same key
+    if (from_disk) insert(key, snap);
+    if (const auto d = disk_.find(key); d != disk_.end()) d->second.last_use = ++use_counter_;
+    out.pos = snap->session.pos;
+    out.layers = snap->session.layers;
+    out.mtp_pos = snap->session.mtp_pos;
+    out.mtp = snap->session.mtp;
+    if (mode == SpecMode::dspark) *dspark = snap->dspark;
     ++stats_.hits;
+    stats_.disk_hits += from_disk;
     stats_.tokens_reused += static_cast<long long>(pos - at_least);
     return pos;
   }
@@ -115,26 +129,36 @@ void PrefixCache::store(std::span<const int> prompt, const Session& s, SpecMode 
              s.mtp_pos, ", the session at ", s.pos);
   uint64_t key = key_basis(mode);
   for (size_t i = 0; i < len; ++i) key = fnv_step(key, prompt[i]);
-  Entry e{key, mode, std::vector<int>(prompt.begin(), prompt.begin() + static_cast<long>(len)), Session{}, {}, 0};
-  e.session.pos = s.pos;
-  e.session.layers = s.layers;
-  e.session.mtp_pos = s.mtp_pos;
-  e.session.mtp = s.mtp;
-  if (mode == SpecMode::dspark) e.dspark = *dspark;
-  e.bytes = session_bytes(e.session) + len * sizeof(int);
-  for (const KvRows& r : e.dspark.rings) e.bytes += r.bytes();
+  auto snap = std::make_shared<Snapshot>();
+  snap->mode = mode;
+  snap->tokens.assign(prompt.begin(), prompt.begin() + static_cast<long>(len));
+  snap->session.pos = s.pos;
+  snap->session.layers = s.layers;
+  snap->session.mtp_pos = s.mtp_pos;
+  snap->session.mtp = s.mtp;
+  if (mode == SpecMode::dspark) snap->dspark = *dspark;
   std::lock_guard<std::mutex> lock(mu_);
+  insert(key, snap);
+  ++stats_.stored;
+  if (!dir_.empty()) {
+    to_write_.emplace_back(key, std::move(snap));
+    write_cv_.notify_one();
+  }
+}
+
+void PrefixCache::insert(uint64_t key, std::shared_ptr<const Snapshot> snap) {
   if (const auto it = by_key_.find(key); it != by_key_.end()) {  // the same prefix again, or a collision
     stats_.bytes -= it->second->bytes;
     lru_.erase(it->second);
     by_key_.erase(it);
   }
-  if (e.bytes > budget_) return;  // would evict everything and still not fit
-  evict_to(budget_ - e.bytes);
-  lru_.push_front(std::move(e));
+  size_t bytes = session_bytes(snap->session) + snap->tokens.size() * sizeof(int);
+  for (const KvRows& r : snap->dspark.rings) bytes += r.bytes();
+  if (bytes > budget_) return;  // would evict everything and still not fit
+  evict_to(budget_ - bytes);
+  lru_.push_front({key, std::move(snap), bytes});
   by_key_[key] = lru_.begin();
-  stats_.bytes += lru_.front().bytes;
-  ++stats_.stored;
+  stats_.bytes += bytes;
 }
 
 void PrefixCache::evict_to(size_t budget) {
@@ -150,7 +174,153 @@ PrefixCacheStats PrefixCache::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   PrefixCacheStats s = stats_;
   s.entries = lru_.size();
+  s.disk_entries = disk_.size();
+  s.disk_budget = disk_budget_;
   return s;
+}
+
+// The disk tier. Files are named by the fingerprint and the key, so that models sharing a
+// directory keep apart; the header says again what the name says, and the checksum covers the
+// payload, so a file renamed, truncated or flipped is found out when read.
+
+namespace {
+
+std::string hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+constexpr const char* kSuffix = ".dsv4snap";
+
+}  // namespace
+
+void PrefixCache::attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
+                              std::function<void(const std::string&)> warn) {
+  namespace fs = std::filesystem;
+  DSV4_CHECK(dir_.empty(), "prefix cache: a disk tier is already attached");
+  DSV4_CHECK(disk_budget > 0, "prefix cache: a disk budget of 0 bytes");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  DSV4_CHECK(!ec && fs::is_directory(dir), "--cache-dir ", dir, ": cannot create the directory (", ec.message(), ")");
+  const fs::path probe = fs::path(dir) / ".dsv4-write-test";
+  {
+    std::FILE* f = std::fopen(probe.c_str(), "wb");
+    DSV4_CHECK(f, "--cache-dir ", dir, ": not writable");
+    std::fclose(f);
+    fs::remove(probe, ec);
+  }
+  model_ = &m;
+  fingerprint_ = snapshot_fingerprint(m);
+  warn_ = warn ? std::move(warn) : [](const std::string&) {};
+  disk_budget_ = disk_budget;
+  const std::string prefix = hex(fingerprint_) + "-";
+  for (const auto& f : fs::directory_iterator(dir)) {
+    const std::string name = f.path().filename().string();
+    if (name.starts_with(".tmp-")) {  // a write cut short by a crash: never renamed into place
+      fs::remove(f.path(), ec);
+      continue;
+    }
+    if (!name.starts_with(prefix) || !name.ends_with(kSuffix) || name.size() != prefix.size() + 16 + 9) continue;
+    const uint64_t key = std::stoull(name.substr(prefix.size(), 16), nullptr, 16);
+    try {
+      std::string head(kSnapshotHeaderBytes, '\0');
+      std::FILE* fp = std::fopen(f.path().c_str(), "rb");
+      DSV4_CHECK(fp, f.path().string(), ": cannot be read");
+      const size_t got = std::fread(head.data(), 1, head.size(), fp);
+      std::fclose(fp);
+      head.resize(got);
+      const SnapshotHeader h = read_snapshot_header(head, f.path().string());
+      DSV4_CHECK(h.fingerprint == fingerprint_, f.path().string(),
+                 ": made by another checkpoint or other settings (activation rounding, model-parallel ranks)");
+      const size_t size = fs::file_size(f.path());
+      DSV4_CHECK(size == kSnapshotHeaderBytes + h.payload_bytes, f.path().string(), ": truncated (", size, " of ",
+                 kSnapshotHeaderBytes + h.payload_bytes, " bytes)");
+      disk_[key] = {f.path().string(), size, 0};
+      stats_.disk_bytes += size;
+    } catch (const Error& e) {
+      ++stats_.disk_bad;
+      warn_(std::string("prefix cache: skipping ") + e.what());
+    }
+  }
+  dir_ = dir;
+  writer_ = std::thread([this] { write_loop(); });
+}
+
+std::shared_ptr<const Snapshot> PrefixCache::read_disk(uint64_t key, const DsparkState* dspark_layout) {
+  const auto it = disk_.find(key);
+  try {
+    const std::string bytes = read_file(it->second.path);
+    return std::make_shared<const Snapshot>(decode_snapshot(bytes, fingerprint_, *model_, dspark_layout, it->second.path));
+  } catch (const Error& e) {
+    ++stats_.disk_bad;
+    warn_(std::string("prefix cache: skipping ") + e.what());
+    stats_.disk_bytes -= it->second.bytes;
+    disk_.erase(it);  // not used again (the file stays, for whoever wants to look at it)
+    return nullptr;
+  }
+}
+
+void PrefixCache::write_loop() {
+  namespace fs = std::filesystem;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    write_cv_.wait(lock, [&] { return stop_ || !to_write_.empty(); });
+    if (to_write_.empty()) return;  // stopping, everything written
+    auto [key, snap] = std::move(to_write_.front());
+    to_write_.pop_front();
+    writing_ = true;
+    lock.unlock();
+    // Encoded and written outside the lock: the scheduler's restores and stores go on.
+    const std::string bytes = encode_snapshot(*snap, fingerprint_);
+    const fs::path final_path = fs::path(dir_) / (hex(fingerprint_) + "-" + hex(key) + kSuffix);
+    const fs::path tmp = fs::path(dir_) / (".tmp-" + hex(fingerprint_) + "-" + hex(key));
+    bool ok = false;
+    try {
+      write_file(tmp.string(), bytes);
+      fs::rename(tmp, final_path);
+      ok = true;
+    } catch (const std::exception& e) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      warn_(std::string("prefix cache: could not write ") + final_path.string() + ": " + e.what());
+    }
+    lock.lock();
+    writing_ = false;
+    if (ok) {
+      if (const auto old = disk_.find(key); old != disk_.end()) stats_.disk_bytes -= old->second.bytes;
+      disk_[key] = {final_path.string(), bytes.size(), ++use_counter_};
+      stats_.disk_bytes += bytes.size();
+      ++stats_.disk_written;
+      // Least recently used files out until the tier fits its budget.
+      while (stats_.disk_bytes > disk_budget_ && disk_.size() > 1) {
+        auto victim = disk_.begin();
+        for (auto d = disk_.begin(); d != disk_.end(); ++d)
+          if (d->second.last_use < victim->second.last_use) victim = d;
+        std::error_code ec;
+        fs::remove(victim->second.path, ec);
+        stats_.disk_bytes -= victim->second.bytes;
+        disk_.erase(victim);
+        ++stats_.disk_evictions;
+      }
+    }
+    written_cv_.notify_all();
+  }
+}
+
+void PrefixCache::flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  written_cv_.wait(lock, [&] { return to_write_.empty() && !writing_; });
+}
+
+PrefixCache::~PrefixCache() {
+  if (!writer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  write_cv_.notify_one();
+  writer_.join();
 }
 
 }  // namespace dsv4

@@ -20,25 +20,37 @@
 // snapshot at b is keyed by the b + 1 tokens that made it.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <span>
+#include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "model/dspark.h"
 #include "model/model.h"
+#include "runtime/snapshot_file.h"
 #include "runtime/speculative.h"
 
 namespace dsv4 {
 
 struct PrefixCacheStats {
   long long hits = 0, misses = 0;     // lookups that found a prefix / none
+  long long disk_hits = 0;            // of the hits, read from the disk tier
   long long tokens_reused = 0;        // prompt tokens the hits saved from prefill
   long long stored = 0, evictions = 0;
   size_t entries = 0, bytes = 0, budget = 0;
+  // The disk tier (none: all 0): files written, evicted, and found bad (skipped: truncated,
+  // corrupt, another checkpoint's or format version's).
+  long long disk_written = 0, disk_evictions = 0, disk_bad = 0;
+  size_t disk_entries = 0, disk_bytes = 0, disk_budget = 0;
 };
 
 // Bytes a session's caches hold (main layers and MTP).
@@ -46,8 +58,22 @@ size_t session_bytes(const Session& s);
 
 class PrefixCache {
  public:
-  // budget: bytes of sessions held at most (> 0); unit: the snapshot boundary (snapshot_unit()).
+  // budget: bytes of sessions held in RAM at most (> 0); unit: the snapshot boundary
+  // (snapshot_unit()).
   PrefixCache(size_t budget, int unit);
+  ~PrefixCache();  // waits for the disk writes under way
+  PrefixCache(const PrefixCache&) = delete;
+  PrefixCache& operator=(const PrefixCache&) = delete;
+
+  // The disk tier: every snapshot kept is also written to dir (in the background, through a
+  // temporary file renamed into place), at most disk_budget bytes of files, least recently used
+  // out first; what dir already holds for this model (fingerprint: snapshot_file.h) is found
+  // now, and read when a prompt needs it. A file that is truncated, corrupt, of another
+  // checkpoint or format version is reported through warn and skipped, never used or deleted.
+  void attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
+                   std::function<void(const std::string&)> warn);
+  // Blocks until every snapshot stored so far is on disk (tests, shutdown).
+  void flush();
 
   // The least common multiple of the model's compression ratios (1 when it has none) times
   // the smallest factor that makes it at least 16 tokens (a snapshot per handful of tokens
@@ -63,10 +89,10 @@ class PrefixCache {
   // The first position after pos that wanted() keeps, or 0 when none is left in the prompt.
   size_t next_wanted(size_t pos, size_t prompt_len, SpecMode mode = SpecMode::off) const;
 
-  // The longest prefix of prompt cached for mode, shorter than the prompt (a token must be
-  // left to feed) and longer than at_least: its length, with the session's caches copied into
-  // out (id and lease, the mirror's, stay out's) and DSpark's context into dspark. 0 (out and
-  // dspark untouched) when there is none.
+  // The longest prefix of prompt cached for mode (in RAM or on disk), shorter than the prompt
+  // (a token must be left to feed) and longer than at_least: its length, with the session's
+  // caches copied into out (id and lease, the mirror's, stay out's) and DSpark's context into
+  // dspark. 0 (out and dspark untouched) when there is none.
   size_t restore(std::span<const int> prompt, size_t at_least, Session& out, SpecMode mode = SpecMode::off,
                  DsparkState* dspark = nullptr);
   // Keeps a copy of s, which consumed the first s.pos tokens of prompt (a multiple of unit();
@@ -79,13 +105,19 @@ class PrefixCache {
  private:
   struct Entry {
     uint64_t key;
-    SpecMode mode;
-    std::vector<int> tokens;  // what the key hashes
-    Session session;
-    DsparkState dspark;
+    std::shared_ptr<const Snapshot> snap;  // shared with a disk write under way
     size_t bytes;
   };
+  struct DiskFile {
+    std::string path;
+    size_t bytes;
+    uint64_t last_use;  // a counter: higher is more recent
+  };
   void evict_to(size_t budget);  // holding mu_
+  void insert(uint64_t key, std::shared_ptr<const Snapshot> snap);  // holding mu_
+  // The snapshot of key on disk when it holds it and it is sound (else reported, dropped).
+  std::shared_ptr<const Snapshot> read_disk(uint64_t key, const DsparkState* dspark_layout);  // holding mu_
+  void write_loop();
 
   const size_t budget_;
   const int unit_, stride_;
@@ -93,6 +125,18 @@ class PrefixCache {
   std::list<Entry> lru_;  // most recently used first
   std::unordered_map<uint64_t, std::list<Entry>::iterator> by_key_;
   PrefixCacheStats stats_;
+
+  // The disk tier.
+  std::string dir_;
+  size_t disk_budget_ = 0;
+  const Model* model_ = nullptr;
+  uint64_t fingerprint_ = 0, use_counter_ = 0;
+  std::function<void(const std::string&)> warn_;
+  std::unordered_map<uint64_t, DiskFile> disk_;  // by key
+  std::deque<std::pair<uint64_t, std::shared_ptr<const Snapshot>>> to_write_;
+  bool writing_ = false, stop_ = false;
+  std::condition_variable write_cv_, written_cv_;
+  std::thread writer_;
 };
 
 }  // namespace dsv4
