@@ -343,6 +343,63 @@ TEST(Cli, ChatCommands) {
   EXPECT_EQ(turns, 3u) << r.output;
 }
 
+// chat --session: the conversation is saved after every turn and resumed by the next chat with
+// the same file, cache included: the resumed second turn finds as many tokens cached and says
+// what the uninterrupted chat says. A file that is not a session is refused by name.
+TEST(Cli, ChatSessionResumes) {
+  test::TempDir d;
+  // The trained default model: its answers are text that tokenizes back to what it generated,
+  // so the next turn's prompt continues the conversation's tokens (random weights' bytes do not).
+  const std::string chat = test::dsv4_binary() + " chat -m " + std::string(DSV4_SOURCE_DIR) +
+                           "/models/dsv4-tiny -n 4 --temperature 0 --history-file '' ";
+  const auto cached = [](const std::string& out) {  // the "prompt tokens (N cached)" of each turn
+    std::vector<std::string> v;
+    const std::string mark = " prompt tokens (";
+    for (size_t at = out.find(mark); at != std::string::npos; at = out.find(mark, at + 1)) {
+      const size_t from = at + mark.size();
+      v.push_back(out.substr(from, out.find(' ', from) - from));
+    }
+    return v;
+  };
+  test::write_file(d.file("both.txt"), "hello there\nand more\n");
+  const auto both = test::run_command(chat + "2>&1 < " + d.file("both.txt"));
+  ASSERT_EQ(both.status, 0) << both.output;
+
+  test::write_file(d.file("one.txt"), "hello there\n");
+  test::write_file(d.file("two.txt"), "and more\n");
+  const std::string session = d.file("talk.dsv4");
+  const auto first = test::run_command(chat + "--session " + session + " 2>&1 < " + d.file("one.txt"));
+  ASSERT_EQ(first.status, 0) << first.output;
+  const auto second = test::run_command(chat + "--session " + session + " 2>&1 < " + d.file("two.txt"));
+  ASSERT_EQ(second.status, 0) << second.output;
+  EXPECT_NE(second.output.find("(resumed " + session + ": 2 messages"), std::string::npos) << second.output;
+  const std::vector<std::string> want = cached(both.output), got = cached(second.output);
+  ASSERT_EQ(want.size(), 2u) << both.output;
+  ASSERT_EQ(got.size(), 1u) << second.output;
+  EXPECT_EQ(got[0], want[1]);
+  EXPECT_NE(want[1], "0");
+  // The second answer as the uninterrupted chat gave it: the line before each turn's summary.
+  const auto answers = [](const std::string& out) {
+    std::vector<std::string> v;
+    std::string prev, line;
+    std::istringstream in(out);
+    while (std::getline(in, line)) {
+      if (line.starts_with("[") && line.find(" prompt tokens (") != std::string::npos) v.push_back(prev);
+      prev = line;
+    }
+    return v;
+  };
+  ASSERT_EQ(answers(both.output).size(), 2u);
+  ASSERT_EQ(answers(second.output).size(), 1u);
+  EXPECT_EQ(answers(second.output)[0], answers(both.output)[1]);
+  EXPECT_FALSE(answers(second.output)[0].empty());
+
+  test::write_file(d.file("bad.dsv4"), "not a session at all, but long enough to have a header of forty-eight bytes");
+  const auto bad = test::run_command(chat + "--session " + d.file("bad.dsv4") + " 2>&1 < " + d.file("two.txt"));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("not a dsv4 snapshot"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, RunBadInput) {
   for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
            {"run -m " + synth_model() + " -p hi --reasoning sideways", "reasoning mode 'sideways'"},

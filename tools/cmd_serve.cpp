@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -50,6 +51,12 @@ int run(ServeArgs& a) {
   a.opt.request_timeout_ms = std::llround(a.http_timeout_s * 1000);
   DSV4_CHECK(a.opt.max_body_bytes >= 1024, "--max-body must be at least 1k, got ", a.opt.max_body_bytes);
   check_cache_args(a.cache);
+  if (!a.opt.slot_save_path.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.opt.slot_save_path, ec);
+    DSV4_CHECK(std::filesystem::is_directory(a.opt.slot_save_path), "--slot-save-path ", a.opt.slot_save_path,
+               ": not a directory and cannot be made one", ec ? " (" + ec.message() + ")" : "");
+  }
   a.opt.default_reasoning = parse_reasoning_mode(a.reasoning);
   const bool leader = Comm::get().rank() == 0;
   if (a.opt.port != 0 && leader) check_can_listen(a.opt.host, a.opt.port);
@@ -133,6 +140,9 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
                   "seconds a connection has to send each whole request (head and body) before it is closed");
   add_spec_options(sub, a->spec, a->draft, " of every request");
   add_cache_options(sub, a->cache);
+  sub->add_option("--slot-save-path", a->opt.slot_save_path,
+                  "directory of saved conversations: POST /slots/{id}?action=save|restore with {\"filename\": NAME}")
+      ->type_name("DIR");
   sub->add_flag("--test-hooks", a->opt.test_hooks, "accept dsv4_forced_text in requests (tests only)");
   out.push_back({sub, [a, batch_tokens] {
                    a->batch_tokens_given = batch_tokens->count() > 0;

@@ -97,6 +97,42 @@ SpecDecoder& Conversation::drafter(SpecMode mode, int draft, const SamplingParam
   return *drafter_;
 }
 
+Snapshot Conversation::saved() const {
+  DSV4_CHECK(!e_.leading(), "saving a conversation is not supported under mpirun yet");
+  Snapshot s;
+  s.mode = drafter_ && drafter_->follows(session_) ? drafter_->mode() : SpecMode::off;
+  s.tokens = fed_;
+  s.session.pos = session_.pos;
+  s.session.layers = session_.layers;
+  s.session.mtp_pos = session_.mtp_pos;
+  s.session.mtp = session_.mtp;
+  if (s.mode == SpecMode::dspark) s.dspark = *drafter_->dspark_context();
+  return s;
+}
+
+void Conversation::resume(Snapshot s) {
+  DSV4_CHECK(!e_.leading(), "resuming a conversation is not supported under mpirun yet");
+  DSV4_CHECK(s.tokens.size() == static_cast<size_t>(s.session.pos), "a saved conversation of ", s.tokens.size(),
+             " tokens whose session is at position ", s.session.pos);
+  reset();
+  if (s.mode != SpecMode::off) {
+    const ModelConfig& c = e_.model().config();
+    const int n_ids = std::min(c.vocab_size, e_.tokenizer().vocab_size());
+    auto d = std::make_unique<SpecDecoder>(e_.model(), s.mode, default_draft(c, s.mode), n_ids, SamplingParams{});
+    if (DsparkState* ctx = d->dspark_context()) {
+      DSV4_CHECK(same_layout(s.dspark, *ctx) && s.dspark.pos == s.session.pos,
+                 "a saved conversation whose DSpark rings are not the drafter's");
+      *ctx = std::move(s.dspark);
+    }
+    drafter_ = std::move(d);
+  }
+  session_.pos = s.session.pos;
+  session_.layers = std::move(s.session.layers);
+  session_.mtp_pos = s.session.mtp_pos;
+  session_.mtp = std::move(s.session.mtp);
+  fed_ = std::move(s.tokens);
+}
+
 std::vector<float> Conversation::prefill(const std::vector<int>& prompt,
                                          const std::function<void(size_t, size_t)>& progress) {
   DSV4_CHECK(!prompt.empty(), "empty prompt");

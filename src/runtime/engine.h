@@ -110,6 +110,12 @@ class Conversation {
   // step so far in this mode (restarted for the new request), else a new one over a fresh
   // session.
   SpecDecoder& drafter(SpecMode mode, int draft, const SamplingParams& sampling);
+  // The conversation as a snapshot (runtime/snapshot_file.h): the tokens fed, the session and
+  // the drafter's context (when the drafter follows the session); and back: resume() drops
+  // what the conversation held and continues from a snapshot of this engine's model (as
+  // decode_snapshot checked it). Not under mpirun yet (the followers' mirrors would need it).
+  Snapshot saved() const;
+  void resume(Snapshot s);
 
  private:
   const Engine& e_;

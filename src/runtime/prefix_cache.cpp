@@ -251,7 +251,10 @@ std::shared_ptr<const Snapshot> PrefixCache::read_disk(uint64_t key, const Dspar
   const auto it = disk_.find(key);
   try {
     const std::string bytes = read_file(it->second.path);
-    return std::make_shared<const Snapshot>(decode_snapshot(bytes, fingerprint_, *model_, dspark_layout, it->second.path));
+    auto snap = std::make_shared<const Snapshot>(decode_snapshot(bytes, fingerprint_, *model_, it->second.path));
+    DSV4_CHECK(snap->mode != SpecMode::dspark || (dspark_layout && same_layout(snap->dspark, *dspark_layout)),
+               it->second.path, ": DSpark rings of another layout than the drafter's");
+    return snap;
   } catch (const Error& e) {
     ++stats_.disk_bad;
     warn_(std::string("prefix cache: skipping ") + e.what());

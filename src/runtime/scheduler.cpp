@@ -116,6 +116,30 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   slot.gen = std::make_unique<Generation>(*slot.conv, std::move(req));
 }
 
+Scheduler::Slot& Scheduler::free_slot(int id) {
+  DSV4_CHECK(id >= 0 && id < parallel(), "slot ", id, " is not one of 0 .. ", parallel() - 1);
+  if (slots_[id].job) throw Busy("slot " + std::to_string(id) + " is running a request");
+  return slots_[id];
+}
+
+Snapshot Scheduler::save_slot(int id) {
+  std::lock_guard lock(mu_);
+  return free_slot(id).conv->saved();
+}
+
+void Scheduler::restore_slot(int id, Snapshot s) {
+  std::lock_guard lock(mu_);
+  free_slot(id).conv->resume(std::move(s));
+}
+
+size_t Scheduler::erase_slot(int id) {
+  std::lock_guard lock(mu_);
+  Conversation& conv = *free_slot(id).conv;
+  const size_t n = conv.tokens().size();
+  conv.reset();
+  return n;
+}
+
 void Scheduler::admit() {
   // Fill free slots; prefer the free slot whose conversation the prompt continues.
   while (!queue_.empty()) {

@@ -76,6 +76,13 @@ class Scheduler {
   // Error for a bad request.
   std::shared_ptr<Job> submit(GenerateRequest req);
   SchedulerStats stats();
+  // Saved sessions (llama-server's slot save / restore / erase): a free slot's conversation
+  // as a snapshot, replaced by one, or cleared. Busy when the slot is running a request, Error
+  // for a slot id outside [0, parallel).
+  int parallel() const { return static_cast<int>(slots_.size()); }
+  Snapshot save_slot(int id);
+  void restore_slot(int id, Snapshot s);
+  size_t erase_slot(int id);  // the tokens it held
   // For shutdown: refuses new jobs, ends the queued ones and cancels the running ones at their
   // next step (each ends with FinishReason::cancelled). Returns how many it ended.
   size_t close();
@@ -90,6 +97,7 @@ class Scheduler {
   size_t busy_slots() const;  // slots running a job; call under mu_
   void start(Slot& slot, std::shared_ptr<Job> job);
   void admit();  // queued jobs into free slots; call under mu_
+  Slot& free_slot(int id);  // call under mu_: the loop thread leaves a slot without a job alone
   // Asks the slot's generation for its next input (at most max_prefill prefill tokens); a
   // finished or failed generation frees its slot. The tokens to feed, or empty.
   std::span<const int> next_input(Slot& slot, size_t max_prefill);

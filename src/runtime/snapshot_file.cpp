@@ -84,12 +84,33 @@ class Reader {
     DSV4_CHECK(n == expected, what_, ": ", name, " has ", n, " values, the model's ", expected);
     return get_vector<float>(n);
   }
+  struct Layout {
+    uint8_t format;
+    int32_t dim, rope;
+  };
+  Layout layout() {
+    Layout l{get<uint8_t>(), 0, 0};
+    l.dim = get<int32_t>();
+    l.rope = get<int32_t>();
+    return l;
+  }
   void rows(KvRows& r, const char* name) {  // r: the expected layout, any number of rows
-    const auto format = get<uint8_t>();
-    const auto dim = get<int32_t>(), rope = get<int32_t>();
-    DSV4_CHECK(format == static_cast<uint8_t>(r.format()) && dim == r.dim() && rope == r.rope_dim(), what_, ": ",
-               name, " rows of format ", int{format}, ", width ", dim, " (", rope, " rope) where the model has ",
-               static_cast<int>(r.format()), ", ", r.dim(), " (", r.rope_dim(), ")");
+    const Layout l = layout();
+    DSV4_CHECK(l.format == static_cast<uint8_t>(r.format()) && l.dim == r.dim() && l.rope == r.rope_dim(), what_,
+               ": ", name, " rows of format ", int{l.format}, ", width ", l.dim, " (", l.rope,
+               " rope) where the model has ", static_cast<int>(r.format()), ", ", r.dim(), " (", r.rope_dim(), ")");
+    body(r, name);
+  }
+  // Rows of the layout the bytes name (a valid one: KvRows checks it).
+  KvRows new_rows(const char* name) {
+    const Layout l = layout();
+    DSV4_CHECK(l.format <= static_cast<uint8_t>(KvFormat::fp4) && l.dim > 0 && l.dim <= (1 << 20) && l.rope >= 0,
+               what_, ": ", name, " of format ", int{l.format}, ", width ", l.dim, " (", l.rope, " rope)");
+    KvRows r(static_cast<KvFormat>(l.format), l.dim, l.rope);
+    body(r, name);
+    return r;
+  }
+  void body(KvRows& r, const char* name) {
     const uint64_t n = get<uint64_t>();
     DSV4_CHECK(n < kMaxCount, what_, ": ", name, " has ", n, " rows (corrupt)");
     KvRows one = r;
@@ -159,6 +180,8 @@ std::string encode_snapshot(const Snapshot& s, uint64_t fingerprint) {
   w.put<uint32_t>(static_cast<uint32_t>(s.dspark.rings.size()));
   for (const KvRows& r : s.dspark.rings) w.rows(r);
   w.put<int64_t>(s.dspark.pos);
+  w.put<uint64_t>(s.meta.size());
+  w.put_span(std::span<const char>(s.meta));
 
   std::string out;
   out.reserve(kSnapshotHeaderBytes + payload.size());
@@ -172,6 +195,15 @@ std::string encode_snapshot(const Snapshot& s, uint64_t fingerprint) {
   h.put<uint64_t>(0);
   out += payload;
   return out;
+}
+
+bool same_layout(const DsparkState& a, const DsparkState& b) {
+  if (a.rings.size() != b.rings.size()) return false;
+  for (size_t i = 0; i < a.rings.size(); ++i)
+    if (a.rings[i].format() != b.rings[i].format() || a.rings[i].dim() != b.rings[i].dim() ||
+        a.rings[i].rope_dim() != b.rings[i].rope_dim())
+      return false;
+  return true;
 }
 
 SnapshotHeader read_snapshot_header(std::string_view bytes, const std::string& what) {
@@ -189,8 +221,7 @@ SnapshotHeader read_snapshot_header(std::string_view bytes, const std::string& w
   return h;
 }
 
-Snapshot decode_snapshot(std::string_view bytes, uint64_t fingerprint, const Model& m,
-                         const DsparkState* dspark_layout, const std::string& what) {
+Snapshot decode_snapshot(std::string_view bytes, uint64_t fingerprint, const Model& m, const std::string& what) {
   const SnapshotHeader h = read_snapshot_header(bytes, what);
   DSV4_CHECK(h.fingerprint == fingerprint, what,
              ": made by another checkpoint or other settings (activation rounding, model-parallel ranks)");
@@ -216,15 +247,13 @@ Snapshot decode_snapshot(std::string_view bytes, uint64_t fingerprint, const Mod
   r.layers(s.session.layers, "layers");
   r.layers(s.session.mtp, "MTP layers");
   const auto n_rings = r.get<uint32_t>();
-  if (s.mode == SpecMode::dspark) {
-    DSV4_CHECK(dspark_layout && n_rings == dspark_layout->rings.size(), what, ": ", n_rings,
-               " DSpark rings where the drafter has ", dspark_layout ? dspark_layout->rings.size() : 0);
-    s.dspark.rings = dspark_layout->rings;
-  } else {
-    DSV4_CHECK(n_rings == 0, what, ": ", n_rings, " DSpark rings in a snapshot of mode ", spec_mode_name(s.mode));
-  }
-  for (KvRows& ring : s.dspark.rings) r.rows(ring, "a DSpark ring");
+  DSV4_CHECK(s.mode == SpecMode::dspark || n_rings == 0, what, ": ", n_rings, " DSpark rings in a snapshot of mode ",
+             spec_mode_name(s.mode));
+  DSV4_CHECK(n_rings <= 64, what, ": ", n_rings, " DSpark rings (corrupt)");
+  for (uint32_t i = 0; i < n_rings; ++i) s.dspark.rings.push_back(r.new_rows("a DSpark ring"));
   s.dspark.pos = r.get<int64_t>();
+  const std::vector<char> meta = r.get_vector<char>(r.get<uint64_t>());
+  s.meta.assign(meta.begin(), meta.end());
   DSV4_CHECK(r.done(), what, ": bytes after the snapshot");
   return s;
 }

@@ -101,6 +101,7 @@ class SpecDecoder {
   // DSpark's context (its rings at the positions it has taken), which the prefix cache keeps
   // and restores with a session; null in the other modes.
   DsparkState* dspark_context() { return mode_ == SpecMode::dspark ? &dspark_state_ : nullptr; }
+  const DsparkState* dspark_context() const { return mode_ == SpecMode::dspark ? &dspark_state_ : nullptr; }
   // The drafter has taken every position the session consumed (false after a step of the
   // session that bypassed this decoder).
   bool follows(const Session& s) const;

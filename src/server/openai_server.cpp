@@ -11,12 +11,17 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <random>
 
 #include "chat/stream.h"
 #include "core/check.h"
+#include "core/json_input.h"
+#include "core/read_file.h"
+#include "core/write_file.h"
 #include "runtime/scheduler.h"
+#include "runtime/snapshot_file.h"
 #include "server/api_request.h"
 #include "server/connection_pool.h"
 #include "server/connections.h"
@@ -115,8 +120,12 @@ struct OpenAIServer::Impl {
   int listen_fd = -1;         // the listening socket, once created
   std::unique_ptr<RequestWatchdog> watchdog;  // while run() serves
 
+  uint64_t fingerprint = 0;  // of saved slots (snapshot_fingerprint), with --slot-save-path
+
   Impl(const Engine& e, ServerOptions o)
-      : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens) {}
+      : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens) {
+    if (!opt.slot_save_path.empty()) fingerprint = snapshot_fingerprint(e.model());
+  }
 
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
     const int max_tokens = c.max_tokens.value_or(opt.default_max_tokens);
@@ -351,6 +360,67 @@ struct OpenAIServer::Impl {
         [job](bool) { job->cancel(); });
   }
 
+  // POST /slots/{id}?action=save|restore|erase, as llama-server: a free slot's conversation
+  // (its tokens and cache: runtime/snapshot_file.h) saved to --slot-save-path/{filename},
+  // restored from there (checked: the same checkpoint and settings, sound bytes), or cleared.
+  // The next request that continues the conversation then prefills only what is new.
+  void slots(const httplib::Request& req, httplib::Response& res) {
+    const std::string& id_text = req.matches[1];
+    if (id_text.size() > 6) throw ApiError(400, "slot " + id_text + " does not exist");
+    const int id = std::stoi(id_text);
+    const std::string action = req.get_param_value("action");
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto ms = [&] {
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    };
+    try {
+      if (action == "erase") {
+        const size_t n = scheduler.erase_slot(id);
+        send_json(res, 200, {{"id_slot", id}, {"n_erased", n}});
+        return;
+      }
+      if (action != "save" && action != "restore")
+        throw ApiError(400, "action must be save, restore or erase, got '" + action + "'", "invalid_request_error",
+                       "action");
+      if (opt.slot_save_path.empty())
+        throw ApiError(400, "saving and restoring slots needs dsv4 serve --slot-save-path DIR");
+      json body;
+      try {
+        body = parse_json<json>(req.body);
+      } catch (const std::exception& e) {
+        throw ApiError(400, std::string("the body is not JSON: ") + e.what());
+      }
+      const std::string name = body.is_object() && body.contains("filename") && body["filename"].is_string()
+                                   ? body["filename"].get<std::string>()
+                                   : "";
+      if (name.empty() || name.size() > 200 || name == "." || name == ".." ||
+          name.find_first_of(std::string("/\\\0", 3)) != std::string::npos)
+        throw ApiError(400, "filename must be a plain file name (no directories), up to 200 bytes",
+                       "invalid_request_error", "filename");
+      const std::string path = (std::filesystem::path(opt.slot_save_path) / name).string();
+      if (action == "save") {
+        const Snapshot snap = scheduler.save_slot(id);
+        const std::string bytes = encode_snapshot(snap, fingerprint);
+        write_file(path + ".tmp", bytes);
+        std::filesystem::rename(path + ".tmp", path);
+        send_json(res, 200, {{"id_slot", id}, {"filename", name}, {"n_saved", snap.tokens.size()},
+                             {"n_written", bytes.size()}, {"timings", {{"save_ms", ms()}}}});
+        return;
+      }
+      if (!std::filesystem::exists(path)) throw ApiError(404, "no saved slot named '" + name + "'", "invalid_request_error", "filename");
+      const std::string bytes = read_file(path);
+      Snapshot snap = decode_snapshot(bytes, fingerprint, engine.model(), name);
+      const size_t n = snap.tokens.size();
+      scheduler.restore_slot(id, std::move(snap));
+      send_json(res, 200, {{"id_slot", id}, {"filename", name}, {"n_restored", n}, {"n_read", bytes.size()},
+                           {"timings", {{"restore_ms", ms()}}}});
+    } catch (const Busy& e) {
+      throw ApiError(409, e.what(), "invalid_request_error", "", "slot_busy");
+    } catch (const Error& e) {
+      throw ApiError(400, e.what());
+    }
+  }
+
   // Wraps a handler: ApiError and any other exception become JSON errors, never a crash.
   httplib::Server::Handler guard(void (Impl::*h)(const httplib::Request&, httplib::Response&)) {
     return [this, h](const httplib::Request& req, httplib::Response& res) {
@@ -437,9 +507,17 @@ struct OpenAIServer::Impl {
                                       {"tokens_per_step", s.spec.tokens_per_step()}}}};
       if (const PrefixCache* cache = engine.prefix_cache()) {
         const PrefixCacheStats c = cache->stats();
-        health["prefix_cache"] = {{"hits", c.hits},         {"misses", c.misses},     {"tokens_reused", c.tokens_reused},
-                                  {"stored", c.stored},     {"evictions", c.evictions}, {"entries", c.entries},
-                                  {"ram_bytes", c.bytes},   {"ram_budget", c.budget}, {"unit", cache->unit()}};
+        health["prefix_cache"] = {{"unit", cache->unit()},
+                                  {"hits", c.hits},
+                                  {"disk_hits", c.disk_hits},
+                                  {"misses", c.misses},
+                                  {"tokens_reused", c.tokens_reused},
+                                  {"stored", c.stored},
+                                  {"ram", {{"entries", c.entries}, {"bytes", c.bytes}, {"budget", c.budget},
+                                           {"evictions", c.evictions}}},
+                                  {"disk", {{"entries", c.disk_entries}, {"bytes", c.disk_bytes},
+                                            {"budget", c.disk_budget}, {"written", c.disk_written},
+                                            {"evictions", c.disk_evictions}, {"bad_files", c.disk_bad}}}};
       }
       send_json(res, 200, health);
     });
@@ -450,6 +528,7 @@ struct OpenAIServer::Impl {
     });
     http.Post("/v1/chat/completions", guard(&Impl::chat_completions));
     http.Post("/v1/completions", guard(&Impl::completions));
+    http.Post(R"(/slots/(\d+))", guard(&Impl::slots));
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       ApiError e(res.status, "no route " + req.method + " " + req.path, "invalid_request_error", "", "not_found");

@@ -44,6 +44,8 @@ struct ServerOptions {
   SpecMode spec = SpecMode::off;
   int draft = 0;
   bool test_hooks = false;      // honour "dsv4_forced_text" in requests (tests only)
+  // Where POST /slots/{id}?action=save|restore keeps saved conversations (empty: refused).
+  std::string slot_save_path;
   int default_max_tokens = 1024;
   size_t max_body_bytes = 16u << 20;  // larger bodies: 413 before they are parsed
   // Host headers accepted. Empty: for a loopback --host, the loopback names (localhost,
