@@ -6,6 +6,7 @@
 // same text and cached_tokens reported.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -18,6 +19,7 @@
 #include "core/write_file.h"
 #include "runtime/engine.h"
 #include "runtime/prefix_cache.h"
+#include "runtime/scheduler.h"
 #include "test_util.h"
 
 namespace dsv4 {
@@ -321,6 +323,62 @@ TEST(PrefixCacheDisk, AnUnusableDirectoryIsAnError) {
   write_file(file, "x");
   EXPECT_THROW(e.enable_prefix_cache(64 << 20, file, 64 << 20), Error);
   EXPECT_THROW(e.enable_prefix_cache(0, dir.path(), 64 << 20), Error);
+  e.enable_prefix_cache(0);
+}
+
+// Batched: the scheduler's generations start from the cache in the same steps as others run,
+// drafting or not, sampled or greedy, and each generates what it generates cold and alone.
+GenerateResult result_of(Job& job) {
+  for (;;) {
+    const auto e = job.next(std::chrono::seconds(120));
+    if (!e) throw Error("no event in 120 s");
+    if (e->kind == JobEvent::error) throw Error(e->text);
+    if (e->kind == JobEvent::done) return e->result;
+  }
+}
+
+TEST(PrefixCacheBatched, ScheduledGenerationsFromTheCacheGetWhatTheyGetCold) {
+  Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  const std::vector<int> head = random_tokens(e, 5 * u + 3, 81);
+  std::vector<GenerateRequest> reqs;
+  for (int k = 0; k < 4; ++k) {
+    GenerateRequest r;
+    r.prompt = head;
+    for (int t : random_tokens(e, 3 + 5 * k, 82 + k)) r.prompt.push_back(t);
+    r.sampling.temperature = k % 2 ? 0.9f : 0.0f;
+    r.sampling.seed = 7 + k;
+    r.max_tokens = 20;
+    r.stop_at_eos = false;
+    r.spec = k < 2 ? SpecMode::mtp : SpecMode::off;
+    r.draft = k < 2 ? 2 : 0;
+    reqs.push_back(r);
+  }
+  e.enable_prefix_cache(0);
+  std::vector<GenerateResult> cold;
+  for (const GenerateRequest& r : reqs) {
+    Conversation c(e);
+    cold.push_back(generate(c, r));
+  }
+  e.enable_prefix_cache(64 << 20);
+  {
+    Scheduler warmup(e, 2, 0, 64);  // the head, in each drafting mode
+    for (int k : {0, 2}) {
+      GenerateRequest r = reqs[k];
+      r.prompt = head;
+      r.max_tokens = 1;
+      result_of(*warmup.submit(r));
+    }
+  }
+  Scheduler sched(e, 4, 0, 24);  // small steps: prefill chunks and decodes share them
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const GenerateRequest& r : reqs) jobs.push_back(sched.submit(r));
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    const GenerateResult got = result_of(*jobs[k]);
+    EXPECT_EQ(got.tokens, cold[k].tokens) << "request " << k;
+    EXPECT_EQ(got.spec.accepted, cold[k].spec.accepted) << "request " << k;
+    EXPECT_GE(got.reused_tokens, 4 * u) << "request " << k;
+  }
   e.enable_prefix_cache(0);
 }
 

@@ -69,7 +69,7 @@ void Engine::stop_followers() const {
 void Engine::enable_prefix_cache(size_t ram, const std::string& dir, size_t disk) {
   prefix_cache_.reset();  // its writes finish first
   DSV4_CHECK(dir.empty() || ram > 0, "a prefix cache on disk (", dir, ") needs some RAM for it too");
-  if (ram == 0) return;
+  if (ram == 0 || Comm::get().distributed()) return;
   prefix_cache_ = std::make_unique<PrefixCache>(ram, PrefixCache::snapshot_unit(model_->config()));
   if (!dir.empty())
     prefix_cache_->attach_disk(dir, disk, *model_, [](const std::string& m) { std::cerr << m << std::endl; });
