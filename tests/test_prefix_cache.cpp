@@ -328,15 +328,6 @@ TEST(PrefixCacheDisk, AnUnusableDirectoryIsAnError) {
 
 // Batched: the scheduler's generations start from the cache in the same steps as others run,
 // drafting or not, sampled or greedy, and each generates what it generates cold and alone.
-GenerateResult result_of(Job& job) {
-  for (;;) {
-    const auto e = job.next(std::chrono::seconds(120));
-    if (!e) throw Error("no event in 120 s");
-    if (e->kind == JobEvent::error) throw Error(e->text);
-    if (e->kind == JobEvent::done) return e->result;
-  }
-}
-
 TEST(PrefixCacheBatched, ScheduledGenerationsFromTheCacheGetWhatTheyGetCold) {
   Engine& e = engine("tiny");
   const int u = PrefixCache::snapshot_unit(e.model().config());
@@ -367,14 +358,14 @@ TEST(PrefixCacheBatched, ScheduledGenerationsFromTheCacheGetWhatTheyGetCold) {
       GenerateRequest r = reqs[k];
       r.prompt = head;
       r.max_tokens = 1;
-      result_of(*warmup.submit(r));
+      test::result_of(*warmup.submit(r));
     }
   }
   Scheduler sched(e, 4, 0, 24);  // small steps: prefill chunks and decodes share them
   std::vector<std::shared_ptr<Job>> jobs;
   for (const GenerateRequest& r : reqs) jobs.push_back(sched.submit(r));
   for (size_t k = 0; k < jobs.size(); ++k) {
-    const GenerateResult got = result_of(*jobs[k]);
+    const GenerateResult got = test::result_of(*jobs[k]);
     EXPECT_EQ(got.tokens, cold[k].tokens) << "request " << k;
     EXPECT_EQ(got.spec.accepted, cold[k].spec.accepted) << "request " << k;
     EXPECT_GE(got.reused_tokens, 4 * u) << "request " << k;

@@ -268,15 +268,6 @@ TEST(Scheduler, ALongPrefillNeverStallsADecodingStream) {
   EXPECT_EQ(s.completed, 2u);
 }
 
-GenerateResult result_of(Job& job) {
-  for (;;) {
-    const auto e = job.next(std::chrono::seconds(120));
-    if (!e) throw Error("no event in 120 s");
-    if (e->kind == JobEvent::error) throw Error(e->text);
-    if (e->kind == JobEvent::done) return e->result;
-  }
-}
-
 TEST(Scheduler, SpeculativeGenerationsBatchedGetWhatTheyGetAlone) {
   // Four generations in one scheduler, batched every step: greedy with the MTP drafter, the
   // same greedy without it, sampled with the drafter, and sampled without it. The greedy pair
@@ -307,7 +298,7 @@ TEST(Scheduler, SpeculativeGenerationsBatchedGetWhatTheyGetAlone) {
   for (const GenerateRequest* r : {&greedy_spec, &greedy_plain, &sampled_spec, &sampled_plain})
     jobs.push_back(sched.submit(*r));
   for (size_t i = 0; i < jobs.size(); ++i) {
-    const GenerateResult r = result_of(*jobs[i]);
+    const GenerateResult r = test::result_of(*jobs[i]);
     EXPECT_EQ(r.tokens, alone[i].tokens) << "request " << i;
     EXPECT_EQ(r.spec.steps, alone[i].spec.steps) << "request " << i;
   }
@@ -321,7 +312,7 @@ TEST(Scheduler, SpeculativeGenerationsBatchedGetWhatTheyGetAlone) {
   const std::vector<int> more = engine().tokenizer().encode(" and more");
   next.prompt.insert(next.prompt.end(), more.begin(), more.end());
   next.max_tokens = 40;
-  const GenerateResult continued = result_of(*sched.submit(next));
+  const GenerateResult continued = test::result_of(*sched.submit(next));
   EXPECT_GT(continued.reused_tokens, 0);
   EXPECT_GT(continued.spec.steps, 0);
   Conversation fresh(engine());

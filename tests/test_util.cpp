@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -91,6 +92,15 @@ std::string read_file(const std::string& path) {
 void write_file(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary);
   out << data;
+}
+
+GenerateResult result_of(Job& job) {
+  for (;;) {
+    const auto e = job.next(std::chrono::seconds(120));
+    if (!e) throw Error("no event in 120 s");
+    if (e->kind == JobEvent::error) throw Error(e->text);
+    if (e->kind == JobEvent::done) return e->result;
+  }
 }
 
 }  // namespace dsv4::test

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "runtime/scheduler.h"
 
 namespace dsv4::test {
 
@@ -43,6 +44,9 @@ struct RunResult {
   std::string output;  // stdout + stderr
 };
 RunResult run_command(const std::string& cmd);
+
+// A scheduler job's result, waiting up to 120 s for each event; Error for an error event.
+GenerateResult result_of(Job& job);
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);
