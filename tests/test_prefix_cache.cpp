@@ -91,9 +91,15 @@ TEST_P(PrefixCacheBitwise, RestoredPrefixesEqualAColdPrefill) {
   Engine& e = engine(GetParam());
   const int u = PrefixCache::snapshot_unit(e.model().config());
   const std::vector<int> base = random_tokens(e, 4 * u + 8, 5);
+  // Every case on tiny (u = 16); on small (u = 128, 8 layers of 512) the ones just past a
+  // boundary, 1 and 3 mod 4, to keep the sanitizer run short.
+  const bool all = u <= 16;
+  const std::vector<int> firsts = all ? std::vector<int>{u - 1, u, u + 1, u + 3, 2 * u - 1, 2 * u, 2 * u + 1, 2 * u + 3, 3 * u + 2}
+                                      : std::vector<int>{u - 1, u + 1, u + 3, 2 * u + 1};
+  const std::vector<int> extras = all ? std::vector<int>{1, 3, u + 1} : std::vector<int>{1, u + 1};
   int hits = 0;
-  for (const int la : {u - 1, u, u + 1, u + 3, 2 * u - 1, 2 * u, 2 * u + 1, 2 * u + 3, 3 * u + 2}) {
-    for (const int extra : {1, 3, u + 1}) {
+  for (const int la : firsts) {
+    for (const int extra : extras) {
       const int lb = la + extra;
       if (lb + 3 > static_cast<int>(base.size())) continue;
       SCOPED_TRACE("first prompt " + std::to_string(la) + " tokens, second " + std::to_string(lb));
@@ -118,7 +124,7 @@ TEST_P(PrefixCacheBitwise, RestoredPrefixesEqualAColdPrefill) {
       }
     }
   }
-  EXPECT_GT(hits, 10);
+  EXPECT_GE(hits, all ? 20 : 6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Presets, PrefixCacheBitwise, ::testing::Values("tiny", "small"));

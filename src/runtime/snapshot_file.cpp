@@ -26,7 +26,7 @@ class Writer {
   }
   template <typename T>
   void put_span(std::span<const T> v) {
-    out_.append(reinterpret_cast<const char*>(v.data()), v.size_bytes());
+    if (!v.empty()) out_.append(reinterpret_cast<const char*>(v.data()), v.size_bytes());
   }
   void floats(std::span<const float> v) {
     put<uint64_t>(v.size());
@@ -76,7 +76,7 @@ class Reader {
     DSV4_CHECK(n < kMaxCount, what_, ": a count of ", n, " (corrupt)");
     const char* p = take(n * sizeof(T));
     std::vector<T> v(n);
-    std::memcpy(v.data(), p, n * sizeof(T));
+    if (n > 0) std::memcpy(v.data(), p, n * sizeof(T));  // an empty vector's data() may be null
     return v;
   }
   std::vector<float> floats(size_t expected, const char* name) {
