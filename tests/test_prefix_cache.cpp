@@ -6,7 +6,10 @@
 // same text and cached_tokens reported.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -240,8 +243,14 @@ TEST(PrefixCacheDisk, SnapshotsSurviveARestart) {
   ASSERT_EQ(snapshot_files(dir.path()).size(), 1u);
   EXPECT_EQ(e.prefix_cache()->stats().disk_written, 1);
 
+  // What a process killed while writing leaves: a temporary file, never renamed into place.
+  const std::string name = snapshot_files(dir.path()).at(0).filename().string();
+  const std::string tmp = dir.path() + "/.tmp-" + name.substr(0, 17) + "00000000deadbeef";
+  write_file(tmp, read_file(snapshot_files(dir.path()).at(0).string()).substr(0, 100));
   e.enable_prefix_cache(64 << 20, dir.path(), 64 << 20);  // a restart: RAM empty, the disk found
   EXPECT_EQ(e.prefix_cache()->stats().disk_entries, 1u);
+  EXPECT_FALSE(std::filesystem::exists(tmp));
+  EXPECT_EQ(e.prefix_cache()->stats().disk_bad, 0);
   Conversation c(e);
   const std::vector<float> got = c.prefill(b);
   EXPECT_EQ(c.last_reused(), static_cast<size_t>(2 * u));
@@ -291,6 +300,8 @@ TEST(PrefixCacheDisk, BadFilesAreReportedAndSkipped) {
     EXPECT_EQ(test::max_abs_err(got, want).err, 0.0);
     EXPECT_EQ(e.prefix_cache()->stats().disk_bad, 1);
     EXPECT_EQ(e.prefix_cache()->stats().disk_hits, 0);
+    e.prefix_cache()->flush();  // the cold prefill's own snapshot, written again
+    EXPECT_EQ(read_file(file.string()), good) << "the bad file was removed, then written anew";
     e.enable_prefix_cache(0);
   }
   // The good file again is used.
@@ -311,25 +322,101 @@ TEST(PrefixCacheDisk, TheDiskBudgetEvictsFiles) {
   e.prefix_cache()->flush();
   const size_t one = e.prefix_cache()->stats().disk_bytes;
   e.enable_prefix_cache(64 << 20, dir.path(), 2 * one + one / 2);
-  for (uint32_t seed = 72; seed < 76; ++seed) Conversation(e).prefill(random_tokens(e, u + 1, seed));
-  e.prefix_cache()->flush();
+  for (uint32_t seed = 72; seed < 76; ++seed) {
+    Conversation(e).prefill(random_tokens(e, u + 1, seed));
+    e.prefix_cache()->flush();
+    size_t on_disk = 0;
+    for (const auto& f : snapshot_files(dir.path())) on_disk += std::filesystem::file_size(f);
+    EXPECT_LE(on_disk, 2 * one + one / 2);
+  }
   const PrefixCacheStats s = e.prefix_cache()->stats();
   EXPECT_EQ(s.disk_written, 4);
   EXPECT_EQ(s.disk_evictions, 3);
   EXPECT_EQ(s.disk_entries, 2u);
   EXPECT_LE(s.disk_bytes, s.disk_budget);
   EXPECT_EQ(snapshot_files(dir.path()).size(), 2u);
+  // A snapshot larger than the whole disk budget is kept in RAM only.
+  test::TempDir small;
+  e.enable_prefix_cache(64 << 20, small.path(), one / 2);
+  Conversation(e).prefill(random_tokens(e, u + 1, 77));
+  e.prefix_cache()->flush();
+  EXPECT_EQ(e.prefix_cache()->stats().disk_written, 0);
+  EXPECT_EQ(e.prefix_cache()->stats().entries, 1u);
+  EXPECT_TRUE(snapshot_files(small.path()).empty());
   e.enable_prefix_cache(0);
 }
 
-TEST(PrefixCacheDisk, AnUnusableDirectoryIsAnError) {
+TEST(PrefixCacheDisk, AnUnusableDirectoryLeavesTheCacheInRam) {
   Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
   test::TempDir dir;
   const std::string file = dir.path() + "/plain-file";
   write_file(file, "x");
-  EXPECT_THROW(e.enable_prefix_cache(64 << 20, file, 64 << 20), Error);
-  EXPECT_THROW(e.enable_prefix_cache(0, dir.path(), 64 << 20), Error);
+  std::vector<std::string> warnings;
+  PrefixCache c(64 << 20, u);
+  EXPECT_FALSE(c.attach_disk(file + "/sub", 64 << 20, e.model(), [&](const std::string& w) { warnings.push_back(w); }));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("snapshots stay in RAM"), std::string::npos) << warnings[0];
+  Session s = e.model().new_session();
+  const std::vector<int> t = random_tokens(e, u + 1, 91);
+  e.model().forward(s, std::span<const int>(t).first(u));
+  c.store(t, s);
+  c.flush();
+  Session back = e.model().new_session();
+  EXPECT_EQ(c.restore(t, 0, back), static_cast<size_t>(u));
+  EXPECT_EQ(c.stats().disk_budget, 0u);
+  EXPECT_EQ(c.stats().disk_written, 0);
+  // Through the engine (serve, chat, run): the same, never an error.
+  EXPECT_NO_THROW(e.enable_prefix_cache(64 << 20, file, 64 << 20));
+  ASSERT_NE(e.prefix_cache(), nullptr);
+  EXPECT_THROW(e.enable_prefix_cache(0, dir.path(), 64 << 20), Error);  // a disk tier needs RAM
   e.enable_prefix_cache(0);
+}
+
+// A write that fails (here a file-size limit, as a full disk fails it): one warning, no more
+// writes, no file left behind, and the RAM tier goes on.
+TEST(PrefixCacheDisk, AFullDiskLeavesTheCacheInRam) {
+  Engine& e = engine("tiny");
+  const int u = PrefixCache::snapshot_unit(e.model().config());
+  test::TempDir dir;
+  std::vector<std::string> warnings;
+  PrefixCache c(64 << 20, u);
+  ASSERT_TRUE(c.attach_disk(dir.path(), 64 << 20, e.model(), [&](const std::string& w) { warnings.push_back(w); }));
+  struct FileSizeLimit {  // RLIMIT_FSIZE for this process while the test runs; SIGXFSZ ignored
+    rlimit old{};
+    void (*old_handler)(int);
+    FileSizeLimit() {
+      getrlimit(RLIMIT_FSIZE, &old);
+      old_handler = std::signal(SIGXFSZ, SIG_IGN);
+      rlimit small = old;
+      small.rlim_cur = 4096;
+      setrlimit(RLIMIT_FSIZE, &small);
+    }
+    ~FileSizeLimit() {
+      setrlimit(RLIMIT_FSIZE, &old);
+      std::signal(SIGXFSZ, old_handler);
+    }
+  };
+  std::vector<std::vector<int>> prompts;
+  {
+    const FileSizeLimit limit;
+    for (uint32_t seed = 92; seed < 95; ++seed) {
+      prompts.push_back(random_tokens(e, u + 1, seed));
+      Session s = e.model().new_session();
+      e.model().forward(s, std::span<const int>(prompts.back()).first(u));
+      c.store(prompts.back(), s);
+    }
+    c.flush();
+  }
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("snapshots stay in RAM from now on"), std::string::npos) << warnings[0];
+  EXPECT_EQ(c.stats().disk_written, 0);
+  EXPECT_EQ(c.stats().disk_bytes, 0u);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));  // the cut temporary file removed
+  for (const auto& p : prompts) {
+    Session back = e.model().new_session();
+    EXPECT_EQ(c.restore(p, 0, back), static_cast<size_t>(u));
+  }
 }
 
 // Batched: the scheduler's generations start from the cache in the same steps as others run,

@@ -61,7 +61,7 @@ class Engine {
 
   // The prefix cache shared by the engine's conversations (runtime/prefix_cache.h): ram bytes
   // of sessions (0: none), and with a directory its disk tier of at most disk bytes (warnings
-  // about the files it skips go to stderr). Not under mpirun yet: every rank would have to
+  // go to stderr: files skipped, a directory or a disk that fails, after which it is RAM only). Not under mpirun yet: every rank would have to
   // restore the same snapshot (a file bad on one rank only would split them), and a leader's
   // followers would need it in their mirrors; so a distributed engine has none.
   void enable_prefix_cache(size_t ram, const std::string& dir = "", size_t disk = 0);

@@ -103,7 +103,7 @@ size_t PrefixCache::restore(std::span<const int> prompt, size_t at_least, Sessio
         !std::equal(snap->tokens.begin(), snap->tokens.end(), prompt.begin()))
       continue;  // none, or another prefix under the same key
     if (from_disk) insert(key, snap);
-    if (const auto d = disk_.find(key); d != disk_.end()) d->second.last_use = ++use_counter_;
+    if (const auto d = disk_.find(key); d != disk_.end()) d->second.last_use = ++use_counter_;  // disk LRU
     out.pos = snap->session.pos;
     out.layers = snap->session.layers;
     out.mtp_pos = snap->session.mtp_pos;
@@ -140,7 +140,7 @@ void PrefixCache::store(std::span<const int> prompt, const Session& s, SpecMode 
   std::lock_guard<std::mutex> lock(mu_);
   insert(key, snap);
   ++stats_.stored;
-  if (!dir_.empty()) {
+  if (writing_enabled_) {
     to_write_.emplace_back(key, std::move(snap));
     write_cv_.notify_one();
   }
@@ -195,34 +195,39 @@ constexpr const char* kSuffix = ".dsv4snap";
 
 }  // namespace
 
-void PrefixCache::attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
+bool PrefixCache::attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
                               std::function<void(const std::string&)> warn) {
   namespace fs = std::filesystem;
   DSV4_CHECK(dir_.empty(), "prefix cache: a disk tier is already attached");
   DSV4_CHECK(disk_budget > 0, "prefix cache: a disk budget of 0 bytes");
+  warn_ = warn ? std::move(warn) : [](const std::string&) {};
+  // A directory that cannot be made or written to: the cache stays in RAM, with a warning.
   std::error_code ec;
   fs::create_directories(dir, ec);
-  DSV4_CHECK(!ec && fs::is_directory(dir), "--cache-dir ", dir, ": cannot create the directory (", ec.message(), ")");
   const fs::path probe = fs::path(dir) / ".dsv4-write-test";
-  {
-    std::FILE* f = std::fopen(probe.c_str(), "wb");
-    DSV4_CHECK(f, "--cache-dir ", dir, ": not writable");
-    std::fclose(f);
+  try {
+    DSV4_CHECK(fs::is_directory(dir), "not a directory and cannot be made one",
+               ec ? " (" + ec.message() + ")" : std::string());
+    write_file(probe.string(), "x");
     fs::remove(probe, ec);
+  } catch (const std::exception& e) {
+    warn_("prefix cache: --cache-dir " + dir + ": " + e.what() + "; snapshots stay in RAM");
+    return false;
   }
   model_ = &m;
   fingerprint_ = snapshot_fingerprint(m);
-  warn_ = warn ? std::move(warn) : [](const std::string&) {};
   disk_budget_ = disk_budget;
-  const std::string prefix = hex(fingerprint_) + "-";
+  const std::string prefix = hex(fingerprint_) + "-", tmp_prefix = ".tmp-" + prefix;
   for (const auto& f : fs::directory_iterator(dir)) {
     const std::string name = f.path().filename().string();
-    if (name.starts_with(".tmp-")) {  // a write cut short by a crash: never renamed into place
+    if (name.starts_with(tmp_prefix)) {  // a write cut short (a crash, SIGKILL): never renamed into place
       fs::remove(f.path(), ec);
       continue;
     }
     if (!name.starts_with(prefix) || !name.ends_with(kSuffix) || name.size() != prefix.size() + 16 + 9) continue;
-    const uint64_t key = std::stoull(name.substr(prefix.size(), 16), nullptr, 16);
+    const std::string key_hex = name.substr(prefix.size(), 16);
+    if (key_hex.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
+    const uint64_t key = std::stoull(key_hex, nullptr, 16);
     try {
       std::string head(kSnapshotHeaderBytes, '\0');
       std::FILE* fp = std::fopen(f.path().c_str(), "rb");
@@ -239,12 +244,35 @@ void PrefixCache::attach_disk(const std::string& dir, size_t disk_budget, const 
       disk_[key] = {f.path().string(), size, 0};
       stats_.disk_bytes += size;
     } catch (const Error& e) {
-      ++stats_.disk_bad;
-      warn_(std::string("prefix cache: skipping ") + e.what());
+      drop_bad(f.path().string(), e.what());
     }
   }
+  // What the directory held beyond the budget (a smaller --cache-disk than before) goes now.
+  evict_disk_to(disk_budget_);
   dir_ = dir;
+  writing_enabled_ = true;
   writer_ = std::thread([this] { write_loop(); });
+  return true;
+}
+
+void PrefixCache::drop_bad(const std::string& path, const std::string& why) {
+  ++stats_.disk_bad;
+  warn_("prefix cache: skipping and removing " + why);
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+}
+
+void PrefixCache::evict_disk_to(size_t budget) {
+  while (stats_.disk_bytes > budget && !disk_.empty()) {
+    auto victim = disk_.begin();
+    for (auto d = disk_.begin(); d != disk_.end(); ++d)
+      if (d->second.last_use < victim->second.last_use) victim = d;
+    std::error_code ec;
+    std::filesystem::remove(victim->second.path, ec);
+    stats_.disk_bytes -= victim->second.bytes;
+    disk_.erase(victim);
+    ++stats_.disk_evictions;
+  }
 }
 
 std::shared_ptr<const Snapshot> PrefixCache::read_disk(uint64_t key, const DsparkState* dspark_layout) {
@@ -256,10 +284,10 @@ std::shared_ptr<const Snapshot> PrefixCache::read_disk(uint64_t key, const Dspar
                it->second.path, ": DSpark rings of another layout than the drafter's");
     return snap;
   } catch (const Error& e) {
-    ++stats_.disk_bad;
-    warn_(std::string("prefix cache: skipping ") + e.what());
     stats_.disk_bytes -= it->second.bytes;
-    disk_.erase(it);  // not used again (the file stays, for whoever wants to look at it)
+    const std::string path = it->second.path;
+    disk_.erase(it);
+    drop_bad(path, e.what());
     return nullptr;
   }
 }
@@ -272,41 +300,51 @@ void PrefixCache::write_loop() {
     if (to_write_.empty()) return;  // stopping, everything written
     auto [key, snap] = std::move(to_write_.front());
     to_write_.pop_front();
+    if (!writing_enabled_) {
+      written_cv_.notify_all();
+      continue;
+    }
     writing_ = true;
     lock.unlock();
     // Encoded and written outside the lock: the scheduler's restores and stores go on.
     const std::string bytes = encode_snapshot(*snap, fingerprint_);
     const fs::path final_path = fs::path(dir_) / (hex(fingerprint_) + "-" + hex(key) + kSuffix);
     const fs::path tmp = fs::path(dir_) / (".tmp-" + hex(fingerprint_) + "-" + hex(key));
-    bool ok = false;
-    try {
-      write_file(tmp.string(), bytes);
-      fs::rename(tmp, final_path);
-      ok = true;
-    } catch (const std::exception& e) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      warn_(std::string("prefix cache: could not write ") + final_path.string() + ": " + e.what());
-    }
     lock.lock();
-    writing_ = false;
+    // Room first, so that the files never take more than the budget (the one being replaced
+    // counts until it is); a snapshot larger than the whole budget is not written.
+    bool ok = bytes.size() <= disk_budget_;
     if (ok) {
-      if (const auto old = disk_.find(key); old != disk_.end()) stats_.disk_bytes -= old->second.bytes;
-      disk_[key] = {final_path.string(), bytes.size(), ++use_counter_};
-      stats_.disk_bytes += bytes.size();
-      ++stats_.disk_written;
-      // Least recently used files out until the tier fits its budget.
-      while (stats_.disk_bytes > disk_budget_ && disk_.size() > 1) {
-        auto victim = disk_.begin();
-        for (auto d = disk_.begin(); d != disk_.end(); ++d)
-          if (d->second.last_use < victim->second.last_use) victim = d;
+      if (const auto old = disk_.find(key); old != disk_.end()) {
+        stats_.disk_bytes -= old->second.bytes;
         std::error_code ec;
-        fs::remove(victim->second.path, ec);
-        stats_.disk_bytes -= victim->second.bytes;
-        disk_.erase(victim);
-        ++stats_.disk_evictions;
+        fs::remove(old->second.path, ec);
+        disk_.erase(old);
+      }
+      evict_disk_to(disk_budget_ - bytes.size());
+      stats_.disk_bytes += bytes.size();  // reserved while it is written
+      lock.unlock();
+      try {
+        write_file(tmp.string(), bytes);
+        fs::rename(tmp, final_path);
+      } catch (const std::exception& e) {
+        ok = false;
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        // A full disk, a file-size limit, a directory gone: no more writes, the RAM tier goes on.
+        warn_(std::string("prefix cache: cannot write to ") + dir_ + " (" + e.what() +
+              "); snapshots stay in RAM from now on");
+      }
+      lock.lock();
+      if (ok) {
+        disk_[key] = {final_path.string(), bytes.size(), ++use_counter_};
+        ++stats_.disk_written;
+      } else {
+        stats_.disk_bytes -= bytes.size();
+        writing_enabled_ = false;
       }
     }
+    writing_ = false;
     written_cv_.notify_all();
   }
 }

@@ -67,10 +67,13 @@ class PrefixCache {
 
   // The disk tier: every snapshot kept is also written to dir (in the background, through a
   // temporary file renamed into place), at most disk_budget bytes of files, least recently used
-  // out first; what dir already holds for this model (fingerprint: snapshot_file.h) is found
-  // now, and read when a prompt needs it. A file that is truncated, corrupt, of another
-  // checkpoint or format version is reported through warn and skipped, never used or deleted.
-  void attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
+  // out first (room is made before a file is written; one larger than the budget is not);
+  // what dir already holds for this model (fingerprint: snapshot_file.h) is found now, and
+  // read when a prompt needs it. A file that is truncated, corrupt, of another checkpoint or
+  // format version gets one line through warn and is removed, never used; so is a temporary
+  // file a killed process left. A directory that cannot be made or written to, or a write that
+  // fails (a full disk), leaves the cache in RAM with a warning: false when attaching failed.
+  bool attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
                    std::function<void(const std::string&)> warn);
   // Blocks until every snapshot stored so far is on disk (tests, shutdown).
   void flush();
@@ -118,6 +121,8 @@ class PrefixCache {
   // The snapshot of key on disk when it holds it and it is sound (else reported, dropped).
   std::shared_ptr<const Snapshot> read_disk(uint64_t key, const DsparkState* dspark_layout);  // holding mu_
   void write_loop();
+  void drop_bad(const std::string& path, const std::string& why);  // holding mu_
+  void evict_disk_to(size_t budget);                               // holding mu_
 
   const size_t budget_;
   const int unit_, stride_;
@@ -135,6 +140,7 @@ class PrefixCache {
   std::unordered_map<uint64_t, DiskFile> disk_;  // by key
   std::deque<std::pair<uint64_t, std::shared_ptr<const Snapshot>>> to_write_;
   bool writing_ = false, stop_ = false;
+  bool writing_enabled_ = false;  // a disk tier that has not failed
   std::condition_variable write_cv_, written_cv_;
   std::thread writer_;
 };

@@ -2,13 +2,14 @@
 // an agent loop (the same long system prompt and tools, a conversation growing with tool calls
 // and their results, several clients at once on fewer slots than clients) re-prefills only
 // what is new in each turn (less than one snapshot unit of the old); after a restart with the
-// same --cache-dir the first request sharing the system prompt starts from the disk; and
-// POST /slots/{id}?action=save|restore|erase, with its refusals. The model is a random-weight
+// same --cache-dir the first request sharing the system prompt starts from the disk; a server
+// killed while writing leaves nothing a restart trusts; and POST /slots/{id}?action=save|
+// restore|erase, with its refusals. The model is a random-weight
 // synthetic one; the model's turns are scripted (--test-hooks: dsv4_forced_text).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -97,6 +98,34 @@ test('after a restart with the same --cache-dir, a shared prefix comes from the 
     const h = await (await fetch(`http://127.0.0.1:${port}/health`)).json();
     assert.equal(h.prefix_cache.disk_hits, 1);
     assert.equal(h.prefix_cache.disk.bad_files, 0);
+  } finally {
+    await stop(proc);
+  }
+});
+
+test('a server killed (SIGKILL) while writing leaves no file a restart would trust', async () => {
+  const killDir = join(dir, 'killed');
+  const args = ['--parallel', '2', '--ctx', '100000', '--cache-dir', killDir];
+  for (let round = 0; round < 3; ++round) {
+    const { port, proc } = await startServer(binary, model, args);
+    const client = clientOf(port);
+    // Long prompts, killed as soon as the answers arrive: their snapshots are still being written.
+    await Promise.all([0, 1].map((k) => client.chat.completions.create({
+      model: 'model', messages: [{ role: 'system', content: system.repeat(2 + round) }, { role: 'user', content: `kill ${k}` }],
+      dsv4_forced_text: 'ok' })));
+    const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(signal)));
+    proc.kill('SIGKILL');
+    assert.equal(await exited, 'SIGKILL');
+  }
+  const { port, proc } = await startServer(binary, model, args);
+  try {
+    const r = await clientOf(port).chat.completions.create({
+      model: 'model', messages: [{ role: 'system', content: system.repeat(4) }, { role: 'user', content: 'after' }],
+      dsv4_forced_text: 'ok' });
+    assert.equal(r.choices[0].message.content, 'ok');
+    const h = await (await fetch(`http://127.0.0.1:${port}/health`)).json();
+    assert.equal(h.prefix_cache.disk.bad_files, 0, JSON.stringify(h.prefix_cache));
+    assert.ok(!readdirSync(killDir).some((f) => f.startsWith('.tmp-')), readdirSync(killDir).join(' '));
   } finally {
     await stop(proc);
   }
