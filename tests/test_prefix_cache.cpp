@@ -354,7 +354,8 @@ TEST(PrefixCacheDisk, AnUnusableDirectoryLeavesTheCacheInRam) {
   write_file(file, "x");
   std::vector<std::string> warnings;
   PrefixCache c(64 << 20, u);
-  EXPECT_FALSE(c.attach_disk(file + "/sub", 64 << 20, e.model(), [&](const std::string& w) { warnings.push_back(w); }));
+  EXPECT_FALSE(c.attach_disk(file + "/sub", 64 << 20, e.model(), e.snapshot_fingerprint(),
+                            [&](const std::string& w) { warnings.push_back(w); }));
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("snapshots stay in RAM"), std::string::npos) << warnings[0];
   Session s = e.model().new_session();
@@ -381,7 +382,8 @@ TEST(PrefixCacheDisk, AFullDiskLeavesTheCacheInRam) {
   test::TempDir dir;
   std::vector<std::string> warnings;
   PrefixCache c(64 << 20, u);
-  ASSERT_TRUE(c.attach_disk(dir.path(), 64 << 20, e.model(), [&](const std::string& w) { warnings.push_back(w); }));
+  ASSERT_TRUE(c.attach_disk(dir.path(), 64 << 20, e.model(), e.snapshot_fingerprint(),
+                            [&](const std::string& w) { warnings.push_back(w); }));
   struct FileSizeLimit {  // RLIMIT_FSIZE for this process while the test runs; SIGXFSZ ignored
     rlimit old{};
     void (*old_handler)(int);

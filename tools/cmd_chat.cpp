@@ -45,7 +45,7 @@ const char* reasoning_flag(ReasoningMode m) {
 class SessionFile {
  public:
   SessionFile(std::string path, const Engine& e) : path_(std::move(path)), e_(e) {
-    if (!path_.empty()) fingerprint_ = snapshot_fingerprint(e.model());
+    if (!path_.empty()) fingerprint_ = e.snapshot_fingerprint();
   }
   bool enabled() const { return !path_.empty(); }
   // Resumes conv from the file when it exists: its messages (and reasoning mode) replace these.

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,6 +33,15 @@ struct Session {
   int id = -1;
   std::shared_ptr<void> lease;
 };
+
+// to takes from's caches (positions, layers, MTP layers) and keeps its own id and lease: a
+// snapshot restored into a session, or taken from one, is never a mirror's.
+inline void set_caches(Session& to, Session from) {
+  to.pos = from.pos;
+  to.layers = std::move(from.layers);
+  to.mtp_pos = from.mtp_pos;
+  to.mtp = std::move(from.mtp);
+}
 
 // A session before a speculative step (Model::mark), to go back to any position up to
 // max_tokens past it (Model::rollback): what the window ring's slots held, the compressors'

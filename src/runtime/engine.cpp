@@ -72,7 +72,13 @@ void Engine::enable_prefix_cache(size_t ram, const std::string& dir, size_t disk
   if (ram == 0 || Comm::get().distributed()) return;
   prefix_cache_ = std::make_unique<PrefixCache>(ram, PrefixCache::snapshot_unit(model_->config()));
   if (!dir.empty())
-    prefix_cache_->attach_disk(dir, disk, *model_, [](const std::string& m) { std::cerr << m << std::endl; });
+    prefix_cache_->attach_disk(dir, disk, *model_, snapshot_fingerprint(),
+                               [](const std::string& m) { std::cerr << m << std::endl; });
+}
+
+uint64_t Engine::snapshot_fingerprint() const {
+  std::call_once(fingerprint_once_, [this] { fingerprint_ = dsv4::snapshot_fingerprint(*model_); });
+  return fingerprint_;
 }
 
 Conversation::Conversation(const Engine& e) : e_(e), session_(e.new_session()) {}
@@ -102,10 +108,7 @@ Snapshot Conversation::saved() const {
   Snapshot s;
   s.mode = drafter_ && drafter_->follows(session_) ? drafter_->mode() : SpecMode::off;
   s.tokens = fed_;
-  s.session.pos = session_.pos;
-  s.session.layers = session_.layers;
-  s.session.mtp_pos = session_.mtp_pos;
-  s.session.mtp = session_.mtp;
+  set_caches(s.session, session_);
   if (s.mode == SpecMode::dspark) s.dspark = *drafter_->dspark_context();
   return s;
 }
@@ -126,10 +129,7 @@ void Conversation::resume(Snapshot s) {
     }
     drafter_ = std::move(d);
   }
-  session_.pos = s.session.pos;
-  session_.layers = std::move(s.session.layers);
-  session_.mtp_pos = s.session.mtp_pos;
-  session_.mtp = std::move(s.session.mtp);
+  set_caches(session_, std::move(s.session));
   fed_ = std::move(s.tokens);
 }
 

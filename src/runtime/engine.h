@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -66,11 +67,16 @@ class Engine {
   // followers would need it in their mirrors; so a distributed engine has none.
   void enable_prefix_cache(size_t ram, const std::string& dir = "", size_t disk = 0);
   PrefixCache* prefix_cache() const { return prefix_cache_.get(); }
+  // snapshot_fingerprint() of the model, computed once (it reads a few KiB of every tensor):
+  // the disk tier, saved chats and saved slots all check their files against it.
+  uint64_t snapshot_fingerprint() const;
 
  private:
   std::unique_ptr<Model> model_;
   std::unique_ptr<PrefixCache> prefix_cache_;
   std::unique_ptr<Leader> leader_;
+  mutable std::once_flag fingerprint_once_;
+  mutable uint64_t fingerprint_ = 0;
   std::unique_ptr<Tokenizer> tokenizer_;
   int eos_id_ = -1, bos_id_ = -1;
   std::string name_;

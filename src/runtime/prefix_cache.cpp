@@ -104,10 +104,7 @@ size_t PrefixCache::restore(std::span<const int> prompt, size_t at_least, Sessio
       continue;  // none, or another prefix under the same key
     if (from_disk) insert(key, snap);
     if (const auto d = disk_.find(key); d != disk_.end()) d->second.last_use = ++use_counter_;  // disk LRU
-    out.pos = snap->session.pos;
-    out.layers = snap->session.layers;
-    out.mtp_pos = snap->session.mtp_pos;
-    out.mtp = snap->session.mtp;
+    set_caches(out, snap->session);
     if (mode == SpecMode::dspark) *dspark = snap->dspark;
     ++stats_.hits;
     stats_.disk_hits += from_disk;
@@ -132,10 +129,7 @@ void PrefixCache::store(std::span<const int> prompt, const Session& s, SpecMode 
   auto snap = std::make_shared<Snapshot>();
   snap->mode = mode;
   snap->tokens.assign(prompt.begin(), prompt.begin() + static_cast<long>(len));
-  snap->session.pos = s.pos;
-  snap->session.layers = s.layers;
-  snap->session.mtp_pos = s.mtp_pos;
-  snap->session.mtp = s.mtp;
+  set_caches(snap->session, s);
   if (mode == SpecMode::dspark) snap->dspark = *dspark;
   std::lock_guard<std::mutex> lock(mu_);
   insert(key, snap);
@@ -195,7 +189,7 @@ constexpr const char* kSuffix = ".dsv4snap";
 
 }  // namespace
 
-bool PrefixCache::attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
+bool PrefixCache::attach_disk(const std::string& dir, size_t disk_budget, const Model& m, uint64_t fingerprint,
                               std::function<void(const std::string&)> warn) {
   namespace fs = std::filesystem;
   DSV4_CHECK(dir_.empty(), "prefix cache: a disk tier is already attached");
@@ -215,7 +209,7 @@ bool PrefixCache::attach_disk(const std::string& dir, size_t disk_budget, const 
     return false;
   }
   model_ = &m;
-  fingerprint_ = snapshot_fingerprint(m);
+  fingerprint_ = fingerprint;
   disk_budget_ = disk_budget;
   const std::string prefix = hex(fingerprint_) + "-", tmp_prefix = ".tmp-" + prefix;
   for (const auto& f : fs::directory_iterator(dir)) {

@@ -73,7 +73,8 @@ class PrefixCache {
   // format version gets one line through warn and is removed, never used; so is a temporary
   // file a killed process left. A directory that cannot be made or written to, or a write that
   // fails (a full disk), leaves the cache in RAM with a warning: false when attaching failed.
-  bool attach_disk(const std::string& dir, size_t disk_budget, const Model& m,
+  // fingerprint: snapshot_fingerprint(m), which the caller may have already.
+  bool attach_disk(const std::string& dir, size_t disk_budget, const Model& m, uint64_t fingerprint,
                    std::function<void(const std::string&)> warn);
   // Blocks until every snapshot stored so far is on disk (tests, shutdown).
   void flush();

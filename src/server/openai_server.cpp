@@ -124,7 +124,7 @@ struct OpenAIServer::Impl {
 
   Impl(const Engine& e, ServerOptions o)
       : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens) {
-    if (!opt.slot_save_path.empty()) fingerprint = snapshot_fingerprint(e.model());
+    if (!opt.slot_save_path.empty()) fingerprint = e.snapshot_fingerprint();
   }
 
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
