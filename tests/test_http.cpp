@@ -1,6 +1,6 @@
 // The server's HTTP plumbing below the routes: the connection pool that grows with the
 // connections and shrinks when they go, and the watchdog that closes connections too slow to
-// send a request. Real threads and real loopback sockets.
+// send a request (real threads and real loopback sockets); API keys and CORS origins.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,6 +13,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/check.h"
+#include "server/access.h"
 #include "server/connection_pool.h"
 #include "server/connections.h"
 #include "server/request_watchdog.h"
@@ -203,6 +205,41 @@ TEST(Connections, ShutdownChecksTheDescriptorIsStillThatSocket) {
   EXPECT_TRUE(shutdown_connection(now));
   EXPECT_TRUE(closed_by_server(client2));
   for (int fd : {client, other, client2, server2}) close(fd);
+}
+
+
+TEST(ApiKeys, ComparedWholeWhateverTheGuess) {
+  EXPECT_TRUE(constant_time_equal("sk-abc", "sk-abc"));
+  for (const char* guess : {"", "sk-ab", "sk-abd", "sk-abcd", "SK-ABC", "sk-abc\n"})
+    EXPECT_FALSE(constant_time_equal(guess, "sk-abc")) << guess;
+  const ApiKeys keys({"k1", "key-two"});
+  EXPECT_TRUE(keys.required());
+  EXPECT_TRUE(keys.accepts("key-two"));
+  EXPECT_FALSE(keys.accepts("key-tw"));
+  EXPECT_FALSE(ApiKeys().required());
+  EXPECT_THROW(ApiKeys({""}), Error);
+  EXPECT_THROW(ApiKeys({"a\tb"}), Error);
+}
+
+TEST(ApiKeys, TakenFromBearerOrXApiKey) {
+  EXPECT_EQ(ApiKeys::presented("Bearer sk-1", ""), "sk-1");
+  EXPECT_EQ(ApiKeys::presented("bearer   sk-1", "other"), "sk-1");
+  EXPECT_EQ(ApiKeys::presented("", "sk-2"), "sk-2");
+  EXPECT_EQ(ApiKeys::presented("Basic c2s=", "sk-2"), "sk-2");  // not a bearer token: the other header
+  EXPECT_EQ(ApiKeys::presented("", ""), "");
+}
+
+TEST(CorsPolicy, ListedOriginsOnlyAndHeaderNamesEchoed) {
+  const CorsPolicy cors{{"https://app.example", "http://localhost:3000"}};
+  EXPECT_TRUE(cors.allows("https://app.example"));
+  EXPECT_TRUE(cors.allows("HTTPS://APP.EXAMPLE"));
+  EXPECT_FALSE(cors.allows("https://app.example.evil"));
+  EXPECT_FALSE(cors.allows(""));
+  EXPECT_FALSE(CorsPolicy{}.allows("https://app.example"));
+  EXPECT_TRUE(CorsPolicy{{"*"}}.allows("https://anyone.example"));
+  EXPECT_EQ(CorsPolicy::echoed_headers("authorization, content-type, x-stainless-os"),
+            "authorization, content-type, x-stainless-os");
+  EXPECT_EQ(CorsPolicy::echoed_headers("content-type\r\nSet-Cookie: a=b"), "");
 }
 
 }  // namespace

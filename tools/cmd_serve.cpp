@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "dist/comm.h"
 #include "ckpt/info.h"
+#include "server/access.h"
 #include "server/connections.h"
 #include "server/openai_server.h"
 #include "tools/commands.h"
@@ -35,6 +36,7 @@ struct ServeArgs {
   WeightsIn weights = WeightsIn::automatic;
   bool batch_tokens_given = false;
   CacheArgs cache;
+  std::string api_key_file;
 };
 
 int run(ServeArgs& a) {
@@ -51,6 +53,12 @@ int run(ServeArgs& a) {
   a.opt.request_timeout_ms = std::llround(a.http_timeout_s * 1000);
   DSV4_CHECK(a.opt.max_body_bytes >= 1024, "--max-body must be at least 1k, got ", a.opt.max_body_bytes);
   check_cache_args(a.cache);
+  if (!a.api_key_file.empty())
+    for (std::string& k : ApiKeys::from_file(a.api_key_file)) a.opt.api_keys.push_back(std::move(k));
+  (void)ApiKeys(a.opt.api_keys);  // checked before the model loads
+  for (const std::string& o : a.opt.allowed_origins)
+    DSV4_CHECK(o == "*" || o.starts_with("http://") || o.starts_with("https://"),
+               "--allowed-origins: '", o, "' is not an origin (scheme://host[:port], or *)");
   if (!a.opt.slot_save_path.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(a.opt.slot_save_path, ec);
@@ -134,6 +142,17 @@ void add_serve(CLI::App& app, std::vector<Command>& out) {
                   "Host headers answered, comma-separated (\"*\" = any; unset: the loopback names for a loopback "
                   "--host, any name otherwise)")
       ->delimiter(',');
+  sub->add_option("--api-key", a->opt.api_keys,
+                  "key every request but GET /health must present (Authorization: Bearer KEY or x-api-key: KEY); "
+                  "may be given more than once")
+      ->take_all()->allow_extra_args(false);
+  sub->add_option("--api-key-file", a->api_key_file, "file of such keys, one per line ('#' starts a comment)")
+      ->type_name("FILE");
+  sub->add_option("--allowed-origins", a->opt.allowed_origins,
+                  "browser origins allowed to call the server, comma-separated (CORS; \"*\" = any; unset: none)")
+      ->delimiter(',');
+  sub->add_flag("--log-prompts", a->opt.log_prompts, "put each request's prompt text in its access-log line");
+  sub->add_flag("!--no-access-log", a->opt.access_log, "no line on stderr per request");
   sub->add_option("--http-threads", a->opt.http_threads,
                   "connections served at once, a thread each, started as connections arrive");
   sub->add_option("--http-timeout", a->http_timeout_s,

@@ -16,7 +16,9 @@ using json = nlohmann::ordered_json;
   throw ApiError(400, message, "invalid_request_error", param, code);
 }
 
-json parse_body(const std::string& body) {
+}  // namespace
+
+nlohmann::ordered_json parse_request_body(const std::string& body) {
   json j;
   try {
     j = parse_json<json>(body);
@@ -28,6 +30,8 @@ json parse_body(const std::string& body) {
   if (!j.is_object()) bad("", "the request body must be a JSON object", "invalid_json");
   return j;
 }
+
+namespace {
 
 // The field if present and not null, after a type check.
 const json* field(const json& j, const char* key, json::value_t type, const char* type_name) {
@@ -58,6 +62,28 @@ std::optional<long long> integer(const json& j, const char* key, long long lo, l
   return x;
 }
 
+// OpenAI's content-part array -> the text the template renders: the text parts joined by a
+// blank line, as the official encoder joins a tool result's parts. A part of another type is
+// refused by name: this model reads text.
+std::string joined_text_parts(const json& parts, size_t message) {
+  const std::string where = "messages[" + std::to_string(message) + "].content";
+  std::string text;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    const json& p = parts[k];
+    const std::string at = where + "[" + std::to_string(k) + "]";
+    if (!p.is_object() || !p.contains("type") || !p["type"].is_string())
+      bad("messages", at + " must be an object with a string 'type'");
+    const std::string type = p["type"].get<std::string>();
+    if (type != "text")
+      bad("messages", at + ": content parts of type '" + type + "' are not supported (this model reads text only)",
+          "unsupported_content_type");
+    if (!p.contains("text") || !p["text"].is_string()) bad("messages", at + " must have a string 'text'");
+    if (k > 0) text += "\n\n";
+    text += p["text"].get<std::string>();
+  }
+  return text;
+}
+
 void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
   if (const json* v = field(j, "model", json::value_t::string, "a string")) r.model = v->get<std::string>();
   if (const json* v = field(j, "stream", json::value_t::boolean, "a boolean")) r.stream = v->get<bool>();
@@ -75,8 +101,15 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
   if (auto n = integer(j, "n", 1, 1 << 20); n && *n != 1) bad("n", "only n = 1 is supported");
   for (const char* key : {"presence_penalty", "frequency_penalty"})
     if (number(j, key, 0.0, -2.0, 2.0) != 0.0) bad(key, std::string("'") + key + "' is not supported (must be 0)");
-  if (const json* v = field(j, "logprobs", json::value_t::boolean, "a boolean"); v && v->get<bool>())
-    bad("logprobs", "logprobs are not supported");
+  if (j.contains("logprobs") && !j["logprobs"].is_null() && j["logprobs"] != false && j["logprobs"] != 0)
+    bad("logprobs", "logprobs are not supported yet");
+  if (integer(j, "top_logprobs", 0, 20).value_or(0) != 0) bad("top_logprobs", "logprobs are not supported yet");
+  // Refused rather than ignored: a client asking for these would get different text than it expects.
+  if (number(j, "repetition_penalty", 1.0, 0.0, 100.0) != 1.0)
+    bad("repetition_penalty", "'repetition_penalty' is not supported yet (must be 1)");
+  if (const json* v = field(j, "logit_bias", json::value_t::object, "an object"); v && !v->empty())
+    bad("logit_bias", "'logit_bias' is not supported yet (must be empty)");
+  if (integer(j, "best_of", 1, 1 << 20).value_or(1) != 1) bad("best_of", "only best_of = 1 is supported");
   if (j.contains("stop") && !j["stop"].is_null()) {
     const json& s = j["stop"];
     if (s.is_string()) {
@@ -108,17 +141,21 @@ nlohmann::ordered_json ApiError::body() const {
 }
 
 ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mode, bool test_hooks) {
-  const json j = parse_body(body);
+  const json j = parse_request_body(body);
   ChatRequest r;
   parse_common(j, r, test_hooks);
   const json* m = field(j, "messages", json::value_t::array, "an array");
   if (!m || m->empty()) bad("messages", "'messages' must be a non-empty array", "missing_required_parameter");
-  for (size_t i = 0; i < m->size(); ++i) {
-    const json& x = (*m)[i];
+  r.messages = *m;
+  for (size_t i = 0; i < r.messages.size(); ++i) {
+    json& x = r.messages[i];
     if (!x.is_object() || !x.contains("role") || !x["role"].is_string())
       bad("messages", "messages[" + std::to_string(i) + "] must be an object with a string 'role'");
+    // A tool result's parts are the encoder's own to render (non-text ones as "[Unsupported
+    // TYPE]", as the official encoder does).
+    if (x.contains("content") && x["content"].is_array() && x["role"] != "tool")
+      x["content"] = joined_text_parts(x["content"], i);
   }
-  r.messages = *m;
   if (const json* t = field(j, "tools", json::value_t::array, "an array")) r.tools = *t;
   if (j.contains("tool_choice") && !j["tool_choice"].is_null()) {
     const json& tc = j["tool_choice"];
@@ -128,19 +165,34 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
   if (const json* rf = field(j, "response_format", json::value_t::object, "an object"))
     if (rf->value("type", "text") != "text") bad("response_format", "only response_format {\"type\": \"text\"} is supported");
   r.mode = default_mode;
-  if (j.contains("thinking") && !j["thinking"].is_null()) {
-    const json& t = j["thinking"];
+  // vLLM's way of choosing the template's reasoning: chat_template_kwargs {"thinking": true}.
+  // The fields of the request itself win over it.
+  json settings = json::object();
+  for (const char* key : {"thinking", "reasoning_effort"})
+    if (j.contains(key) && !j[key].is_null()) settings[key] = j[key];
+  if (const json* kw = field(j, "chat_template_kwargs", json::value_t::object, "an object")) {
+    for (const auto& [key, value] : kw->items()) {
+      const std::string name = key == "enable_thinking" ? "thinking" : key;
+      if (name != "thinking" && name != "reasoning_effort")
+        bad("chat_template_kwargs", "chat_template_kwargs: '" + key +
+                                        "' is not a setting of the DeepSeek-V4 template (known: thinking, "
+                                        "reasoning_effort)");
+      if (!settings.contains(name) || settings[name].is_null()) settings[name] = value;
+    }
+  }
+  if (settings.contains("thinking") && !settings["thinking"].is_null()) {
+    const json& t = settings["thinking"];
     bool on;
     if (t.is_boolean()) on = t.get<bool>();
     else if (t.is_object() && t.contains("type") && (t["type"] == "enabled" || t["type"] == "disabled")) on = t["type"] == "enabled";
     else bad("thinking", "'thinking' must be a boolean or {\"type\": \"enabled\" | \"disabled\"}");
     r.mode = on ? ReasoningMode::think_high : ReasoningMode::non_think;
   }
-  if (const json* e = field(j, "reasoning_effort", json::value_t::string, "a string")) {
+  if (const json* e = field(settings, "reasoning_effort", json::value_t::string, "a string")) {
     try {
       const ReasoningMode m2 = parse_reasoning_mode(e->get<std::string>());
       // A reasoning effort selects thinking unless "thinking" turned it off explicitly.
-      if (!(j.contains("thinking") && r.mode == ReasoningMode::non_think)) r.mode = m2;
+      if (!(settings.contains("thinking") && r.mode == ReasoningMode::non_think)) r.mode = m2;
     } catch (const Error& err) {
       bad("reasoning_effort", err.what());
     }
@@ -149,7 +201,7 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
 }
 
 CompletionRequest parse_completion_request(const std::string& body, bool test_hooks) {
-  const json j = parse_body(body);
+  const json j = parse_request_body(body);
   CompletionRequest r;
   parse_common(j, r, test_hooks);
   if (!j.contains("prompt")) bad("prompt", "'prompt' is required", "missing_required_parameter");

@@ -40,6 +40,9 @@ struct CompletionRequest : CommonRequest {
   std::string prompt;
 };
 
+// The body as a JSON object (bounded nesting); anything else is an ApiError 400.
+nlohmann::ordered_json parse_request_body(const std::string& body);
+
 // Parse the body text; throws ApiError.
 ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mode, bool test_hooks);
 CompletionRequest parse_completion_request(const std::string& body, bool test_hooks);

@@ -22,10 +22,13 @@
 #include "core/write_file.h"
 #include "runtime/scheduler.h"
 #include "runtime/snapshot_file.h"
+#include "server/access.h"
+#include "server/access_log.h"
 #include "server/api_request.h"
 #include "server/connection_pool.h"
 #include "server/connections.h"
 #include "server/request_watchdog.h"
+#include "server/token_api.h"
 
 namespace dsv4 {
 
@@ -121,10 +124,26 @@ struct OpenAIServer::Impl {
   std::unique_ptr<RequestWatchdog> watchdog;  // while run() serves
 
   uint64_t fingerprint = 0;  // of saved slots (snapshot_fingerprint), with --slot-save-path
+  ApiKeys keys;
+  CorsPolicy cors;
 
   Impl(const Engine& e, ServerOptions o)
-      : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens) {
+      : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens),
+        keys(opt.api_keys), cors{opt.allowed_origins} {
     if (!opt.slot_save_path.empty()) fingerprint = e.snapshot_fingerprint();
+  }
+
+  // The access log's figures of a generation (access_log.h): the prompt when it is known...
+  void log_prompt(const std::vector<int>& prompt) const {
+    RequestRecord& r = access_log::current();
+    r.prompt_tokens = static_cast<int>(prompt.size());
+    if (opt.log_prompts) r.prompt_text = engine.tokenizer().decode(prompt);
+  }
+  // ... and what came of it.
+  static void log_result(const GenerateResult& g) {
+    RequestRecord& r = access_log::current();
+    r.cached_tokens = g.reused_tokens;
+    r.completion_tokens = static_cast<int>(g.tokens.size()) + (g.hit_eos ? 1 : 0);
   }
 
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
@@ -191,6 +210,7 @@ struct OpenAIServer::Impl {
     } catch (const Error& e) {
       throw ApiError(400, std::string("messages: ") + e.what(), "invalid_request_error", "messages");
     }
+    log_prompt(prompt);
     auto job = submit(make_request(c, std::move(prompt)));
     const std::string id = random_id("chatcmpl-"), model = c.model.empty() ? engine.name() : c.model;
     const long long created = now_s();
@@ -198,6 +218,7 @@ struct OpenAIServer::Impl {
 
     if (!c.stream) {
       const GenerateResult r = wait(*job, req);
+      log_result(r);
       chat::StreamParser parser(tmode);
       parser.feed(r.text);
       if (r.hit_eos) parser.feed(chat::eos_token);
@@ -274,6 +295,7 @@ struct OpenAIServer::Impl {
               continue;
             }
             const GenerateResult& r = ev->result;
+            log_result(r);
             chat::StreamDelta d = r.hit_eos ? parser->feed(chat::eos_token) : chat::StreamDelta{};
             const chat::StreamDelta tail = parser->finish();
             d.reasoning_content += tail.reasoning_content;
@@ -307,6 +329,7 @@ struct OpenAIServer::Impl {
     if (engine.bos_id() >= 0 && (prompt.empty() || prompt[0] != engine.bos_id())) prompt.insert(prompt.begin(), engine.bos_id());
     CommonRequest common = c;
     if (!common.max_tokens) common.max_tokens = 16;  // OpenAI's default for completions
+    log_prompt(prompt);
     auto job = submit(make_request(common, std::move(prompt)));
     const std::string id = random_id("cmpl-"), model = c.model.empty() ? engine.name() : c.model;
     const long long created = now_s();
@@ -316,6 +339,7 @@ struct OpenAIServer::Impl {
     };
     if (!c.stream) {
       const GenerateResult r = wait(*job, req);
+      log_result(r);
       json j = body(r.text, finish_name(r, false));
       j["usage"] = usage_json(r);
       send_json(res, 200, j);
@@ -347,6 +371,7 @@ struct OpenAIServer::Impl {
             }
             if (ev->kind == JobEvent::error) send(ApiError(500, ev->text, "server_error").body());
             else {
+              log_result(ev->result);
               json j = body("", finish_name(ev->result, false));
               if (include_usage) j["usage"] = usage_json(ev->result);
               send(j);
@@ -358,6 +383,14 @@ struct OpenAIServer::Impl {
           }
         }),
         [job](bool) { job->cancel(); });
+  }
+
+  void tokenize(const httplib::Request& req, httplib::Response& res) {
+    send_json(res, 200, tokenize_response(engine, req.body, opt.default_reasoning, opt.ctx));
+  }
+
+  void detokenize(const httplib::Request& req, httplib::Response& res) {
+    send_json(res, 200, detokenize_response(engine, req.body));
   }
 
   // POST /slots/{id}?action=save|restore|erase, as llama-server: a free slot's conversation
@@ -462,10 +495,41 @@ struct OpenAIServer::Impl {
   // Before any route: the Host header, and JSON bodies only (a cross-site form or text/plain
   // POST is exactly what a web page may send without asking).
   httplib::Server::HandlerResponse screen(const httplib::Request& req, httplib::Response& res) const {
+    access_log::begin();
     if (!host_allowed(req)) {
       send_error(res, ApiError(403, "Host '" + req.get_header_value("Host") + "' is not one this server answers to (" +
                                         "dsv4 serve --allowed-hosts)", "invalid_request_error", "", "host_not_allowed"));
       return httplib::Server::HandlerResponse::Handled;
+    }
+    const std::string origin = req.get_header_value("Origin");
+    const bool cross_origin_ok = cors.allows(origin);
+    if (cross_origin_ok) {
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Vary", "Origin");
+    }
+    if (req.method == "OPTIONS") {  // a browser's preflight: no key needed, none sent
+      if (!cross_origin_ok) {
+        send_error(res, ApiError(403, "cross-origin requests from '" + origin + "' are not allowed (dsv4 serve " +
+                                          "--allowed-origins)", "invalid_request_error", "", "origin_not_allowed"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      res.status = 204;
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      res.set_header("Access-Control-Allow-Headers",
+                     CorsPolicy::echoed_headers(req.get_header_value("Access-Control-Request-Headers")));
+      res.set_header("Access-Control-Max-Age", "600");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (keys.required() && req.path != "/health") {
+      const std::string authorization = req.get_header_value("Authorization"), x_api_key = req.get_header_value("x-api-key");
+      const std::string_view key = ApiKeys::presented(authorization, x_api_key);
+      if (!keys.accepts(key)) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        send_error(res, ApiError(401, key.empty() ? "no API key given (send Authorization: Bearer KEY)"
+                                                  : "the API key given is not valid",
+                                 "invalid_request_error", "", "invalid_api_key"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
     }
     if (req.method == "POST") {
       std::string type = req.get_header_value("Content-Type");
@@ -491,8 +555,9 @@ struct OpenAIServer::Impl {
       listen_fd = sock;
     });
     http.new_task_queue = [n = opt.http_threads] { return new ConnectionPool(n); };
-    http.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       if (watchdog) watchdog->answered(req.remote_addr, req.remote_port);
+      if (opt.access_log) access_log::end(req.remote_addr, req.method, req.path, res.status, opt.log_prompts);
     });
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
@@ -528,6 +593,8 @@ struct OpenAIServer::Impl {
     });
     http.Post("/v1/chat/completions", guard(&Impl::chat_completions));
     http.Post("/v1/completions", guard(&Impl::completions));
+    http.Post("/tokenize", guard(&Impl::tokenize));
+    http.Post("/detokenize", guard(&Impl::detokenize));
     http.Post(R"(/slots/(\d+))", guard(&Impl::slots));
     http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;

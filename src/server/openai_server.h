@@ -1,6 +1,6 @@
 // The OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/chat/completions
-// (plain and SSE streaming, reasoning_content, DSML tool calls as tool_calls, usage) and
-// POST /v1/completions. Requests are validated field by field; every failure is a 4xx/5xx
+// (plain and SSE streaming, reasoning_content, DSML tool calls as tool_calls, usage),
+// POST /v1/completions, POST /tokenize and /detokenize. Requests are validated field by field; every failure is a 4xx/5xx
 // JSON body in OpenAI's error shape. POST bodies must be JSON (Content-Type application/json:
 // a web page cannot send one cross-site without the browser asking first) and at most
 // max_body_bytes; the Host header must be one the server answers to. Generation runs on the runtime Scheduler; a streaming
@@ -52,6 +52,12 @@ struct ServerOptions {
   // 127.0.0.1, [::1]), which keeps web pages from reaching a local server by DNS rebinding;
   // for any other --host, every name. "*" accepts every name.
   std::vector<std::string> allowed_hosts;
+  // Keys a request must present (server/access.h); empty: none needed. /health is open.
+  std::vector<std::string> api_keys;
+  // Browser origins that may read the answers (CORS); "*" = any; empty: none.
+  std::vector<std::string> allowed_origins;
+  bool access_log = true;   // a line per request on stderr (server/access_log.h)
+  bool log_prompts = false; // ... with the prompt's text
 };
 
 // Serves until stop(), called from another thread. on_listening gets the port. A port in
