@@ -459,15 +459,20 @@ struct StreamResult {
 // Feeds text cut at the given ascending offsets, then finish(), adding up the deltas and
 // checking on the way: a call begins once, with its name, before its arguments; arguments only
 // go to the newest call; no markup in reasoning or content deltas; no exception at all.
-StreamResult run_stream(std::string_view text, ThinkingMode mode, const std::vector<size_t>& cuts) {
+// With whole_calls, text may hold markup (a broken block's raw characters), and every call must
+// come whole in one delta.
+StreamResult run_stream(std::string_view text, ThinkingMode mode, const std::vector<size_t>& cuts,
+                        bool whole_calls = false) {
   StreamResult r;
-  StreamParser p(mode);
+  StreamParser p(mode, whole_calls);
   const auto take = [&](const StreamDelta& d) {
     r.from_deltas.reasoning_content += d.reasoning_content;
     r.from_deltas.content += d.content;
-    if (has_markup(d.reasoning_content) || has_markup(d.content)) r.problem = "markup in a text delta";
+    if (!whole_calls && (has_markup(d.reasoning_content) || has_markup(d.content))) r.problem = "markup in a text delta";
+    const size_t first_new = r.from_deltas.tool_calls.size();
     for (const ToolCallDelta& t : d.tool_calls) {
       std::vector<ToolCall>& calls = r.from_deltas.tool_calls;
+      if (whole_calls && t.index < first_new) r.problem = "a call came in pieces";
       if (t.begin) {
         if (t.index != calls.size()) r.problem = "a call began out of order";
         calls.push_back({t.name, ""});
@@ -493,7 +498,7 @@ StreamResult run_stream(std::string_view text, ThinkingMode mode, const std::vec
   r.truncated = p.truncated();
   r.error = p.error();
   if (r.problem.empty() && !(r.message == r.from_deltas)) r.problem = "message() differs from the sum of the deltas";
-  if (r.problem.empty() && (has_markup(r.message.content) || has_markup(r.message.reasoning_content)))
+  if (r.problem.empty() && !whole_calls && (has_markup(r.message.content) || has_markup(r.message.reasoning_content)))
     r.problem = "markup in the accumulated text";
   return r;
 }
@@ -796,6 +801,115 @@ TEST(Stream, MalformedSetsErrorWithoutThrowing) {
   StreamParser p(ThinkingMode::chat);
   p.finish();
   EXPECT_THROW(p.feed("x"), Error);  // a caller's mistake, not the model's
+}
+
+// whole_calls (what the server runs): on well-formed text the same message as without it; a
+// block's calls only once the block closes; a broken block gives no call and its raw text.
+TEST(StreamWholeCalls, WellFormedTextGivesTheSameMessage) {
+  std::mt19937 rng(4);
+  std::vector<std::pair<std::string, ThinkingMode>> texts = official_completions();
+  for (int i = 0; i < 60; ++i) {
+    const Generated g = generate_completion(rng);
+    texts.push_back({g.text, g.mode});
+  }
+  for (const auto& [text, mode] : texts) {
+    const ParsedMessage want = parse_completion(text, mode);
+    for (const auto& cuts : {std::vector<size_t>{}, every_byte(text.size()), random_cuts(text.size(), rng)}) {
+      const StreamResult r = run_stream(text, mode, cuts, /*whole_calls=*/true);
+      ASSERT_EQ(r.problem, "") << text;
+      ASSERT_EQ(r.error, "") << text;
+      ASSERT_EQ(r.message, want) << text;
+      ASSERT_FALSE(r.truncated) << text;
+    }
+  }
+}
+
+// Cut anywhere (the token limit), a completion keeps every byte: calls come all or none, and
+// with none, the text from the block's opening tag on is the content's end.
+TEST(StreamWholeCalls, EveryTruncationKeepsTheText) {
+  std::mt19937 rng(5);
+  std::vector<std::pair<std::string, ThinkingMode>> texts = official_completions();
+  for (int i = 0; i < 40; ++i) {
+    const Generated g = generate_completion(rng);
+    texts.push_back({g.text, g.mode});
+  }
+  for (const auto& [text, mode] : texts) {
+    const ParsedMessage full = parse_completion(text, mode);
+    for (size_t n = 0; n <= text.size(); ++n) {
+      const std::string prefix = text.substr(0, n);
+      const StreamResult r = run_stream(prefix, mode, random_cuts(n, rng), /*whole_calls=*/true);
+      const std::string where = "prefix of " + std::to_string(n) + " bytes: " + prefix;
+      ASSERT_EQ(r.problem, "") << where;
+      const bool closed = prefix.find(TC_CLOSE) != std::string::npos;
+      if (closed) {
+        ASSERT_EQ(r.message.tool_calls, full.tool_calls) << where;
+        ASSERT_EQ(r.error, "") << where;
+      } else {
+        ASSERT_TRUE(r.message.tool_calls.empty()) << where;
+      }
+      const size_t open = prefix.find("\n\n<｜DSML｜tool_calls>");
+      if (!closed && open != std::string::npos) {
+        ASSERT_TRUE(r.message.content.ends_with(prefix.substr(open))) << where << "\ncontent: " << r.message.content;
+        ASSERT_NE(r.error.find("ended inside a tool call"), std::string::npos) << where;
+      }
+    }
+  }
+}
+
+TEST(StreamWholeCalls, BrokenBlocksBecomeTheirText) {
+  const std::string head = TC_OPEN + "<｜DSML｜invoke name=\"f\">\n";
+  const std::string param = "<｜DSML｜parameter name=\"city\" string=\"true\">";
+  struct Case {
+    std::string text, content, error;
+    bool truncated;
+  };
+  const std::vector<Case> cases = {
+      // Malformed DSML after some prose: the prose and the block's raw characters.
+      {"Let me check." + TC_OPEN + "<｜DSML｜invoke nome=\"f\">\n</｜DSML｜invoke>\n" + TC_CLOSE + EOS,
+       "Let me check." + TC_OPEN + "<｜DSML｜invoke nome=\"f\">\n</｜DSML｜invoke>\n" + TC_CLOSE, "tool name format error",
+       false},
+      // The end-of-sentence token inside a parameter: no call, no token text.
+      {"Hi" + head + param + "Bei" + EOS, "Hi" + head + param + "Bei", "end-of-sentence token inside a tool call", false},
+      // Cut by the token limit inside a call.
+      {"Hi" + head + param + "Bei", "Hi" + head + param + "Bei", "ended inside a tool call", true},
+      // Markup outside a block, and what follows it.
+      {"a<｜DSML｜invoke name=\"f\">b" + EOS, "a<｜DSML｜invoke name=\"f\">b", "DSML markup outside a tool-call block", false},
+      // A second call breaks: the first goes too (a block is all or nothing).
+      {head + param + "x</｜DSML｜parameter>\n</｜DSML｜invoke>\n<｜DSML｜invoke name=\"g\">\n" + param + "y</｜DSML｜parameter>x" +
+           EOS,
+       head + param + "x</｜DSML｜parameter>\n</｜DSML｜invoke>\n<｜DSML｜invoke name=\"g\">\n" + param + "y</｜DSML｜parameter>x",
+       "expected '>\\n' after", false},
+  };
+  for (const Case& c : cases) {
+    for (const auto& cuts : {std::vector<size_t>{}, every_byte(c.text.size())}) {
+      const StreamResult r = run_stream(c.text, ThinkingMode::chat, cuts, /*whole_calls=*/true);
+      EXPECT_EQ(r.problem, "") << c.text;
+      EXPECT_TRUE(r.message.tool_calls.empty()) << c.text;
+      EXPECT_EQ(r.message.content, c.content) << c.text;
+      EXPECT_NE(r.error.find(c.error), std::string::npos) << c.text << "\nerror: " << r.error;
+      EXPECT_EQ(r.truncated, c.truncated) << c.text;
+    }
+  }
+  // Text after a whole block that is not the end-of-sentence token: the calls stay, the text too.
+  const std::string after = head + "</｜DSML｜invoke>\n" + TC_CLOSE + "oops" + EOS;
+  const StreamResult r = run_stream(after, ThinkingMode::chat, {}, /*whole_calls=*/true);
+  EXPECT_EQ(r.message.tool_calls, (std::vector<ToolCall>{{"f", "{}"}}));
+  EXPECT_EQ(r.message.content, "oops");
+  EXPECT_NE(r.error.find("unexpected content after"), std::string::npos);
+}
+
+TEST(StreamWholeCalls, CallsComeOutWhenTheBlockCloses) {
+  StreamParser p(ThinkingMode::thinking, /*whole_calls=*/true);
+  const std::string text = "Let me look.</think>" + kToolBlock + EOS;
+  const size_t close = text.find(TC_CLOSE);
+  StreamDelta d = p.feed(text.substr(0, close + 5));
+  EXPECT_EQ(d.reasoning_content, "Let me look.");
+  EXPECT_TRUE(d.tool_calls.empty());
+  d = p.feed(text.substr(close + 5));
+  ASSERT_EQ(d.tool_calls.size(), 2u);
+  EXPECT_TRUE(d.tool_calls[0].begin && d.tool_calls[1].begin);
+  EXPECT_EQ(d.tool_calls[0].arguments, R"({"location": "Bei \"jing\"\n中", "days": 5, "opts": {"a": [1, 2.50]}})");
+  EXPECT_TRUE(p.done());
 }
 
 // ---------------------------------------------------------------------------------------------

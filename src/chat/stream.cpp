@@ -77,14 +77,23 @@ bool is_prefix_of(std::string_view s, std::string_view of) { return of.starts_wi
 
 }  // namespace
 
-StreamParser::StreamParser(ThinkingMode mode)
-    : state_(mode == ThinkingMode::thinking ? State::reasoning : State::content) {}
+StreamParser::StreamParser(ThinkingMode mode, bool whole_calls)
+    : state_(mode == ThinkingMode::thinking ? State::reasoning : State::content), whole_calls_(whole_calls) {}
 
 StreamDelta StreamParser::feed(std::string_view piece) {
   DSV4_CHECK(!finished_, "StreamParser::feed called after finish()");
   buf_ += piece;
   fed_ += piece.size();
+  if (whole_calls_ && in_block()) block_raw_ += piece;
   while (step()) {
+  }
+  if (whole_calls_ && in_block()) {
+    // A value takes any text, the token too; searched for in what is new.
+    const size_t from = eos_searched_ >= eos_token.size() ? eos_searched_ - eos_token.size() + 1 : 0;
+    eos_searched_ = block_raw_.size();
+    break_at_eos(from);
+  }
+  while (state_ == State::raw && step()) {  // a break stops the loop above; the text goes on
   }
   return std::exchange(delta_, StreamDelta{});
 }
@@ -92,9 +101,17 @@ StreamDelta StreamParser::feed(std::string_view piece) {
 StreamDelta StreamParser::finish() {
   DSV4_CHECK(!finished_, "StreamParser::finish called twice");
   finished_ = true;
+  if (whole_calls_ && in_block()) {
+    error_ = "the text ended inside a tool call";
+    break_block();
+  }
+  while (state_ == State::raw && step()) {
+  }
   // Whatever is held back could only have been the start of a tag; it is dropped. Plain text
   // held for an incomplete UTF-8 character is kept.
-  if (state_ == State::reasoning || state_ == State::content) {
+  if (state_ == State::raw) {
+    emit_text(buf_);  // what was held as a possible end-of-sentence token is text after all
+  } else if (state_ == State::reasoning || state_ == State::content) {
     const size_t safe = scan(tail_ + buf_, text_stops).safe;
     emit_text(std::string_view(buf_).substr(0, safe > tail_.size() ? safe - tail_.size() : 0));
   } else if (state_ == State::param_value) {
@@ -113,12 +130,54 @@ StreamDelta StreamParser::finish() {
 
 void StreamParser::fail(const std::string& why) {
   error_ = why + " (within the first " + std::to_string(fed_) + " bytes of the completion)";
-  state_ = State::failed;
-  buf_.clear();
+  if (!whole_calls_ || state_ == State::done) {
+    state_ = State::failed;
+    buf_.clear();
+  } else if (in_block()) {
+    break_block();
+  } else {
+    state_ = State::raw;  // what is buffered is the text that broke the format: content now
+  }
+}
+
+bool StreamParser::break_at_eos(size_t from) {
+  const size_t at = block_raw_.find(eos_token, from);
+  if (at == npos || at > block_raw_.find(tool_calls_close)) return false;
+  error_ = "the end-of-sentence token inside a tool call (within the first " + std::to_string(fed_) +
+           " bytes of the completion)";
+  block_raw_.resize(at + eos_token.size());
+  break_block();
+  return true;
+}
+
+void StreamParser::break_block() {
+  message_.tool_calls.resize(block_first_call_);
+  held_.clear();
+  param_names_.clear();
+  value_open_ = call_open_ = false;
+  buf_ = std::exchange(block_raw_, {});
+  tail_.clear();
+  state_ = State::raw;
+}
+
+// whole_calls after a break: text as content, up to the end-of-sentence token.
+bool StreamParser::step_raw() {
+  const Scan s = scan(buf_, eos_stops);
+  if (s.pos == npos) {
+    const size_t n = utf8_boundary(buf_, s.safe);
+    emit_text(std::string_view(buf_).substr(0, n));
+    buf_.erase(0, n);
+    return false;
+  }
+  emit_text(std::string_view(buf_).substr(0, s.pos));
+  buf_.erase(0, s.pos + eos_token.size());
+  state_ = State::done;
+  return true;
 }
 
 void StreamParser::emit_text(std::string_view s) {
   if (s.empty()) return;
+  // Text after a break (State::raw) is content.
   std::string& whole = state_ == State::reasoning ? message_.reasoning_content : message_.content;
   std::string& delta = state_ == State::reasoning ? delta_.reasoning_content : delta_.content;
   whole += s;
@@ -129,7 +188,7 @@ void StreamParser::emit_text(std::string_view s) {
 
 void StreamParser::begin_call(std::string name) {
   message_.tool_calls.push_back({name, ""});
-  delta_.tool_calls.push_back({message_.tool_calls.size() - 1, true, std::move(name), ""});
+  (whole_calls_ ? held_ : delta_.tool_calls).push_back({message_.tool_calls.size() - 1, true, std::move(name), ""});
   param_names_.clear();
   call_open_ = true;
   emit_arguments("{");
@@ -139,9 +198,9 @@ void StreamParser::emit_arguments(std::string_view s) {
   if (s.empty()) return;
   const size_t index = message_.tool_calls.size() - 1;
   message_.tool_calls.back().arguments += s;
-  if (delta_.tool_calls.empty() || delta_.tool_calls.back().index != index)
-    delta_.tool_calls.push_back({index, false, "", ""});
-  delta_.tool_calls.back().arguments += s;
+  std::vector<ToolCallDelta>& out = whole_calls_ ? held_ : delta_.tool_calls;
+  if (out.empty() || out.back().index != index) out.push_back({index, false, "", ""});
+  out.back().arguments += s;
 }
 
 void StreamParser::emit_value(std::string_view s) {
@@ -187,9 +246,15 @@ bool StreamParser::step_text() {
     state_ = State::content;
   } else if (stop == tool_calls_start || stop == tool_calls_open) {
     state_ = State::calls_between;  // also when "</think>" never came
+    if (whole_calls_) {
+      block_raw_ = std::string(stop) + buf_;
+      block_first_call_ = message_.tool_calls.size();
+      eos_searched_ = 0;
+    }
   } else if (stop == eos_token) {
     state_ = State::done;
   } else {
+    if (whole_calls_) buf_.insert(0, stop);  // the stray markup stays, as text
     fail("DSML markup outside a tool-call block");
   }
   return true;
@@ -221,6 +286,12 @@ bool StreamParser::step() {
       const size_t which = step_fixed(block_stops, ">\n", "tool call format error: expected '>\\n' between tags");
       if (which == npos) return false;
       state_ = which == 0 ? State::call_name : State::after_calls;
+      if (state_ == State::after_calls && whole_calls_) {  // the block is whole: its calls go out
+        if (break_at_eos(0)) return true;
+        delta_.tool_calls.insert(delta_.tool_calls.end(), held_.begin(), held_.end());
+        held_.clear();
+        block_raw_.clear();
+      }
       return true;
     }
 
@@ -318,6 +389,9 @@ bool StreamParser::step() {
     case State::failed:
       buf_.clear();
       return false;
+
+    case State::raw:
+      return step_raw();
   }
   return false;
 }

@@ -12,6 +12,13 @@
 // finish() closes what is open (a string value gets its quote, a call its "}") and sets
 // truncated(). Text that breaks the DSML format sets error() and the rest is ignored; the parser
 // never throws on model output.
+//
+// With whole_calls (what a server wants: never a half call, never lost text), a tool-call
+// block's calls are handed out only once the block is closed, all of them in one delta; a
+// block that breaks (malformed DSML, the end-of-sentence token inside it, the text ending in
+// it) gives no call at all and its raw characters, from the tag that opened it, become content
+// (error() says why). Other markup that breaks the format is kept as content too, and so is
+// everything after it up to the end-of-sentence token.
 #pragma once
 
 #include <span>
@@ -38,7 +45,7 @@ struct StreamDelta {
 
 class StreamParser {
  public:
-  explicit StreamParser(ThinkingMode mode);
+  explicit StreamParser(ThinkingMode mode, bool whole_calls = false);
 
   // The next piece of completion text.
   StreamDelta feed(std::string_view piece);
@@ -62,7 +69,9 @@ class StreamParser {
     after_calls,   // after "</｜DSML｜tool_calls>": the end-of-sentence token or nothing
     done,
     failed,
+    raw,           // whole_calls, after the format broke: content up to the end-of-sentence token
   };
+  bool in_block() const { return state_ >= State::calls_between && state_ <= State::param_close; }
 
   bool step();       // consumes what the state can; false when it needs more text
   bool step_text();  // reasoning and content
@@ -73,6 +82,11 @@ class StreamParser {
   void emit_arguments(std::string_view s);
   void emit_value(std::string_view s);  // a parameter value: escaped inside a JSON string, or as is
   void close_call();
+  void break_block();  // whole_calls: the open block's calls dropped, its text made content
+  // whole_calls: the end-of-sentence token in the open block's text from `from` on (before its
+  // closing tag) ends the message there; the block breaks. Whether it did.
+  bool break_at_eos(size_t from);
+  bool step_raw();
 
   State state_;
   std::string buf_;   // received, not yet consumed by the state
@@ -87,6 +101,14 @@ class StreamParser {
   bool finished_ = false;
   bool truncated_ = false;
   std::string error_;
+  // whole_calls: the open block's raw text (from its opening tag), the index of its first call,
+  // its call deltas held back until it closes, and how much of the raw text was searched for
+  // the end-of-sentence token.
+  bool whole_calls_ = false;
+  std::string block_raw_;
+  size_t block_first_call_ = 0;
+  std::vector<ToolCallDelta> held_;
+  size_t eos_searched_ = 0;
 };
 
 }  // namespace dsv4::chat

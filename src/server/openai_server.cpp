@@ -146,6 +146,12 @@ struct OpenAIServer::Impl {
     r.completion_tokens = static_cast<int>(g.tokens.size()) + (g.hit_eos ? 1 : 0);
   }
 
+  // Model output that is not the chat format it should be (a broken tool call) is answered as
+  // text (chat::StreamParser's whole_calls) and noted here.
+  static void log_unparsed(const chat::StreamParser& p) {
+    if (!p.error().empty()) std::cerr << "dsv4 serve: model output answered as text: " << p.error() << "\n";
+  }
+
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
     const int max_tokens = c.max_tokens.value_or(opt.default_max_tokens);
     if (static_cast<long long>(prompt.size()) + max_tokens > opt.ctx)
@@ -219,10 +225,11 @@ struct OpenAIServer::Impl {
     if (!c.stream) {
       const GenerateResult r = wait(*job, req);
       log_result(r);
-      chat::StreamParser parser(tmode);
+      chat::StreamParser parser(tmode, /*whole_calls=*/true);
       parser.feed(r.text);
       if (r.hit_eos) parser.feed(chat::eos_token);
       parser.finish();
+      log_unparsed(parser);
       const chat::ParsedMessage& m = parser.message();
       json msg = {{"role", "assistant"}};
       msg["content"] = m.content.empty() && !m.tool_calls.empty() ? json(nullptr) : json(m.content);
@@ -242,7 +249,7 @@ struct OpenAIServer::Impl {
       return;
     }
 
-    auto parser = std::make_shared<chat::StreamParser>(tmode);
+    auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);
     auto writer = std::make_shared<ChatDeltaWriter>();
     auto state = std::make_shared<int>(0);  // 0: role not sent, 1: streaming, 2: finished
     const bool include_usage = c.include_usage;
@@ -298,6 +305,7 @@ struct OpenAIServer::Impl {
             log_result(r);
             chat::StreamDelta d = r.hit_eos ? parser->feed(chat::eos_token) : chat::StreamDelta{};
             const chat::StreamDelta tail = parser->finish();
+            log_unparsed(*parser);
             d.reasoning_content += tail.reasoning_content;
             d.content += tail.content;
             d.tool_calls.insert(d.tool_calls.end(), tail.tool_calls.begin(), tail.tool_calls.end());

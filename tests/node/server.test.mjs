@@ -216,6 +216,38 @@ test('/tokenize and /detokenize, in llama-server\'s and vLLM\'s shapes', async (
   assert.match((await bad.json()).error.message, /tokens\[1\] = 1000000000 is not a token id/);
 });
 
+// What the model wrote that is not a whole tool call comes back as text, with its raw
+// characters and the right finish reason, streaming or not; never a half call.
+test('broken tool calls are answered as their text: malformed, end of sequence inside, cut by max_tokens', async () => {
+  const param = '<｜DSML｜parameter name="location" string="true">';
+  const head = '\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n' + param;
+  const malformed = '\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke nome="get_weather">\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>';
+  const cases = [
+    { forced: 'Let me check.' + malformed, content: 'Let me check.' + malformed, finish: 'stop' },
+    { forced: 'Looking.' + head + 'Bei<｜end▁of▁sentence｜>', content: 'Looking.' + head + 'Bei', finish: 'stop' },
+    { forced: 'Looking.' + call, max_tokens: 40, finish: 'length' },
+  ];
+  for (const c of cases) {
+    const params = { model: 'model', messages: user('Weather?'), tools, dsv4_forced_text: c.forced, max_tokens: c.max_tokens ?? 400 };
+    const r = await client.chat.completions.create(params);
+    const m = r.choices[0].message;
+    assert.equal(r.choices[0].finish_reason, c.finish, c.forced);
+    assert.equal(m.tool_calls, undefined, c.forced);
+    if (c.content) assert.equal(m.content, c.content);
+    else assert.ok(m.content.startsWith('Looking.<｜DSML｜tool_calls>') && m.content.length > 30 && c.forced.startsWith(m.content), m.content);
+    assert.ok(!m.content.includes('end▁of▁sentence'));
+    let content = '', calls = 0, finish;
+    for await (const chunk of await client.chat.completions.create({ ...params, stream: true })) {
+      content += chunk.choices[0]?.delta?.content ?? '';
+      calls += (chunk.choices[0]?.delta?.tool_calls ?? []).length;
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(content, m.content);
+    assert.equal(calls, 0);
+    assert.equal(finish, c.finish);
+  }
+});
+
 test('completions endpoint, plain and streaming', async () => {
   const r = await client.completions.create({ model: 'model', prompt: 'Once upon a time', max_tokens: 6, seed: 1 });
   assert.equal(r.object, 'text_completion');
