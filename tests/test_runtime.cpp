@@ -1,6 +1,7 @@
 // The runtime on a synthetic model written by dsv4 synth: sampling (greedy, seeded
 // reproducibility, filters), the generation loop (max tokens, EOS, stop strings held back
-// while streaming, the forced-text hook, cancellation), conversation cache reuse equal to a
+// while streaming, the forced-text hook, cancellation, penalties and logit_bias against a plain
+// loop that applies them by hand), conversation cache reuse equal to a
 // fresh prefill, and conversations isolated from each other; the scheduler's continuous
 // batching never lets a long prefill stall a decoding stream, and batches speculative
 // generations (greedy and sampled) without changing what they generate.
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/check.h"
@@ -150,6 +152,72 @@ TEST(Generate, CallbackCancels) {
   const GenerateResult g = generate(conv, r);
   EXPECT_EQ(g.finish, FinishReason::cancelled);
   EXPECT_LT(g.tokens.size(), 50u);
+}
+
+TEST(LogitAdjuster, OpenAIAndVllmFormulas) {
+  LogitAdjust a;
+  a.bias = {{0, 5.0f}, {3, -100.0f}, {99, 1.0f}};  // 99: past the logits, skipped
+  a.repetition = 2.0f;
+  a.presence = 0.5f;
+  a.frequency = 0.25f;
+  const std::vector<int> prompt = {1};
+  LogitAdjuster adj(a, prompt);
+  adj.took(2);
+  adj.took(2);
+  adj.took(4);
+  std::vector<float> logits = {1.0f, 4.0f, -3.0f, 2.0f, 6.0f};
+  adj.apply(logits);
+  EXPECT_EQ(logits[0], 6.0f);                       // bias only
+  EXPECT_EQ(logits[1], 2.0f);                       // in the prompt: repetition, positive / 2
+  EXPECT_EQ(logits[2], -6.0f - 0.25f * 2 - 0.5f);   // output twice: * 2 (negative), then penalties
+  EXPECT_EQ(logits[3], -98.0f);                     // bias, never seen
+  EXPECT_EQ(logits[4], 3.0f - 0.25f - 0.5f);        // output once
+}
+
+// A generation with penalties and biases samples what a plain loop over the model's logits
+// with the formulas applied by hand samples (greedy and seeded), and the drafter stays off.
+TEST(Generate, PenaltiesAndBiasesAreAppliedToWhatIsSampled) {
+  for (const float temperature : {0.0f, 1.0f}) {
+    GenerateRequest r = request("Tell me about penalties", 5, 24);
+    r.sampling.temperature = temperature;
+    r.adjust.presence = 0.7f;
+    r.adjust.frequency = 0.4f;
+    r.adjust.repetition = 1.3f;
+    r.adjust.bias = {{r.prompt[0], 2.5f}, {7, -100.0f}};
+    r.spec = SpecMode::mtp;
+    r.draft = 2;
+    Conversation conv(engine());
+    const GenerateResult g = generate(conv, r);
+    EXPECT_EQ(g.spec.steps, 0);
+
+    // The reference: feed token by token, adjust by hand, sample with the same sampler.
+    Conversation ref(engine());
+    std::vector<float> logits = ref.prefill(r.prompt);
+    Sampler sampler(r.sampling);
+    std::map<int, int> counts;
+    std::set<int> seen(r.prompt.begin(), r.prompt.end());
+    std::vector<int> want;
+    const int vocab = engine().tokenizer().vocab_size();
+    for (int i = 0; i < r.max_tokens; ++i) {
+      logits.resize(std::min<size_t>(logits.size(), vocab));
+      for (const auto& [t, b] : r.adjust.bias) logits[t] += b;
+      for (const int t : seen) logits[t] = logits[t] > 0 ? logits[t] / 1.3f : logits[t] * 1.3f;
+      for (const auto& [t, n] : counts) logits[t] -= 0.4f * n + 0.7f;
+      const int tok = sampler.sample(logits);
+      want.push_back(tok);
+      ++counts[tok];
+      seen.insert(tok);
+      logits = ref.feed(std::span<const int>(&tok, 1));
+    }
+    EXPECT_EQ(g.tokens, want) << "temperature " << temperature;
+    EXPECT_EQ(std::count(g.tokens.begin(), g.tokens.end(), 7), 0);
+  }
+  GenerateRequest bad = request("x", 1, 4);
+  bad.adjust.repetition = 0;
+  EXPECT_THROW(validate(bad), Error);
+  bad.adjust = {};
+  bad.adjust.bias = {{1, 101.0f}};
+  EXPECT_THROW(validate(bad), Error);
 }
 
 TEST(Conversation, ReusedCacheEqualsFreshPrefill) {

@@ -201,6 +201,12 @@ void validate(const GenerateRequest& req) {
   DSV4_CHECK(!req.prompt.empty(), "empty prompt");
   DSV4_CHECK(req.max_tokens >= 1, "max_tokens must be >= 1, got ", req.max_tokens);
   for (const auto& s : req.stop) DSV4_CHECK(!s.empty(), "stop strings must not be empty");
+  const LogitAdjust& a = req.adjust;
+  DSV4_CHECK(a.presence >= -2 && a.presence <= 2, "presence_penalty must be in [-2, 2], got ", a.presence);
+  DSV4_CHECK(a.frequency >= -2 && a.frequency <= 2, "frequency_penalty must be in [-2, 2], got ", a.frequency);
+  DSV4_CHECK(a.repetition > 0 && a.repetition <= 100, "repetition_penalty must be in (0, 100], got ", a.repetition);
+  for (const auto& [t, b] : a.bias)
+    DSV4_CHECK(t >= 0 && b >= -100 && b <= 100, "logit_bias: token ", t, " bias ", b, " (ids >= 0, biases in [-100, 100])");
 }
 
 Generation::Generation(Conversation& conv, GenerateRequest req)
@@ -208,6 +214,7 @@ Generation::Generation(Conversation& conv, GenerateRequest req)
   validate(req_);
   for (const auto& s : req_.stop) max_stop_ = std::max(max_stop_, s.size());
   if (req_.forced_text) forced_ = conv.engine().tokenizer().encode(*req_.forced_text);
+  if (req_.adjust.active()) adjuster_.emplace(req_.adjust, req_.prompt);
   r_.prompt_tokens = static_cast<int>(req_.prompt.size());
   r_.finish = FinishReason::length;
   t0_ = std::chrono::steady_clock::now();
@@ -255,7 +262,7 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   }
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
-    const SpecMode spec = req_.forced_text ? SpecMode::off : req_.spec;
+    const SpecMode spec = req_.forced_text || adjuster_ ? SpecMode::off : req_.spec;
     spec_ = conv_.start(req_.prompt, spec, req_.draft, req_.sampling);
     prefilled_ = conv_.tokens().size();
     r_.reused_tokens = static_cast<int>(prefilled_);
@@ -328,8 +335,10 @@ bool Generation::sample_next() {
   const size_t i = r_.tokens.size();
   // Only ids the tokenizer can decode are sampled: a checkpoint's vocabulary may be padded past it.
   const size_t n_ids = std::min(logits_.size(), static_cast<size_t>(e.tokenizer().vocab_size()));
+  if (adjuster_) adjuster_->apply(std::span<float>(logits_).first(n_ids));
   int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id())
                              : sampler_.sample(std::span<const float>(logits_).first(n_ids));
+  if (adjuster_) adjuster_->took(tok);
   // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone).
   if (!e.leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
   return take(tok);

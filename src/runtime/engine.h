@@ -19,6 +19,7 @@
 #include "dist/mirror.h"
 #include "model/model.h"
 #include "runtime/prefix_cache.h"
+#include "runtime/logit_adjust.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
@@ -152,6 +153,9 @@ struct GenerateRequest {
   // mode. Ignored with forced_text.
   SpecMode spec = SpecMode::off;
   int draft = 0;
+  // Penalties and biases (runtime/logit_adjust.h). A request with any decodes without the
+  // drafter: the drafts are checked against the model's own distribution.
+  LogitAdjust adjust;
 };
 
 struct GenerateResult {
@@ -205,6 +209,7 @@ class Generation {
   GenerateRequest req_;
   GenerateResult r_;
   Sampler sampler_;
+  std::optional<LogitAdjuster> adjuster_;  // when the request adjusts the logits
   IncrementalDecoder dec_;
   std::vector<int> forced_;
   std::vector<float> logits_;

@@ -1,6 +1,7 @@
 // Field-by-field validation of OpenAI chat and completion requests.
 #include "server/api_request.h"
 
+#include <algorithm>
 #include <random>
 
 #include "core/check.h"
@@ -99,16 +100,25 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
   if (auto s = integer(j, "seed", INT64_MIN, INT64_MAX)) r.sampling.seed = static_cast<uint64_t>(*s);
   else r.sampling.seed = std::random_device{}();
   if (auto n = integer(j, "n", 1, 1 << 20); n && *n != 1) bad("n", "only n = 1 is supported");
-  for (const char* key : {"presence_penalty", "frequency_penalty"})
-    if (number(j, key, 0.0, -2.0, 2.0) != 0.0) bad(key, std::string("'") + key + "' is not supported (must be 0)");
+  r.adjust.presence = static_cast<float>(number(j, "presence_penalty", 0.0, -2.0, 2.0));
+  r.adjust.frequency = static_cast<float>(number(j, "frequency_penalty", 0.0, -2.0, 2.0));
+  r.adjust.repetition = static_cast<float>(number(j, "repetition_penalty", 1.0, 0.0, 100.0));
+  if (r.adjust.repetition <= 0) bad("repetition_penalty", "'repetition_penalty' must be greater than 0");
+  if (const json* v = field(j, "logit_bias", json::value_t::object, "an object")) {
+    if (v->size() > 1024) bad("logit_bias", "'logit_bias' may name at most 1024 tokens");
+    for (const auto& [key, value] : v->items()) {
+      // Keys are token ids in decimal, as OpenAI's; the server checks them against the vocabulary.
+      const bool digits = !key.empty() && key.size() <= 9 &&
+                          std::all_of(key.begin(), key.end(), [](unsigned char c) { return c >= '0' && c <= '9'; });
+      if (!digits) bad("logit_bias", "logit_bias: '" + key + "' is not a token id");
+      if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100))
+        bad("logit_bias", "logit_bias: the bias of token " + key + " must be a number in [-100, 100], got " + value.dump());
+      r.adjust.bias.emplace_back(std::stoi(key), static_cast<float>(value.get<double>()));
+    }
+  }
   if (j.contains("logprobs") && !j["logprobs"].is_null() && j["logprobs"] != false && j["logprobs"] != 0)
     bad("logprobs", "logprobs are not supported yet");
   if (integer(j, "top_logprobs", 0, 20).value_or(0) != 0) bad("top_logprobs", "logprobs are not supported yet");
-  // Refused rather than ignored: a client asking for these would get different text than it expects.
-  if (number(j, "repetition_penalty", 1.0, 0.0, 100.0) != 1.0)
-    bad("repetition_penalty", "'repetition_penalty' is not supported yet (must be 1)");
-  if (const json* v = field(j, "logit_bias", json::value_t::object, "an object"); v && !v->empty())
-    bad("logit_bias", "'logit_bias' is not supported yet (must be empty)");
   if (integer(j, "best_of", 1, 1 << 20).value_or(1) != 1) bad("best_of", "only best_of = 1 is supported");
   if (j.contains("stop") && !j["stop"].is_null()) {
     const json& s = j["stop"];

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/chat_prompt.h"
+#include "runtime/logit_adjust.h"
 #include "runtime/sampler.h"
 
 namespace dsv4 {
@@ -27,6 +28,7 @@ struct CommonRequest {
   bool stream = false, include_usage = false;
   std::optional<int> max_tokens;
   SamplingParams sampling;
+  LogitAdjust adjust;  // penalties and logit_bias
   std::vector<std::string> stop;
   std::optional<std::string> forced_text;  // test hook
 };

@@ -164,6 +164,12 @@ struct OpenAIServer::Impl {
     g.max_tokens = max_tokens;
     g.stop = c.stop;
     g.forced_text = c.forced_text;
+    g.adjust = c.adjust;
+    for (const auto& [t, b] : g.adjust.bias)
+      if (t >= engine.tokenizer().vocab_size())
+        throw ApiError(400, "logit_bias: token " + std::to_string(t) + " is outside the vocabulary (" +
+                                std::to_string(engine.tokenizer().vocab_size()) + " tokens)",
+                       "invalid_request_error", "logit_bias");
     g.spec = opt.spec;
     g.draft = opt.draft;
     return g;

@@ -248,6 +248,27 @@ test('broken tool calls are answered as their text: malformed, end of sequence i
   }
 });
 
+test('logit_bias and penalties shape what is sampled', async () => {
+  const [x, y] = (await tokenize({ content: 'xy' })).tokens;
+  // (The prompt has neither x nor y: the repetition penalty counts the prompt's tokens too.)
+  const ask = (extra) => client.chat.completions.create({ model: 'model', messages: user('Go on'), max_tokens: 8,
+                                                         temperature: 0, ...extra });
+  const text = async (extra) => (await ask(extra)).choices[0].message.content;
+  // +100 on one token: greedy decoding says nothing else; +100 on two, the larger wins.
+  assert.equal(await text({ logit_bias: { [x]: 100 } }), 'xxxxxxxx');
+  assert.equal(await text({ logit_bias: { [x]: 60, [y]: 100 } }), 'yyyyyyyy');
+  // With a frequency and presence penalty of 2 the repeated token loses its lead (60 vs 55)
+  // after a few times, and the two take turns.
+  const taking = await text({ logit_bias: { [x]: 60, [y]: 55 }, frequency_penalty: 2, presence_penalty: 2 });
+  assert.match(taking, /^x+y[xy]*$/);
+  assert.ok(taking.includes('y') && taking.startsWith('x'), taking);
+  // The repetition penalty divides positive logits of tokens seen: 60 / 2 < 55.
+  assert.match(await text({ logit_bias: { [x]: 60, [y]: 55 }, repetition_penalty: 2 }), /^xy/);
+  // The completions endpoint takes them too.
+  const c = await client.completions.create({ model: 'model', prompt: 'a', max_tokens: 4, temperature: 0, logit_bias: { [y]: 100 } });
+  assert.equal(c.choices[0].text, 'yyyy');
+});
+
 test('completions endpoint, plain and streaming', async () => {
   const r = await client.completions.create({ model: 'model', prompt: 'Once upon a time', max_tokens: 6, seed: 1 });
   assert.equal(r.object, 'text_completion');
@@ -279,9 +300,11 @@ test('errors come back in OpenAI shape, and the server stays up', async () => {
   // Not done yet, so refused rather than ignored.
   await expect400({ logprobs: true }, 'logprobs');
   await expect400({ top_logprobs: 3 }, 'top_logprobs');
-  await expect400({ repetition_penalty: 1.1 }, 'repetition_penalty');
-  await expect400({ logit_bias: { 17: -100 } }, 'logit_bias');
-  await expect400({ presence_penalty: 0.5 }, 'presence_penalty');
+  await expect400({ presence_penalty: 2.5 }, 'presence_penalty');
+  await expect400({ repetition_penalty: 0 }, 'repetition_penalty');
+  await expect400({ logit_bias: { abc: 1 } }, 'logit_bias');
+  await expect400({ logit_bias: { 17: 101 } }, 'logit_bias');
+  await expect400({ logit_bias: { 999999: 1 } }, 'logit_bias');
   await expect400({ response_format: { type: 'json_object' } }, 'response_format');
   await assert.rejects(client.chat.completions.create({ model: 'model', messages: user('x'), max_tokens: 2000000 }),
     (e) => e.status === 400 && e.error.code === 'context_length_exceeded');
