@@ -3,6 +3,7 @@
 #include "runtime/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/check.h"
 
@@ -232,6 +233,7 @@ void Scheduler::loop() {
       roles.push_back(s->gen->role());
     }
     std::vector<std::vector<float>> logits;
+    const auto started = std::chrono::steady_clock::now();
     try {
       logits = e_.forward(steps, traced ? &trace : nullptr, roles);
     } catch (const std::exception& e) {
@@ -251,7 +253,9 @@ void Scheduler::loop() {
         end(s, JobEvent{JobEvent::error, e.what(), {}});
       }
     }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::lock_guard lock(mu_);
+    stats_.step_seconds.observe(seconds);
     ++stats_.steps;
     stats_.step_tokens += tokens;
     stats_.max_step_tokens = std::max(stats_.max_step_tokens, tokens);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/histogram.h"
 #include "runtime/engine.h"
 
 namespace dsv4 {
@@ -61,6 +62,7 @@ struct SchedulerStats {
   unsigned long long completed = 0, cancelled = 0, refused = 0;
   unsigned long long steps = 0, step_tokens = 0;  // forward passes and the tokens they fed
   size_t max_step_tokens = 0;                     // the largest step so far
+  Histogram step_seconds{seconds_buckets()};      // each forward pass's wall time
   SpecStats spec;  // speculative decoding, summed over the finished generations
 };
 

@@ -36,9 +36,16 @@ void begin() {
 
 RequestRecord& current() { return record; }
 
-void end(const std::string& remote, const std::string& method, const std::string& path, int status,
-         bool log_prompts) {
-  const double ms = started ? std::chrono::duration<double, std::milli>(Clock::now() - *started).count() : 0.0;
+double seconds() { return started ? std::chrono::duration<double>(Clock::now() - *started).count() : 0.0; }
+
+void reset() {
+  record = {};
+  started.reset();
+}
+
+void write(const std::string& remote, const std::string& method, const std::string& path, int status,
+           bool log_prompts) {
+  const double ms = 1000 * seconds();
   char head[96];
   std::snprintf(head, sizeof head, " %d %.1f ms", status, ms);
   // The path is the client's: as a JSON string it cannot forge a line or a field.
@@ -56,8 +63,7 @@ void end(const std::string& remote, const std::string& method, const std::string
     std::lock_guard lock(mu);
     std::cerr << line << std::flush;
   }
-  record = {};
-  started.reset();
+  reset();
 }
 
 }  // namespace dsv4::access_log

@@ -4,7 +4,7 @@
 //
 // A connection's requests are served one after another by one thread (connection_pool.h), so a
 // request's figures are kept in that thread's record: begin() at routing, the handler and its
-// stream fill it in, end() writes the line and clears it.
+// stream fill it in, write() writes the line and clears it.
 #pragma once
 
 #include <string>
@@ -21,8 +21,11 @@ namespace access_log {
 
 void begin();                 // the request was read: its clock starts
 RequestRecord& current();     // this thread's request
-void end(const std::string& remote, const std::string& method, const std::string& path, int status,
-         bool log_prompts);
+double seconds();             // since begin() (0 if it was not called)
+// The answer was sent: writes the line, then the record is cleared.
+void write(const std::string& remote, const std::string& method, const std::string& path, int status,
+           bool log_prompts);
+void reset();                 // clears the record without a line
 
 }  // namespace access_log
 

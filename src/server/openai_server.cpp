@@ -27,6 +27,7 @@
 #include "server/api_request.h"
 #include "server/connection_pool.h"
 #include "server/connections.h"
+#include "server/metrics.h"
 #include "server/request_watchdog.h"
 #include "server/token_api.h"
 
@@ -126,6 +127,7 @@ struct OpenAIServer::Impl {
   uint64_t fingerprint = 0;  // of saved slots (snapshot_fingerprint), with --slot-save-path
   ApiKeys keys;
   CorsPolicy cors;
+  ServerMetrics metrics;
 
   Impl(const Engine& e, ServerOptions o)
       : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens),
@@ -139,11 +141,21 @@ struct OpenAIServer::Impl {
     r.prompt_tokens = static_cast<int>(prompt.size());
     if (opt.log_prompts) r.prompt_text = engine.tokenizer().decode(prompt);
   }
-  // ... and what came of it.
-  static void log_result(const GenerateResult& g) {
+  // ... and what came of it (also counted in /metrics).
+  void log_result(const GenerateResult& g) {
     RequestRecord& r = access_log::current();
     r.cached_tokens = g.reused_tokens;
     r.completion_tokens = static_cast<int>(g.tokens.size()) + (g.hit_eos ? 1 : 0);
+    metrics.generated(g.prompt_tokens, r.cached_tokens, r.completion_tokens);
+  }
+
+  // The route a path took, as /metrics labels it: a fixed set, whatever clients send.
+  static std::string route_of(const std::string& path) {
+    for (const char* r : {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
+                          "/detokenize"})
+      if (path == r) return r;
+    if (path.starts_with("/slots/")) return "/slots/{id}";
+    return "other";
   }
 
   // Model output that is not the chat format it should be (a broken tool call) is answered as
@@ -571,7 +583,9 @@ struct OpenAIServer::Impl {
     http.new_task_queue = [n = opt.http_threads] { return new ConnectionPool(n); };
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       if (watchdog) watchdog->answered(req.remote_addr, req.remote_port);
-      if (opt.access_log) access_log::end(req.remote_addr, req.method, req.path, res.status, opt.log_prompts);
+      metrics.answered(route_of(req.path), res.status, access_log::seconds());
+      if (opt.access_log) access_log::write(req.remote_addr, req.method, req.path, res.status, opt.log_prompts);
+      else access_log::reset();
     });
     http.set_payload_max_length(opt.max_body_bytes);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
@@ -599,6 +613,11 @@ struct OpenAIServer::Impl {
                                             {"evictions", c.disk_evictions}, {"bad_files", c.disk_bad}}}};
       }
       send_json(res, 200, health);
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      const PrefixCache* cache = engine.prefix_cache();
+      const PrefixCacheStats c = cache ? cache->stats() : PrefixCacheStats{};
+      res.set_content(metrics.render(scheduler.stats(), cache ? &c : nullptr), "text/plain; version=0.0.4");
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200, {{"object", "list"},

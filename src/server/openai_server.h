@@ -1,6 +1,6 @@
 // The OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/chat/completions
 // (plain and SSE streaming, reasoning_content, DSML tool calls as tool_calls, usage),
-// POST /v1/completions, POST /tokenize and /detokenize. Requests are validated field by field; every failure is a 4xx/5xx
+// POST /v1/completions, POST /tokenize and /detokenize, GET /metrics (Prometheus). Requests are validated field by field; every failure is a 4xx/5xx
 // JSON body in OpenAI's error shape. POST bodies must be JSON (Content-Type application/json:
 // a web page cannot send one cross-site without the browser asking first) and at most
 // max_body_bytes; the Host header must be one the server answers to. Generation runs on the runtime Scheduler; a streaming

@@ -1,8 +1,11 @@
 // dsv4 serve driven by the real `openai` npm client: models, chat (plain and streaming),
 // reasoning, a tool-call round trip with scripted model output (the server's --test-hooks
 // field dsv4_forced_text), errors in OpenAI's shape, cancellation by disconnect, seeded
-// reproducibility, and a bounded load test (16 clients x 20 requests) that reports requests/s
-// and time to first token, and the aggregate decode tokens/s at 1, 4 and 8 streams. The model is a random-weight synthetic one written by dsv4 synth.
+// reproducibility, content-part arrays, chat_template_kwargs, /tokenize and /detokenize,
+// penalties and logit_bias, broken tool calls answered as text, /metrics, and a bounded load
+// test (16 clients x 20 requests) that reports requests/s and time to first token, and the
+// aggregate decode tokens/s at 1, 4 and 8 streams. The model is a random-weight synthetic one
+// written by dsv4 synth.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -267,6 +270,38 @@ test('logit_bias and penalties shape what is sampled', async () => {
   // The completions endpoint takes them too.
   const c = await client.completions.create({ model: 'model', prompt: 'a', max_tokens: 4, temperature: 0, logit_bias: { [y]: 100 } });
   assert.equal(c.choices[0].text, 'yyyy');
+});
+
+test('/metrics: Prometheus text whose counters follow the requests', async () => {
+  const scrape = async () => {
+    const res = await fetch(`${base}/metrics`);
+    assert.match(res.headers.get('content-type'), /^text\/plain; version=0.0.4/);
+    const values = new Map();
+    for (const line of (await res.text()).split('\n')) {
+      if (!line || line.startsWith('#')) continue;
+      const m = line.match(/^([a-z0-9_]+(?:\{[^}]*\})?) (\S+)$/);
+      assert.ok(m, `not a sample line: ${line}`);
+      values.set(m[1], Number(m[2]));
+    }
+    return values;
+  };
+  const before = await scrape();
+  const chats = 'dsv4_requests_total{route="/v1/chat/completions",status="200"}';
+  const r = await client.chat.completions.create({ model: 'model', messages: user('Count me'), max_tokens: 5, seed: 1 });
+  await fetch(`${base}/no/such/route`);
+  const after = await scrape();
+  assert.equal((after.get(chats) ?? 0) - (before.get(chats) ?? 0), 1);
+  assert.ok(after.get('dsv4_requests_total{route="other",status="404"}') >= 1);
+  assert.equal(after.get('dsv4_generation_tokens_total') - before.get('dsv4_generation_tokens_total'), r.usage.completion_tokens);
+  assert.equal(after.get('dsv4_prompt_tokens_total') - before.get('dsv4_prompt_tokens_total'), r.usage.prompt_tokens);
+  assert.ok(after.get('dsv4_steps_total') > before.get('dsv4_steps_total'));
+  // Histograms: buckets cumulative, +Inf equal to the count.
+  for (const h of ['dsv4_step_duration_seconds', 'dsv4_request_duration_seconds']) {
+    const buckets = [...after].filter(([k]) => k.startsWith(`${h}_bucket`)).map(([, v]) => v);
+    for (let i = 1; i < buckets.length; ++i) assert.ok(buckets[i] >= buckets[i - 1], h);
+    assert.equal(buckets.at(-1), after.get(`${h}_count`));
+  }
+  assert.equal(after.get('dsv4_step_duration_seconds_count'), after.get('dsv4_steps_total'));
 });
 
 test('completions endpoint, plain and streaming', async () => {
