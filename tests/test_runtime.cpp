@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <set>
@@ -172,6 +173,42 @@ TEST(LogitAdjuster, OpenAIAndVllmFormulas) {
   EXPECT_EQ(logits[2], -6.0f - 0.25f * 2 - 0.5f);   // output twice: * 2 (negative), then penalties
   EXPECT_EQ(logits[3], -98.0f);                     // bias, never seen
   EXPECT_EQ(logits[4], 3.0f - 0.25f - 0.5f);        // output once
+}
+
+TEST(Logprobs, LogSoftmaxAndTheTopK) {
+  const std::vector<float> logits = {1.0f, 3.0f, 3.0f, -2.0f};
+  const double lse = std::log(std::exp(1.0) + 2 * std::exp(3.0) + std::exp(-2.0));
+  const TokenLogprob lp = token_logprob(logits, 0, 3);
+  EXPECT_NEAR(lp.logprob, 1.0 - lse, 1e-6);
+  ASSERT_EQ(lp.top.size(), 3u);
+  EXPECT_EQ(lp.top[0].first, 1);  // a tie goes to the lower id
+  EXPECT_EQ(lp.top[1].first, 2);
+  EXPECT_EQ(lp.top[2].first, 0);
+  EXPECT_NEAR(lp.top[0].second, 3.0 - lse, 1e-6);
+  EXPECT_TRUE(token_logprob(logits, 3, 0).top.empty());
+  EXPECT_THROW(token_logprob(logits, 4, 0), Error);
+  EXPECT_THROW(token_logprob(logits, 0, 21), Error);
+}
+
+// Logprobs are the model's, whatever the penalties did to what was sampled.
+TEST(Generate, LogprobsAreTheModelsBeforePenalties) {
+  GenerateRequest r = request("Tell me about logprobs", 3, 6);
+  r.sampling.temperature = 0;
+  r.logprobs = 2;
+  r.adjust.bias = {{r.prompt[1], 50.0f}};
+  Conversation conv(engine());
+  const GenerateResult g = generate(conv, r);
+  ASSERT_EQ(g.logprobs.size(), g.tokens.size());
+  Conversation ref(engine());
+  std::vector<float> logits = ref.prefill(r.prompt);
+  for (size_t i = 0; i < g.tokens.size(); ++i) {
+    logits.resize(std::min<size_t>(logits.size(), engine().tokenizer().vocab_size()));
+    const TokenLogprob want = token_logprob(logits, g.tokens[i], 2);
+    EXPECT_EQ(g.logprobs[i].token, g.tokens[i]);
+    EXPECT_EQ(g.logprobs[i].logprob, want.logprob);
+    EXPECT_EQ(g.logprobs[i].top, want.top);
+    logits = ref.feed(std::span<const int>(&g.tokens[i], 1));
+  }
 }
 
 // A generation with penalties and biases samples what a plain loop over the model's logits

@@ -207,6 +207,8 @@ void validate(const GenerateRequest& req) {
   DSV4_CHECK(a.repetition > 0 && a.repetition <= 100, "repetition_penalty must be in (0, 100], got ", a.repetition);
   for (const auto& [t, b] : a.bias)
     DSV4_CHECK(t >= 0 && b >= -100 && b <= 100, "logit_bias: token ", t, " bias ", b, " (ids >= 0, biases in [-100, 100])");
+  DSV4_CHECK(req.logprobs >= -1 && req.logprobs <= kMaxTopLogprobs, "top logprobs must be in [0, ", kMaxTopLogprobs,
+             "], got ", req.logprobs);
 }
 
 Generation::Generation(Conversation& conv, GenerateRequest req)
@@ -262,7 +264,7 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   }
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
-    const SpecMode spec = req_.forced_text || adjuster_ ? SpecMode::off : req_.spec;
+    const SpecMode spec = req_.forced_text || adjuster_ || req_.logprobs >= 0 ? SpecMode::off : req_.spec;
     spec_ = conv_.start(req_.prompt, spec, req_.draft, req_.sampling);
     prefilled_ = conv_.tokens().size();
     r_.reused_tokens = static_cast<int>(prefilled_);
@@ -335,10 +337,16 @@ bool Generation::sample_next() {
   const size_t i = r_.tokens.size();
   // Only ids the tokenizer can decode are sampled: a checkpoint's vocabulary may be padded past it.
   const size_t n_ids = std::min(logits_.size(), static_cast<size_t>(e.tokenizer().vocab_size()));
-  if (adjuster_) adjuster_->apply(std::span<float>(logits_).first(n_ids));
-  int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id())
-                             : sampler_.sample(std::span<const float>(logits_).first(n_ids));
+  const std::span<float> row = std::span<float>(logits_).first(n_ids);
+  std::vector<float> model_row;  // the logprobs are the model's, before penalties and biases
+  if (req_.logprobs >= 0 && adjuster_) model_row.assign(row.begin(), row.end());
+  if (adjuster_) adjuster_->apply(row);
+  int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id()) : sampler_.sample(row);
   if (adjuster_) adjuster_->took(tok);
+  if (req_.logprobs >= 0 && !(req_.stop_at_eos && tok == e.eos_id())) {
+    r_.logprobs.push_back(token_logprob(adjuster_ ? std::span<const float>(model_row) : row, tok, req_.logprobs));
+    if (req_.on_logprob) req_.on_logprob(r_.logprobs.back());
+  }
   // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone).
   if (!e.leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
   return take(tok);

@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "runtime/prefix_cache.h"
 #include "runtime/logit_adjust.h"
+#include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
 #include "tokenizer/tokenizer.h"
@@ -156,6 +157,11 @@ struct GenerateRequest {
   // Penalties and biases (runtime/logit_adjust.h). A request with any decodes without the
   // drafter: the drafts are checked against the model's own distribution.
   LogitAdjust adjust;
+  // Each generated token's log-probability and its top `logprobs` alternatives
+  // (runtime/logprobs.h); -1: none. Decodes without the drafter too. on_logprob sees each
+  // entry as it is made (before the token's text is streamed).
+  int logprobs = -1;
+  std::function<void(const TokenLogprob&)> on_logprob;
 };
 
 struct GenerateResult {
@@ -166,6 +172,7 @@ struct GenerateResult {
   int prompt_tokens = 0, reused_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
   SpecStats spec;  // with speculative decoding
+  std::vector<TokenLogprob> logprobs;  // one per entry of tokens, with GenerateRequest::logprobs
 };
 
 // Throws Error naming the first bad field (empty prompt, max_tokens < 1, empty stop string,

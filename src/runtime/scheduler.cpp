@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "core/check.h"
 
@@ -90,7 +91,7 @@ size_t Scheduler::close() {
   never_started.finish = FinishReason::cancelled;
   for (auto& job : queued) {
     never_started.prompt_tokens = static_cast<int>(job->req_.prompt.size());
-    job->push({JobEvent::done, {}, never_started});
+    job->push({JobEvent::done, {}, never_started, {}});
   }
   return queued.size() + running;
 }
@@ -108,9 +109,15 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   GenerateRequest req = j->req_;
   // The caller's on_text (if any) observes the text on the engine thread; the job's queue
   // carries it to the caller's thread.
-  req.on_text = [j, observe = std::move(req.on_text)](const std::string& delta) {
+  auto made = std::make_shared<std::vector<TokenLogprob>>();  // engine thread only
+  if (req.logprobs >= 0)
+    req.on_logprob = [made, observe = std::move(req.on_logprob)](const TokenLogprob& lp) {
+      if (observe) observe(lp);
+      made->push_back(lp);
+    };
+  req.on_text = [j, made, observe = std::move(req.on_text)](const std::string& delta) {
     if (observe) observe(delta);
-    j->push({JobEvent::delta, delta, {}});
+    j->push({JobEvent::delta, delta, {}, std::exchange(*made, {})});
     return !j->cancelled();
   };
   slot.job = std::move(job);
@@ -156,7 +163,7 @@ void Scheduler::admit() {
     try {
       start(*pick, job);
     } catch (const std::exception& e) {
-      job->push({JobEvent::error, e.what(), {}});
+      job->push({JobEvent::error, e.what(), {}, {}});
     }
   }
 }
@@ -184,10 +191,10 @@ std::span<const int> Scheduler::next_input(Slot& slot, size_t max_prefill) {
       e_.model().check_tokens(in);  // a bad id fails its own request, not the whole step
       return in;
     }
-    end(slot, JobEvent{JobEvent::done, {}, slot.gen->result()});
+    end(slot, JobEvent{JobEvent::done, {}, slot.gen->result(), {}});
   } catch (const std::exception& e) {
     slot.conv->reset();
-    end(slot, JobEvent{JobEvent::error, e.what(), {}});
+    end(slot, JobEvent{JobEvent::error, e.what(), {}, {}});
   }
   return {};
 }
@@ -240,7 +247,7 @@ void Scheduler::loop() {
       // Not a bad request (those fail in next_input): every member's session is in doubt.
       for (Slot* s : members) {
         s->conv->reset();
-        end(*s, JobEvent{JobEvent::error, e.what(), {}});
+        end(*s, JobEvent{JobEvent::error, e.what(), {}, {}});
       }
       continue;
     }
@@ -250,7 +257,7 @@ void Scheduler::loop() {
         s.gen->fed(std::move(logits[i]), traced ? &trace : nullptr, static_cast<int>(row0));
       } catch (const std::exception& e) {
         s.conv->reset();
-        end(s, JobEvent{JobEvent::error, e.what(), {}});
+        end(s, JobEvent{JobEvent::error, e.what(), {}, {}});
       }
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

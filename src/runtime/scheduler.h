@@ -33,6 +33,9 @@ struct JobEvent {
   enum Kind { delta, done, error } kind;
   std::string text;        // delta: the new text; error: the message
   GenerateResult result;   // done
+  // delta, with GenerateRequest::logprobs: the entries made since the last delta (a token's
+  // entry comes with its text or before it; those not sent by the end are in result).
+  std::vector<TokenLogprob> logprobs;
 };
 
 class Job {

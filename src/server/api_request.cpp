@@ -116,9 +116,8 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
       r.adjust.bias.emplace_back(std::stoi(key), static_cast<float>(value.get<double>()));
     }
   }
-  if (j.contains("logprobs") && !j["logprobs"].is_null() && j["logprobs"] != false && j["logprobs"] != 0)
-    bad("logprobs", "logprobs are not supported yet");
-  if (integer(j, "top_logprobs", 0, 20).value_or(0) != 0) bad("top_logprobs", "logprobs are not supported yet");
+  if (const json* v = field(j, "return_tokens_as_token_ids", json::value_t::boolean, "a boolean"))
+    r.token_ids = v->get<bool>();
   if (integer(j, "best_of", 1, 1 << 20).value_or(1) != 1) bad("best_of", "only best_of = 1 is supported");
   if (j.contains("stop") && !j["stop"].is_null()) {
     const json& s = j["stop"];
@@ -154,6 +153,10 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
   const json j = parse_request_body(body);
   ChatRequest r;
   parse_common(j, r, test_hooks);
+  const json* lp = field(j, "logprobs", json::value_t::boolean, "a boolean");
+  const std::optional<long long> top = integer(j, "top_logprobs", 0, kMaxTopLogprobs);
+  if (top.value_or(0) > 0 && !(lp && lp->get<bool>())) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  if (lp && lp->get<bool>()) r.logprobs = static_cast<int>(top.value_or(0));
   const json* m = field(j, "messages", json::value_t::array, "an array");
   if (!m || m->empty()) bad("messages", "'messages' must be a non-empty array", "missing_required_parameter");
   r.messages = *m;
@@ -214,6 +217,7 @@ CompletionRequest parse_completion_request(const std::string& body, bool test_ho
   const json j = parse_request_body(body);
   CompletionRequest r;
   parse_common(j, r, test_hooks);
+  if (const std::optional<long long> lp = integer(j, "logprobs", 0, kMaxTopLogprobs)) r.logprobs = static_cast<int>(*lp);
   if (!j.contains("prompt")) bad("prompt", "'prompt' is required", "missing_required_parameter");
   const json& p = j["prompt"];
   if (p.is_string()) r.prompt = p.get<std::string>();

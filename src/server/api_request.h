@@ -29,6 +29,11 @@ struct CommonRequest {
   std::optional<int> max_tokens;
   SamplingParams sampling;
   LogitAdjust adjust;  // penalties and logit_bias
+  // logprobs: -1 none, else the top alternatives per token (chat: top_logprobs with
+  // logprobs true; completions: logprobs N). return_tokens_as_token_ids (vLLM's): tokens
+  // named "token_id:N" instead of their text.
+  int logprobs = -1;
+  bool token_ids = false;
   std::vector<std::string> stop;
   std::optional<std::string> forced_text;  // test hook
 };

@@ -27,6 +27,7 @@
 #include "server/api_request.h"
 #include "server/connection_pool.h"
 #include "server/connections.h"
+#include "server/logprobs_json.h"
 #include "server/metrics.h"
 #include "server/request_watchdog.h"
 #include "server/token_api.h"
@@ -177,6 +178,7 @@ struct OpenAIServer::Impl {
     g.stop = c.stop;
     g.forced_text = c.forced_text;
     g.adjust = c.adjust;
+    g.logprobs = c.logprobs;
     for (const auto& [t, b] : g.adjust.bias)
       if (t >= engine.tokenizer().vocab_size())
         throw ApiError(400, "logit_bias: token " + std::to_string(t) + " is outside the vocabulary (" +
@@ -261,7 +263,8 @@ struct OpenAIServer::Impl {
       }
       send_json(res, 200,
                 {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
-                 {"choices", json::array({{{"index", 0}, {"message", msg}, {"logprobs", nullptr},
+                 {"choices", json::array({{{"index", 0}, {"message", msg},
+                                           {"logprobs", c.logprobs >= 0 ? chat_logprobs(engine.tokenizer(), r.logprobs, c.token_ids) : json(nullptr)},
                                            {"finish_reason", finish_name(r, !m.tool_calls.empty())}}})},
                  {"usage", usage_json(r)}});
       return;
@@ -271,12 +274,19 @@ struct OpenAIServer::Impl {
     auto writer = std::make_shared<ChatDeltaWriter>();
     auto state = std::make_shared<int>(0);  // 0: role not sent, 1: streaming, 2: finished
     const bool include_usage = c.include_usage;
+    // Logprobs go out with the first chunk after them (a token's text may be held back).
+    const bool want_logprobs = c.logprobs >= 0, token_ids = c.token_ids;
+    auto logprobs = std::make_shared<std::vector<TokenLogprob>>();
+    auto logprobs_received = std::make_shared<size_t>(0);
+    const Tokenizer* tokenizer = &engine.tokenizer();  // outlives the stream (the server)
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
-        "text/event-stream", safe_provider(job, [=](size_t, httplib::DataSink& sink) {
+        "text/event-stream", safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
           auto chunk = [&](const json& delta, const json& finish, const json* usage) {
+            json lp = nullptr;
+            if (want_logprobs && !logprobs->empty()) lp = chat_logprobs(*tokenizer, std::exchange(*logprobs, {}), token_ids);
             json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
-                      {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr},
+                      {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", lp},
                                                 {"finish_reason", finish}}})}};
             if (usage) j["usage"] = *usage;
             const std::string s = "data: " + dump(j) + "\n\n";
@@ -312,6 +322,8 @@ struct OpenAIServer::Impl {
               return close(true);
             }
             if (ev->kind == JobEvent::delta) {
+              logprobs->insert(logprobs->end(), ev->logprobs.begin(), ev->logprobs.end());
+              *logprobs_received += ev->logprobs.size();
               const chat::StreamDelta d = parser->feed(ev->text);
               if (!d.empty() && !chunk(writer->delta(d), nullptr, nullptr)) {
                 job->cancel();
@@ -327,7 +339,9 @@ struct OpenAIServer::Impl {
             d.reasoning_content += tail.reasoning_content;
             d.content += tail.content;
             d.tool_calls.insert(d.tool_calls.end(), tail.tool_calls.begin(), tail.tool_calls.end());
-            if (!d.empty()) chunk(writer->delta(d), nullptr, nullptr);
+            logprobs->insert(logprobs->end(), r.logprobs.begin() + std::min(*logprobs_received, r.logprobs.size()),
+                             r.logprobs.end());
+            if (!d.empty() || !logprobs->empty()) chunk(writer->delta(d), nullptr, nullptr);
             const bool calls = !parser->message().tool_calls.empty();
             chunk(json::object(), finish_name(r, calls), nullptr);
             if (include_usage) {
@@ -363,18 +377,30 @@ struct OpenAIServer::Impl {
       return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
                   {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
     };
+    const bool want_logprobs = c.logprobs >= 0, token_ids = c.token_ids;
+    const Tokenizer* tokenizer = &engine.tokenizer();  // outlives the stream (the server)
     if (!c.stream) {
       const GenerateResult r = wait(*job, req);
       log_result(r);
       json j = body(r.text, finish_name(r, false));
+      if (want_logprobs) j["choices"][0]["logprobs"] = completion_logprobs(*tokenizer, r.logprobs, token_ids, 0);
       j["usage"] = usage_json(r);
       send_json(res, 200, j);
       return;
     }
     const bool include_usage = c.include_usage;
+    // Tokens' logprobs sent so far, and the bytes of those tokens (for text_offset).
+    auto sent = std::make_shared<std::pair<size_t, size_t>>(0, 0);
+    auto with_logprobs = [=](json j, std::span<const TokenLogprob> lps) {
+      if (!want_logprobs) return j;
+      j["choices"][0]["logprobs"] = completion_logprobs(*tokenizer, lps, token_ids, sent->second);
+      sent->first += lps.size();
+      for (const TokenLogprob& lp : lps) sent->second += tokenizer->token_bytes(lp.token).size();
+      return j;
+    };
     res.set_chunked_content_provider(
         "text/event-stream",
-        safe_provider(job, [=](size_t, httplib::DataSink& sink) {
+        safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& j) {
             const std::string s = "data: " + dump(j) + "\n\n";
             return sink.write(s.data(), s.size());
@@ -389,7 +415,7 @@ struct OpenAIServer::Impl {
               continue;
             }
             if (ev->kind == JobEvent::delta) {
-              if (!send(body(ev->text, nullptr))) {
+              if (!send(with_logprobs(body(ev->text, nullptr), ev->logprobs))) {
                 job->cancel();
                 return false;
               }
@@ -398,7 +424,9 @@ struct OpenAIServer::Impl {
             if (ev->kind == JobEvent::error) send(ApiError(500, ev->text, "server_error").body());
             else {
               log_result(ev->result);
-              json j = body("", finish_name(ev->result, false));
+              const std::vector<TokenLogprob>& all = ev->result.logprobs;
+              json j = with_logprobs(body("", finish_name(ev->result, false)),
+                                     std::span<const TokenLogprob>(all).subspan(std::min(sent->first, all.size())));
               if (include_usage) j["usage"] = usage_json(ev->result);
               send(j);
             }
