@@ -367,7 +367,8 @@ bool Generation::take(int tok) {
   for (const auto& s : req_.stop) {
     const size_t at = r_.text.find(s, from);
     if (at != std::string::npos) {
-      r_.text.resize(at);
+      r_.text.resize(at);  // a later string found in what is left starts earlier
+      r_.stop_string = s;
       stopped = true;
     }
   }

@@ -169,6 +169,7 @@ struct GenerateResult {
   std::vector<int> tokens;  // generated ids (EOS excluded)
   FinishReason finish = FinishReason::stop;
   bool hit_eos = false;  // stopped because the model emitted its end-of-sentence token
+  std::string stop_string;  // the stop string that ended it, if one did
   int prompt_tokens = 0, reused_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
   SpecStats spec;  // with speculative decoding

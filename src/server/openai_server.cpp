@@ -23,10 +23,12 @@
 #include "runtime/scheduler.h"
 #include "runtime/snapshot_file.h"
 #include "server/access.h"
+#include "server/anthropic_api.h"
 #include "server/access_log.h"
 #include "server/api_request.h"
 #include "server/connection_pool.h"
 #include "server/connections.h"
+#include "server/ids.h"
 #include "server/logprobs_json.h"
 #include "server/metrics.h"
 #include "server/request_watchdog.h"
@@ -43,14 +45,6 @@ long long now_s() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string random_id(const char* prefix) {
-  static std::atomic<unsigned long long> counter{0};
-  thread_local std::mt19937_64 rng(std::random_device{}() ^ (counter++ << 20));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return std::string(prefix) + buf;
-}
-
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 void send_json(httplib::Response& res, int status, const json& body) {
@@ -58,7 +52,11 @@ void send_json(httplib::Response& res, int status, const json& body) {
   res.set_content(dump(body), "application/json");
 }
 
-void send_error(httplib::Response& res, const ApiError& e) { send_json(res, e.status, e.body()); }
+// Errors in the shape of the API the path belongs to: Anthropic's for /v1/messages, OpenAI's
+// for everything else.
+void send_error(const httplib::Request& req, httplib::Response& res, const ApiError& e) {
+  send_json(res, e.status, req.path.starts_with("/v1/messages") ? anthropic_error_body(e) : e.body());
+}
 
 json usage_json(const GenerateResult& r) {
   const int completion = static_cast<int>(r.tokens.size()) + (r.hit_eos ? 1 : 0);
@@ -152,8 +150,8 @@ struct OpenAIServer::Impl {
 
   // The route a path took, as /metrics labels it: a fixed set, whatever clients send.
   static std::string route_of(const std::string& path) {
-    for (const char* r : {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
-                          "/detokenize"})
+    for (const char* r : {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/messages",
+                          "/v1/messages/count_tokens", "/tokenize", "/detokenize"})
       if (path == r) return r;
     if (path.starts_with("/slots/")) return "/slots/{id}";
     return "other";
@@ -163,6 +161,15 @@ struct OpenAIServer::Impl {
   // text (chat::StreamParser's whole_calls) and noted here.
   static void log_unparsed(const chat::StreamParser& p) {
     if (!p.error().empty()) std::cerr << "dsv4 serve: model output answered as text: " << p.error() << "\n";
+  }
+
+  // The prompt of a chat request; what the encoder refuses is a 400 naming it.
+  std::vector<int> chat_prompt(const ChatRequest& c) const {
+    try {
+      return chat_prompt_tokens(engine, c.messages, c.tools, c.mode);
+    } catch (const Error& e) {
+      throw ApiError(400, std::string("messages: ") + e.what(), "invalid_request_error", "messages");
+    }
   }
 
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt) {
@@ -230,12 +237,7 @@ struct OpenAIServer::Impl {
     if (c.mode == ReasoningMode::think_max && opt.ctx < kThinkMaxMinContext)
       std::cerr << "warning: think max requested with --ctx " << opt.ctx << " (the model card recommends >= "
                 << kThinkMaxMinContext << ")\n";
-    std::vector<int> prompt;
-    try {
-      prompt = chat_prompt_tokens(engine, c.messages, c.tools, c.mode);
-    } catch (const Error& e) {
-      throw ApiError(400, std::string("messages: ") + e.what(), "invalid_request_error", "messages");
-    }
+    std::vector<int> prompt = chat_prompt(c);
     log_prompt(prompt);
     auto job = submit(make_request(c, std::move(prompt)));
     const std::string id = random_id("chatcmpl-"), model = c.model.empty() ? engine.name() : c.model;
@@ -439,6 +441,80 @@ struct OpenAIServer::Impl {
         [job](bool) { job->cancel(); });
   }
 
+  // POST /v1/messages (Anthropic): the chat pipeline, answered as content blocks or as
+  // Anthropic's event stream (anthropic_api.h).
+  void messages(const httplib::Request& req, httplib::Response& res) {
+    const MessagesRequest c = parse_messages_request(req.body, opt.default_reasoning, opt.test_hooks);
+    const std::vector<int> prompt = chat_prompt(c);
+    log_prompt(prompt);
+    const int input_tokens = static_cast<int>(prompt.size());
+    auto job = submit(make_request(c, prompt));
+    const std::string id = random_id("msg_"), model = c.model.empty() ? engine.name() : c.model;
+    const chat::ThinkingMode tmode = thinking_mode_of(c.mode);
+    if (!c.stream) {
+      const GenerateResult r = wait(*job, req);
+      log_result(r);
+      chat::StreamParser parser(tmode, /*whole_calls=*/true);
+      parser.feed(r.text);
+      if (r.hit_eos) parser.feed(chat::eos_token);
+      parser.finish();
+      log_unparsed(parser);
+      send_json(res, 200, message_response(id, model, parser.message(), r));
+      return;
+    }
+    auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);
+    auto stream = std::make_shared<MessageStream>(id, model, input_tokens, 0);
+    auto started = std::make_shared<bool>(false);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider(
+        "text/event-stream", safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
+          const auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
+          if (!*started) {
+            *started = true;
+            if (!write(stream->start())) {
+              job->cancel();
+              return false;
+            }
+          }
+          while (true) {
+            auto ev = job->next(200ms);
+            if (!ev) {
+              if (!sink.is_writable()) {
+                job->cancel();
+                return false;
+              }
+              continue;
+            }
+            if (ev->kind == JobEvent::delta) {
+              if (!write(stream->delta(parser->feed(ev->text)))) {
+                job->cancel();
+                return false;
+              }
+              continue;
+            }
+            if (ev->kind == JobEvent::error) {
+              write("event: error\ndata: " + dump(anthropic_error_body(ApiError(500, ev->text, "server_error"))) + "\n\n");
+            } else {
+              const GenerateResult& r = ev->result;
+              log_result(r);
+              if (r.hit_eos) write(stream->delta(parser->feed(chat::eos_token)));
+              write(stream->delta(parser->finish()));
+              log_unparsed(*parser);
+              write(stream->finish(r, !parser->message().tool_calls.empty()));
+            }
+            sink.done();
+            return true;
+          }
+        }),
+        [job](bool) { job->cancel(); });
+  }
+
+  // POST /v1/messages/count_tokens: the prompt's length as /v1/messages would run it.
+  void count_tokens(const httplib::Request& req, httplib::Response& res) {
+    const MessagesRequest c = parse_count_tokens_request(req.body, opt.default_reasoning);
+    send_json(res, 200, {{"input_tokens", chat_prompt(c).size()}});
+  }
+
   void tokenize(const httplib::Request& req, httplib::Response& res) {
     send_json(res, 200, tokenize_response(engine, req.body, opt.default_reasoning, opt.ctx));
   }
@@ -516,9 +592,9 @@ struct OpenAIServer::Impl {
       try {
         (this->*h)(req, res);
       } catch (const ApiError& e) {
-        send_error(res, e);
+        send_error(req, res, e);
       } catch (const std::exception& e) {
-        send_error(res, ApiError(500, e.what(), "server_error"));
+        send_error(req, res, ApiError(500, e.what(), "server_error"));
       }
     };
   }
@@ -551,7 +627,7 @@ struct OpenAIServer::Impl {
   httplib::Server::HandlerResponse screen(const httplib::Request& req, httplib::Response& res) const {
     access_log::begin();
     if (!host_allowed(req)) {
-      send_error(res, ApiError(403, "Host '" + req.get_header_value("Host") + "' is not one this server answers to (" +
+      send_error(req, res, ApiError(403, "Host '" + req.get_header_value("Host") + "' is not one this server answers to (" +
                                         "dsv4 serve --allowed-hosts)", "invalid_request_error", "", "host_not_allowed"));
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -563,7 +639,7 @@ struct OpenAIServer::Impl {
     }
     if (req.method == "OPTIONS") {  // a browser's preflight: no key needed, none sent
       if (!cross_origin_ok) {
-        send_error(res, ApiError(403, "cross-origin requests from '" + origin + "' are not allowed (dsv4 serve " +
+        send_error(req, res, ApiError(403, "cross-origin requests from '" + origin + "' are not allowed (dsv4 serve " +
                                           "--allowed-origins)", "invalid_request_error", "", "origin_not_allowed"));
         return httplib::Server::HandlerResponse::Handled;
       }
@@ -579,7 +655,7 @@ struct OpenAIServer::Impl {
       const std::string_view key = ApiKeys::presented(authorization, x_api_key);
       if (!keys.accepts(key)) {
         res.set_header("WWW-Authenticate", "Bearer");
-        send_error(res, ApiError(401, key.empty() ? "no API key given (send Authorization: Bearer KEY)"
+        send_error(req, res, ApiError(401, key.empty() ? "no API key given (send Authorization: Bearer KEY, or x-api-key: KEY)"
                                                   : "the API key given is not valid",
                                  "invalid_request_error", "", "invalid_api_key"));
         return httplib::Server::HandlerResponse::Handled;
@@ -591,7 +667,7 @@ struct OpenAIServer::Impl {
       std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
       while (!type.empty() && type.back() == ' ') type.pop_back();
       if (type != "application/json") {
-        send_error(res, ApiError(415, "the request body must be JSON sent with Content-Type: application/json, got '" +
+        send_error(req, res, ApiError(415, "the request body must be JSON sent with Content-Type: application/json, got '" +
                                           req.get_header_value("Content-Type") + "'",
                                  "invalid_request_error", "", "unsupported_media_type"));
         return httplib::Server::HandlerResponse::Handled;
@@ -654,6 +730,8 @@ struct OpenAIServer::Impl {
     });
     http.Post("/v1/chat/completions", guard(&Impl::chat_completions));
     http.Post("/v1/completions", guard(&Impl::completions));
+    http.Post("/v1/messages", guard(&Impl::messages));
+    http.Post("/v1/messages/count_tokens", guard(&Impl::count_tokens));
     http.Post("/tokenize", guard(&Impl::tokenize));
     http.Post("/detokenize", guard(&Impl::detokenize));
     http.Post(R"(/slots/(\d+))", guard(&Impl::slots));
@@ -667,9 +745,9 @@ struct OpenAIServer::Impl {
         e.message = "HTTP " + std::to_string(res.status);
         e.code = "";
       }
-      send_error(res, e);
+      send_error(req, res, e);
     });
-    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    http.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
       std::string what = "internal error";
       try {
         std::rethrow_exception(ep);
@@ -677,7 +755,7 @@ struct OpenAIServer::Impl {
         what = e.what();
       } catch (...) {
       }
-      send_error(res, ApiError(500, what, "server_error"));
+      send_error(req, res, ApiError(500, what, "server_error"));
     });
   }
 };
