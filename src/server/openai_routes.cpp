@@ -1,0 +1,257 @@
+// OpenAI's POST /v1/chat/completions and /v1/completions. Streaming answers are SSE: one
+// chat.completion.chunk (or text_completion) per delta, then [DONE].
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "server/ids.h"
+#include "server/logprobs_json.h"
+#include "server/replies.h"
+#include "server/server_impl.h"
+
+namespace dsv4 {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+using namespace std::chrono_literals;
+
+// Turns parser deltas into OpenAI chat deltas; keeps the call ids.
+struct ChatDeltaWriter {
+  std::vector<std::string> call_ids;
+  json delta(const chat::StreamDelta& d) {
+    json out = json::object();
+    if (!d.reasoning_content.empty()) out["reasoning_content"] = d.reasoning_content;
+    if (!d.content.empty()) out["content"] = d.content;
+    if (!d.tool_calls.empty()) {
+      json calls = json::array();
+      for (const auto& t : d.tool_calls) {
+        json c = {{"index", t.index}};
+        if (t.begin) {
+          call_ids.push_back(random_id("call_"));
+          c["id"] = call_ids.back();
+          c["type"] = "function";
+          c["function"] = {{"name", t.name}, {"arguments", t.arguments}};
+        } else {
+          c["function"] = {{"arguments", t.arguments}};
+        }
+        calls.push_back(c);
+      }
+      out["tool_calls"] = calls;
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+void OpenAIServer::Impl::chat_completions(const httplib::Request& req, httplib::Response& res) {
+  const ChatRequest c = parse_chat_request(req.body, opt.default_reasoning, opt.test_hooks);
+  if (c.mode == ReasoningMode::think_max && opt.ctx < kThinkMaxMinContext)
+    std::cerr << "warning: think max requested with --ctx " << opt.ctx << " (the model card recommends >= "
+              << kThinkMaxMinContext << ")\n";
+  std::vector<int> prompt = chat_prompt(c);
+  log_prompt(prompt);
+  auto job = submit(make_request(c, std::move(prompt)));
+  const std::string id = random_id("chatcmpl-"), model = c.model.empty() ? engine.name() : c.model;
+  const long long created = now_s();
+  const chat::ThinkingMode tmode = thinking_mode_of(c.mode);
+
+  if (!c.stream) {
+    const GenerateResult r = wait(*job, req);
+    log_result(r);
+    chat::StreamParser parser(tmode, /*whole_calls=*/true);
+    parser.feed(r.text);
+    if (r.hit_eos) parser.feed(chat::eos_token);
+    parser.finish();
+    log_unparsed(parser);
+    const chat::ParsedMessage& m = parser.message();
+    json msg = {{"role", "assistant"}};
+    msg["content"] = m.content.empty() && !m.tool_calls.empty() ? json(nullptr) : json(m.content);
+    if (tmode == chat::ThinkingMode::thinking) msg["reasoning_content"] = m.reasoning_content;
+    if (!m.tool_calls.empty()) {
+      json calls = json::array();
+      for (const auto& t : m.tool_calls)
+        calls.push_back({{"id", random_id("call_")}, {"type", "function"},
+                         {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
+      msg["tool_calls"] = calls;
+    }
+    send_json(res, 200,
+              {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
+               {"choices", json::array({{{"index", 0}, {"message", msg},
+                                         {"logprobs", c.logprobs >= 0 ? chat_logprobs(engine.tokenizer(), r.logprobs, c.token_ids) : json(nullptr)},
+                                         {"finish_reason", finish_name(r, !m.tool_calls.empty())}}})},
+               {"usage", usage_json(r)}});
+    return;
+  }
+
+  auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);
+  auto writer = std::make_shared<ChatDeltaWriter>();
+  auto state = std::make_shared<int>(0);  // 0: role not sent, 1: streaming, 2: finished
+  const bool include_usage = c.include_usage;
+  // Logprobs go out with the first chunk after them (a token's text may be held back).
+  const bool want_logprobs = c.logprobs >= 0, token_ids = c.token_ids;
+  auto logprobs = std::make_shared<std::vector<TokenLogprob>>();
+  auto logprobs_received = std::make_shared<size_t>(0);
+  const Tokenizer* tokenizer = &engine.tokenizer();  // outlives the stream (the server)
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream", safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
+        auto chunk = [&](const json& delta, const json& finish, const json* usage) {
+          json lp = nullptr;
+          if (want_logprobs && !logprobs->empty()) lp = chat_logprobs(*tokenizer, std::exchange(*logprobs, {}), token_ids);
+          json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                    {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", lp},
+                                              {"finish_reason", finish}}})}};
+          if (usage) j["usage"] = *usage;
+          const std::string s = "data: " + dump(j) + "\n\n";
+          return sink.write(s.data(), s.size());
+        };
+        auto close = [&](bool ok) {
+          if (ok) {
+            const std::string s = "data: [DONE]\n\n";
+            sink.write(s.data(), s.size());
+          }
+          sink.done();
+          return ok;
+        };
+        if (*state == 0) {
+          *state = 1;
+          if (!chunk({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)) {
+            job->cancel();
+            return false;
+          }
+        }
+        while (true) {
+          auto ev = job->next(200ms);
+          if (!ev) {
+            if (!sink.is_writable()) {  // the client went away
+              job->cancel();
+              return false;
+            }
+            continue;
+          }
+          if (ev->kind == JobEvent::error) {
+            const std::string s = "data: " + dump(ApiError(500, ev->text, "server_error").body()) + "\n\n";
+            sink.write(s.data(), s.size());
+            return close(true);
+          }
+          if (ev->kind == JobEvent::delta) {
+            logprobs->insert(logprobs->end(), ev->logprobs.begin(), ev->logprobs.end());
+            *logprobs_received += ev->logprobs.size();
+            const chat::StreamDelta d = parser->feed(ev->text);
+            if (!d.empty() && !chunk(writer->delta(d), nullptr, nullptr)) {
+              job->cancel();
+              return false;
+            }
+            continue;
+          }
+          const GenerateResult& r = ev->result;
+          log_result(r);
+          chat::StreamDelta d = r.hit_eos ? parser->feed(chat::eos_token) : chat::StreamDelta{};
+          const chat::StreamDelta tail = parser->finish();
+          log_unparsed(*parser);
+          d.reasoning_content += tail.reasoning_content;
+          d.content += tail.content;
+          d.tool_calls.insert(d.tool_calls.end(), tail.tool_calls.begin(), tail.tool_calls.end());
+          logprobs->insert(logprobs->end(), r.logprobs.begin() + std::min(*logprobs_received, r.logprobs.size()),
+                           r.logprobs.end());
+          if (!d.empty() || !logprobs->empty()) chunk(writer->delta(d), nullptr, nullptr);
+          const bool calls = !parser->message().tool_calls.empty();
+          chunk(json::object(), finish_name(r, calls), nullptr);
+          if (include_usage) {
+            const json u = usage_json(r);
+            json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                      {"choices", json::array()}, {"usage", u}};
+            const std::string s = "data: " + dump(j) + "\n\n";
+            sink.write(s.data(), s.size());
+          }
+          *state = 2;
+          return close(true);
+        }
+      }),
+      [job](bool) { job->cancel(); });  // released: cancel if still running (no-op when done)
+}
+
+void OpenAIServer::Impl::completions(const httplib::Request& req, httplib::Response& res) {
+  const CompletionRequest c = parse_completion_request(req.body, opt.test_hooks);
+  std::vector<int> prompt;
+  try {
+    prompt = engine.tokenizer().encode(c.prompt);
+  } catch (const Error& e) {
+    throw ApiError(400, std::string("prompt: ") + e.what(), "invalid_request_error", "prompt");
+  }
+  if (engine.bos_id() >= 0 && (prompt.empty() || prompt[0] != engine.bos_id())) prompt.insert(prompt.begin(), engine.bos_id());
+  CommonRequest common = c;
+  if (!common.max_tokens) common.max_tokens = 16;  // OpenAI's default for completions
+  log_prompt(prompt);
+  auto job = submit(make_request(common, std::move(prompt)));
+  const std::string id = random_id("cmpl-"), model = c.model.empty() ? engine.name() : c.model;
+  const long long created = now_s();
+  auto body = [id, model, created](const std::string& text, const json& finish) {
+    return json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model},
+                {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+  };
+  const bool want_logprobs = c.logprobs >= 0, token_ids = c.token_ids;
+  const Tokenizer* tokenizer = &engine.tokenizer();  // outlives the stream (the server)
+  if (!c.stream) {
+    const GenerateResult r = wait(*job, req);
+    log_result(r);
+    json j = body(r.text, finish_name(r, false));
+    if (want_logprobs) j["choices"][0]["logprobs"] = completion_logprobs(*tokenizer, r.logprobs, token_ids, 0);
+    j["usage"] = usage_json(r);
+    send_json(res, 200, j);
+    return;
+  }
+  const bool include_usage = c.include_usage;
+  // Tokens' logprobs sent so far, and the bytes of those tokens (for text_offset).
+  auto sent = std::make_shared<std::pair<size_t, size_t>>(0, 0);
+  auto with_logprobs = [=](json j, std::span<const TokenLogprob> lps) {
+    if (!want_logprobs) return j;
+    j["choices"][0]["logprobs"] = completion_logprobs(*tokenizer, lps, token_ids, sent->second);
+    sent->first += lps.size();
+    for (const TokenLogprob& lp : lps) sent->second += tokenizer->token_bytes(lp.token).size();
+    return j;
+  };
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
+        auto send = [&](const json& j) {
+          const std::string s = "data: " + dump(j) + "\n\n";
+          return sink.write(s.data(), s.size());
+        };
+        while (true) {
+          auto ev = job->next(200ms);
+          if (!ev) {
+            if (!sink.is_writable()) {
+              job->cancel();
+              return false;
+            }
+            continue;
+          }
+          if (ev->kind == JobEvent::delta) {
+            if (!send(with_logprobs(body(ev->text, nullptr), ev->logprobs))) {
+              job->cancel();
+              return false;
+            }
+            continue;
+          }
+          if (ev->kind == JobEvent::error) send(ApiError(500, ev->text, "server_error").body());
+          else {
+            log_result(ev->result);
+            const std::vector<TokenLogprob>& all = ev->result.logprobs;
+            json j = with_logprobs(body("", finish_name(ev->result, false)),
+                                   std::span<const TokenLogprob>(all).subspan(std::min(sent->first, all.size())));
+            if (include_usage) j["usage"] = usage_json(ev->result);
+            send(j);
+          }
+          const std::string done = "data: [DONE]\n\n";
+          sink.write(done.data(), done.size());
+          sink.done();
+          return true;
+        }
+      }),
+      [job](bool) { job->cancel(); });
+}
+
+}  // namespace dsv4

@@ -1,0 +1,53 @@
+// Shared pieces of the routes' answers (replies.h).
+#include "server/replies.h"
+
+#include <chrono>
+#include <iostream>
+
+#include "server/anthropic_api.h"
+
+namespace dsv4 {
+
+using json = nlohmann::ordered_json;
+
+long long now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(dump(body), "application/json");
+}
+
+void send_error(const httplib::Request& req, httplib::Response& res, const ApiError& e) {
+  send_json(res, e.status, req.path.starts_with("/v1/messages") ? anthropic_error_body(e) : e.body());
+}
+
+json usage_json(const GenerateResult& r) {
+  const int completion = static_cast<int>(r.tokens.size()) + (r.hit_eos ? 1 : 0);
+  return {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", completion},
+          {"total_tokens", r.prompt_tokens + completion},
+          {"prompt_tokens_details", {{"cached_tokens", r.reused_tokens}}}};
+}
+
+const char* finish_name(const GenerateResult& r, bool tool_calls) {
+  if (tool_calls && r.finish == FinishReason::stop) return "tool_calls";
+  return r.finish == FinishReason::length ? "length" : "stop";
+}
+
+httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
+                                                    httplib::ContentProviderWithoutLength provider) {
+  return [job, provider](size_t offset, httplib::DataSink& sink) {
+    try {
+      return provider(offset, sink);
+    } catch (const std::exception& e) {
+      std::cerr << "dsv4 serve: stream aborted: " << e.what() << "\n";
+      job->cancel();
+      return false;
+    }
+  };
+}
+
+}  // namespace dsv4

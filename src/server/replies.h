@@ -1,0 +1,29 @@
+// What every route answers with: JSON bodies, errors in the shape of the route's API, usage
+// and finish reasons in OpenAI's terms, and SSE providers that never throw.
+#pragma once
+
+#include <httplib.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "runtime/scheduler.h"
+#include "server/api_request.h"
+
+namespace dsv4 {
+
+long long now_s();  // Unix time, for "created"
+std::string dump(const nlohmann::ordered_json& j);  // compact; invalid UTF-8 replaced
+void send_json(httplib::Response& res, int status, const nlohmann::ordered_json& body);
+// Errors in the shape of the API the path belongs to: Anthropic's for /v1/messages, OpenAI's
+// for everything else.
+void send_error(const httplib::Request& req, httplib::Response& res, const ApiError& e);
+nlohmann::ordered_json usage_json(const GenerateResult& r);  // OpenAI's usage
+const char* finish_name(const GenerateResult& r, bool tool_calls);  // OpenAI's finish_reason
+// A streaming provider must never throw (it runs on an HTTP worker thread): any exception
+// cancels the job and ends the response.
+httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
+                                                    httplib::ContentProviderWithoutLength provider);
+
+}  // namespace dsv4
