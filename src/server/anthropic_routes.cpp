@@ -1,15 +1,11 @@
 // Anthropic's POST /v1/messages and /v1/messages/count_tokens over the chat pipeline
 // (the translation is anthropic_api.h's).
-#include <chrono>
-
 #include "server/anthropic_api.h"
 #include "server/ids.h"
 #include "server/replies.h"
 #include "server/server_impl.h"
 
 namespace dsv4 {
-
-using namespace std::chrono_literals;
 
 // POST /v1/messages (Anthropic): the chat pipeline, answered as content blocks or as
 // Anthropic's event stream (anthropic_api.h).
@@ -47,14 +43,8 @@ void OpenAIServer::Impl::messages(const httplib::Request& req, httplib::Response
           }
         }
         while (true) {
-          auto ev = job->next(200ms);
-          if (!ev) {
-            if (!sink.is_writable()) {
-              job->cancel();
-              return false;
-            }
-            continue;
-          }
+          auto ev = next_event(*job, sink);
+          if (!ev) return false;
           if (ev->kind == JobEvent::delta) {
             if (!write(stream->delta(parser->feed(ev->text)))) {
               job->cancel();

@@ -1,7 +1,6 @@
 // OpenAI's POST /v1/chat/completions and /v1/completions. Streaming answers are SSE: one
 // chat.completion.chunk (or text_completion) per delta, then [DONE].
 #include <algorithm>
-#include <chrono>
 #include <utility>
 
 #include "server/ids.h"
@@ -14,7 +13,6 @@ namespace dsv4 {
 namespace {
 
 using json = nlohmann::ordered_json;
-using namespace std::chrono_literals;
 
 // Turns parser deltas into OpenAI chat deltas; keeps the call ids.
 struct ChatDeltaWriter {
@@ -123,14 +121,8 @@ void OpenAIServer::Impl::chat_completions(const httplib::Request& req, httplib::
           }
         }
         while (true) {
-          auto ev = job->next(200ms);
-          if (!ev) {
-            if (!sink.is_writable()) {  // the client went away
-              job->cancel();
-              return false;
-            }
-            continue;
-          }
+          auto ev = next_event(*job, sink);
+          if (!ev) return false;
           if (ev->kind == JobEvent::error) {
             const std::string s = "data: " + dump(ApiError(500, ev->text, "server_error").body()) + "\n\n";
             sink.write(s.data(), s.size());
@@ -221,14 +213,8 @@ void OpenAIServer::Impl::completions(const httplib::Request& req, httplib::Respo
           return sink.write(s.data(), s.size());
         };
         while (true) {
-          auto ev = job->next(200ms);
-          if (!ev) {
-            if (!sink.is_writable()) {
-              job->cancel();
-              return false;
-            }
-            continue;
-          }
+          auto ev = next_event(*job, sink);
+          if (!ev) return false;
           if (ev->kind == JobEvent::delta) {
             if (!send(with_logprobs(body(ev->text, nullptr), ev->logprobs))) {
               job->cancel();

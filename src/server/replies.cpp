@@ -50,4 +50,14 @@ httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
   };
 }
 
+std::optional<JobEvent> next_event(Job& job, httplib::DataSink& sink) {
+  while (true) {
+    if (auto ev = job.next(std::chrono::milliseconds(200))) return ev;
+    if (!sink.is_writable()) {
+      job.cancel();
+      return std::nullopt;
+    }
+  }
+}
+
 }  // namespace dsv4

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "runtime/scheduler.h"
@@ -25,5 +26,7 @@ const char* finish_name(const GenerateResult& r, bool tool_calls);  // OpenAI's 
 // cancels the job and ends the response.
 httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
                                                     httplib::ContentProviderWithoutLength provider);
+// A streamed job's next event; nullopt once the client has gone (the job is then cancelled).
+std::optional<JobEvent> next_event(Job& job, httplib::DataSink& sink);
 
 }  // namespace dsv4
