@@ -20,12 +20,7 @@ void OpenAIServer::Impl::messages(const httplib::Request& req, httplib::Response
   if (!c.stream) {
     const GenerateResult r = wait(*job, req);
     log_result(r);
-    chat::StreamParser parser(tmode, /*whole_calls=*/true);
-    parser.feed(r.text);
-    if (r.hit_eos) parser.feed(chat::eos_token);
-    parser.finish();
-    log_unparsed(parser);
-    send_json(res, 200, message_response(id, model, parser.message(), r));
+    send_json(res, 200, message_response(id, model, parsed_answer(r, tmode), r));
     return;
   }
   auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);

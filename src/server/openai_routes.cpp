@@ -58,12 +58,7 @@ void OpenAIServer::Impl::chat_completions(const httplib::Request& req, httplib::
   if (!c.stream) {
     const GenerateResult r = wait(*job, req);
     log_result(r);
-    chat::StreamParser parser(tmode, /*whole_calls=*/true);
-    parser.feed(r.text);
-    if (r.hit_eos) parser.feed(chat::eos_token);
-    parser.finish();
-    log_unparsed(parser);
-    const chat::ParsedMessage& m = parser.message();
+    const chat::ParsedMessage m = parsed_answer(r, tmode);
     json msg = {{"role", "assistant"}};
     msg["content"] = m.content.empty() && !m.tool_calls.empty() ? json(nullptr) : json(m.content);
     if (tmode == chat::ThinkingMode::thinking) msg["reasoning_content"] = m.reasoning_content;

@@ -56,6 +56,15 @@ void OpenAIServer::Impl::log_unparsed(const chat::StreamParser& p) {
   if (!p.error().empty()) std::cerr << "dsv4 serve: model output answered as text: " << p.error() << "\n";
 }
 
+chat::ParsedMessage OpenAIServer::Impl::parsed_answer(const GenerateResult& r, chat::ThinkingMode mode) {
+  chat::StreamParser parser(mode, /*whole_calls=*/true);
+  parser.feed(r.text);
+  if (r.hit_eos) parser.feed(chat::eos_token);
+  parser.finish();
+  log_unparsed(parser);
+  return parser.message();
+}
+
 // The prompt of a chat request; what the encoder refuses is a 400 naming it.
 std::vector<int> OpenAIServer::Impl::chat_prompt(const ChatRequest& c) const {
   try {

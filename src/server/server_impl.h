@@ -51,6 +51,8 @@ struct OpenAIServer::Impl {
   // Model output that is not the chat format it should be (a broken tool call) is answered as
   // text (chat::StreamParser's whole_calls) and noted here.
   static void log_unparsed(const chat::StreamParser& p);
+  // A whole answer's text as the chat format reads it (whole calls only; see log_unparsed).
+  static chat::ParsedMessage parsed_answer(const GenerateResult& r, chat::ThinkingMode mode);
   // The prompt of a chat request; what the encoder refuses is a 400 naming it.
   std::vector<int> chat_prompt(const ChatRequest& c) const;
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt);
