@@ -329,6 +329,34 @@ void wait_done(Job& job) {
   }
 }
 
+// n samples of one prompt: the first prefills all but the last token, the others copy its
+// conversation there; each sample gets exactly what it gets alone.
+TEST(Scheduler, SamplesShareThePromptsPrefillAndGetWhatTheyGetAlone) {
+  for (const int slots : {4, 2}) {  // with 2 slots, the later samples wait for a free one
+    Scheduler sched(engine(), slots, 8, 64);
+    std::vector<GenerateRequest> reqs;
+    for (int i = 0; i < 4; ++i) {
+      GenerateRequest r = request("A prompt long enough to be worth sharing between the samples", 100 + i, 10);
+      r.spec = SpecMode::mtp;  // turned off for samples
+      reqs.push_back(r);
+    }
+    const std::vector<std::shared_ptr<Job>> jobs = sched.submit_samples(reqs);
+    ASSERT_EQ(jobs.size(), 4u);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const GenerateResult got = test::result_of(*jobs[i]);
+      Conversation alone(engine());
+      GenerateRequest r = reqs[i];
+      r.spec = SpecMode::off;
+      const GenerateResult want = generate(alone, r);
+      EXPECT_EQ(got.tokens, want.tokens) << "sample " << i << ", " << slots << " slots";
+      // The samples that found a free slot when the first reached its last prompt token
+      // copied it: they prefilled one token.
+      if (i > 0 && static_cast<int>(i) < slots)
+        EXPECT_EQ(got.reused_tokens, static_cast<int>(r.prompt.size()) - 1) << "sample " << i;
+    }
+  }
+}
+
 TEST(Scheduler, ALongPrefillNeverStallsADecodingStream) {
   // A decodes a token every step while B's 4096-token prompt is prefilled: each step takes
   // A's token and a chunk of B's prompt from what is left of the budget, so A's next token is

@@ -273,6 +273,8 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
     size_t n = std::min(max_prefill, req_.prompt.size() - prefilled_);
     if (const size_t at = conv_.next_snapshot(req_.prompt.size()); at > 0)
       n = std::min(n, at - prefilled_);
+    if (req_.pause_before_last && prefilled_ + 1 < req_.prompt.size())
+      n = std::min(n, req_.prompt.size() - 1 - prefilled_);
     pending_ = std::span<const int>(req_.prompt).subspan(prefilled_, n);
     return pending_;
   }

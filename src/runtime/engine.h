@@ -162,6 +162,9 @@ struct GenerateRequest {
   // entry as it is made (before the token's text is streamed).
   int logprobs = -1;
   std::function<void(const TokenLogprob&)> on_logprob;
+  // The prefill ends a chunk one token short of the prompt's end, where samples of the same
+  // prompt copy the conversation (Scheduler::submit_samples).
+  bool pause_before_last = false;
 };
 
 struct GenerateResult {

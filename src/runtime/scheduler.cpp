@@ -46,9 +46,31 @@ Scheduler::~Scheduler() {
 }
 
 std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
-  validate(req);  // before queueing, so a bad request fails at submit
-  auto job = std::make_shared<Job>();
-  job->req_ = std::move(req);
+  std::vector<GenerateRequest> one;
+  one.push_back(std::move(req));
+  return submit_all(std::move(one)).front();
+}
+
+std::vector<std::shared_ptr<Job>> Scheduler::submit_samples(std::vector<GenerateRequest> reqs) {
+  const bool share = reqs.size() > 1 && !e_.leading() && reqs.front().prompt.size() > 1;
+  if (reqs.size() > 1)
+    for (GenerateRequest& r : reqs) r.spec = SpecMode::off;
+  if (share) reqs.front().pause_before_last = true;
+  std::vector<std::shared_ptr<Job>> jobs = submit_all(std::move(reqs));
+  if (share) {
+    std::lock_guard lock(mu_);
+    for (size_t i = 1; i < jobs.size(); ++i) jobs[i]->leader_ = jobs.front();
+  }
+  return jobs;
+}
+
+std::vector<std::shared_ptr<Job>> Scheduler::submit_all(std::vector<GenerateRequest> reqs) {
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (GenerateRequest& r : reqs) {
+    validate(r);  // before queueing, so a bad request fails at submit
+    jobs.push_back(std::make_shared<Job>());
+    jobs.back()->req_ = std::move(r);
+  }
   {
     std::lock_guard lock(mu_);
     if (closing_) {
@@ -58,15 +80,16 @@ std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
     // Admitted while a slot is free or the queue has room: up to parallel + max_queue at once
     // (so max_queue 0 still serves `parallel` requests, and refuses the rest at once).
     const size_t busy = busy_slots();
-    if (busy + queue_.size() >= slots_.size() + max_queue_) {
+    if (busy + queue_.size() + jobs.size() > slots_.size() + max_queue_) {
       ++stats_.refused;
       throw Busy("server busy: " + std::to_string(busy) + " generations running and " +
                  std::to_string(queue_.size()) + " waiting; retry later");
     }
-    queue_.push_back(job);
+    // Not admitted before the lock is released: a sample's leader is set first.
+    queue_.insert(queue_.end(), jobs.begin(), jobs.end());
   }
   cv_.notify_all();
-  return job;
+  return jobs;
 }
 
 size_t Scheduler::busy_slots() const {
@@ -148,19 +171,43 @@ size_t Scheduler::erase_slot(int id) {
   return n;
 }
 
+bool Scheduler::waits_for_leader(const Job& job) const {
+  const std::shared_ptr<Job> leader = job.leader_.lock();
+  if (!leader) return false;
+  if (std::find(queue_.begin(), queue_.end(), leader) != queue_.end()) return true;
+  for (const Slot& s : slots_)
+    if (s.job == leader) return s.gen->prefilling() && s.conv->tokens().size() + 1 < job.req_.prompt.size();
+  return false;  // ended: the sample prefills itself
+}
+
+Scheduler::Slot* Scheduler::leader_at_copy_point(const Job& job) {
+  const std::shared_ptr<Job> leader = job.leader_.lock();
+  for (Slot& s : slots_)
+    if (leader && s.job == leader && s.conv->tokens().size() + 1 == job.req_.prompt.size() &&
+        std::equal(s.conv->tokens().begin(), s.conv->tokens().end(), job.req_.prompt.begin()))
+      return &s;
+  return nullptr;
+}
+
 void Scheduler::admit() {
-  // Fill free slots; prefer the free slot whose conversation the prompt continues.
-  while (!queue_.empty()) {
+  // Fill free slots in queue order, passing over samples that wait for their leader; prefer the
+  // free slot whose conversation the prompt continues.
+  for (auto it = queue_.begin(); it != queue_.end();) {
     std::vector<Slot*> free;
     for (auto& s : slots_)
       if (!s.job) free.push_back(&s);
     if (free.empty()) break;
-    std::shared_ptr<Job> job = queue_.front();
-    queue_.pop_front();
+    if (waits_for_leader(**it)) {
+      ++it;
+      continue;
+    }
+    std::shared_ptr<Job> job = *it;
+    it = queue_.erase(it);
     Slot* pick = free.front();
     for (Slot* s : free)
       if (s->conv->continues_with(job->req_.prompt)) pick = s;
     try {
+      if (const Slot* leader = leader_at_copy_point(*job)) pick->conv->resume(leader->conv->saved());
       start(*pick, job);
     } catch (const std::exception& e) {
       job->push({JobEvent::error, e.what(), {}, {}});

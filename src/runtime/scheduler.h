@@ -49,6 +49,7 @@ class Job {
   friend class Scheduler;
   void push(JobEvent e);
   GenerateRequest req_;
+  std::weak_ptr<Job> leader_;  // a sample's first sample, whose prefill it copies
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<JobEvent> events_;
@@ -80,6 +81,12 @@ class Scheduler {
   // Queues a generation; throws Busy when the queue is full or the scheduler is closing,
   // Error for a bad request.
   std::shared_ptr<Job> submit(GenerateRequest req);
+  // Samples of one prompt (OpenAI's n), all queued or none: the first prefills the prompt but
+  // its last token, the others start from a copy of its conversation there (when a slot is
+  // free at that step; else they prefill themselves), so the prompt is computed once. Each
+  // gets what it would get alone. Without the drafter (the copy holds none); not under mpirun
+  // (the samples then prefill each).
+  std::vector<std::shared_ptr<Job>> submit_samples(std::vector<GenerateRequest> reqs);
   SchedulerStats stats();
   // Saved sessions (llama-server's slot save / restore / erase): a free slot's conversation
   // as a snapshot, replaced by one, or cleared. Busy when the slot is running a request, Error
@@ -99,9 +106,14 @@ class Scheduler {
     std::unique_ptr<Generation> gen;
   };
   void loop();
+  std::vector<std::shared_ptr<Job>> submit_all(std::vector<GenerateRequest> reqs);
   size_t busy_slots() const;  // slots running a job; call under mu_
   void start(Slot& slot, std::shared_ptr<Job> job);
   void admit();  // queued jobs into free slots; call under mu_
+  // A sample whose leader has not reached the copy point yet waits in the queue; one whose
+  // leader is there gets the leader's conversation. Call under mu_.
+  bool waits_for_leader(const Job& job) const;
+  Slot* leader_at_copy_point(const Job& job);
   Slot& free_slot(int id);  // call under mu_: the loop thread leaves a slot without a job alone
   // Asks the slot's generation for its next input (at most max_prefill prefill tokens); a
   // finished or failed generation frees its slot. The tokens to feed, or empty.

@@ -99,7 +99,8 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
   r.sampling.top_k = static_cast<int>(integer(j, "top_k", 0, 1 << 30).value_or(0));
   if (auto s = integer(j, "seed", INT64_MIN, INT64_MAX)) r.sampling.seed = static_cast<uint64_t>(*s);
   else r.sampling.seed = std::random_device{}();
-  if (auto n = integer(j, "n", 1, 1 << 20); n && *n != 1) bad("n", "only n = 1 is supported");
+  r.n = static_cast<int>(integer(j, "n", 1, kMaxSamples).value_or(1));
+  if (r.n > 1 && r.stream) bad("n", "n > 1 is not supported with stream yet");
   r.adjust.presence = static_cast<float>(number(j, "presence_penalty", 0.0, -2.0, 2.0));
   r.adjust.frequency = static_cast<float>(number(j, "frequency_penalty", 0.0, -2.0, 2.0));
   r.adjust.repetition = static_cast<float>(number(j, "repetition_penalty", 1.0, 0.0, 100.0));
@@ -118,7 +119,7 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
   }
   if (const json* v = field(j, "return_tokens_as_token_ids", json::value_t::boolean, "a boolean"))
     r.token_ids = v->get<bool>();
-  if (integer(j, "best_of", 1, 1 << 20).value_or(1) != 1) bad("best_of", "only best_of = 1 is supported");
+  if (integer(j, "best_of", 1, 1 << 20).value_or(1) != 1) bad("best_of", "only best_of = 1 is supported (n gives samples)");
   if (j.contains("stop") && !j["stop"].is_null()) {
     const json& s = j["stop"];
     if (s.is_string()) {

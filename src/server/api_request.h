@@ -23,6 +23,8 @@ struct ApiError {
   nlohmann::ordered_json body() const;
 };
 
+inline constexpr int kMaxSamples = 16;
+
 struct CommonRequest {
   std::string model;
   bool stream = false, include_usage = false;
@@ -34,6 +36,7 @@ struct CommonRequest {
   // named "token_id:N" instead of their text.
   int logprobs = -1;
   bool token_ids = false;
+  int n = 1;  // samples of the prompt (seeds seed, seed + 1, ...), up to kMaxSamples, not streamed
   std::vector<std::string> stop;
   std::optional<std::string> forced_text;  // test hook
 };

@@ -48,35 +48,38 @@ void OpenAIServer::Impl::chat_completions(const httplib::Request& req, httplib::
   if (c.mode == ReasoningMode::think_max && opt.ctx < kThinkMaxMinContext)
     std::cerr << "warning: think max requested with --ctx " << opt.ctx << " (the model card recommends >= "
               << kThinkMaxMinContext << ")\n";
-  std::vector<int> prompt = chat_prompt(c);
+  const std::vector<int> prompt = chat_prompt(c);
   log_prompt(prompt);
-  auto job = submit(make_request(c, std::move(prompt)));
   const std::string id = random_id("chatcmpl-"), model = c.model.empty() ? engine.name() : c.model;
   const long long created = now_s();
   const chat::ThinkingMode tmode = thinking_mode_of(c.mode);
 
   if (!c.stream) {
-    const GenerateResult r = wait(*job, req);
-    log_result(r);
-    const chat::ParsedMessage m = parsed_answer(r, tmode);
-    json msg = {{"role", "assistant"}};
-    msg["content"] = m.content.empty() && !m.tool_calls.empty() ? json(nullptr) : json(m.content);
-    if (tmode == chat::ThinkingMode::thinking) msg["reasoning_content"] = m.reasoning_content;
-    if (!m.tool_calls.empty()) {
-      json calls = json::array();
-      for (const auto& t : m.tool_calls)
-        calls.push_back({{"id", random_id("call_")}, {"type", "function"},
-                         {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
-      msg["tool_calls"] = calls;
+    const std::vector<GenerateResult> results = wait_all(submit_samples(c, prompt), req);
+    json choices = json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      const GenerateResult& r = results[i];
+      const chat::ParsedMessage m = parsed_answer(r, tmode);
+      json msg = {{"role", "assistant"}};
+      msg["content"] = m.content.empty() && !m.tool_calls.empty() ? json(nullptr) : json(m.content);
+      if (tmode == chat::ThinkingMode::thinking) msg["reasoning_content"] = m.reasoning_content;
+      if (!m.tool_calls.empty()) {
+        json calls = json::array();
+        for (const auto& t : m.tool_calls)
+          calls.push_back({{"id", random_id("call_")}, {"type", "function"},
+                           {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
+        msg["tool_calls"] = calls;
+      }
+      choices.push_back({{"index", i}, {"message", msg},
+                         {"logprobs", c.logprobs >= 0 ? chat_logprobs(engine.tokenizer(), r.logprobs, c.token_ids) : json(nullptr)},
+                         {"finish_reason", finish_name(r, !m.tool_calls.empty())}});
     }
     send_json(res, 200,
               {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model},
-               {"choices", json::array({{{"index", 0}, {"message", msg},
-                                         {"logprobs", c.logprobs >= 0 ? chat_logprobs(engine.tokenizer(), r.logprobs, c.token_ids) : json(nullptr)},
-                                         {"finish_reason", finish_name(r, !m.tool_calls.empty())}}})},
-               {"usage", usage_json(r)}});
+               {"choices", choices}, {"usage", usage_json(results)}});
     return;
   }
+  auto job = submit(make_request(c, prompt));
 
   auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);
   auto writer = std::make_shared<ChatDeltaWriter>();
@@ -172,7 +175,6 @@ void OpenAIServer::Impl::completions(const httplib::Request& req, httplib::Respo
   CommonRequest common = c;
   if (!common.max_tokens) common.max_tokens = 16;  // OpenAI's default for completions
   log_prompt(prompt);
-  auto job = submit(make_request(common, std::move(prompt)));
   const std::string id = random_id("cmpl-"), model = c.model.empty() ? engine.name() : c.model;
   const long long created = now_s();
   auto body = [id, model, created](const std::string& text, const json& finish) {
@@ -182,14 +184,22 @@ void OpenAIServer::Impl::completions(const httplib::Request& req, httplib::Respo
   const bool want_logprobs = c.logprobs >= 0, token_ids = c.token_ids;
   const Tokenizer* tokenizer = &engine.tokenizer();  // outlives the stream (the server)
   if (!c.stream) {
-    const GenerateResult r = wait(*job, req);
-    log_result(r);
-    json j = body(r.text, finish_name(r, false));
-    if (want_logprobs) j["choices"][0]["logprobs"] = completion_logprobs(*tokenizer, r.logprobs, token_ids, 0);
-    j["usage"] = usage_json(r);
+    const std::vector<GenerateResult> results = wait_all(submit_samples(common, prompt), req);
+    json choices = json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      const GenerateResult& r = results[i];
+      json choice = body(r.text, finish_name(r, false))["choices"][0];
+      choice["index"] = i;
+      if (want_logprobs) choice["logprobs"] = completion_logprobs(*tokenizer, r.logprobs, token_ids, 0);
+      choices.push_back(choice);
+    }
+    json j = body("", nullptr);
+    j["choices"] = choices;
+    j["usage"] = usage_json(results);
     send_json(res, 200, j);
     return;
   }
+  auto job = submit(make_request(common, prompt));
   const bool include_usage = c.include_usage;
   // Tokens' logprobs sent so far, and the bytes of those tokens (for text_offset).
   auto sent = std::make_shared<std::pair<size_t, size_t>>(0, 0);

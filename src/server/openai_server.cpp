@@ -108,6 +108,40 @@ std::shared_ptr<Job> OpenAIServer::Impl::submit(GenerateRequest g) {
   }
 }
 
+std::vector<std::shared_ptr<Job>> OpenAIServer::Impl::submit_samples(const CommonRequest& c,
+                                                                     const std::vector<int>& prompt) {
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < c.n; ++i) {
+    reqs.push_back(make_request(c, prompt));
+    reqs.back().sampling.seed = c.sampling.seed + static_cast<uint64_t>(i);
+  }
+  try {
+    return scheduler.submit_samples(std::move(reqs));
+  } catch (const Busy& b) {
+    throw ApiError(503, b.what(), "server_error", "", "server_busy");
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
+}
+
+std::vector<GenerateResult> OpenAIServer::Impl::wait_all(const std::vector<std::shared_ptr<Job>>& jobs,
+                                                         const httplib::Request& req) {
+  std::vector<GenerateResult> out;
+  try {
+    for (const auto& job : jobs) out.push_back(wait(*job, req));
+  } catch (...) {
+    for (const auto& job : jobs) job->cancel();
+    throw;
+  }
+  log_result(out.front());
+  for (size_t i = 1; i < out.size(); ++i) {  // one prompt, more answers
+    const int tokens = static_cast<int>(out[i].tokens.size()) + (out[i].hit_eos ? 1 : 0);
+    access_log::current().completion_tokens += tokens;
+    metrics.generated(0, 0, tokens);
+  }
+  return out;
+}
+
 // Waits for the end of a job, collecting its text; a job error becomes a 500. A client that
 // goes away meanwhile cancels the job, which frees its slot at the next step; a job cancelled
 // by shutdown becomes a 503.

@@ -25,11 +25,15 @@ void send_error(const httplib::Request& req, httplib::Response& res, const ApiEr
   send_json(res, e.status, req.path.starts_with("/v1/messages") ? anthropic_error_body(e) : e.body());
 }
 
-json usage_json(const GenerateResult& r) {
-  const int completion = static_cast<int>(r.tokens.size()) + (r.hit_eos ? 1 : 0);
-  return {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", completion},
-          {"total_tokens", r.prompt_tokens + completion},
-          {"prompt_tokens_details", {{"cached_tokens", r.reused_tokens}}}};
+json usage_json(const GenerateResult& r) { return usage_json(std::span<const GenerateResult>(&r, 1)); }
+
+json usage_json(std::span<const GenerateResult> samples) {
+  int completion = 0;
+  for (const GenerateResult& r : samples) completion += static_cast<int>(r.tokens.size()) + (r.hit_eos ? 1 : 0);
+  const GenerateResult& first = samples.front();
+  return {{"prompt_tokens", first.prompt_tokens}, {"completion_tokens", completion},
+          {"total_tokens", first.prompt_tokens + completion},
+          {"prompt_tokens_details", {{"cached_tokens", first.reused_tokens}}}};
 }
 
 const char* finish_name(const GenerateResult& r, bool tool_calls) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "runtime/scheduler.h"
@@ -21,6 +22,8 @@ void send_json(httplib::Response& res, int status, const nlohmann::ordered_json&
 // for everything else.
 void send_error(const httplib::Request& req, httplib::Response& res, const ApiError& e);
 nlohmann::ordered_json usage_json(const GenerateResult& r);  // OpenAI's usage
+// ... of samples of one prompt: the prompt once, the completions summed.
+nlohmann::ordered_json usage_json(std::span<const GenerateResult> samples);
 const char* finish_name(const GenerateResult& r, bool tool_calls);  // OpenAI's finish_reason
 // A streaming provider must never throw (it runs on an HTTP worker thread): any exception
 // cancels the job and ends the response.

@@ -57,6 +57,10 @@ struct OpenAIServer::Impl {
   std::vector<int> chat_prompt(const ChatRequest& c) const;
   GenerateRequest make_request(const CommonRequest& c, std::vector<int> prompt);
   std::shared_ptr<Job> submit(GenerateRequest g);
+  // c.n samples of the prompt (Scheduler::submit_samples), seeds seed, seed + 1, ...
+  std::vector<std::shared_ptr<Job>> submit_samples(const CommonRequest& c, const std::vector<int>& prompt);
+  // Waits for every sample (wait()); any failure cancels the others. Their results are logged.
+  std::vector<GenerateResult> wait_all(const std::vector<std::shared_ptr<Job>>& jobs, const httplib::Request& req);
   // Waits for the end of a job, collecting its text; a job error becomes a 500. A client that
   // goes away meanwhile cancels the job, which frees its slot at the next step; a job cancelled
   // by shutdown becomes a 503.

@@ -331,6 +331,29 @@ test('logprobs agree with dsv4 logits; chat and completions, streaming and not',
                        (e) => e.status === 400 && e.param === 'top_logprobs');
 });
 
+test('n samples: each the answer its own seed gives, the prompt counted once', async () => {
+  const params = { model: 'model', messages: user('Tell me a story'), max_tokens: 8, seed: 40 };
+  const r = await client.chat.completions.create({ ...params, n: 3 });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  let completion = 0;
+  for (let i = 0; i < 3; ++i) {
+    // Samples decode without the drafter (which draws its own random numbers); so do requests
+    // with logprobs, which this one asks for to compare like with like.
+    const alone = await client.chat.completions.create({ ...params, seed: 40 + i, logprobs: true });
+    assert.equal(r.choices[i].message.content, alone.choices[0].message.content, `sample ${i}`);
+    assert.equal(r.choices[i].finish_reason, alone.choices[0].finish_reason);
+    completion += alone.usage.completion_tokens;
+    if (i === 0) assert.equal(r.usage.prompt_tokens, alone.usage.prompt_tokens);
+  }
+  assert.equal(r.usage.completion_tokens, completion);
+  const c = await client.completions.create({ model: 'model', prompt: 'Once', max_tokens: 5, seed: 9, n: 2 });
+  assert.equal(c.choices.length, 2);
+  assert.equal(c.choices[1].text, (await client.completions.create({ model: 'model', prompt: 'Once', max_tokens: 5, seed: 10,
+                                                                     logprobs: 0 })).choices[0].text);
+  await assert.rejects(client.chat.completions.create({ ...params, n: 17 }), (e) => e.status === 400 && e.param === 'n');
+  await assert.rejects(client.chat.completions.create({ ...params, n: 2, stream: true }), (e) => e.status === 400 && e.param === 'n');
+});
+
 test('/metrics: Prometheus text whose counters follow the requests', async () => {
   const scrape = async () => {
     const res = await fetch(`${base}/metrics`);
@@ -385,7 +408,7 @@ test('errors come back in OpenAI shape, and the server stays up', async () => {
   await expect400({ temperature: 'hot' }, 'temperature');
   await expect400({ top_p: 1.5 }, 'top_p');
   await expect400({ max_tokens: 0 }, 'max_tokens');
-  await expect400({ n: 3 }, 'n');
+  await expect400({ n: 0 }, 'n');
   await expect400({ stop: [1, 2] }, 'stop');
   await expect400({ messages: [] }, 'messages');
   await expect400({ messages: [{ role: 'wizard', content: 'hi' }] }, 'messages');
