@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "chat/parse.h"
 #include "chat/stream.h"
 #include "core/check.h"
@@ -27,13 +29,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (ok && (!stream.error().empty() || !(stream.message() == whole))) __builtin_trap();
   // The server's mode (whole_calls): calls all or none, the same as the plain stream's when
   // there are any; on text the plain stream takes without error to its one end-of-sentence
-// token, the same message.
+  // token, with arguments that are JSON, the same message.
   dsv4::chat::StreamParser server(mode, /*whole_calls=*/true);
   for (size_t at = 0; at < text.size(); at += step) server.feed(text.substr(at, step));
   server.finish();
   if (!server.message().tool_calls.empty() && server.message().tool_calls != stream.message().tool_calls) __builtin_trap();
   const bool one_eos_at_end = text.find(dsv4::chat::eos_token) + dsv4::chat::eos_token.size() == text.size();
-  if (one_eos_at_end && stream.error().empty() && !stream.truncated() && !(server.message() == stream.message()))
+  bool json_arguments = true;
+  for (const auto& call : stream.message().tool_calls) json_arguments &= nlohmann::json::accept(call.arguments);
+  if (one_eos_at_end && json_arguments && stream.error().empty() && !stream.truncated() &&
+      !(server.message() == stream.message()))
     __builtin_trap();
   return 0;
 }

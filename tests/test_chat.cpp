@@ -872,6 +872,10 @@ TEST(StreamWholeCalls, BrokenBlocksBecomeTheirText) {
       {"Hi" + head + param + "Bei" + EOS, "Hi" + head + param + "Bei", "end-of-sentence token inside a tool call", false},
       // Cut by the token limit inside a call.
       {"Hi" + head + param + "Bei", "Hi" + head + param + "Bei", "ended inside a tool call", true},
+      // A value given as JSON that is not JSON: no call a client could run.
+      {head + "<｜DSML｜parameter name=\"days\" string=\"false\">three</｜DSML｜parameter>\n</｜DSML｜invoke>\n" + TC_CLOSE + EOS,
+       head + "<｜DSML｜parameter name=\"days\" string=\"false\">three</｜DSML｜parameter>\n</｜DSML｜invoke>\n" + TC_CLOSE,
+       "its arguments are not JSON", false},
       // Markup outside a block, and what follows it.
       {"a<｜DSML｜invoke name=\"f\">b" + EOS, "a<｜DSML｜invoke name=\"f\">b", "DSML markup outside a tool-call block", false},
       // A second call breaks: the first goes too (a block is all or nothing).

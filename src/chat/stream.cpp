@@ -9,6 +9,8 @@
 #include <span>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "chat/python_json.h"
 #include "core/check.h"
 
@@ -210,9 +212,17 @@ void StreamParser::emit_value(std::string_view s) {
   emit_arguments(escaped);
 }
 
-void StreamParser::close_call() {
+bool StreamParser::close_call() {
   emit_arguments("}");
   call_open_ = false;
+  // whole_calls: a call whose arguments are not JSON (a string="false" value that is not) is
+  // no call a client can run.
+  const ToolCall& call = message_.tool_calls.back();
+  if (whole_calls_ && !nlohmann::json::accept(call.arguments)) {
+    fail("tool call '" + call.name + "': its arguments are not JSON: " + call.arguments.substr(0, 80));
+    return false;
+  }
+  return true;
 }
 
 // Text states: everything before the nearest stop is reasoning or content. The scan also covers
@@ -307,8 +317,7 @@ bool StreamParser::step() {
       buf_.erase(0, s.pos + invoke_stops[s.which].size());
       if (s.which == 0) {
         state_ = State::param_header;
-      } else {
-        close_call();
+      } else if (close_call()) {
         state_ = State::calls_between;
       }
       return true;
@@ -370,8 +379,7 @@ bool StreamParser::step() {
       if (which == npos) return false;
       if (which == 0) {
         state_ = State::param_header;
-      } else {
-        close_call();
+      } else if (close_call()) {
         state_ = State::calls_between;
       }
       return true;

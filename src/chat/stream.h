@@ -81,7 +81,7 @@ class StreamParser {
   void begin_call(std::string name);
   void emit_arguments(std::string_view s);
   void emit_value(std::string_view s);  // a parameter value: escaped inside a JSON string, or as is
-  void close_call();
+  bool close_call();  // false when whole_calls found the call broken (then State::raw)
   void break_block();  // whole_calls: the open block's calls dropped, its text made content
   // whole_calls: the end-of-sentence token in the open block's text from `from` on (before its
   // closing tag) ends the message there; the block breaks. Whether it did.

@@ -15,6 +15,11 @@ using json = nlohmann::ordered_json;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+// An object's string field, or def when it is absent or not a string (never throws).
+std::string string_or(const json& j, const char* key, const std::string& def) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : def;
+}
+
 const json& blocks_of(const json& content, const std::string& where) {
   if (!content.is_array()) bad("messages", where + " must be a string or an array of content blocks");
   return content;
@@ -142,9 +147,10 @@ std::string as_chat_body(const json& j, bool need_max_tokens) {
     }
     c["tools"] = tools;
   }
-  if (j.contains("tool_choice") && j["tool_choice"].is_object()) {
-    const std::string type = j["tool_choice"].value("type", "auto");
-    if (type != "auto" && type != "none") bad("tool_choice", "only tool_choice {\"type\": \"auto\"} and \"none\" are supported");
+  if (j.contains("tool_choice") && !j["tool_choice"].is_null()) {
+    const std::string type = string_or(j["tool_choice"], "type", "");
+    if (type != "auto" && type != "none")
+      bad("tool_choice", "only tool_choice {\"type\": \"auto\"} and {\"type\": \"none\"} are supported");
     c["tool_choice"] = type;
   }
   if (need_max_tokens && (!j.contains("max_tokens") || j["max_tokens"].is_null()))
@@ -154,7 +160,7 @@ std::string as_chat_body(const json& j, bool need_max_tokens) {
   if (j.contains("stop_sequences")) c["stop"] = j["stop_sequences"];
   if (j.contains("thinking") && !j["thinking"].is_null()) {
     const json& t = j["thinking"];
-    const std::string type = t.is_object() ? t.value("type", "") : "";
+    const std::string type = string_or(t, "type", "");
     if (type == "enabled") {
       const long long budget = t.contains("budget_tokens") && t["budget_tokens"].is_number_integer()
                                    ? t["budget_tokens"].get<long long>() : 0;
