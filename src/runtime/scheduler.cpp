@@ -48,7 +48,7 @@ Scheduler::~Scheduler() {
 std::shared_ptr<Job> Scheduler::submit(GenerateRequest req) {
   std::vector<GenerateRequest> one;
   one.push_back(std::move(req));
-  return submit_all(std::move(one)).front();
+  return submit_all(std::move(one), false).front();
 }
 
 std::vector<std::shared_ptr<Job>> Scheduler::submit_samples(std::vector<GenerateRequest> reqs) {
@@ -56,20 +56,17 @@ std::vector<std::shared_ptr<Job>> Scheduler::submit_samples(std::vector<Generate
   if (reqs.size() > 1)
     for (GenerateRequest& r : reqs) r.spec = SpecMode::off;
   if (share) reqs.front().pause_before_last = true;
-  std::vector<std::shared_ptr<Job>> jobs = submit_all(std::move(reqs));
-  if (share) {
-    std::lock_guard lock(mu_);
-    for (size_t i = 1; i < jobs.size(); ++i) jobs[i]->leader_ = jobs.front();
-  }
-  return jobs;
+  return submit_all(std::move(reqs), share);
 }
 
-std::vector<std::shared_ptr<Job>> Scheduler::submit_all(std::vector<GenerateRequest> reqs) {
+std::vector<std::shared_ptr<Job>> Scheduler::submit_all(std::vector<GenerateRequest> reqs, bool share) {
   std::vector<std::shared_ptr<Job>> jobs;
   for (GenerateRequest& r : reqs) {
     validate(r);  // before queueing, so a bad request fails at submit
     jobs.push_back(std::make_shared<Job>());
     jobs.back()->req_ = std::move(r);
+    // Set before the loop thread can see the job: a sample must never start without it.
+    if (share && jobs.size() > 1) jobs.back()->leader_ = jobs.front();
   }
   {
     std::lock_guard lock(mu_);
@@ -85,7 +82,6 @@ std::vector<std::shared_ptr<Job>> Scheduler::submit_all(std::vector<GenerateRequ
       throw Busy("server busy: " + std::to_string(busy) + " generations running and " +
                  std::to_string(queue_.size()) + " waiting; retry later");
     }
-    // Not admitted before the lock is released: a sample's leader is set first.
     queue_.insert(queue_.end(), jobs.begin(), jobs.end());
   }
   cv_.notify_all();

@@ -106,7 +106,8 @@ class Scheduler {
     std::unique_ptr<Generation> gen;
   };
   void loop();
-  std::vector<std::shared_ptr<Job>> submit_all(std::vector<GenerateRequest> reqs);
+  // Queues all or none; with share, the later jobs are samples of the first (submit_samples).
+  std::vector<std::shared_ptr<Job>> submit_all(std::vector<GenerateRequest> reqs, bool share);
   size_t busy_slots() const;  // slots running a job; call under mu_
   void start(Slot& slot, std::shared_ptr<Job> job);
   void admit();  // queued jobs into free slots; call under mu_
