@@ -82,7 +82,8 @@ int run(ServeArgs& a) {
       }
       std::cerr << "dsv4 serve: stopping (press Ctrl-C again to exit at once)" << std::endl;
       const size_t cancelled = serving->stop();
-      if (cancelled) std::cerr << "dsv4 serve: cancelled " << cancelled << " request(s)" << std::endl;
+      // One write per line: the access log writes from other threads meanwhile.
+      if (cancelled) std::cerr << ("dsv4 serve: cancelled " + std::to_string(cancelled) + " request(s)\n") << std::flush;
     });
   set_num_threads(a.threads);
   ProgressBar bar("loading");

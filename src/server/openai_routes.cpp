@@ -46,8 +46,9 @@ struct ChatDeltaWriter {
 void OpenAIServer::Impl::chat_completions(const httplib::Request& req, httplib::Response& res) {
   const ChatRequest c = parse_chat_request(req.body, opt.default_reasoning, opt.test_hooks);
   if (c.mode == ReasoningMode::think_max && opt.ctx < kThinkMaxMinContext)
-    std::cerr << "warning: think max requested with --ctx " << opt.ctx << " (the model card recommends >= "
-              << kThinkMaxMinContext << ")\n";
+    std::cerr << ("warning: think max requested with --ctx " + std::to_string(opt.ctx) +
+                  " (the model card recommends >= " + std::to_string(kThinkMaxMinContext) + ")\n")
+              << std::flush;
   const std::vector<int> prompt = chat_prompt(c);
   log_prompt(prompt);
   const std::string id = random_id("chatcmpl-"), model = c.model.empty() ? engine.name() : c.model;

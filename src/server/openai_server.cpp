@@ -53,7 +53,7 @@ std::string OpenAIServer::Impl::route_of(const std::string& path) {
 // Model output that is not the chat format it should be (a broken tool call) is answered as
 // text (chat::StreamParser's whole_calls) and noted here.
 void OpenAIServer::Impl::log_unparsed(const chat::StreamParser& p) {
-  if (!p.error().empty()) std::cerr << "dsv4 serve: model output answered as text: " << p.error() << "\n";
+  if (!p.error().empty()) std::cerr << ("dsv4 serve: model output answered as text: " + p.error() + "\n") << std::flush;
 }
 
 chat::ParsedMessage OpenAIServer::Impl::parsed_answer(const GenerateResult& r, chat::ThinkingMode mode) {

@@ -47,7 +47,7 @@ httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
     try {
       return provider(offset, sink);
     } catch (const std::exception& e) {
-      std::cerr << "dsv4 serve: stream aborted: " << e.what() << "\n";
+      std::cerr << (std::string("dsv4 serve: stream aborted: ") + e.what() + "\n") << std::flush;
       job->cancel();
       return false;
     }
