@@ -98,14 +98,24 @@ GenerateRequest OpenAIServer::Impl::make_request(const CommonRequest& c, std::ve
   return g;
 }
 
-std::shared_ptr<Job> OpenAIServer::Impl::submit(GenerateRequest g) {
+namespace {
+
+// The scheduler's refusals as HTTP errors: a full queue is a 503, a bad request a 400.
+template <class Submit>
+auto submitted(Submit&& submit) {
   try {
-    return scheduler.submit(std::move(g));
+    return submit();
   } catch (const Busy& b) {
     throw ApiError(503, b.what(), "server_error", "", "server_busy");
   } catch (const Error& e) {
     throw ApiError(400, e.what());
   }
+}
+
+}  // namespace
+
+std::shared_ptr<Job> OpenAIServer::Impl::submit(GenerateRequest g) {
+  return submitted([&] { return scheduler.submit(std::move(g)); });
 }
 
 std::vector<std::shared_ptr<Job>> OpenAIServer::Impl::submit_samples(const CommonRequest& c,
@@ -115,13 +125,7 @@ std::vector<std::shared_ptr<Job>> OpenAIServer::Impl::submit_samples(const Commo
     reqs.push_back(make_request(c, prompt));
     reqs.back().sampling.seed = c.sampling.seed + static_cast<uint64_t>(i);
   }
-  try {
-    return scheduler.submit_samples(std::move(reqs));
-  } catch (const Busy& b) {
-    throw ApiError(503, b.what(), "server_error", "", "server_busy");
-  } catch (const Error& e) {
-    throw ApiError(400, e.what());
-  }
+  return submitted([&] { return scheduler.submit_samples(std::move(reqs)); });
 }
 
 std::vector<GenerateResult> OpenAIServer::Impl::wait_all(const std::vector<std::shared_ptr<Job>>& jobs,
