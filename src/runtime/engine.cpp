@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "chat/tokens.h"
 #include "core/check.h"
 #include "core/read_file.h"
 #include "dist/comm.h"
@@ -79,6 +80,11 @@ void Engine::enable_prefix_cache(size_t ram, const std::string& dir, size_t disk
 uint64_t Engine::snapshot_fingerprint() const {
   std::call_once(fingerprint_once_, [this] { fingerprint_ = dsv4::snapshot_fingerprint(*model_); });
   return fingerprint_;
+}
+
+const VocabTrie& Engine::vocab_trie() const {
+  std::call_once(trie_once_, [this] { trie_ = std::make_unique<VocabTrie>(*tokenizer_); });
+  return *trie_;
 }
 
 Conversation::Conversation(const Engine& e) : e_(e), session_(e.new_session()) {}
@@ -217,6 +223,15 @@ Generation::Generation(Conversation& conv, GenerateRequest req)
   for (const auto& s : req_.stop) max_stop_ = std::max(max_stop_, s.size());
   if (req_.forced_text) forced_ = conv.engine().tokenizer().encode(*req_.forced_text);
   if (req_.adjust.active()) adjuster_.emplace(req_.adjust, req_.prompt);
+  if (req_.format && !req_.forced_text) {
+    const Engine& e = conv.engine();
+    int think_end = -1;
+    if (req_.answer_after_think) {
+      think_end = e.tokenizer().special_id(std::string(chat::think_end));
+      DSV4_CHECK(think_end >= 0, "a constrained answer after reasoning needs the tokenizer's ", chat::think_end, " token");
+    }
+    constraint_.emplace(req_.format, e.vocab_trie(), e.tokenizer(), e.eos_id(), think_end);
+  }
   r_.prompt_tokens = static_cast<int>(req_.prompt.size());
   r_.finish = FinishReason::length;
   t0_ = std::chrono::steady_clock::now();
@@ -264,7 +279,8 @@ std::span<const int> Generation::next_input(size_t max_prefill) {
   }
   if (!started_) {  // the first step decides what the cache already holds
     started_ = true;
-    const SpecMode spec = req_.forced_text || adjuster_ || req_.logprobs >= 0 ? SpecMode::off : req_.spec;
+    const SpecMode spec =
+        req_.forced_text || adjuster_ || constraint_ || req_.logprobs >= 0 ? SpecMode::off : req_.spec;
     spec_ = conv_.start(req_.prompt, spec, req_.draft, req_.sampling);
     prefilled_ = conv_.tokens().size();
     r_.reused_tokens = static_cast<int>(prefilled_);
@@ -341,12 +357,15 @@ bool Generation::sample_next() {
   const size_t n_ids = std::min(logits_.size(), static_cast<size_t>(e.tokenizer().vocab_size()));
   const std::span<float> row = std::span<float>(logits_).first(n_ids);
   std::vector<float> model_row;  // the logprobs are the model's, before penalties and biases
-  if (req_.logprobs >= 0 && adjuster_) model_row.assign(row.begin(), row.end());
+  const bool changed = adjuster_ || constraint_;
+  if (req_.logprobs >= 0 && changed) model_row.assign(row.begin(), row.end());
   if (adjuster_) adjuster_->apply(row);
+  if (constraint_) constraint_->apply(row);
   int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id()) : sampler_.sample(row);
   if (adjuster_) adjuster_->took(tok);
+  if (constraint_) constraint_->took(tok);
   if (req_.logprobs >= 0 && !(req_.stop_at_eos && tok == e.eos_id())) {
-    r_.logprobs.push_back(token_logprob(adjuster_ ? std::span<const float>(model_row) : row, tok, req_.logprobs));
+    r_.logprobs.push_back(token_logprob(changed ? std::span<const float>(model_row) : row, tok, req_.logprobs));
     if (req_.on_logprob) req_.on_logprob(r_.logprobs.back());
   }
   // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone).

@@ -19,7 +19,9 @@
 #include "dist/mirror.h"
 #include "model/model.h"
 #include "runtime/prefix_cache.h"
+#include "grammar/vocab_trie.h"
 #include "runtime/logit_adjust.h"
+#include "runtime/output_constraint.h"
 #include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
@@ -72,6 +74,9 @@ class Engine {
   // snapshot_fingerprint() of the model, computed once (it reads a few KiB of every tensor):
   // the disk tier, saved chats and saved slots all check their files against it.
   uint64_t snapshot_fingerprint() const;
+  // The vocabulary as a byte trie for constrained decoding, built on first use (a few ms for a
+  // 129K vocabulary) and shared by every request.
+  const VocabTrie& vocab_trie() const;
 
  private:
   std::unique_ptr<Model> model_;
@@ -79,6 +84,8 @@ class Engine {
   std::unique_ptr<Leader> leader_;
   mutable std::once_flag fingerprint_once_;
   mutable uint64_t fingerprint_ = 0;
+  mutable std::once_flag trie_once_;
+  mutable std::unique_ptr<VocabTrie> trie_;
   std::unique_ptr<Tokenizer> tokenizer_;
   int eos_id_ = -1, bos_id_ = -1;
   std::string name_;
@@ -162,6 +169,11 @@ struct GenerateRequest {
   // entry as it is made (before the token's text is streamed).
   int logprobs = -1;
   std::function<void(const TokenLogprob&)> on_logprob;
+  // The answer's JSON schema (response_format; runtime/output_constraint.h), or null. With
+  // answer_after_think the output is reasoning first and the answer follows "</think>".
+  // Constrained requests decode without the drafter.
+  std::shared_ptr<const JsonSchema> format;
+  bool answer_after_think = false;
   // The prefill ends a chunk one token short of the prompt's end, where samples of the same
   // prompt copy the conversation (Scheduler::submit_samples).
   bool pause_before_last = false;
@@ -221,6 +233,7 @@ class Generation {
   GenerateResult r_;
   Sampler sampler_;
   std::optional<LogitAdjuster> adjuster_;  // when the request adjusts the logits
+  std::optional<OutputConstraint> constraint_;  // when the request fixes the answer's format
   IncrementalDecoder dec_;
   std::vector<int> forced_;
   std::vector<float> logits_;

@@ -150,6 +150,45 @@ nlohmann::ordered_json ApiError::body() const {
   return {{"error", e}};
 }
 
+namespace {
+
+// response_format json_object / json_schema: the answer is constrained to the schema
+// (runtime/output_constraint.h), and the encoder's system prompt states it as the official
+// encoder does, from the response_format the client sent.
+void response_format(const json& rf, ChatRequest& r) {
+  const json* type = field(rf, "type", json::value_t::string, "a string");
+  if (!type || *type == "text") return;
+  if (*type == "json_object") {
+    r.format = JsonSchema::any_object();
+  } else if (*type == "json_schema") {
+    const json* js = field(rf, "json_schema", json::value_t::object, "an object");
+    if (!js) bad("response_format", "response_format json_schema needs a 'json_schema' object", "missing_required_parameter");
+    const json* schema = field(*js, "schema", json::value_t::object, "an object");
+    try {
+      // OpenAI's json_schema without a schema: any JSON object.
+      r.format = schema ? JsonSchema::compile(nlohmann::json::parse(schema->dump())) : JsonSchema::any_object();
+    } catch (const Error& e) {
+      bad("response_format", std::string("response_format.json_schema: ") + e.what());
+    }
+  } else {
+    bad("response_format", "response_format type must be text, json_object or json_schema, got " + type->dump());
+  }
+  if (!r.tools.is_null() && !r.tools.empty())
+    bad("response_format", "a JSON response_format with tools: a constrained answer cannot call a tool (send tool_choice \"none\" or no tools)");
+  r.answer_after_think = r.mode != ReasoningMode::non_think;
+  if (!r.messages.empty() && r.messages[0].value("role", "") == "system") {
+    r.messages[0]["response_format"] = rf;
+  } else {
+    json system = json::object();
+    system["role"] = "system";
+    system["content"] = "";
+    system["response_format"] = rf;
+    r.messages.insert(r.messages.begin(), std::move(system));
+  }
+}
+
+}  // namespace
+
 ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mode, bool test_hooks) {
   const json j = parse_request_body(body);
   ChatRequest r;
@@ -176,8 +215,6 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
     if (tc == "none") r.tools = nullptr;
     else if (tc != "auto") bad("tool_choice", "only tool_choice \"auto\" and \"none\" are supported");
   }
-  if (const json* rf = field(j, "response_format", json::value_t::object, "an object"))
-    if (rf->value("type", "text") != "text") bad("response_format", "only response_format {\"type\": \"text\"} is supported");
   r.mode = default_mode;
   // vLLM's way of choosing the template's reasoning: chat_template_kwargs {"thinking": true}.
   // The fields of the request itself win over it.
@@ -211,6 +248,7 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
       bad("reasoning_effort", err.what());
     }
   }
+  if (const json* rf = field(j, "response_format", json::value_t::object, "an object")) response_format(*rf, r);
   return r;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "grammar/json_schema.h"
 #include "runtime/chat_prompt.h"
 #include "runtime/logit_adjust.h"
 #include "runtime/sampler.h"
@@ -39,6 +40,10 @@ struct CommonRequest {
   int n = 1;  // samples of the prompt (seeds seed, seed + 1, ...), up to kMaxSamples, not streamed
   std::vector<std::string> stop;
   std::optional<std::string> forced_text;  // test hook
+  // response_format json_object / json_schema (chat only): the answer's schema, and whether
+  // reasoning comes before the answer.
+  std::shared_ptr<const JsonSchema> format;
+  bool answer_after_think = false;
 };
 
 struct ChatRequest : CommonRequest {

@@ -88,6 +88,8 @@ GenerateRequest OpenAIServer::Impl::make_request(const CommonRequest& c, std::ve
   g.forced_text = c.forced_text;
   g.adjust = c.adjust;
   g.logprobs = c.logprobs;
+  g.format = c.format;
+  g.answer_after_think = c.answer_after_think;
   for (const auto& [t, b] : g.adjust.bias)
     if (t >= engine.tokenizer().vocab_size())
       throw ApiError(400, "logit_bias: token " + std::to_string(t) + " is outside the vocabulary (" +

@@ -39,6 +39,7 @@ class Tokenizer {
   static std::string byte_level_text(std::string_view raw);
   // The id of an added / special token by its text, or -1.
   int special_id(const std::string& content) const;
+  bool is_added(int id) const { return id >= 0 && id < vocab_size() && is_added_[id]; }
 
  private:
   Tokenizer();

@@ -1,0 +1,42 @@
+// Constrained decoding of a request's answer (response_format json_object / json_schema): before
+// each draw, the tokens that cannot continue a valid document get a logit of -inf, so whatever
+// the sampler picks keeps the answer a prefix of one, and the end-of-sentence token is allowed
+// only once it is whole. The output therefore parses and validates when it ends by itself; a
+// generation cut by max_tokens is the caller's to report (finish reason "length").
+//
+// In thinking mode the reasoning is free text up to the "</think>" token (the end-of-sentence
+// token is held back there, so an answer always follows); the answer is constrained from the
+// token after it.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "grammar/json_matcher.h"
+#include "grammar/vocab_trie.h"
+
+namespace dsv4 {
+
+class OutputConstraint {
+ public:
+  // think_end: the "</think>" token when the output starts with reasoning, else -1.
+  OutputConstraint(std::shared_ptr<const JsonSchema> schema, const VocabTrie& trie, const Tokenizer& tokenizer,
+                   int eos_id, int think_end);
+  // logits: [vocab_size] (the tokenizer's ids); those that cannot come become -inf. Throws
+  // Error when none can (a vocabulary without the bytes the schema needs).
+  void apply(std::span<float> logits);
+  void took(int token);  // the token drawn (one apply() allowed)
+  bool answering() const { return think_end_ < 0; }
+  bool complete() const { return matcher_.can_end(); }
+
+ private:
+  std::shared_ptr<const JsonSchema> schema_;  // the matcher's nodes live here
+  const VocabTrie& trie_;
+  const Tokenizer& tokenizer_;
+  JsonMatcher matcher_;
+  int eos_id_, think_end_;
+  std::vector<uint8_t> allowed_;
+};
+
+}  // namespace dsv4
