@@ -1,5 +1,8 @@
 // OpenAI's POST /v1/responses over the chat pipeline (the translation is responses_api.h's),
 // and GET / DELETE /v1/responses/{id} on the stored ones (response_store.h).
+#include <algorithm>
+
+#include "chat/tokens.h"
 #include "server/ids.h"
 #include "server/replies.h"
 #include "server/responses_api.h"
@@ -17,9 +20,14 @@ ApiError not_found(const std::string& id) {
 
 }  // namespace
 
-// The reasoning's share of the output tokens, for usage: its text as the tokenizer reads it.
-int OpenAIServer::Impl::reasoning_tokens(const chat::ParsedMessage& m) const {
-  return m.reasoning_content.empty() ? 0 : static_cast<int>(engine.tokenizer().encode(m.reasoning_content).size());
+// The reasoning's share of the output tokens, for usage: those before "</think>"; all of them
+// when the answer is nothing but reasoning (cut before its end).
+int OpenAIServer::Impl::reasoning_tokens(const GenerateResult& r, const chat::ParsedMessage& m) const {
+  if (m.reasoning_content.empty()) return 0;
+  const int end = engine.tokenizer().special_id(std::string(chat::think_end));
+  const auto at = std::find(r.tokens.begin(), r.tokens.end(), end);
+  if (at != r.tokens.end()) return static_cast<int>(at - r.tokens.begin());
+  return m.content.empty() && m.tool_calls.empty() ? static_cast<int>(r.tokens.size()) : 0;
 }
 
 // A finished response, kept unless the request said store: false; its conversation is the one
@@ -49,7 +57,7 @@ void OpenAIServer::Impl::responses(const httplib::Request& req, httplib::Respons
     const GenerateResult r = wait(*job, req);
     log_result(r);
     const chat::ParsedMessage m = parsed_answer(r, tmode);
-    const json response = finished_response(head, output_items(m, r.finish == FinishReason::length), r, reasoning_tokens(m));
+    const json response = finished_response(head, output_items(m, r.finish == FinishReason::length), r, reasoning_tokens(r, m));
     remember(c, response);
     send_json(res, 200, response);
     return;
@@ -87,7 +95,7 @@ void OpenAIServer::Impl::responses(const httplib::Request& req, httplib::Respons
             if (r.hit_eos) write(events->delta(parser->feed(chat::eos_token)));
             write(events->delta(parser->finish()));
             log_unparsed(*parser);
-            const std::string last = events->finish(r, reasoning_tokens(parser->message()));
+            const std::string last = events->finish(r, reasoning_tokens(r, parser->message()));
             // Stored before the client reads the end, so its next request finds it.
             remember(*request, events->response());
             write(last);

@@ -84,7 +84,7 @@ struct OpenAIServer::Impl {
   void responses(const httplib::Request& req, httplib::Response& res);
   void get_response(const httplib::Request& req, httplib::Response& res);
   void delete_response(const httplib::Request& req, httplib::Response& res);
-  int reasoning_tokens(const chat::ParsedMessage& m) const;
+  int reasoning_tokens(const GenerateResult& r, const chat::ParsedMessage& m) const;
   void remember(const ResponsesRequest& c, const nlohmann::ordered_json& response);
   // POST /tokenize and /detokenize (token_api.h; openai_server.cpp).
   void tokenize(const httplib::Request& req, httplib::Response& res);

@@ -98,8 +98,13 @@ test('reasoning: an effort selects thinking, answered as a reasoning item then t
   assert.equal(m.content[0].text, '42.');
   assert.equal(r.output_text, '42.');
   assert.equal(r.reasoning.effort, 'high');
+  // The tokens before "</think>": the reasoning's, less than all of them.
   assert.ok(r.usage.output_tokens_details.reasoning_tokens > 0);
   assert.ok(r.usage.output_tokens_details.reasoning_tokens < r.usage.output_tokens);
+  // Sampled (a random model's tokens, not scripted), never more than the output either.
+  const sampled = await client.responses.create({ model: 'dsv4', input: 'Think.', reasoning: { effort: 'high' },
+                                                  max_output_tokens: 40 });
+  assert.ok(sampled.usage.output_tokens_details.reasoning_tokens <= sampled.usage.output_tokens, JSON.stringify(sampled.usage));
   // Without an effort the server's default (non-think here): no reasoning item; effort none too.
   for (const reasoning of [undefined, { effort: 'none' }]) {
     const plain = await client.responses.create({ model: 'dsv4', input: 'What is 6 x 7?', reasoning, dsv4_forced_text: '42.' });
@@ -141,6 +146,7 @@ test('streaming: the events in order, deltas summing to the text, and the SDK as
   const completed = events.at(-1).response;
   assert.equal(completed.status, 'completed');
   assert.deepEqual(strip(completed.output), strip(plain.output));
+  assert.deepEqual(completed.usage.output_tokens_details, plain.usage.output_tokens_details);
   assert.equal(completed.usage.output_tokens, plain.usage.output_tokens);
   // Each item's id is the same from added to done and in the final response.
   const added = events.filter((e) => e.type === 'response.output_item.added').map((e) => e.item.id);
