@@ -1,6 +1,7 @@
 // The server's HTTP plumbing below the routes: the connection pool that grows with the
 // connections and shrinks when they go, and the watchdog that closes connections too slow to
-// send a request (real threads and real loopback sockets); API keys and CORS origins.
+// send a request (real threads and real loopback sockets); API keys and CORS origins; the
+// Responses API's store (its bounds) and event stream (a failure, a whole call).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -18,6 +19,8 @@
 #include "server/connection_pool.h"
 #include "server/connections.h"
 #include "server/request_watchdog.h"
+#include "server/response_store.h"
+#include "server/responses_api.h"
 
 using namespace std::chrono_literals;
 
@@ -240,6 +243,97 @@ TEST(CorsPolicy, ListedOriginsOnlyAndHeaderNamesEchoed) {
   EXPECT_EQ(CorsPolicy::echoed_headers("authorization, content-type, x-stainless-os"),
             "authorization, content-type, x-stainless-os");
   EXPECT_EQ(CorsPolicy::echoed_headers("content-type\r\nSet-Cookie: a=b"), "");
+}
+
+std::shared_ptr<const StoredResponse> stored(size_t bytes) {
+  auto e = std::make_shared<StoredResponse>();
+  e->response = std::string(bytes, 'x');  // its JSON text is bytes + 2 (the quotes)
+  e->conversation = nlohmann::ordered_json::array();  // "[]"
+  return e;
+}
+
+TEST(ResponseStore, LeastRecentlyUsedGoFirstBeyondTheCountOrTheBytes) {
+  ResponseStore by_count(2, 1 << 20);
+  by_count.put("a", stored(1));
+  by_count.put("b", stored(1));
+  ASSERT_NE(by_count.get("a"), nullptr);  // a used after b: b goes first
+  by_count.put("c", stored(1));
+  EXPECT_NE(by_count.get("a"), nullptr);
+  EXPECT_EQ(by_count.get("b"), nullptr);
+  EXPECT_NE(by_count.get("c"), nullptr);
+  EXPECT_TRUE(by_count.erase("a"));
+  EXPECT_FALSE(by_count.erase("a"));
+  EXPECT_EQ(by_count.size(), 1u);
+
+  ResponseStore by_bytes(100, 45);  // each entry below costs 10 + 2 + 2 bytes
+  for (const char* id : {"a", "b", "c"}) EXPECT_TRUE(by_bytes.put(id, stored(10)));
+  by_bytes.get("a");
+  by_bytes.put("d", stored(10));  // 56 > 45: b, the least recently used, goes
+  EXPECT_EQ(by_bytes.get("b"), nullptr);
+  EXPECT_NE(by_bytes.get("a"), nullptr);
+  EXPECT_EQ(by_bytes.size(), 3u);
+  EXPECT_FALSE(by_bytes.put("big", stored(100)));  // over the whole budget: not kept, nothing dropped
+  EXPECT_EQ(by_bytes.size(), 3u);
+}
+
+// Each event's data, in order.
+std::vector<nlohmann::ordered_json> events_of(const std::string& sse) {
+  std::vector<nlohmann::ordered_json> out;
+  for (size_t at = 0; (at = sse.find("data: ", at)) != std::string::npos; at += 6)
+    out.push_back(nlohmann::ordered_json::parse(sse.substr(at + 6, sse.find('\n', at) - at - 6)));
+  return out;
+}
+
+TEST(ResponseEvents, AFailureClosesTheOpenItemThenErrorAndResponseFailed) {
+  ResponseEvents s(ResponseHead{"resp_1", "m", 0, nlohmann::ordered_json::object()});
+  std::string sse = s.start();
+  chat::StreamDelta d;
+  d.content = "Hel";
+  sse += s.delta(d);
+  sse += s.fail("out of memory");
+  const auto events = events_of(sse);
+  std::vector<std::string> types;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i]["sequence_number"], i);
+    types.push_back(events[i]["type"]);
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"response.created", "response.in_progress", "response.output_item.added",
+                                             "response.content_part.added", "response.output_text.delta",
+                                             "response.output_text.done", "response.content_part.done",
+                                             "response.output_item.done", "error", "response.failed"}));
+  EXPECT_EQ(events[8]["message"], "out of memory");
+  const auto& failed = events.back()["response"];
+  EXPECT_EQ(failed["status"], "failed");
+  EXPECT_EQ(failed["error"]["message"], "out of memory");
+  EXPECT_EQ(failed["output"][0]["status"], "incomplete");
+  EXPECT_EQ(failed["output"][0]["content"][0]["text"], "Hel");
+}
+
+TEST(ResponseEvents, AWholeCallIsAddedWithItsArgumentsAndDone) {
+  ResponseEvents s(ResponseHead{"resp_1", "m", 0, nlohmann::ordered_json::object()});
+  std::string sse = s.start();
+  chat::StreamDelta d;
+  d.tool_calls.push_back({0, true, "f", "{\"a\": "});
+  d.tool_calls.push_back({0, false, "", "1}"});
+  d.tool_calls.push_back({1, true, "g", "{}"});
+  sse += s.delta(d);
+  GenerateResult r;
+  r.tokens = {1, 2};
+  r.hit_eos = true;
+  r.prompt_tokens = 5;
+  r.reused_tokens = 4;
+  sse += s.finish(r, 0);
+  const auto events = events_of(sse);
+  const auto& done = events.back();
+  EXPECT_EQ(done["type"], "response.completed");
+  const auto& out = done["response"]["output"];
+  ASSERT_EQ(out.size(), 2u);  // calls only: no empty message
+  EXPECT_EQ(out[0]["arguments"], "{\"a\": 1}");
+  EXPECT_EQ(out[0]["name"], "f");
+  EXPECT_EQ(out[1]["arguments"], "{}");
+  EXPECT_EQ(done["response"]["usage"]["output_tokens"], 3);
+  EXPECT_EQ(done["response"]["usage"]["input_tokens_details"]["cached_tokens"], 4);
+  EXPECT_EQ(s.response(), done["response"]);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // The server: the steps every generating route takes, screening (Host, CORS, keys, JSON
 // bodies), routing, and the listening socket. The routes are in openai_routes.cpp,
-// anthropic_routes.cpp and slots_route.cpp (server_impl.h).
+// anthropic_routes.cpp, responses_routes.cpp and slots_route.cpp (server_impl.h).
 #include "server/openai_server.h"
 
 #include <httplib.h>
@@ -44,8 +44,9 @@ void OpenAIServer::Impl::log_result(const GenerateResult& g) {
 // The route a path took, as /metrics labels it: a fixed set, whatever clients send.
 std::string OpenAIServer::Impl::route_of(const std::string& path) {
   for (const char* r : {"/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/messages",
-                        "/v1/messages/count_tokens", "/tokenize", "/detokenize"})
+                        "/v1/messages/count_tokens", "/v1/responses", "/tokenize", "/detokenize"})
     if (path == r) return r;
+  if (path.starts_with("/v1/responses/")) return "/v1/responses/{id}";
   if (path.starts_with("/slots/")) return "/slots/{id}";
   return "other";
 }
@@ -242,7 +243,7 @@ httplib::Server::HandlerResponse OpenAIServer::Impl::screen(const httplib::Reque
       return httplib::Server::HandlerResponse::Handled;
     }
     res.status = 204;
-    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
     res.set_header("Access-Control-Allow-Headers",
                    CorsPolicy::echoed_headers(req.get_header_value("Access-Control-Request-Headers")));
     res.set_header("Access-Control-Max-Age", "600");
@@ -330,6 +331,9 @@ void OpenAIServer::Impl::routes() {
   http.Post("/v1/completions", guard(&Impl::completions));
   http.Post("/v1/messages", guard(&Impl::messages));
   http.Post("/v1/messages/count_tokens", guard(&Impl::count_tokens));
+  http.Post("/v1/responses", guard(&Impl::responses));
+  http.Get(R"(/v1/responses/([A-Za-z0-9_-]+))", guard(&Impl::get_response));
+  http.Delete(R"(/v1/responses/([A-Za-z0-9_-]+))", guard(&Impl::delete_response));
   http.Post("/tokenize", guard(&Impl::tokenize));
   http.Post("/detokenize", guard(&Impl::detokenize));
   http.Post(R"(/slots/(\d+))", guard(&Impl::slots));

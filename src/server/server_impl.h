@@ -1,6 +1,7 @@
 // The server's state and routes (openai_server.h), shared by the files that implement them:
 // openai_server.cpp (the common steps, screening, routing), openai_routes.cpp (chat and
-// completions), anthropic_routes.cpp (Messages), slots_route.cpp (saved slots).
+// completions), anthropic_routes.cpp (Messages), responses_routes.cpp (Responses),
+// slots_route.cpp (saved slots).
 #pragma once
 
 #include <httplib.h>
@@ -17,6 +18,8 @@
 #include "server/metrics.h"
 #include "server/openai_server.h"
 #include "server/request_watchdog.h"
+#include "server/response_store.h"
+#include "server/responses_api.h"
 
 namespace dsv4 {
 
@@ -33,6 +36,8 @@ struct OpenAIServer::Impl {
   ApiKeys keys;
   CorsPolicy cors;
   ServerMetrics metrics;
+  // Responses kept for previous_response_id (Responses API): the last 1000, up to 256 MiB.
+  ResponseStore stored_responses{1000, size_t{256} << 20};
 
   Impl(const Engine& e, ServerOptions o)
       : engine(e), opt(std::move(o)), scheduler(e, opt.parallel, opt.max_queue, opt.batch_tokens),
@@ -74,6 +79,13 @@ struct OpenAIServer::Impl {
   void messages(const httplib::Request& req, httplib::Response& res);
   // POST /v1/messages/count_tokens: the prompt's length as /v1/messages would run it.
   void count_tokens(const httplib::Request& req, httplib::Response& res);
+  // POST /v1/responses (OpenAI's Responses API, responses_api.h), GET and DELETE
+  // /v1/responses/{id} on the stored ones (responses_routes.cpp).
+  void responses(const httplib::Request& req, httplib::Response& res);
+  void get_response(const httplib::Request& req, httplib::Response& res);
+  void delete_response(const httplib::Request& req, httplib::Response& res);
+  int reasoning_tokens(const GenerateResult& r, const chat::ParsedMessage& m) const;
+  void remember(const ResponsesRequest& c, const nlohmann::ordered_json& response);
   // POST /tokenize and /detokenize (token_api.h; openai_server.cpp).
   void tokenize(const httplib::Request& req, httplib::Response& res);
   void detokenize(const httplib::Request& req, httplib::Response& res);
