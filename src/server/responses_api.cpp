@@ -167,8 +167,9 @@ void refuse_unsupported(const json& j) {
   if (present(j, "text")) {
     const json& t = j["text"];
     if (!t.is_object()) bad("text", "'text' must be an object");
-    if (present(t, "format") && (!t["format"].is_object() || t["format"].value("type", "") != "text"))
-      bad("text", "only text.format {\"type\": \"text\"} is supported");
+    if (present(t, "format") && (!t["format"].is_object() || !t["format"].contains("type") ||
+                                 !t["format"]["type"].is_string()))
+      bad("text", "text.format must be an object with a string 'type' (text, json_object or json_schema)");
   }
   if (present(j, "truncation") && j["truncation"] != "auto" && j["truncation"] != "disabled")
     bad("truncation", "'truncation' must be 'auto' or 'disabled'");
@@ -245,6 +246,17 @@ ResponsesRequest parse_responses_request(const std::string& body, ReasoningMode 
       bad("max_output_tokens", "'max_output_tokens' must be an integer in [1, 1073741824], got " + dump(m));
     c["max_tokens"] = m;
   }
+  // text.format json_object / json_schema: chat's response_format, constrained the same way.
+  if (present(j, "text") && present(j["text"], "format")) {
+    const json& f = j["text"]["format"];
+    if (f["type"] == "json_schema") {
+      json js = f;
+      js.erase("type");
+      c["response_format"] = {{"type", "json_schema"}, {"json_schema", js}};
+    } else {
+      c["response_format"] = f;
+    }
+  }
   for (const char* key : {"temperature", "top_p", "top_k", "min_p", "seed", "stream", "dsv4_forced_text"})
     if (j.contains(key)) c[key] = j[key];
   if (present(j, "store")) {
@@ -277,7 +289,7 @@ ResponsesRequest parse_responses_request(const std::string& body, ReasoningMode 
                     {"summary", nullptr}};
   e["store"] = r.store;
   e["temperature"] = or_else("temperature", 1.0);
-  e["text"] = {{"format", {{"type", "text"}}}};
+  e["text"] = {{"format", present(j, "text") && present(j["text"], "format") ? j["text"]["format"] : json{{"type", "text"}}}};
   e["tool_choice"] = or_else("tool_choice", "auto");
   e["tools"] = or_else("tools", json::array());
   e["top_p"] = or_else("top_p", 1.0);

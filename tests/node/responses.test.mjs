@@ -236,6 +236,20 @@ test('stored responses: GET and DELETE, store: false, unknown ids are 404s', asy
   await assert.rejects(client.responses.retrieve(unstored.id), notFound('response_id', 'not_found'));
 });
 
+test('text.format json_schema: the answer parses and validates; the format is echoed', async () => {
+  const schema = { type: 'object', required: ['city', 'days'], additionalProperties: false,
+                   properties: { city: { type: 'string', maxLength: 10 }, days: { type: 'integer' } } };
+  for (let seed = 0; seed < 6; seed++) {
+    const r = await client.responses.create({ model: 'dsv4', input: 'Weather request as JSON', temperature: 1, seed,
+      text: { format: { type: 'json_schema', name: 'req', schema, strict: true } } });
+    assert.equal(r.status, 'completed');
+    const doc = JSON.parse(r.output_text);
+    assert.deepEqual(Object.keys(doc).sort(), ['city', 'days']);
+    assert.ok(Number.isInteger(doc.days) && typeof doc.city === 'string' && [...doc.city].length <= 10);
+    assert.equal(r.text.format.type, 'json_schema');
+  }
+});
+
 test('refusals name the field: other part, item and tool types, tool_choice, text formats; keys apply', async () => {
   const expect = async (params, param, message) => {
     await assert.rejects(client.responses.create({ model: 'dsv4', input: 'x', max_output_tokens: 2, ...params }), (e) => {
@@ -256,7 +270,7 @@ test('refusals name the field: other part, item and tool types, tool_choice, tex
   await expect({ input: undefined }, 'input', /'input' is required/);
   await expect({ tools: [{ type: 'web_search' }] }, 'tools', /tools\[0\]: tools of type 'web_search' are not available/);
   await expect({ tool_choice: 'required', tools }, 'tool_choice', /auto/);
-  await expect({ text: { format: { type: 'json_object' } } }, 'text', /text\.format/);
+  await expect({ text: { format: { type: 'xml' } } }, 'response_format', /json_object or json_schema/);
   await expect({ reasoning: { effort: 'extreme' } }, 'reasoning', /reasoning\.effort/);
   await expect({ max_output_tokens: 0 }, 'max_output_tokens', /max_output_tokens/);
   await expect({ background: true }, 'background', /background/);

@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import Ajv from 'ajv';
 import { sweep } from './aggregate.mjs';
 
 const binary = process.env.DSV4_BINARY ?? new URL('../../build/dsv4', import.meta.url).pathname;
@@ -354,6 +355,52 @@ test('n samples: each the answer its own seed gives, the prompt counted once', a
   await assert.rejects(client.chat.completions.create({ ...params, n: 2, stream: true }), (e) => e.status === 400 && e.param === 'n');
 });
 
+// A bounded schema (short strings, few items): every answer ends within max_tokens even from a
+// random-weight model (2000 tokens cover the longest answer the matcher allows, whitespace gaps
+// included), so every one must parse and validate (ajv, an independent validator).
+const person = { type: 'object', additionalProperties: false, required: ['name', 'age', 'pets'],
+  properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer' },
+                pets: { type: 'array', maxItems: 3, items: { enum: ['cat', 'dog', null] } },
+                address: { type: 'object', required: ['city'], properties: { city: { type: 'string', maxLength: 8 },
+                                                                             zip: { type: ['string', 'null'], maxLength: 5 } } },
+                score: { type: 'number' }, ok: { type: 'boolean' } } };
+
+test('response_format json_schema and json_object: answers that parse and validate, streaming and not, n samples, thinking', async () => {
+  const validate = new Ajv({ strict: false }).compile(person);
+  const format = { type: 'json_schema', json_schema: { name: 'person', schema: person, strict: true } };
+  const answers = [];
+  for (let seed = 0; seed < 4; seed++) {
+    const r = await client.chat.completions.create({ model: 'model', messages: user('A person, please.'), seed, temperature: 1,
+                                                     response_format: format, n: 4, max_tokens: 2000 });
+    for (const c of r.choices) {
+      assert.equal(c.finish_reason, 'stop');
+      answers.push(c.message.content);
+    }
+  }
+  const stream = await client.chat.completions.create({ model: 'model', messages: user('A person, please.'), seed: 9,
+                                                        temperature: 1, response_format: format, stream: true, max_tokens: 2000 });
+  let streamed = '';
+  for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? '';
+  answers.push(streamed);
+  const thinking = await client.chat.completions.create({ model: 'model', messages: user('A person.'), seed: 3,
+    reasoning_effort: 'high', response_format: format, max_tokens: 2400 });
+  // The reasoning is free; the answer after it is the document (unless the reasoning used up the tokens).
+  if (thinking.choices[0].finish_reason === 'stop') answers.push(thinking.choices[0].message.content);
+  for (const a of answers) {
+    const doc = JSON.parse(a);
+    assert.ok(validate(doc), `${a}: ${JSON.stringify(validate.errors)}`);
+  }
+  // json_object: any JSON object.
+  const o = await client.chat.completions.create({ model: 'model', messages: user('JSON please'), seed: 1, temperature: 1,
+                                                   response_format: { type: 'json_object' }, max_tokens: 400 });
+  if (o.choices[0].finish_reason === 'stop') assert.equal(typeof JSON.parse(o.choices[0].message.content), 'object');
+  else assert.equal(o.choices[0].finish_reason, 'length');
+  // The schema reaches the prompt as the official encoder writes it.
+  const tok = async (extra) => (await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ messages: user('x'), ...extra }) })).json()).tokens.length;
+  assert.ok(await tok({ response_format: format }) > await tok({}));
+});
+
 test('/metrics: Prometheus text whose counters follow the requests', async () => {
   const scrape = async () => {
     const res = await fetch(`${base}/metrics`);
@@ -420,7 +467,9 @@ test('errors come back in OpenAI shape, and the server stays up', async () => {
   await expect400({ logit_bias: { abc: 1 } }, 'logit_bias');
   await expect400({ logit_bias: { 17: 101 } }, 'logit_bias');
   await expect400({ logit_bias: { 999999: 1 } }, 'logit_bias');
-  await expect400({ response_format: { type: 'json_object' } }, 'response_format');
+  await expect400({ response_format: { type: 'xml' } }, 'response_format');
+  await expect400({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } },
+                  'response_format');
   await assert.rejects(client.chat.completions.create({ model: 'model', messages: user('x'), max_tokens: 2000000 }),
     (e) => e.status === 400 && e.error.code === 'context_length_exceeded');
   const raw = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{"messages": [', headers: { 'content-type': 'application/json' } });
