@@ -100,7 +100,6 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
   if (auto s = integer(j, "seed", INT64_MIN, INT64_MAX)) r.sampling.seed = static_cast<uint64_t>(*s);
   else r.sampling.seed = std::random_device{}();
   r.n = static_cast<int>(integer(j, "n", 1, kMaxSamples).value_or(1));
-  if (r.n > 1 && r.stream) bad("n", "n > 1 is not supported with stream yet");
   r.adjust.presence = static_cast<float>(number(j, "presence_penalty", 0.0, -2.0, 2.0));
   r.adjust.frequency = static_cast<float>(number(j, "frequency_penalty", 0.0, -2.0, 2.0));
   r.adjust.repetition = static_cast<float>(number(j, "repetition_penalty", 1.0, 0.0, 100.0));
@@ -257,6 +256,7 @@ CompletionRequest parse_completion_request(const std::string& body, bool test_ho
   CompletionRequest r;
   parse_common(j, r, test_hooks);
   if (const std::optional<long long> lp = integer(j, "logprobs", 0, kMaxTopLogprobs)) r.logprobs = static_cast<int>(*lp);
+  if (r.n > 1 && r.stream) bad("n", "n > 1 with stream is supported on /v1/chat/completions only");
   if (!j.contains("prompt")) bad("prompt", "'prompt' is required", "missing_required_parameter");
   const json& p = j["prompt"];
   if (p.is_string()) r.prompt = p.get<std::string>();

@@ -80,27 +80,37 @@ void OpenAIServer::Impl::chat_completions(const httplib::Request& req, httplib::
                {"choices", choices}, {"usage", usage_json(results)}});
     return;
   }
-  auto job = submit(make_request(c, prompt));
-
-  auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);
-  auto writer = std::make_shared<ChatDeltaWriter>();
-  auto state = std::make_shared<int>(0);  // 0: role not sent, 1: streaming, 2: finished
+  // Streamed: the samples one after the other, each chunk naming its choice's index (the
+  // siblings run meanwhile; their events wait in their jobs).
+  const std::vector<std::shared_ptr<Job>> jobs =
+      c.n > 1 ? submit_samples(c, prompt) : std::vector<std::shared_ptr<Job>>{submit(make_request(c, prompt))};
+  struct Choice {
+    chat::StreamParser parser;
+    ChatDeltaWriter writer;
+    std::vector<TokenLogprob> logprobs;  // go out with the first chunk after them
+    size_t logprobs_received = 0;
+    bool started = false;
+  };
+  struct Stream {
+    std::vector<Choice> choices;
+    std::vector<GenerateResult> results;
+    size_t current = 0;
+  };
+  auto st = std::make_shared<Stream>();
+  for (size_t i = 0; i < jobs.size(); ++i) st->choices.push_back(Choice{chat::StreamParser(tmode, /*whole_calls=*/true), {}, {}, 0, false});
   const bool include_usage = c.include_usage;
-  // Logprobs go out with the first chunk after them (a token's text may be held back).
   const bool want_logprobs = c.logprobs >= 0, token_ids = c.token_ids;
-  auto logprobs = std::make_shared<std::vector<TokenLogprob>>();
-  auto logprobs_received = std::make_shared<size_t>(0);
   const Tokenizer* tokenizer = &engine.tokenizer();  // outlives the stream (the server)
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
-      "text/event-stream", safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
-        auto chunk = [&](const json& delta, const json& finish, const json* usage) {
+      "text/event-stream", safe_provider(jobs, [=, this](size_t, httplib::DataSink& sink) {
+        auto chunk = [&](size_t index, const json& delta, const json& finish) {
+          Choice& ch = st->choices[index];
           json lp = nullptr;
-          if (want_logprobs && !logprobs->empty()) lp = chat_logprobs(*tokenizer, std::exchange(*logprobs, {}), token_ids);
-          json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
-                    {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", lp},
-                                              {"finish_reason", finish}}})}};
-          if (usage) j["usage"] = *usage;
+          if (want_logprobs && !ch.logprobs.empty()) lp = chat_logprobs(*tokenizer, std::exchange(ch.logprobs, {}), token_ids);
+          const json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                          {"choices", json::array({{{"index", index}, {"delta", delta}, {"logprobs", lp},
+                                                    {"finish_reason", finish}}})}};
           const std::string s = "data: " + dump(j) + "\n\n";
           return sink.write(s.data(), s.size());
         };
@@ -112,56 +122,59 @@ void OpenAIServer::Impl::chat_completions(const httplib::Request& req, httplib::
           sink.done();
           return ok;
         };
-        if (*state == 0) {
-          *state = 1;
-          if (!chunk({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)) {
-            job->cancel();
-            return false;
+        auto cancel_all = [&] {
+          for (const auto& j : jobs) j->cancel();
+          return false;
+        };
+        while (st->current < jobs.size()) {
+          const size_t i = st->current;
+          Choice& ch = st->choices[i];
+          if (!ch.started) {
+            ch.started = true;
+            if (!chunk(i, {{"role", "assistant"}, {"content", ""}}, nullptr)) return cancel_all();
           }
-        }
-        while (true) {
-          auto ev = next_event(*job, sink);
-          if (!ev) return false;
+          auto ev = next_event(*jobs[i], sink);
+          if (!ev) return cancel_all();
           if (ev->kind == JobEvent::error) {
             const std::string s = "data: " + dump(ApiError(500, ev->text, "server_error").body()) + "\n\n";
             sink.write(s.data(), s.size());
+            cancel_all();
             return close(true);
           }
           if (ev->kind == JobEvent::delta) {
-            logprobs->insert(logprobs->end(), ev->logprobs.begin(), ev->logprobs.end());
-            *logprobs_received += ev->logprobs.size();
-            const chat::StreamDelta d = parser->feed(ev->text);
-            if (!d.empty() && !chunk(writer->delta(d), nullptr, nullptr)) {
-              job->cancel();
-              return false;
-            }
+            ch.logprobs.insert(ch.logprobs.end(), ev->logprobs.begin(), ev->logprobs.end());
+            ch.logprobs_received += ev->logprobs.size();
+            const chat::StreamDelta d = ch.parser.feed(ev->text);
+            if (!d.empty() && !chunk(i, ch.writer.delta(d), nullptr)) return cancel_all();
             continue;
           }
           const GenerateResult& r = ev->result;
-          log_result(r);
-          chat::StreamDelta d = r.hit_eos ? parser->feed(chat::eos_token) : chat::StreamDelta{};
-          const chat::StreamDelta tail = parser->finish();
-          log_unparsed(*parser);
+          if (i == 0) log_result(r);
+          else log_sample(r);
+          chat::StreamDelta d = r.hit_eos ? ch.parser.feed(chat::eos_token) : chat::StreamDelta{};
+          const chat::StreamDelta tail = ch.parser.finish();
+          log_unparsed(ch.parser);
           d.reasoning_content += tail.reasoning_content;
           d.content += tail.content;
           d.tool_calls.insert(d.tool_calls.end(), tail.tool_calls.begin(), tail.tool_calls.end());
-          logprobs->insert(logprobs->end(), r.logprobs.begin() + std::min(*logprobs_received, r.logprobs.size()),
-                           r.logprobs.end());
-          if (!d.empty() || !logprobs->empty()) chunk(writer->delta(d), nullptr, nullptr);
-          const bool calls = !parser->message().tool_calls.empty();
-          chunk(json::object(), finish_name(r, calls), nullptr);
-          if (include_usage) {
-            const json u = usage_json(r);
-            json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
-                      {"choices", json::array()}, {"usage", u}};
-            const std::string s = "data: " + dump(j) + "\n\n";
-            sink.write(s.data(), s.size());
-          }
-          *state = 2;
-          return close(true);
+          ch.logprobs.insert(ch.logprobs.end(), r.logprobs.begin() + std::min(ch.logprobs_received, r.logprobs.size()),
+                             r.logprobs.end());
+          if (!d.empty() || !ch.logprobs.empty()) chunk(i, ch.writer.delta(d), nullptr);
+          if (!chunk(i, json::object(), finish_name(r, !ch.parser.message().tool_calls.empty()))) return cancel_all();
+          st->results.push_back(r);
+          ++st->current;
         }
+        if (include_usage) {
+          const json j = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model},
+                          {"choices", json::array()}, {"usage", usage_json(st->results)}};
+          const std::string s = "data: " + dump(j) + "\n\n";
+          sink.write(s.data(), s.size());
+        }
+        return close(true);
       }),
-      [job](bool) { job->cancel(); });  // released: cancel if still running (no-op when done)
+      [jobs](bool) {  // released: cancel what still runs (a no-op for finished jobs)
+        for (const auto& j : jobs) j->cancel();
+      });
 }
 
 void OpenAIServer::Impl::completions(const httplib::Request& req, httplib::Response& res) {

@@ -141,12 +141,15 @@ std::vector<GenerateResult> OpenAIServer::Impl::wait_all(const std::vector<std::
     throw;
   }
   log_result(out.front());
-  for (size_t i = 1; i < out.size(); ++i) {  // one prompt, more answers
-    const int tokens = static_cast<int>(out[i].tokens.size()) + (out[i].hit_eos ? 1 : 0);
-    access_log::current().completion_tokens += tokens;
-    metrics.generated(0, 0, tokens);
-  }
+  for (size_t i = 1; i < out.size(); ++i) log_sample(out[i]);
   return out;
+}
+
+// One prompt, more answers: a sample after the first adds only its completion tokens.
+void OpenAIServer::Impl::log_sample(const GenerateResult& r) {
+  const int tokens = static_cast<int>(r.tokens.size()) + (r.hit_eos ? 1 : 0);
+  access_log::current().completion_tokens += tokens;
+  metrics.generated(0, 0, tokens);
 }
 
 // Waits for the end of a job, collecting its text; a job error becomes a 500. A client that

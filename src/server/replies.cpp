@@ -41,17 +41,22 @@ const char* finish_name(const GenerateResult& r, bool tool_calls) {
   return r.finish == FinishReason::length ? "length" : "stop";
 }
 
-httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
+httplib::ContentProviderWithoutLength safe_provider(std::vector<std::shared_ptr<Job>> jobs,
                                                     httplib::ContentProviderWithoutLength provider) {
-  return [job, provider](size_t offset, httplib::DataSink& sink) {
+  return [jobs, provider](size_t offset, httplib::DataSink& sink) {
     try {
       return provider(offset, sink);
     } catch (const std::exception& e) {
       std::cerr << (std::string("dsv4 serve: stream aborted: ") + e.what() + "\n") << std::flush;
-      job->cancel();
+      for (const auto& job : jobs) job->cancel();
       return false;
     }
   };
+}
+
+httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
+                                                    httplib::ContentProviderWithoutLength provider) {
+  return safe_provider(std::vector<std::shared_ptr<Job>>{std::move(job)}, std::move(provider));
 }
 
 std::optional<JobEvent> next_event(Job& job, httplib::DataSink& sink) {

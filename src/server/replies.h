@@ -26,8 +26,10 @@ nlohmann::ordered_json usage_json(const GenerateResult& r);  // OpenAI's usage
 nlohmann::ordered_json usage_json(std::span<const GenerateResult> samples);
 const char* finish_name(const GenerateResult& r, bool tool_calls);  // OpenAI's finish_reason
 // A streaming provider must never throw (it runs on an HTTP worker thread): any exception
-// cancels the job and ends the response.
+// cancels the job (each of the jobs, for samples) and ends the response.
 httplib::ContentProviderWithoutLength safe_provider(std::shared_ptr<Job> job,
+                                                    httplib::ContentProviderWithoutLength provider);
+httplib::ContentProviderWithoutLength safe_provider(std::vector<std::shared_ptr<Job>> jobs,
                                                     httplib::ContentProviderWithoutLength provider);
 // A streamed job's next event; nullopt once the client has gone (the job is then cancelled).
 std::optional<JobEvent> next_event(Job& job, httplib::DataSink& sink);

@@ -51,6 +51,7 @@ struct OpenAIServer::Impl {
   void log_prompt(const std::vector<int>& prompt) const;
   // ... and what came of it (also counted in /metrics).
   void log_result(const GenerateResult& g);
+  void log_sample(const GenerateResult& g);
   // The route a path took, as /metrics labels it: a fixed set, whatever clients send.
   static std::string route_of(const std::string& path);
   // Model output that is not the chat format it should be (a broken tool call) is answered as

@@ -332,7 +332,7 @@ test('logprobs agree with dsv4 logits; chat and completions, streaming and not',
                        (e) => e.status === 400 && e.param === 'top_logprobs');
 });
 
-test('n samples: each the answer its own seed gives, the prompt counted once', async () => {
+test('n samples: each the answer its own seed gives, the prompt counted once; streamed by index', async () => {
   const params = { model: 'model', messages: user('Tell me a story'), max_tokens: 8, seed: 40 };
   const r = await client.chat.completions.create({ ...params, n: 3 });
   assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
@@ -352,7 +352,23 @@ test('n samples: each the answer its own seed gives, the prompt counted once', a
   assert.equal(c.choices[1].text, (await client.completions.create({ model: 'model', prompt: 'Once', max_tokens: 5, seed: 10,
                                                                      logprobs: 0 })).choices[0].text);
   await assert.rejects(client.chat.completions.create({ ...params, n: 17 }), (e) => e.status === 400 && e.param === 'n');
-  await assert.rejects(client.chat.completions.create({ ...params, n: 2, stream: true }), (e) => e.status === 400 && e.param === 'n');
+  // Streamed: each choice's chunks carry its index and add up to the same answers; usage once.
+  const stream = await client.chat.completions.create({ ...params, n: 3, stream: true, stream_options: { include_usage: true } });
+  const text = ['', '', ''], finish = [];
+  let usage;
+  for await (const chunk of stream) {
+    for (const ch of chunk.choices) {
+      text[ch.index] += ch.delta?.content ?? '';
+      if (ch.finish_reason) finish[ch.index] = ch.finish_reason;
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.deepEqual(text, r.choices.map((ch) => ch.message.content));
+  assert.deepEqual(finish, r.choices.map((ch) => ch.finish_reason));
+  assert.equal(usage.prompt_tokens, r.usage.prompt_tokens);  // (cached_tokens differ: the prefix cache has it now)
+  assert.equal(usage.completion_tokens, r.usage.completion_tokens);
+  await assert.rejects(client.completions.create({ model: 'model', prompt: 'Once', max_tokens: 5, n: 2, stream: true }),
+                       (e) => e.status === 400 && e.param === 'n');
 });
 
 // A bounded schema (short strings, few items): every answer ends within max_tokens even from a
