@@ -23,45 +23,16 @@ void OpenAIServer::Impl::messages(const httplib::Request& req, httplib::Response
     send_json(res, 200, message_response(id, model, parsed_answer(r, tmode), r));
     return;
   }
-  auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);
   auto stream = std::make_shared<MessageStream>(id, model, input_tokens, 0);
-  auto started = std::make_shared<bool>(false);
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream", safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
-        const auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
-        if (!*started) {
-          *started = true;
-          if (!write(stream->start())) {
-            job->cancel();
-            return false;
-          }
-        }
-        while (true) {
-          auto ev = next_event(*job, sink);
-          if (!ev) return false;
-          if (ev->kind == JobEvent::delta) {
-            if (!write(stream->delta(parser->feed(ev->text)))) {
-              job->cancel();
-              return false;
-            }
-            continue;
-          }
-          if (ev->kind == JobEvent::error) {
-            write("event: error\ndata: " + dump(anthropic_error_body(ApiError(500, ev->text, "server_error"))) + "\n\n");
-          } else {
-            const GenerateResult& r = ev->result;
-            log_result(r);
-            if (r.hit_eos) write(stream->delta(parser->feed(chat::eos_token)));
-            write(stream->delta(parser->finish()));
-            log_unparsed(*parser);
-            write(stream->finish(r, !parser->message().tool_calls.empty()));
-          }
-          sink.done();
-          return true;
-        }
-      }),
-      [job](bool) { job->cancel(); });
+  stream_events(res, job, tmode,
+                {[stream] { return stream->start(); },
+                 [stream](const chat::StreamDelta& d) { return stream->delta(d); },
+                 [stream](const GenerateResult& r, const chat::ParsedMessage& m) {
+                   return stream->finish(r, !m.tool_calls.empty());
+                 },
+                 [](const std::string& error) {
+                   return "event: error\ndata: " + dump(anthropic_error_body(ApiError(500, error, "server_error"))) + "\n\n";
+                 }});
 }
 
 // POST /v1/messages/count_tokens: the prompt's length as /v1/messages would run it.

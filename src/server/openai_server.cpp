@@ -117,6 +117,48 @@ auto submitted(Submit&& submit) {
 
 }  // namespace
 
+void OpenAIServer::Impl::stream_events(httplib::Response& res, std::shared_ptr<Job> job, chat::ThinkingMode mode,
+                                       EventWriter w) {
+  auto parser = std::make_shared<chat::StreamParser>(mode, /*whole_calls=*/true);
+  auto started = std::make_shared<bool>(false);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream", safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
+        const auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
+        if (!*started) {
+          *started = true;
+          if (!write(w.start())) {
+            job->cancel();
+            return false;
+          }
+        }
+        while (true) {
+          auto ev = next_event(*job, sink);
+          if (!ev) return false;
+          if (ev->kind == JobEvent::delta) {
+            if (!write(w.delta(parser->feed(ev->text)))) {
+              job->cancel();
+              return false;
+            }
+            continue;
+          }
+          if (ev->kind == JobEvent::error) {
+            write(w.fail(ev->text));
+          } else {
+            const GenerateResult& r = ev->result;
+            log_result(r);
+            if (r.hit_eos) write(w.delta(parser->feed(chat::eos_token)));
+            write(w.delta(parser->finish()));
+            log_unparsed(*parser);
+            write(w.finish(r, parser->message()));
+          }
+          sink.done();
+          return true;
+        }
+      }),
+      [job](bool) { job->cancel(); });  // released: cancel if still running (no-op when done)
+}
+
 std::shared_ptr<Job> OpenAIServer::Impl::submit(GenerateRequest g) {
   return submitted([&] { return scheduler.submit(std::move(g)); });
 }

@@ -62,49 +62,18 @@ void OpenAIServer::Impl::responses(const httplib::Request& req, httplib::Respons
     send_json(res, 200, response);
     return;
   }
-  auto parser = std::make_shared<chat::StreamParser>(tmode, /*whole_calls=*/true);
   auto events = std::make_shared<ResponseEvents>(head);
   auto request = std::make_shared<const ResponsesRequest>(c);  // for remember(), at the end
-  auto started = std::make_shared<bool>(false);
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream", safe_provider(job, [=, this](size_t, httplib::DataSink& sink) {
-        const auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
-        if (!*started) {
-          *started = true;
-          if (!write(events->start())) {
-            job->cancel();
-            return false;
-          }
-        }
-        while (true) {
-          auto ev = next_event(*job, sink);
-          if (!ev) return false;
-          if (ev->kind == JobEvent::delta) {
-            if (!write(events->delta(parser->feed(ev->text)))) {
-              job->cancel();
-              return false;
-            }
-            continue;
-          }
-          if (ev->kind == JobEvent::error) {
-            write(events->fail(ev->text));
-          } else {
-            const GenerateResult& r = ev->result;
-            log_result(r);
-            if (r.hit_eos) write(events->delta(parser->feed(chat::eos_token)));
-            write(events->delta(parser->finish()));
-            log_unparsed(*parser);
-            const std::string last = events->finish(r, reasoning_tokens(r, parser->message()));
-            // Stored before the client reads the end, so its next request finds it.
-            remember(*request, events->response());
-            write(last);
-          }
-          sink.done();
-          return true;
-        }
-      }),
-      [job](bool) { job->cancel(); });
+  stream_events(res, job, tmode,
+                {[events] { return events->start(); },
+                 [events](const chat::StreamDelta& d) { return events->delta(d); },
+                 [events, request, this](const GenerateResult& r, const chat::ParsedMessage& m) {
+                   const std::string last = events->finish(r, reasoning_tokens(r, m));
+                   // Stored before the client reads the end, so its next request finds it.
+                   remember(*request, events->response());
+                   return last;
+                 },
+                 [events](const std::string& error) { return events->fail(error); }});
 }
 
 // GET /v1/responses/{id}: a stored response as it was answered.

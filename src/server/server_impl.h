@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,19 @@ struct OpenAIServer::Impl {
   // goes away meanwhile cancels the job, which frees its slot at the next step; a job cancelled
   // by shutdown becomes a 503.
   GenerateResult wait(Job& job, const httplib::Request& req);
+  // What an event-stream route writes for a job's parsed text (Anthropic's and Responses'
+  // streams): the opening events, the events of each parsed delta, the closing events once
+  // the job ends (after the parser's tail went through delta), or those of a job's error.
+  // Each gives the text to send ("" for nothing).
+  struct EventWriter {
+    std::function<std::string()> start;
+    std::function<std::string(const chat::StreamDelta&)> delta;
+    std::function<std::string(const GenerateResult&, const chat::ParsedMessage&)> finish;
+    std::function<std::string(const std::string& error)> fail;
+  };
+  // Streams a job's text through a whole-calls parser as w's events; a client that goes away
+  // or a write that fails cancels the job. The result is logged (log_result, log_unparsed).
+  void stream_events(httplib::Response& res, std::shared_ptr<Job> job, chat::ThinkingMode mode, EventWriter w);
 
   // The routes. OpenAI's POST /v1/chat/completions and /v1/completions (openai_routes.cpp).
   void chat_completions(const httplib::Request& req, httplib::Response& res);

@@ -5,40 +5,18 @@
 // (--test-hooks, dsv4_forced_text); the model is a random-weight synthetic one.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
+import { startSynthServer, stopSynthServer } from './synth_server.mjs';
 
-const binary = process.env.DSV4_BINARY ?? new URL('../../build/dsv4', import.meta.url).pathname;
-let dir, server, client, base;
+let s, client, base;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'dsv4-anthropic-'));
-  execFileSync(binary, ['synth', '-o', join(dir, 'model'), '--preset', 'tiny', '--seed', '3'], { stdio: 'ignore' });
-  server = spawn(binary, ['serve', '-m', join(dir, 'model'), '--port', '0', '--threads', '1', '--test-hooks',
-                          '--api-key', 'sk-ant-test', '--cache-ram', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  base = await new Promise((resolve, reject) => {
-    let err = '';
-    server.stderr.on('data', (d) => {
-      err += d;
-      const m = err.match(/on http:\/\/127\.0\.0\.1:(\d+)/);
-      if (m) resolve(`http://127.0.0.1:${m[1]}`);
-    });
-    server.on('exit', (code) => reject(new Error(`server exited with ${code}: ${err}`)));
-  });
+  s = await startSynthServer('anthropic', ['--threads', '1', '--test-hooks', '--api-key', 'sk-ant-test', '--cache-ram', '0']);
+  base = s.base;
   client = new Anthropic({ baseURL: base, apiKey: 'sk-ant-test', maxRetries: 0 });
 });
 
-after(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.on('exit', resolve));
-    server.kill('SIGTERM');
-    assert.equal(await exited, 0);
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => stopSynthServer(s));
 
 const tools = [{ name: 'get_weather', description: 'Get the weather for a city',
                  input_schema: { type: 'object', properties: { location: { type: 'string' }, days: { type: 'integer' } },
