@@ -254,6 +254,33 @@ TEST(VocabTrie, MaskEqualsEveryTokenFedAlone) {
   EXPECT_GT(checked, 100u);
 }
 
+// DeepSeek's 129K vocabulary, at states that take the free-string fast path (inside strings
+// and free keys, after a multi-byte lead, in escapes) and others.
+TEST(VocabTrie, MaskEqualsEveryTokenFedAloneOnDeepSeeksVocabulary) {
+  const Tokenizer t = Tokenizer::load(test::shared_dir() + "/tokenizer/deepseek-v3/tokenizer.json");
+  const VocabTrie trie(t);
+  const auto schema = JsonSchema::compile(schemas()[0]);
+  const auto any = JsonSchema::any_object();
+  const std::vector<std::pair<const JsonSchema*, std::string>> states = {
+      {schema.get(), ""}, {schema.get(), "{\"na"}, {schema.get(), "{\"name\": \"The quick"},
+      {schema.get(), "{\"name\": \"\xe4"}, {schema.get(), "{\"name\": \"\\"}, {schema.get(), "{\"name\": \"\\u00"},
+      {any.get(), "{\""}, {any.get(), "{\"k\": \"v"}, {any.get(), "{\"k\": \"\xf0\x9f"}, {any.get(), "{\"k\": 1"}};
+  for (const auto& [s, prefix] : states) {
+    JsonMatcher at(*s);
+    ASSERT_TRUE(at.feed(prefix)) << prefix;
+    std::vector<uint8_t> got(t.vocab_size(), 0);
+    trie.allowed(at, got);
+    size_t n = 0;
+    for (int id = 0; id < t.vocab_size(); ++id) {
+      JsonMatcher c = at;
+      const bool want = !t.is_added(id) && c.feed(t.token_bytes(id));
+      ASSERT_EQ(got[id] != 0, want) << "token " << id << " after '" << prefix << "'";
+      n += want;
+    }
+    std::printf("after '%s': %zu tokens allowed\n", prefix.c_str(), n);
+  }
+}
+
 // ---- the default model sampling under the schemas ----
 
 TEST(ConstrainedDecoding, SampledAnswersAlwaysParseAndValidate) {

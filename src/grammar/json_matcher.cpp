@@ -334,6 +334,12 @@ bool JsonMatcher::step_literals(Frame& f, uint8_t b, bool& ended) {
   return whole;
 }
 
+bool JsonMatcher::in_free_string() const {
+  const Frame& f = stack_.back();
+  const bool string = f.state == kKeyFree || (f.state == kString && f.node->max_length < 0);
+  return string && f.utf8_left == 0 && f.digits == 0;
+}
+
 bool JsonMatcher::can_end() const {
   const Frame& top = stack_.back();
   if (stack_.size() == 1) return top.state == kRootAfter;

@@ -28,6 +28,9 @@ class JsonMatcher {
     return true;
   }
   bool can_end() const;  // the bytes so far are a whole document
+  // Inside a string of no length bound, at a character boundary and not in an escape: any
+  // plain string content (vocab_trie.h's fast path) can come next.
+  bool in_free_string() const;
   // Only whitespace may follow: the value is complete.
   bool complete() const { return stack_.size() == 1 && stack_[0].state == kRootAfter; }
 

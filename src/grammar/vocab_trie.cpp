@@ -7,6 +7,37 @@
 
 namespace dsv4 {
 
+namespace {
+
+// Where plain string content is in a UTF-8 character: 0 at a boundary, else the continuation
+// bytes still due and their allowed range (json_matcher.cpp's string rules), as 8 states.
+struct Utf8State {
+  uint8_t left, lo, hi;
+};
+constexpr Utf8State kUtf8States[8] = {{0, 0x80, 0xBF}, {1, 0x80, 0xBF}, {2, 0x80, 0xBF}, {2, 0xA0, 0xBF},
+                                      {2, 0x80, 0x9F}, {3, 0x80, 0xBF}, {3, 0x90, 0xBF}, {3, 0x80, 0x8F}};
+
+// The state after byte b of plain content, or -1 where b cannot come.
+int utf8_step(int state, uint8_t b) {
+  const Utf8State s = kUtf8States[state];
+  if (s.left) {
+    if (b < s.lo || b > s.hi) return -1;
+    return s.left == 1 ? 0 : s.left == 2 ? 1 : 2;
+  }
+  if (b == '"' || b == '\\' || b < 0x20) return -1;
+  if (b < 0x80) return 0;
+  if (b >= 0xC2 && b <= 0xDF) return 1;
+  if (b == 0xE0) return 3;
+  if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) return 2;
+  if (b == 0xED) return 4;
+  if (b == 0xF0) return 6;
+  if (b >= 0xF1 && b <= 0xF3) return 5;
+  if (b == 0xF4) return 7;
+  return -1;
+}
+
+}  // namespace
+
 VocabTrie::VocabTrie(const Tokenizer& t) : vocab_size_(t.vocab_size()) {
   // Built as a tree of maps, then laid out breadth first so each node's children are consecutive.
   struct Build {
@@ -41,6 +72,43 @@ VocabTrie::VocabTrie(const Tokenizer& t) : vocab_size_(t.vocab_size()) {
       order.push_back(child.get());
     }
   }
+  // Which subtrees are plain content from each UTF-8 state, children first (they come later
+  // in breadth-first order): bit s of ok[i] for state s at node i's byte.
+  std::vector<uint8_t> ok(nodes_.size(), 0);
+  for (size_t i = nodes_.size(); i-- > 1;) {
+    const Node& n = nodes_[i];
+    for (int st = 0; st < 8; ++st) {
+      const int next = utf8_step(st, n.byte);
+      bool all = next >= 0;
+      for (uint32_t c = 0; all && c < n.n_children; ++c) all = (ok[n.first_child + c] >> next) & 1;
+      if (all) ok[i] |= uint8_t(1) << st;
+    }
+    nodes_[i].plain = ok[i] & 1;
+  }
+  // Each subtree's tokens as one range of by_subtree_: a depth-first numbering.
+  struct Visit {
+    uint32_t node;
+    bool leaving;
+  };
+  std::vector<Visit> stack = {{0, false}};
+  while (!stack.empty()) {
+    const Visit v = stack.back();
+    stack.pop_back();
+    Node& n = nodes_[v.node];
+    if (v.leaving) {
+      n.tokens_end = static_cast<uint32_t>(by_subtree_.size());
+      continue;
+    }
+    n.tokens_begin = static_cast<uint32_t>(by_subtree_.size());
+    if (n.token >= 0) by_subtree_.push_back(n.token);
+    stack.push_back({v.node, true});
+    for (uint32_t c = n.n_children; c-- > 0;) stack.push_back({n.first_child + c, false});
+  }
+}
+
+
+void VocabTrie::mark_subtree(const Node& n, std::vector<uint8_t>& allowed) const {
+  for (uint32_t i = n.tokens_begin; i < n.tokens_end; ++i) allowed[by_subtree_[i]] = 1;
 }
 
 void VocabTrie::allowed(const JsonMatcher& m, std::vector<uint8_t>& allowed) const {
@@ -51,7 +119,17 @@ void VocabTrie::allowed(const JsonMatcher& m, std::vector<uint8_t>& allowed) con
     int depth;  // of the node's parent
   };
   std::vector<Pending> todo;
-  for (uint32_t c = 0; c < nodes_[0].n_children; ++c) todo.push_back({nodes_[0].first_child + c, 0});
+  // A node's children: walked, or marked whole where the state is a free string and their
+  // subtree plain content.
+  const auto children = [&](const Node& n, const JsonMatcher& at, int depth) {
+    const bool free = at.in_free_string();
+    for (uint32_t c = 0; c < n.n_children; ++c) {
+      const Node& child = nodes_[n.first_child + c];
+      if (free && child.plain) mark_subtree(child, allowed);
+      else todo.push_back({n.first_child + c, depth});
+    }
+  };
+  children(nodes_[0], m, 0);
   while (!todo.empty()) {
     const Pending p = todo.back();
     todo.pop_back();
@@ -60,7 +138,7 @@ void VocabTrie::allowed(const JsonMatcher& m, std::vector<uint8_t>& allowed) con
     s = states[p.depth];
     if (!s.feed(n.byte)) continue;
     if (n.token >= 0) allowed[n.token] = 1;
-    for (uint32_t c = 0; c < n.n_children; ++c) todo.push_back({n.first_child + c, p.depth + 1});
+    children(n, s, p.depth + 1);
   }
   for (const auto& [token, other] : same_bytes_)
     if (allowed[token]) allowed[other] = 1;
