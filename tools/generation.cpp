@@ -133,7 +133,9 @@ class Printer {
 Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode mode, const RunArgs& a) {
   DSV4_CHECK(static_cast<long long>(prompt.size()) + a.max_tokens <= a.ctx, "the prompt (", prompt.size(),
              " tokens) plus --max-tokens ", a.max_tokens, " exceeds --ctx ", a.ctx);
-  chat::StreamParser parser(thinking_mode_of(mode));
+  // Whole calls, as the server: a broken tool-call block is shown as the text it was, never
+  // as half a call or lost.
+  chat::StreamParser parser(thinking_mode_of(mode), /*whole_calls=*/true);
   Printer printer(parse_reasoning_output(a.reasoning_output));
   GenerateRequest req;
   req.prompt = prompt;
@@ -162,6 +164,7 @@ Answer answer(Conversation& conv, const std::vector<int>& prompt, ReasoningMode 
   if (r.hit_eos) printer.show(parser.feed(chat::eos_token));
   printer.show(parser.finish());
   printer.end();
+  if (!parser.error().empty()) std::cerr << "[model output shown as text: " << parser.error() << "]\n";
   const size_t n = r.tokens.size();
   std::cerr << "[" << r.prompt_tokens << " prompt tokens (" << r.reused_tokens << " cached), ";
   if (r.prefill_seconds > 0 || n > 0)
