@@ -17,13 +17,14 @@ std::string trimmed(std::string_view s) {
   return std::string(s);
 }
 
-std::string lower(std::string_view s) {
+
+}  // namespace
+
+std::string ascii_lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
   return out;
 }
-
-}  // namespace
 
 bool constant_time_equal(std::string_view given, std::string_view expected) {
   unsigned diff = given.size() == expected.size() ? 0u : 1u;
@@ -57,7 +58,7 @@ std::vector<std::string> ApiKeys::from_file(const std::string& path) {
 }
 
 std::string_view ApiKeys::presented(std::string_view authorization, std::string_view x_api_key) {
-  if (authorization.size() > 7 && lower(authorization.substr(0, 7)) == "bearer ") {
+  if (authorization.size() > 7 && ascii_lower(authorization.substr(0, 7)) == "bearer ") {
     std::string_view k = authorization.substr(7);
     while (!k.empty() && k.front() == ' ') k.remove_prefix(1);
     return k;
@@ -73,8 +74,8 @@ bool ApiKeys::accepts(std::string_view key) const {
 
 bool CorsPolicy::allows(std::string_view origin) const {
   if (origin.empty()) return false;
-  const std::string o = lower(origin);
-  return std::any_of(origins.begin(), origins.end(), [&](const std::string& a) { return a == "*" || lower(a) == o; });
+  const std::string o = ascii_lower(origin);
+  return std::any_of(origins.begin(), origins.end(), [&](const std::string& a) { return a == "*" || ascii_lower(a) == o; });
 }
 
 std::string CorsPolicy::echoed_headers(std::string_view requested) {

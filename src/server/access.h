@@ -17,6 +17,9 @@
 
 namespace dsv4 {
 
+// Header names and values that HTTP compares without case (ASCII letters only).
+std::string ascii_lower(std::string_view s);
+
 class ApiKeys {
  public:
   ApiKeys() = default;

@@ -248,8 +248,7 @@ std::string OpenAIServer::Impl::host_name(const std::string& header) {
   std::string h = header;
   if (h.starts_with("[")) h = h.substr(0, h.find(']') + 1);   // [::1]:8000
   else if (const size_t colon = h.find(':'); colon != std::string::npos) h.resize(colon);
-  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
-  return h;
+  return ascii_lower(h);
 }
 
 bool OpenAIServer::Impl::host_allowed(const httplib::Request& req) const {
@@ -306,9 +305,8 @@ httplib::Server::HandlerResponse OpenAIServer::Impl::screen(const httplib::Reque
     }
   }
   if (req.method == "POST") {
-    std::string type = req.get_header_value("Content-Type");
-    type = type.substr(0, type.find(';'));
-    std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+    const std::string header = req.get_header_value("Content-Type");
+    std::string type = ascii_lower(header.substr(0, header.find(';')));
     while (!type.empty() && type.back() == ' ') type.pop_back();
     if (type != "application/json") {
       send_error(req, res, ApiError(415, "the request body must be JSON sent with Content-Type: application/json, got '" +
