@@ -13,8 +13,6 @@ using json = nlohmann::ordered_json;
   throw ApiError(400, message, "invalid_request_error", param, "invalid_value");
 }
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 // An object's string field, or def when it is absent or not a string (never throws).
 std::string string_or(const json& j, const char* key, const std::string& def) {
   return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : def;

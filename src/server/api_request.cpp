@@ -19,6 +19,8 @@ using json = nlohmann::ordered_json;
 
 }  // namespace
 
+std::string dump(const nlohmann::ordered_json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 nlohmann::ordered_json parse_request_body(const std::string& body) {
   json j;
   try {

@@ -15,6 +15,9 @@
 
 namespace dsv4 {
 
+// JSON as the server sends it: compact, invalid UTF-8 (from model output) replaced.
+std::string dump(const nlohmann::ordered_json& j);
+
 struct ApiError {
   ApiError(int status, std::string message, std::string type = "invalid_request_error", std::string param = "",
            std::string code = "")

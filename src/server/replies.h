@@ -16,7 +16,6 @@
 namespace dsv4 {
 
 long long now_s();  // Unix time, for "created"
-std::string dump(const nlohmann::ordered_json& j);  // compact; invalid UTF-8 replaced
 void send_json(httplib::Response& res, int status, const nlohmann::ordered_json& body);
 // Errors in the shape of the API the path belongs to: Anthropic's for /v1/messages, OpenAI's
 // for everything else.

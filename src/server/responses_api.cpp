@@ -13,8 +13,6 @@ using json = nlohmann::ordered_json;
   throw ApiError(400, message, "invalid_request_error", param, code);
 }
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
 bool present(const json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
 
 std::string string_field(const json& item, const char* key, const std::string& param, const std::string& at) {
