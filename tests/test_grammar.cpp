@@ -15,6 +15,7 @@
 #include "grammar/vocab_trie.h"
 #include "runtime/chat_prompt.h"
 #include "runtime/engine.h"
+#include "runtime/output_constraint.h"
 #include "test_util.h"
 
 namespace dsv4 {
@@ -279,6 +280,38 @@ TEST(VocabTrie, MaskEqualsEveryTokenFedAloneOnDeepSeeksVocabulary) {
     }
     std::printf("after '%s': %zu tokens allowed\n", prefix.c_str(), n);
   }
+}
+
+// In the reasoning, ordinary tokens that would spell "</think>" as text are refused (the chat
+// parser would end the reasoning there, unconstrained); the special token ends it.
+TEST(OutputConstraint, ReasoningEndsOnlyWithTheThinkEndToken) {
+  const Tokenizer t = Tokenizer::load(kModel + "/tokenizer.json");
+  const VocabTrie trie(t);
+  const int eos = t.special_id("<｜end▁of▁sentence｜>"), think_end = t.special_id("</think>");
+  ASSERT_GE(think_end, 0);
+  OutputConstraint c(JsonSchema::any_object(), trie, t, eos, think_end);
+  EXPECT_FALSE(c.allows(eos));  // the reasoning cannot be the whole answer
+  for (const int id : t.encode("Let me see: a < b, and </thin")) {
+    ASSERT_TRUE(c.allows(id)) << t.token_bytes(id);
+    c.took(id);
+  }
+  const std::vector<int> k = t.encode("k"), gt = t.encode(">");
+  ASSERT_EQ(k.size(), 1u);
+  ASSERT_EQ(gt.size(), 1u);
+  ASSERT_TRUE(c.allows(k[0]));
+  c.took(k[0]);
+  EXPECT_FALSE(c.allows(gt[0]));  // "</think" + ">" would be the text of the end
+  EXPECT_FALSE(c.allows(t.encode(">>")[0]));  // whichever token starts ">>" starts with '>'
+  EXPECT_TRUE(c.allows(t.encode("x")[0]));
+  EXPECT_TRUE(c.allows(think_end));
+  c.took(think_end);
+  ASSERT_TRUE(c.answering());
+  std::vector<float> logits(t.vocab_size(), 0.0f);
+  c.apply(logits);
+  EXPECT_TRUE(c.allows(t.encode("{")[0]));
+  EXPECT_FALSE(c.allows(gt[0]));
+  EXPECT_FALSE(c.allows(eos));  // nothing whole yet
+  EXPECT_EQ(logits[gt[0]], -INFINITY);
 }
 
 // ---- the default model sampling under the schemas ----

@@ -2,6 +2,7 @@
 #include "runtime/engine.h"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -362,6 +363,13 @@ bool Generation::sample_next() {
   if (adjuster_) adjuster_->apply(row);
   if (constraint_) constraint_->apply(row);
   int tok = req_.forced_text ? (i < forced_.size() ? forced_[i] : e.eos_id()) : sampler_.sample(row);
+  // A token the constraint refuses only once drawn (reasoning that would spell "</think>") is
+  // drawn again without it (with no top-k / top-p, the distribution of masking it first).
+  while (constraint_ && !req_.forced_text && !constraint_->allows(tok)) {
+    DSV4_CHECK(row[tok] != -INFINITY, "constrained decoding: no token can continue the reasoning");
+    row[tok] = -INFINITY;
+    tok = sampler_.sample(row);
+  }
   if (adjuster_) adjuster_->took(tok);
   if (constraint_) constraint_->took(tok);
   if (req_.logprobs >= 0 && !(req_.stop_at_eos && tok == e.eos_id())) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "chat/tokens.h"
 #include "core/check.h"
 
 namespace dsv4 {
@@ -27,9 +28,43 @@ void OutputConstraint::apply(std::span<float> logits) {
   DSV4_CHECK(any, "constrained decoding: no token of the vocabulary can continue the answer");
 }
 
+namespace {
+
+// How much of "</think>" text ends with, having ended with `matched` of it before bytes (the
+// string has no border, so a mismatch restarts at 0, or at 1 on its first byte).
+size_t think_end_matched(size_t matched, std::string_view bytes, bool& whole) {
+  const std::string_view end = chat::think_end;
+  whole = false;
+  for (const char c : bytes) {
+    matched = c == end[matched] ? matched + 1 : c == end[0] ? 1 : 0;
+    if (matched == end.size()) {
+      whole = true;
+      matched = 0;
+    }
+  }
+  return matched;
+}
+
+}  // namespace
+
+bool OutputConstraint::allows(int token) const {
+  if (answering()) return token >= 0 && static_cast<size_t>(token) < allowed_.size() && allowed_[token];
+  if (token == eos_id_) return false;
+  if (token == think_end_) return true;
+  bool whole = false;
+  think_end_matched(think_text_, tokenizer_.token_bytes(token), whole);
+  return !whole;
+}
+
 void OutputConstraint::took(int token) {
   if (!answering()) {
-    if (token == think_end_) think_end_ = -1;
+    if (token == think_end_) {
+      think_end_ = -1;
+    } else {
+      bool whole = false;
+      think_text_ = think_end_matched(think_text_, tokenizer_.token_bytes(token), whole);
+      DSV4_CHECK(!whole, "constrained decoding: token ", token, " spells ", chat::think_end, " as text");
+    }
     return;
   }
   if (token == eos_id_) return;

@@ -6,7 +6,8 @@
 //
 // In thinking mode the reasoning is free text up to the "</think>" token (the end-of-sentence
 // token is held back there, so an answer always follows); the answer is constrained from the
-// token after it.
+// token after it. Ordinary tokens that would spell "</think>" as text are refused too: the
+// chat parser would end the reasoning there, and what followed would not be constrained.
 #pragma once
 
 #include <memory>
@@ -26,7 +27,11 @@ class OutputConstraint {
   // logits: [vocab_size] (the tokenizer's ids); those that cannot come become -inf. Throws
   // Error when none can (a vocabulary without the bytes the schema needs).
   void apply(std::span<float> logits);
-  void took(int token);  // the token drawn (one apply() allowed)
+  // Whether token may come next: in the answer, what apply() allowed; in the reasoning,
+  // anything but the end and text completing "</think>" (checked for the token drawn, as
+  // apply() cannot afford it for every token; Generation draws again without a refused one).
+  bool allows(int token) const;
+  void took(int token);  // the token drawn (one allows())
   bool answering() const { return think_end_ < 0; }
   bool complete() const { return matcher_.can_end(); }
 
@@ -36,6 +41,7 @@ class OutputConstraint {
   const Tokenizer& tokenizer_;
   JsonMatcher matcher_;
   int eos_id_, think_end_;
+  size_t think_text_ = 0;  // how much of "</think>" the reasoning's text ends with
   std::vector<uint8_t> allowed_;
 };
 
