@@ -1,13 +1,14 @@
 // libFuzzer target: a JSON schema and a document, split at the first NUL byte. The schema
 // compiles or is refused with Error; a compiled schema's matcher takes the document byte by
-// byte, and whatever it accepts as whole must parse as JSON (nlohmann), with every number
-// inside double's range. A crash, another exception or an accepted document that does not
-// parse is a finding.
+// byte, and whatever it accepts as whole must parse as JSON (nlohmann: a number beyond
+// double's range throws there too) and spell no chat-format marker. A crash, another exception
+// or an accepted document that breaks either is a finding.
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/check.h"
+#include "grammar/chat_markers.h"
 #include "grammar/json_matcher.h"
 #include "grammar/json_schema.h"
 
@@ -32,6 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const nlohmann::json::exception&) {
       __builtin_trap();
     }
+    if (dsv4::MarkerWindow::contains_marker(doc)) __builtin_trap();
   }
   return 0;
 }

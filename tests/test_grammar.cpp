@@ -130,6 +130,9 @@ TEST(JsonSchema, RefusesWhatItCannotEnforceByName) {
       {R"({"type": "object", "properties": {"a": {"type": "string", "maxItems": 2}}})", "schema.properties.a: 'maxItems'"},
       {R"({"type": "array", "minItems": 3, "maxItems": 2})", "maxItems < minItems"},
       {R"(false)", "allows no value"},
+      {R"({"const": "a </think> b"})", "spells a chat-format marker"},
+      {R"({"type": "object", "properties": {"<｜x": {}}})", "the key \"<｜x\" spells a chat-format marker"},
+      {R"({"type": "integer", "const": 1.5})", "no value of enum / const is of the type"},
   };
   for (const auto& [schema, want] : cases) {
     try {
@@ -176,6 +179,18 @@ TEST(JsonMatcher, TakesValidDocumentsAndRefusesInvalidOnes) {
   EXPECT_TRUE(accepts(*any, "{" + std::string(JsonMatcher::kMaxWhitespace, ' ') + "}"));
   EXPECT_TRUE(accepts(*any, "{\r\n    \"a\": 1\n}"));
   EXPECT_FALSE(accepts(*any, "{\n\n\"a\": 1}"));  // a blank line
+
+  // A type beside enum keeps the values of that type.
+  const auto typed = JsonSchema::compile(json::parse(R"({"type": "string", "enum": ["a", 1]})"));
+  EXPECT_TRUE(accepts(*typed, "\"a\""));
+  EXPECT_FALSE(accepts(*typed, "1"));
+
+  // No string spells a chat-format marker, which the chat parser would act on.
+  for (const char* no : {R"({"a": "</think>"})", R"({"a": "x<think>"})", R"({"a": "<｜end"})", R"({"a": "</｜"})",
+                         R"({"a": "｜DSML"})", R"({"</think>": 1})"})
+    EXPECT_FALSE(accepts(*any, no)) << no;
+  for (const char* ok : {R"({"a": "a < b, </thin k>"})", R"({"a": "｜DSM L", "b": "<"})", R"({"a": "\u003cthink>"})"})
+    EXPECT_TRUE(accepts(*any, ok)) << ok;
 
   const auto number = JsonSchema::compile(json::parse(R"({"type": "number"})"));
   JsonMatcher m(*number);
@@ -265,7 +280,8 @@ TEST(VocabTrie, MaskEqualsEveryTokenFedAloneOnDeepSeeksVocabulary) {
   const std::vector<std::pair<const JsonSchema*, std::string>> states = {
       {schema.get(), ""}, {schema.get(), "{\"na"}, {schema.get(), "{\"name\": \"The quick"},
       {schema.get(), "{\"name\": \"\xe4"}, {schema.get(), "{\"name\": \"\\"}, {schema.get(), "{\"name\": \"\\u00"},
-      {any.get(), "{\""}, {any.get(), "{\"k\": \"v"}, {any.get(), "{\"k\": \"\xf0\x9f"}, {any.get(), "{\"k\": 1"}};
+      {any.get(), "{\""}, {any.get(), "{\"k\": \"v"}, {any.get(), "{\"k\": \"\xf0\x9f"}, {any.get(), "{\"k\": 1"},
+      {any.get(), "{\"k\": \"a</"}, {any.get(), "{\"k\": \"｜DS"}, {any.get(), "{\"k\": \"x<thin"}};
   for (const auto& [s, prefix] : states) {
     JsonMatcher at(*s);
     ASSERT_TRUE(at.feed(prefix)) << prefix;
@@ -303,6 +319,11 @@ TEST(OutputConstraint, ReasoningEndsOnlyWithTheThinkEndToken) {
   EXPECT_FALSE(c.allows(gt[0]));  // "</think" + ">" would be the text of the end
   EXPECT_FALSE(c.allows(t.encode(">>")[0]));  // whichever token starts ">>" starts with '>'
   EXPECT_TRUE(c.allows(t.encode("x")[0]));
+  c.took(t.encode("x")[0]);
+  const std::vector<int> lt = t.encode("<"), bar = t.encode("｜");
+  ASSERT_EQ(lt.size(), 1u);
+  c.took(lt[0]);
+  EXPECT_FALSE(c.allows(bar[0]));  // "<｜" as text: the parser would read a special token there
   EXPECT_TRUE(c.allows(think_end));
   c.took(think_end);
   ASSERT_TRUE(c.answering());

@@ -95,6 +95,7 @@ bool JsonMatcher::value_done() {
 }
 
 bool JsonMatcher::feed(uint8_t b) {
+  if (!markers_.push(b)) return false;
   if (!is_space(b)) ws_run_ = 0, ws_breaks_ = 0;
   for (;;) {
     Frame& f = stack_.back();
@@ -337,7 +338,7 @@ bool JsonMatcher::step_literals(Frame& f, uint8_t b, bool& ended) {
 bool JsonMatcher::in_free_string() const {
   const Frame& f = stack_.back();
   const bool string = f.state == kKeyFree || (f.state == kString && f.node->max_length < 0);
-  return string && f.utf8_left == 0 && f.digits == 0;
+  return string && f.utf8_left == 0 && f.digits == 0 && !markers_.pending();
 }
 
 bool JsonMatcher::can_end() const {

@@ -8,12 +8,14 @@
 // surrogates; numbers in JSON's grammar with at most JsonSchema::kMaxDigits digits per part
 // (two in an exponent).
 // A gap of whitespace holds at most kMaxWhitespace bytes and one line break, so a model cannot
-// loop on newlines (small models at temperature 1 otherwise fill their answer with them).
+// loop on newlines (small models at temperature 1 otherwise fill their answer with them). No
+// string spells a chat-format marker (chat_markers.h).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "grammar/chat_markers.h"
 #include "grammar/json_schema.h"
 
 namespace dsv4 {
@@ -28,8 +30,8 @@ class JsonMatcher {
     return true;
   }
   bool can_end() const;  // the bytes so far are a whole document
-  // Inside a string of no length bound, at a character boundary and not in an escape: any
-  // plain string content (vocab_trie.h's fast path) can come next.
+  // Inside a string of no length bound, at a character boundary, not in an escape and not in
+  // a marker's first bytes: any plain string content (vocab_trie.h's fast path) can come next.
   bool in_free_string() const;
   // Only whitespace may follow: the value is complete.
   bool complete() const { return stack_.size() == 1 && stack_[0].state == kRootAfter; }
@@ -64,6 +66,7 @@ class JsonMatcher {
   bool space(uint8_t b);
 
   std::vector<Frame> stack_;
+  MarkerWindow markers_;  // over every byte (no marker can span a string's quotes)
   int ws_run_ = 0;        // whitespace bytes in the current gap
   uint8_t ws_breaks_ = 0;  // '\n' (1) and '\r' (2) seen in it
 };

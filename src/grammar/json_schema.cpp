@@ -1,8 +1,10 @@
 #include "grammar/json_schema.h"
 
+#include <cmath>
 #include <set>
 
 #include "core/check.h"
+#include "grammar/chat_markers.h"
 
 namespace dsv4 {
 
@@ -39,6 +41,25 @@ int count_of(const json& s, const char* key, const std::string& path, int if_abs
   DSV4_CHECK(v.is_number_integer() && v.get<long long>() >= 0 && v.get<long long>() <= 1000000, path, ".", key,
              " must be an integer in [0, 1000000]");
   return static_cast<int>(v.get<long long>());
+}
+
+// Whether v is of the type (a name or a list of names).
+bool of_type(const json& v, const json& type, const std::string& path) {
+  if (type.is_array()) {
+    for (const auto& t : type)
+      if (of_type(v, t, path)) return true;
+    return false;
+  }
+  DSV4_CHECK(type.is_string(), path, ".type must be a type name or a list of them");
+  const std::string t = type.get<std::string>();
+  if (t == "object") return v.is_object();
+  if (t == "array") return v.is_array();
+  if (t == "string") return v.is_string();
+  if (t == "number") return v.is_number();
+  if (t == "integer") return v.is_number_integer() || (v.is_number_float() && v.get<double>() == std::floor(v.get<double>()));
+  if (t == "boolean") return v.is_boolean();
+  if (t == "null") return v.is_null();
+  fail(path, ".type '", t, "' is not a JSON Schema type");
 }
 
 }  // namespace
@@ -121,14 +142,21 @@ const SchemaNode* JsonSchema::node(const json& s, const std::string& path, int d
                  "' beside enum / const is not supported");
     SchemaNode n;
     n.kind = SchemaNode::Kind::literals;
-    if (s.contains("const")) n.literals.push_back(s["const"].dump());
-    if (s.contains("enum")) {
-      const json& e = s["enum"];
-      DSV4_CHECK(e.is_array() && !e.empty(), path, ".enum must be a non-empty array");
-      DSV4_CHECK(e.size() <= kMaxLiterals, path, ".enum has ", e.size(), " values; at most ", kMaxLiterals);
-      for (const auto& v : e) n.literals.push_back(v.dump());
-    }
     DSV4_CHECK(!(s.contains("const") && s.contains("enum")), path, ": both enum and const");
+    json values = json::array();
+    if (s.contains("const")) values.push_back(s["const"]);
+    if (s.contains("enum")) {
+      values = s["enum"];
+      DSV4_CHECK(values.is_array() && !values.empty(), path, ".enum must be a non-empty array");
+      DSV4_CHECK(values.size() <= kMaxLiterals, path, ".enum has ", values.size(), " values; at most ", kMaxLiterals);
+    }
+    // A type beside them keeps the values of that type only (a value of another would not validate).
+    for (const auto& v : values)
+      if (!s.contains("type") || of_type(v, s["type"], path)) n.literals.push_back(v.dump());
+    DSV4_CHECK(!n.literals.empty(), path, ": no value of enum / const is of the type ", s["type"].dump());
+    for (const std::string& l : n.literals)
+      DSV4_CHECK(!MarkerWindow::contains_marker(l), path, ": the value ", l, " spells a chat-format marker (",
+                 "<think>, </think>, <｜, </｜ or ｜DSML), which the answer's parser would act on");
     return add(std::move(n));
   }
   if (s.contains("anyOf")) {
@@ -193,6 +221,8 @@ const SchemaNode* JsonSchema::typed(const std::string& type, const json& s, cons
       DSV4_CHECK(p.size() <= kMaxProperties, path, ".properties has ", p.size(), " keys; at most ", kMaxProperties);
       for (const auto& [key, v] : p.items()) {
         const std::string text = json(key).dump();
+        DSV4_CHECK(!MarkerWindow::contains_marker(text), path, ".properties: the key ", text,
+                   " spells a chat-format marker (<think>, </think>, <｜, </｜ or ｜DSML), which the answer's parser would act on");
         n.keys.push_back(text.substr(1, text.size() - 2));
         n.values.push_back(node(v, path + ".properties." + key, depth + 1));
       }

@@ -24,7 +24,8 @@ int utf8_step(int state, uint8_t b) {
     if (b < s.lo || b > s.hi) return -1;
     return s.left == 1 ? 0 : s.left == 2 ? 1 : 2;
   }
-  if (b == '"' || b == '\\' || b < 0x20) return -1;
+  // '<' and 0xEF (the lead of "｜") start every chat marker: they are walked, never bulk-marked.
+  if (b == '"' || b == '\\' || b < 0x20 || b == '<' || b == 0xEF) return -1;
   if (b < 0x80) return 0;
   if (b >= 0xC2 && b <= 0xDF) return 1;
   if (b == 0xE0) return 3;

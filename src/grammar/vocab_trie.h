@@ -5,8 +5,9 @@
 //
 // Inside a free string (JsonMatcher::in_free_string) nearly every token is allowed, so the
 // walk would visit the whole trie. A subtree whose every path is plain string content from a
-// character boundary (valid UTF-8, no quote, backslash or control byte) is marked allowed as a
-// range of tokens instead.
+// character boundary (valid UTF-8, no quote, backslash or control byte, and neither '<' nor
+// 0xEF, which start the chat markers of chat_markers.h) is marked allowed as a range of tokens
+// instead.
 #pragma once
 
 #include <cstdint>

@@ -370,14 +370,15 @@ bool Generation::sample_next() {
     row[tok] = -INFINITY;
     tok = sampler_.sample(row);
   }
+  // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone),
+  // before anything follows the token.
+  if (!e.leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
   if (adjuster_) adjuster_->took(tok);
   if (constraint_) constraint_->took(tok);
   if (req_.logprobs >= 0 && !(req_.stop_at_eos && tok == e.eos_id())) {
     r_.logprobs.push_back(token_logprob(changed ? std::span<const float>(model_row) : row, tok, req_.logprobs));
     if (req_.on_logprob) req_.on_logprob(r_.logprobs.back());
   }
-  // Model-parallel ranks in lockstep take rank 0's choice (a leading rank 0 samples alone).
-  if (!e.leading()) Comm::get().broadcast(std::span<int>(&tok, 1));
   return take(tok);
 }
 

@@ -1,5 +1,6 @@
 #include "runtime/output_constraint.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "chat/tokens.h"
@@ -17,7 +18,9 @@ void OutputConstraint::apply(std::span<float> logits) {
     if (eos_id_ >= 0 && static_cast<size_t>(eos_id_) < logits.size()) logits[eos_id_] = -INFINITY;
     return;
   }
-  allowed_.assign(logits.size(), 0);
+  // Every id the trie holds, even where the logits row is shorter (a checkpoint smaller than
+  // its tokenizer): those ids are never drawn.
+  allowed_.assign(std::max(logits.size(), static_cast<size_t>(trie_.vocab_size())), 0);
   trie_.allowed(matcher_, allowed_);
   if (eos_id_ >= 0 && static_cast<size_t>(eos_id_) < logits.size()) allowed_[eos_id_] = matcher_.can_end();
   bool any = false;
@@ -28,32 +31,12 @@ void OutputConstraint::apply(std::span<float> logits) {
   DSV4_CHECK(any, "constrained decoding: no token of the vocabulary can continue the answer");
 }
 
-namespace {
-
-// How much of "</think>" text ends with, having ended with `matched` of it before bytes (the
-// string has no border, so a mismatch restarts at 0, or at 1 on its first byte).
-size_t think_end_matched(size_t matched, std::string_view bytes, bool& whole) {
-  const std::string_view end = chat::think_end;
-  whole = false;
-  for (const char c : bytes) {
-    matched = c == end[matched] ? matched + 1 : c == end[0] ? 1 : 0;
-    if (matched == end.size()) {
-      whole = true;
-      matched = 0;
-    }
-  }
-  return matched;
-}
-
-}  // namespace
-
 bool OutputConstraint::allows(int token) const {
   if (answering()) return token >= 0 && static_cast<size_t>(token) < allowed_.size() && allowed_[token];
   if (token == eos_id_) return false;
   if (token == think_end_) return true;
-  bool whole = false;
-  think_end_matched(think_text_, tokenizer_.token_bytes(token), whole);
-  return !whole;
+  MarkerWindow w = think_markers_;
+  return w.push(tokenizer_.token_bytes(token));
 }
 
 void OutputConstraint::took(int token) {
@@ -61,9 +44,8 @@ void OutputConstraint::took(int token) {
     if (token == think_end_) {
       think_end_ = -1;
     } else {
-      bool whole = false;
-      think_text_ = think_end_matched(think_text_, tokenizer_.token_bytes(token), whole);
-      DSV4_CHECK(!whole, "constrained decoding: token ", token, " spells ", chat::think_end, " as text");
+      DSV4_CHECK(think_markers_.push(tokenizer_.token_bytes(token)), "constrained decoding: token ", token,
+                 " spells a chat-format marker in the reasoning");
     }
     return;
   }

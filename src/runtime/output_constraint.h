@@ -6,14 +6,16 @@
 //
 // In thinking mode the reasoning is free text up to the "</think>" token (the end-of-sentence
 // token is held back there, so an answer always follows); the answer is constrained from the
-// token after it. Ordinary tokens that would spell "</think>" as text are refused too: the
-// chat parser would end the reasoning there, and what followed would not be constrained.
+// token after it. Ordinary tokens that would spell "</think>" or another chat-format marker
+// (grammar/chat_markers.h) as text are refused too: the chat parser would end the reasoning
+// there (or cut it), and what followed would not be constrained.
 #pragma once
 
 #include <memory>
 #include <span>
 #include <vector>
 
+#include "grammar/chat_markers.h"
 #include "grammar/json_matcher.h"
 #include "grammar/vocab_trie.h"
 
@@ -28,8 +30,9 @@ class OutputConstraint {
   // Error when none can (a vocabulary without the bytes the schema needs).
   void apply(std::span<float> logits);
   // Whether token may come next: in the answer, what apply() allowed; in the reasoning,
-  // anything but the end and text completing "</think>" (checked for the token drawn, as
-  // apply() cannot afford it for every token; Generation draws again without a refused one).
+  // anything but the end and text completing a chat-format marker (checked for the token
+  // drawn, as apply() cannot afford it for every token; Generation draws again without a
+  // refused one).
   bool allows(int token) const;
   void took(int token);  // the token drawn (one allows())
   bool answering() const { return think_end_ < 0; }
@@ -41,7 +44,7 @@ class OutputConstraint {
   const Tokenizer& tokenizer_;
   JsonMatcher matcher_;
   int eos_id_, think_end_;
-  size_t think_text_ = 0;  // how much of "</think>" the reasoning's text ends with
+  MarkerWindow think_markers_;  // the reasoning's text (chat_markers.h)
   std::vector<uint8_t> allowed_;
 };
 

@@ -139,8 +139,11 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
     j->push({JobEvent::delta, delta, {}, std::exchange(*made, {})});
     return !j->cancelled();
   };
+  // The generation first: if its constructor throws, the slot stays free (a slot with a job
+  // and no generation would be stepped).
+  auto gen = std::make_unique<Generation>(*slot.conv, std::move(req));
   slot.job = std::move(job);
-  slot.gen = std::make_unique<Generation>(*slot.conv, std::move(req));
+  slot.gen = std::move(gen);
 }
 
 Scheduler::Slot& Scheduler::free_slot(int id) {

@@ -158,7 +158,8 @@ namespace {
 // encoder does, from the response_format the client sent.
 void response_format(const json& rf, ChatRequest& r) {
   const json* type = field(rf, "type", json::value_t::string, "a string");
-  if (!type || *type == "text") return;
+  if (!type) bad("response_format", "response_format needs a 'type' (text, json_object or json_schema)", "missing_required_parameter");
+  if (*type == "text") return;
   if (*type == "json_object") {
     r.format = JsonSchema::any_object();
   } else if (*type == "json_schema") {

@@ -91,6 +91,9 @@ GenerateRequest OpenAIServer::Impl::make_request(const CommonRequest& c, std::ve
   g.logprobs = c.logprobs;
   g.format = c.format;
   g.answer_after_think = c.answer_after_think;
+  if (g.format && g.answer_after_think && engine.tokenizer().special_id(std::string(chat::think_end)) < 0)
+    throw ApiError(400, "response_format with reasoning needs the tokenizer's </think> token, which this model lacks",
+                   "invalid_request_error", "response_format");
   for (const auto& [t, b] : g.adjust.bias)
     if (t >= engine.tokenizer().vocab_size())
       throw ApiError(400, "logit_bias: token " + std::to_string(t) + " is outside the vocabulary (" +

@@ -484,6 +484,7 @@ test('errors come back in OpenAI shape, and the server stays up', async () => {
   await expect400({ logit_bias: { 17: 101 } }, 'logit_bias');
   await expect400({ logit_bias: { 999999: 1 } }, 'logit_bias');
   await expect400({ response_format: { type: 'xml' } }, 'response_format');
+  await expect400({ response_format: {} }, 'response_format');
   await expect400({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } },
                   'response_format');
   await assert.rejects(client.chat.completions.create({ model: 'model', messages: user('x'), max_tokens: 2000000 }),
