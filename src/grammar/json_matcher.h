@@ -33,8 +33,6 @@ class JsonMatcher {
   // Inside a string of no length bound, at a character boundary, not in an escape and not in
   // a marker's first bytes: any plain string content (vocab_trie.h's fast path) can come next.
   bool in_free_string() const;
-  // Only whitespace may follow: the value is complete.
-  bool complete() const { return stack_.size() == 1 && stack_[0].state == kRootAfter; }
 
   static constexpr int kMaxWhitespace = 24;
   static constexpr int kMaxDepth = 64;  // nesting of the document

@@ -200,16 +200,14 @@ const SchemaNode* JsonSchema::node(const json& s, const std::string& path, int d
 }
 
 const SchemaNode* JsonSchema::typed(const std::string& type, const json& s, const std::string& path, int depth) {
-  static const std::set<std::string> object_kw = {"properties", "required", "additionalProperties"};
-  static const std::set<std::string> array_kw = {"items", "minItems", "maxItems"};
-  static const std::set<std::string> string_kw = {"minLength", "maxLength"};
   const std::set<std::string>& own = keywords_of(type);
   // A keyword of another type listed beside this one ("type": ["string", "null"] with
   // maxLength) belongs to that type; one of no type listed is refused.
   const bool listed = s.contains("type") && s["type"].is_array();
   for (const auto& [key, v] : s.items()) {
     if (own.count(key) || annotations().count(key)) continue;
-    const bool other = object_kw.count(key) || array_kw.count(key) || string_kw.count(key);
+    const bool other = keywords_of("object").count(key) || keywords_of("array").count(key) ||
+                       keywords_of("string").count(key);
     DSV4_CHECK(listed && other, path, ": '", key, "' is not supported for type ", type);
   }
   SchemaNode n;

@@ -36,7 +36,6 @@ class OutputConstraint {
   bool allows(int token) const;
   void took(int token);  // the token drawn (one allows())
   bool answering() const { return think_end_ < 0; }
-  bool complete() const { return matcher_.can_end(); }
 
  private:
   std::shared_ptr<const JsonSchema> schema_;  // the matcher's nodes live here
