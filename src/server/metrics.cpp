@@ -39,9 +39,13 @@ struct Writer {
 
 }  // namespace
 
-void ServerMetrics::answered(const std::string& route, int status, double seconds) {
+void ServerMetrics::answering(const std::string& route, int status) {
   std::lock_guard lock(mu_);
   ++requests_[{route, status}];
+}
+
+void ServerMetrics::answered(double seconds) {
+  std::lock_guard lock(mu_);
   request_seconds_.observe(seconds);
 }
 

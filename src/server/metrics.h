@@ -18,9 +18,12 @@ namespace dsv4 {
 
 class ServerMetrics {
  public:
-  // A request's answer was sent. The route is one the server has (anything else counts as
-  // "other", so a client cannot grow the label set).
-  void answered(const std::string& route, int status, double seconds);
+  // A request's answer is about to be sent: counted before its first byte leaves, so a client
+  // that reads its answer and then scrapes /metrics finds it counted. The route is one the
+  // server has (anything else counts as "other", so a client cannot grow the label set).
+  void answering(const std::string& route, int status);
+  // ... and has been sent (a stream: ended), taking this long.
+  void answered(double seconds);
   void generated(int prompt_tokens, int cached_tokens, int completion_tokens);
 
   std::string render(const SchedulerStats& s, const PrefixCacheStats* cache) const;

@@ -332,9 +332,13 @@ void OpenAIServer::Impl::routes() {
   http.new_task_queue = [n = opt.http_threads] { return new ConnectionPool(n); };
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     if (watchdog) watchdog->answered(req.remote_addr, req.remote_port);
-    metrics.answered(route_of(req.path), res.status, access_log::seconds());
+    metrics.answered(access_log::seconds());
     if (opt.access_log) access_log::write(req.remote_addr, req.method, req.path, res.status, opt.log_prompts);
     else access_log::reset();
+  });
+  // httplib calls this after the handler (and the error handler), just before it writes.
+  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    metrics.answering(route_of(req.path), res.status);
   });
   http.set_payload_max_length(opt.max_body_bytes);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return screen(req, res); });
