@@ -605,11 +605,16 @@ TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {
   cases.push_back({make_linear(WeightFormat::fp4, 130, 256, false, rng), true});
   cases.push_back({make_linear(WeightFormat::fp8, 130, 256, false, rng), false});  // wo_a, smooth mode
   cases.push_back({make_float_linear(WeightFormat::bf16, 130, 256, rng), false});
+  // Inputs wider than the float kernels' L1 chunk (512 inputs at 8 tokens, 256 at 16): sums
+  // carried over chunks, the last one partial.
+  cases.push_back({make_linear(WeightFormat::fp8, 130, 1280, false, rng), false});
+  cases.push_back({make_float_linear(WeightFormat::bf16, 130, 1280, rng), false});
   for (const auto& [t, q] : cases)
   // 2 .. 16: the few-token kernels of batched decode steps (every remainder of their token
   // groups); 75: more than one token tile.
   for (const int n : {2, 3, 4, 5, 8, 16, 17, 75}) {
-    std::vector<float> x(size_t(n) * 256);
+    const int in = t.lin.in;
+    std::vector<float> x(size_t(n) * in);
     std::normal_distribution<float> nd;
     for (float& v : x) v = nd(rng);
     std::vector<float> all(size_t(n) * 130);
@@ -619,7 +624,7 @@ TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {
     for (int r : {0, 1, n - 1, 63, 64}) {
       if (r >= n) continue;
       std::vector<float> one(130);
-      linear_with(GetParam(), t.lin, std::span<const float>(x).subspan(size_t(r) * 256, 256), 1, one, q);
+      linear_with(GetParam(), t.lin, std::span<const float>(x).subspan(size_t(r) * in, in), 1, one, q);
       EXPECT_EQ(test::max_abs_err(one, std::span<const float>(all).subspan(size_t(r) * 130, 130)).err, 0.0)
           << "format " << int(t.lin.format) << " quantized input " << q << " row " << r << " of " << n;
     }

@@ -104,22 +104,24 @@ DSV4_AVX512 void gemv(const Linear& w, const float* xp, int row_begin, int rows,
   for (int r = 0; r < std::min(kRows, rows - r0); ++r) y[r0 + r] = hsum16(total[r]);
 }
 
-// Tokens [t0, t1): kTileRows rows' 128-blocks decoded into registers once and used for every
-// token; each pair of the token's input vectors is loaded once and used for both rows. Loads
-// are what bound it (about one 64-byte load a cycle here, against two FMAs): with the decoded
-// rows in memory and each input folded into every FMA, 2 tokens took 2.6x one.
+// Tokens [t0, t1), inputs [k_begin, k_end): kTileRows rows' 128-blocks decoded into registers
+// once and used for every token; each pair of the token's input vectors is loaded once and used
+// for both rows. Loads are what bound it (about one 64-byte load a cycle here, against two
+// FMAs): with the decoded rows in memory and each input folded into every FMA, 2 tokens took
+// 2.6x one. The sums carry over input chunks in acc (for_each_chunked_tile).
 template <bool kBf16>
 DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int rows, int r0, int t0, int t1,
-                           float* y) {
+                           int k_begin, int k_end, SumVector* acc, bool first, bool last, float* y) {
   const Decoder d;
   const int in = w.in;
   int row[kTileRows];
   for (int r = 0; r < kTileRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
-  __m512 total[kTokens][kTileRows];
-  for (int t = 0; t < t1 - t0; ++t)
-    for (int r = 0; r < kTileRows; ++r) total[t][r] = _mm512_setzero_ps();
+  __m512(*total)[kTileRows] = reinterpret_cast<__m512(*)[kTileRows]>(acc);
+  if (first)
+    for (int t = 0; t < t1 - t0; ++t)
+      for (int r = 0; r < kTileRows; ++r) total[t][r] = _mm512_setzero_ps();
   const size_t row_bytes = kBf16 ? 2 * static_cast<size_t>(in) : in;
-  for (int k0 = 0; k0 < in; k0 += 128) {
+  for (int k0 = k_begin; k0 < k_end; k0 += 128) {
     __m512 wr[kTileRows][8];
     __m512 scale[kTileRows];
     for (int r = 0; r < kTileRows; ++r) {
@@ -147,6 +149,7 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int 
         total[t - t0][r] = _mm512_fmadd_ps(_mm512_add_ps(a[r], b[r]), scale[r], total[t - t0][r]);
     }
   }
+  if (!last) return;
   const int nr = std::min(kTileRows, rows - r0);
   for (int t = t0; t < t1; ++t)
     for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum16(total[t - t0][r]);
@@ -154,9 +157,19 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int 
 
 template <bool kBf16>
 void run(const Linear& w, const float* xp, int n, int row_begin, int rows, float* y) {
-  for_each_tile(
-      n, rows, kRows, kTileRows, kTokens, [&](int r0) { gemv<kBf16>(w, xp, row_begin, rows, r0, y); },
-      [&](int r0, int t0, int t1) { gemm_tile<kBf16>(w, xp, row_begin, rows, r0, t0, t1, y); });
+  if (n == 1) {
+    pool().parallel_for(static_cast<size_t>((rows + kRows - 1) / kRows), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) gemv<kBf16>(w, xp, row_begin, rows, static_cast<int>(i) * kRows, y);
+    });
+    return;
+  }
+  // A token tile's chunk of float inputs: about 16 KB, half of L1.
+  const int tokens = std::min(n, kTokens);
+  const int k_chunk = std::max(128, (16384 / (4 * tokens)) / 128 * 128);
+  for_each_chunked_tile(n, rows, w.in, k_chunk, kTileRows, kTokens,
+                                [&](int r0, int t0, int t1, int k0, int k1, SumVector* acc, bool first, bool last) {
+                                  gemm_tile<kBf16>(w, xp, row_begin, rows, r0, t0, t1, k0, k1, acc, first, last, y);
+                                });
 }
 
 }  // namespace
