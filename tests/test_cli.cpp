@@ -153,6 +153,45 @@ TEST(Cli, BenchSessionsReportsEachBatch) {
               1e-3 * lines[1]["aggregate_decode_tok_s"].get<double>() + 1e-3);
 }
 
+// `--profile`: each run's matrix products by kind. Every kind row is a real one (calls, time,
+// bytes); the 1-session step has only 1-token calls and the 4-session one has 4-token calls
+// spread over the threads (the dense projections); the kinds' time fits in the step and their
+// weight bytes in the step's.
+TEST(Cli, BenchProfileSplitsTheStepByKind) {
+  const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
+                                   " --prefill 4 --decode 4 --threads 2 --sessions 1,4 --profile --json 2>/dev/null");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u) << r.output;
+  for (const auto& j : lines) {
+    ASSERT_TRUE(j.contains("profile")) << j.dump();
+    ASSERT_FALSE(j["profile"].empty()) << j.dump();
+    double ms = 0, mb = 0;
+    bool four_spread = false;
+    for (const auto& p : j["profile"]) {
+      for (const char* key : {"format", "float_inputs", "tokens", "inline", "calls_per_step", "ms_per_step",
+                              "weight_mb_per_step"})
+        ASSERT_TRUE(p.contains(key)) << key << " missing from " << p.dump();
+      EXPECT_GT(p["calls_per_step"].get<double>(), 0) << p.dump();
+      EXPECT_GT(p["weight_mb_per_step"].get<double>(), 0) << p.dump();
+      if (j["sessions"] == 1) EXPECT_EQ(p["tokens"], "1") << p.dump();
+      four_spread |= p["tokens"] == "4-8" && !p["inline"].get<bool>();
+      ms += p["ms_per_step"].get<double>();
+      mb += p["weight_mb_per_step"].get<double>();
+    }
+    if (j["sessions"] == 4) EXPECT_TRUE(four_spread) << j.dump();
+    EXPECT_LE(ms, 1e3 / j["decode_tok_s"].get<double>() * 1.01) << j.dump();
+    EXPECT_LE(mb, j["step_weight_bytes"].get<double>() / 1e6 * 1.01) << j.dump();
+  }
+  const auto text = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
+                                      " --prefill 4 --decode 2 --threads 2 --sessions 4 --profile 2>/dev/null");
+  ASSERT_EQ(text.status, 0) << text.output;
+  EXPECT_NE(text.output.find("matrix products of a 4-session step"), std::string::npos) << text.output;
+}
+
 TEST(Cli, InfoShowsTheDsparkDrafter) {
   const std::string dir = test::golden_dir("tiny-dspark");
   const auto text = test::run_command(test::dsv4_binary() + " info -m " + dir);

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <memory>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "core/check.h"
@@ -22,6 +23,7 @@
 #include "dist/comm.h"
 #include "ckpt/cost.h"
 #include "model/model.h"
+#include "quant/linear_profile.h"
 #include "runtime/speculative.h"
 #include "tools/commands.h"
 #include "tools/options.h"
@@ -34,7 +36,7 @@ struct BenchArgs {
   std::string model_dir;
   int prefill = 64, decode = 16, threads = 0;
   std::vector<int> sessions = {1};
-  bool json = false;
+  bool json = false, profile = false;
   WeightsIn weights = WeightsIn::automatic;
   std::string spec = "off";
 };
@@ -46,10 +48,12 @@ double now_s() {
 struct DecodeRun {
   int sessions = 1;
   double seconds = 0, step_weight_bytes = 0, comm_bytes_per_step = 0, comm_share = 0;
+  std::vector<LinearProfileRow> profile;  // --profile
 };
 
 // B copies of the prefilled session decode `steps` tokens each, one batched step at a time.
-DecodeRun decode_together(const Model& model, const Session& prefilled, int b, int steps, const TokenCost& cost) {
+DecodeRun decode_together(const Model& model, const Session& prefilled, int b, int steps, const TokenCost& cost,
+                          bool profile) {
   std::mt19937 rng(static_cast<unsigned>(b));
   std::vector<Session> sessions(b, prefilled);
   std::vector<int> ids(static_cast<size_t>(b) * steps);
@@ -58,12 +62,14 @@ DecodeRun decode_together(const Model& model, const Session& prefilled, int b, i
   StepStats stats;
   const Comm& comm = Comm::get();
   const Comm::Stats comm0 = comm.stats();
+  if (profile) linear_profile_start();
   const double t0 = now_s();
   for (int i = 0; i < steps; ++i) {
     for (int j = 0; j < b; ++j) batch[j] = {&sessions[j], std::span<const int>(ids).subspan(static_cast<size_t>(i) * b + j, 1)};
     model.forward(batch, &stats);
   }
   DecodeRun r;
+  if (profile) r.profile = linear_profile_stop();
   r.sessions = b;
   r.seconds = now_s() - t0;
   r.step_weight_bytes = cost.fixed_bytes + (b - 1) * cost.embed_row_bytes +
@@ -109,6 +115,48 @@ GreedyRun greedy(const Model& model, SpecMode mode, int draft, std::span<const i
   r.seconds = now_s() - t0;
   r.stats = d.stats();
   return r;
+}
+
+// A profile row's share of a step: inline calls (one per thread at a time) count their thread
+// time over the threads, as if the threads were busy with them together.
+double step_ms(const LinearProfileRow& p, int steps, int threads) {
+  return 1e3 * p.seconds / steps / (p.inline_on_thread ? threads : 1);
+}
+
+std::string profile_kind(const LinearProfileRow& p) {
+  return p.format + (p.float_inputs ? " on float inputs" : "") + ", " + p.tokens + " token(s)" +
+         (p.inline_on_thread ? ", one per thread" : "");
+}
+
+// --profile: the matrix products of each run's decode steps, by kind, per step.
+void print_profile(const std::vector<DecodeRun>& runs, int steps, int threads) {
+  for (const DecodeRun& r : runs) {
+    double total_ms = 0;
+    for (const LinearProfileRow& p : r.profile) total_ms += step_ms(p, steps, threads);
+    std::printf("matrix products of a %d-session step (%.1f of its %.1f ms):\n", r.sessions, total_ms,
+                1e3 * r.seconds / steps);
+    std::printf("  %-48s %9s %9s %9s %7s\n", "kind", "calls", "ms", "MB", "GB/s");
+    for (const LinearProfileRow& p : r.profile) {
+      const double ms = step_ms(p, steps, threads), mb = p.weight_bytes / steps / 1e6;
+      std::printf("  %-48s %9.1f %9.2f %9.1f %7.2f\n", profile_kind(p).c_str(), static_cast<double>(p.calls) / steps, ms, mb,
+                  ms > 0 ? mb / ms : 0.0);
+    }
+  }
+}
+
+std::string profile_json(const DecodeRun& r, int steps, int threads) {
+  std::string out = "[";
+  for (const LinearProfileRow& p : r.profile) {
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  "%s{\"format\": \"%s\", \"float_inputs\": %s, \"tokens\": \"%s\", \"inline\": %s, "
+                  "\"calls_per_step\": %.2f, \"ms_per_step\": %.4f, \"weight_mb_per_step\": %.3f}",
+                  out.size() > 1 ? ", " : "", p.format.c_str(), p.float_inputs ? "true" : "false", p.tokens.c_str(),
+                  p.inline_on_thread ? "true" : "false", static_cast<double>(p.calls) / steps, step_ms(p, steps, threads),
+                  p.weight_bytes / steps / 1e6);
+    out += buf;
+  }
+  return out + "]";
 }
 
 // The --spec part of the report.
@@ -193,7 +241,7 @@ int run(const BenchArgs& a) {
   std::vector<DecodeRun> runs;
   for (int b : a.sessions) {
     log("decode of " + std::to_string(a.decode) + " tokens by " + std::to_string(b) + " session(s) together...");
-    runs.push_back(decode_together(model, s, b, a.decode, cost));
+    runs.push_back(decode_together(model, s, b, a.decode, cost, a.profile));
   }
   log("measuring the FMA peak...");
   const double peak_gflops = measure_fma_peak_gflops();
@@ -217,11 +265,12 @@ int run(const BenchArgs& a) {
           "\"stream_gbps\": %.3f, \"read_gbps\": %.3f, \"decode_bandwidth_ratio\": %.4f, \"prefill_gflops\": %.3f, "
           "\"fma_peak_gflops\": %.3f, \"prefill_peak_ratio\": %.4f, \"ranks\": %d, \"comm_bytes_per_token\": %.0f, "
           "\"comm_time_share\": %.4f, \"sessions\": %d, \"aggregate_decode_tok_s\": %.3f, "
-          "\"step_weight_bytes\": %.0f, \"step_gbps\": %.3f}\n",
+          "\"step_weight_bytes\": %.0f, \"step_gbps\": %.3f%s}\n",
           threads, a.prefill, a.decode, prefill_tok_s, decode_tok_s, cost.weight_bytes, decode_gbps, bw.triad_gbps,
           bw.read_gbps, decode_gbps / bw.triad_gbps, prefill_gflops, peak_gflops,
           peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0, comm.world(), r.comm_bytes_per_step / r.sessions,
-          r.comm_share, r.sessions, aggregate, r.step_weight_bytes, step_gbps);
+          r.comm_share, r.sessions, aggregate, r.step_weight_bytes, step_gbps,
+          a.profile ? (", \"profile\": " + profile_json(r, a.decode, threads)).c_str() : "");
     }
     bench_spec(a, model, s, ids);
     return 0;
@@ -246,6 +295,7 @@ int run(const BenchArgs& a) {
                 "rank 0 sent/received %.1f KB per decoded token in collectives, %.0f%% of decode time (%d session(s))\n",
                 comm.world(), runs.front().comm_bytes_per_step / runs.front().sessions / 1e3,
                 100 * runs.front().comm_share, runs.front().sessions);
+  if (a.profile) print_profile(runs, a.decode, threads);
   bench_spec(a, model, s, ids);
   return 0;
 }
@@ -264,6 +314,9 @@ void add_bench(CLI::App& app, std::vector<Command>& out) {
       ->delimiter(',');
   sub->add_option("--threads", a->threads, "worker threads (0 = all cores)");
   sub->add_flag("--json", a->json, "print one JSON object");
+  sub->add_flag("--profile", a->profile,
+                "also time the decode steps' matrix products by kind (format, inputs, tokens per call) and print "
+                "each kind's share of a step (--json: a \"profile\" list)");
   sub->add_option("--spec", a->spec,
                   "also measure speculative decoding with this drafter: the cost of a verify step over 1 + k rows, "
                   "and greedy decoding with and without it (--decode tokens)")

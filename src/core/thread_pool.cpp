@@ -98,6 +98,8 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   if (error) std::rethrow_exception(error);
 }
 
+bool ThreadPool::inside_parallel() { return in_worker; }
+
 void ThreadPool::run_chunks() {
   for (;;) {
     const size_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);

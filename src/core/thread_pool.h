@@ -34,6 +34,8 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return n_threads_; }
+  // Whether this thread is running a chunk of some parallel_for (where a nested call runs inline).
+  static bool inside_parallel();
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n). Blocks until all are done.
   // Nested calls from inside a worker run inline on the calling thread. An exception thrown

@@ -5,6 +5,7 @@
 #include "quant/linear.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "quant/act_quant.h"
 #include "quant/formats.h"
 #include "quant/linear_kernels.h"
+#include "quant/linear_profile.h"
 
 namespace dsv4 {
 
@@ -77,7 +79,11 @@ bool linear_path_available(LinearPath p) {
 
 void linear(const Linear& w, std::span<const float> x, int n, std::span<float> y,
             bool quantize_input, int row_begin, int rows) {
+  if (!linear_profile_on()) return linear_with(linear_path(), w, x, n, y, quantize_input, row_begin, rows);
+  const auto t0 = std::chrono::steady_clock::now();
   linear_with(linear_path(), w, x, n, y, quantize_input, row_begin, rows);
+  linear_profile_record(w, quantize_input, n, rows < 0 ? w.out - row_begin : rows,
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int n, std::span<float> y,
