@@ -80,6 +80,42 @@ TEST(Ops, TopkPicksLargestAndBreaksTiesLikeTorch) {
   EXPECT_EQ(topk_indices(g, 4), (std::vector<int>{4, 5, 7, 8}));
 }
 
+// hc_pre's mixes (seen through post and comb) are the plain order's bits: per mix row, eight
+// partial sums over k mod 8 (a tail of flat % 8 inputs into the first), a fixed tree, times
+// 1 / sqrt(mean(x^2) + eps). On every path (AVX-512 lanes or the compiler's loop), for token
+// counts that fill and split hc_mixes' token groups and widths with and without a tail.
+TEST(Ops, HcPreMixesFollowThePlainOrder) {
+  const int hc = 4, n_mix = (2 + hc) * hc;
+  for (const int dim : {35, 4096})
+    for (const int n : {1, 5, 9}) {
+      const int flat = hc * dim;
+      const std::vector<float> fn = randn(n_mix * flat, 6), x = randn(n * flat, 7);
+      const HcParams p = HcParams::from(fn, randn(n_mix, 8), {0.5f, 0.7f, 0.9f});
+      std::vector<float> y(static_cast<size_t>(n) * dim);
+      HcMix mix;
+      hc_pre(p, x, n, hc, dim, 1e-6f, 20, 1e-6f, y, mix);
+      for (int t = 0; t < n; ++t) {
+        const float* xt = x.data() + static_cast<size_t>(t) * flat;
+        const float rsqrt = 1.0f / std::sqrt(mean_square(xt, flat) + 1e-6f);
+        std::vector<float> mixes(n_mix);
+        for (int m = 0; m < n_mix; ++m) {
+          const float* f = fn.data() + static_cast<size_t>(m) * flat;
+          float a[8] = {};
+          int k = 0;
+          for (; k + 8 <= flat; k += 8)
+            for (int j = 0; j < 8; ++j) a[j] += f[k + j] * xt[k + j];
+          for (; k < flat; ++k) a[0] += f[k] * xt[k];
+          mixes[m] = (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))) * rsqrt;
+        }
+        std::vector<float> pre(hc), post(hc), comb(hc * hc);
+        hc_split_sinkhorn(mixes, p, hc, 20, 1e-6f, pre.data(), post.data(), comb.data());
+        for (int j = 0; j < hc; ++j) EXPECT_EQ(post[j], mix.post[static_cast<size_t>(t) * hc + j]) << dim << " " << n << " " << t;
+        for (int j = 0; j < hc * hc; ++j)
+          EXPECT_EQ(comb[j], mix.comb[static_cast<size_t>(t) * hc * hc + j]) << dim << " " << n << " " << t;
+      }
+    }
+}
+
 TEST(Ops, SinkhornCombIsDoublyStochastic) {
   const int hc = 4, mix = (2 + hc) * hc;
   HcParams p{{}, randn(mix, 4), {1.0f, 1.0f, 1.0f}};

@@ -85,7 +85,7 @@ int Model::block_forward(const BlockWeights& b, std::span<const Segment> segs, s
 
 std::vector<float> Model::head_logits(const HcParams& hc_head_p, std::span<const float> norm,
                                       std::span<const float> stream) const {
-  const int dim = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int dim = cfg_.hidden_size;
   const int n = static_cast<int>(stream.size() / (static_cast<size_t>(cfg_.hc_mult) * dim));
   std::vector<float> y(static_cast<size_t>(n) * dim);
   hc_head(hc_head_p, stream, n, cfg_.hc_mult, dim, cfg_.rms_norm_eps, cfg_.hc_eps, y);
