@@ -131,15 +131,21 @@ TEST(Cli, BenchSpecReportsVerifyCostsAndBothRates) {
   EXPECT_NE(bad.output.find("has no DSpark drafter"), std::string::npos) << bad.output;
 }
 
-TEST(Cli, BenchSessionsReportsEachBatch) {
-  const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
-                                   " --prefill 4 --decode 4 --threads 2 --sessions 1,4 --json 2>/dev/null");
-  ASSERT_EQ(r.status, 0) << r.output;
+// The JSON lines of `dsv4 bench` on the tiny model with these flags (one per --sessions entry).
+std::vector<nlohmann::json> bench_lines(const std::string& flags) {
+  const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") + " " + flags +
+                                   " --json 2>/dev/null");
+  EXPECT_EQ(r.status, 0) << r.output;
   std::vector<nlohmann::json> lines;
   std::istringstream in(r.output);
   for (std::string line; std::getline(in, line);)
     if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
-  ASSERT_EQ(lines.size(), 2u) << r.output;
+  return lines;
+}
+
+TEST(Cli, BenchSessionsReportsEachBatch) {
+  const std::vector<nlohmann::json> lines = bench_lines("--prefill 4 --decode 4 --threads 2 --sessions 1,4");
+  ASSERT_EQ(lines.size(), 2u);
   for (const auto& j : lines)
     for (const char* key : {"sessions", "aggregate_decode_tok_s", "step_weight_bytes", "step_gbps", "decode_tok_s"})
       ASSERT_TRUE(j.contains(key)) << key << " missing from " << j.dump();
@@ -158,14 +164,8 @@ TEST(Cli, BenchSessionsReportsEachBatch) {
 // spread over the threads (the dense projections); the kinds' time fits in the step and their
 // weight bytes in the step's.
 TEST(Cli, BenchProfileSplitsTheStepByKind) {
-  const auto r = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
-                                   " --prefill 4 --decode 4 --threads 2 --sessions 1,4 --profile --json 2>/dev/null");
-  ASSERT_EQ(r.status, 0) << r.output;
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(r.output);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty() && line[0] == '{') lines.push_back(nlohmann::json::parse(line));
-  ASSERT_EQ(lines.size(), 2u) << r.output;
+  const std::vector<nlohmann::json> lines = bench_lines("--prefill 4 --decode 4 --threads 2 --sessions 1,4 --profile");
+  ASSERT_EQ(lines.size(), 2u);
   for (const auto& j : lines) {
     ASSERT_TRUE(j.contains("profile")) << j.dump();
     ASSERT_FALSE(j["profile"].empty()) << j.dump();
@@ -177,12 +177,16 @@ TEST(Cli, BenchProfileSplitsTheStepByKind) {
         ASSERT_TRUE(p.contains(key)) << key << " missing from " << p.dump();
       EXPECT_GT(p["calls_per_step"].get<double>(), 0) << p.dump();
       EXPECT_GT(p["weight_mb_per_step"].get<double>(), 0) << p.dump();
-      if (j["sessions"] == 1) EXPECT_EQ(p["tokens"], "1") << p.dump();
+      if (j["sessions"] == 1) {
+        EXPECT_EQ(p["tokens"], "1") << p.dump();
+      }
       four_spread |= p["tokens"] == "4-8" && !p["inline"].get<bool>();
       ms += p["ms_per_step"].get<double>();
       mb += p["weight_mb_per_step"].get<double>();
     }
-    if (j["sessions"] == 4) EXPECT_TRUE(four_spread) << j.dump();
+    if (j["sessions"] == 4) {
+      EXPECT_TRUE(four_spread) << j.dump();
+    }
     EXPECT_LE(ms, 1e3 / j["decode_tok_s"].get<double>() * 1.01) << j.dump();
     EXPECT_LE(mb, j["step_weight_bytes"].get<double>() / 1e6 * 1.01) << j.dump();
   }
