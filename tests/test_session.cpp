@@ -110,6 +110,21 @@ TEST_P(SessionCase, BatchedSessionsGetTheirLogitsAlone) {
   }
 }
 
+// Steps of decode-sized chunks only (1 .. 4 tokens per session): the batch runs each session's
+// attention, compressors and indexer on one thread, sessions side by side (for_each_segment),
+// rather than one session at a time over all threads; the logits stay those of the session alone.
+TEST_P(SessionCase, BatchedDecodeStepsGetTheirLogitsAlone) {
+  const auto& [name, act_quant] = GetParam();
+  Model m(test::golden_dir(name), ModelOptions{.act_quant = act_quant});
+  const int max_tokens = std::min(120, 2 * m.config().sliding_window + 40);
+  const unsigned seeds = std::getenv("DSV4_SANITIZER") ? 1 : 3;
+  for (unsigned seed = 101; seed < 101 + seeds; ++seed) {
+    const test::MixReport r = test::check_random_mix(m, seed, 8, max_tokens, 4);
+    EXPECT_EQ(r.mismatches, 0u) << name << ": " << r.first;
+    EXPECT_GT(r.steps, 0);
+  }
+}
+
 // Speculative steps: a session marked, fed up to `window` tokens, then rolled back to a random
 // kept prefix, continues bit for bit like a session that was fed only the kept tokens. Random
 // steps over a prompt long enough to cross many compressed-block boundaries inside the dropped

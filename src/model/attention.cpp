@@ -169,8 +169,9 @@ void attention_project(const AttentionWeights& w, const ModelConfig& c, const Ro
   q.assign(static_cast<size_t>(n) * H * D, 0.0f);
   linear(w.wq_b, qr, n, q, act_quant);
   rmsnorm(q, {}, eps, D, q);
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h) rope.apply(q.data() + (static_cast<size_t>(t) * H + h) * D + D - rd, pos[t]);
+  pool().parallel_for(static_cast<size_t>(n) * H, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) rope.apply(q.data() + i * D + D - rd, pos[i / H]);  // i: (row, head)
+  });
 
   attention_kv(w, c, rope, x, pos, act_quant, kv);
 }
@@ -233,17 +234,18 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
     std::vector<float> ckv, cscore;
     compressor_project(*w.compressor, x, n, ckv, cscore);
     const size_t width = ckv.size() / n;
-    for (const Segment& sg : segs)
+    for_each_segment(segs, [&](const Segment& sg) {
       compressor_absorb(*w.compressor, ckv.data() + sg.row0 * width, cscore.data() + sg.row0 * width, sg.n,
                         sg.pos0, rope, eps, CompressedRounding::fp8_nope, act_quant, sg.cache->compressor);
+    });
   }
 
   std::vector<float> o(static_cast<size_t>(n) * H * D);
-  for (const Segment& sg : segs) {
+  for_each_segment(segs, [&](const Segment& sg) {
     const size_t r = static_cast<size_t>(sg.row0);
     attend_session(w, ratio, c, rope, H, q.data() + r * H * D, kv.data() + r * D,
                    chosen.empty() ? nullptr : chosen.data() + r, sg.n, sg.pos0, *sg.cache, o.data() + r * H * D);
-  }
+  });
 
   attention_output(w, c, o, n, act_quant, out);
 }

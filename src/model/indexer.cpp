@@ -89,30 +89,35 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
   const int n = static_cast<int>(qr.size() / c.q_lora_rank);
   std::vector<float> q(static_cast<size_t>(n) * ih * id);  // [n, ih, id]
   linear(w.wq_b, qr, n, q, act_quant);
+  std::vector<long long> pos(n);
   for (const Segment& sg : segs)
-    for (int t = sg.row0; t < sg.row0 + sg.n; ++t)
-      for (int h = 0; h < ih; ++h) {
-        std::span<float> qh(q.data() + (static_cast<size_t>(t) * ih + h) * id, id);
-        rope.apply(qh.data() + id - rd, sg.pos0 + (t - sg.row0));
-        hadamard_rotate(qh);
-        if (act_quant) fp4_roundtrip(qh, 32);
-      }
+    for (int t = 0; t < sg.n; ++t) pos[sg.row0 + t] = sg.pos0 + t;
+  pool().parallel_for(static_cast<size_t>(n) * ih, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {  // i: (row, head)
+      std::span<float> qh(q.data() + i * id, id);
+      rope.apply(qh.data() + id - rd, pos[i / ih]);
+      hadamard_rotate(qh);
+      if (act_quant) fp4_roundtrip(qh, 32);
+    }
+  });
   std::vector<float> kv, score;
   compressor_project(w.compressor, x, n, kv, score);
   const size_t width = kv.size() / n;
-  for (const Segment& sg : segs)
+  for_each_segment(segs, [&](const Segment& sg) {
     compressor_absorb(w.compressor, kv.data() + sg.row0 * width, score.data() + sg.row0 * width, sg.n, sg.pos0,
                       rope, c.rms_norm_eps, CompressedRounding::hadamard_fp4, act_quant, sg.cache->indexer);
+  });
   std::vector<float> weights(static_cast<size_t>(n) * ih);  // [n, ih]
   linear(w.weights_proj, x, n, weights, false);
   const float wscale = static_cast<float>(std::pow(id, -0.5) * std::pow(c.index_n_heads, -0.5));
   for (float& v : weights) v *= wscale;
 
   std::vector<std::vector<int>> chosen(n);
-  for (const Segment& sg : segs)
+  for_each_segment(segs, [&](const Segment& sg) {
     pick_blocks(c, w.compressor.ratio, ih, q.data() + static_cast<size_t>(sg.row0) * ih * id,
                 weights.data() + static_cast<size_t>(sg.row0) * ih, sg.n, sg.pos0, sg.cache->indexer,
                 chosen.data() + sg.row0);
+  }, /*together=*/ih == c.index_n_heads);  // else the ranks add their scores per segment
   return chosen;
 }
 
