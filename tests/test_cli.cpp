@@ -159,6 +159,27 @@ TEST(Cli, BenchSessionsReportsEachBatch) {
               1e-3 * lines[1]["aggregate_decode_tok_s"].get<double>() + 1e-3);
 }
 
+// `--repeat 3`: three rounds, each running every --sessions entry (the log names them in that
+// order), one JSON line per entry that says how many rounds it is the fastest of.
+TEST(Cli, BenchRepeatRunsEveryEntryEachRound) {
+  const std::vector<nlohmann::json> lines = bench_lines("--prefill 4 --decode 2 --threads 2 --sessions 1,2 --repeat 3");
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& j : lines) EXPECT_EQ(j["decode_rounds"].get<int>(), 3) << j.dump();
+  const auto log = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") +
+                                     " --prefill 4 --decode 2 --threads 2 --sessions 1,2 --repeat 3");
+  ASSERT_EQ(log.status, 0) << log.output;
+  size_t at = 0;
+  for (int round = 1; round <= 3; ++round)
+    for (int b : {1, 2}) {
+      const std::string want = "by " + std::to_string(b) + " session(s) together (round " + std::to_string(round) + " of 3)";
+      at = log.output.find(want, at);
+      ASSERT_NE(at, std::string::npos) << want << " missing or out of order in\n" << log.output;
+    }
+  const auto bad = test::run_command(test::dsv4_binary() + " bench -m " + test::golden_dir("tiny") + " --repeat 0 2>&1");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("--repeat: 0 is not in [1, 100]"), std::string::npos) << bad.output;
+}
+
 // `--profile`: each run's matrix products by kind. Every kind row is a real one (calls, time,
 // bytes); the 1-session step has only 1-token calls and the 4-session one has 4-token calls
 // spread over the threads (the dense projections); the kinds' time fits in the step and their
