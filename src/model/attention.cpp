@@ -229,7 +229,7 @@ void attention_forward(const AttentionWeights& w, int ratio, const ModelConfig& 
 
   // Compressed entries (appended as blocks complete) and the indexer's choice per token.
   std::vector<std::vector<int>> chosen;
-  if (w.indexer) chosen = indexer_forward(*w.indexer, c, x, qr, segs, rope, act_quant);
+  if (w.indexer) chosen = indexer_forward(*w.indexer, c, x, qr, segs, pos, rope, act_quant);
   if (w.compressor) {
     std::vector<float> ckv, cscore;
     compressor_project(*w.compressor, x, n, ckv, cscore);

@@ -82,16 +82,14 @@ void pick_blocks(const ModelConfig& c, int ratio, int ih, const float* q, const 
 
 std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const ModelConfig& c,
                                               std::span<const float> x, std::span<const float> qr,
-                                              std::span<const Segment> segs, const Rope& rope, bool act_quant) {
+                                              std::span<const Segment> segs, std::span<const long long> pos,
+                                              const Rope& rope, bool act_quant) {
   // ih: this rank's index heads (wq_b and weights_proj hold ih rows); the score scale is that
   // of all c.index_n_heads heads, and the ranks' partial scores add up before the top-k.
   const int id = c.index_head_dim, rd = rope.dim(), ih = w.wq_b.out / id;
   const int n = static_cast<int>(qr.size() / c.q_lora_rank);
   std::vector<float> q(static_cast<size_t>(n) * ih * id);  // [n, ih, id]
   linear(w.wq_b, qr, n, q, act_quant);
-  std::vector<long long> pos(n);
-  for (const Segment& sg : segs)
-    for (int t = 0; t < sg.n; ++t) pos[sg.row0 + t] = sg.pos0 + t;
   pool().parallel_for(static_cast<size_t>(n) * ih, [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) {  // i: (row, head)
       std::span<float> qh(q.data() + i * id, id);

@@ -14,10 +14,12 @@
 namespace dsv4 {
 
 // x: [N, dim] attention input and qr: [N, q_lora_rank] (q_norm output) of a step's rows, which
-// segs divide among sessions. Updates each session's indexer keys (cache->indexer), then
-// returns per row the chosen block indices (ascending).
+// segs divide among sessions; pos: [N] each row's position in its session. Updates each
+// session's indexer keys (cache->indexer), then returns per row the chosen block indices
+// (ascending).
 std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const ModelConfig& c,
                                               std::span<const float> x, std::span<const float> qr,
-                                              std::span<const Segment> segs, const Rope& rope, bool act_quant);
+                                              std::span<const Segment> segs, std::span<const long long> pos,
+                                              const Rope& rope, bool act_quant);
 
 }  // namespace dsv4
