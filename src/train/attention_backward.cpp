@@ -13,7 +13,10 @@
 #include "core/thread_pool.h"
 #include "ops/rope.h"
 #include "ops/topk.h"
-#include "train/backward.h"
+#include "train/attention_head.h"
+#include "train/indexer_backward.h"
+#include "train/matmul.h"
+#include "train/norm_backward.h"
 
 namespace dsv4 {
 

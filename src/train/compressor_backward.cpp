@@ -7,7 +7,10 @@
 
 #include "core/check.h"
 #include "ops/rope.h"
-#include "train/backward.h"
+#include "train/attention_head.h"
+#include "train/compressor_pool.h"
+#include "train/matmul.h"
+#include "train/norm_backward.h"
 
 namespace dsv4 {
 

@@ -6,8 +6,8 @@
 
 #include "core/check.h"
 #include "core/thread_pool.h"
-#include "train/backward.h"
 #include "model/hc.h"
+#include "train/matmul.h"
 
 namespace dsv4 {
 

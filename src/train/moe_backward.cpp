@@ -8,7 +8,9 @@
 
 #include "core/check.h"
 #include "model/moe.h"
-#include "train/backward.h"
+#include "train/matmul.h"
+#include "train/routing.h"
+#include "train/swiglu.h"
 
 namespace dsv4 {
 

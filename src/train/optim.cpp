@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "core/check.h"
-#include "train/backward.h"
+#include "train/matmul.h"
 
 namespace dsv4 {
 

@@ -10,8 +10,11 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "model/hc.h"
-#include "train/backward.h"
+#include "train/cross_entropy.h"
+#include "train/embedding_backward.h"
 #include "train/hc_backward.h"
+#include "train/matmul.h"
+#include "train/norm_backward.h"
 
 namespace dsv4 {
 

@@ -19,12 +19,12 @@
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
-#include "train/backward.h"
 #include "train/optim.h"
 #include "train/param_set.h"
-#include "train/train_state.h"
 #include "train/plot.h"
+#include "train/routing.h"
 #include "train/train_model.h"
+#include "train/train_state.h"
 
 namespace dsv4 {
 

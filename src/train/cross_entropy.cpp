@@ -1,0 +1,32 @@
+#include "train/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+
+namespace dsv4 {
+
+double cross_entropy(std::span<const float> logits, std::span<const int> targets, int vocab, std::span<float> dlogits) {
+  const size_t n = targets.size();
+  DSV4_CHECK(logits.size() == n * vocab && dlogits.size() == logits.size(), "cross_entropy: sizes do not match");
+  size_t counted = 0;
+  for (int t : targets) counted += t >= 0;
+  double loss = 0;
+  std::fill(dlogits.begin(), dlogits.end(), 0.0f);
+  if (counted == 0) return 0;
+  for (size_t r = 0; r < n; ++r) {
+    if (targets[r] < 0) continue;
+    DSV4_CHECK(targets[r] < vocab, "cross_entropy: target ", targets[r], " outside the vocabulary");
+    const float* l = logits.data() + r * vocab;
+    const double mx = *std::max_element(l, l + vocab);
+    double sum = 0;
+    for (int v = 0; v < vocab; ++v) sum += std::exp(l[v] - mx);
+    loss += mx + std::log(sum) - l[targets[r]];
+    for (int v = 0; v < vocab; ++v)
+      dlogits[r * vocab + v] = static_cast<float>((std::exp(l[v] - mx) / sum - (v == targets[r])) / counted);
+  }
+  return loss / counted;
+}
+
+}  // namespace dsv4

@@ -1,0 +1,111 @@
+// The fast products go through quant/linear.h's F32 kernels; the *_reference loops accumulate in
+// double, one output at a time, as the definition.
+#include "train/matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/check.h"
+#include "quant/linear.h"
+
+namespace dsv4 {
+
+namespace {
+
+// in [rows, cols] -> out [cols, ld] = in^T, each row padded with zeros from rows to ld.
+std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld) {
+  std::vector<float> out(size_t(cols) * ld, 0.0f);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
+  return out;
+}
+
+// [rows, k] -> [rows, ld] with zero columns after k.
+std::vector<float> padded(std::span<const float> in, int rows, int k, int ld) {
+  std::vector<float> out(size_t(rows) * ld, 0.0f);
+  for (int r = 0; r < rows; ++r) std::copy_n(in.begin() + size_t(r) * k, k, out.begin() + size_t(r) * ld);
+  return out;
+}
+
+int pad16(int k) { return (k + 15) / 16 * 16; }
+
+// C = A . B^T with A [m, ld], B [p, ld] already padded.
+void matmul_padded(const float* a, const float* b, int m, int p, int ld, std::span<float> c) {
+  Linear w;
+  w.format = WeightFormat::f32, w.out = p, w.in = ld, w.weight = reinterpret_cast<const uint8_t*>(b);
+  linear(w, std::span<const float>(a, size_t(m) * ld), m, c, false);
+}
+
+}  // namespace
+
+void add_to(std::span<float> dst, std::span<const float> src) {
+  DSV4_CHECK(dst.size() == src.size(), "add_to: sizes ", dst.size(), " and ", src.size(), " differ");
+  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
+}
+
+void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c) {
+  DSV4_CHECK(a.size() == size_t(m) * k && b.size() == size_t(p) * k && c.size() == size_t(m) * p,
+             "matmul_nt: sizes do not match [", m, ", ", k, "] x [", p, ", ", k, "]^T");
+  if (m == 0 || p == 0) return;
+  if (k % 16 == 0) return matmul_padded(a.data(), b.data(), m, p, k, c);
+  const int ld = pad16(k);
+  const std::vector<float> ap = padded(a, m, k, ld), bp = padded(b, p, k, ld);
+  matmul_padded(ap.data(), bp.data(), m, p, ld, c);
+}
+
+void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y) {
+  DSV4_CHECK(x.size() == size_t(n) * in && w.size() == size_t(out) * in && y.size() == size_t(n) * out,
+             "linear_forward: sizes do not match [", n, ", ", in, "] x [", out, ", ", in, "]");
+  matmul_nt(x, w, n, out, in, y);
+}
+
+void linear_backward(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n, int in,
+                     int out, std::span<float> dx, std::span<float> dw) {
+  DSV4_CHECK(x.size() == size_t(n) * in && w.size() == size_t(out) * in && dy.size() == size_t(n) * out &&
+                 dx.size() == x.size() && dw.size() == w.size(),
+             "linear_backward: sizes do not match");
+  if (n == 0) return;
+  // dx = dy . w: w^T [in, out] as the weights.
+  const int ld_out = pad16(out);
+  const std::vector<float> wt = transposed(w, out, in, ld_out);
+  if (ld_out == out) matmul_padded(dy.data(), wt.data(), n, in, ld_out, dx);
+  else matmul_padded(padded(dy, n, out, ld_out).data(), wt.data(), n, in, ld_out, dx);
+  // dw += dy^T . x: dy^T [out, n] times (x^T [in, n])^T.
+  const int ld_n = pad16(n);
+  const std::vector<float> dyt = transposed(dy, n, out, ld_n), xt = transposed(x, n, in, ld_n);
+  std::vector<float> g(size_t(out) * in);
+  matmul_padded(dyt.data(), xt.data(), out, in, ld_n, g);
+  for (size_t i = 0; i < g.size(); ++i) dw[i] += g[i];
+}
+
+void linear_forward_reference(std::span<const float> x, std::span<const float> w, int n, int in, int out,
+                              std::span<float> y) {
+  DSV4_CHECK(x.size() == size_t(n) * in && w.size() == size_t(out) * in && y.size() == size_t(n) * out,
+             "linear_forward: sizes do not match [", n, ", ", in, "] x [", out, ", ", in, "]");
+  for (int t = 0; t < n; ++t)
+    for (int o = 0; o < out; ++o) {
+      double acc = 0;
+      for (int k = 0; k < in; ++k) acc += double(x[size_t(t) * in + k]) * w[size_t(o) * in + k];
+      y[size_t(t) * out + o] = static_cast<float>(acc);
+    }
+}
+
+void linear_backward_reference(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n,
+                               int in, int out, std::span<float> dx, std::span<float> dw) {
+  DSV4_CHECK(dy.size() == size_t(n) * out && dx.size() == x.size() && dw.size() == w.size(),
+             "linear_backward: sizes do not match");
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < in; ++k) {
+      double acc = 0;
+      for (int o = 0; o < out; ++o) acc += double(dy[size_t(t) * out + o]) * w[size_t(o) * in + k];
+      dx[size_t(t) * in + k] = static_cast<float>(acc);
+    }
+  for (int o = 0; o < out; ++o)
+    for (int k = 0; k < in; ++k) {
+      double acc = 0;
+      for (int t = 0; t < n; ++t) acc += double(dy[size_t(t) * out + o]) * x[size_t(t) * in + k];
+      dw[size_t(o) * in + k] += static_cast<float>(acc);
+    }
+}
+
+}  // namespace dsv4

@@ -1,0 +1,33 @@
+// The trainer's matrix products, in float32 on plain row-major arrays: every one goes through
+// the production F32 kernels of quant/linear.h (matmul_nt), and the dense layer's forward and
+// backward are built on it. The plain double-accumulating *_reference loops are the definition
+// the fast ones are tested against (tests/test_train.cpp).
+#pragma once
+
+#include <span>
+
+namespace dsv4 {
+
+// C [m, p] = A [m, k] . B [p, k]^T in float through the production F32 kernels of
+// quant/linear.h (threaded, SIMD; k padded with zeros to their width): every matrix product of
+// the trainer goes through it.
+void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c);
+
+// dst += src, elementwise (gradients of one tensor summed over its uses); sizes must match.
+void add_to(std::span<float> dst, std::span<const float> src);
+
+// y [n, out] = x [n, in] . w [out, in]^T
+void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y);
+
+// dx [n, in] = dy . w (overwritten); dw [out, in] += dy^T . x
+void linear_backward(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n, int in,
+                     int out, std::span<float> dx, std::span<float> dw);
+
+// The same as plain double-accumulating loops: the definition the fast ones are tested against.
+void linear_forward_reference(std::span<const float> x, std::span<const float> w, int n, int in, int out,
+                              std::span<float> y);
+
+void linear_backward_reference(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n,
+                               int in, int out, std::span<float> dx, std::span<float> dw);
+
+}  // namespace dsv4
