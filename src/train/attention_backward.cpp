@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "core/thread_pool.h"
+#include "ops/norm.h"
 #include "ops/rope.h"
 #include "ops/topk.h"
 #include "train/attention_head.h"
@@ -74,14 +75,14 @@ Forward run_forward(const AttentionF32& a, const Rope& rope, std::span<const flo
   Forward f;
   f.qa.resize(size_t(n) * a.q_lora), f.qn.resize(f.qa.size()), f.qb.resize(size_t(n) * H * D), f.q.resize(f.qb.size());
   linear_forward(x, a.wq_a, n, dim, a.q_lora, f.qa);
-  rmsnorm_forward(f.qa, a.q_norm, a.eps, a.q_lora, f.qn);
+  rmsnorm(f.qa, a.q_norm, a.eps, a.q_lora, f.qn);
   linear_forward(f.qn, a.wq_b, n, a.q_lora, H * D, f.qb);
-  rmsnorm_forward(f.qb, {}, a.eps, D, f.q);
+  rmsnorm(f.qb, {}, a.eps, D, f.q);
   for (int t = 0; t < n; ++t)
     for (int h = 0; h < H; ++h) rope.apply(f.q.data() + (size_t(t) * H + h) * D + D - rd, t);
   f.kva.resize(size_t(n) * D), f.kv.resize(f.kva.size());
   linear_forward(x, a.wkv, n, dim, D, f.kva);
-  rmsnorm_forward(f.kva, a.kv_norm, a.eps, D, f.kv);
+  rmsnorm(f.kva, a.kv_norm, a.eps, D, f.kv);
   for (int t = 0; t < n; ++t) rope.apply(f.kv.data() + size_t(t) * D + D - rd, t);
 
   f.chosen.resize(n);

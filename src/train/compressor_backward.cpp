@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/check.h"
+#include "ops/norm.h"
 #include "ops/rope.h"
 #include "train/attention_head.h"
 #include "train/compressor_pool.h"
@@ -63,7 +64,7 @@ std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& ro
     std::span<float> e(entries.data() + size_t(b) * hd, hd);
     p.block(b, bs, bkv);
     compressor_pool_forward(bs, bkv, p.rows(), hd, e);
-    rmsnorm_forward(e, c.norm, norm_eps, hd, e);
+    rmsnorm(e, c.norm, norm_eps, hd, e);
     rope.apply(e.data() + hd - rope.dim(), static_cast<long long>(b) * r);
   }
   return entries;

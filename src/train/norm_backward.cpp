@@ -4,16 +4,6 @@
 
 namespace dsv4 {
 
-void rmsnorm_forward(std::span<const float> x, std::span<const float> weight, float eps, int dim, std::span<float> y) {
-  for (size_t r = 0; r < x.size() / dim; ++r) {
-    const float* xr = x.data() + r * dim;
-    double ms = 0;
-    for (int i = 0; i < dim; ++i) ms += double(xr[i]) * xr[i];
-    const double inv = 1.0 / std::sqrt(ms / dim + eps);
-    for (int i = 0; i < dim; ++i) y[r * dim + i] = static_cast<float>(xr[i] * inv * (weight.empty() ? 1.0f : weight[i]));
-  }
-}
-
 void rmsnorm_backward(std::span<const float> x, std::span<const float> weight, float eps, int dim,
                       std::span<const float> dy, std::span<float> dx, std::span<float> dweight) {
   // y_i = x_i r w_i with r = (mean(x^2) + eps)^-1/2; dr/dx_j = -r^3 x_j / dim, so

@@ -1,14 +1,13 @@
-// RMSNorm in training: its forward and the backward, in float32 on rows of width dim, checked
-// against central finite differences of the forward (tests/test_train.cpp).
+// RMSNorm's backward. Its forward is the inference one (ops/norm.h's rmsnorm), so training and
+// inference normalise alike; the backward is checked against central finite differences of it
+// (tests/test_train.cpp).
 #pragma once
 
 #include <span>
 
 namespace dsv4 {
 
-// y = x / sqrt(mean(x^2) + eps) * weight, per row of width dim (weight may be empty: no scale).
-void rmsnorm_forward(std::span<const float> x, std::span<const float> weight, float eps, int dim, std::span<float> y);
-
+// y = weight * x / sqrt(mean(x^2) + eps) per row of width dim (weight may be empty: no scale):
 // dx overwritten; dweight accumulated (when weight is not empty).
 void rmsnorm_backward(std::span<const float> x, std::span<const float> weight, float eps, int dim,
                       std::span<const float> dy, std::span<float> dx, std::span<float> dweight);

@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "model/hc.h"
+#include "ops/norm.h"
 #include "train/cross_entropy.h"
 #include "train/embedding_backward.h"
 #include "train/hc_backward.h"
@@ -41,12 +42,12 @@ void block_run(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::s
   const size_t rows = size_t(n) * dim;
   tp.ya.resize(rows), tp.xa.resize(rows), tp.oa.resize(rows), tp.h_mid.resize(h_in.size());
   hc_pre(params_of(b.hc_attn), h_in, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.ya, tp.mix_a);
-  rmsnorm_forward(tp.ya, b.attn_norm, eps, dim, tp.xa);
+  rmsnorm(tp.ya, b.attn_norm, eps, dim, tp.xa);
   attention_forward_f32(b.attn, rope, tp.xa, n, tp.oa);
   hc_post(tp.mix_a, tp.oa, h_in, n, hc, dim, tp.h_mid);
   tp.yf.resize(rows), tp.xf.resize(rows), tp.of.resize(rows), h_out.resize(h_in.size());
   hc_pre(params_of(b.hc_ffn), tp.h_mid, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.yf, tp.mix_f);
-  rmsnorm_forward(tp.yf, b.ffn_norm, eps, dim, tp.xf);
+  rmsnorm(tp.yf, b.ffn_norm, eps, dim, tp.xf);
   moe_forward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, tp.of, load);
   hc_post(tp.mix_f, tp.of, tp.h_mid, n, hc, dim, h_out);
 }
@@ -113,7 +114,7 @@ void head_run(const HcF32& hc_head_p, const std::vector<float>& norm, const std:
   const int dim = c.hidden_size, V = c.vocab_size;
   tp.y.resize(size_t(n) * dim), tp.yn.resize(tp.y.size()), tp.logits.resize(size_t(n) * V);
   hc_head(params_of(hc_head_p), stream, n, c.hc_mult, dim, c.rms_norm_eps, c.hc_eps, tp.y);
-  rmsnorm_forward(tp.y, norm, c.rms_norm_eps, dim, tp.yn);
+  rmsnorm(tp.y, norm, c.rms_norm_eps, dim, tp.yn);
   linear_forward(tp.yn, head, n, dim, V, tp.logits);
 }
 
@@ -208,11 +209,11 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
   if (mtp) {
     const MtpF32& mw = w.mtp[0];
     e = embed_rows(w, next, dim), en.resize(e.size()), ep.resize(e.size());
-    rmsnorm_forward(e, mw.enorm, eps, dim, en);
+    rmsnorm(e, mw.enorm, eps, dim, en);
     linear_forward(en, mw.e_proj, m, dim, dim, ep);
     std::span<const float> stream(final_stream.data(), size_t(m) * flat);
     hn.resize(stream.size()), hm0.resize(stream.size());
-    rmsnorm_forward(stream, mw.hnorm, eps, dim, hn);
+    rmsnorm(stream, mw.hnorm, eps, dim, hn);
     linear_forward(hn, mw.h_proj, m * hc, dim, dim, hm0);
     for (int t = 0; t < m; ++t)
       for (int i = 0; i < hc; ++i)
