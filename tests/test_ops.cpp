@@ -22,6 +22,7 @@
 #include "ops/hadamard.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
+#include "ops/swiglu.h"
 #include "ops/topk.h"
 #include "test_util.h"
 
@@ -44,6 +45,17 @@ TEST(Ops, RmsNormUnitRms) {
     for (int i = 0; i < 128; ++i) ss += double(y[r * 128 + i]) * y[r * 128 + i];
     EXPECT_NEAR(std::sqrt(ss / 128), 2.0, 1e-5);  // weight 2 -> rms 2
   }
+}
+
+TEST(Ops, SwigluClampsAsDeepSeekV4) {
+  // Metric: exact values. silu(g) * u below the limit; up clamped to [-limit, limit] and the
+  // gate only from above; limit <= 0 clamps nothing.
+  EXPECT_EQ(swiglu(1.0f, 2.0f, 10.0f), 1.0f / (1.0f + std::exp(-1.0f)) * 2.0f);
+  EXPECT_EQ(swiglu(12.0f, -30.0f, 10.0f), 10.0f / (1.0f + std::exp(-10.0f)) * -10.0f);
+  EXPECT_EQ(swiglu(-30.0f, 1.0f, 10.0f), -30.0f / (1.0f + std::exp(30.0f)));
+  EXPECT_EQ(swiglu(12.0f, 30.0f, 0.0f), 12.0f / (1.0f + std::exp(-12.0f)) * 30.0f);
+  std::vector<float> gate{1, 2}, up{3}, y(2);
+  EXPECT_THROW(swiglu(gate, up, 10.0f, y), Error);
 }
 
 TEST(Ops, RopeInverseUndoesRotation) {

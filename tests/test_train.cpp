@@ -16,6 +16,7 @@
 #include "model/moe.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
+#include "ops/swiglu.h"
 #include "train/attention_backward.h"
 #include "train/attention_head.h"
 #include "train/brown.h"
@@ -249,7 +250,7 @@ TEST(Backward, SwigluWithClampMatchesFiniteDifferences) {
   EXPECT_GT(clamped, 5) << "the sample must exercise the clamp";
   auto loss = [&] {
     std::vector<float> y(n);
-    swiglu_forward(gate, up, limit, y);
+    swiglu(gate, up, limit, y);
     return loss_of(y, probe);
   };
   check_grad("swiglu dgate", gate, dgate, loss, 1e-3f);

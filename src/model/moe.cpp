@@ -12,6 +12,7 @@
 
 #include "core/thread_pool.h"
 #include "dist/comm.h"
+#include "ops/swiglu.h"
 #include "ops/topk.h"
 
 namespace dsv4 {
@@ -40,12 +41,7 @@ void expert_forward(const ExpertWeights& e, float limit, std::span<const float> 
   for (int t = 0; t < m; ++t)
     for (int i = 0; i < inter; ++i) {
       const size_t k = static_cast<size_t>(t) * inter + i;
-      float g = gate[k], u = up[k];
-      if (limit > 0) {
-        u = std::clamp(u, -limit, limit);
-        g = std::min(g, limit);
-      }
-      float v = g / (1.0f + std::exp(-g)) * u;
+      float v = swiglu(gate[k], up[k], limit);
       if (!weight.empty()) v = weight[t] * v;
       gate[k] = v;
     }

@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "model/moe.h"
+#include "ops/swiglu.h"
 #include "train/matmul.h"
 #include "train/routing.h"
 #include "train/swiglu.h"
@@ -23,7 +24,7 @@ double expert_backward(const ExpertF32& e, int dim, int inter, float limit, doub
   std::vector<float> gate(inter), up(inter), act(inter), h(inter);
   linear_forward(x, e.w1, 1, dim, inter, gate);
   linear_forward(x, e.w3, 1, dim, inter, up);
-  swiglu_forward(gate, up, limit, act);
+  swiglu(gate, up, limit, act);
   for (int i = 0; i < inter; ++i) h[i] = static_cast<float>(weight * act[i]);
   std::vector<float> dh(inter), dgate(inter), dup(inter), dxe(dim);
   linear_backward(h, e.w2, dy, 1, inter, dim, dh, ge.w2);
@@ -83,7 +84,7 @@ std::vector<double> expert_rows(const ExpertF32& e, int dim, int inter, float li
   std::vector<float> gate(size_t(m) * inter), up(gate.size()), act(gate.size()), h(gate.size());
   linear_forward(xe, e.w1, m, dim, inter, gate);
   linear_forward(xe, e.w3, m, dim, inter, up);
-  swiglu_forward(gate, up, limit, act);
+  swiglu(gate, up, limit, act);
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < inter; ++j) h[size_t(i) * inter + j] = act[size_t(i) * inter + j] * weight[i];
   if (!ge) {

@@ -9,14 +9,6 @@ namespace {
 double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 }  // namespace
 
-void swiglu_forward(std::span<const float> gate, std::span<const float> up, float limit, std::span<float> y) {
-  for (size_t i = 0; i < gate.size(); ++i) {
-    double g = gate[i], u = up[i];
-    if (limit > 0) u = std::clamp(u, double(-limit), double(limit)), g = std::min(g, double(limit));
-    y[i] = static_cast<float>(g * sigmoid(g) * u);
-  }
-}
-
 void swiglu_backward(std::span<const float> gate, std::span<const float> up, float limit, std::span<const float> dy,
                      std::span<float> dgate, std::span<float> dup) {
   for (size_t i = 0; i < gate.size(); ++i) {

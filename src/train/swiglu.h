@@ -1,14 +1,13 @@
-// The experts' SwiGLU with DeepSeek-V4's clamp, forward and backward, elementwise in double.
+// SwiGLU's backward. Its forward is the inference one (ops/swiglu.h: the clamp, then silu(g) * u
+// in float), which the backward differentiates elementwise in double.
 #pragma once
 
 #include <span>
 
 namespace dsv4 {
 
-// SwiGLU with DeepSeek-V4's clamp: u = clamp(up, -limit, limit), g = min(gate, limit),
-// y = silu(g) * u (limit <= 0: no clamp). Clamped elements pass no gradient.
-void swiglu_forward(std::span<const float> gate, std::span<const float> up, float limit, std::span<float> y);
-
+// Given the forward's gate and up and dL/dy: dgate, dup overwritten. Clamped elements pass no
+// gradient.
 void swiglu_backward(std::span<const float> gate, std::span<const float> up, float limit, std::span<const float> dy,
                      std::span<float> dgate, std::span<float> dup);
 
