@@ -22,27 +22,33 @@ void compressor_init(const CompressorWeights& w, KvFormat entries, int rope_dim,
   s.entries = KvRows(entries, w.head_dim, rope_dim);
 }
 
+void compressor_pool(const float* score, const float* kv, int n_rows, int dim, float* entry) {
+  std::vector<float> e(n_rows);
+  for (int d = 0; d < dim; ++d) {
+    float mx = score[d];
+    for (int i = 1; i < n_rows; ++i) mx = std::max(mx, score[static_cast<size_t>(i) * dim + d]);
+    float sum = 0;
+    for (int i = 0; i < n_rows; ++i) sum += (e[i] = std::exp(score[static_cast<size_t>(i) * dim + d] - mx));
+    float acc = 0;
+    for (int i = 0; i < n_rows; ++i) acc += kv[static_cast<size_t>(i) * dim + d] * (e[i] / sum);
+    entry[d] = acc;
+  }
+}
+
 namespace {
 
 // Pools the pending rows into one entry [head_dim] (before norm).
 void pool_block(const CompressorWeights& w, const CompressorState& s, float* entry) {
   const int r = w.ratio, hd = w.head_dim, coff = w.overlap ? 2 : 1, width = coff * hd;
   const int n_rows = coff * r;
-  std::vector<float> sc(n_rows), kv(n_rows);
-  for (int d = 0; d < hd; ++d) {
-    for (int i = 0; i < n_rows; ++i) {
-      // Overlap: rows [0, r) contribute their first half, rows [r, 2r) their second half.
-      const int col = (w.overlap && i >= r) ? hd + d : d;
-      sc[i] = s.score[static_cast<size_t>(i) * width + col];
-      kv[i] = s.kv[static_cast<size_t>(i) * width + col];
-    }
-    const float mx = *std::max_element(sc.begin(), sc.end());
-    float sum = 0;
-    for (int i = 0; i < n_rows; ++i) sum += (sc[i] = std::exp(sc[i] - mx));
-    float acc = 0;
-    for (int i = 0; i < n_rows; ++i) acc += kv[i] * (sc[i] / sum);
-    entry[d] = acc;
+  // Overlap: rows [0, r) contribute their first half, rows [r, 2r) their second half.
+  std::vector<float> score(static_cast<size_t>(n_rows) * hd), kv(score.size());
+  for (int i = 0; i < n_rows; ++i) {
+    const size_t from = static_cast<size_t>(i) * width + ((w.overlap && i >= r) ? hd : 0);
+    std::copy_n(s.score.begin() + from, hd, score.begin() + static_cast<size_t>(i) * hd);
+    std::copy_n(s.kv.begin() + from, hd, kv.begin() + static_cast<size_t>(i) * hd);
   }
+  compressor_pool(score.data(), kv.data(), n_rows, hd, entry);
 }
 
 }  // namespace

@@ -26,6 +26,11 @@ void compressor_forward(const CompressorWeights& w, std::span<const float> x, in
                         const Rope& rope, float norm_eps, CompressedRounding rounding,
                         bool act_quant, CompressorState& s);
 
+// The pooling of one block, per dimension d: entry[d] = sum_i softmax_i(score[:, d]) kv[i, d]
+// over its n_rows rows (score [n_rows, dim] already includes ape; kv [n_rows, dim]), in float in
+// row order. Training differentiates it (train/compressor_pool.h).
+void compressor_pool(const float* score, const float* kv, int n_rows, int dim, float* entry);
+
 // The two halves, for a batched step whose rows belong to several sessions: the projections
 // kv and score [n, coff * head_dim] of rows x [n, dim], one GEMM for all sessions; then each
 // session absorbs its rows (kv, score: its n rows of those) into its own state.

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/check.h"
+#include "model/compressor.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
 #include "train/attention_head.h"
@@ -63,7 +64,7 @@ std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& ro
   for (int b = 0; b < blocks; ++b) {
     std::span<float> e(entries.data() + size_t(b) * hd, hd);
     p.block(b, bs, bkv);
-    compressor_pool_forward(bs, bkv, p.rows(), hd, e);
+    compressor_pool(bs.data(), bkv.data(), p.rows(), hd, e.data());
     rmsnorm(e, c.norm, norm_eps, hd, e);
     rope.apply(e.data() + hd - rope.dim(), static_cast<long long>(b) * r);
   }
@@ -83,7 +84,7 @@ void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_ep
   for (int b = 0; b < blocks; ++b) {
     p.block(b, bs, bkv);
     // Forward of this entry up to the rope, then back: rope^T, RMSNorm, pooling.
-    compressor_pool_forward(bs, bkv, rows, hd, pooled);
+    compressor_pool(bs.data(), bkv.data(), rows, hd, pooled.data());
     std::copy(dentries.begin() + size_t(b) * hd, dentries.begin() + size_t(b + 1) * hd, d.begin());
     rope_backward(rope, std::span<float>(d).subspan(hd - rope.dim()), static_cast<long long>(b) * r, false);
     rmsnorm_backward(pooled, c.norm, norm_eps, hd, d, dpooled, g.norm);

@@ -6,21 +6,6 @@
 
 namespace dsv4 {
 
-void compressor_pool_forward(std::span<const float> score, std::span<const float> kv, int n_rows, int dim,
-                             std::span<float> entry) {
-  for (int d = 0; d < dim; ++d) {
-    double mx = score[d];
-    for (int i = 1; i < n_rows; ++i) mx = std::max(mx, double(score[size_t(i) * dim + d]));
-    double sum = 0, acc = 0;
-    for (int i = 0; i < n_rows; ++i) {
-      const double e = std::exp(score[size_t(i) * dim + d] - mx);
-      sum += e;
-      acc += e * kv[size_t(i) * dim + d];
-    }
-    entry[d] = static_cast<float>(acc / sum);
-  }
-}
-
 void compressor_pool_backward(std::span<const float> score, std::span<const float> kv, int n_rows, int dim,
                               std::span<const float> dentry, std::span<float> dscore, std::span<float> dkv) {
   std::vector<double> p(n_rows);
