@@ -10,10 +10,12 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "ckpt/cost.h"
 #include "core/check.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "tokenizer/bpe_train.h"
+#include "train/train_cost.h"
 #include "train/train_model.h"
 #include "train/train_weights.h"
 #include "train/trainer.h"
@@ -172,6 +174,23 @@ TEST(Trainer, ResumedRunEndsWithTheBitsOfAnUninterruptedOne) {
     EXPECT_EQ(straight[i].loss, resumed[i].loss) << "step " << i + 1;
     EXPECT_EQ(straight[i].eval_loss, resumed[i].eval_loss) << "step " << i + 1;
   }
+  // The achieved GFLOP/s of every step, those read back from the saved history included, and
+  // the log's last column.
+  const ModelConfig cfg = parse_config(tiny_config_json(2, Model(a.run.out_dir, {}).config().vocab_size), "t");
+  const double flops = training_flops_per_token(cfg, true);
+  for (const auto* log : {&straight, &resumed})
+    for (const StepLog& l : *log) {
+      EXPECT_GT(l.gflops, 0.0) << "step " << l.step;
+      EXPECT_NEAR(l.gflops, l.tokens_per_s * flops / 1e9, 1e-9 * l.gflops) << "step " << l.step;
+    }
+  std::ifstream tsv(a.run.out_dir + "/train_log.tsv");
+  std::string header, row;
+  std::getline(tsv, header);
+  EXPECT_EQ(header.substr(header.rfind('\t') + 1), "gflops");
+  for (const StepLog& l : straight) {
+    ASSERT_TRUE(std::getline(tsv, row));
+    EXPECT_NEAR(std::stod(row.substr(row.rfind('\t') + 1)), l.gflops, 1e-5 * l.gflops) << row;
+  }
   // Every saved tensor (float masters, optimizer moments, routing) bit for bit, and the
   // released checkpoint byte for byte.
   const SafetensorsFile sa(a.run.out_dir + "/train_state.safetensors"), sb(b.run.out_dir + "/train_state.safetensors");
@@ -191,6 +210,23 @@ TEST(Trainer, ResumedRunEndsWithTheBitsOfAnUninterruptedOne) {
   ModelOptions mo;
   const Model model(a.run.out_dir, mo);
   EXPECT_EQ(model.config().vocab_size, parse_config(tiny_config_json(2, model.config().vocab_size), "t").vocab_size);
+}
+
+TEST(TrainCost, BlocksCountFourPassesTheHeadThreeAndTheMtpLayerOnTop) {
+  // Metric: exact up to summation order. The blocks' FLOPs are token_cost's (an independent
+  // count of the same tensors) less the head; MTP adds the shared head's 3 passes, e_proj and
+  // h_proj (once per hc copy) 4 times, and its block.
+  const ModelConfig c = parse_config(tiny_config_json(2), "test");
+  ASSERT_GT(c.num_nextn_predict_layers, 0);
+  const double head = 2.0 * c.vocab_size * c.hidden_size, blocks = token_cost(c).matmul_flops - head;
+  const double plain = training_flops_per_token(c, false);
+  EXPECT_NEAR(plain, 4 * blocks + 3 * head, 1e-12 * plain);
+  const double d2 = 2.0 * c.hidden_size * c.hidden_size;
+  const double projections = 4 * (d2 + c.hc_mult * d2);
+  const double mtp_block = training_flops_per_token(c, true) - plain - 3 * head - projections;
+  // Its block (window attention, score routing) costs about as much as a main one.
+  EXPECT_GT(mtp_block, 0.5 * 4 * blocks / c.num_hidden_layers);
+  EXPECT_LT(mtp_block, 1.5 * 4 * blocks / c.num_hidden_layers);
 }
 
 TEST(Trainer, LearnsARepetitiveText) {

@@ -1,10 +1,12 @@
 // dsv4 train: trains a DeepSeek-V4-architecture model on the CPU (see src/train/trainer.h):
-// a progress bar with the loss, tokens/s and the time left; a line per evaluation.
+// a progress bar with the loss, tokens/s, the achieved GFLOP/s against the FMA peak measured
+// at the start, and the time left; a line per evaluation.
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 
+#include "core/fma_peak.h"
 #include "core/thread_pool.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
@@ -29,6 +31,11 @@ std::string duration(double s) {
 int run(TrainArgs& a) {
   set_num_threads(a.threads);
   ProgressBar bar("train");
+  bar.message("measuring the FMA peak...");
+  const double peak = measure_fma_peak_gflops();
+  char peak_line[120];
+  std::snprintf(peak_line, sizeof peak_line, "FMA peak %.1f GFLOP/s on %d thread(s)", peak, pool().size());
+  bar.message(peak_line);
   double smoothed = -1;
   long long first_step = -1;
   const auto start = std::chrono::steady_clock::now();
@@ -38,9 +45,9 @@ int run(TrainArgs& a) {
     smoothed = smoothed < 0 ? l.loss : 0.9 * smoothed + 0.1 * l.loss;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double eta = elapsed / double(l.step - first_step) * double(total - l.step);
-    char extra[200];
-    std::snprintf(extra, sizeof extra, "step %lld/%lld loss %.3f (avg %.3f) %.0f tok/s ETA %s", l.step, total, l.loss,
-                  smoothed, l.tokens_per_s, duration(eta).c_str());
+    char extra[240];
+    std::snprintf(extra, sizeof extra, "step %lld/%lld loss %.3f (avg %.3f) %.0f tok/s %.1f GFLOP/s (%.0f%% of peak) ETA %s",
+                  l.step, total, l.loss, smoothed, l.tokens_per_s, l.gflops, 100 * l.gflops / peak, duration(eta).c_str());
     bar.update(double(l.step) / double(total), extra);
     if (l.eval_loss >= 0) {
       char line[200];
@@ -61,6 +68,13 @@ int run(TrainArgs& a) {
         std::printf(", held-out loss %.4f (perplexity %.2f)", it->eval_loss, std::exp(it->eval_loss));
         break;
       }
+    double tok_s = 0, gflops = 0;
+    int steps = 0;
+    for (const StepLog& l : log)
+      if (l.step > first_step) tok_s += l.tokens_per_s, gflops += l.gflops, ++steps;
+    if (steps > 0)
+      std::printf("\nthis run's steps: %.0f tok/s, %.1f GFLOP/s, %.0f%% of the %.1f GFLOP/s FMA peak", tok_s / steps,
+                  gflops / steps, 100 * gflops / steps / peak, peak);
     std::printf("\ncheckpoint: %s (model.safetensors, config.json, tokenizer.json, train_state.safetensors, "
                 "train_log.tsv, loss.png)\n", a.run.out_dir.c_str());
   }

@@ -25,9 +25,7 @@ TokenCost token_cost(const ModelConfig& c) {
     t.weight_bytes += bytes * share;
     if (s.routed_expert) t.expert_bytes += bytes / (static_cast<double>(c.n_routed_experts) * c.num_hidden_layers);
     else t.fixed_bytes += bytes;
-    const bool matrix = s.shape.size() == 2 && s.kind != SpecKind::scale && s.kind != SpecKind::index &&
-                        s.name.find("hc_") == std::string::npos && s.name.find(".ape") == std::string::npos;
-    if (matrix) t.matmul_flops += 2.0 * static_cast<double>(s.logical_params()) * share;
+    if (multiplies_activations(s)) t.matmul_flops += 2.0 * static_cast<double>(s.logical_params()) * share;
   }
   return t;
 }

@@ -228,6 +228,12 @@ bool released_as_f32(const std::string& name) {
          name.find("gate.bias") != std::string::npos;
 }
 
+bool multiplies_activations(const TensorSpec& s) {
+  return s.shape.size() == 2 && s.kind != SpecKind::scale && s.kind != SpecKind::index &&
+         s.name.find("hc_") == std::string::npos && s.name.find(".ape") == std::string::npos &&
+         s.name != "embed.weight";
+}
+
 bool ignorable_tensor(const std::string& name) {
   // The Hugging Face release may repeat the shared embedding and head under mtp.N.
   return name.rfind("mtp.", 0) == 0 &&

@@ -65,4 +65,10 @@ DType released_dtype(const TensorSpec& s);
 // Names the checkpoint may carry that dsv4 does not use (e.g. MTP copies of embed / head).
 bool ignorable_tensor(const std::string& name);
 
+// Whether s is a matrix that activations are multiplied by, so that it costs 2 FLOPs per
+// parameter per token that uses it: 2-D, not a scale or an index, not mHC's mixing parameters
+// nor the compressor's position embedding (added, not multiplied), not the embedding (read by
+// row).
+bool multiplies_activations(const TensorSpec& s);
+
 }  // namespace dsv4

@@ -23,6 +23,7 @@
 #include "train/param_set.h"
 #include "train/plot.h"
 #include "train/routing.h"
+#include "train/train_cost.h"
 #include "train/train_model.h"
 #include "train/train_state.h"
 
@@ -238,6 +239,7 @@ class Trainer {
     g_ = zero_weights(c_);
     if (!run.init_dir.empty()) load_init(run.init_dir);
     params_ = std::make_unique<ParamSet>(c_, w_, g_, settings_.optimizer, settings_.weight_decay);
+    flops_per_token_ = training_flops_per_token(c_, settings_.mtp_weight > 0 && !w_.mtp.empty());
     fs::create_directories(run.out_dir);
     if (run.resume) load_state(state_path());
   }
@@ -254,6 +256,7 @@ class Trainer {
                  step_ / settings_.save_every * settings_.save_every, ": lower train.lr and resume or restart");
       log.tokens_per_s = double(settings_.batch) * settings_.seq_len /
                          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      log.gflops = log.tokens_per_s * flops_per_token_ / 1e9;
       ++step_;
       if (!eval_.empty() && (step_ % settings_.eval_every == 0 || step_ == settings_.steps))
         log.eval_loss = eval_loss(w_, c_, eval_);
@@ -350,7 +353,10 @@ class Trainer {
         p.adam.step = step_;
       }
     }
-    for (const auto& l : nlohmann::json::parse(meta.at("history"))) history_.push_back(log_from(l));
+    for (const auto& l : nlohmann::json::parse(meta.at("history"))) {
+      history_.push_back(log_from(l));
+      history_.back().gflops = history_.back().tokens_per_s * flops_per_token_ / 1e9;
+    }
     message("resumed at step " + std::to_string(step_) + " from " + path);
   }
 
@@ -383,11 +389,11 @@ class Trainer {
     const fs::path out(run_.out_dir);
     // The loss log and curve.
     std::ostringstream log;
-    log << "step\tlr\tloss\tmtp_loss\tindex_loss\tgrad_norm\ttokens_per_s\teval_loss\n";
+    log << "step\tlr\tloss\tmtp_loss\tindex_loss\tgrad_norm\ttokens_per_s\teval_loss\tgflops\n";
     PlotSeries train{"training loss", {}, {}, 0x1f77b4}, held{"held-out loss", {}, {}, 0xd62728};
     for (const StepLog& l : history_) {
       log << l.step << "\t" << l.lr << "\t" << l.loss << "\t" << l.mtp_loss << "\t" << l.index_loss << "\t"
-          << l.grad_norm << "\t" << l.tokens_per_s << "\t" << l.eval_loss << "\n";
+          << l.grad_norm << "\t" << l.tokens_per_s << "\t" << l.eval_loss << "\t" << l.gflops << "\n";
       train.x.push_back(double(l.step)), train.y.push_back(l.loss);
       if (l.eval_loss >= 0) held.x.push_back(double(l.step)), held.y.push_back(l.eval_loss);
     }
@@ -411,6 +417,7 @@ class Trainer {
   std::unique_ptr<ParamSet> params_;
   long long step_ = 0;
   std::vector<StepLog> history_;
+  double flops_per_token_ = 0;
 };
 
 }  // namespace

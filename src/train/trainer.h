@@ -66,6 +66,7 @@ struct StepLog {
   long long step = 0;
   double lr = 0, loss = 0, mtp_loss = 0, index_loss = 0, grad_norm = 0, tokens_per_s = 0;
   double eval_loss = -1;  // -1: not evaluated at this step
+  double gflops = 0;      // achieved: tokens_per_s times training_flops_per_token (train/train_cost.h)
 };
 
 struct TrainRun {
