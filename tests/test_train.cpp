@@ -3,6 +3,7 @@
 #include <gd.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -196,6 +197,20 @@ TEST(Backward, LinearMatchesFiniteDifferences) {
   };
   check_grad("linear dx", x, dx, loss);
   check_grad("linear dw", w, dw, loss);
+}
+
+TEST(Backward, TransposedInTilesIsTheTranspose) {
+  // Metric: exact. Shapes around the 32-wide tiles, with and without zero padding of the rows.
+  std::mt19937 rng(3);
+  for (const auto& [rows, cols, ld] : std::vector<std::array<int, 3>>{{1, 1, 1}, {31, 33, 31}, {64, 32, 80}, {70, 5, 80}}) {
+    const std::vector<float> in = randn(size_t(rows) * cols, rng);
+    const std::vector<float> t = transposed(in, rows, cols, ld);
+    ASSERT_EQ(t.size(), size_t(cols) * ld);
+    for (int c = 0; c < cols; ++c)
+      for (int r = 0; r < ld; ++r)
+        ASSERT_EQ(t[size_t(c) * ld + r], r < rows ? in[size_t(r) * cols + c] : 0.0f) << rows << "x" << cols << " " << ld;
+  }
+  EXPECT_THROW(transposed(std::vector<float>(6), 2, 3, 1), Error);
 }
 
 TEST(Backward, FastLinearMatchesTheReferenceLoops) {

@@ -12,14 +12,6 @@ namespace dsv4 {
 
 namespace {
 
-// in [rows, cols] -> out [cols, ld] = in^T, each row padded with zeros from rows to ld.
-std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld) {
-  std::vector<float> out(size_t(cols) * ld, 0.0f);
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
-  return out;
-}
-
 // [rows, k] -> [rows, ld] with zero columns after k.
 std::vector<float> padded(std::span<const float> in, int rows, int k, int ld) {
   std::vector<float> out(size_t(rows) * ld, 0.0f);
@@ -37,6 +29,20 @@ void matmul_padded(const float* a, const float* b, int m, int p, int ld, std::sp
 }
 
 }  // namespace
+
+std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld) {
+  DSV4_CHECK(in.size() == size_t(rows) * cols && ld >= rows, "transposed: [", rows, ", ", cols, "] into rows of ",
+             ld);
+  constexpr int kTile = 32;
+  std::vector<float> out(size_t(cols) * ld);
+  for (int r0 = 0; r0 < rows; r0 += kTile)
+    for (int c0 = 0; c0 < cols; c0 += kTile) {
+      const int r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      for (int c = c0; c < c1; ++c)
+        for (int r = r0; r < r1; ++r) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
+    }
+  return out;  // the padding stays as the vector started: zeros
+}
 
 void add_to(std::span<float> dst, std::span<const float> src) {
   DSV4_CHECK(dst.size() == src.size(), "add_to: sizes ", dst.size(), " and ", src.size(), " differ");

@@ -10,18 +10,6 @@
 
 namespace dsv4 {
 
-namespace {
-
-// x [r, c] -> [c, r]
-std::vector<float> transpose(std::span<const float> x, int r, int c) {
-  std::vector<float> t(x.size());
-  for (int i = 0; i < r; ++i)
-    for (int j = 0; j < c; ++j) t[static_cast<size_t>(j) * r + i] = x[static_cast<size_t>(i) * c + j];
-  return t;
-}
-
-}  // namespace
-
 void adamw_step(std::span<float> w, std::span<const float> g, AdamWState& s, const AdamWParams& p, float lr) {
   DSV4_CHECK(w.size() == g.size(), "adamw_step: ", w.size(), " weights but ", g.size(), " gradients");
   if (s.m.empty()) s.m.assign(w.size(), 0.0f), s.v.assign(w.size(), 0.0f);
@@ -39,7 +27,7 @@ std::vector<float> newton_schulz(std::span<const float> g, int rows, int cols, i
   DSV4_CHECK(g.size() == static_cast<size_t>(rows) * cols, "newton_schulz: size does not match the shape");
   // Work on the wide orientation (r <= c) so that X X^T is the small Gram matrix.
   const bool tall = rows > cols;
-  std::vector<float> x = tall ? transpose(g, rows, cols) : std::vector<float>(g.begin(), g.end());
+  std::vector<float> x = tall ? transposed(g, rows, cols, rows) : std::vector<float>(g.begin(), g.end());
   const int r = tall ? cols : rows, c = tall ? rows : cols;
   double norm = 0;
   for (float v : x) norm += double(v) * v;
@@ -52,10 +40,10 @@ std::vector<float> newton_schulz(std::span<const float> g, int rows, int cols, i
     matmul_nt(x, x, r, r, c, a);    // A = X X^T
     matmul_nt(a, a, r, r, r, aa);   // A^2 (A is symmetric)
     for (size_t i = 0; i < a.size(); ++i) b[i] = kb * a[i] + kc * aa[i];
-    matmul_nt(b, transpose(x, r, c), r, c, r, bx);  // B X (B is symmetric)
+    matmul_nt(b, transposed(x, r, c, r), r, c, r, bx);  // B X (B is symmetric)
     for (size_t i = 0; i < x.size(); ++i) x[i] = ka * x[i] + bx[i];
   }
-  return tall ? transpose(x, r, c) : x;
+  return tall ? transposed(x, r, c, r) : x;
 }
 
 void muon_step(std::span<float> w, int rows, int cols, std::span<const float> g, MuonState& s, const MuonParams& p,
