@@ -388,6 +388,7 @@ TEST_P(LinearPaths, MatchesScalarReference) {
   cases.push_back(make_float_linear(WeightFormat::bf16, 67, 208, rng));
   cases.push_back(make_float_linear(WeightFormat::bf16, 67, 256, rng));  // whole 128-blocks: AVX-512 float kernel
   cases.push_back(make_float_linear(WeightFormat::f32, 67, 208, rng));
+  cases.push_back(make_float_linear(WeightFormat::f32, 67, 256, rng));  // whole 128-blocks: AVX-512 float kernel
   for (const auto& t : cases)
     for (int n : {1, 3, 70}) {
       std::vector<float> x(size_t(n) * t.lin.in);
@@ -609,6 +610,8 @@ TEST_P(LinearPaths, RowsAreIndependentOfBatchAndThreads) {
   // carried over chunks, the last one partial.
   cases.push_back({make_linear(WeightFormat::fp8, 130, 1280, false, rng), false});
   cases.push_back({make_float_linear(WeightFormat::bf16, 130, 1280, rng), false});
+  cases.push_back({make_float_linear(WeightFormat::f32, 130, 256, rng), false});
+  cases.push_back({make_float_linear(WeightFormat::f32, 130, 1280, rng), false});
   for (const auto& [t, q] : cases)
   // 2 .. 16: the few-token kernels of batched decode steps (every remainder of their token
   // groups); 75: more than one token tile.

@@ -1,13 +1,14 @@
 // The AVX-512 body of linear() for float inputs that are not on the bf16 grid: FP8 weights
 // applied to unquantized inputs (wo_a, which the reference applies dequantized, and the smooth
-// validation mode) and BF16 weights (compressor, indexer weights_proj, head). Weights are
-// decoded to float in registers (e4m3 through the bf16 tables of avx512_decode.h, bf16 by a
-// 16-bit shift) and multiplied with 16-lane float FMAs; the inputs are permuted once per call
+// validation mode), BF16 weights (compressor, indexer weights_proj, head) and F32 weights (the
+// trainer's float masters, whose every product goes through here). Weights are decoded to float
+// in registers (e4m3 through the bf16 tables of avx512_decode.h, bf16 by a 16-bit shift; floats
+// as they are) and multiplied with 16-lane float FMAs; the inputs are permuted once per call
 // into the decoder's lane order.
 //
 // Per (row, token) and 128-wide block, one order shared by the GEMV and the GEMM kernels
 // (accumulate()): eight 16-float pieces in two FMA chains (even and odd pieces), then
-// total = fma(a + b, sb, total) with the block's weight scale (1 for bf16); a final 16-lane
+// total = fma(a + b, sb, total) with the block's weight scale (1 for bf16 and f32); a final 16-lane
 // reduction in a fixed tree. As every path, it depends on nothing but the row and the token.
 #include <algorithm>
 #include <cstdlib>
@@ -48,11 +49,19 @@ constexpr Order kIdentity = [] {
 constexpr Order kFp8FloatOrder = float_order(kFp8Order);
 constexpr Order kBf16FloatOrder = float_order(kIdentity);
 
-// 128 weights of a row -> 8 x 16 floats (unscaled e4m3 values, or the bf16 values).
-template <bool kBf16>
+// Bytes per weight of the formats this file takes.
+constexpr size_t bytes_per_weight(WeightFormat f) { return f == WeightFormat::f32 ? 4 : f == WeightFormat::bf16 ? 2 : 1; }
+
+// 128 weights of a row -> 8 x 16 floats (unscaled e4m3 values, the bf16 values, or the floats).
+template <WeightFormat kF>
 DSV4_AVX512 inline void decode(const Decoder& d, const Linear& w, int row, int k0, __m512 out[8]) {
+  if constexpr (kF == WeightFormat::f32) {
+    const float* p = reinterpret_cast<const float*>(w.weight) + static_cast<size_t>(row) * w.in + k0;
+    for (int i = 0; i < 8; ++i) out[i] = _mm512_loadu_ps(p + 16 * i);
+    return;
+  }
   __m512i v[4];
-  if constexpr (kBf16) {
+  if constexpr (kF == WeightFormat::bf16) {
     const uint8_t* p = w.weight + (static_cast<size_t>(row) * w.in + k0) * 2;
     for (int i = 0; i < 4; ++i) v[i] = _mm512_loadu_si512(p + 64 * i);
   } else {
@@ -65,9 +74,9 @@ DSV4_AVX512 inline void decode(const Decoder& d, const Linear& w, int row, int k
   }
 }
 
-template <bool kBf16>
+template <WeightFormat kF>
 DSV4_AVX512 inline __m512 block_scale(const Linear& w, int row, int k0) {
-  return _mm512_set1_ps(kBf16 ? 1.0f : w.scale_at(row, k0));
+  return _mm512_set1_ps(kF == WeightFormat::fp8 ? w.scale_at(row, k0) : 1.0f);
 }
 
 DSV4_AVX512 inline void accumulate(const __m512 w[8], const __m512 x[8], __m512 scale, __m512& total) {
@@ -79,12 +88,12 @@ DSV4_AVX512 inline void accumulate(const __m512 w[8], const __m512 x[8], __m512 
   total = _mm512_fmadd_ps(_mm512_add_ps(a, b), scale, total);
 }
 
-template <bool kBf16>
+template <WeightFormat kF>
 DSV4_AVX512 void gemv(const Linear& w, const float* xp, int row_begin, int rows, int r0, float* y) {
   const Decoder d;
   int row[kRows];
   for (int r = 0; r < kRows; ++r) row[r] = row_begin + std::min(r0 + r, rows - 1);
-  const size_t row_bytes = kBf16 ? 2 * static_cast<size_t>(w.in) : w.in;
+  const size_t row_bytes = bytes_per_weight(kF) * w.in;
   __m512 total[kRows];
   for (auto& t : total) t = _mm512_setzero_ps();
   for (int k0 = 0; k0 < w.in; k0 += 128) {
@@ -97,8 +106,8 @@ DSV4_AVX512 void gemv(const Linear& w, const float* xp, int row_begin, int rows,
       for (size_t b = 0; b < 128 * (row_bytes / w.in); b += 64)
         _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
       __m512 wr[8];
-      decode<kBf16>(d, w, row[r], k0, wr);
-      accumulate(wr, x, block_scale<kBf16>(w, row[r], k0), total[r]);
+      decode<kF>(d, w, row[r], k0, wr);
+      accumulate(wr, x, block_scale<kF>(w, row[r], k0), total[r]);
     }
   }
   for (int r = 0; r < std::min(kRows, rows - r0); ++r) y[r0 + r] = hsum16(total[r]);
@@ -109,7 +118,7 @@ DSV4_AVX512 void gemv(const Linear& w, const float* xp, int row_begin, int rows,
 // for both rows. Loads are what bound it (about one 64-byte load a cycle here, against two
 // FMAs): with the decoded rows in memory and each input folded into every FMA, 2 tokens took
 // 2.6x one. The sums carry over input chunks in acc (for_each_chunked_tile).
-template <bool kBf16>
+template <WeightFormat kF>
 DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int rows, int r0, int t0, int t1,
                            int k_begin, int k_end, SumVector* acc, bool first, bool last, float* y) {
   const Decoder d;
@@ -120,7 +129,7 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int 
   if (first)
     for (int t = 0; t < t1 - t0; ++t)
       for (int r = 0; r < kTileRows; ++r) total[t][r] = _mm512_setzero_ps();
-  const size_t row_bytes = kBf16 ? 2 * static_cast<size_t>(in) : in;
+  const size_t row_bytes = bytes_per_weight(kF) * in;
   for (int k0 = k_begin; k0 < k_end; k0 += 128) {
     __m512 wr[kTileRows][8];
     __m512 scale[kTileRows];
@@ -130,8 +139,8 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int 
       const uint8_t* ahead = w.weight + static_cast<size_t>(row[r]) * row_bytes + k0 * (row_bytes / in) +
                              kPrefetchRows * row_bytes;
       for (size_t b = 0; b < 128 * (row_bytes / in); b += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + b), _MM_HINT_T1);
-      decode<kBf16>(d, w, row[r], k0, wr[r]);
-      scale[r] = block_scale<kBf16>(w, row[r], k0);
+      decode<kF>(d, w, row[r], k0, wr[r]);
+      scale[r] = block_scale<kF>(w, row[r], k0);
     }
     for (int t = t0; t < t1; ++t) {
       const float* xt = xp + static_cast<size_t>(t) * in + k0;
@@ -155,11 +164,11 @@ DSV4_AVX512 void gemm_tile(const Linear& w, const float* xp, int row_begin, int 
     for (int r = 0; r < nr; ++r) y[static_cast<size_t>(t) * rows + r0 + r] = hsum16(total[t - t0][r]);
 }
 
-template <bool kBf16>
+template <WeightFormat kF>
 void run(const Linear& w, const float* xp, int n, int row_begin, int rows, float* y) {
   if (n == 1) {
     pool().parallel_for(static_cast<size_t>((rows + kRows - 1) / kRows), [&](size_t i0, size_t i1) {
-      for (size_t i = i0; i < i1; ++i) gemv<kBf16>(w, xp, row_begin, rows, static_cast<int>(i) * kRows, y);
+      for (size_t i = i0; i < i1; ++i) gemv<kF>(w, xp, row_begin, rows, static_cast<int>(i) * kRows, y);
     });
     return;
   }
@@ -168,24 +177,28 @@ void run(const Linear& w, const float* xp, int n, int row_begin, int rows, float
   const int k_chunk = std::max(128, (16384 / (4 * tokens)) / 128 * 128);
   for_each_chunked_tile(n, rows, w.in, k_chunk, kTileRows, kTokens,
                                 [&](int r0, int t0, int t1, int k0, int k1, SumVector* acc, bool first, bool last) {
-                                  gemm_tile<kBf16>(w, xp, row_begin, rows, r0, t0, t1, k0, k1, acc, first, last, y);
+                                  gemm_tile<kF>(w, xp, row_begin, rows, r0, t0, t1, k0, k1, acc, first, last, y);
                                 });
 }
 
 }  // namespace
 
 bool linear_avx512_f32_handles(const Linear& w, bool quantize_input) {
-  return ((w.format == WeightFormat::fp8 && !quantize_input) || w.format == WeightFormat::bf16) && w.in % 128 == 0;
+  return ((w.format == WeightFormat::fp8 && !quantize_input) || w.format == WeightFormat::bf16 ||
+          w.format == WeightFormat::f32) &&
+         w.in % 128 == 0;
 }
 
 void linear_avx512_f32(const Linear& w, const float* x, int n, int row_begin, int rows, float* y) {
+  // Float weights come in their own order: the inputs as they are.
+  if (w.format == WeightFormat::f32) return run<WeightFormat::f32>(w, x, n, row_begin, rows, y);
   const bool bf16 = w.format == WeightFormat::bf16;
   const Order& order = bf16 ? kBf16FloatOrder : kFp8FloatOrder;
   const std::span<float> xp = scratch<float>(Scratch::kernel_inputs, static_cast<size_t>(n) * w.in);
   for (size_t b = 0; b < xp.size(); b += 128)
     for (int p = 0; p < 128; ++p) xp[b + p] = x[b + order[p]];
-  if (bf16) run<true>(w, xp.data(), n, row_begin, rows, y);
-  else run<false>(w, xp.data(), n, row_begin, rows, y);
+  if (bf16) run<WeightFormat::bf16>(w, xp.data(), n, row_begin, rows, y);
+  else run<WeightFormat::fp8>(w, xp.data(), n, row_begin, rows, y);
 }
 
 }  // namespace dsv4

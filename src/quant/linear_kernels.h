@@ -73,8 +73,8 @@ bool linear_avx512_handles(const Linear& w, bool quantize_input);
 void linear_avx512(const Linear& w, const float* xq, const float* sa, int n_act_blocks, int n, int row_begin,
                    int rows, float* y);
 
-// Float inputs (not on the bf16 grid): FP8 weights with unquantized inputs and BF16 weights,
-// in % 128 == 0; float FMAs. Same CPU requirements as linear_avx512.
+// Float inputs (not on the bf16 grid): FP8 weights with unquantized inputs, BF16 and F32
+// weights, in % 128 == 0; float FMAs. Same CPU requirements as linear_avx512.
 bool linear_avx512_f32_handles(const Linear& w, bool quantize_input);
 void linear_avx512_f32(const Linear& w, const float* x, int n, int row_begin, int rows, float* y);
 
