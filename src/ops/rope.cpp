@@ -4,11 +4,14 @@
 #include "ops/rope.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace dsv4 {
 
 namespace {
+
+std::atomic<uint64_t> next_id{0};  // 0: no Rope (an empty cache)
 
 double correction_dim(double num_rotations, int dim, double base, int max_seq_len) {
   return dim * std::log(max_seq_len / (num_rotations * 2 * M_PI)) / (2 * std::log(base));
@@ -18,7 +21,7 @@ double correction_dim(double num_rotations, int dim, double base, int max_seq_le
 
 Rope::Rope(int rope_dim, double theta, int original_seq_len, double factor, double beta_fast,
            double beta_slow)
-    : dim_(rope_dim), freqs_(rope_dim / 2) {
+    : dim_(rope_dim), freqs_(rope_dim / 2), id_(next_id.fetch_add(1) + 1) {
   const float base = static_cast<float>(theta);
   for (int i = 0; i < dim_ / 2; ++i) {
     const float e = static_cast<float>(2 * i) / static_cast<float>(dim_);
@@ -41,11 +44,24 @@ Rope::Rope(int rope_dim, double theta, int original_seq_len, double factor, doub
 }
 
 void Rope::apply(float* x, long long pos, bool inverse) const {
-  const float p = static_cast<float>(pos);
+  thread_local struct {
+    uint64_t id = 0;
+    long long pos = 0;
+    std::vector<float> cos, sin;
+  } last;
+  if (last.id != id_ || last.pos != pos) {
+    const float p = static_cast<float>(pos);
+    last.cos.resize(dim_ / 2), last.sin.resize(dim_ / 2);
+    for (int i = 0; i < dim_ / 2; ++i) {
+      const float angle = p * freqs_[i];
+      last.cos[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      last.sin[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    }
+    last.id = id_, last.pos = pos;
+  }
   for (int i = 0; i < dim_ / 2; ++i) {
-    const float angle = p * freqs_[i];
-    const float c = static_cast<float>(std::cos(static_cast<double>(angle)));
-    float s = static_cast<float>(std::sin(static_cast<double>(angle)));
+    const float c = last.cos[i];
+    float s = last.sin[i];
     if (inverse) s = -s;
     const float a = x[2 * i], b = x[2 * i + 1];
     x[2 * i] = a * c - b * s;

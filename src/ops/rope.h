@@ -4,6 +4,7 @@
 #pragma once
 
 #include <span>
+#include <cstdint>
 #include <vector>
 
 namespace dsv4 {
@@ -15,6 +16,8 @@ class Rope {
        double beta_slow);
 
   // Rotates x [rope_dim] (the tail of a head) for position pos; inverse rotates backwards.
+  // Each thread keeps the cos / sin of the last position it rotated by, so the heads of one
+  // token share them (the values are those recomputed, so no bit depends on the calls' order).
   void apply(float* x, long long pos, bool inverse = false) const;
   int dim() const { return dim_; }
   const std::vector<float>& freqs() const { return freqs_; }
@@ -22,6 +25,7 @@ class Rope {
  private:
   int dim_;
   std::vector<float> freqs_;  // [dim / 2] radians per position, float32 like the reference
+  uint64_t id_;               // which frequencies a thread's cached cos / sin belong to
 };
 
 }  // namespace dsv4
