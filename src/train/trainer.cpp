@@ -113,7 +113,7 @@ class Trainer {
                  step_ / settings_.save_every * settings_.save_every, ": lower train.lr and resume or restart");
       log.tokens_per_s = double(settings_.batch) * settings_.seq_len /
                          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      log.gflops = log.tokens_per_s * flops_per_token_ / 1e9;
+      log.gflops = gflops_at(log.tokens_per_s);
       ++step_;
       if (!eval_.empty() && (step_ % settings_.eval_every == 0 || step_ == settings_.steps))
         log.eval_loss = eval_loss(w_, c_, eval_);
@@ -126,6 +126,9 @@ class Trainer {
 
  private:
   std::string state_path() const { return (fs::path(run_.out_dir) / "train_state.safetensors").string(); }
+  // The achieved GFLOP/s of a step that ran at tokens_per_s (train/train_cost.h's count).
+  double gflops_at(double tokens_per_s) const { return tokens_per_s * flops_per_token_ / 1e9; }
+
   void message(const std::string& m) const {
     if (run_.on_message) run_.on_message(m);
   }
@@ -212,7 +215,7 @@ class Trainer {
     }
     for (const auto& l : nlohmann::json::parse(meta.at("history"))) {
       history_.push_back(log_from(l));
-      history_.back().gflops = history_.back().tokens_per_s * flops_per_token_ / 1e9;
+      history_.back().gflops = gflops_at(history_.back().tokens_per_s);
     }
     message("resumed at step " + std::to_string(step_) + " from " + path);
   }
