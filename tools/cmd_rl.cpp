@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/memory.h"
 #include "core/read_file.h"
 #include "core/thread_pool.h"
 #include "core/write_file.h"
@@ -33,6 +34,7 @@ struct SftArgs {
 
 int run_sft(const SftArgs& a) {
   set_num_threads(a.threads);
+  keep_freed_memory();
   namespace fs = std::filesystem;
   fs::create_directories(a.out);
   const nlohmann::json model = nlohmann::json::parse(read_file((fs::path(a.model_dir) / "config.json").string()));
@@ -89,6 +91,7 @@ void check_mode(RlArgs& a) {
 
 int run_grpo_cmd(RlArgs& a) {
   set_num_threads(a.threads);
+  keep_freed_memory();
   check_mode(a);
   ProgressBar bar("grpo");
   const std::vector<RlLog> log =
@@ -101,6 +104,7 @@ int run_grpo_cmd(RlArgs& a) {
 
 int run_distill_cmd(RlArgs& a) {
   set_num_threads(a.threads);
+  keep_freed_memory();
   check_mode(a);
   std::map<Domain, std::string> experts;
   for (const std::string& e : a.experts) {

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/fma_peak.h"
+#include "core/memory.h"
 #include "core/thread_pool.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
@@ -30,6 +31,7 @@ std::string duration(double s) {
 
 int run(TrainArgs& a) {
   set_num_threads(a.threads);
+  keep_freed_memory();
   ProgressBar bar("train");
   bar.message("measuring the FMA peak...");
   const double peak = measure_fma_peak_gflops();

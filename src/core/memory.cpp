@@ -4,6 +4,10 @@
 #include <sstream>
 #include <string>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace dsv4 {
 
 MachineMemory machine_memory() {
@@ -19,6 +23,13 @@ MachineMemory machine_memory() {
     else if (key == "MemAvailable:") m.available = kib * 1024;
   }
   return m;
+}
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest: bigger blocks are still mmap'd
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 }  // namespace dsv4
