@@ -7,6 +7,7 @@
 // BF16 where the CPU has it), AVX2 and the scalar reference. Run: build/bench_kernels [--benchmark_filter=...].
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -31,8 +32,17 @@ Weights make(WeightFormat fmt, int out, int in) {
   m.lin.out = out;
   m.lin.in = in;
   const size_t wbytes = fmt == WeightFormat::fp4 ? size_t(out) * in / 2
-                        : fmt == WeightFormat::bf16 ? size_t(out) * in * 2 : size_t(out) * in;
+                        : fmt == WeightFormat::bf16 ? size_t(out) * in * 2
+                        : fmt == WeightFormat::f32  ? size_t(out) * in * 4
+                                                    : size_t(out) * in;
   m.w.resize(wbytes);
+  if (fmt == WeightFormat::f32) {  // the trainer's float masters: N(0, 1 / in), as initialized
+    std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(in)));
+    float* f = reinterpret_cast<float*>(m.w.data());
+    for (size_t i = 0; i < size_t(out) * in; ++i) f[i] = nd(rng);
+    m.lin.weight = m.w.data();
+    return m;
+  }
   for (size_t i = 0; i < wbytes; i += 8) {
     uint64_t r = rng();
     for (size_t k = i; k < std::min(wbytes, i + 8); ++k, r >>= 8) m.w[k] = static_cast<uint8_t>(r & 0xBF);  // no NaN codes
@@ -97,6 +107,8 @@ BENCHMARK(BM_fp4_experts)->ArgsProduct({{1, 2, 3, 4, 8}, {2}})->Unit(benchmark::
 void BM_fp8(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path()); }
 void BM_fp4(benchmark::State& s) { run(s, WeightFormat::fp4, linear_path()); }
 void BM_bf16(benchmark::State& s) { run(s, WeightFormat::bf16, linear_path()); }
+// F32 weights: every matrix product of the trainer (train/matmul.h).
+void BM_f32(benchmark::State& s) { run(s, WeightFormat::f32, linear_path(), false); }
 // FP8 weights on float inputs, as wo_a applies them (no activation quantization).
 void BM_fp8_float(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path(), false); }
 void BM_fp8_avx2(benchmark::State& s) { run(s, WeightFormat::fp8, LinearPath::avx2); }
@@ -125,6 +137,9 @@ BENCHMARK(BM_fp8)->ArgsProduct({{256, 2048, 16384}, {4096}, {8}, {2}})->Unit(ben
 BENCHMARK(BM_fp8_float)->ArgsProduct({{1024}, {4096}, {1, 2, 4, 8, 16}, {2}})->Args({4096, 1024, 8, 2})->Args({4096, 512, 8, 2})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_bf16)->ArgsProduct({{1024}, {4096}, {1, 2, 4, 8, 16}, {2}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_bf16)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+// The trainer's products on the default model (dsv4-tiny): a step's 4 sequences of 256 tokens
+// through wq_b [512, 128] and w1 [128, 256]; the backward's weight gradient [256, 256] over 256 tokens.
+BENCHMARK(BM_f32)->ArgsProduct({{512}, {128}, {256, 1024}, {1, 2}})->Args({128, 256, 1024, 2})->Args({256, 256, 256, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_fp8_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp4_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 

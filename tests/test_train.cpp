@@ -31,7 +31,9 @@
 #include "train/matmul.h"
 #include "train/moe_backward.h"
 #include "train/norm_backward.h"
-#include "train/optim.h"
+#include "train/adamw.h"
+#include "train/muon.h"
+#include "train/schedule.h"
 #include "train/plot.h"
 #include "train/routing.h"
 #include "train/swiglu.h"
@@ -211,6 +213,23 @@ TEST(Backward, TransposedInTilesIsTheTranspose) {
         ASSERT_EQ(t[size_t(c) * ld + r], r < rows ? in[size_t(r) * cols + c] : 0.0f) << rows << "x" << cols << " " << ld;
   }
   EXPECT_THROW(transposed(std::vector<float>(6), 2, 3, 1), Error);
+}
+
+TEST(Backward, GramIsTheFullProductBitwise) {
+  // Metric: exact. Newton-Schulz's X X^T and A A^T from the blocks on and above the diagonal,
+  // mirrored, against the whole product: sizes across the 32-row blocks and the kernels' 16-wide
+  // padding of k. (The AVX2 and scalar paths are symmetric in the same way: DSV4_NO_AVX512=1 /
+  // DSV4_NO_AVX2=1 run this test on them.)
+  std::mt19937 rng(5);
+  for (const auto& [m, k] : std::vector<std::array<int, 2>>{{1, 7}, {33, 16}, {64, 256}, {70, 130}, {128, 128}}) {
+    const std::vector<float> a = randn(size_t(m) * k, rng);
+    std::vector<float> full(size_t(m) * m), gram(full.size(), -1.0f);
+    matmul_nt(a, a, m, m, k, full);
+    gram_nt(a, m, k, gram);
+    for (size_t i = 0; i < full.size(); ++i) ASSERT_EQ(gram[i], full[i]) << m << "x" << k << " at " << i;
+  }
+  std::vector<float> out(4);
+  EXPECT_THROW(gram_nt(std::vector<float>(6), 2, 2, out), Error);
 }
 
 TEST(Backward, FastLinearMatchesTheReferenceLoops) {

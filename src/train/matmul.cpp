@@ -59,6 +59,29 @@ void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p,
   matmul_padded(ap.data(), bp.data(), m, p, ld, c);
 }
 
+void gram_nt(std::span<const float> a, int m, int k, std::span<float> c) {
+  DSV4_CHECK(a.size() == size_t(m) * k && c.size() == size_t(m) * m, "gram_nt: sizes do not match [", m, ", ", k,
+             "] x its transpose");
+  // Row blocks of 32 (two of the f32 kernel's 16-token tiles): the upper triangle's blocks
+  // against all later rows, so small enough that little below the diagonal is computed.
+  constexpr int kBlock = 32;
+  const int ld = pad16(k);
+  const std::vector<float> ap = ld == k ? std::vector<float>() : padded(a, m, k, ld);
+  const float* base = ld == k ? a.data() : ap.data();
+  std::vector<float> part;
+  for (int i0 = 0; i0 < m; i0 += kBlock) {
+    const int rows = std::min(kBlock, m - i0), cols = m - i0;
+    part.resize(size_t(rows) * cols);
+    matmul_padded(base + size_t(i0) * ld, base + size_t(i0) * ld, rows, cols, ld, part);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) {
+        const float v = part[size_t(i) * cols + j];
+        c[size_t(i0 + i) * m + i0 + j] = v;
+        c[size_t(i0 + j) * m + i0 + i] = v;
+      }
+  }
+}
+
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y) {
   DSV4_CHECK(x.size() == size_t(n) * in && w.size() == size_t(out) * in && y.size() == size_t(n) * out,
              "linear_forward: sizes do not match [", n, ", ", in, "] x [", out, ", ", in, "]");

@@ -19,6 +19,12 @@ std::vector<float> transposed(std::span<const float> in, int rows, int cols, int
 // the trainer goes through it.
 void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c);
 
+// C [m, m] = A [m, k] . A^T, bitwise what matmul_nt(a, a, m, m, k, c) gives, in a little over
+// half its work: C is symmetric, and the kernels' (row, token) sum is symmetric in its two
+// vectors (each product w x is x w, then the same order), so only the blocks on and above the
+// diagonal are computed and the others mirrored.
+void gram_nt(std::span<const float> a, int m, int k, std::span<float> c);
+
 // dst += src, elementwise (gradients of one tensor summed over its uses); sizes must match.
 void add_to(std::span<float> dst, std::span<const float> src);
 

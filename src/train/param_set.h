@@ -6,7 +6,8 @@
 #include <vector>
 
 #include "io/config.h"
-#include "train/optim.h"
+#include "train/adamw.h"
+#include "train/muon.h"
 #include "train/train_weights.h"
 
 namespace dsv4 {
@@ -40,6 +41,8 @@ class ParamSet {
   double step(float lr, float grad_clip);
 
  private:
+  void update(Param& p, float lr) const;  // its optimizer's step on one parameter
+
   std::vector<Param> params_;
   float weight_decay_;
 };

@@ -18,7 +18,7 @@
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
-#include "train/optim.h"
+#include "train/schedule.h"
 #include "train/param_set.h"
 #include "train/plot.h"
 #include "train/routing.h"
