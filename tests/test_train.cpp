@@ -692,6 +692,19 @@ TEST(Backward, MoeSequenceMatchesTheTokenDefinitionAndTheProductionForward) {
     MoeF32 g = zero, gt = zero;
     std::vector<float> dx(x.size()), dxt(x.size()), one(dim), logits(E);
     moe_backward_f32(m, r, c, x, tokens, n, dout, g, dx);
+    {
+      // The trainer's way: the forward's tape instead of computing it again, the same bits.
+      MoeTape tape;
+      MoeF32 g_tape = zero;
+      std::vector<float> out(x.size()), dx_tape(x.size());
+      moe_forward_f32(m, r, c, x, tokens, n, out, nullptr, &tape);
+      EXPECT_EQ(out, ours);
+      moe_backward_f32(m, r, c, x, tokens, n, dout, g_tape, dx_tape, &tape);
+      EXPECT_EQ(dx_tape, dx) << "hash " << hash;
+      EXPECT_EQ(g_tape.gate, g.gate) << "hash " << hash;
+      for (int e = 0; e < E; ++e) EXPECT_EQ(g_tape.experts[e].w1, g.experts[e].w1) << "hash " << hash << " expert " << e;
+      EXPECT_EQ(g_tape.shared[0].w2, g.shared[0].w2) << "hash " << hash;
+    }
     for (int t = 0; t < n; ++t) {
       std::span<const float> xt(x.data() + size_t(t) * dim, dim);
       linear_forward(xt, m.gate, 1, dim, E, logits);
@@ -844,6 +857,22 @@ TEST(Backward, AttentionLayersMatchFiniteDifferencesOfTheProductionForward) {
     std::vector<float> dx(x.size());
     attention_backward(a, k.rope, x, n, probe, g, dx);
     const std::string kind = ratio == 0 ? "window" : ratio == 4 ? "CSA" : "HCA";
+    {
+      // The trainer's way: the forward's tape instead of computing it again, the same bits.
+      AttentionTape tape;
+      std::vector<float> out(x.size()), dx_tape(x.size());
+      AttentionF32 g_tape = k.zero_grads();
+      attention_forward_f32(a, k.rope, x, n, out, &tape);
+      EXPECT_EQ(out, ours) << kind;
+      attention_backward(a, k.rope, x, n, probe, g_tape, dx_tape, &tape);
+      EXPECT_EQ(dx_tape, dx) << kind;
+      EXPECT_EQ(g_tape.wq_a, g.wq_a) << kind;
+      EXPECT_EQ(g_tape.wo_a, g.wo_a) << kind;
+      EXPECT_EQ(g_tape.attn_sink, g.attn_sink) << kind;
+      EXPECT_EQ(g_tape.compressor.wgate, g.compressor.wgate) << kind;
+      EXPECT_EQ(g_tape.indexer.compressor.wkv, g.indexer.compressor.wkv) << kind;
+      EXPECT_EQ(g_tape.indexer.wq_b, g.indexer.wq_b) << kind;
+    }
     auto check = [&](const char* what, std::vector<float>& p, std::vector<float>& gp) {
       check_grad((kind + " attention " + what).c_str(), p, gp, loss, 5e-3f);
     };

@@ -1,6 +1,5 @@
-// One forward keeps every intermediate (q before and after its norms, kv, the compressed
-// entries, the indexer's queries, weights, keys and choice, o, the low-rank output); the
-// backward recomputes it, then walks back: wo_b, wo_a per group, each (token, head) over its
+// The forward keeps every intermediate in an AttentionTape; the backward takes it (or
+// recomputes it), then walks back: wo_b, wo_a per group, each (token, head) over its
 // keys (and the indexer's KL loss beside it), the compressors, then the kv and q paths. Tokens
 // are spread over the threads in fixed chunks, each accumulating the shared key gradients in
 // its own buffers, summed in chunk order afterwards (the result does not depend on timing).
@@ -23,21 +22,12 @@ namespace dsv4 {
 
 namespace {
 
-struct Forward {
-  std::vector<float> qa, qn, qb, q;  // [n, q_lora] x 2, [n, H * D] x 2
-  std::vector<float> kva, kv;        // [n, D]
-  std::vector<float> entries;        // [n / ratio, D]
-  std::vector<std::vector<int>> chosen;  // per token, the entries it attends to
-  std::vector<float> iq, iw, ikeys;  // indexer: [n, ih * id] (roped), [n, ih] (scaled), [n / 4, id]
-  std::vector<float> o, low, out;    // [n, H * D], [n, G * R], [n, dim]
-};
-
 float index_weight_scale(const IndexerF32& ix) {
   return static_cast<float>(std::pow(ix.head_dim, -0.5) * std::pow(ix.heads, -0.5));
 }
 
 // The indexer's queries, weights, keys and choice of entries per token.
-void run_indexer(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n, Forward& f) {
+void run_indexer(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n, AttentionTape& f) {
   const IndexerF32& ix = a.indexer;
   const int ih = ix.heads, id = ix.head_dim, rd = rope.dim();
   f.iq.resize(size_t(n) * ih * id);
@@ -50,7 +40,7 @@ void run_indexer(const AttentionF32& a, const Rope& rope, std::span<const float>
   for (float& v : f.iw) v *= wscale;
   // The production indexer also Hadamard-rotates queries and keys: a rotation of both sides,
   // which leaves every q.k (and so the choice) unchanged in float.
-  f.ikeys = compressor_forward_f32(ix.compressor, rope, a.eps, x, n);
+  f.ikeys = compressor_forward_f32(ix.compressor, rope, a.eps, x, n, &f.index_compressor);
   pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
     std::vector<float> score;
     for (size_t t = t0; t < t1; ++t) {
@@ -69,10 +59,10 @@ void run_indexer(const AttentionF32& a, const Rope& rope, std::span<const float>
   });
 }
 
-Forward run_forward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n) {
+AttentionTape run_forward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n) {
   const int dim = a.dim, H = a.heads, D = a.head_dim, R = a.o_lora, G = a.groups, gw = H / G * D, rd = rope.dim();
   DSV4_CHECK(x.size() == size_t(n) * dim, "attention: x has ", x.size(), " values for ", n, " tokens of ", dim);
-  Forward f;
+  AttentionTape f;
   f.qa.resize(size_t(n) * a.q_lora), f.qn.resize(f.qa.size()), f.qb.resize(size_t(n) * H * D), f.q.resize(f.qb.size());
   linear_forward(x, a.wq_a, n, dim, a.q_lora, f.qa);
   rmsnorm(f.qa, a.q_norm, a.eps, a.q_lora, f.qn);
@@ -86,7 +76,7 @@ Forward run_forward(const AttentionF32& a, const Rope& rope, std::span<const flo
   for (int t = 0; t < n; ++t) rope.apply(f.kv.data() + size_t(t) * D + D - rd, t);
 
   f.chosen.resize(n);
-  if (a.ratio > 0) f.entries = compressor_forward_f32(a.compressor, rope, a.eps, x, n);
+  if (a.ratio > 0) f.entries = compressor_forward_f32(a.compressor, rope, a.eps, x, n, &f.compressor);
   if (a.ratio == 4) {
     run_indexer(a, rope, x, n, f);
   } else if (a.ratio > 0) {
@@ -135,7 +125,7 @@ struct ChunkGrads {
   double index_loss = 0;
 };
 
-void token_backward(const AttentionF32& a, const Rope& rope, const Forward& f, std::span<const float> d_o, size_t t,
+void token_backward(const AttentionF32& a, const Rope& rope, const AttentionTape& f, std::span<const float> d_o, size_t t,
                     std::span<float> dq, std::span<float> diq, std::span<float> diw, ChunkGrads& c,
                     std::vector<float>& keys, std::vector<float>& dkeys) {
   const int H = a.heads, D = a.head_dim;
@@ -183,10 +173,11 @@ void token_backward(const AttentionF32& a, const Rope& rope, const Forward& f, s
 }  // namespace
 
 void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
-                           std::span<float> out) {
-  const Forward f = run_forward(a, rope, x, n);
+                           std::span<float> out, AttentionTape* tape) {
+  AttentionTape f = run_forward(a, rope, x, n);
   DSV4_CHECK(out.size() == f.out.size(), "attention_forward_f32: out has the wrong size");
   std::copy(f.out.begin(), f.out.end(), out.begin());
+  if (tape) *tape = std::move(f);
 }
 
 std::vector<std::vector<int>> attention_entries_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x,
@@ -195,10 +186,15 @@ std::vector<std::vector<int>> attention_entries_f32(const AttentionF32& a, const
 }
 
 double attention_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
-                          std::span<const float> dout, AttentionF32& g, std::span<float> dx) {
+                          std::span<const float> dout, AttentionF32& g, std::span<float> dx,
+                          const AttentionTape* tape) {
   const int dim = a.dim, H = a.heads, D = a.head_dim, R = a.o_lora, G = a.groups, gw = H / G * D, rd = rope.dim();
   DSV4_CHECK(dout.size() == size_t(n) * dim && dx.size() == size_t(n) * dim, "attention_backward: sizes do not match");
-  const Forward f = run_forward(a, rope, x, n);
+  AttentionTape recomputed;
+  if (!tape) recomputed = run_forward(a, rope, x, n);
+  const AttentionTape& f = tape ? *tape : recomputed;
+  DSV4_CHECK(f.out.size() == size_t(n) * dim, "attention_backward: the tape is of ", f.out.size() / dim,
+             " tokens, not ", n);
 
   // wo_b, then wo_a per group.
   std::vector<float> dlow(f.low.size());
@@ -239,11 +235,12 @@ double attention_backward(const AttentionF32& a, const Rope& rope, std::span<con
   }
 
   // Compressed entries back into x; the indexer's own weights (its inputs are detached).
-  if (a.ratio > 0) compressor_backward(a.compressor, rope, a.eps, x, n, dentries, g.compressor, dx);
+  if (a.ratio > 0) compressor_backward(a.compressor, rope, a.eps, x, n, dentries, g.compressor, dx, &f.compressor);
   else std::fill(dx.begin(), dx.end(), 0.0f);
   if (a.ratio == 4) {
     std::vector<float> unused_x(x.size()), unused_qn(f.qn.size());
-    compressor_backward(a.indexer.compressor, rope, a.eps, x, n, dikeys, g.indexer.compressor, unused_x);
+    compressor_backward(a.indexer.compressor, rope, a.eps, x, n, dikeys, g.indexer.compressor, unused_x,
+                        &f.index_compressor);
     for (int t = 0; t < n; ++t)
       for (int h = 0; h < ih; ++h)
         rope_backward(rope, std::span<float>(diq).subspan((size_t(t) * ih + h) * id + id - rd, rd), t, false);

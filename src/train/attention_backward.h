@@ -39,9 +39,22 @@ struct AttentionF32 {
   IndexerF32 indexer;                     // ratio == 4
 };
 
-// out [n, dim] for x [n, dim] at positions 0 .. n - 1.
+// What the forward computes on the way, which the backward walks back through: q before and
+// after its norms, kv, the compressed entries, the indexer's queries, weights, keys and choice,
+// o, the low-rank output.
+struct AttentionTape {
+  std::vector<float> qa, qn, qb, q;      // [n, q_lora] x 2, [n, H * D] x 2
+  std::vector<float> kva, kv;            // [n, D]
+  std::vector<float> entries;            // [n / ratio, D]
+  std::vector<std::vector<int>> chosen;  // per token, the entries it attends to
+  std::vector<float> iq, iw, ikeys;      // indexer: [n, ih * id] (roped), [n, ih] (scaled), [n / 4, id]
+  std::vector<float> o, low, out;        // [n, H * D], [n, G * R], [n, dim]
+  CompressorTape compressor, index_compressor;
+};
+
+// out [n, dim] for x [n, dim] at positions 0 .. n - 1; with tape, keeps what the backward needs.
 void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
-                           std::span<float> out);
+                           std::span<float> out, AttentionTape* tape = nullptr);
 
 // The compressed entries each token attends to (CSA: the indexer's choice, ascending; HCA: all
 // complete blocks), as the forward chooses them.
@@ -49,9 +62,11 @@ std::vector<std::vector<int>> attention_entries_f32(const AttentionF32& a, const
                                                     int n);
 
 // dout [n, dim] -> dx [n, dim] (overwritten); g accumulates every weight's gradient (same
-// shapes as a), the indexer's from its KL loss, whose sum over the tokens is returned.
+// shapes as a), the indexer's from its KL loss, whose sum over the tokens is returned. From the
+// forward's tape of the same x, or (none given) computing the forward again: the same bits.
 double attention_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
-                          std::span<const float> dout, AttentionF32& g, std::span<float> dx);
+                          std::span<const float> dout, AttentionF32& g, std::span<float> dx,
+                          const AttentionTape* tape = nullptr);
 
 // The indexer's loss alone (what attention_backward returns), for gradient checks.
 double indexer_loss_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n);

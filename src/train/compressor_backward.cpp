@@ -1,5 +1,6 @@
-// The forward pools each block's rows; the backward recomputes them, then for each block: RoPE back, RMSNorm back, the
-// per-dimension softmax pooling back, scattered to the tokens (and columns) the block read.
+// The forward pools each block's rows; the backward pools them again from the kept (or
+// recomputed) projections, then for each block: RoPE back, RMSNorm back, the per-dimension
+// softmax pooling back, scattered to the tokens (and columns) the block read.
 #include "train/compressor_backward.h"
 
 #include <cmath>
@@ -22,7 +23,8 @@ namespace {
 // of scores (-inf for the empty block before the first) and values, [rows, head_dim].
 struct CompressorRows {
   const CompressorF32& c;
-  std::vector<float> kv, score;  // [n, width]
+  const std::vector<float>& kv;
+  const std::vector<float>& score;
   int rows() const { return c.overlap ? 2 * c.ratio : c.ratio; }
   // The token and column that pooled row i, column col of block b reads (t < 0: empty).
   void source(int b, int i, int col, int& t, int& k) const {
@@ -43,9 +45,9 @@ struct CompressorRows {
   }
 };
 
-CompressorRows project(const CompressorF32& c, std::span<const float> x, int n) {
+CompressorTape project(const CompressorF32& c, std::span<const float> x, int n) {
   const int width = c.width(), r = c.ratio;
-  CompressorRows p{c, std::vector<float>(size_t(n) * width), std::vector<float>(size_t(n) * width)};
+  CompressorTape p{std::vector<float>(size_t(n) * width), std::vector<float>(size_t(n) * width)};
   linear_forward(x, c.wkv, n, c.dim, width, p.kv);
   linear_forward(x, c.wgate, n, c.dim, width, p.score);
   for (int t = 0; t < n; ++t)
@@ -56,10 +58,13 @@ CompressorRows project(const CompressorF32& c, std::span<const float> x, int n) 
 }  // namespace
 
 std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& rope, float norm_eps,
-                                          std::span<const float> x, int n) {
+                                          std::span<const float> x, int n, CompressorTape* tape) {
   const int r = c.ratio, hd = c.head_dim, blocks = n / r;
   DSV4_CHECK(x.size() == size_t(n) * c.dim, "compressor_forward_f32: x has the wrong size");
-  const CompressorRows p = project(c, x, n);
+  CompressorTape own;
+  CompressorTape& tp = tape ? *tape : own;
+  tp = project(c, x, n);
+  const CompressorRows p{c, tp.kv, tp.score};
   std::vector<float> bs(size_t(p.rows()) * hd), bkv(bs.size()), entries(size_t(blocks) * hd);
   for (int b = 0; b < blocks; ++b) {
     std::span<float> e(entries.data() + size_t(b) * hd, hd);
@@ -72,11 +77,15 @@ std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& ro
 }
 
 void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x, int n,
-                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx) {
+                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx,
+                         const CompressorTape* tape) {
   const int r = c.ratio, hd = c.head_dim, width = c.width(), dim = c.dim, blocks = n / r;
   DSV4_CHECK(x.size() == size_t(n) * dim && dentries.size() == size_t(blocks) * hd && dx.size() == x.size(),
              "compressor_backward: sizes do not match");
-  const CompressorRows p = project(c, x, n);
+  const CompressorTape recomputed = tape ? CompressorTape{} : project(c, x, n);
+  const CompressorTape& tp = tape ? *tape : recomputed;
+  DSV4_CHECK(tp.kv.size() == size_t(n) * width, "compressor_backward: the tape is not of these ", n, " tokens");
+  const CompressorRows p{c, tp.kv, tp.score};
   std::vector<float> dkv(p.kv.size(), 0.0f), dscore(p.kv.size(), 0.0f);
   const int rows = p.rows();
   std::vector<float> bs(size_t(rows) * hd), bkv(bs.size()), dbs(bs.size()), dbkv(bs.size());

@@ -20,13 +20,22 @@ struct CompressorF32 {
   int width() const { return (overlap ? 2 : 1) * head_dim; }
 };
 
-// The forward: entries [n / ratio, head_dim] of the complete blocks of x [n, dim].
+// The projections of every token the backward starts from: kv = wkv x and score = wgate x +
+// ape[slot], [n, width] each.
+struct CompressorTape {
+  std::vector<float> kv, score;
+};
+
+// The forward: entries [n / ratio, head_dim] of the complete blocks of x [n, dim]; with tape,
+// keeps the projections.
 std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& rope, float norm_eps,
-                                          std::span<const float> x, int n);
+                                          std::span<const float> x, int n, CompressorTape* tape = nullptr);
 
 // x [n, dim], dentries [n / ratio, head_dim] (the gradient of each entry) -> dx [n, dim]
-// (overwritten); g accumulates ape, wkv, wgate and norm gradients.
+// (overwritten); g accumulates ape, wkv, wgate and norm gradients. From the forward's tape of
+// the same x, or (none given) projecting again: the same bits.
 void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x, int n,
-                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx);
+                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx,
+                         const CompressorTape* tape = nullptr);
 
 }  // namespace dsv4

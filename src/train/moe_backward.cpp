@@ -1,4 +1,4 @@
-// Recomputes each chosen expert's forward in float, then walks it back; the routing weights
+// Walks each chosen expert's forward (kept, or recomputed) back in float; the routing weights
 // and the gate last, since every expert's dL/dweight feeds them. The sequence version groups
 // the tokens per expert; the one-token version is the plain definition it is tested against.
 #include "train/moe_backward.h"
@@ -41,22 +41,13 @@ double expert_backward(const ExpertF32& e, int dim, int inter, float limit, doub
   return dweight;
 }
 
-// The routing of every token: per expert its rows (ascending) and their routing weights; the
-// gate logits [n, E].
-struct Routed {
-  std::vector<float> logits;
-  std::vector<std::vector<int>> chosen;  // per token
-  std::vector<std::vector<int>> rows;    // per expert
-  std::vector<std::vector<float>> weight;
-};
-
-Routed route(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
-             std::span<const int> tokens, int n) {
+MoeRouted route(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
+                std::span<const int> tokens, int n) {
   const int dim = c.hidden_size, E = c.n_routed_experts;
   DSV4_CHECK(c.scoring_func == ScoreFunc::sqrtsoftplus, "training supports only the sqrtsoftplus gate");
   DSV4_CHECK(x.size() == size_t(n) * dim && tokens.size() == size_t(n), "moe: sizes do not match");
-  Routed rt{std::vector<float>(size_t(n) * E), std::vector<std::vector<int>>(n), std::vector<std::vector<int>>(E),
-            std::vector<std::vector<float>>(E)};
+  MoeRouted rt{std::vector<float>(size_t(n) * E), std::vector<std::vector<int>>(n),
+               std::vector<std::vector<int>>(E), std::vector<std::vector<float>>(E)};
   linear_forward(x, m.gate, n, dim, E, rt.logits);
   MoeWeights shell;  // moe_route reads only the bias and tid2eid
   shell.bias = r.bias, shell.tid2eid = r.tid2eid;
@@ -72,41 +63,46 @@ Routed route(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::sp
   return rt;
 }
 
-// One expert over its rows: out[rows] += w2 (weight * swiglu(w1 x, w3 x)). With dout, the
-// backward instead: accumulates ge and dx[rows], and returns dL/dweight per row.
-std::vector<double> expert_rows(const ExpertF32& e, int dim, int inter, float limit, std::span<const int> rows,
-                                std::span<const float> weight, std::span<const float> x, std::span<float> out,
-                                std::span<const float> dout = {}, ExpertF32* ge = nullptr, std::span<float> dx = {}) {
+// One expert over its rows: out[rows] += w2 (weight * swiglu(w1 x, w3 x)), keeping its inside.
+void expert_forward(const ExpertF32& e, int dim, int inter, float limit, std::span<const int> rows,
+                    std::span<const float> weight, std::span<const float> x, std::span<float> out, ExpertTape& tp) {
+  const int m = static_cast<int>(rows.size());
+  tp = {};
+  if (m == 0) return;
+  tp.xe.resize(size_t(m) * dim);
+  for (int i = 0; i < m; ++i) std::copy_n(x.begin() + size_t(rows[i]) * dim, dim, tp.xe.begin() + size_t(i) * dim);
+  tp.gate.resize(size_t(m) * inter), tp.up.resize(tp.gate.size()), tp.act.resize(tp.gate.size());
+  tp.h.resize(tp.gate.size());
+  linear_forward(tp.xe, e.w1, m, dim, inter, tp.gate);
+  linear_forward(tp.xe, e.w3, m, dim, inter, tp.up);
+  swiglu(tp.gate, tp.up, limit, tp.act);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < inter; ++j) tp.h[size_t(i) * inter + j] = tp.act[size_t(i) * inter + j] * weight[i];
+  std::vector<float> y(size_t(m) * dim);
+  linear_forward(tp.h, e.w2, m, inter, dim, y);
+  for (int i = 0; i < m; ++i)
+    for (int d = 0; d < dim; ++d) out[size_t(rows[i]) * dim + d] += y[size_t(i) * dim + d];
+}
+
+// Its backward from the tape: accumulates ge and dx[rows], and returns dL/dweight per row.
+std::vector<double> expert_backward_rows(const ExpertF32& e, int dim, int inter, float limit, std::span<const int> rows,
+                                         std::span<const float> weight, const ExpertTape& tp,
+                                         std::span<const float> dout, ExpertF32& ge, std::span<float> dx) {
   const int m = static_cast<int>(rows.size());
   if (m == 0) return {};
-  std::vector<float> xe(size_t(m) * dim);
-  for (int i = 0; i < m; ++i) std::copy_n(x.begin() + size_t(rows[i]) * dim, dim, xe.begin() + size_t(i) * dim);
-  std::vector<float> gate(size_t(m) * inter), up(gate.size()), act(gate.size()), h(gate.size());
-  linear_forward(xe, e.w1, m, dim, inter, gate);
-  linear_forward(xe, e.w3, m, dim, inter, up);
-  swiglu(gate, up, limit, act);
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < inter; ++j) h[size_t(i) * inter + j] = act[size_t(i) * inter + j] * weight[i];
-  if (!ge) {
-    std::vector<float> y(size_t(m) * dim);
-    linear_forward(h, e.w2, m, inter, dim, y);
-    for (int i = 0; i < m; ++i)
-      for (int d = 0; d < dim; ++d) out[size_t(rows[i]) * dim + d] += y[size_t(i) * dim + d];
-    return {};
-  }
-  std::vector<float> dy(size_t(m) * dim), dh(h.size()), dgate(h.size()), dup(h.size()), dxe(xe.size());
+  std::vector<float> dy(size_t(m) * dim), dh(tp.h.size()), dgate(tp.h.size()), dup(tp.h.size()), dxe(tp.xe.size());
   for (int i = 0; i < m; ++i) std::copy_n(dout.begin() + size_t(rows[i]) * dim, dim, dy.begin() + size_t(i) * dim);
-  linear_backward(h, e.w2, dy, m, inter, dim, dh, ge->w2);
+  linear_backward(tp.h, e.w2, dy, m, inter, dim, dh, ge.w2);
   std::vector<double> dweight(m, 0.0);
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < inter; ++j) {
       float& v = dh[size_t(i) * inter + j];
-      dweight[i] += double(v) * act[size_t(i) * inter + j];
+      dweight[i] += double(v) * tp.act[size_t(i) * inter + j];
       v *= weight[i];
     }
-  swiglu_backward(gate, up, limit, dh, dgate, dup);
-  for (auto [w, gw, d] : {std::tuple{&e.w1, &ge->w1, &dgate}, {&e.w3, &ge->w3, &dup}}) {
-    linear_backward(xe, *w, *d, m, dim, inter, dxe, *gw);
+  swiglu_backward(tp.gate, tp.up, limit, dh, dgate, dup);
+  for (auto [w, gw, d] : {std::tuple{&e.w1, &ge.w1, &dgate}, {&e.w3, &ge.w3, &dup}}) {
+    linear_backward(tp.xe, *w, *d, m, dim, inter, dxe, *gw);
     for (int i = 0; i < m; ++i)
       for (int k = 0; k < dim; ++k) dx[size_t(rows[i]) * dim + k] += dxe[size_t(i) * dim + k];
   }
@@ -116,15 +112,22 @@ std::vector<double> expert_rows(const ExpertF32& e, int dim, int inter, float li
 }  // namespace
 
 void moe_forward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
-                     std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load) {
+                     std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load,
+                     MoeTape* tape) {
   const int dim = c.hidden_size, inter = c.moe_intermediate_size, E = c.n_routed_experts;
-  const Routed rt = route(m, r, c, x, tokens, n);
+  MoeTape own;
+  MoeTape& tp = tape ? *tape : own;
+  tp.routed = route(m, r, c, x, tokens, n);
+  const MoeRouted& rt = tp.routed;
+  tp.experts.resize(E), tp.shared.resize(m.shared.size());
   std::fill(out.begin(), out.end(), 0.0f);
-  for (int e = 0; e < E; ++e) expert_rows(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e], rt.weight[e], x, out);
+  for (int e = 0; e < E; ++e)
+    expert_forward(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e], rt.weight[e], x, out, tp.experts[e]);
   std::vector<int> all(n);
   for (int t = 0; t < n; ++t) all[t] = t;
   const std::vector<float> ones(n, 1.0f);
-  for (const ExpertF32& s : m.shared) expert_rows(s, dim, inter, c.swiglu_limit, all, ones, x, out);
+  for (size_t i = 0; i < m.shared.size(); ++i)
+    expert_forward(m.shared[i], dim, inter, c.swiglu_limit, all, ones, x, out, tp.shared[i]);
   if (load) {
     load->assign(E, 0);
     for (int e = 0; e < E; ++e) (*load)[e] = static_cast<long long>(rt.rows[e].size());
@@ -132,15 +135,24 @@ void moe_forward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c,
 }
 
 void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
-                      std::span<const int> tokens, int n, std::span<const float> dout, MoeF32& g, std::span<float> dx) {
+                      std::span<const int> tokens, int n, std::span<const float> dout, MoeF32& g, std::span<float> dx,
+                      const MoeTape* tape) {
   const int dim = c.hidden_size, inter = c.moe_intermediate_size, E = c.n_routed_experts;
-  const Routed rt = route(m, r, c, x, tokens, n);
+  MoeTape recomputed;
+  if (!tape) {
+    std::vector<float> unused(size_t(n) * dim);
+    moe_forward_f32(m, r, c, x, tokens, n, unused, nullptr, &recomputed);
+  }
+  const MoeTape& tp = tape ? *tape : recomputed;
+  const MoeRouted& rt = tp.routed;
+  DSV4_CHECK(rt.chosen.size() == size_t(n) && tp.experts.size() == size_t(E), "moe_backward_f32: the tape is of ",
+             rt.chosen.size(), " tokens, not ", n);
   std::fill(dx.begin(), dx.end(), 0.0f);
   std::vector<std::vector<float>> dweights(n);  // per token, in its chosen order
   for (int t = 0; t < n; ++t) dweights[t].assign(rt.chosen[t].size(), 0.0f);
   for (int e = 0; e < E; ++e) {
-    const std::vector<double> dw =
-        expert_rows(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e], rt.weight[e], x, {}, dout, &g.experts[e], dx);
+    const std::vector<double> dw = expert_backward_rows(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e],
+                                                        rt.weight[e], tp.experts[e], dout, g.experts[e], dx);
     for (size_t i = 0; i < dw.size(); ++i) {
       const int t = rt.rows[e][i];
       const auto& ch = rt.chosen[t];
@@ -151,7 +163,7 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
   for (int t = 0; t < n; ++t) all[t] = t;
   const std::vector<float> ones(n, 1.0f);
   for (size_t i = 0; i < m.shared.size(); ++i)
-    expert_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, x, {}, dout, &g.shared[i], dx);
+    expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, tp.shared[i], dout, g.shared[i], dx);
   std::vector<float> dlogits(rt.logits.size(), 0.0f), dxg(dx.size());
   for (int t = 0; t < n; ++t)
     routing_weights_backward(std::span<const float>(rt.logits).subspan(size_t(t) * E, E), rt.chosen[t],

@@ -28,13 +28,35 @@ struct MoeRouting {
   std::vector<int> tid2eid;    // hash layers only
 };
 
+// The routing of every token: the gate logits [n, E], each token's experts, and per expert its
+// rows (ascending) with their routing weights.
+struct MoeRouted {
+  std::vector<float> logits;
+  std::vector<std::vector<int>> chosen;  // per token
+  std::vector<std::vector<int>> rows;    // per expert
+  std::vector<std::vector<float>> weight;
+};
+// One expert's inside over its rows: their inputs, w1 x, w3 x, the SwiGLU and it times the
+// routing weight.
+struct ExpertTape {
+  std::vector<float> xe, gate, up, act, h;
+};
+struct MoeTape {
+  MoeRouted routed;
+  std::vector<ExpertTape> experts, shared;
+};
+
 // A whole sequence, tokens grouped per expert (one matrix product per expert): x [n, dim] ->
-// out [n, dim]. load (if not null, [n_routed_experts]) counts the tokens each expert took.
+// out [n, dim]. load (if not null, [n_routed_experts]) counts the tokens each expert took;
+// with tape, keeps what the backward needs.
 void moe_forward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
-                     std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load = nullptr);
-// dout [n, dim] -> dx [n, dim] (overwritten); g accumulates every weight's gradient.
+                     std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load = nullptr,
+                     MoeTape* tape = nullptr);
+// dout [n, dim] -> dx [n, dim] (overwritten); g accumulates every weight's gradient. From the
+// forward's tape of the same x, or (none given) computing the forward again: the same bits.
 void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
-                      std::span<const int> tokens, int n, std::span<const float> dout, MoeF32& g, std::span<float> dx);
+                      std::span<const int> tokens, int n, std::span<const float> dout, MoeF32& g, std::span<float> dx,
+                      const MoeTape* tape = nullptr);
 
 // x [dim], chosen experts (ascending, as routing returns them), dy [dim] -> dx [dim]
 // (overwritten); g accumulates the gradients of every weight (same shapes as m).

@@ -17,7 +17,7 @@ double training_flops_per_token(const ModelConfig& c, bool mtp) {
       mtp_layer += flops;
     }
   }
-  return 4 * blocks + 3 * head + (mtp ? 4 * mtp_layer + 3 * head : 0.0);
+  return 3 * (blocks + head + (mtp ? mtp_layer + head : 0.0));
 }
 
 }  // namespace dsv4

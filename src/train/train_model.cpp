@@ -1,8 +1,9 @@
 // The training forward and backward of model/model.cpp's layer loop, in float on the master
 // weights: per block hc_pre -> attn_norm -> attention -> hc_post, hc_pre -> ffn_norm -> MoE ->
-// hc_post; then hc_head -> norm -> head; the MTP layer on the final stream. Per-token mHC
-// gradients are computed over fixed chunks of tokens, each with its own parameter-gradient
-// buffers summed in chunk order (the result does not depend on thread timing).
+// hc_post; then hc_head -> norm -> head; the MTP layer on the final stream. The forward keeps
+// every block's inside for the backward. Per-token mHC gradients are computed over fixed chunks
+// of tokens, each with its own parameter-gradient buffers summed in chunk order (the result
+// does not depend on thread timing).
 #include "train/train_model.h"
 
 #include <algorithm>
@@ -28,27 +29,29 @@ namespace {
 
 HcParams params_of(const HcF32& h) { return HcParams::from(h.fn, h.base, h.scale); }
 
-// The inside of one block, from its input stream.
+// The inside of one block, from its input stream; with keep, attention's and MoE's too.
 struct BlockTape {
   HcMix mix_a, mix_f;
   std::vector<float> ya, xa, oa, h_mid, yf, xf, of;
+  AttentionTape attn;
+  MoeTape ffn;
 };
 
 void block_run(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
                std::span<const int> tokens, int n, BlockTape& tp, std::vector<float>& h_out,
-               std::vector<long long>* load) {
+               std::vector<long long>* load, bool keep) {
   const int hc = c.hc_mult, dim = c.hidden_size;
   const float eps = c.rms_norm_eps;
   const size_t rows = size_t(n) * dim;
   tp.ya.resize(rows), tp.xa.resize(rows), tp.oa.resize(rows), tp.h_mid.resize(h_in.size());
   hc_pre(params_of(b.hc_attn), h_in, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.ya, tp.mix_a);
   rmsnorm(tp.ya, b.attn_norm, eps, dim, tp.xa);
-  attention_forward_f32(b.attn, rope, tp.xa, n, tp.oa);
+  attention_forward_f32(b.attn, rope, tp.xa, n, tp.oa, keep ? &tp.attn : nullptr);
   hc_post(tp.mix_a, tp.oa, h_in, n, hc, dim, tp.h_mid);
   tp.yf.resize(rows), tp.xf.resize(rows), tp.of.resize(rows), h_out.resize(h_in.size());
   hc_pre(params_of(b.hc_ffn), tp.h_mid, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.yf, tp.mix_f);
   rmsnorm(tp.yf, b.ffn_norm, eps, dim, tp.xf);
-  moe_forward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, tp.of, load);
+  moe_forward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, tp.of, load, keep ? &tp.ffn : nullptr);
   hc_post(tp.mix_f, tp.of, tp.h_mid, n, hc, dim, h_out);
 }
 
@@ -79,25 +82,23 @@ void hc_pre_back(const HcF32& p, const ModelConfig& c, std::span<const float> x,
   add_to(dx_acc, dx);
 }
 
-// dh_out [n, hc, dim] -> dh_in; gradients into gb; returns the indexer's loss.
+// dh_out [n, hc, dim] -> dh_in, from the block's kept forward tp; gradients into gb; returns
+// the indexer's loss.
 double block_backward(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
-                      std::span<const int> tokens, int n, std::span<const float> dh_out, BlockF32& gb,
-                      std::vector<float>& dh_in) {
+                      std::span<const int> tokens, int n, const BlockTape& tp, std::span<const float> dh_out,
+                      BlockF32& gb, std::vector<float>& dh_in) {
   const int hc = c.hc_mult, dim = c.hidden_size;
   const float eps = c.rms_norm_eps;
-  BlockTape tp;
-  std::vector<float> h_out;
-  block_run(b, c, rope, h_in, tokens, n, tp, h_out, nullptr);
   std::vector<float> dpost, dcomb, dsub, dres, dx(size_t(n) * dim), dy(dx.size());
   // MoE sub-layer.
   hc_post_back(tp.mix_f, tp.of, tp.h_mid, n, hc, dim, dh_out, dpost, dcomb, dsub, dres);
-  moe_backward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, dsub, gb.ffn, dx);
+  moe_backward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, dsub, gb.ffn, dx, &tp.ffn);
   rmsnorm_backward(tp.yf, b.ffn_norm, eps, dim, dx, dy, gb.ffn_norm);
   hc_pre_back(b.hc_ffn, c, tp.h_mid, n, dy, dpost, dcomb, dres, gb.hc_ffn);
   const std::vector<float> dh_mid = std::move(dres);
   // Attention sub-layer.
   hc_post_back(tp.mix_a, tp.oa, h_in, n, hc, dim, dh_mid, dpost, dcomb, dsub, dres);
-  const double index_loss = attention_backward(b.attn, rope, tp.xa, n, dsub, gb.attn, dx);
+  const double index_loss = attention_backward(b.attn, rope, tp.xa, n, dsub, gb.attn, dx, &tp.attn);
   rmsnorm_backward(tp.ya, b.attn_norm, eps, dim, dx, dy, gb.attn_norm);
   hc_pre_back(b.hc_attn, c, h_in, n, dy, dpost, dcomb, dres, gb.hc_attn);
   dh_in = std::move(dres);
@@ -143,19 +144,23 @@ std::vector<float> embed_rows(const TrainWeights& w, std::span<const int> ids, i
   return e;
 }
 
-// The main layers' streams: hs[l] is block l's input, hs.back() the final stream.
+// The main layers' streams: hs[l] is block l's input, hs.back() the final stream; with tapes,
+// every block's inside for the backward (kept rather than computed again: a tenth of the
+// default model's activations per token against a third of its step).
 std::vector<std::vector<float>> main_streams(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
-                                             std::span<const int> inputs, std::vector<std::vector<long long>>* loads) {
+                                             std::span<const int> inputs, std::vector<std::vector<long long>>* loads,
+                                             std::vector<BlockTape>* tapes = nullptr) {
   const int n = static_cast<int>(inputs.size()), hc = c.hc_mult, dim = c.hidden_size;
   const std::vector<float> e = embed_rows(w, inputs, dim);
   std::vector<std::vector<float>> hs(1, std::vector<float>(size_t(n) * hc * dim));
   for (int t = 0; t < n; ++t)
     for (int i = 0; i < hc; ++i) std::copy_n(e.begin() + size_t(t) * dim, dim, hs[0].begin() + (size_t(t) * hc + i) * dim);
-  BlockTape tp;
+  BlockTape scratch;
+  if (tapes) tapes->resize(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {
     std::vector<float> out;
-    block_run(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs.back(), inputs, n, tp, out,
-              loads ? &(*loads)[l] : nullptr);
+    block_run(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs.back(), inputs, n, tapes ? (*tapes)[l] : scratch,
+              out, loads ? &(*loads)[l] : nullptr, tapes != nullptr);
     hs.push_back(std::move(out));
   }
   return hs;
@@ -191,7 +196,8 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
   const float eps = c.rms_norm_eps;
   SequenceLoss loss;
   if (loads) loads->assign(w.layers.size() + w.mtp.size(), {});
-  const auto hs = main_streams(w, c, ropes, inputs, loads);
+  std::vector<BlockTape> tapes;
+  const auto hs = main_streams(w, c, ropes, inputs, loads, g ? &tapes : nullptr);
   const std::vector<float>& final_stream = hs.back();
   HeadTape head;
   head_run(w.hc_head, w.norm, w.head, c, final_stream, n, head);
@@ -219,7 +225,7 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
       for (int i = 0; i < hc; ++i)
         for (int d = 0; d < dim; ++d) hm0[(size_t(t) * hc + i) * dim + d] += ep[size_t(t) * dim + d];
     block_run(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, mtape, hm1,
-              loads ? &(*loads)[w.layers.size()] : nullptr);
+              loads ? &(*loads)[w.layers.size()] : nullptr, g != nullptr);
     head_run(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead);
     dlogits_m.resize(mhead.logits.size());
     loss.mtp = cross_entropy(mhead.logits, next_targets, V, dlogits_m);
@@ -236,7 +242,8 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
     for (float& v : dlogits_m) v *= o.grad_scale * o.mtp_weight;
     std::vector<float> dhm1, dhm0;
     head_back(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead, dlogits_m, gm.hc_head, gm.norm, g->head, dhm1);
-    loss.index += block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, dhm1, gm.block, dhm0);
+    loss.index +=
+        block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, mtape, dhm1, gm.block, dhm0);
     // hm0 = h_proj(hnorm(stream)) + e_proj(enorm(embed(next))), the latter shared by the copies.
     std::vector<float> dhn(hn.size()), dstream_m(hn.size()), dep(ep.size(), 0.0f), den(en.size()), de(e.size());
     linear_backward(hn, mw.h_proj, dhm0, m * hc, dim, dim, dhn, gm.h_proj);
@@ -252,8 +259,9 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
   }
   for (size_t l = w.layers.size(); l-- > 0;) {
     std::vector<float> dh_in;
-    loss.index += block_backward(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs[l], inputs, n, dstream,
-                                 g->layers[l], dh_in);
+    loss.index += block_backward(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs[l], inputs, n, tapes[l],
+                                 dstream, g->layers[l], dh_in);
+    tapes[l] = {};  // done with it
     dstream = std::move(dh_in);
   }
   std::vector<float> de(size_t(n) * dim, 0.0f);

@@ -1,7 +1,7 @@
 // The whole model for training: one sequence from position 0 through the embedding, the blocks
 // (mHC around attention and MoE), hc_head, the head and the cross-entropy loss, plus the MTP
 // layer's loss on the token after next; and the backward through all of it. The forward keeps
-// only each block's input stream; the backward recomputes a block's inside from it.
+// each block's inside (its tape) for the backward, which frees it once walked back through.
 #pragma once
 
 #include <functional>
