@@ -2,10 +2,13 @@
 // double, one output at a time, as the definition.
 #include "train/matmul.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <vector>
 
 #include "core/check.h"
+#include "core/cpu.h"
 #include "quant/linear.h"
 
 namespace dsv4 {
@@ -30,16 +33,51 @@ void matmul_padded(const float* a, const float* b, int m, int p, int ld, std::sp
 
 }  // namespace
 
+namespace {
+
+#define DSV4_AVX2 __attribute__((target("avx2,fma")))
+
+// out[c * ld + r] = in[r * cols + c] for an 8 x 8 block at (r0, c0): eight row loads, the
+// standard unpack / shuffle / lane-permute network, eight column stores.
+DSV4_AVX2 void transpose8x8(const float* in, int cols, float* out, int ld) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(in + static_cast<size_t>(i) * cols);
+  for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  for (int i = 0; i < 8; i += 4)
+    for (int j = 0; j < 2; ++j) {
+      r[i + j] = _mm256_shuffle_ps(t[i + j], t[i + j + 2], _MM_SHUFFLE(1, 0, 1, 0));
+      r[i + j + 2] = _mm256_shuffle_ps(t[i + j], t[i + j + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+  // r holds, per 128-bit lane, columns (0, 2, 1, 3) of rows 0-3 (r[0..3]) and rows 4-7 (r[4..7]).
+  constexpr int kColumn[4] = {0, 2, 1, 3};
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(out + static_cast<size_t>(kColumn[i]) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(out + static_cast<size_t>(kColumn[i] + 4) * ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+}  // namespace
+
 std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld) {
   DSV4_CHECK(in.size() == size_t(rows) * cols && ld >= rows, "transposed: [", rows, ", ", cols, "] into rows of ",
              ld);
   constexpr int kTile = 32;
   std::vector<float> out(size_t(cols) * ld);
+  const bool simd = use_avx2_fma();
   for (int r0 = 0; r0 < rows; r0 += kTile)
     for (int c0 = 0; c0 < cols; c0 += kTile) {
       const int r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      int r8 = r0, c8 = c0;  // the tile's part in whole 8 x 8 blocks
+      if (simd) {
+        r8 = r0 + (r1 - r0) / 8 * 8, c8 = c0 + (c1 - c0) / 8 * 8;
+        for (int r = r0; r < r8; r += 8)
+          for (int c = c0; c < c8; c += 8) transpose8x8(&in[size_t(r) * cols + c], cols, &out[size_t(c) * ld + r], ld);
+      }
+      // The rest, plainly: columns right of the blocks for the blocks' rows, then the rows below.
+      for (int c = c8; c < c1; ++c)
+        for (int r = r0; r < r8; ++r) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
       for (int c = c0; c < c1; ++c)
-        for (int r = r0; r < r1; ++r) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
+        for (int r = r8; r < r1; ++r) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
     }
   return out;  // the padding stays as the vector started: zeros
 }
