@@ -44,7 +44,6 @@ double expert_backward(const ExpertF32& e, int dim, int inter, float limit, doub
 MoeRouted route(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
                 std::span<const int> tokens, int n) {
   const int dim = c.hidden_size, E = c.n_routed_experts;
-  DSV4_CHECK(c.scoring_func == ScoreFunc::sqrtsoftplus, "training supports only the sqrtsoftplus gate");
   DSV4_CHECK(x.size() == size_t(n) * dim && tokens.size() == size_t(n), "moe: sizes do not match");
   MoeRouted rt{std::vector<float>(size_t(n) * E), std::vector<std::vector<int>>(n),
                std::vector<std::vector<int>>(E), std::vector<std::vector<float>>(E)};
@@ -138,6 +137,9 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
                       std::span<const int> tokens, int n, std::span<const float> dout, MoeF32& g, std::span<float> dx,
                       const MoeTape* tape) {
   const int dim = c.hidden_size, inter = c.moe_intermediate_size, E = c.n_routed_experts;
+  // The forward routes with any of the checkpoints' gates (moe_route); the routing weights'
+  // backward is V4's sqrtsoftplus one.
+  DSV4_CHECK(c.scoring_func == ScoreFunc::sqrtsoftplus, "training supports only the sqrtsoftplus gate");
   MoeTape recomputed;
   if (!tape) {
     std::vector<float> unused(size_t(n) * dim);
