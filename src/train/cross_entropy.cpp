@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/check.h"
 
@@ -15,16 +16,17 @@ double cross_entropy(std::span<const float> logits, std::span<const int> targets
   double loss = 0;
   std::fill(dlogits.begin(), dlogits.end(), 0.0f);
   if (counted == 0) return 0;
+  std::vector<double> e(vocab);  // exp(l - max) of the row, once for the sum and the softmax
   for (size_t r = 0; r < n; ++r) {
     if (targets[r] < 0) continue;
     DSV4_CHECK(targets[r] < vocab, "cross_entropy: target ", targets[r], " outside the vocabulary");
     const float* l = logits.data() + r * vocab;
     const double mx = *std::max_element(l, l + vocab);
     double sum = 0;
-    for (int v = 0; v < vocab; ++v) sum += std::exp(l[v] - mx);
+    for (int v = 0; v < vocab; ++v) sum += (e[v] = std::exp(l[v] - mx));
     loss += mx + std::log(sum) - l[targets[r]];
     for (int v = 0; v < vocab; ++v)
-      dlogits[r * vocab + v] = static_cast<float>((std::exp(l[v] - mx) / sum - (v == targets[r])) / counted);
+      dlogits[r * vocab + v] = static_cast<float>((e[v] / sum - (v == targets[r])) / counted);
   }
   return loss / counted;
 }
