@@ -1,6 +1,7 @@
-// The training loop: sample the step's sequences, accumulate their gradients, clip, update
-// (Muon or AdamW per tensor), move the routing biases, log, evaluate and save. Saves are
-// written to temporary files and renamed, so an interrupted save leaves the previous one.
+// The run around the steps (train/train_step.h): settings, data, initialization or resume,
+// then per step the log, evaluation and saving (checkpoint, training state, loss log and
+// curve). Saves are written to temporary files and renamed, so an interrupted save leaves the
+// previous one.
 #include "train/trainer.h"
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -18,13 +20,12 @@
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
-#include "train/schedule.h"
-#include "train/param_set.h"
 #include "train/plot.h"
-#include "train/routing.h"
+#include "train/schedule.h"
 #include "train/train_cost.h"
 #include "train/train_model.h"
 #include "train/train_state.h"
+#include "train/train_step.h"
 
 namespace dsv4 {
 
@@ -93,21 +94,19 @@ class Trainer {
                              settings_.eval_sequences);
 
     w_ = init_weights(c_, settings_.seed);
-    g_ = zero_weights(c_);
     if (!run.init_dir.empty()) load_init(run.init_dir);
-    params_ = std::make_unique<ParamSet>(c_, w_, g_, settings_.optimizer, settings_.weight_decay);
+    stepper_ = std::make_unique<TrainStep>(c_, w_, settings_);
     flops_per_token_ = training_flops_per_token(c_, settings_.mtp_weight > 0 && !w_.mtp.empty());
     fs::create_directories(run.out_dir);
     if (run.resume) load_state(state_path());
   }
 
   std::vector<StepLog> run() {
-    const TrainRopes ropes(c_);
     const long long end = run_.stop_at >= 0 ? std::min(settings_.steps, run_.stop_at) : settings_.steps;
     if (step_ >= settings_.steps) message("already trained for " + std::to_string(settings_.steps) + " steps");
     while (step_ < end) {
       const auto t0 = std::chrono::steady_clock::now();
-      StepLog log = train_step(ropes);
+      StepLog log = train_step();
       DSV4_CHECK(std::isfinite(log.loss) && std::isfinite(log.grad_norm), "training diverged at step ", step_ + 1,
                  " (loss ", log.loss, ", gradient norm ", log.grad_norm, "); the last save is step ",
                  step_ / settings_.save_every * settings_.save_every, ": lower train.lr and resume or restart");
@@ -133,55 +132,12 @@ class Trainer {
     if (run_.on_message) run_.on_message(m);
   }
 
-  StepLog train_step(const TrainRopes& ropes) {
+  StepLog train_step() {
     StepLog log;
     log.step = step_ + 1;
     log.lr = lr_at(step_, settings_.warmup, settings_.steps, settings_.lr, settings_.final_lr_fraction);
-    SequenceOptions o;
-    o.mtp_weight = settings_.mtp_weight, o.grad_scale = 1.0f / static_cast<float>(settings_.batch);
-    // The batch's sequences in parallel, each on one thread (kernels called inside run inline),
-    // in fixed contiguous groups with their own gradient buffers, summed in group order.
-    const int groups = std::max(1, std::min(settings_.batch, pool().size()));
-    while (int(group_grads_.size()) < groups) group_grads_.push_back(zero_weights(c_));
-    std::vector<SequenceLoss> losses(settings_.batch);
-    std::vector<std::vector<std::vector<long long>>> loads(settings_.batch);
-    pool().parallel_for(size_t(groups), [&](size_t g0, size_t g1) {
-      for (size_t k = g0; k < g1; ++k) {
-        for_each_param(group_grads_[k], [](const std::string&, std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); });
-        for (int b = int(k * settings_.batch / groups); b < int((k + 1) * settings_.batch / groups); ++b) {
-          const TrainSequence s = sample_sequence(sources_, settings_.seq_len, settings_.seed, step_, b);
-          losses[b] = train_sequence(w_, c_, ropes, s.inputs, s.targets, o, &group_grads_[k], &loads[b]);
-        }
-      }
-    });
-    params_->zero_grads();
-    for (int k = 0; k < groups; ++k) {
-      size_t i = 0;
-      for_each_param(group_grads_[k], [&](const std::string&, std::vector<float>& v) {
-        std::vector<float>& dst = *params_->params()[i++].g;
-        for (size_t j = 0; j < v.size(); ++j) dst[j] += v[j];
-      });
-    }
-    std::vector<std::vector<long long>> load_sum = loads[0];
-    double main = 0, mtp = 0, index = 0;
-    for (int b = 0; b < settings_.batch; ++b) {
-      main += losses[b].main / settings_.batch, mtp += losses[b].mtp / settings_.batch, index += losses[b].index;
-      if (b > 0)
-        for (size_t k = 0; k < loads[b].size(); ++k)
-          for (size_t e = 0; e < loads[b][k].size(); ++e) load_sum[k][e] += loads[b][k][e];
-    }
-    // The indexers' KL loss was summed over tokens: per token, like the main loss.
-    const double tokens = double(settings_.batch) * settings_.seq_len;
-    params_->scale_indexer_grads(tokens);
-    log.grad_norm = params_->step(static_cast<float>(log.lr), settings_.grad_clip);
-    // Auxiliary-loss-free balancing of the score-routed layers.
-    size_t k = 0;  // load_sum is per block in for_each_block's order
-    for_each_block(w_, [&](const std::string&, BlockF32& b) {
-      if (!b.routing.bias.empty() && k < load_sum.size() && !load_sum[k].empty())
-        update_routing_bias(b.routing.bias, load_sum[k], settings_.bias_update_rate);
-      ++k;
-    });
-    log.loss = main, log.mtp_loss = mtp, log.index_loss = index / tokens;
+    const StepLosses l = stepper_->run(sources_, step_, static_cast<float>(log.lr));
+    log.loss = l.loss, log.mtp_loss = l.mtp_loss, log.index_loss = l.index_loss, log.grad_norm = l.grad_norm;
     return log;
   }
 
@@ -204,7 +160,7 @@ class Trainer {
                resume_key().dump(), "); a resumed run must keep them to continue exactly");
     read_float_state(f, w_);
     step_ = std::stoll(meta.at("step"));
-    for (Param& p : params_->params()) {
+    for (Param& p : stepper_->params().params()) {
       if (p.muon) {
         if (f.has("muon/" + p.name)) p.muon_state.momentum = values_of<float>(f.get("muon/" + p.name));
       } else if (f.has("adam_m/" + p.name)) {
@@ -232,7 +188,7 @@ class Trainer {
     // Float masters and routing, optimizer moments, step, settings, history; the released
     // checkpoint beside them.
     std::vector<TensorData> t;
-    for (const Param& p : params_->params()) {
+    for (const Param& p : stepper_->params().params()) {
       if (!p.muon_state.momentum.empty())
         t.push_back({"muon/" + p.name, DType::F32, p.shape, bytes_of(p.muon_state.momentum)});
       if (!p.adam.m.empty()) {
@@ -272,9 +228,8 @@ class Trainer {
   TrainSettings settings_;
   std::vector<TrainSource> sources_;
   std::vector<TrainSequence> eval_;
-  TrainWeights w_, g_;
-  std::vector<TrainWeights> group_grads_;  // per parallel group of sequences
-  std::unique_ptr<ParamSet> params_;
+  TrainWeights w_;
+  std::unique_ptr<TrainStep> stepper_;  // holds the gradients and the optimizer state
   long long step_ = 0;
   std::vector<StepLog> history_;
   double flops_per_token_ = 0;
