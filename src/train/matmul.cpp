@@ -1,5 +1,5 @@
-// The fast products go through quant/linear.h's F32 kernels; the *_reference loops accumulate in
-// double, one output at a time, as the definition.
+// The fast products go through ops/gemm_f32.h; the *_reference loops accumulate in double,
+// one output at a time, as the definition.
 #include "train/matmul.h"
 
 #include <immintrin.h>
@@ -9,29 +9,9 @@
 
 #include "core/check.h"
 #include "core/cpu.h"
-#include "quant/linear.h"
+#include "ops/gemm_f32.h"
 
 namespace dsv4 {
-
-namespace {
-
-// [rows, k] -> [rows, ld] with zero columns after k.
-std::vector<float> padded(std::span<const float> in, int rows, int k, int ld) {
-  std::vector<float> out(size_t(rows) * ld, 0.0f);
-  for (int r = 0; r < rows; ++r) std::copy_n(in.begin() + size_t(r) * k, k, out.begin() + size_t(r) * ld);
-  return out;
-}
-
-int pad16(int k) { return (k + 15) / 16 * 16; }
-
-// C = A . B^T with A [m, ld], B [p, ld] already padded.
-void matmul_padded(const float* a, const float* b, int m, int p, int ld, std::span<float> c) {
-  Linear w;
-  w.format = WeightFormat::f32, w.out = p, w.in = ld, w.weight = reinterpret_cast<const uint8_t*>(b);
-  linear(w, std::span<const float>(a, size_t(m) * ld), m, c, false);
-}
-
-}  // namespace
 
 namespace {
 
@@ -91,33 +71,25 @@ void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p,
   DSV4_CHECK(a.size() == size_t(m) * k && b.size() == size_t(p) * k && c.size() == size_t(m) * p,
              "matmul_nt: sizes do not match [", m, ", ", k, "] x [", p, ", ", k, "]^T");
   if (m == 0 || p == 0) return;
-  if (k % 16 == 0) return matmul_padded(a.data(), b.data(), m, p, k, c);
-  const int ld = pad16(k);
-  const std::vector<float> ap = padded(a, m, k, ld), bp = padded(b, p, k, ld);
-  matmul_padded(ap.data(), bp.data(), m, p, ld, c);
+  const std::vector<float> bt = transposed(b, p, k, p);
+  gemm_f32(m, p, k, a.data(), k, 1, bt.data(), p, c.data(), p);
 }
 
 void gram_nt(std::span<const float> a, int m, int k, std::span<float> c) {
   DSV4_CHECK(a.size() == size_t(m) * k && c.size() == size_t(m) * m, "gram_nt: sizes do not match [", m, ", ", k,
              "] x its transpose");
-  // Row blocks of 32 (two of the f32 kernel's 16-token tiles): the upper triangle's blocks
-  // against all later rows, so small enough that little below the diagonal is computed.
-  constexpr int kBlock = 32;
-  const int ld = pad16(k);
-  const std::vector<float> ap = ld == k ? std::vector<float>() : padded(a, m, k, ld);
-  const float* base = ld == k ? a.data() : ap.data();
-  std::vector<float> part;
+  if (m == 0) return;
+  // Row blocks of 24 (two of the AVX-512 tile's 12 rows) against themselves and every later
+  // row, into C's upper triangle (and a little below the diagonal, within each block).
+  constexpr int kBlock = 24;
+  const std::vector<float> at = transposed(a, m, k, m);
   for (int i0 = 0; i0 < m; i0 += kBlock) {
-    const int rows = std::min(kBlock, m - i0), cols = m - i0;
-    part.resize(size_t(rows) * cols);
-    matmul_padded(base + size_t(i0) * ld, base + size_t(i0) * ld, rows, cols, ld, part);
-    for (int i = 0; i < rows; ++i)
-      for (int j = 0; j < cols; ++j) {
-        const float v = part[size_t(i) * cols + j];
-        c[size_t(i0 + i) * m + i0 + j] = v;
-        c[size_t(i0 + j) * m + i0 + i] = v;
-      }
+    const int rows = std::min(kBlock, m - i0);
+    gemm_f32(rows, m - i0, k, a.data() + size_t(i0) * k, k, 1, at.data() + i0, m, c.data() + size_t(i0) * m + i0,
+             m);
   }
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < i - i % kBlock; ++j) c[size_t(i) * m + j] = c[size_t(j) * m + i];
 }
 
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y) {
@@ -132,17 +104,9 @@ void linear_backward(std::span<const float> x, std::span<const float> w, std::sp
                  dx.size() == x.size() && dw.size() == w.size(),
              "linear_backward: sizes do not match");
   if (n == 0) return;
-  // dx = dy . w: w^T [in, out] as the weights.
-  const int ld_out = pad16(out);
-  const std::vector<float> wt = transposed(w, out, in, ld_out);
-  if (ld_out == out) matmul_padded(dy.data(), wt.data(), n, in, ld_out, dx);
-  else matmul_padded(padded(dy, n, out, ld_out).data(), wt.data(), n, in, ld_out, dx);
-  // dw += dy^T . x: dy^T [out, n] times (x^T [in, n])^T.
-  const int ld_n = pad16(n);
-  const std::vector<float> dyt = transposed(dy, n, out, ld_n), xt = transposed(x, n, in, ld_n);
-  std::vector<float> g(size_t(out) * in);
-  matmul_padded(dyt.data(), xt.data(), out, in, ld_n, g);
-  for (size_t i = 0; i < g.size(); ++i) dw[i] += g[i];
+  // dx = dy . w, w as it is; dw += dy^T . x, dy read transposed through its strides.
+  gemm_f32(n, in, out, dy.data(), out, 1, w.data(), in, dx.data(), in);
+  gemm_f32(out, in, n, dy.data(), 1, out, x.data(), in, dw.data(), in, /*accumulate=*/true);
 }
 
 void linear_forward_reference(std::span<const float> x, std::span<const float> w, int n, int in, int out,

@@ -1,7 +1,7 @@
 // The trainer's matrix products, in float32 on plain row-major arrays: every one goes through
-// the production F32 kernels of quant/linear.h (matmul_nt), and the dense layer's forward and
-// backward are built on it. The plain double-accumulating *_reference loops are the definition
-// the fast ones are tested against (tests/test_train.cpp).
+// ops/gemm_f32.h (one fused multiply-add chain per output, the same bits on every path), and
+// the dense layer's forward and backward are built on it. The plain double-accumulating
+// *_reference loops are the definition the fast ones are tested against (tests/test_train.cpp).
 #pragma once
 
 #include <span>
@@ -14,15 +14,13 @@ namespace dsv4 {
 // columns, was 8% of a training step).
 std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld);
 
-// C [m, p] = A [m, k] . B [p, k]^T in float through the production F32 kernels of
-// quant/linear.h (threaded, SIMD; k padded with zeros to their width): every matrix product of
-// the trainer goes through it.
+// C [m, p] = A [m, k] . B [p, k]^T (B transposed once, then gemm_f32).
 void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c);
 
 // C [m, m] = A [m, k] . A^T, bitwise what matmul_nt(a, a, m, m, k, c) gives, in a little over
-// half its work: C is symmetric, and the kernels' (row, token) sum is symmetric in its two
-// vectors (each product w x is x w, then the same order), so only the blocks on and above the
-// diagonal are computed and the others mirrored.
+// half its work: C is symmetric, and gemm_f32's chain for (i, j) multiplies the same pairs as
+// the one for (j, i) (a fused multiply-add does not depend on its factors' order), so only the
+// blocks on and above the diagonal are computed and the others mirrored.
 void gram_nt(std::span<const float> a, int m, int k, std::span<float> c);
 
 // dst += src, elementwise (gradients of one tensor summed over its uses); sizes must match.

@@ -1,0 +1,168 @@
+#include "ops/gemm_f32.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <cmath>
+
+#include "core/check.h"
+#include "core/cpu.h"
+#include "core/thread_pool.h"
+
+namespace dsv4 {
+
+namespace {
+
+#define DSV4_AVX2_FMA __attribute__((target("avx2,fma")))
+#define DSV4_AVX512F __attribute__((target("avx512f,avx2,fma")))
+
+struct Operands {
+  const float* a;
+  size_t a_row, a_col;
+  const float* b;
+  size_t ldb;
+  float* c;
+  size_t ldc;
+  int k;
+  bool accumulate;
+};
+
+// Rows [i0, i0 + R), columns [j0, j0 + 32) (the first `cols` of them), all of k.
+template <int R>
+DSV4_AVX512F void tile_avx512(const Operands& o, int i0, int j0, int cols) {
+  const __mmask16 m0 = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1);
+  __m512 acc[R][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) acc[i][0] = _mm512_setzero_ps(), acc[i][1] = _mm512_setzero_ps();
+  const float* arow = o.a + static_cast<size_t>(i0) * o.a_row;
+  const float* bk = o.b + j0;
+  for (int kk = 0; kk < o.k; ++kk, bk += o.ldb) {
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
+    const float* ak = arow + static_cast<size_t>(kk) * o.a_col;
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const __m512 av = _mm512_set1_ps(ak[static_cast<size_t>(i) * o.a_row]);
+      acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
+    if (o.accumulate) {
+      acc[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), acc[i][0]);
+      acc[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), acc[i][1]);
+    }
+    _mm512_mask_storeu_ps(ci, m0, acc[i][0]);
+    _mm512_mask_storeu_ps(ci + 16, m1, acc[i][1]);
+  }
+}
+
+// Rows [i0, i0 + R), columns [j0, j0 + 16) (the first `cols`), all of k.
+template <int R>
+DSV4_AVX2_FMA void tile_avx2(const Operands& o, int i0, int j0, int cols) {
+  alignas(32) static constexpr int kLanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const __m256i lim = _mm256_set1_epi32(cols);
+  const __m256i m0 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes)));
+  const __m256i m1 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes + 8)));
+  __m256 acc[R][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) acc[i][0] = _mm256_setzero_ps(), acc[i][1] = _mm256_setzero_ps();
+  const float* arow = o.a + static_cast<size_t>(i0) * o.a_row;
+  const float* bk = o.b + j0;
+  for (int kk = 0; kk < o.k; ++kk, bk += o.ldb) {
+    const __m256 b0 = _mm256_maskload_ps(bk, m0), b1 = _mm256_maskload_ps(bk + 8, m1);
+    const float* ak = arow + static_cast<size_t>(kk) * o.a_col;
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m256 av = _mm256_broadcast_ss(ak + static_cast<size_t>(i) * o.a_row);
+      acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
+    if (o.accumulate) {
+      acc[i][0] = _mm256_add_ps(_mm256_maskload_ps(ci, m0), acc[i][0]);
+      acc[i][1] = _mm256_add_ps(_mm256_maskload_ps(ci + 8, m1), acc[i][1]);
+    }
+    _mm256_maskstore_ps(ci, m0, acc[i][0]);
+    _mm256_maskstore_ps(ci + 8, m1, acc[i][1]);
+  }
+}
+
+using Tile = void (*)(const Operands&, int, int, int);
+
+template <int... R>
+constexpr auto avx512_tiles(std::integer_sequence<int, R...>) {
+  return std::array<Tile, sizeof...(R)>{&tile_avx512<R + 1>...};
+}
+template <int... R>
+constexpr auto avx2_tiles(std::integer_sequence<int, R...>) {
+  return std::array<Tile, sizeof...(R)>{&tile_avx2<R + 1>...};
+}
+
+constexpr int kRows512 = 12, kCols512 = 32, kRows2 = 6, kCols2 = 16;
+
+bool cpu_has_avx512f() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+GemmPath gemm_f32_path() {
+  static const GemmPath p = !use_avx2_fma()                          ? GemmPath::scalar
+                            : use_avx512() && cpu_has_avx512f()      ? GemmPath::avx512
+                                                                     : GemmPath::avx2;
+  return p;
+}
+
+void gemm_f32_reference(int m, int n, int k, const float* a, size_t a_row, size_t a_col, const float* b, size_t ldb,
+                        float* c, size_t ldc, bool accumulate) {
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      float acc = 0.0f;
+      for (int kk = 0; kk < k; ++kk)
+        acc = std::fma(a[static_cast<size_t>(i) * a_row + static_cast<size_t>(kk) * a_col],
+                       b[static_cast<size_t>(kk) * ldb + j], acc);
+      float& out = c[static_cast<size_t>(i) * ldc + j];
+      out = accumulate ? out + acc : acc;
+    }
+}
+
+void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_row, size_t a_col, const float* b,
+                   size_t ldb, float* c, size_t ldc, bool accumulate) {
+  DSV4_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm_f32: negative size");
+  if (m == 0 || n == 0) return;
+  if (path == GemmPath::scalar) return gemm_f32_reference(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate);
+  const bool wide = path == GemmPath::avx512;
+  const int tr = wide ? kRows512 : kRows2, tc = wide ? kCols512 : kCols2;
+  static const auto t512 = avx512_tiles(std::make_integer_sequence<int, kRows512>());
+  static const auto t2 = avx2_tiles(std::make_integer_sequence<int, kRows2>());
+  const Operands o{a, a_row, a_col, b, ldb, c, ldc, k, accumulate};
+  const size_t row_tiles = (m + tr - 1) / tr, col_tiles = (n + tc - 1) / tc;
+  // Tiles column panel by column panel (a panel of B stays in cache across its row tiles).
+  pool().parallel_for(row_tiles * col_tiles, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const int j0 = static_cast<int>(t / row_tiles) * tc, i0 = static_cast<int>(t % row_tiles) * tr;
+      const int rows = std::min(tr, m - i0), cols = std::min(tc, n - j0);
+      (wide ? t512[rows - 1] : t2[rows - 1])(o, i0, j0, cols);
+    }
+  });
+}
+
+void gemm_f32(int m, int n, int k, const float* a, size_t a_row, size_t a_col, const float* b, size_t ldb, float* c,
+              size_t ldc, bool accumulate) {
+  gemm_f32_with(gemm_f32_path(), m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate);
+}
+
+}  // namespace dsv4
