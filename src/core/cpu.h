@@ -6,6 +6,10 @@
 // (ctest runs the goldens both ways), never a different semantics.
 #pragma once
 
+// What the AVX2 + FMA kernels are compiled for: the project builds for generic x86-64 and
+// picks these at run time (use_avx2_fma), so each such function carries the target itself.
+#define DSV4_AVX2 __attribute__((target("avx2,fma")))
+
 namespace dsv4 {
 
 bool use_avx2_fma();

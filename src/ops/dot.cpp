@@ -37,8 +37,6 @@ namespace {
 
 constexpr int kKeyTile = 16;  // b rows per tile: 16 rows of 512 floats fill a 32 KiB L1
 
-#define DSV4_AVX2 __attribute__((target("avx2,fma")))
-
 DSV4_AVX2 inline float hsum(__m256 v) {  // ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));

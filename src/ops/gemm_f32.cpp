@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <cmath>
+#include <utility>
 
 #include "core/check.h"
 #include "core/cpu.h"
@@ -15,7 +15,6 @@ namespace dsv4 {
 
 namespace {
 
-#define DSV4_AVX2_FMA __attribute__((target("avx2,fma")))
 #define DSV4_AVX512F __attribute__((target("avx512f,avx2,fma")))
 
 struct Operands {
@@ -63,7 +62,7 @@ DSV4_AVX512F void tile_avx512(const Operands& o, int i0, int j0, int cols) {
 
 // Rows [i0, i0 + R), columns [j0, j0 + 16) (the first `cols`), all of k.
 template <int R>
-DSV4_AVX2_FMA void tile_avx2(const Operands& o, int i0, int j0, int cols) {
+DSV4_AVX2 void tile_avx2(const Operands& o, int i0, int j0, int cols) {
   alignas(32) static constexpr int kLanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const __m256i lim = _mm256_set1_epi32(cols);
   const __m256i m0 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes)));

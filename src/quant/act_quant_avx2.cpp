@@ -10,11 +10,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/cpu.h"
 #include "quant/formats.h"
 
 namespace dsv4 {
-
-#define DSV4_AVX2 __attribute__((target("avx2,fma")))
 
 namespace {
 

@@ -32,11 +32,9 @@
 #include <cstdint>
 #include <cstring>
 
-namespace dsv4::fp4_avx2 {
+#include "core/cpu.h"
 
-#ifndef DSV4_AVX2
-#define DSV4_AVX2 __attribute__((target("avx2,fma")))
-#endif
+namespace dsv4::fp4_avx2 {
 
 inline constexpr int kWeights = 128;     // one block; its scales: 4 x 1x32
 inline constexpr float kNarrow = 64.0f;  // a for quantized inputs: e4m3 values >= 2^-3 have 64 x integer

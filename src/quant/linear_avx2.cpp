@@ -31,6 +31,7 @@
 #include <cstring>
 #include <span>
 
+#include "core/cpu.h"
 #include "core/scratch.h"
 #include "core/thread_pool.h"
 #include "quant/act_quant_avx2.h"
@@ -39,10 +40,6 @@
 #include "quant/linear_kernels.h"
 
 namespace dsv4 {
-
-#ifndef DSV4_AVX2
-#define DSV4_AVX2 __attribute__((target("avx2,fma")))
-#endif
 
 namespace {
 

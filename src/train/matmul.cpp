@@ -15,8 +15,6 @@ namespace dsv4 {
 
 namespace {
 
-#define DSV4_AVX2 __attribute__((target("avx2,fma")))
-
 // out[c * ld + r] = in[r * cols + c] for an 8 x 8 block at (r0, c0): eight row loads, the
 // standard unpack / shuffle / lane-permute network, eight column stores.
 DSV4_AVX2 void transpose8x8(const float* in, int cols, float* out, int ld) {
