@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "ops/gemm_f32.h"
 #include "quant/formats.h"
 #include "quant/linear.h"
 
@@ -36,7 +37,7 @@ Weights make(WeightFormat fmt, int out, int in) {
                         : fmt == WeightFormat::f32  ? size_t(out) * in * 4
                                                     : size_t(out) * in;
   m.w.resize(wbytes);
-  if (fmt == WeightFormat::f32) {  // the trainer's float masters: N(0, 1 / in), as initialized
+  if (fmt == WeightFormat::f32) {  // float weights as the trainer initializes them: N(0, 1 / in)
     std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(in)));
     float* f = reinterpret_cast<float*>(m.w.data());
     for (size_t i = 0; i < size_t(out) * in; ++i) f[i] = nd(rng);
@@ -107,8 +108,29 @@ BENCHMARK(BM_fp4_experts)->ArgsProduct({{1, 2, 3, 4, 8}, {2}})->Unit(benchmark::
 void BM_fp8(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path()); }
 void BM_fp4(benchmark::State& s) { run(s, WeightFormat::fp4, linear_path()); }
 void BM_bf16(benchmark::State& s) { run(s, WeightFormat::bf16, linear_path()); }
-// F32 weights: every matrix product of the trainer (train/matmul.h).
+// F32 weights through linear() (a checkpoint's plain F32 tensors), beside gemm_f32, which the
+// trainer's products take (train/matmul.h): the same product both ways.
 void BM_f32(benchmark::State& s) { run(s, WeightFormat::f32, linear_path(), false); }
+
+// y [n, out] = x [n, in] . w^T through ops/gemm_f32.h, w^T given as [in, out] (the trainer's
+// forward transposes w once per product; that copy is left out here).
+void BM_gemm_f32(benchmark::State& state) {
+  const int out = static_cast<int>(state.range(0)), in = static_cast<int>(state.range(1));
+  const int n = static_cast<int>(state.range(2));
+  set_num_threads(static_cast<int>(state.range(3)));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(size_t(n) * in), wt(size_t(in) * out), y(size_t(n) * out);
+  for (float& v : x) v = nd(rng);
+  for (float& v : wt) v = nd(rng) / std::sqrt(float(in));
+  for (auto _ : state) {
+    gemm_f32(n, out, in, x.data(), in, 1, wt.data(), out, y.data(), out);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOPS"] =
+      benchmark::Counter(2.0 * out * double(in) * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["threads"] = pool().size();
+}
 // FP8 weights on float inputs, as wo_a applies them (no activation quantization).
 void BM_fp8_float(benchmark::State& s) { run(s, WeightFormat::fp8, linear_path(), false); }
 void BM_fp8_avx2(benchmark::State& s) { run(s, WeightFormat::fp8, LinearPath::avx2); }
@@ -140,6 +162,7 @@ BENCHMARK(BM_bf16)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->Us
 // The trainer's products on the default model (dsv4-tiny): a step's 4 sequences of 256 tokens
 // through wq_b [512, 128] and w1 [128, 256]; the backward's weight gradient [256, 256] over 256 tokens.
 BENCHMARK(BM_f32)->ArgsProduct({{512}, {128}, {256, 1024}, {1, 2}})->Args({128, 256, 1024, 2})->Args({256, 256, 256, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_gemm_f32)->ArgsProduct({{512}, {128}, {256, 1024}, {1, 2}})->Args({128, 256, 1024, 2})->Args({256, 256, 256, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_fp8_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_fp4_scalar)->Args({4096, 14336, 1, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 
