@@ -417,6 +417,40 @@ TEST_P(LinearPaths, MatchesScalarReference) {
     }
 }
 
+// Float weights with their transposed copy (the trainer's masters, train/master_views.h) take
+// gemm_f32: one fused multiply-add chain per output, so every path, every row count and every
+// row range is bitwise the std::fma chain, whatever the thread count.
+TEST_P(LinearPaths, TransposedFloatWeightsAreTheFmaChainBitwise) {
+  std::mt19937 rng(31);
+  const int out = 70, in = 136;
+  TestLinear t = make_float_linear(WeightFormat::f32, out, in, rng);
+  std::vector<float> wt(size_t(in) * out);
+  for (int o = 0; o < out; ++o)
+    for (int k = 0; k < in; ++k) std::memcpy(&wt[size_t(k) * out + o], t.w.data() + 4 * (size_t(o) * in + k), 4);
+  t.lin.transposed = wt.data();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (int n : {1, 5, 29})
+      for (auto [row_begin, rows] : {std::pair{0, out}, std::pair{13, 40}}) {
+        std::vector<float> x(size_t(n) * in), y(size_t(n) * rows);
+        std::normal_distribution<float> nd;
+        for (float& v : x) v = nd(rng);
+        linear_with(GetParam(), t.lin, x, n, y, /*quantize_input=*/true, row_begin, rows);
+        std::vector<float> wrow(in);
+        for (int r = 0; r < rows; ++r) {
+          t.lin.dequant_row(row_begin + r, wrow.data());
+          for (int i = 0; i < n; ++i) {
+            float acc = 0;
+            for (int k = 0; k < in; ++k) acc = std::fma(x[size_t(i) * in + k], wrow[k], acc);
+            ASSERT_EQ(f32_to_bits(y[size_t(i) * rows + r]), f32_to_bits(acc))
+                << "threads " << threads << " n " << n << " row " << row_begin + r << " token " << i;
+          }
+        }
+      }
+  }
+  set_num_threads(0);
+}
+
 // The AVX2 decoders build floats from bit tricks (FP8: w * 2^-120 with the inputs rescaled per
 // token; FP4: 2w, the scales applied per lane after the sums), so every code, a wide range of
 // scales and inputs of extreme magnitude are checked against the scalar reference, and a batch

@@ -363,8 +363,10 @@ TEST(Backward, AttentionHeadWithSinkAndRopeMatchesFiniteDifferences) {
   std::vector<float> dq(dim), dkeys(keys.size(), 0.0f);
   const float dsink = attention_head_backward(q, keys, n_keys, dim, scale, sink[0], rope, pos, probe, dq, dkeys);
   auto loss = [&] {
-    std::vector<float> o(dim);
-    attention_head_forward(q, keys, n_keys, dim, scale, sink[0], rope, pos, o);
+    std::vector<float> o(dim), scores, sums;  // the inference forward's head
+    std::vector<const float*> rows;
+    for (int j = 0; j < n_keys; ++j) rows.push_back(keys.data() + size_t(j) * dim);
+    attend_heads(q.data(), 0, 1, rows, dim, scale, sink, rope, pos, scores, sums, o.data());
     return loss_of(o, probe);
   };
   check_grad("attention dq", q, dq, loss, 1e-3f);

@@ -143,10 +143,11 @@ void attend_session(const AttentionWeights& w, int ratio, const ModelConfig& c, 
 }  // namespace
 
 void attention_kv(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
-                  std::span<const long long> pos, bool act_quant, std::vector<float>& kv) {
+                  std::span<const long long> pos, bool act_quant, std::vector<float>& kv, AttentionSaved* saved) {
   const int D = c.head_dim, rd = c.qk_rope_head_dim, n = static_cast<int>(pos.size());
   kv.assign(static_cast<size_t>(n) * D, 0.0f);
   linear(w.wkv, x, n, kv, act_quant);
+  if (saved) saved->kva = kv;
   rmsnorm(kv, w.kv_norm, c.rms_norm_eps, D, kv);
   for (int t = 0; t < n; ++t) {
     float* k = kv.data() + static_cast<size_t>(t) * D;
@@ -157,7 +158,7 @@ void attention_kv(const AttentionWeights& w, const ModelConfig& c, const Rope& r
 
 void attention_project(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
                        std::span<const long long> pos, bool act_quant, std::vector<float>& qr, std::vector<float>& q,
-                       std::vector<float>& kv) {
+                       std::vector<float>& kv, AttentionSaved* saved) {
   const int D = c.head_dim, rd = c.qk_rope_head_dim, H = w.wq_b.out / D;
   const int eps_dim = c.q_lora_rank;
   const int n = static_cast<int>(pos.size());
@@ -165,19 +166,21 @@ void attention_project(const AttentionWeights& w, const ModelConfig& c, const Ro
   // q: [n, H, D]
   qr.assign(static_cast<size_t>(n) * eps_dim, 0.0f);
   linear(w.wq_a, x, n, qr, act_quant);
+  if (saved) saved->qa = qr;
   rmsnorm(qr, w.q_norm, eps, eps_dim, qr);
   q.assign(static_cast<size_t>(n) * H * D, 0.0f);
   linear(w.wq_b, qr, n, q, act_quant);
+  if (saved) saved->qb = q;
   rmsnorm(q, {}, eps, D, q);
   pool().parallel_for(static_cast<size_t>(n) * H, [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) rope.apply(q.data() + i * D + D - rd, pos[i / H]);  // i: (row, head)
   });
 
-  attention_kv(w, c, rope, x, pos, act_quant, kv);
+  attention_kv(w, c, rope, x, pos, act_quant, kv, saved);
 }
 
 void attention_output(const AttentionWeights& w, const ModelConfig& c, std::span<const float> o, int n, bool act_quant,
-                      std::span<float> out) {
+                      std::span<float> out, AttentionSaved* saved) {
   const int D = c.head_dim, H = w.wq_b.out / D;
   // Grouped low-rank output: group g of o ([H / G * D]) times wo_a rows [g*R, (g+1)*R).
   const int R = c.o_lora_rank, G = w.wo_a.out / R, gw = c.num_attention_heads / c.o_groups * D;
@@ -191,6 +194,7 @@ void attention_output(const AttentionWeights& w, const ModelConfig& c, std::span
       std::copy_n(part.data() + static_cast<size_t>(t) * R, R,
                   low.data() + static_cast<size_t>(t) * G * R + static_cast<size_t>(g) * R);
   }
+  if (saved) saved->low = low;
   const Comm& comm = Comm::get();
   if (H == c.num_attention_heads || w.wo_b.in == G * R) {
     linear(w.wo_b, low, n, out, act_quant);

@@ -27,11 +27,18 @@ void attention_forward(const AttentionWeights& w, int compress_ratio, const Mode
 // other keys:
 // q path: qr [n, q_lora_rank] (the indexer's input), q [n, H, D] (per-head RMS, RoPE at pos);
 // kv [n, D] (kv_norm, RoPE at pos, non-rope dims FP8-rounded when act_quant).
+// saved (training; null in inference) keeps what the backward starts from: each projection
+// before its norm, and attention_output's low-rank rows.
+struct AttentionSaved {
+  std::vector<float> qa, qb, kva;  // wq_a x [n, q_lora], wq_b qr [n, H * D], wkv x [n, D]
+  std::vector<float> low;          // the grouped wo_a's output [n, G * R]
+};
 void attention_project(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
                        std::span<const long long> pos, bool act_quant, std::vector<float>& qr, std::vector<float>& q,
-                       std::vector<float>& kv);
+                       std::vector<float>& kv, AttentionSaved* saved = nullptr);
 void attention_kv(const AttentionWeights& w, const ModelConfig& c, const Rope& rope, std::span<const float> x,
-                  std::span<const long long> pos, bool act_quant, std::vector<float>& kv);
+                  std::span<const long long> pos, bool act_quant, std::vector<float>& kv,
+                  AttentionSaved* saved = nullptr);
 // Heads [h0, h1) of one token at position pos: q [H, D] over keys (each a [D] row, key =
 // value) with the per-head attention sink -> o [H, D] (rows h0 .. h1 - 1, inverse RoPE applied).
 // scores and sums are scratch.
@@ -40,7 +47,7 @@ void attend_heads(const float* q, int h0, int h1, std::span<const float* const> 
                   std::vector<float>& sums, float* o);
 // o [n, H, D] -> out [n, dim]: grouped wo_a, then wo_b (and the ranks' parts combined).
 void attention_output(const AttentionWeights& w, const ModelConfig& c, std::span<const float> o, int n, bool act_quant,
-                      std::span<float> out);
+                      std::span<float> out, AttentionSaved* saved = nullptr);
 
 // One session: x [n, dim] at positions pos0 .. pos0 + n - 1.
 void attention_forward(const AttentionWeights& w, int compress_ratio, const ModelConfig& c,

@@ -98,7 +98,7 @@ void compressor_absorb(const CompressorWeights& w, const float* kv, const float*
     rope.apply(entry.data() + hd - rope.dim(), pos + 1 - r);
     if (rounding == CompressedRounding::fp8_nope) {
       if (act_quant) fp8_roundtrip(std::span<float>(entry).first(hd - rope.dim()), 64);
-    } else {
+    } else if (rounding == CompressedRounding::hadamard_fp4) {
       hadamard_rotate(entry);
       if (act_quant) fp4_roundtrip(entry, 32);
     }

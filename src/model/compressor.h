@@ -13,7 +13,9 @@
 
 namespace dsv4 {
 
-enum class CompressedRounding { fp8_nope, hadamard_fp4 };
+// none: plain float entries (training, whose indexer leaves out the Hadamard rotation: a
+// rotation of both queries and keys, it changes no score).
+enum class CompressedRounding { fp8_nope, hadamard_fp4, none };
 
 // entries: how s.entries stores them (f32, or the packed format of this compressor's rounding
 // when act_quant is on); rope_dim: the float32 tail of fp8_nope rows.

@@ -16,12 +16,8 @@
 
 namespace dsv4 {
 
-namespace {
-
-// One session's n tokens at pos0: q [n, ih, id] and weights [n, ih] of its rows, keys its
-// indexer keys; fills chosen [n].
-void pick_blocks(const ModelConfig& c, int ratio, int ih, const float* q, const float* weights, int n,
-                 long long pos0, const CompressorState& keys, std::vector<int>* chosen) {
+void indexer_choose(const ModelConfig& c, int ratio, int ih, const float* q, const float* weights, int n,
+                    long long pos0, const CompressorState& keys, std::vector<int>* chosen) {
   const int id = c.index_head_dim;
   // score(t, b) for the blocks b < n_vis(t) each token sees. Jobs are (tile of keys, group of
   // tokens); a job unpacks its keys once (bit for bit) and scores them for all its tokens, so
@@ -78,8 +74,6 @@ void pick_blocks(const ModelConfig& c, int ratio, int ih, const float* q, const 
   }
 }
 
-}  // namespace
-
 std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const ModelConfig& c,
                                               std::span<const float> x, std::span<const float> qr,
                                               std::span<const Segment> segs, std::span<const long long> pos,
@@ -112,7 +106,7 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
 
   std::vector<std::vector<int>> chosen(n);
   for_each_segment(segs, [&](const Segment& sg) {
-    pick_blocks(c, w.compressor.ratio, ih, q.data() + static_cast<size_t>(sg.row0) * ih * id,
+    indexer_choose(c, w.compressor.ratio, ih, q.data() + static_cast<size_t>(sg.row0) * ih * id,
                 weights.data() + static_cast<size_t>(sg.row0) * ih, sg.n, sg.pos0, sg.cache->indexer,
                 chosen.data() + sg.row0);
   }, /*together=*/ih == c.index_n_heads);  // else the ranks add their scores per segment

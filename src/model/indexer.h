@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "io/config.h"
+#include "model/kv_cache.h"
 #include "model/segment.h"
 #include "model/weights.h"
 #include "ops/rope.h"
@@ -21,5 +22,12 @@ std::vector<std::vector<int>> indexer_forward(const IndexerWeights& w, const Mod
                                               std::span<const float> x, std::span<const float> qr,
                                               std::span<const Segment> segs, std::span<const long long> pos,
                                               const Rope& rope, bool act_quant);
+
+// The choice itself, for one session's n tokens at pos0: q [n, ih, id] (the roped queries),
+// weights [n, ih] (weights_proj x, scaled) and the session's keys -> chosen [n], each token's
+// top index_topk blocks (ascending) among those complete at its position. Training calls it
+// on its own plain-float queries and keys.
+void indexer_choose(const ModelConfig& c, int ratio, int ih, const float* q, const float* weights, int n,
+                    long long pos0, const CompressorState& keys, std::vector<int>* chosen);
 
 }  // namespace dsv4

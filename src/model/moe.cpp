@@ -31,20 +31,24 @@ float score_fn(ScoreFunc f, float z) {
   return z;
 }
 
-// SwiGLU expert on rows x [m, dim], scaled by weight[m] before w2 (empty = unweighted).
+// SwiGLU expert on rows x [m, dim], scaled by weight[m] before w2 (empty = unweighted);
+// saved (training) keeps its inside.
 void expert_forward(const ExpertWeights& e, float limit, std::span<const float> x, int m,
-                    std::span<const float> weight, bool act_quant, std::span<float> y) {
+                    std::span<const float> weight, bool act_quant, std::span<float> y, ExpertSaved* saved) {
   const int inter = e.w1.out;
   std::vector<float> gate(static_cast<size_t>(m) * inter), up(gate.size());
   linear(e.w1, x, m, gate, act_quant);
   linear(e.w3, x, m, up, act_quant);
+  if (saved) saved->xe.assign(x.begin(), x.end()), saved->gate = gate, saved->up = up, saved->act = gate;
   for (int t = 0; t < m; ++t)
     for (int i = 0; i < inter; ++i) {
       const size_t k = static_cast<size_t>(t) * inter + i;
       float v = swiglu(gate[k], up[k], limit);
+      if (saved) saved->act[k] = v;
       if (!weight.empty()) v = weight[t] * v;
       gate[k] = v;
     }
+  if (saved) saved->h = gate;
   linear(e.w2, gate, m, y, act_quant);
 }
 
@@ -79,7 +83,7 @@ void moe_route(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<c
 }
 
 int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<const float> x,
-                 std::span<const int> tokens, int n, bool act_quant, std::span<float> out) {
+                 std::span<const int> tokens, int n, bool act_quant, std::span<float> out, MoeSaved* saved) {
   const int dim = c.hidden_size, E = c.n_routed_experts;
   std::vector<float> logits(static_cast<size_t>(n) * E);
   linear(w.gate, x, n, logits, false);
@@ -89,6 +93,7 @@ int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<
   std::vector<std::vector<float>> row_w(E);
   std::vector<int> experts;
   std::vector<float> weights;
+  if (saved) saved->chosen.assign(n, {});
   for (int t = 0; t < n; ++t) {
     moe_route(w, hash, c, std::span<const float>(logits).subspan(static_cast<size_t>(t) * E, E),
               tokens[t], experts, weights);
@@ -96,7 +101,9 @@ int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<
       rows[experts[i]].push_back(t);
       row_w[experts[i]].push_back(weights[i]);
     }
+    if (saved) saved->chosen[t] = experts;
   }
+  if (saved) saved->experts.assign(E, {}), saved->shared.assign(w.shared ? 1 : 0, {});
 
   // This rank's experts (all of them in one process) that some row chose, ascending; a
   // model-parallel run sums the ranks' partial outputs before the shared expert, which every
@@ -111,7 +118,8 @@ int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<
     ye.resize(xe.size());
     for (int i = 0; i < m; ++i)
       std::copy_n(x.data() + static_cast<size_t>(rows[e][i]) * dim, dim, xe.data() + static_cast<size_t>(i) * dim);
-    expert_forward(w.experts[e - w.expert_begin], c.swiglu_limit, xe, m, row_w[e], act_quant, ye);
+    expert_forward(w.experts[e - w.expert_begin], c.swiglu_limit, xe, m, row_w[e], act_quant, ye,
+                   saved ? &saved->experts[e] : nullptr);
   };
   auto add_rows = [&](int e, const std::vector<float>& ye) {
     for (size_t i = 0; i < rows[e].size(); ++i) {
@@ -140,9 +148,10 @@ int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<
   Comm::get().all_reduce_sum(out);
   if (w.shared) {
     ye.resize(static_cast<size_t>(n) * dim);
-    expert_forward(*w.shared, c.swiglu_limit, x, n, {}, act_quant, ye);
+    expert_forward(*w.shared, c.swiglu_limit, x, n, {}, act_quant, ye, saved ? &saved->shared[0] : nullptr);
     for (size_t i = 0; i < ye.size(); ++i) out[i] += ye[i];
   }
+  if (saved) saved->logits = std::move(logits), saved->rows = std::move(rows), saved->weight = std::move(row_w);
   return static_cast<int>(active.size());
 }
 

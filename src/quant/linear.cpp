@@ -13,6 +13,7 @@
 #include "core/cpu.h"
 #include "core/scratch.h"
 #include "core/thread_pool.h"
+#include "ops/gemm_f32.h"
 #include "quant/act_quant.h"
 #include "quant/formats.h"
 #include "quant/linear_kernels.h"
@@ -92,6 +93,13 @@ void linear_with(LinearPath path, const Linear& w, std::span<const float> x, int
   DSV4_CHECK(row_begin >= 0 && row_begin + rows <= w.out, "linear: rows out of range");
   DSV4_CHECK(x.size() == static_cast<size_t>(n) * w.in && y.size() == static_cast<size_t>(n) * rows,
              "linear: x or y has the wrong size for [", n, ", ", w.in, "] -> [", n, ", ", rows, "]");
+  if (w.transposed) {
+    DSV4_CHECK(w.format == WeightFormat::f32, "linear: a transposed copy of non-float weights");
+    // Columns [row_begin, row_begin + rows) of W^T; the scalar path is the std::fma reference.
+    const GemmPath gp = path == LinearPath::scalar ? GemmPath::scalar : gemm_f32_path();
+    gemm_f32_with(gp, n, rows, w.in, x.data(), w.in, 1, w.transposed + row_begin, w.out, y.data(), rows);
+    return;
+  }
   const bool quantized = w.format == WeightFormat::fp8 || w.format == WeightFormat::fp4;
   const int in = w.in;
   const int n_act_blocks = in / 128;

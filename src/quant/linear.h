@@ -29,6 +29,10 @@ struct Linear {
   const uint8_t* weight = nullptr;      // mmap'd checkpoint bytes
   const uint8_t* scale = nullptr;       // fp8 / fp4 only
   bool scale_f32 = false;               // scale dtype F32 instead of ue8m0
+  // f32 only, optional: the same weights transposed, [in, out] row-major. Given, the product
+  // is ops/gemm_f32.h's (one fused multiply-add chain per output, the same bits on every path):
+  // the trainer's float masters, viewed this way (train/master_views.h), run the inference ops.
+  const float* transposed = nullptr;
 
   // The scale applying to weight element (row, col); inline: kernels read it per 32 weights.
   float scale_at(int row, int col) const {

@@ -7,14 +7,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "core/check.h"
 #include "core/thread_pool.h"
+#include "model/attention.h"
+#include "model/indexer.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
-#include "ops/topk.h"
 #include "train/attention_head.h"
 #include "train/indexer_backward.h"
+#include "train/master_views.h"
 #include "train/matmul.h"
 #include "train/norm_backward.h"
 
@@ -26,94 +29,70 @@ float index_weight_scale(const IndexerF32& ix) {
   return static_cast<float>(std::pow(ix.head_dim, -0.5) * std::pow(ix.heads, -0.5));
 }
 
-// The indexer's queries, weights, keys and choice of entries per token.
-void run_indexer(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n, AttentionTape& f) {
+// The indexer's queries, weights, keys and choice of entries per token (model/indexer.h's
+// choice, on queries and keys without the Hadamard rotation, which the backward would have to
+// undo: a rotation of both sides, it changes no q.k).
+void run_indexer(const AttentionF32& a, MasterViews& views, const Rope& rope, std::span<const float> x, int n,
+                 AttentionTape& f) {
   const IndexerF32& ix = a.indexer;
   const int ih = ix.heads, id = ix.head_dim, rd = rope.dim();
   f.iq.resize(size_t(n) * ih * id);
-  linear_forward(f.qn, ix.wq_b, n, a.q_lora, ih * id, f.iq);
+  linear(views.linear(ix.wq_b, ih * id, a.q_lora), f.qn, n, f.iq, false);
   for (int t = 0; t < n; ++t)
     for (int h = 0; h < ih; ++h) rope.apply(f.iq.data() + (size_t(t) * ih + h) * id + id - rd, t);
   f.iw.resize(size_t(n) * ih);
-  linear_forward(x, ix.weights_proj, n, a.dim, ih, f.iw);
+  linear(views.linear(ix.weights_proj, ih, a.dim), x, n, f.iw, false);
   const float wscale = index_weight_scale(ix);
   for (float& v : f.iw) v *= wscale;
-  // The production indexer also Hadamard-rotates queries and keys: a rotation of both sides,
-  // which leaves every q.k (and so the choice) unchanged in float.
-  f.ikeys = compressor_forward_f32(ix.compressor, rope, a.eps, x, n, &f.index_compressor);
-  pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
-    std::vector<float> score;
-    for (size_t t = t0; t < t1; ++t) {
-      const int vis = static_cast<int>((t + 1) / a.ratio);
-      score.assign(vis, 0.0f);
-      for (int b = 0; b < vis; ++b)
-        for (int h = 0; h < ih; ++h) {
-          const float* qh = f.iq.data() + (t * ih + h) * id;
-          const float* kb = f.ikeys.data() + size_t(b) * id;
-          float d = 0;
-          for (int i = 0; i < id; ++i) d += qh[i] * kb[i];
-          score[b] += std::max(d, 0.0f) * f.iw[t * ih + h];
-        }
-      f.chosen[t] = topk_indices(score, ix.topk);
-    }
-  });
+  f.ikeys = compressor_forward_f32(views.compressor(ix.compressor), rope, a.eps, x, n, &f.index_compressor);
+  CompressorState keys;  // the choice reads them as the inference cache holds them
+  keys.entries = KvRows(KvFormat::f32, id, rd);
+  for (size_t b = 0; b < f.ikeys.size() / id; ++b) keys.entries.push_back(std::span<const float>(f.ikeys).subspan(b * id, id));
+  indexer_choose(attention_config(a, rope), a.ratio, ih, f.iq.data(), f.iw.data(), n, 0, keys, f.chosen.data());
 }
 
 AttentionTape run_forward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n) {
-  const int dim = a.dim, H = a.heads, D = a.head_dim, R = a.o_lora, G = a.groups, gw = H / G * D, rd = rope.dim();
-  DSV4_CHECK(x.size() == size_t(n) * dim, "attention: x has ", x.size(), " values for ", n, " tokens of ", dim);
+  const int H = a.heads, D = a.head_dim;
+  DSV4_CHECK(x.size() == size_t(n) * a.dim, "attention: x has ", x.size(), " values for ", n, " tokens of ", a.dim);
+  MasterViews views;
+  const AttentionWeights w = views.attention(a);
+  const ModelConfig c = attention_config(a, rope);
+  std::vector<long long> pos(n);
+  std::iota(pos.begin(), pos.end(), 0LL);
   AttentionTape f;
-  f.qa.resize(size_t(n) * a.q_lora), f.qn.resize(f.qa.size()), f.qb.resize(size_t(n) * H * D), f.q.resize(f.qb.size());
-  linear_forward(x, a.wq_a, n, dim, a.q_lora, f.qa);
-  rmsnorm(f.qa, a.q_norm, a.eps, a.q_lora, f.qn);
-  linear_forward(f.qn, a.wq_b, n, a.q_lora, H * D, f.qb);
-  rmsnorm(f.qb, {}, a.eps, D, f.q);
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h) rope.apply(f.q.data() + (size_t(t) * H + h) * D + D - rd, t);
-  f.kva.resize(size_t(n) * D), f.kv.resize(f.kva.size());
-  linear_forward(x, a.wkv, n, dim, D, f.kva);
-  rmsnorm(f.kva, a.kv_norm, a.eps, D, f.kv);
-  for (int t = 0; t < n; ++t) rope.apply(f.kv.data() + size_t(t) * D + D - rd, t);
+  AttentionSaved saved;
+  attention_project(w, c, rope, x, pos, /*act_quant=*/false, f.qn, f.q, f.kv, &saved);
+  f.qa = std::move(saved.qa), f.qb = std::move(saved.qb), f.kva = std::move(saved.kva);
 
   f.chosen.resize(n);
-  if (a.ratio > 0) f.entries = compressor_forward_f32(a.compressor, rope, a.eps, x, n, &f.compressor);
+  if (a.ratio > 0)
+    f.entries = compressor_forward_f32(views.compressor(a.compressor), rope, a.eps, x, n, &f.compressor);
   if (a.ratio == 4) {
-    run_indexer(a, rope, x, n, f);
+    run_indexer(a, views, rope, x, n, f);
   } else if (a.ratio > 0) {
     for (int t = 0; t < n; ++t)
       for (int b = 0; b < (t + 1) / a.ratio; ++b) f.chosen[t].push_back(b);
   }
 
+  // Each token over its window rows of kv, then its chosen entries, as inference orders them.
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   f.o.resize(size_t(n) * H * D);
   pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
-    std::vector<float> keys;
+    std::vector<const float*> keys;
+    std::vector<float> scores, sums;
     for (size_t t = t0; t < t1; ++t) {
-      const int k0 = std::max(0, static_cast<int>(t) - a.window + 1), nw = static_cast<int>(t) - k0 + 1;
-      const int nk = nw + static_cast<int>(f.chosen[t].size());
-      keys.resize(size_t(nk) * D);
-      std::copy_n(f.kv.begin() + size_t(k0) * D, size_t(nw) * D, keys.begin());
-      for (size_t i = 0; i < f.chosen[t].size(); ++i)
-        std::copy_n(f.entries.begin() + size_t(f.chosen[t][i]) * D, D, keys.begin() + (nw + i) * D);
-      for (int h = 0; h < H; ++h)
-        attention_head_forward(std::span<const float>(f.q).subspan((t * H + h) * D, D), keys, nk, D, scale,
-                               a.attn_sink[h], rope, static_cast<long long>(t),
-                               std::span<float>(f.o).subspan((t * H + h) * D, D));
+      keys.clear();
+      for (int k = std::max(0, static_cast<int>(t) - a.window + 1); k <= static_cast<int>(t); ++k)
+        keys.push_back(f.kv.data() + size_t(k) * D);
+      for (int e : f.chosen[t]) keys.push_back(f.entries.data() + size_t(e) * D);
+      attend_heads(f.q.data() + t * H * D, 0, H, keys, D, scale, a.attn_sink, rope, static_cast<long long>(t), scores,
+                   sums, f.o.data() + t * H * D);
     }
   });
 
-  // low [n, G * R]: group g of o times wo_a rows [g R, (g + 1) R).
-  f.low.resize(size_t(n) * G * R);
-  std::vector<float> og(size_t(n) * gw), part(size_t(n) * R);
-  for (int grp = 0; grp < G; ++grp) {
-    for (int t = 0; t < n; ++t)
-      std::copy_n(f.o.begin() + size_t(t) * H * D + size_t(grp) * gw, gw, og.begin() + size_t(t) * gw);
-    linear_forward(og, std::span<const float>(a.wo_a).subspan(size_t(grp) * R * gw, size_t(R) * gw), n, gw, R, part);
-    for (int t = 0; t < n; ++t)
-      std::copy_n(part.begin() + size_t(t) * R, R, f.low.begin() + size_t(t) * G * R + size_t(grp) * R);
-  }
-  f.out.resize(size_t(n) * dim);
-  linear_forward(f.low, a.wo_b, n, G * R, dim, f.out);
+  f.out.resize(size_t(n) * a.dim);
+  attention_output(w, c, f.o, n, /*act_quant=*/false, f.out, &saved);
+  f.low = std::move(saved.low);
   return f;
 }
 

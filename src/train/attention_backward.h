@@ -1,5 +1,7 @@
-// A whole attention layer over a sequence from position 0 (training), as model/attention.cpp
-// computes it in smooth mode with float weights: q = per-head RMSNorm(wq_b q_norm(wq_a x)) with
+// A whole attention layer over a sequence from position 0 (training). The forward is
+// model/attention.h's own ops (attention_project, the compressor, indexer_choose, attend_heads,
+// attention_output) on a view of the float masters (train/master_views.h), without the
+// activation rounding, as --no-act-quant runs: q = per-head RMSNorm(wq_b q_norm(wq_a x)) with
 // RoPE, kv = RoPE(kv_norm(wkv x)) (one kv row per token, key and value of every head); each
 // token attends to the last `window` positions, then to compressed entries (HCA: every complete
 // block; CSA: the lightning indexer's top-k of them), and the sink; the output is rotated back,

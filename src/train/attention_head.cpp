@@ -31,15 +31,6 @@ double attention_probs(std::span<const float> q, std::span<const float> keys, in
   return std::exp(sink - mx) / sum;
 }
 
-void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
-                            float sink, const Rope& rope, long long pos, std::span<float> o) {
-  std::vector<double> p;
-  attention_probs(q, keys, n_keys, dim, scale, sink, p);
-  const std::vector<float> pf(p.begin(), p.end());
-  weighted_rows(pf.data(), 1, rows_of(keys, n_keys, dim).data(), n_keys, dim, o.data());
-  rope.apply(o.data() + dim - rope.dim(), pos, /*inverse=*/true);
-}
-
 float attention_head_backward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
                               float sink, const Rope& rope, long long pos, std::span<const float> dout,
                               std::span<float> dq, std::span<float> dkeys) {

@@ -1,5 +1,5 @@
-// One query head of V4 attention over its key rows, forward and backward (the per-(token,
-// head) piece of model/attention.cpp that training differentiates), and RoPE's backward.
+// One query head of V4 attention over its key rows backward (the per-(token, head) piece of
+// model/attention.cpp that training differentiates), its probabilities, and RoPE's backward.
 #pragma once
 
 #include <span>
@@ -14,13 +14,10 @@ class Rope;
 double attention_probs(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
                        float sink, std::vector<double>& p);
 
-// One query head of V4 attention over its key rows (the window and compressed entries; one kv
-// row is both key and value): z_j = scale q.k_j, p = softmax over the keys and the sink,
-// o = sum_j p_j k_j, then the rope dims of o rotated back (inverse RoPE at pos) — the
-// computation of model/attention.cpp for one (token, head).
-void attention_head_forward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
-                            float sink, const Rope& rope, long long pos, std::span<float> o);
-
+// The backward of one query head of V4 attention over its key rows (the window and compressed
+// entries; one kv row is both key and value), whose forward is model/attention.h's
+// attend_heads: z_j = scale q.k_j, p = softmax over the keys and the sink, o = sum_j p_j k_j,
+// then the rope dims of o rotated back (inverse RoPE at pos).
 // dq overwritten, dkeys [n_keys, dim] accumulated, returns dsink.
 float attention_head_backward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
                               float sink, const Rope& rope, long long pos, std::span<const float> dout,

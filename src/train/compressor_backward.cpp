@@ -12,6 +12,7 @@
 #include "ops/rope.h"
 #include "train/attention_head.h"
 #include "train/compressor_pool.h"
+#include "train/master_views.h"
 #include "train/matmul.h"
 #include "train/norm_backward.h"
 
@@ -45,34 +46,24 @@ struct CompressorRows {
   }
 };
 
-CompressorTape project(const CompressorF32& c, std::span<const float> x, int n) {
-  const int width = c.width(), r = c.ratio;
-  CompressorTape p{std::vector<float>(size_t(n) * width), std::vector<float>(size_t(n) * width)};
-  linear_forward(x, c.wkv, n, c.dim, width, p.kv);
-  linear_forward(x, c.wgate, n, c.dim, width, p.score);
-  for (int t = 0; t < n; ++t)
-    for (int k = 0; k < width; ++k) p.score[size_t(t) * width + k] += c.ape[size_t(t % r) * width + k];
-  return p;
-}
-
 }  // namespace
 
-std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& rope, float norm_eps,
+std::vector<float> compressor_forward_f32(const CompressorWeights& w, const Rope& rope, float norm_eps,
                                           std::span<const float> x, int n, CompressorTape* tape) {
-  const int r = c.ratio, hd = c.head_dim, blocks = n / r;
-  DSV4_CHECK(x.size() == size_t(n) * c.dim, "compressor_forward_f32: x has the wrong size");
+  const int r = w.ratio, hd = w.head_dim, width = (w.overlap ? 2 : 1) * hd;
+  DSV4_CHECK(x.size() == size_t(n) * w.wkv.in, "compressor_forward_f32: x has the wrong size");
   CompressorTape own;
   CompressorTape& tp = tape ? *tape : own;
-  tp = project(c, x, n);
-  const CompressorRows p{c, tp.kv, tp.score};
-  std::vector<float> bs(size_t(p.rows()) * hd), bkv(bs.size()), entries(size_t(blocks) * hd);
-  for (int b = 0; b < blocks; ++b) {
-    std::span<float> e(entries.data() + size_t(b) * hd, hd);
-    p.block(b, bs, bkv);
-    compressor_pool(bs.data(), bkv.data(), p.rows(), hd, e.data());
-    rmsnorm(e, c.norm, norm_eps, hd, e);
-    rope.apply(e.data() + hd - rope.dim(), static_cast<long long>(b) * r);
-  }
+  compressor_project(w, x, n, tp.kv, tp.score);
+  CompressorState s;
+  compressor_init(w, KvFormat::f32, rope.dim(), s);
+  compressor_absorb(w, tp.kv.data(), tp.score.data(), n, 0, rope, norm_eps, CompressedRounding::none,
+                    /*act_quant=*/false, s);
+  std::vector<float> entries(size_t(n / r) * hd);
+  for (size_t b = 0; b < s.entries.size(); ++b) s.entries.load(b, entries.data() + b * hd);
+  // The backward reads the scores as the pooling did: with the ape of each token's slot.
+  for (int t = 0; t < n; ++t)
+    for (int k = 0; k < width; ++k) tp.score[size_t(t) * width + k] += w.ape[size_t(t % r) * width + k];
   return entries;
 }
 
@@ -82,7 +73,11 @@ void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_ep
   const int r = c.ratio, hd = c.head_dim, width = c.width(), dim = c.dim, blocks = n / r;
   DSV4_CHECK(x.size() == size_t(n) * dim && dentries.size() == size_t(blocks) * hd && dx.size() == x.size(),
              "compressor_backward: sizes do not match");
-  const CompressorTape recomputed = tape ? CompressorTape{} : project(c, x, n);
+  CompressorTape recomputed;
+  if (!tape) {
+    MasterViews views;
+    compressor_forward_f32(views.compressor(c), rope, norm_eps, x, n, &recomputed);
+  }
   const CompressorTape& tp = tape ? *tape : recomputed;
   DSV4_CHECK(tp.kv.size() == size_t(n) * width, "compressor_backward: the tape is not of these ", n, " tokens");
   const CompressorRows p{c, tp.kv, tp.score};

@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "model/weights.h"
+
 namespace dsv4 {
 
 class Rope;
@@ -26,9 +28,10 @@ struct CompressorTape {
   std::vector<float> kv, score;
 };
 
-// The forward: entries [n / ratio, head_dim] of the complete blocks of x [n, dim]; with tape,
-// keeps the projections.
-std::vector<float> compressor_forward_f32(const CompressorF32& c, const Rope& rope, float norm_eps,
+// The forward, model/compressor.h's own (project, then absorb from position 0 into plain float
+// entries) on a view of c (train/master_views.h): entries [n / ratio, head_dim] of the
+// complete blocks of x [n, dim]; with tape, keeps the projections.
+std::vector<float> compressor_forward_f32(const CompressorWeights& w, const Rope& rope, float norm_eps,
                                           std::span<const float> x, int n, CompressorTape* tape = nullptr);
 
 // x [n, dim], dentries [n / ratio, head_dim] (the gradient of each entry) -> dx [n, dim]

@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "model/moe.h"
 #include "ops/swiglu.h"
+#include "train/master_views.h"
 #include "train/matmul.h"
 #include "train/routing.h"
 #include "train/swiglu.h"
@@ -41,51 +42,9 @@ double expert_backward(const ExpertF32& e, int dim, int inter, float limit, doub
   return dweight;
 }
 
-MoeRouted route(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
-                std::span<const int> tokens, int n) {
-  const int dim = c.hidden_size, E = c.n_routed_experts;
-  DSV4_CHECK(x.size() == size_t(n) * dim && tokens.size() == size_t(n), "moe: sizes do not match");
-  MoeRouted rt{std::vector<float>(size_t(n) * E), std::vector<std::vector<int>>(n),
-               std::vector<std::vector<int>>(E), std::vector<std::vector<float>>(E)};
-  linear_forward(x, m.gate, n, dim, E, rt.logits);
-  MoeWeights shell;  // moe_route reads only the bias and tid2eid
-  shell.bias = r.bias, shell.tid2eid = r.tid2eid;
-  std::vector<float> weights;
-  for (int t = 0; t < n; ++t) {
-    moe_route(shell, !r.tid2eid.empty(), c, std::span<const float>(rt.logits).subspan(size_t(t) * E, E), tokens[t],
-              rt.chosen[t], weights);
-    for (size_t k = 0; k < rt.chosen[t].size(); ++k) {
-      rt.rows[rt.chosen[t][k]].push_back(t);
-      rt.weight[rt.chosen[t][k]].push_back(weights[k]);
-    }
-  }
-  return rt;
-}
-
-// One expert over its rows: out[rows] += w2 (weight * swiglu(w1 x, w3 x)), keeping its inside.
-void expert_forward(const ExpertF32& e, int dim, int inter, float limit, std::span<const int> rows,
-                    std::span<const float> weight, std::span<const float> x, std::span<float> out, ExpertTape& tp) {
-  const int m = static_cast<int>(rows.size());
-  tp = {};
-  if (m == 0) return;
-  tp.xe.resize(size_t(m) * dim);
-  for (int i = 0; i < m; ++i) std::copy_n(x.begin() + size_t(rows[i]) * dim, dim, tp.xe.begin() + size_t(i) * dim);
-  tp.gate.resize(size_t(m) * inter), tp.up.resize(tp.gate.size()), tp.act.resize(tp.gate.size());
-  tp.h.resize(tp.gate.size());
-  linear_forward(tp.xe, e.w1, m, dim, inter, tp.gate);
-  linear_forward(tp.xe, e.w3, m, dim, inter, tp.up);
-  swiglu(tp.gate, tp.up, limit, tp.act);
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < inter; ++j) tp.h[size_t(i) * inter + j] = tp.act[size_t(i) * inter + j] * weight[i];
-  std::vector<float> y(size_t(m) * dim);
-  linear_forward(tp.h, e.w2, m, inter, dim, y);
-  for (int i = 0; i < m; ++i)
-    for (int d = 0; d < dim; ++d) out[size_t(rows[i]) * dim + d] += y[size_t(i) * dim + d];
-}
-
 // Its backward from the tape: accumulates ge and dx[rows], and returns dL/dweight per row.
 std::vector<double> expert_backward_rows(const ExpertF32& e, int dim, int inter, float limit, std::span<const int> rows,
-                                         std::span<const float> weight, const ExpertTape& tp,
+                                         std::span<const float> weight, const ExpertSaved& tp,
                                          std::span<const float> dout, ExpertF32& ge, std::span<float> dx) {
   const int m = static_cast<int>(rows.size());
   if (m == 0) return {};
@@ -113,23 +72,16 @@ std::vector<double> expert_backward_rows(const ExpertF32& e, int dim, int inter,
 void moe_forward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
                      std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load,
                      MoeTape* tape) {
-  const int dim = c.hidden_size, inter = c.moe_intermediate_size, E = c.n_routed_experts;
+  DSV4_CHECK(x.size() == size_t(n) * c.hidden_size && tokens.size() == size_t(n) && out.size() == x.size(),
+             "moe: sizes do not match");
+  DSV4_CHECK(m.shared.size() <= 1, "moe: ", m.shared.size(), " shared experts");
+  MasterViews views;
   MoeTape own;
   MoeTape& tp = tape ? *tape : own;
-  tp.routed = route(m, r, c, x, tokens, n);
-  const MoeRouted& rt = tp.routed;
-  tp.experts.resize(E), tp.shared.resize(m.shared.size());
-  std::fill(out.begin(), out.end(), 0.0f);
-  for (int e = 0; e < E; ++e)
-    expert_forward(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e], rt.weight[e], x, out, tp.experts[e]);
-  std::vector<int> all(n);
-  for (int t = 0; t < n; ++t) all[t] = t;
-  const std::vector<float> ones(n, 1.0f);
-  for (size_t i = 0; i < m.shared.size(); ++i)
-    expert_forward(m.shared[i], dim, inter, c.swiglu_limit, all, ones, x, out, tp.shared[i]);
+  moe_forward(views.moe(m, r, c), !r.tid2eid.empty(), c, x, tokens, n, /*act_quant=*/false, out, &tp);
   if (load) {
-    load->assign(E, 0);
-    for (int e = 0; e < E; ++e) (*load)[e] = static_cast<long long>(rt.rows[e].size());
+    load->assign(c.n_routed_experts, 0);
+    for (int e = 0; e < c.n_routed_experts; ++e) (*load)[e] = static_cast<long long>(tp.rows[e].size());
   }
 }
 
@@ -145,16 +97,15 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
     std::vector<float> unused(size_t(n) * dim);
     moe_forward_f32(m, r, c, x, tokens, n, unused, nullptr, &recomputed);
   }
-  const MoeTape& tp = tape ? *tape : recomputed;
-  const MoeRouted& rt = tp.routed;
-  DSV4_CHECK(rt.chosen.size() == size_t(n) && tp.experts.size() == size_t(E), "moe_backward_f32: the tape is of ",
+  const MoeTape& rt = tape ? *tape : recomputed;
+  DSV4_CHECK(rt.chosen.size() == size_t(n) && rt.experts.size() == size_t(E), "moe_backward_f32: the tape is of ",
              rt.chosen.size(), " tokens, not ", n);
   std::fill(dx.begin(), dx.end(), 0.0f);
   std::vector<std::vector<float>> dweights(n);  // per token, in its chosen order
   for (int t = 0; t < n; ++t) dweights[t].assign(rt.chosen[t].size(), 0.0f);
   for (int e = 0; e < E; ++e) {
     const std::vector<double> dw = expert_backward_rows(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e],
-                                                        rt.weight[e], tp.experts[e], dout, g.experts[e], dx);
+                                                        rt.weight[e], rt.experts[e], dout, g.experts[e], dx);
     for (size_t i = 0; i < dw.size(); ++i) {
       const int t = rt.rows[e][i];
       const auto& ch = rt.chosen[t];
@@ -165,7 +116,7 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
   for (int t = 0; t < n; ++t) all[t] = t;
   const std::vector<float> ones(n, 1.0f);
   for (size_t i = 0; i < m.shared.size(); ++i)
-    expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, tp.shared[i], dout, g.shared[i], dx);
+    expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, rt.shared[i], dout, g.shared[i], dx);
   std::vector<float> dlogits(rt.logits.size(), 0.0f), dxg(dx.size());
   for (int t = 0; t < n; ++t)
     routing_weights_backward(std::span<const float>(rt.logits).subspan(size_t(t) * E, E), rt.chosen[t],

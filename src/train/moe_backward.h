@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "io/config.h"
+#include "model/moe.h"
 
 namespace dsv4 {
 
@@ -28,27 +29,12 @@ struct MoeRouting {
   std::vector<int> tid2eid;    // hash layers only
 };
 
-// The routing of every token: the gate logits [n, E], each token's experts, and per expert its
-// rows (ascending) with their routing weights.
-struct MoeRouted {
-  std::vector<float> logits;
-  std::vector<std::vector<int>> chosen;  // per token
-  std::vector<std::vector<int>> rows;    // per expert
-  std::vector<std::vector<float>> weight;
-};
-// One expert's inside over its rows: their inputs, w1 x, w3 x, the SwiGLU and it times the
-// routing weight.
-struct ExpertTape {
-  std::vector<float> xe, gate, up, act, h;
-};
-struct MoeTape {
-  MoeRouted routed;
-  std::vector<ExpertTape> experts, shared;
-};
+// What the forward keeps for the backward: model/moe.h's own record of a forward.
+using MoeTape = MoeSaved;
 
-// A whole sequence, tokens grouped per expert (one matrix product per expert): x [n, dim] ->
-// out [n, dim]. load (if not null, [n_routed_experts]) counts the tokens each expert took;
-// with tape, keeps what the backward needs.
+// A whole sequence: model/moe.h's moe_forward on a view of the masters (train/master_views.h),
+// x [n, dim] -> out [n, dim]. load (if not null, [n_routed_experts]) counts the tokens each
+// expert took; with tape, keeps what the backward needs.
 void moe_forward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c, std::span<const float> x,
                      std::span<const int> tokens, int n, std::span<float> out, std::vector<long long>* load = nullptr,
                      MoeTape* tape = nullptr);
