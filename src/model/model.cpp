@@ -10,6 +10,7 @@
 #include "model/attention.h"
 #include "model/hc.h"
 #include "model/moe.h"
+#include "model/mtp_input.h"
 #include "ops/norm.h"
 
 namespace dsv4 {
@@ -192,17 +193,8 @@ std::vector<float> Model::mtp_forward(Session& s, std::span<const float> stream,
   DSV4_CHECK(stream.size() == n * flat, "mtp_forward: stream holds ", stream.size() / flat,
              " positions for ", n, " tokens");
   const MtpWeights& m = w_->mtp[0];
-  const float eps = cfg_.rms_norm_eps;
-  // x = e_proj(enorm(embed(next))) broadcast over copies + h_proj(hnorm(h)) per copy.
-  std::vector<float> e = embed(next_tokens), ep(e.size());
-  rmsnorm(e, m.enorm, eps, dim, e);
-  linear(m.e_proj, e, n, ep, opts_.act_quant);
-  std::vector<float> hn(static_cast<size_t>(n) * flat), h(hn.size());
-  rmsnorm(stream, m.hnorm, eps, dim, hn);
-  linear(m.h_proj, hn, n * hc, h, opts_.act_quant);
-  for (int t = 0; t < n; ++t)
-    for (int i = 0; i < hc; ++i)
-      for (int d = 0; d < dim; ++d) h[(static_cast<size_t>(t) * hc + i) * dim + d] += ep[static_cast<size_t>(t) * dim + d];
+  std::vector<float> h;
+  mtp_input(m, cfg_, embed(next_tokens), stream, n, opts_.act_quant, h);
   const Segment seg{0, n, s.mtp_pos, &s.mtp[0]};
   block_forward(m.block, std::span<const Segment>(&seg, 1), h, next_tokens);
   s.mtp_pos += n;

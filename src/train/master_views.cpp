@@ -50,6 +50,15 @@ MoeWeights MasterViews::moe(const MoeF32& m, const MoeRouting& r, const ModelCon
   return w;
 }
 
+MtpWeights MasterViews::mtp_input(const MtpF32& m) {
+  const int dim = static_cast<int>(m.enorm.size());
+  MtpWeights w;
+  w.e_proj = linear(m.e_proj, dim, dim);
+  w.h_proj = linear(m.h_proj, dim, dim);
+  w.enorm = m.enorm, w.hnorm = m.hnorm;
+  return w;
+}
+
 ModelConfig attention_config(const AttentionF32& a, const Rope& rope) {
   ModelConfig c;
   c.hidden_size = a.dim;

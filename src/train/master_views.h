@@ -1,6 +1,6 @@
 // The inference structs of model/weights.h viewed over the trainer's float masters, so that the
 // training forward calls the inference ops themselves (model/attention.h, model/compressor.h,
-// model/moe.h)
+// model/moe.h, model/mtp_input.h)
 // rather than a copy of them. Each matrix becomes a Linear of format f32 over its master
 // ([out, in], what dequant_row reads) with a transposed copy made here ([in, out], what
 // gemm_f32 reads: the products then have the trainer's bits and speed); vectors are copied.
@@ -15,6 +15,7 @@
 #include "model/weights.h"
 #include "train/attention_backward.h"
 #include "train/moe_backward.h"
+#include "train/train_weights.h"
 
 namespace dsv4 {
 
@@ -30,6 +31,8 @@ class MasterViews {
   AttentionWeights attention(const AttentionF32& a);
   // The gate, every routed expert and the shared one; the routing's bias or tid2eid copied.
   MoeWeights moe(const MoeF32& m, const MoeRouting& r, const ModelConfig& c);
+  // What model/mtp_input.h reads: e_proj, h_proj, enorm, hnorm (the block and head left out).
+  MtpWeights mtp_input(const MtpF32& m);
 
  private:
   std::deque<std::vector<float>> transposes_;

@@ -11,10 +11,12 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "model/hc.h"
+#include "model/mtp_input.h"
 #include "ops/norm.h"
 #include "train/cross_entropy.h"
 #include "train/embedding_backward.h"
 #include "train/hc_backward.h"
+#include "train/master_views.h"
 #include "train/matmul.h"
 #include "train/norm_backward.h"
 
@@ -209,21 +211,16 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
   const bool mtp = !w.mtp.empty() && n >= 2 && o.mtp_weight > 0;
   const int m = n - 1;
   std::span<const int> next = inputs.subspan(1), next_targets = targets.subspan(1);
-  std::vector<float> e, en, ep, hn, hm0, hm1, dlogits_m;
+  std::vector<float> e, hm0, hm1, dlogits_m;
+  MtpInputSaved in;  // en, ep, hn
   HeadTape mhead;
   BlockTape mtape;
   if (mtp) {
     const MtpF32& mw = w.mtp[0];
-    e = embed_rows(w, next, dim), en.resize(e.size()), ep.resize(e.size());
-    rmsnorm(e, mw.enorm, eps, dim, en);
-    linear_forward(en, mw.e_proj, m, dim, dim, ep);
-    std::span<const float> stream(final_stream.data(), size_t(m) * flat);
-    hn.resize(stream.size()), hm0.resize(stream.size());
-    rmsnorm(stream, mw.hnorm, eps, dim, hn);
-    linear_forward(hn, mw.h_proj, m * hc, dim, dim, hm0);
-    for (int t = 0; t < m; ++t)
-      for (int i = 0; i < hc; ++i)
-        for (int d = 0; d < dim; ++d) hm0[(size_t(t) * hc + i) * dim + d] += ep[size_t(t) * dim + d];
+    e = embed_rows(w, next, dim);
+    MasterViews views;
+    mtp_input(views.mtp_input(mw), c, e, std::span<const float>(final_stream.data(), size_t(m) * flat), m,
+              /*act_quant=*/false, hm0, &in);
     block_run(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, mtape, hm1,
               loads ? &(*loads)[w.layers.size()] : nullptr, g != nullptr);
     head_run(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead);
@@ -245,15 +242,16 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
     loss.index +=
         block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, mtape, dhm1, gm.block, dhm0);
     // hm0 = h_proj(hnorm(stream)) + e_proj(enorm(embed(next))), the latter shared by the copies.
-    std::vector<float> dhn(hn.size()), dstream_m(hn.size()), dep(ep.size(), 0.0f), den(en.size()), de(e.size());
-    linear_backward(hn, mw.h_proj, dhm0, m * hc, dim, dim, dhn, gm.h_proj);
+    std::vector<float> dhn(in.hn.size()), dstream_m(in.hn.size()), dep(in.ep.size(), 0.0f), den(in.en.size()),
+        de(e.size());
+    linear_backward(in.hn, mw.h_proj, dhm0, m * hc, dim, dim, dhn, gm.h_proj);
     rmsnorm_backward(std::span<const float>(final_stream.data(), size_t(m) * flat), mw.hnorm, eps, dim, dhn, dstream_m,
                      gm.hnorm);
     for (size_t i = 0; i < dstream_m.size(); ++i) dstream[i] += dstream_m[i];
     for (int t = 0; t < m; ++t)
       for (int i = 0; i < hc; ++i)
         for (int d = 0; d < dim; ++d) dep[size_t(t) * dim + d] += dhm0[(size_t(t) * hc + i) * dim + d];
-    linear_backward(en, mw.e_proj, dep, m, dim, dim, den, gm.e_proj);
+    linear_backward(in.en, mw.e_proj, dep, m, dim, dim, den, gm.e_proj);
     rmsnorm_backward(e, mw.enorm, eps, dim, den, de, gm.enorm);
     embedding_backward(next, de, dim, g->embed);
   }
