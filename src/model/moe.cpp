@@ -39,7 +39,7 @@ void expert_forward(const ExpertWeights& e, float limit, std::span<const float> 
   std::vector<float> gate(static_cast<size_t>(m) * inter), up(gate.size());
   linear(e.w1, x, m, gate, act_quant);
   linear(e.w3, x, m, up, act_quant);
-  if (saved) saved->xe.assign(x.begin(), x.end()), saved->gate = gate, saved->up = up, saved->act = gate;
+  if (saved) saved->xe.assign(x.begin(), x.end()), saved->gate = gate, saved->up = up, saved->act.resize(gate.size());
   for (int t = 0; t < m; ++t)
     for (int i = 0; i < inter; ++i) {
       const size_t k = static_cast<size_t>(t) * inter + i;

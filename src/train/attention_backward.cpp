@@ -13,7 +13,6 @@
 #include "core/thread_pool.h"
 #include "model/attention.h"
 #include "model/indexer.h"
-#include "ops/norm.h"
 #include "ops/rope.h"
 #include "train/attention_head.h"
 #include "train/indexer_backward.h"
@@ -44,10 +43,8 @@ void run_indexer(const AttentionF32& a, MasterViews& views, const Rope& rope, st
   linear(views.linear(ix.weights_proj, ih, a.dim), x, n, f.iw, false);
   const float wscale = index_weight_scale(ix);
   for (float& v : f.iw) v *= wscale;
-  f.ikeys = compressor_forward_f32(views.compressor(ix.compressor), rope, a.eps, x, n, &f.index_compressor);
-  CompressorState keys;  // the choice reads them as the inference cache holds them
-  keys.entries = KvRows(KvFormat::f32, id, rd);
-  for (size_t b = 0; b < f.ikeys.size() / id; ++b) keys.entries.push_back(std::span<const float>(f.ikeys).subspan(b * id, id));
+  CompressorState keys;
+  f.ikeys = compressor_forward_f32(views.compressor(ix.compressor), rope, a.eps, x, n, &f.index_compressor, &keys);
   indexer_choose(attention_config(a, rope), a.ratio, ih, f.iq.data(), f.iw.data(), n, 0, keys, f.chosen.data());
 }
 

@@ -8,7 +8,6 @@
 
 #include "core/check.h"
 #include "model/compressor.h"
-#include "ops/norm.h"
 #include "ops/rope.h"
 #include "train/attention_head.h"
 #include "train/compressor_pool.h"
@@ -21,7 +20,8 @@ namespace dsv4 {
 namespace {
 
 // What the compressor's blocks read: the projections of every token, and per block its rows
-// of scores (-inf for the empty block before the first) and values, [rows, head_dim].
+// of scores (with the ape of each row's slot; -inf for the empty block before the first) and
+// values, [rows, head_dim].
 struct CompressorRows {
   const CompressorF32& c;
   const std::vector<float>& kv;
@@ -40,7 +40,8 @@ struct CompressorRows {
         int t, k;
         source(b, i, col, t, k);
         const bool empty = t < 0;
-        bs[size_t(i) * hd + col] = empty ? -std::numeric_limits<float>::infinity() : score[size_t(t) * width + k];
+        bs[size_t(i) * hd + col] = empty ? -std::numeric_limits<float>::infinity()
+                                         : score[size_t(t) * width + k] + c.ape[size_t(t % c.ratio) * width + k];
         bkv[size_t(i) * hd + col] = empty ? 0.0f : kv[size_t(t) * width + k];
       }
   }
@@ -49,21 +50,19 @@ struct CompressorRows {
 }  // namespace
 
 std::vector<float> compressor_forward_f32(const CompressorWeights& w, const Rope& rope, float norm_eps,
-                                          std::span<const float> x, int n, CompressorTape* tape) {
-  const int r = w.ratio, hd = w.head_dim, width = (w.overlap ? 2 : 1) * hd;
+                                          std::span<const float> x, int n, CompressorTape* tape,
+                                          CompressorState* state) {
   DSV4_CHECK(x.size() == size_t(n) * w.wkv.in, "compressor_forward_f32: x has the wrong size");
-  CompressorTape own;
-  CompressorTape& tp = tape ? *tape : own;
+  CompressorTape own_tape;
+  CompressorTape& tp = tape ? *tape : own_tape;
   compressor_project(w, x, n, tp.kv, tp.score);
-  CompressorState s;
+  CompressorState own_state;
+  CompressorState& s = state ? *state : own_state;
   compressor_init(w, KvFormat::f32, rope.dim(), s);
   compressor_absorb(w, tp.kv.data(), tp.score.data(), n, 0, rope, norm_eps, CompressedRounding::none,
                     /*act_quant=*/false, s);
-  std::vector<float> entries(size_t(n / r) * hd);
-  for (size_t b = 0; b < s.entries.size(); ++b) s.entries.load(b, entries.data() + b * hd);
-  // The backward reads the scores as the pooling did: with the ape of each token's slot.
-  for (int t = 0; t < n; ++t)
-    for (int k = 0; k < width; ++k) tp.score[size_t(t) * width + k] += w.ape[size_t(t % r) * width + k];
+  std::vector<float> entries(s.entries.size() * w.head_dim);
+  for (size_t b = 0; b < s.entries.size(); ++b) s.entries.load(b, entries.data() + b * w.head_dim);
   return entries;
 }
 

@@ -7,6 +7,7 @@
 #include <span>
 #include <vector>
 
+#include "model/kv_cache.h"
 #include "model/weights.h"
 
 namespace dsv4 {
@@ -22,17 +23,20 @@ struct CompressorF32 {
   int width() const { return (overlap ? 2 : 1) * head_dim; }
 };
 
-// The projections of every token the backward starts from: kv = wkv x and score = wgate x +
-// ape[slot], [n, width] each.
+// The projections of every token the backward starts from, as compressor_project gives them:
+// kv = wkv x and score = wgate x, [n, width] each (the ape of each token's slot is added where
+// a block reads its scores, as compressor_absorb adds it).
 struct CompressorTape {
   std::vector<float> kv, score;
 };
 
 // The forward, model/compressor.h's own (project, then absorb from position 0 into plain float
 // entries) on a view of c (train/master_views.h): entries [n / ratio, head_dim] of the
-// complete blocks of x [n, dim]; with tape, keeps the projections.
+// complete blocks of x [n, dim]; with tape, keeps the projections; with state, leaves the
+// entries there too, as an inference cache holds them (the indexer's choice reads its keys so).
 std::vector<float> compressor_forward_f32(const CompressorWeights& w, const Rope& rope, float norm_eps,
-                                          std::span<const float> x, int n, CompressorTape* tape = nullptr);
+                                          std::span<const float> x, int n, CompressorTape* tape = nullptr,
+                                          CompressorState* state = nullptr);
 
 // x [n, dim], dentries [n / ratio, head_dim] (the gradient of each entry) -> dx [n, dim]
 // (overwritten); g accumulates ape, wkv, wgate and norm gradients. From the forward's tape of

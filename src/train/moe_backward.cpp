@@ -97,18 +97,18 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
     std::vector<float> unused(size_t(n) * dim);
     moe_forward_f32(m, r, c, x, tokens, n, unused, nullptr, &recomputed);
   }
-  const MoeTape& rt = tape ? *tape : recomputed;
-  DSV4_CHECK(rt.chosen.size() == size_t(n) && rt.experts.size() == size_t(E), "moe_backward_f32: the tape is of ",
-             rt.chosen.size(), " tokens, not ", n);
+  const MoeTape& tp = tape ? *tape : recomputed;
+  DSV4_CHECK(tp.chosen.size() == size_t(n) && tp.experts.size() == size_t(E), "moe_backward_f32: the tape is of ",
+             tp.chosen.size(), " tokens, not ", n);
   std::fill(dx.begin(), dx.end(), 0.0f);
   std::vector<std::vector<float>> dweights(n);  // per token, in its chosen order
-  for (int t = 0; t < n; ++t) dweights[t].assign(rt.chosen[t].size(), 0.0f);
+  for (int t = 0; t < n; ++t) dweights[t].assign(tp.chosen[t].size(), 0.0f);
   for (int e = 0; e < E; ++e) {
-    const std::vector<double> dw = expert_backward_rows(m.experts[e], dim, inter, c.swiglu_limit, rt.rows[e],
-                                                        rt.weight[e], rt.experts[e], dout, g.experts[e], dx);
+    const std::vector<double> dw = expert_backward_rows(m.experts[e], dim, inter, c.swiglu_limit, tp.rows[e],
+                                                        tp.weight[e], tp.experts[e], dout, g.experts[e], dx);
     for (size_t i = 0; i < dw.size(); ++i) {
-      const int t = rt.rows[e][i];
-      const auto& ch = rt.chosen[t];
+      const int t = tp.rows[e][i];
+      const auto& ch = tp.chosen[t];
       dweights[t][std::find(ch.begin(), ch.end(), e) - ch.begin()] = static_cast<float>(dw[i]);
     }
   }
@@ -116,10 +116,10 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
   for (int t = 0; t < n; ++t) all[t] = t;
   const std::vector<float> ones(n, 1.0f);
   for (size_t i = 0; i < m.shared.size(); ++i)
-    expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, rt.shared[i], dout, g.shared[i], dx);
-  std::vector<float> dlogits(rt.logits.size(), 0.0f), dxg(dx.size());
+    expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, tp.shared[i], dout, g.shared[i], dx);
+  std::vector<float> dlogits(tp.logits.size(), 0.0f), dxg(dx.size());
   for (int t = 0; t < n; ++t)
-    routing_weights_backward(std::span<const float>(rt.logits).subspan(size_t(t) * E, E), rt.chosen[t],
+    routing_weights_backward(std::span<const float>(tp.logits).subspan(size_t(t) * E, E), tp.chosen[t],
                              c.routed_scaling_factor, dweights[t], std::span<float>(dlogits).subspan(size_t(t) * E, E));
   linear_backward(x, m.gate, dlogits, n, dim, E, dxg, g.gate);
   for (size_t i = 0; i < dx.size(); ++i) dx[i] += dxg[i];
