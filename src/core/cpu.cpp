@@ -19,6 +19,15 @@ bool detect() {
 #endif
 }
 
+bool cpu_has_avx512f() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
 bool env_off(const char* name) {
   const char* v = std::getenv(name);
   return v && std::strcmp(v, "") != 0 && std::strcmp(v, "0") != 0;
@@ -27,7 +36,8 @@ bool env_off(const char* name) {
 }  // namespace
 
 bool use_avx512() {
-  static const bool on = use_avx2_fma() && !env_off("DSV4_NO_AVX512");
+  // AVX-512F itself; kernels needing more (BW, VL, BF16, ...) check those on top.
+  static const bool on = use_avx2_fma() && !env_off("DSV4_NO_AVX512") && cpu_has_avx512f();
   return on;
 }
 
