@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "core/check.h"
 #include "core/cpu.h"
@@ -24,21 +25,26 @@ struct Operands {
   size_t ldb;
   float* c;
   size_t ldc;
-  int k;
-  bool accumulate;
+  int k0, k1;       // this pass's part of the chain
+  bool from_c;      // the chain goes on from C's values (a later pass), else from zero
+  bool accumulate;  // the finished chain is added to C (single-pass products only)
 };
 
-// Rows [i0, i0 + R), columns [j0, j0 + 32) (the first `cols` of them), all of k.
+// Rows [i0, i0 + R), columns [j0, j0 + 32) (the first `cols` of them), kk in [k0, k1).
 template <int R>
 DSV4_AVX512F void tile_avx512(const Operands& o, int i0, int j0, int cols) {
   const __mmask16 m0 = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
   const __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1);
   __m512 acc[R][2];
 #pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) acc[i][0] = _mm512_setzero_ps(), acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < R; ++i) {
+    const float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
+    acc[i][0] = o.from_c ? _mm512_maskz_loadu_ps(m0, ci) : _mm512_setzero_ps();
+    acc[i][1] = o.from_c ? _mm512_maskz_loadu_ps(m1, ci + 16) : _mm512_setzero_ps();
+  }
   const float* arow = o.a + static_cast<size_t>(i0) * o.a_row;
-  const float* bk = o.b + j0;
-  for (int kk = 0; kk < o.k; ++kk, bk += o.ldb) {
+  const float* bk = o.b + static_cast<size_t>(o.k0) * o.ldb + j0;
+  for (int kk = o.k0; kk < o.k1; ++kk, bk += o.ldb) {
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
     const float* ak = arow + static_cast<size_t>(kk) * o.a_col;
 #pragma GCC unroll 16
@@ -60,7 +66,7 @@ DSV4_AVX512F void tile_avx512(const Operands& o, int i0, int j0, int cols) {
   }
 }
 
-// Rows [i0, i0 + R), columns [j0, j0 + 16) (the first `cols`), all of k.
+// Rows [i0, i0 + R), columns [j0, j0 + 16) (the first `cols`), kk in [k0, k1).
 template <int R>
 DSV4_AVX2 void tile_avx2(const Operands& o, int i0, int j0, int cols) {
   alignas(32) static constexpr int kLanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
@@ -69,10 +75,14 @@ DSV4_AVX2 void tile_avx2(const Operands& o, int i0, int j0, int cols) {
   const __m256i m1 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes + 8)));
   __m256 acc[R][2];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) acc[i][0] = _mm256_setzero_ps(), acc[i][1] = _mm256_setzero_ps();
+  for (int i = 0; i < R; ++i) {
+    const float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
+    acc[i][0] = o.from_c ? _mm256_maskload_ps(ci, m0) : _mm256_setzero_ps();
+    acc[i][1] = o.from_c ? _mm256_maskload_ps(ci + 8, m1) : _mm256_setzero_ps();
+  }
   const float* arow = o.a + static_cast<size_t>(i0) * o.a_row;
-  const float* bk = o.b + j0;
-  for (int kk = 0; kk < o.k; ++kk, bk += o.ldb) {
+  const float* bk = o.b + static_cast<size_t>(o.k0) * o.ldb + j0;
+  for (int kk = o.k0; kk < o.k1; ++kk, bk += o.ldb) {
     const __m256 b0 = _mm256_maskload_ps(bk, m0), b1 = _mm256_maskload_ps(bk + 8, m1);
     const float* ak = arow + static_cast<size_t>(kk) * o.a_col;
 #pragma GCC unroll 8
@@ -147,14 +157,31 @@ void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_
   const int tr = wide ? kRows512 : kRows2, tc = wide ? kCols512 : kCols2;
   static const auto t512 = avx512_tiles(std::make_integer_sequence<int, kRows512>());
   static const auto t2 = avx2_tiles(std::make_integer_sequence<int, kRows2>());
-  const Operands o{a, a_row, a_col, b, ldb, c, ldc, k, accumulate};
+  // A long chain (the weight gradients' sum over a batch's rows) runs in passes of kChain:
+  // each pass stores its partial sums in C and the next goes on from them, the same chain of
+  // fused multiply-adds, while the pass's panels of A and B stay in the first-level cache
+  // across the tiles. An accumulating product computes its chains apart, then adds them.
+  constexpr int kChain = 256;
+  if (accumulate && k > kChain) {
+    std::vector<float> chains(static_cast<size_t>(m) * n);
+    gemm_f32_with(path, m, n, k, a, a_row, a_col, b, ldb, chains.data(), n, false);
+    pool().parallel_for(static_cast<size_t>(m), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i)
+        for (int j = 0; j < n; ++j) c[i * ldc + j] = c[i * ldc + j] + chains[i * n + j];
+    });
+    return;
+  }
   const size_t row_tiles = (m + tr - 1) / tr, col_tiles = (n + tc - 1) / tc;
-  // Tiles column panel by column panel (a panel of B stays in cache across its row tiles).
+  // Tiles column panel by column panel (a panel of B stays in cache across its row tiles); a
+  // thread's tiles pass by pass.
   pool().parallel_for(row_tiles * col_tiles, [&](size_t t0, size_t t1) {
-    for (size_t t = t0; t < t1; ++t) {
-      const int j0 = static_cast<int>(t / row_tiles) * tc, i0 = static_cast<int>(t % row_tiles) * tr;
-      const int rows = std::min(tr, m - i0), cols = std::min(tc, n - j0);
-      (wide ? t512[rows - 1] : t2[rows - 1])(o, i0, j0, cols);
+    for (int k0 = 0; k0 < std::max(k, 1); k0 += kChain) {
+      const Operands o{a, a_row, a_col, b, ldb, c, ldc, k0, std::min(k, k0 + kChain), k0 > 0, accumulate};
+      for (size_t t = t0; t < t1; ++t) {
+        const int j0 = static_cast<int>(t / row_tiles) * tc, i0 = static_cast<int>(t % row_tiles) * tr;
+        const int rows = std::min(tr, m - i0), cols = std::min(tc, n - j0);
+        (wide ? t512[rows - 1] : t2[rows - 1])(o, i0, j0, cols);
+      }
     }
   });
 }
