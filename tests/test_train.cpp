@@ -757,7 +757,7 @@ TEST(Backward, CompressorMatchesFiniteDifferencesOfTheProductionForward) {
       return loss_of(entries, probe);
     };
     std::vector<float> dx(x.size());
-    compressor_backward(c, rope, 1e-6f, x, n, probe, g, dx);
+    compressor_backward(c, rope, 1e-6f, x, Segments::one(n), probe, g, dx);
     const std::string k = overlap ? "ratio 4 (overlap) " : "ratio 8 ";
     check_grad((k + "compressor dx").c_str(), x, dx, loss, 1e-3f);
     check_grad((k + "compressor dape").c_str(), c.ape, g.ape, loss, 1e-3f);
@@ -852,21 +852,21 @@ TEST(Backward, AttentionLayersMatchFiniteDifferencesOfTheProductionForward) {
     std::vector<float> x = randn(size_t(n) * a.dim, rng), probe = randn(size_t(n) * a.dim, rng);
     // The training forward is the production forward.
     std::vector<float> ours(x.size());
-    attention_forward_f32(a, k.rope, x, n, ours);
+    attention_forward_f32(a, k.rope, x, Segments::one(n), ours);
     const std::vector<float> theirs = k.production(x, n);
     for (size_t i = 0; i < ours.size(); ++i) ASSERT_NEAR(ours[i], theirs[i], 2e-5) << "ratio " << ratio << " at " << i;
     auto loss = [&] { return loss_of(k.production(x, n), probe); };
     std::vector<float> dx(x.size());
-    attention_backward(a, k.rope, x, n, probe, g, dx);
+    attention_backward(a, k.rope, x, Segments::one(n), probe, g, dx);
     const std::string kind = ratio == 0 ? "window" : ratio == 4 ? "CSA" : "HCA";
     {
       // The trainer's way: the forward's tape instead of computing it again, the same bits.
       AttentionTape tape;
       std::vector<float> out(x.size()), dx_tape(x.size());
       AttentionF32 g_tape = k.zero_grads();
-      attention_forward_f32(a, k.rope, x, n, out, &tape);
+      attention_forward_f32(a, k.rope, x, Segments::one(n), out, &tape);
       EXPECT_EQ(out, ours) << kind;
-      attention_backward(a, k.rope, x, n, probe, g_tape, dx_tape, &tape);
+      attention_backward(a, k.rope, x, Segments::one(n), probe, g_tape, dx_tape, &tape);
       EXPECT_EQ(dx_tape, dx) << kind;
       EXPECT_EQ(g_tape.wq_a, g.wq_a) << kind;
       EXPECT_EQ(g_tape.wo_a, g.wo_a) << kind;
@@ -890,7 +890,7 @@ TEST(Backward, AttentionLayersMatchFiniteDifferencesOfTheProductionForward) {
     }
     if (ratio == 4) {
       // The indexer's weights take their gradient from its KL loss alone.
-      auto index_loss = [&] { return indexer_loss_f32(a, k.rope, x, n); };
+      auto index_loss = [&] { return indexer_loss_f32(a, k.rope, x, Segments::one(n)); };
       IndexerF32& ix = a.indexer;
       check_grad("indexer dwq_b", ix.wq_b, g.indexer.wq_b, index_loss, 5e-3f);
       check_grad("indexer dweights_proj", ix.weights_proj, g.indexer.weights_proj, index_loss, 5e-3f);
@@ -908,10 +908,10 @@ TEST(Backward, TrainingIndexerChoosesTheProductionEntries) {
   const int n = 24;
   std::vector<float> x = randn(size_t(n) * k.a.dim, rng);
   std::vector<float> ours(x.size());
-  attention_forward_f32(k.a, k.rope, x, n, ours);
+  attention_forward_f32(k.a, k.rope, x, Segments::one(n), ours);
   const std::vector<float> theirs = k.production(x, n);
   for (size_t i = 0; i < ours.size(); ++i) ASSERT_NEAR(ours[i], theirs[i], 2e-5) << i;
-  const auto chosen = attention_entries_f32(k.a, k.rope, x, n);
+  const auto chosen = attention_entries_f32(k.a, k.rope, x, Segments::one(n));
   EXPECT_EQ(chosen[n - 1].size(), 2u);
   EXPECT_EQ(chosen[2].size(), 0u);
 }

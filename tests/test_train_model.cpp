@@ -12,10 +12,12 @@
 
 #include "ckpt/cost.h"
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "test_util.h"
 #include "tokenizer/bpe_train.h"
+#include "train/matmul.h"
 #include "train/train_cost.h"
 #include "train/train_model.h"
 #include "train/train_weights.h"
@@ -92,6 +94,77 @@ TEST(TrainModel, GradientOfTheWholeModelMatchesFiniteDifferences) {
   std::printf("whole model: worst relative gradient error %.2g over %d coordinates of %d tensors\n", worst, checked,
               tensors);
   EXPECT_GT(tensors, 100);
+}
+
+TEST(TrainModel, ABatchIsItsSequencesAsRowsAndItsBitsDoNotDependOnTheThreads) {
+  // Sequences of different lengths (one too short for the MTP layer, ones shorter than the
+  // window, CSA with a top-k smaller than the entries) trained as one batch of rows.
+  const ModelConfig c = parse_config(tiny_config_json(2), "test");
+  TrainWeights w = init_weights(c, 11);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.3f);
+  for (auto& v : {&w.layers[0].hc_attn.fn, &w.layers[1].hc_ffn.fn, &w.hc_head.fn})
+    for (float& x : *v) x = nd(rng);
+  const TrainRopes ropes(c);
+  std::vector<std::vector<int>> inputs, targets;
+  for (int len : {14, 3, 1, 21, 9}) {
+    std::uniform_int_distribution<int> id(0, c.vocab_size - 1);
+    inputs.emplace_back(len), targets.emplace_back(len);
+    for (int t = 0; t < len; ++t) inputs.back()[t] = id(rng), targets.back()[t] = t == 1 ? -1 : id(rng);
+  }
+  std::vector<BatchSequence> batch;
+  for (size_t s = 0; s < inputs.size(); ++s) batch.push_back({inputs[s], targets[s]});
+  SequenceOptions o;
+  o.mtp_weight = 0.3f, o.grad_scale = 0.25f;
+
+  // The forward of each row is its sequence's alone, bit for bit; the gradients are the sums
+  // of the sequences' own (up to float summation order).
+  TrainWeights g = zero_weights(c), g_sum = zero_weights(c);
+  const BatchLoss batched = train_batch(w, c, ropes, batch, o, &g);
+  double index = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    TrainWeights gs = zero_weights(c);
+    const BatchLoss alone = train_batch(w, c, ropes, std::span<const BatchSequence>(&batch[s], 1), o, &gs);
+    EXPECT_EQ(batched.seqs[s].main, alone.seqs[0].main) << "sequence " << s;
+    EXPECT_EQ(batched.seqs[s].mtp, alone.seqs[0].mtp) << "sequence " << s;
+    EXPECT_EQ(batched.seqs[s].main_targets, alone.seqs[0].main_targets);
+    EXPECT_EQ(batched.seqs[s].mtp_targets, alone.seqs[0].mtp_targets);
+    index += alone.index;
+    std::vector<std::vector<float>*> into;
+    for_each_param(g_sum, [&](const std::string&, std::vector<float>& v) { into.push_back(&v); });
+    size_t k = 0;
+    for_each_param(gs, [&](const std::string&, std::vector<float>& v) { add_to(*into[k++], v); });
+  }
+  EXPECT_EQ(batched.seqs[2].mtp_targets, 0);  // one token: no MTP target
+  EXPECT_NEAR(batched.index, index, 1e-6 * std::max(1.0, std::fabs(index)));
+  std::map<std::string, const std::vector<float>*> sums;
+  for_each_param(g_sum, [&](const std::string& name, const std::vector<float>& v) { sums[name] = &v; });
+  double worst = 0;
+  for_each_param(g, [&](const std::string& name, const std::vector<float>& v) {
+    const std::vector<float>& ref = *sums.at(name);
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < v.size(); ++i) scale = std::max(scale, double(std::fabs(ref[i])));
+    for (size_t i = 0; i < v.size(); ++i) diff = std::max(diff, double(std::fabs(v[i] - ref[i])));
+    const double rel = scale > 0 ? diff / scale : diff;
+    worst = std::max(worst, rel);
+    EXPECT_LT(rel, 1e-4) << name;
+  });
+  std::printf("batch of %zu: gradients within %.2g (relative to each tensor's largest) of the sequences' sums\n",
+              batch.size(), worst);
+
+  // The same bits with 1, 2 or 3 threads.
+  for (int threads : {1, 3, 2}) {
+    set_num_threads(threads);
+    TrainWeights gt = zero_weights(c);
+    const BatchLoss lt = train_batch(w, c, ropes, batch, o, &gt);
+    EXPECT_EQ(lt.index, batched.index) << threads << " threads";
+    std::map<std::string, const std::vector<float>*> ref;
+    for_each_param(g, [&](const std::string& name, const std::vector<float>& v) { ref[name] = &v; });
+    for_each_param(gt, [&](const std::string& name, const std::vector<float>& v) {
+      EXPECT_EQ(v, *ref.at(name)) << name << " with " << threads << " threads";
+    });
+  }
+  set_num_threads(0);
 }
 
 TEST(TrainModel, ExportedCheckpointComputesWhatTheTrainingForwardComputes) {

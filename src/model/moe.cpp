@@ -1,6 +1,7 @@
 // MoE is expert-batched: the rows routed to an expert go through it together. With many rows
 // (prefill) the experts run one after another, each over all threads; with few (decode steps
-// of one or several sessions) the experts are spread over the threads whole. Each row's
+// of one or several sessions), or experts so small that splitting their products costs more
+// than it saves (the trained models' batches), the experts are spread over the threads whole. Each row's
 // contributions are summed in ascending expert order, and a row's expert output does not
 // depend on the other rows (quant/linear.h), so its result does not depend on which other
 // rows share the call.
@@ -19,8 +20,11 @@ namespace dsv4 {
 
 namespace {
 
-// Up to this many rows, experts go whole to threads (see the top of the file).
+// Up to this many rows, experts go whole to threads (see the top of the file); and up to this
+// many multiply-adds in an average expert's three products (the default model's 1024-token
+// training batch: 6M; V4-Flash's 512-token prefill chunk: 300M).
 constexpr int kWholeExpertRows = 16;
+constexpr double kWholeExpertMacs = 32e6;
 
 float score_fn(ScoreFunc f, float z) {
   switch (f) {
@@ -129,9 +133,11 @@ int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<
   };
   std::fill(out.begin(), out.end(), 0.0f);
   std::vector<float> xe, ye;
-  if (n <= kWholeExpertRows) {
-    // Decode steps (one session or a batch of them): each thread runs whole experts (the
-    // linears inside run inline on it), so they stream weights without a barrier per matrix.
+  const double inter = w.experts.empty() ? 0 : w.experts[0].w1.out;
+  const double expert_macs = 3.0 * dim * inter * n * c.num_experts_per_tok / E;
+  if (n <= kWholeExpertRows || expert_macs <= kWholeExpertMacs) {
+    // Decode steps (one session or a batch of them), small experts: each thread runs whole
+    // experts (the linears inside run inline on it), without a barrier per matrix.
     std::vector<std::vector<float>> ys(active.size());
     pool().parallel_for(active.size(), [&](size_t i0, size_t i1) {
       std::vector<float> xi;

@@ -1,13 +1,14 @@
 // The forward keeps every intermediate in an AttentionTape; the backward takes it (or
 // recomputes it), then walks back: wo_b, wo_a per group, each (token, head) over its
-// keys (and the indexer's KL loss beside it), the compressors, then the kv and q paths. Tokens
-// are spread over the threads in fixed chunks, each accumulating the shared key gradients in
-// its own buffers, summed in chunk order afterwards (the result does not depend on timing).
+// keys (and the indexer's KL loss beside it), the compressors, then the kv and q paths. The
+// products run over all the batch's rows at once; the per-token part runs in fixed chunks of
+// kChunk tokens of one sequence, each accumulating its sequence's key gradients in its own
+// buffers, summed in chunk order afterwards (the result depends on neither timing nor the
+// number of threads).
 #include "train/attention_backward.h"
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "core/check.h"
 #include "core/thread_pool.h"
@@ -19,6 +20,7 @@
 #include "train/master_views.h"
 #include "train/matmul.h"
 #include "train/norm_backward.h"
+#include "train/row_chunks.h"
 
 namespace dsv4 {
 
@@ -30,32 +32,45 @@ float index_weight_scale(const IndexerF32& ix) {
 
 // The indexer's queries, weights, keys and choice of entries per token (model/indexer.h's
 // choice, on queries and keys without the Hadamard rotation, which the backward would have to
-// undo: a rotation of both sides, it changes no q.k).
-void run_indexer(const AttentionF32& a, MasterViews& views, const Rope& rope, std::span<const float> x, int n,
-                 AttentionTape& f) {
+// undo: a rotation of both sides, it changes no q.k). Each sequence chooses among its own
+// entries; chosen holds indices into all of them.
+void run_indexer(const AttentionF32& a, MasterViews& views, const Rope& rope, std::span<const float> x,
+                 const Segments& seg, std::span<const long long> pos, AttentionTape& f) {
   const IndexerF32& ix = a.indexer;
-  const int ih = ix.heads, id = ix.head_dim, rd = rope.dim();
+  const int ih = ix.heads, id = ix.head_dim, rd = rope.dim(), n = seg.rows();
   f.iq.resize(size_t(n) * ih * id);
   linear(views.linear(ix.wq_b, ih * id, a.q_lora), f.qn, n, f.iq, false);
   for (int t = 0; t < n; ++t)
-    for (int h = 0; h < ih; ++h) rope.apply(f.iq.data() + (size_t(t) * ih + h) * id + id - rd, t);
+    for (int h = 0; h < ih; ++h) rope.apply(f.iq.data() + (size_t(t) * ih + h) * id + id - rd, pos[t]);
   f.iw.resize(size_t(n) * ih);
   linear(views.linear(ix.weights_proj, ih, a.dim), x, n, f.iw, false);
   const float wscale = index_weight_scale(ix);
   for (float& v : f.iw) v *= wscale;
-  CompressorState keys;
-  f.ikeys = compressor_forward_f32(views.compressor(ix.compressor), rope, a.eps, x, n, &f.index_compressor, &keys);
-  indexer_choose(attention_config(a, rope), a.ratio, ih, f.iq.data(), f.iw.data(), n, 0, keys, f.chosen.data());
+  std::vector<CompressorState> keys;
+  f.ikeys = compressor_forward_f32(views.compressor(ix.compressor), rope, a.eps, x, seg, &f.index_compressor, &keys);
+  const ModelConfig c = attention_config(a, rope);
+  for (int s = 0; s < seg.count(); ++s) {
+    const size_t t0 = seg.start(s);
+    indexer_choose(c, a.ratio, ih, f.iq.data() + t0 * ih * id, f.iw.data() + t0 * ih, seg.len(s), 0, keys[s],
+                   f.chosen.data() + t0);
+    const int e0 = seg.entry_start(s, a.ratio);
+    for (int t = 0; t < seg.len(s); ++t)
+      for (int& e : f.chosen[t0 + t]) e += e0;
+  }
 }
 
-AttentionTape run_forward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n) {
-  const int H = a.heads, D = a.head_dim;
+// The first kv row a token attends to: its window's, inside its own sequence.
+int window_start(const AttentionF32& a, const Segments& seg, int s, int p) {
+  return seg.start(s) + std::max(0, p - a.window + 1);
+}
+
+AttentionTape run_forward(const AttentionF32& a, const Rope& rope, std::span<const float> x, const Segments& seg) {
+  const int H = a.heads, D = a.head_dim, n = seg.rows();
   DSV4_CHECK(x.size() == size_t(n) * a.dim, "attention: x has ", x.size(), " values for ", n, " tokens of ", a.dim);
   MasterViews views;
   const AttentionWeights w = views.attention(a);
   const ModelConfig c = attention_config(a, rope);
-  std::vector<long long> pos(n);
-  std::iota(pos.begin(), pos.end(), 0LL);
+  const std::vector<long long> pos = seg.positions();
   AttentionTape f;
   AttentionSaved saved;
   attention_project(w, c, rope, x, pos, /*act_quant=*/false, f.qn, f.q, f.kv, &saved);
@@ -63,15 +78,19 @@ AttentionTape run_forward(const AttentionF32& a, const Rope& rope, std::span<con
 
   f.chosen.resize(n);
   if (a.ratio > 0)
-    f.entries = compressor_forward_f32(views.compressor(a.compressor), rope, a.eps, x, n, &f.compressor);
+    f.entries = compressor_forward_f32(views.compressor(a.compressor), rope, a.eps, x, seg, &f.compressor);
   if (a.ratio == 4) {
-    run_indexer(a, views, rope, x, n, f);
+    run_indexer(a, views, rope, x, seg, pos, f);
   } else if (a.ratio > 0) {
-    for (int t = 0; t < n; ++t)
-      for (int b = 0; b < (t + 1) / a.ratio; ++b) f.chosen[t].push_back(b);
+    for (int s = 0; s < seg.count(); ++s)
+      for (int p = 0; p < seg.len(s); ++p)
+        for (int b = 0; b < (p + 1) / a.ratio; ++b)
+          f.chosen[seg.start(s) + p].push_back(seg.entry_start(s, a.ratio) + b);
   }
 
   // Each token over its window rows of kv, then its chosen entries, as inference orders them.
+  std::vector<int> seq_of(n);
+  for (int s = 0; s < seg.count(); ++s) std::fill_n(seq_of.begin() + seg.start(s), seg.len(s), s);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   f.o.resize(size_t(n) * H * D);
   pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
@@ -79,11 +98,11 @@ AttentionTape run_forward(const AttentionF32& a, const Rope& rope, std::span<con
     std::vector<float> scores, sums;
     for (size_t t = t0; t < t1; ++t) {
       keys.clear();
-      for (int k = std::max(0, static_cast<int>(t) - a.window + 1); k <= static_cast<int>(t); ++k)
+      for (int k = window_start(a, seg, seq_of[t], int(pos[t])); k <= static_cast<int>(t); ++k)
         keys.push_back(f.kv.data() + size_t(k) * D);
       for (int e : f.chosen[t]) keys.push_back(f.entries.data() + size_t(e) * D);
-      attend_heads(f.q.data() + t * H * D, 0, H, keys, D, scale, a.attn_sink, rope, static_cast<long long>(t), scores,
-                   sums, f.o.data() + t * H * D);
+      attend_heads(f.q.data() + t * H * D, 0, H, keys, D, scale, a.attn_sink, rope, pos[t], scores, sums,
+                   f.o.data() + t * H * D);
     }
   });
 
@@ -93,41 +112,45 @@ AttentionTape run_forward(const AttentionF32& a, const Rope& rope, std::span<con
   return f;
 }
 
-// The per-token part of the backward for tokens [t0, t1): attention heads over their keys, and
-// the indexer's KL loss toward those heads' distribution over the chosen entries. dq, diq, diw
-// rows are the chunk's own; dkv, dentries, dikeys, dsink are this chunk's partial sums.
+// The per-token part of the backward for the tokens of one chunk (one sequence's): attention
+// heads over their keys, and the indexer's KL loss toward those heads' distribution over the
+// chosen entries. dq, diq, diw rows are the chunk's own; dkv, dentries, dikeys (the chunk's
+// sequence's rows and entries, from kv0 and e0) and dsink are this chunk's partial sums.
 struct ChunkGrads {
+  int seq = 0, t0 = 0, t1 = 0;  // rows [t0, t1) of sequence seq
   std::vector<float> dkv, dentries, dikeys, dsink;
   double index_loss = 0;
 };
 
-void token_backward(const AttentionF32& a, const Rope& rope, const AttentionTape& f, std::span<const float> d_o, size_t t,
-                    std::span<float> dq, std::span<float> diq, std::span<float> diw, ChunkGrads& c,
-                    std::vector<float>& keys, std::vector<float>& dkeys) {
+constexpr int kChunk = 64;
+
+void token_backward(const AttentionF32& a, const Rope& rope, const AttentionTape& f, std::span<const float> d_o,
+                    size_t t, int k0, long long p, int kv0, int e0, std::span<float> dq, std::span<float> diq,
+                    std::span<float> diw, ChunkGrads& c, std::vector<float>& keys, std::vector<float>& dkeys) {
   const int H = a.heads, D = a.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const std::vector<int>& ch = f.chosen[t];
-  const int k0 = std::max(0, static_cast<int>(t) - a.window + 1), nw = static_cast<int>(t) - k0 + 1;
+  const int nw = static_cast<int>(t) - k0 + 1;
   const int nk = nw + static_cast<int>(ch.size());
   keys.resize(size_t(nk) * D);
   std::copy_n(f.kv.begin() + size_t(k0) * D, size_t(nw) * D, keys.begin());
   for (size_t i = 0; i < ch.size(); ++i)
     std::copy_n(f.entries.begin() + size_t(ch[i]) * D, D, keys.begin() + (nw + i) * D);
   dkeys.assign(keys.size(), 0.0f);
-  std::vector<double> target(ch.size(), 0.0), p;
+  std::vector<double> target(ch.size(), 0.0), probs;
   for (int h = 0; h < H; ++h) {
     std::span<const float> qh = std::span<const float>(f.q).subspan((t * H + h) * D, D);
-    c.dsink[h] += attention_head_backward(qh, keys, nk, D, scale, a.attn_sink[h], rope, static_cast<long long>(t),
+    c.dsink[h] += attention_head_backward(qh, keys, nk, D, scale, a.attn_sink[h], rope, p,
                                           d_o.subspan((t * H + h) * D, D), dq.subspan((t * H + h) * D, D), dkeys);
     if (a.ratio == 4 && !ch.empty()) {
-      attention_probs(qh, keys, nk, D, scale, a.attn_sink[h], p);
-      for (size_t i = 0; i < ch.size(); ++i) target[i] += p[nw + i];
+      attention_probs(qh, keys, nk, D, scale, a.attn_sink[h], probs);
+      for (size_t i = 0; i < ch.size(); ++i) target[i] += probs[nw + i];
     }
   }
   for (int i = 0; i < nw; ++i)
-    for (int d = 0; d < D; ++d) c.dkv[size_t(k0 + i) * D + d] += dkeys[size_t(i) * D + d];
+    for (int d = 0; d < D; ++d) c.dkv[size_t(k0 - kv0 + i) * D + d] += dkeys[size_t(i) * D + d];
   for (size_t i = 0; i < ch.size(); ++i)
-    for (int d = 0; d < D; ++d) c.dentries[size_t(ch[i]) * D + d] += dkeys[(nw + i) * D + d];
+    for (int d = 0; d < D; ++d) c.dentries[size_t(ch[i] - e0) * D + d] += dkeys[(nw + i) * D + d];
 
   if (a.ratio != 4 || ch.empty()) return;
   double total = 0;
@@ -143,34 +166,36 @@ void token_backward(const AttentionF32& a, const Rope& rope, const AttentionTape
                                       std::span<const float>(f.iw).subspan(t * ih, ih), ih, ikeys, k, id, tgt,
                                       diq.subspan(t * ih * id, size_t(ih) * id), diw.subspan(t * ih, ih), dik);
   for (int i = 0; i < k; ++i)
-    for (int d = 0; d < id; ++d) c.dikeys[size_t(ch[i]) * id + d] += dik[size_t(i) * id + d];
+    for (int d = 0; d < id; ++d) c.dikeys[size_t(ch[i] - e0) * id + d] += dik[size_t(i) * id + d];
 }
 
 }  // namespace
 
-void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
+void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, const Segments& seg,
                            std::span<float> out, AttentionTape* tape) {
-  AttentionTape f = run_forward(a, rope, x, n);
+  AttentionTape f = run_forward(a, rope, x, seg);
   DSV4_CHECK(out.size() == f.out.size(), "attention_forward_f32: out has the wrong size");
   std::copy(f.out.begin(), f.out.end(), out.begin());
   if (tape) *tape = std::move(f);
 }
 
 std::vector<std::vector<int>> attention_entries_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x,
-                                                    int n) {
-  return run_forward(a, rope, x, n).chosen;
+                                                    const Segments& seg) {
+  return run_forward(a, rope, x, seg).chosen;
 }
 
-double attention_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
+double attention_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, const Segments& seg,
                           std::span<const float> dout, AttentionF32& g, std::span<float> dx,
                           const AttentionTape* tape) {
   const int dim = a.dim, H = a.heads, D = a.head_dim, R = a.o_lora, G = a.groups, gw = H / G * D, rd = rope.dim();
+  const int n = seg.rows();
   DSV4_CHECK(dout.size() == size_t(n) * dim && dx.size() == size_t(n) * dim, "attention_backward: sizes do not match");
   AttentionTape recomputed;
-  if (!tape) recomputed = run_forward(a, rope, x, n);
+  if (!tape) recomputed = run_forward(a, rope, x, seg);
   const AttentionTape& f = tape ? *tape : recomputed;
   DSV4_CHECK(f.out.size() == size_t(n) * dim, "attention_backward: the tape is of ", f.out.size() / dim,
              " tokens, not ", n);
+  const std::vector<long long> pos = seg.positions();
 
   // wo_b, then wo_a per group.
   std::vector<float> dlow(f.low.size());
@@ -188,38 +213,50 @@ double attention_backward(const AttentionF32& a, const Rope& rope, std::span<con
       std::copy_n(dog.begin() + size_t(t) * gw, gw, d_o.begin() + size_t(t) * H * D + size_t(grp) * gw);
   }
 
-  // Heads over their keys, and the indexer, in fixed chunks of tokens.
-  const int ih = a.indexer.heads, id = a.indexer.head_dim;
+  // Heads over their keys, and the indexer, in fixed chunks of each sequence's tokens.
+  const int ih = a.indexer.heads, id = a.indexer.head_dim, ratio = std::max(1, a.ratio);
   std::vector<float> dq(f.q.size(), 0.0f), diq(f.iq.size(), 0.0f), diw(f.iw.size(), 0.0f);
-  const int chunks = std::max(1, std::min(n, pool().size()));
-  std::vector<ChunkGrads> cg(chunks);
-  pool().parallel_for(size_t(chunks), [&](size_t c0, size_t c1) {
+  std::vector<ChunkGrads> cg;
+  for (int s = 0; s < seg.count(); ++s)
+    for (int t0 = 0; t0 < seg.len(s); t0 += kChunk) cg.push_back({s, t0, std::min(seg.len(s), t0 + kChunk)});
+  pool().parallel_for(cg.size(), [&](size_t c0, size_t c1) {
     std::vector<float> keys, dkeys;
     for (size_t c = c0; c < c1; ++c) {
       ChunkGrads& cgc = cg[c];
-      cgc.dkv.assign(f.kv.size(), 0.0f), cgc.dentries.assign(f.entries.size(), 0.0f);
-      cgc.dikeys.assign(f.ikeys.size(), 0.0f), cgc.dsink.assign(H, 0.0f);
-      for (size_t t = c * n / chunks; t < (c + 1) * n / chunks; ++t)
-        token_backward(a, rope, f, d_o, t, dq, diq, diw, cgc, keys, dkeys);
+      const int s = cgc.seq, kv0 = seg.start(s), e0 = a.ratio > 0 ? seg.entry_start(s, ratio) : 0;
+      const size_t entries = a.ratio > 0 ? size_t(seg.len(s) / ratio) : 0;
+      cgc.dkv.assign(size_t(seg.len(s)) * D, 0.0f), cgc.dentries.assign(entries * D, 0.0f);
+      cgc.dikeys.assign(a.ratio == 4 ? entries * id : 0, 0.0f), cgc.dsink.assign(H, 0.0f);
+      for (int p = cgc.t0; p < cgc.t1; ++p)
+        token_backward(a, rope, f, d_o, size_t(kv0 + p), window_start(a, seg, s, p), p, kv0, e0, dq, diq, diw, cgc,
+                       keys, dkeys);
     }
   });
   std::vector<float> dkv(f.kv.size(), 0.0f), dentries(f.entries.size(), 0.0f), dikeys(f.ikeys.size(), 0.0f);
   double index_loss = 0;
+  auto add_at = [](std::vector<float>& dst, size_t at, const std::vector<float>& src) {
+    for (size_t i = 0; i < src.size(); ++i) dst[at + i] += src[i];
+  };
   for (const ChunkGrads& c : cg) {
-    add_to(dkv, c.dkv), add_to(dentries, c.dentries), add_to(dikeys, c.dikeys), add_to(g.attn_sink, c.dsink);
+    add_at(dkv, size_t(seg.start(c.seq)) * D, c.dkv);
+    if (a.ratio > 0) add_at(dentries, size_t(seg.entry_start(c.seq, ratio)) * D, c.dentries);
+    if (a.ratio == 4) add_at(dikeys, size_t(seg.entry_start(c.seq, ratio)) * id, c.dikeys);
+    add_to(g.attn_sink, c.dsink);
     index_loss += c.index_loss;
   }
 
   // Compressed entries back into x; the indexer's own weights (its inputs are detached).
-  if (a.ratio > 0) compressor_backward(a.compressor, rope, a.eps, x, n, dentries, g.compressor, dx, &f.compressor);
+  if (a.ratio > 0) compressor_backward(a.compressor, rope, a.eps, x, seg, dentries, g.compressor, dx, &f.compressor);
   else std::fill(dx.begin(), dx.end(), 0.0f);
   if (a.ratio == 4) {
     std::vector<float> unused_x(x.size()), unused_qn(f.qn.size());
-    compressor_backward(a.indexer.compressor, rope, a.eps, x, n, dikeys, g.indexer.compressor, unused_x,
+    compressor_backward(a.indexer.compressor, rope, a.eps, x, seg, dikeys, g.indexer.compressor, unused_x,
                         &f.index_compressor);
-    for (int t = 0; t < n; ++t)
-      for (int h = 0; h < ih; ++h)
-        rope_backward(rope, std::span<float>(diq).subspan((size_t(t) * ih + h) * id + id - rd, rd), t, false);
+    for_row_chunks(n, kChunk, [&](size_t, size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t)
+        for (int h = 0; h < ih; ++h)
+          rope_backward(rope, std::span<float>(diq).subspan((t * ih + h) * id + id - rd, rd), pos[t], false);
+    });
     linear_backward(f.qn, a.indexer.wq_b, diq, n, a.q_lora, ih * id, unused_qn, g.indexer.wq_b);
     const float wscale = index_weight_scale(a.indexer);
     for (float& v : diw) v *= wscale;
@@ -227,15 +264,20 @@ double attention_backward(const AttentionF32& a, const Rope& rope, std::span<con
   }
 
   // kv path: RoPE, kv_norm, wkv.
-  for (int t = 0; t < n; ++t) rope_backward(rope, std::span<float>(dkv).subspan(size_t(t) * D + D - rd, rd), t, false);
+  for_row_chunks(n, kChunk, [&](size_t, size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      rope_backward(rope, std::span<float>(dkv).subspan(t * D + D - rd, rd), pos[t], false);
+  });
   std::vector<float> dkva(f.kva.size()), dpart_x(dx.size());
   rmsnorm_backward(f.kva, a.kv_norm, a.eps, D, dkv, dkva, g.kv_norm);
   linear_backward(x, a.wkv, dkva, n, dim, D, dpart_x, g.wkv);
   for (size_t i = 0; i < dx.size(); ++i) dx[i] += dpart_x[i];
   // q path: RoPE, per-head norm, wq_b, q_norm, wq_a.
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < H; ++h)
-      rope_backward(rope, std::span<float>(dq).subspan((size_t(t) * H + h) * D + D - rd, rd), t, false);
+  for_row_chunks(n, kChunk, [&](size_t, size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      for (int h = 0; h < H; ++h)
+        rope_backward(rope, std::span<float>(dq).subspan((t * H + h) * D + D - rd, rd), pos[t], false);
+  });
   std::vector<float> dqb(f.qb.size()), dqn(f.qn.size()), dqa(f.qa.size());
   rmsnorm_backward(f.qb, {}, a.eps, D, dq, dqb, {});
   linear_backward(f.qn, a.wq_b, dqb, n, a.q_lora, H * D, dqn, g.wq_b);
@@ -245,11 +287,11 @@ double attention_backward(const AttentionF32& a, const Rope& rope, std::span<con
   return index_loss;
 }
 
-double indexer_loss_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n) {
+double indexer_loss_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, const Segments& seg) {
   // The backward's loss with the gradients thrown away: one definition of the target.
   AttentionF32 g = a;
-  std::vector<float> dout(size_t(n) * a.dim, 0.0f), dx(dout.size());
-  return attention_backward(a, rope, x, n, dout, g, dx);
+  std::vector<float> dout(size_t(seg.rows()) * a.dim, 0.0f), dx(dout.size());
+  return attention_backward(a, rope, x, seg, dout, g, dx);
 }
 
 }  // namespace dsv4

@@ -1,4 +1,5 @@
-// A whole attention layer over a sequence from position 0 (training). The forward is
+// A whole attention layer over the sequences of a batch, each from position 0 (training; its
+// rows stacked as train/segments.h describes, each token attending only inside its sequence). The forward is
 // model/attention.h's own ops (attention_project, the compressor, indexer_choose, attend_heads,
 // attention_output) on a view of the float masters (train/master_views.h), without the
 // activation rounding, as --no-act-quant runs: q = per-head RMSNorm(wq_b q_norm(wq_a x)) with
@@ -45,32 +46,33 @@ struct AttentionF32 {
 // after its norms, kv, the compressed entries, the indexer's queries, weights, keys and choice,
 // o, the low-rank output.
 struct AttentionTape {
+  // n rows; e compressed entries (seg.entries(ratio), every sequence's, in order).
   std::vector<float> qa, qn, qb, q;      // [n, q_lora] x 2, [n, H * D] x 2
   std::vector<float> kva, kv;            // [n, D]
-  std::vector<float> entries;            // [n / ratio, D]
-  std::vector<std::vector<int>> chosen;  // per token, the entries it attends to
-  std::vector<float> iq, iw, ikeys;      // indexer: [n, ih * id] (roped), [n, ih] (scaled), [n / 4, id]
+  std::vector<float> entries;            // [e, D]
+  std::vector<std::vector<int>> chosen;  // per token, the entries (of all e) it attends to
+  std::vector<float> iq, iw, ikeys;      // indexer: [n, ih * id] (roped), [n, ih] (scaled), [e, id]
   std::vector<float> o, low, out;        // [n, H * D], [n, G * R], [n, dim]
   CompressorTape compressor, index_compressor;
 };
 
-// out [n, dim] for x [n, dim] at positions 0 .. n - 1; with tape, keeps what the backward needs.
-void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
+// out [n, dim] for x [n, dim] (n = seg.rows()); with tape, keeps what the backward needs.
+void attention_forward_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, const Segments& seg,
                            std::span<float> out, AttentionTape* tape = nullptr);
 
 // The compressed entries each token attends to (CSA: the indexer's choice, ascending; HCA: all
 // complete blocks), as the forward chooses them.
 std::vector<std::vector<int>> attention_entries_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x,
-                                                    int n);
+                                                    const Segments& seg);
 
 // dout [n, dim] -> dx [n, dim] (overwritten); g accumulates every weight's gradient (same
 // shapes as a), the indexer's from its KL loss, whose sum over the tokens is returned. From the
 // forward's tape of the same x, or (none given) computing the forward again: the same bits.
-double attention_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n,
+double attention_backward(const AttentionF32& a, const Rope& rope, std::span<const float> x, const Segments& seg,
                           std::span<const float> dout, AttentionF32& g, std::span<float> dx,
                           const AttentionTape* tape = nullptr);
 
 // The indexer's loss alone (what attention_backward returns), for gradient checks.
-double indexer_loss_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, int n);
+double indexer_loss_f32(const AttentionF32& a, const Rope& rope, std::span<const float> x, const Segments& seg);
 
 }  // namespace dsv4

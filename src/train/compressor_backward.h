@@ -1,4 +1,4 @@
-// Backward of the compressor over a whole sequence from position 0 (training): kv = wkv x,
+// Backward of the compressor over whole sequences from position 0 (training): kv = wkv x,
 // score = wgate x + ape[slot], each completed block pooled (per dimension, a softmax over its
 // rows; ratio 4 overlaps the previous block's first half), RMSNorm, RoPE at the block's first
 // position — model/compressor.cpp's forward in smooth mode, for float weights.
@@ -9,6 +9,7 @@
 
 #include "model/kv_cache.h"
 #include "model/weights.h"
+#include "train/segments.h"
 
 namespace dsv4 {
 
@@ -23,26 +24,29 @@ struct CompressorF32 {
   int width() const { return (overlap ? 2 : 1) * head_dim; }
 };
 
-// The projections of every token the backward starts from, as compressor_project gives them:
-// kv = wkv x and score = wgate x, [n, width] each (the ape of each token's slot is added where
+// The projections of every row the backward starts from, as compressor_project gives them:
+// kv = wkv x and score = wgate x, [rows, width] each (the ape of each token's slot is added where
 // a block reads its scores, as compressor_absorb adds it).
 struct CompressorTape {
   std::vector<float> kv, score;
 };
 
-// The forward, model/compressor.h's own (project, then absorb from position 0 into plain float
-// entries) on a view of c (train/master_views.h): entries [n / ratio, head_dim] of the
-// complete blocks of x [n, dim]; with tape, keeps the projections; with state, leaves the
-// entries there too, as an inference cache holds them (the indexer's choice reads its keys so).
+// The forward, model/compressor.h's own (one projection of all rows, then each sequence
+// absorbed from position 0 into plain float entries) on a view of c (train/master_views.h):
+// the entries of every complete block of x [rows, dim], sequence after sequence (sequence s's
+// len / ratio of them from seg.entry_start(s, ratio)), [seg.entries(ratio), head_dim]; with
+// tape, keeps the projections; with states, leaves each sequence's entries in its state too,
+// as an inference cache holds them (the indexer's choice reads its keys so).
 std::vector<float> compressor_forward_f32(const CompressorWeights& w, const Rope& rope, float norm_eps,
-                                          std::span<const float> x, int n, CompressorTape* tape = nullptr,
-                                          CompressorState* state = nullptr);
+                                          std::span<const float> x, const Segments& seg,
+                                          CompressorTape* tape = nullptr,
+                                          std::vector<CompressorState>* states = nullptr);
 
-// x [n, dim], dentries [n / ratio, head_dim] (the gradient of each entry) -> dx [n, dim]
-// (overwritten); g accumulates ape, wkv, wgate and norm gradients. From the forward's tape of
+// x [rows, dim], dentries [seg.entries(ratio), head_dim] (the gradient of each entry) -> dx
+// [rows, dim] (overwritten); g accumulates ape, wkv, wgate and norm gradients. From the forward's tape of
 // the same x, or (none given) projecting again: the same bits.
-void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x, int n,
-                         std::span<const float> dentries, CompressorF32& g, std::span<float> dx,
+void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_eps, std::span<const float> x,
+                         const Segments& seg, std::span<const float> dentries, CompressorF32& g, std::span<float> dx,
                          const CompressorTape* tape = nullptr);
 
 }  // namespace dsv4

@@ -9,6 +9,7 @@
 #include "core/thread_pool.h"
 #include "model/hc.h"
 #include "train/matmul.h"
+#include "train/row_chunks.h"
 
 namespace dsv4 {
 
@@ -174,40 +175,41 @@ void hc_pre_backward_batch(std::span<const float> fn, const HcParams& p, std::sp
              "hc_pre_backward_batch: sizes do not match n ", n, ", hc ", hc, ", dim ", dim);
   std::vector<float> raw(size_t(n) * n_mix), draw(raw.size());
   matmul_nt(x, fn, n, n_mix, flat, raw);
-  const int chunks = std::max(1, std::min(n, pool().size()));
+  // Tokens in fixed chunks, each with its own base and scale sums, added in chunk order.
+  constexpr size_t kChunk = 64;
+  const size_t chunks = row_chunk_count(n, kChunk);
   std::vector<std::vector<double>> part_base(chunks, std::vector<double>(n_mix, 0.0)), part_scale(chunks, std::vector<double>(3, 0.0));
-  pool().parallel_for(size_t(chunks), [&](size_t c0, size_t c1) {
+  for_row_chunks(n, kChunk, [&](size_t k, size_t t0, size_t t1) {
     std::vector<float> mixes(n_mix), pre(hc), post(hc), comb(size_t(hc) * hc), dpre(hc);
-    for (size_t k = c0; k < c1; ++k)
-      for (size_t t = k * n / chunks; t < (k + 1) * n / chunks; ++t) {
-        const float* xt = x.data() + t * flat;
-        const float* dyt = dy.data() + t * dim;
-        float* dxt = dx.data() + t * flat;
-        double ms = 0;
-        for (int i = 0; i < flat; ++i) ms += double(xt[i]) * xt[i];
-        const double r = 1.0 / std::sqrt(ms / flat + norm_eps);
-        for (int m = 0; m < n_mix; ++m) mixes[m] = static_cast<float>(raw[t * n_mix + m] * r);
-        hc_split_sinkhorn(mixes, p, hc, iters, hc_eps, pre.data(), post.data(), comb.data());
-        for (int i = 0; i < hc; ++i) {
-          double acc = 0;
-          for (int d = 0; d < dim; ++d) acc += double(dyt[d]) * xt[size_t(i) * dim + d];
-          dpre[i] = static_cast<float>(acc);
-          for (int d = 0; d < dim; ++d) dxt[size_t(i) * dim + d] = pre[i] * dyt[d];
-        }
-        const HcSplitGrads g = hc_split_sinkhorn_backward(mixes, p, hc, iters, hc_eps, dpre, dpost.subspan(t * hc, hc),
-                                                          dcomb.subspan(t * hc * hc, size_t(hc) * hc));
-        double dr = 0;
-        for (int m = 0; m < n_mix; ++m) {
-          part_base[k][m] += g.base[m];
-          draw[t * n_mix + m] = static_cast<float>(g.mixes[m] * r);
-          dr += double(g.mixes[m]) * raw[t * n_mix + m];
-        }
-        for (int j = 0; j < 3; ++j) part_scale[k][j] += g.scale[j];
-        // mixes = raw * r, r = (mean(x^2) + eps)^-1/2: the part through r.
-        for (int i = 0; i < flat; ++i) dxt[i] += static_cast<float>(-dr * r * r * r * xt[i] / flat);
+    for (size_t t = t0; t < t1; ++t) {
+      const float* xt = x.data() + t * flat;
+      const float* dyt = dy.data() + t * dim;
+      float* dxt = dx.data() + t * flat;
+      double ms = 0;
+      for (int i = 0; i < flat; ++i) ms += double(xt[i]) * xt[i];
+      const double r = 1.0 / std::sqrt(ms / flat + norm_eps);
+      for (int m = 0; m < n_mix; ++m) mixes[m] = static_cast<float>(raw[t * n_mix + m] * r);
+      hc_split_sinkhorn(mixes, p, hc, iters, hc_eps, pre.data(), post.data(), comb.data());
+      for (int i = 0; i < hc; ++i) {
+        double acc = 0;
+        for (int d = 0; d < dim; ++d) acc += double(dyt[d]) * xt[size_t(i) * dim + d];
+        dpre[i] = static_cast<float>(acc);
+        for (int d = 0; d < dim; ++d) dxt[size_t(i) * dim + d] = pre[i] * dyt[d];
       }
+      const HcSplitGrads g = hc_split_sinkhorn_backward(mixes, p, hc, iters, hc_eps, dpre, dpost.subspan(t * hc, hc),
+                                                        dcomb.subspan(t * hc * hc, size_t(hc) * hc));
+      double dr = 0;
+      for (int m = 0; m < n_mix; ++m) {
+        part_base[k][m] += g.base[m];
+        draw[t * n_mix + m] = static_cast<float>(g.mixes[m] * r);
+        dr += double(g.mixes[m]) * raw[t * n_mix + m];
+      }
+      for (int j = 0; j < 3; ++j) part_scale[k][j] += g.scale[j];
+      // mixes = raw * r, r = (mean(x^2) + eps)^-1/2: the part through r.
+      for (int i = 0; i < flat; ++i) dxt[i] += static_cast<float>(-dr * r * r * r * xt[i] / flat);
+    }
   });
-  for (int k = 0; k < chunks; ++k) {
+  for (size_t k = 0; k < chunks; ++k) {
     for (int m = 0; m < n_mix; ++m) dbase[m] += static_cast<float>(part_base[k][m]);
     for (int j = 0; j < 3; ++j) dscale[j] += static_cast<float>(part_scale[k][j]);
   }

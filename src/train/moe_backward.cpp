@@ -1,12 +1,13 @@
 // Walks each chosen expert's forward (kept, or recomputed) back in float; the routing weights
 // and the gate last, since every expert's dL/dweight feeds them. The sequence version groups
-// the tokens per expert; the one-token version is the plain definition it is tested against.
+// the tokens per expert, the experts spread over the threads whole; the one-token version is the plain definition it is tested against.
 #include "train/moe_backward.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 #include "model/moe.h"
 #include "ops/swiglu.h"
 #include "train/master_views.h"
@@ -42,11 +43,13 @@ double expert_backward(const ExpertF32& e, int dim, int inter, float limit, doub
   return dweight;
 }
 
-// Its backward from the tape: accumulates ge and dx[rows], and returns dL/dweight per row.
+// Its backward from the tape: accumulates ge, leaves the rows' dx in dxr [m, dim] and returns
+// dL/dweight per row.
 std::vector<double> expert_backward_rows(const ExpertF32& e, int dim, int inter, float limit, std::span<const int> rows,
                                          std::span<const float> weight, const ExpertSaved& tp,
-                                         std::span<const float> dout, ExpertF32& ge, std::span<float> dx) {
+                                         std::span<const float> dout, ExpertF32& ge, std::vector<float>& dxr) {
   const int m = static_cast<int>(rows.size());
+  dxr.assign(size_t(m) * dim, 0.0f);
   if (m == 0) return {};
   std::vector<float> dy(size_t(m) * dim), dh(tp.h.size()), dgate(tp.h.size()), dup(tp.h.size()), dxe(tp.xe.size());
   for (int i = 0; i < m; ++i) std::copy_n(dout.begin() + size_t(rows[i]) * dim, dim, dy.begin() + size_t(i) * dim);
@@ -61,10 +64,15 @@ std::vector<double> expert_backward_rows(const ExpertF32& e, int dim, int inter,
   swiglu_backward(tp.gate, tp.up, limit, dh, dgate, dup);
   for (auto [w, gw, d] : {std::tuple{&e.w1, &ge.w1, &dgate}, {&e.w3, &ge.w3, &dup}}) {
     linear_backward(tp.xe, *w, *d, m, dim, inter, dxe, *gw);
-    for (int i = 0; i < m; ++i)
-      for (int k = 0; k < dim; ++k) dx[size_t(rows[i]) * dim + k] += dxe[size_t(i) * dim + k];
+    add_to(dxr, dxe);
   }
   return dweight;
+}
+
+// dxr's rows added into dx at rows.
+void add_rows(std::span<const int> rows, const std::vector<float>& dxr, int dim, std::span<float> dx) {
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (int k = 0; k < dim; ++k) dx[size_t(rows[i]) * dim + k] += dxr[i * dim + k];
 }
 
 }  // namespace
@@ -101,22 +109,33 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
   DSV4_CHECK(tp.chosen.size() == size_t(n) && tp.experts.size() == size_t(E), "moe_backward_f32: the tape is of ",
              tp.chosen.size(), " tokens, not ", n);
   std::fill(dx.begin(), dx.end(), 0.0f);
+  // The routed experts whole on the threads (each its own gradients; the products inside run
+  // inline), their rows' dx added in expert order; then the shared expert over all threads.
+  std::vector<std::vector<double>> dw(E);
+  std::vector<std::vector<float>> dxr(E);
+  pool().parallel_for(size_t(E), [&](size_t e0, size_t e1) {
+    for (size_t e = e0; e < e1; ++e)
+      dw[e] = expert_backward_rows(m.experts[e], dim, inter, c.swiglu_limit, tp.rows[e], tp.weight[e], tp.experts[e],
+                                   dout, g.experts[e], dxr[e]);
+  });
   std::vector<std::vector<float>> dweights(n);  // per token, in its chosen order
   for (int t = 0; t < n; ++t) dweights[t].assign(tp.chosen[t].size(), 0.0f);
   for (int e = 0; e < E; ++e) {
-    const std::vector<double> dw = expert_backward_rows(m.experts[e], dim, inter, c.swiglu_limit, tp.rows[e],
-                                                        tp.weight[e], tp.experts[e], dout, g.experts[e], dx);
-    for (size_t i = 0; i < dw.size(); ++i) {
+    add_rows(tp.rows[e], dxr[e], dim, dx);
+    for (size_t i = 0; i < dw[e].size(); ++i) {
       const int t = tp.rows[e][i];
       const auto& ch = tp.chosen[t];
-      dweights[t][std::find(ch.begin(), ch.end(), e) - ch.begin()] = static_cast<float>(dw[i]);
+      dweights[t][std::find(ch.begin(), ch.end(), e) - ch.begin()] = static_cast<float>(dw[e][i]);
     }
   }
   std::vector<int> all(n);
   for (int t = 0; t < n; ++t) all[t] = t;
   const std::vector<float> ones(n, 1.0f);
-  for (size_t i = 0; i < m.shared.size(); ++i)
-    expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, tp.shared[i], dout, g.shared[i], dx);
+  std::vector<float> dx_shared;
+  for (size_t i = 0; i < m.shared.size(); ++i) {
+    expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, tp.shared[i], dout, g.shared[i], dx_shared);
+    add_rows(all, dx_shared, dim, dx);
+  }
   std::vector<float> dlogits(tp.logits.size(), 0.0f), dxg(dx.size());
   for (int t = 0; t < n; ++t)
     routing_weights_backward(std::span<const float>(tp.logits).subspan(size_t(t) * E, E), tp.chosen[t],

@@ -12,7 +12,7 @@ double training_flops_per_token(const ModelConfig& c, bool mtp) {
     double flops = 2.0 * static_cast<double>(s.logical_params()) * (s.routed_expert ? expert_share : 1.0);
     if (s.name == "head.weight") head += flops;
     else if (!s.mtp) blocks += flops;
-    else if (s.layer == c.num_hidden_layers) {  // train_sequence trains the first MTP layer only
+    else if (s.layer == c.num_hidden_layers) {  // train_batch trains the first MTP layer only
       if (s.name.ends_with(".h_proj.weight")) flops *= c.hc_mult;
       mtp_layer += flops;
     }

@@ -6,7 +6,7 @@
 
 namespace dsv4 {
 
-// The matrix products of one token of train_sequence (2 FLOPs per weight used; the routed
+// The matrix products of one token of train_batch (2 FLOPs per weight used; the routed
 // experts at their share num_experts_per_tok / n_routed_experts): every matrix 3 times (the
 // forward and the backward's two gradient products; the forward's insides are kept, not
 // recomputed): the blocks and the head; with mtp, the MTP layer's block, e_proj and h_proj

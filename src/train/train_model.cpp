@@ -1,9 +1,11 @@
 // The training forward and backward of model/model.cpp's layer loop, in float on the master
 // weights: per block hc_pre -> attn_norm -> attention -> hc_post, hc_pre -> ffn_norm -> MoE ->
-// hc_post; then hc_head -> norm -> head; the MTP layer on the final stream. The forward keeps
-// every block's inside for the backward. Per-token mHC gradients are computed over fixed chunks
-// of tokens, each with its own parameter-gradient buffers summed in chunk order (the result
-// does not depend on thread timing).
+// hc_post; then hc_head -> norm -> head; the MTP layer on the final stream. A batch's
+// sequences run as the rows of one matrix (train/segments.h): every product is one GEMM over
+// all of the batch's tokens, threads over rows. The forward keeps every block's inside for the
+// backward. Per-token mHC gradients are computed over fixed chunks of tokens, each with its own
+// parameter-gradient buffers summed in chunk order (the result depends on neither timing nor
+// the number of threads).
 #include "train/train_model.h"
 
 #include <algorithm>
@@ -19,6 +21,8 @@
 #include "train/master_views.h"
 #include "train/matmul.h"
 #include "train/norm_backward.h"
+#include "train/row_chunks.h"
+#include "train/segments.h"
 
 namespace dsv4 {
 
@@ -40,15 +44,15 @@ struct BlockTape {
 };
 
 void block_run(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
-               std::span<const int> tokens, int n, BlockTape& tp, std::vector<float>& h_out,
+               std::span<const int> tokens, const Segments& seg, BlockTape& tp, std::vector<float>& h_out,
                std::vector<long long>* load, bool keep) {
-  const int hc = c.hc_mult, dim = c.hidden_size;
+  const int hc = c.hc_mult, dim = c.hidden_size, n = seg.rows();
   const float eps = c.rms_norm_eps;
   const size_t rows = size_t(n) * dim;
   tp.ya.resize(rows), tp.xa.resize(rows), tp.oa.resize(rows), tp.h_mid.resize(h_in.size());
   hc_pre(params_of(b.hc_attn), h_in, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.ya, tp.mix_a);
   rmsnorm(tp.ya, b.attn_norm, eps, dim, tp.xa);
-  attention_forward_f32(b.attn, rope, tp.xa, n, tp.oa, keep ? &tp.attn : nullptr);
+  attention_forward_f32(b.attn, rope, tp.xa, seg, tp.oa, keep ? &tp.attn : nullptr);
   hc_post(tp.mix_a, tp.oa, h_in, n, hc, dim, tp.h_mid);
   tp.yf.resize(rows), tp.xf.resize(rows), tp.of.resize(rows), h_out.resize(h_in.size());
   hc_pre(params_of(b.hc_ffn), tp.h_mid, n, hc, dim, eps, c.hc_sinkhorn_iters, c.hc_eps, tp.yf, tp.mix_f);
@@ -87,9 +91,9 @@ void hc_pre_back(const HcF32& p, const ModelConfig& c, std::span<const float> x,
 // dh_out [n, hc, dim] -> dh_in, from the block's kept forward tp; gradients into gb; returns
 // the indexer's loss.
 double block_backward(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
-                      std::span<const int> tokens, int n, const BlockTape& tp, std::span<const float> dh_out,
-                      BlockF32& gb, std::vector<float>& dh_in) {
-  const int hc = c.hc_mult, dim = c.hidden_size;
+                      std::span<const int> tokens, const Segments& seg, const BlockTape& tp,
+                      std::span<const float> dh_out, BlockF32& gb, std::vector<float>& dh_in) {
+  const int hc = c.hc_mult, dim = c.hidden_size, n = seg.rows();
   const float eps = c.rms_norm_eps;
   std::vector<float> dpost, dcomb, dsub, dres, dx(size_t(n) * dim), dy(dx.size());
   // MoE sub-layer.
@@ -100,7 +104,7 @@ double block_backward(const BlockF32& b, const ModelConfig& c, const Rope& rope,
   const std::vector<float> dh_mid = std::move(dres);
   // Attention sub-layer.
   hc_post_back(tp.mix_a, tp.oa, h_in, n, hc, dim, dh_mid, dpost, dcomb, dsub, dres);
-  const double index_loss = attention_backward(b.attn, rope, tp.xa, n, dsub, gb.attn, dx, &tp.attn);
+  const double index_loss = attention_backward(b.attn, rope, tp.xa, seg, dsub, gb.attn, dx, &tp.attn);
   rmsnorm_backward(tp.ya, b.attn_norm, eps, dim, dx, dy, gb.attn_norm);
   hc_pre_back(b.hc_attn, c, h_in, n, dy, dpost, dcomb, dres, gb.hc_attn);
   dh_in = std::move(dres);
@@ -133,10 +137,18 @@ void head_back(const HcF32& hc_head_p, const std::vector<float>& norm, const std
   rmsnorm_backward(tp.y, norm, c.rms_norm_eps, dim, dyn, dy, g_norm);
   dstream.resize(size_t(n) * flat);
   const HcParams hp = params_of(hc_head_p);
-  for (int t = 0; t < n; ++t)
-    hc_head_backward(hc_head_p.fn, hp, stream.subspan(t * flat, flat), hc, dim, c.rms_norm_eps, c.hc_eps,
-                     std::span<const float>(dy).subspan(size_t(t) * dim, dim),
-                     std::span<float>(dstream).subspan(t * flat, flat), g_hc.fn, g_hc.base, g_hc.scale);
+  // Tokens in fixed chunks, each with its own hc_head gradients, added in chunk order.
+  constexpr size_t kChunk = 64;
+  std::vector<HcF32> part(row_chunk_count(n, kChunk));
+  for_row_chunks(n, kChunk, [&](size_t k, size_t t0, size_t t1) {
+    HcF32& gp = part[k];
+    gp.fn.assign(g_hc.fn.size(), 0.0f), gp.base.assign(g_hc.base.size(), 0.0f), gp.scale.assign(g_hc.scale.size(), 0.0f);
+    for (size_t t = t0; t < t1; ++t)
+      hc_head_backward(hc_head_p.fn, hp, stream.subspan(t * flat, flat), hc, dim, c.rms_norm_eps, c.hc_eps,
+                       std::span<const float>(dy).subspan(t * dim, dim), std::span<float>(dstream).subspan(t * flat, flat),
+                       gp.fn, gp.base, gp.scale);
+  });
+  for (const HcF32& gp : part) add_to(g_hc.fn, gp.fn), add_to(g_hc.base, gp.base), add_to(g_hc.scale, gp.scale);
 }
 
 std::vector<float> embed_rows(const TrainWeights& w, std::span<const int> ids, int dim) {
@@ -150,9 +162,10 @@ std::vector<float> embed_rows(const TrainWeights& w, std::span<const int> ids, i
 // every block's inside for the backward, kept rather than computed again (the default model's
 // training, 10 steps, peaked at 360 MB resident with them).
 std::vector<std::vector<float>> main_streams(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
-                                             std::span<const int> inputs, std::vector<std::vector<long long>>* loads,
+                                             std::span<const int> inputs, const Segments& seg,
+                                             std::vector<std::vector<long long>>* loads,
                                              std::vector<BlockTape>* tapes = nullptr) {
-  const int n = static_cast<int>(inputs.size()), hc = c.hc_mult, dim = c.hidden_size;
+  const int n = seg.rows(), hc = c.hc_mult, dim = c.hidden_size;
   const std::vector<float> e = embed_rows(w, inputs, dim);
   std::vector<std::vector<float>> hs(1, std::vector<float>(size_t(n) * hc * dim));
   for (int t = 0; t < n; ++t)
@@ -161,7 +174,7 @@ std::vector<std::vector<float>> main_streams(const TrainWeights& w, const ModelC
   if (tapes) tapes->resize(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {
     std::vector<float> out;
-    block_run(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs.back(), inputs, n, tapes ? (*tapes)[l] : scratch,
+    block_run(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs.back(), inputs, seg, tapes ? (*tapes)[l] : scratch,
               out, loads ? &(*loads)[l] : nullptr, tapes != nullptr);
     hs.push_back(std::move(out));
   }
@@ -182,51 +195,82 @@ void check_ids(const ModelConfig& c, std::span<const int> inputs, std::span<cons
 std::vector<float> train_logits(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
                                 std::span<const int> inputs) {
   check_ids(c, inputs, inputs);
-  const int n = static_cast<int>(inputs.size());
-  const auto hs = main_streams(w, c, ropes, inputs, nullptr);
+  const Segments seg = Segments::one(static_cast<int>(inputs.size()));
+  const auto hs = main_streams(w, c, ropes, inputs, seg, nullptr);
   HeadTape tp;
-  head_run(w.hc_head, w.norm, w.head, c, hs.back(), n, tp);
+  head_run(w.hc_head, w.norm, w.head, c, hs.back(), seg.rows(), tp);
   return tp.logits;
 }
 
-SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
-                            std::span<const int> inputs, std::span<const int> targets, const SequenceOptions& o,
-                            TrainWeights* g, std::vector<std::vector<long long>>* loads) {
-  check_ids(c, inputs, targets);
-  const int n = static_cast<int>(inputs.size()), hc = c.hc_mult, dim = c.hidden_size, V = c.vocab_size;
+BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                      std::span<const BatchSequence> batch, const SequenceOptions& o, TrainWeights* g,
+                      std::vector<std::vector<long long>>* loads) {
+  DSV4_CHECK(!batch.empty(), "train: an empty batch");
+  std::vector<int> lens, inputs;
+  for (const BatchSequence& q : batch) {
+    check_ids(c, q.inputs, q.targets);
+    lens.push_back(static_cast<int>(q.inputs.size()));
+    inputs.insert(inputs.end(), q.inputs.begin(), q.inputs.end());
+  }
+  const Segments seg(lens);
+  const int n = seg.rows(), hc = c.hc_mult, dim = c.hidden_size, V = c.vocab_size;
   const size_t flat = size_t(hc) * dim;
   const float eps = c.rms_norm_eps;
-  SequenceLoss loss;
+  BatchLoss loss;
+  loss.seqs.resize(batch.size());
   if (loads) loads->assign(w.layers.size() + w.mtp.size(), {});
   std::vector<BlockTape> tapes;
-  const auto hs = main_streams(w, c, ropes, inputs, loads, g ? &tapes : nullptr);
+  const auto hs = main_streams(w, c, ropes, inputs, seg, loads, g ? &tapes : nullptr);
   const std::vector<float>& final_stream = hs.back();
   HeadTape head;
   head_run(w.hc_head, w.norm, w.head, c, final_stream, n, head);
   std::vector<float> dlogits(head.logits.size());
-  loss.main = o.head_loss ? o.head_loss(head.logits, dlogits) : cross_entropy(head.logits, targets, V, dlogits);
-  for (int t : targets) loss.main_targets += t >= 0;
+  for (int s = 0; s < seg.count(); ++s) {
+    const size_t r0 = size_t(seg.start(s)) * V, rn = size_t(seg.len(s)) * V;
+    const auto logits = std::span<const float>(head.logits).subspan(r0, rn);
+    const auto dl = std::span<float>(dlogits).subspan(r0, rn);
+    SequenceLoss& l = loss.seqs[s];
+    l.main = o.head_loss ? o.head_loss(logits, dl) : cross_entropy(logits, batch[s].targets, V, dl);
+    for (int t : batch[s].targets) l.main_targets += t >= 0;
+  }
 
-  // MTP: position t, given inputs[t + 1], predicts targets[t + 1].
-  const bool mtp = !w.mtp.empty() && n >= 2 && o.mtp_weight > 0;
-  const int m = n - 1;
-  std::span<const int> next = inputs.subspan(1), next_targets = targets.subspan(1);
-  std::vector<float> e, hm0, hm1, dlogits_m;
+  // MTP: position t, given inputs[t + 1], predicts targets[t + 1]: every sequence of two tokens
+  // or more, its first len - 1 rows of the final stream (mrows: where they are in it).
+  std::vector<int> mlens, mrows, next, next_targets, mseq;
+  if (!w.mtp.empty() && o.mtp_weight > 0)
+    for (int s = 0; s < seg.count(); ++s) {
+      if (seg.len(s) < 2) continue;
+      mlens.push_back(seg.len(s) - 1), mseq.push_back(s);
+      for (int t = 0; t + 1 < seg.len(s); ++t) mrows.push_back(seg.start(s) + t);
+      next.insert(next.end(), batch[s].inputs.begin() + 1, batch[s].inputs.end());
+      next_targets.insert(next_targets.end(), batch[s].targets.begin() + 1, batch[s].targets.end());
+    }
+  const bool mtp = !mlens.empty();
+  const Segments mseg = mtp ? Segments(mlens) : Segments::one(1);
+  const int m = static_cast<int>(mrows.size());
+  std::vector<float> e, mstream, hm0, hm1, dlogits_m;
   MtpInputSaved in;  // en, ep, hn
   HeadTape mhead;
   BlockTape mtape;
   if (mtp) {
     const MtpF32& mw = w.mtp[0];
     e = embed_rows(w, next, dim);
+    mstream.resize(size_t(m) * flat);
+    for (int j = 0; j < m; ++j) std::copy_n(final_stream.begin() + size_t(mrows[j]) * flat, flat, mstream.begin() + size_t(j) * flat);
     MasterViews views;
-    mtp_input(views.mtp_input(mw), c, e, std::span<const float>(final_stream.data(), size_t(m) * flat), m,
-              /*act_quant=*/false, hm0, &in);
-    block_run(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, mtape, hm1,
+    mtp_input(views.mtp_input(mw), c, e, mstream, m, /*act_quant=*/false, hm0, &in);
+    block_run(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, mseg, mtape, hm1,
               loads ? &(*loads)[w.layers.size()] : nullptr, g != nullptr);
     head_run(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead);
     dlogits_m.resize(mhead.logits.size());
-    loss.mtp = cross_entropy(mhead.logits, next_targets, V, dlogits_m);
-    for (int t : next_targets) loss.mtp_targets += t >= 0;
+    for (int j = 0; j < mseg.count(); ++j) {
+      const size_t r0 = size_t(mseg.start(j)) * V, rn = size_t(mseg.len(j)) * V;
+      const auto tg = std::span<const int>(next_targets).subspan(mseg.start(j), mseg.len(j));
+      SequenceLoss& l = loss.seqs[mseq[j]];
+      l.mtp = cross_entropy(std::span<const float>(mhead.logits).subspan(r0, rn), tg, V,
+                            std::span<float>(dlogits_m).subspan(r0, rn));
+      for (int t : tg) l.mtp_targets += t >= 0;
+    }
   }
   if (!g) return loss;
 
@@ -239,15 +283,15 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
     for (float& v : dlogits_m) v *= o.grad_scale * o.mtp_weight;
     std::vector<float> dhm1, dhm0;
     head_back(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead, dlogits_m, gm.hc_head, gm.norm, g->head, dhm1);
-    loss.index +=
-        block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, m, mtape, dhm1, gm.block, dhm0);
+    loss.index += block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, mseg, mtape, dhm1, gm.block,
+                                 dhm0);
     // hm0 = h_proj(hnorm(stream)) + e_proj(enorm(embed(next))), the latter shared by the copies.
     std::vector<float> dhn(in.hn.size()), dstream_m(in.hn.size()), dep(in.ep.size(), 0.0f), den(in.en.size()),
         de(e.size());
     linear_backward(in.hn, mw.h_proj, dhm0, m * hc, dim, dim, dhn, gm.h_proj);
-    rmsnorm_backward(std::span<const float>(final_stream.data(), size_t(m) * flat), mw.hnorm, eps, dim, dhn, dstream_m,
-                     gm.hnorm);
-    for (size_t i = 0; i < dstream_m.size(); ++i) dstream[i] += dstream_m[i];
+    rmsnorm_backward(mstream, mw.hnorm, eps, dim, dhn, dstream_m, gm.hnorm);
+    for (int j = 0; j < m; ++j)
+      for (size_t i = 0; i < flat; ++i) dstream[size_t(mrows[j]) * flat + i] += dstream_m[size_t(j) * flat + i];
     for (int t = 0; t < m; ++t)
       for (int i = 0; i < hc; ++i)
         for (int d = 0; d < dim; ++d) dep[size_t(t) * dim + d] += dhm0[(size_t(t) * hc + i) * dim + d];
@@ -257,7 +301,7 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
   }
   for (size_t l = w.layers.size(); l-- > 0;) {
     std::vector<float> dh_in;
-    loss.index += block_backward(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs[l], inputs, n, tapes[l],
+    loss.index += block_backward(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs[l], inputs, seg, tapes[l],
                                  dstream, g->layers[l], dh_in);
     tapes[l] = {};  // done with it
     dstream = std::move(dh_in);
@@ -268,6 +312,13 @@ SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const T
       for (int d = 0; d < dim; ++d) de[size_t(t) * dim + d] += dstream[(size_t(t) * hc + i) * dim + d];
   embedding_backward(inputs, de, dim, g->embed);
   return loss;
+}
+
+SequenceLoss train_sequence(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                            std::span<const int> inputs, std::span<const int> targets, const SequenceOptions& o,
+                            TrainWeights* g, std::vector<std::vector<long long>>* loads) {
+  const BatchSequence one{inputs, targets};
+  return train_batch(w, c, ropes, std::span<const BatchSequence>(&one, 1), o, g, loads).seqs[0];
 }
 
 }  // namespace dsv4

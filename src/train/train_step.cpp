@@ -14,38 +14,18 @@ TrainStep::TrainStep(const ModelConfig& c, TrainWeights& w, const TrainSettings&
 StepLosses TrainStep::run(const std::vector<TrainSource>& sources, long long step, float lr) {
   SequenceOptions o;
   o.mtp_weight = s_.mtp_weight, o.grad_scale = 1.0f / static_cast<float>(s_.batch);
-  // The batch's sequences in parallel, each on one thread (kernels called inside run inline),
-  // in fixed contiguous groups with their own gradient buffers, summed in group order.
-  const int groups = std::max(1, std::min(s_.batch, pool().size()));
-  while (int(group_grads_.size()) < groups) group_grads_.push_back(zero_weights(c_));
-  std::vector<SequenceLoss> losses(s_.batch);
-  std::vector<std::vector<std::vector<long long>>> loads(s_.batch);
-  pool().parallel_for(size_t(groups), [&](size_t g0, size_t g1) {
-    for (size_t k = g0; k < g1; ++k) {
-      for_each_param(group_grads_[k], [](const std::string&, std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); });
-      for (int b = int(k * s_.batch / groups); b < int((k + 1) * s_.batch / groups); ++b) {
-        const TrainSequence seq = sample_sequence(sources, s_.seq_len, s_.seed, step, b);
-        losses[b] = train_sequence(w_, c_, ropes_, seq.inputs, seq.targets, o, &group_grads_[k], &loads[b]);
-      }
-    }
-  });
+  // The batch's sequences as the rows of one matrix: each product one GEMM over all their
+  // tokens, threads over rows, the same bits for any number of threads.
+  std::vector<TrainSequence> seqs;
+  std::vector<BatchSequence> batch;
+  for (int b = 0; b < s_.batch; ++b) seqs.push_back(sample_sequence(sources, s_.seq_len, s_.seed, step, b));
+  for (const TrainSequence& q : seqs) batch.push_back({q.inputs, q.targets});
   params_->zero_grads();
-  for (int k = 0; k < groups; ++k) {
-    size_t i = 0;
-    for_each_param(group_grads_[k], [&](const std::string&, std::vector<float>& v) {
-      std::vector<float>& dst = *params_->params()[i++].g;
-      for (size_t j = 0; j < v.size(); ++j) dst[j] += v[j];
-    });
-  }
-  std::vector<std::vector<long long>> load_sum = loads[0];
+  std::vector<std::vector<long long>> load_sum;
+  const BatchLoss losses = train_batch(w_, c_, ropes_, batch, o, &g_, &load_sum);
   StepLosses out;
-  double index = 0;
-  for (int b = 0; b < s_.batch; ++b) {
-    out.loss += losses[b].main / s_.batch, out.mtp_loss += losses[b].mtp / s_.batch, index += losses[b].index;
-    if (b > 0)
-      for (size_t k = 0; k < loads[b].size(); ++k)
-        for (size_t e = 0; e < loads[b][k].size(); ++e) load_sum[k][e] += loads[b][k][e];
-  }
+  for (const SequenceLoss& l : losses.seqs) out.loss += l.main / s_.batch, out.mtp_loss += l.mtp / s_.batch;
+  const double index = losses.index;
   // The indexers' KL loss was summed over tokens: per token, like the main loss.
   const double tokens = double(s_.batch) * s_.seq_len;
   params_->scale_indexer_grads(tokens);

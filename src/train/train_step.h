@@ -1,6 +1,6 @@
 // One optimizer step of `dsv4 train`: the batch's sequences (a function of the seed and the
-// step alone) through the training model, their gradients summed in a fixed order, the indexers'
-// losses taken per token, clipping and the optimizers (Muon or AdamW per tensor), then the
+// step alone) through the training model as one batch of rows, the indexers' losses taken per
+// token, clipping and the optimizers (Muon or AdamW per tensor), then the
 // routing biases' auxiliary-loss-free balancing.
 #pragma once
 
@@ -38,7 +38,6 @@ class TrainStep {
   TrainSettings s_;
   TrainRopes ropes_;
   TrainWeights g_;
-  std::vector<TrainWeights> group_grads_;  // per parallel group of sequences
   std::unique_ptr<ParamSet> params_;
 };
 

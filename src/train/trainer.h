@@ -1,4 +1,4 @@
-// dsv4 train: the training loop around train_sequence. A run is described by one JSON file,
+// dsv4 train: the training loop around train_batch. A run is described by one JSON file,
 // {"model": <config.json>, "train": {...settings...}}; its output directory holds a checkpoint
 // in the released format (config.json, model.safetensors, tokenizer.json) that every dsv4
 // command loads, plus what resuming needs (train_state.safetensors: float masters, optimizer
