@@ -14,8 +14,9 @@ namespace dsv4 {
 
 bool use_avx2_fma();
 
-// AVX-512 kernels on top of AVX2 (where the CPU has them): off with DSV4_NO_AVX2 too, or with
-// DSV4_NO_AVX512=1 alone (validates the AVX2 path end to end on such a CPU).
+// AVX-512 kernels on top of AVX2, where the CPU has AVX-512F (kernels needing more of AVX-512
+// check that on top): off with DSV4_NO_AVX2 too, or with DSV4_NO_AVX512=1 alone (validates the
+// AVX2 path end to end on such a CPU).
 bool use_avx512();
 
 }  // namespace dsv4

@@ -57,7 +57,7 @@ float fma_unit_scalar() {
 }  // namespace
 
 double measure_fma_peak_gflops() {
-  const bool avx512 = use_avx512() && __builtin_cpu_supports("avx512f");
+  const bool avx512 = use_avx512();
   const int lanes = avx512 ? 16 : use_avx2_fma() ? 8 : 1;
   const size_t units = static_cast<size_t>(pool().size()) * 16;
   std::atomic<float> sink{0};

@@ -117,21 +117,10 @@ constexpr auto avx2_tiles(std::integer_sequence<int, R...>) {
 
 constexpr int kRows512 = 12, kCols512 = 32, kRows2 = 6, kCols2 = 16;
 
-bool cpu_has_avx512f() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
 GemmPath gemm_f32_path() {
-  static const GemmPath p = !use_avx2_fma()                          ? GemmPath::scalar
-                            : use_avx512() && cpu_has_avx512f()      ? GemmPath::avx512
-                                                                     : GemmPath::avx2;
+  static const GemmPath p = !use_avx2_fma() ? GemmPath::scalar : use_avx512() ? GemmPath::avx512 : GemmPath::avx2;
   return p;
 }
 
