@@ -1,8 +1,5 @@
 #include "train/train_step.h"
 
-#include <algorithm>
-
-#include "core/thread_pool.h"
 #include "train/routing.h"
 
 namespace dsv4 {
@@ -25,7 +22,6 @@ StepLosses TrainStep::run(const std::vector<TrainSource>& sources, long long ste
   const BatchLoss losses = train_batch(w_, c_, ropes_, batch, o, &g_, &load_sum);
   StepLosses out;
   for (const SequenceLoss& l : losses.seqs) out.loss += l.main / s_.batch, out.mtp_loss += l.mtp / s_.batch;
-  const double index = losses.index;
   // The indexers' KL loss was summed over tokens: per token, like the main loss.
   const double tokens = double(s_.batch) * s_.seq_len;
   params_->scale_indexer_grads(tokens);
@@ -37,7 +33,7 @@ StepLosses TrainStep::run(const std::vector<TrainSource>& sources, long long ste
       update_routing_bias(b.routing.bias, load_sum[k], s_.bias_update_rate);
     ++k;
   });
-  out.index_loss = index / tokens;
+  out.index_loss = losses.index / tokens;
   return out;
 }
 
