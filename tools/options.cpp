@@ -12,7 +12,7 @@ CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& wh
 }
 
 CLI::Option* add_threads_option(CLI::App* sub, int& threads) {
-  return sub->add_option("-t,--threads", threads, "worker threads (0 = all cores)");
+  return sub->add_option("-t,--threads", threads, "worker threads (0 = all cores, or $DSV4_THREADS where that is set)");
 }
 
 void add_cache_options(CLI::App* sub, CacheArgs& a) {

@@ -3,6 +3,7 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 
 #include "core/check.h"
@@ -130,13 +131,23 @@ void set_num_threads(int n) {
   global_pool.reset();
 }
 
+// The thread count that 0 stands for: $DSV4_THREADS where set (as OMP_NUM_THREADS is for
+// OpenMP: ctest runs two test processes at once on a 2-core machine, each one thread, instead
+// of four threads spinning at barriers on two cores), else every core.
+int default_threads() {
+  if (const char* env = std::getenv("DSV4_THREADS"); env && *env) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    DSV4_CHECK(*end == 0 && n >= 1 && n <= 4096, "DSV4_THREADS must be a thread count from 1 to 4096, got '", env,
+               "'");
+    return static_cast<int>(n);
+  }
+  return static_cast<int>(std::thread::hardware_concurrency());
+}
+
 ThreadPool& pool() {
   std::lock_guard<std::mutex> lock(global_mu);
-  if (!global_pool) {
-    int n = requested_threads > 0 ? requested_threads
-                                  : static_cast<int>(std::thread::hardware_concurrency());
-    global_pool = std::make_unique<ThreadPool>(n);
-  }
+  if (!global_pool) global_pool = std::make_unique<ThreadPool>(requested_threads > 0 ? requested_threads : default_threads());
   return *global_pool;
 }
 

@@ -62,8 +62,10 @@ class ThreadPool {
   std::exception_ptr error_;  // the first exception of the current call
 };
 
-// The process-wide pool used by the kernels. set_num_threads before first use; 0 = all cores.
+// The process-wide pool used by the kernels. set_num_threads before first use; 0 = all cores,
+// or $DSV4_THREADS where that is set.
 void set_num_threads(int n);
+int default_threads();
 ThreadPool& pool();
 
 }  // namespace dsv4
