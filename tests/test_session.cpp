@@ -100,9 +100,10 @@ TEST_P(SessionCase, BatchedSessionsGetTheirLogitsAlone) {
   // Prompts long enough to wrap the window ring and complete compressed blocks; chunks from
   // one token (decode) to prefill chunks longer than a compression block.
   const int max_tokens = std::min(120, 2 * m.config().sliding_window + 40);
-  // Two mixes per case under a sanitizer (.ci/sanitizers sets DSV4_SANITIZER): enough to run
-  // every path for ASan / TSan, at a third of the CI time; the main run checks six.
-  const unsigned seeds = std::getenv("DSV4_SANITIZER") ? 2 : 6;
+  // Two mixes per case under a sanitizer (.ci/sanitizers sets DSV4_SANITIZER) and on the AVX2
+  // and scalar paths (ctest's _avx2 and _scalar runs): enough to run every path, at a third of
+  // the CI time; the main run checks six.
+  const unsigned seeds = test::short_rerun() ? 2 : 6;
   for (unsigned seed = 1; seed <= seeds; ++seed) {
     const test::MixReport r = test::check_random_mix(m, seed, 8, max_tokens, 20);
     EXPECT_EQ(r.mismatches, 0u) << name << ": " << r.first;
@@ -117,7 +118,7 @@ TEST_P(SessionCase, BatchedDecodeStepsGetTheirLogitsAlone) {
   const auto& [name, act_quant] = GetParam();
   Model m(test::golden_dir(name), ModelOptions{.act_quant = act_quant});
   const int max_tokens = std::min(120, 2 * m.config().sliding_window + 40);
-  const unsigned seeds = std::getenv("DSV4_SANITIZER") ? 1 : 3;
+  const unsigned seeds = test::short_rerun() ? 1 : 3;
   for (unsigned seed = 101; seed < 101 + seeds; ++seed) {
     const test::MixReport r = test::check_random_mix(m, seed, 8, max_tokens, 4);
     EXPECT_EQ(r.mismatches, 0u) << name << ": " << r.first;

@@ -79,10 +79,11 @@ TEST_P(SpeculativeCase, GreedyOutputIsTheNonSpeculativeOne) {
   ASSERT_NE(own, SpecMode::off);
   // DSpark's runs take ~5x longer per token (five drafts and three stages per pass). Shorter
   // under a sanitizer (.ci/sanitizers sets DSV4_SANITIZER) and on the AVX2 and scalar paths
-  // (ctest's _avx2 and _scalar runs), still crossing hundreds of block boundaries.
-  const bool other_path = std::getenv("DSV4_NO_AVX2") || std::getenv("DSV4_NO_AVX512");
-  const int n = std::getenv("DSV4_SANITIZER") ? 200 : other_path ? (own == SpecMode::dspark ? 300 : 800)
-                                                                 : (own == SpecMode::dspark ? 1000 : 3000);
+  // (ctest's _avx2 and _scalar runs). Every length crosses dozens of ratio-4 and ratio-16
+  // block boundaries and wraps the 8- or 16-token window ring dozens of times; tiny-long's
+  // MTP runs (1000 and 400 tokens) cross 7 and 3 of its 128-token blocks.
+  const int n = std::getenv("DSV4_SANITIZER") ? 200 : test::other_kernel_path() ? (own == SpecMode::dspark ? 150 : 400)
+                                                                 : (own == SpecMode::dspark ? 400 : 1000);
   std::mt19937 rng(5);
   std::vector<int> prompt(21);
   for (int& t : prompt) t = static_cast<int>(rng() % c.vocab_size);
@@ -94,7 +95,9 @@ TEST_P(SpeculativeCase, GreedyOutputIsTheNonSpeculativeOne) {
     expect_same(plain, own_drafts, name + " " + spec_mode_name(own) + " draft " + std::to_string(draft));
     const Greedy oracle_drafts = run(m, own, draft, prompt, n, oracle(plain.tokens, c.vocab_size, draft));
     expect_same(plain, oracle_drafts, name + " oracle draft " + std::to_string(draft));
-    EXPECT_GT(oracle_drafts.stats.acceptance(), 0.3) << draft;
+    // Each proposal is right with probability 0.7, so a block of d keeps on average
+    // (0.7 + 0.7^2 + ... + 0.7^d) / d of its drafts: 0.39 at d = 5, 0.29 over 150 tokens seen.
+    EXPECT_GT(oracle_drafts.stats.acceptance(), 0.2) << draft;
     EXPECT_LT(oracle_drafts.stats.steps, plain.stats.steps);
     std::printf("%s %s draft %d: own drafter %.2f accepted, %.2f tokens per pass; oracle %.2f accepted, %.2f per pass\n",
                 name.c_str(), act_quant ? "rounded" : "smooth", draft, own_drafts.stats.acceptance(),
@@ -120,8 +123,7 @@ INSTANTIATE_TEST_SUITE_P(Drafters, SpeculativeCase,
 TEST(Speculative, BatchedSessionsGetWhatTheyGetAlone) {
   Model m(test::golden_dir("tiny-dspark"));
   const ModelConfig& c = m.config();
-  const bool other_path = std::getenv("DSV4_NO_AVX2") || std::getenv("DSV4_NO_AVX512");
-  const int n = std::getenv("DSV4_SANITIZER") || other_path ? 120 : 400;
+  const int n = test::short_rerun() ? 120 : 400;
   struct Member {
     SpecMode mode = SpecMode::off;
     int draft = 0, prompt_len = 0, join_at = 0;  // join_at: the pass at which its prefill starts

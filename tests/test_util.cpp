@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,9 @@ namespace dsv4::test {
 std::string shared_dir() { return DSV4_SHARED_DIR; }
 std::string golden_dir(const std::string& name) { return shared_dir() + "/golden/" + name; }
 std::string dsv4_binary() { return DSV4_BINARY; }
+
+bool other_kernel_path() { return std::getenv("DSV4_NO_AVX2") || std::getenv("DSV4_NO_AVX512"); }
+bool short_rerun() { return std::getenv("DSV4_SANITIZER") || other_kernel_path(); }
 
 std::vector<float> floats(const SafetensorsFile& f, const std::string& name) { return to_f32(f.get(name)); }
 

@@ -15,6 +15,12 @@ std::string shared_dir();                // ../shared (DSV4_SHARED_DIR)
 std::string golden_dir(const std::string& name);
 std::string dsv4_binary();
 
+// A rerun that needs only every path once, not the main run's lengths: under a sanitizer
+// (.ci/sanitizers sets DSV4_SANITIZER) or on the AVX2 or scalar kernels (ctest's _avx2 and
+// _scalar runs set DSV4_NO_AVX512 or DSV4_NO_AVX2).
+bool short_rerun();
+bool other_kernel_path();
+
 std::vector<float> floats(const SafetensorsFile& f, const std::string& name);
 std::vector<int> ints(const SafetensorsFile& f, const std::string& name);     // I32
 std::vector<uint8_t> bytes(const SafetensorsFile& f, const std::string& name);  // U8
