@@ -82,6 +82,15 @@ TEST(Cli, BadInputExitsWithMessage) {
     EXPECT_LT(r.status, 128) << c.args << " crashed:\n" << r.output;
     EXPECT_NE(r.output.find(c.fragment), std::string::npos) << c.args << "\n" << r.output;
   }
+  // What --threads 0 stands for, from the environment.
+  for (const std::string bad : {"abc", "0", "2x", "-1"}) {
+    const auto r = test::run_command("DSV4_THREADS=" + bad + " " + test::dsv4_binary() + " logits -m " + tiny +
+                                     " --ids 1 --prefill 1 -o /dev/null");
+    EXPECT_NE(r.status, 0) << bad;
+    EXPECT_LT(r.status, 128) << bad << " crashed:\n" << r.output;
+    EXPECT_NE(r.output.find("DSV4_THREADS must be a thread count from 1 to 4096, got '" + bad + "'"), std::string::npos)
+        << r.output;
+  }
 }
 
 // `dsv4 bench --json` on the tiny model: every documented key, ratios consistent with the

@@ -131,6 +131,7 @@ void set_num_threads(int n) {
   global_pool.reset();
 }
 
+namespace {
 // The thread count that 0 stands for: $DSV4_THREADS where set (as OMP_NUM_THREADS is for
 // OpenMP: ctest runs two test processes at once on a 2-core machine, each one thread, instead
 // of four threads spinning at barriers on two cores), else every core.
@@ -144,6 +145,7 @@ int default_threads() {
   }
   return static_cast<int>(std::thread::hardware_concurrency());
 }
+}  // namespace
 
 ThreadPool& pool() {
   std::lock_guard<std::mutex> lock(global_mu);

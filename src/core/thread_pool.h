@@ -65,7 +65,6 @@ class ThreadPool {
 // The process-wide pool used by the kernels. set_num_threads before first use; 0 = all cores,
 // or $DSV4_THREADS where that is set.
 void set_num_threads(int n);
-int default_threads();
 ThreadPool& pool();
 
 }  // namespace dsv4
