@@ -82,8 +82,10 @@ TEST_P(SpeculativeCase, GreedyOutputIsTheNonSpeculativeOne) {
   // (ctest's _avx2 and _scalar runs). Every length crosses dozens of ratio-4 and ratio-16
   // block boundaries and wraps the 8- or 16-token window ring dozens of times; tiny-long's
   // MTP runs (1000 and 400 tokens) cross 7 and 3 of its 128-token blocks.
-  const int n = std::getenv("DSV4_SANITIZER") ? 200 : test::other_kernel_path() ? (own == SpecMode::dspark ? 150 : 400)
-                                                                 : (own == SpecMode::dspark ? 400 : 1000);
+  const bool dspark = own == SpecMode::dspark;
+  const int n = std::getenv("DSV4_SANITIZER") ? 200
+                : test::other_kernel_path()  ? (dspark ? 150 : 400)
+                                             : (dspark ? 400 : 1000);
   std::mt19937 rng(5);
   std::vector<int> prompt(21);
   for (int& t : prompt) t = static_cast<int>(rng() % c.vocab_size);
