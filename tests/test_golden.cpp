@@ -58,7 +58,9 @@ std::string checkpoint_dir(const std::string& name, Variant v) {
 class GoldenCase : public ::testing::TestWithParam<std::tuple<std::string, bool, Variant>> {};
 
 TEST_P(GoldenCase, MatchesReference) {
-  const auto& [name, smooth, variant] = GetParam();
+  const std::string& name = std::get<0>(GetParam());
+  const bool smooth = std::get<1>(GetParam());
+  const Variant variant = std::get<2>(GetParam());
   SafetensorsFile g(test::golden_dir(name) + (smooth ? "/golden_smooth.safetensors" : "/golden.safetensors"));
   const std::string dir = checkpoint_dir(name, variant);
   const int P = std::stoi(g.metadata().at("prefill")), D = std::stoi(g.metadata().at("decode"));

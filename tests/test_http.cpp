@@ -180,9 +180,9 @@ TEST(RequestWatchdog, ClosesAConnectionThatSendsNoWholeRequestInTime) {
   EXPECT_FALSE(closed_by_server(slow));
   watchdog.answered("127.0.0.1", again_port);  // its clock starts again now
   const auto t1 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(eventually([&] { return closed_by_server(slow); }, 2s));
+  ASSERT_TRUE(eventually([fd = slow] { return closed_by_server(fd); }, 2s));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms);
-  ASSERT_TRUE(eventually([&] { return closed_by_server(again); }, 2s));
+  ASSERT_TRUE(eventually([fd = again] { return closed_by_server(fd); }, 2s));
   EXPECT_GE(std::chrono::steady_clock::now() - t1, 300ms);
   std::this_thread::sleep_for(500ms);
   EXPECT_FALSE(closed_by_server(busy));

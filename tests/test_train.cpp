@@ -731,7 +731,9 @@ TEST(Backward, CompressorMatchesFiniteDifferencesOfTheProductionForward) {
   std::mt19937 rng(16);
   const int dim = 12, hd = 8, rd = 4, n = 16;
   const Rope rope(rd, 160000.0, 1024, 4, 32, 1);
-  for (const auto& [ratio, overlap] : {std::pair{4, true}, std::pair{8, false}}) {
+  for (const auto& ratio_overlap : {std::pair{4, true}, std::pair{8, false}}) {
+    const int ratio = ratio_overlap.first;
+    const bool overlap = ratio_overlap.second;
     CompressorF32 c;
     c.ratio = ratio, c.head_dim = hd, c.dim = dim, c.overlap = overlap;
     const int width = c.width();
@@ -844,7 +846,8 @@ TEST(Backward, AttentionLayersMatchFiniteDifferencesOfTheProductionForward) {
   // Every kind of layer, 7 .. 20 tokens with a window of 4 (so the window truncates), 4 heads
   // in 2 output groups; CSA with a top-k that keeps every entry (the choice is not
   // differentiated, so a perturbation must not flip it).
-  for (auto [ratio, n] : {std::pair{0, 7}, {8, 20}, {4, 14}}) {
+  for (const auto& ratio_n : {std::pair{0, 7}, {8, 20}, {4, 14}}) {
+    const int ratio = ratio_n.first, n = ratio_n.second;
     std::mt19937 rng(17 + ratio);
     AttentionCase k(ratio, /*index_topk=*/8, rng);
     AttentionF32& a = k.a;

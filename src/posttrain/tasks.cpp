@@ -363,11 +363,10 @@ double check_answer(const Task& t, const chat::ParsedMessage& m) {
         return 0;
       }
       // The call asked for (another call with the same result, add(7, 0) for add(3, 4), is not),
-      // and it must run.
+      // and it must run. The arguments compare as plain JSON objects, whose key order does not count.
       const auto result = execute_tool(m.tool_calls[0].name, args);
-      return result && *result == t.expected && m.tool_calls[0].name == t.call["name"] && args == t.call["arguments"]
-                 ? 1
-                 : 0;
+      const bool asked = m.tool_calls[0].name == t.call["name"] && args == nlohmann::json(t.call["arguments"]);
+      return result && *result == t.expected && asked ? 1 : 0;
     }
   }
   return 0;

@@ -25,7 +25,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -54,14 +53,11 @@ constexpr int kTokens = 64;    // GEMM tile tokens: a decoded block serves 64 to
 // by 5% and 2 by 10%.
 constexpr int kGemvRows = 8;
 
-// The FP8 decoder's output order: vector v, lane l of a piece holds the piece's weight
-// order[8 v + l]: vpmovsxbw widens 16 codes to words, a dword holds two neighbours, so vectors
-// alternate even and odd weights of 16. The inputs are permuted once per call to match.
-constexpr std::array<uint8_t, 32> kFp8Order = [] {
-  std::array<uint8_t, 32> o{};
-  for (int p = 0; p < 32; ++p) o[p] = static_cast<uint8_t>(16 * (p / 16) + 2 * (p % 8) + (p / 8) % 2);
-  return o;
-}();
+// The FP8 decoder's output order, kFp8Order: vector v, lane l of a piece of 32 holds the piece's
+// weight 16 (p / 16) + 2 (p % 8) + (p / 8) % 2 for p = 8 v + l (per 16: the even weights, then
+// the odd): vpmovsxbw widens 16 codes to words and a dword holds two neighbours. The inputs are
+// permuted once per call to match (fp8_inputs).
+
 // 32 e4m3 codes -> 4 x 8 floats of w * 2^-120 in kFp8Order. The float with bits
 // sign << 31 | (code & 0x7F) << 20 is exactly w * 2^-120, e4m3 subnormals included (they
 // become float subnormals); the inputs carry 2^K (K <= 119, see pack_token) and the block

@@ -27,6 +27,7 @@
 // (accumulate()): FP8: two vdpbf16ps chains (pieces 0, 2 and 1, 3), then
 // total = fma(a + b, sb, total); FP4: one chain over the four pieces,
 // total = fma(piece, sb[lane group], total). A final 16-lane reduction in a fixed tree.
+#include <cpuid.h>
 #include <algorithm>
 #include <array>
 #include <span>
@@ -269,12 +270,19 @@ void run(const Linear& w, const uint16_t* xb, int n, int row_begin, int rows, fl
       [&](int r0, int t0, int t1) { gemm_tile<kFp4>(w, xb, row_begin, rows, r0, t0, t1, y); });
 }
 
+// F16C (CPUID leaf 1, ECX bit 29) asked of cpuid itself: clang's __builtin_cpu_supports does
+// not know the name.
+bool cpu_has_f16c() {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+}
+
 }  // namespace
 
 bool linear_avx512_supported() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
-         __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("f16c");
+         __builtin_cpu_supports("avx512vbmi") && cpu_has_f16c();
 }
 
 bool linear_avx512_handles(const Linear& w, bool quantize_input) {
