@@ -81,7 +81,7 @@ RlCallbacks callbacks(ProgressBar& bar) {
   return cb;
 }
 
-void check_mode(RlArgs& a) {
+void choose_modes(RlArgs& a) {
   DSV4_CHECK(a.mode == "chat" || a.mode == "thinking" || a.mode == "both",
              "--mode must be chat, thinking or both, got ", a.mode);
   a.s.modes = a.mode == "chat" ? RlSettings::Modes::chat
@@ -92,7 +92,7 @@ void check_mode(RlArgs& a) {
 int run_grpo_cmd(RlArgs& a) {
   set_num_threads(a.threads);
   keep_freed_memory();
-  check_mode(a);
+  choose_modes(a);
   ProgressBar bar("grpo");
   const std::vector<RlLog> log =
       run_grpo(a.model_dir, a.ref_dir.empty() ? a.model_dir : a.ref_dir, parse_domain(a.domain), a.out, a.s, callbacks(bar));
@@ -105,7 +105,7 @@ int run_grpo_cmd(RlArgs& a) {
 int run_distill_cmd(RlArgs& a) {
   set_num_threads(a.threads);
   keep_freed_memory();
-  check_mode(a);
+  choose_modes(a);
   std::map<Domain, std::string> experts;
   for (const std::string& e : a.experts) {
     const size_t eq = e.find('=');

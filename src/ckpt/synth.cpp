@@ -61,13 +61,6 @@ std::string config_for(const Shape& s) {
   return c.dump(2);
 }
 
-template <typename T>
-std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
-  std::vector<uint8_t> out(v.size() * sizeof(T));
-  std::memcpy(out.data(), v.data(), out.size());
-  return out;
-}
-
 // splitmix64: fast enough to fill gigabytes; the values only need a sensible spread.
 class Filler {
  public:
@@ -122,10 +115,6 @@ void random_fp4(Filler& f, long long out, long long in, std::vector<uint8_t>& w,
   }
   const int e = -static_cast<int>(std::lround(0.5 * std::log2(static_cast<double>(in)))) - 2;
   s.assign(static_cast<size_t>(out * (in / 32)), ue8m0_of(e));
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -223,10 +212,10 @@ void write_synthetic_checkpoint(const std::string& dir, const SynthPreset& prese
     // matrices ~ N(0, 1/in), the embedding ~ N(0, 1).
     std::vector<float> v;
     const size_t n = static_cast<size_t>(s.numel());
-    if (ends_with(s.name, "norm.weight") || ends_with(s.name, "_scale")) v.assign(n, 1.0f);
-    else if (ends_with(s.name, "_base") || ends_with(s.name, ".ape") || ends_with(s.name, "attn_sink") ||
-             ends_with(s.name, "gate.bias")) v.assign(n, 0.0f);
-    else if (ends_with(s.name, "_fn")) v = fill.normal(n, 0.01f);
+    if (s.name.ends_with("norm.weight") || s.name.ends_with("_scale")) v.assign(n, 1.0f);
+    else if (s.name.ends_with("_base") || s.name.ends_with(".ape") || s.name.ends_with("attn_sink") ||
+             s.name.ends_with("gate.bias")) v.assign(n, 0.0f);
+    else if (s.name.ends_with("_fn")) v = fill.normal(n, 0.01f);
     else if (s.name == "embed.weight") v = fill.normal(n, 1.0f);
     else v = fill.normal(n, 1.0f / std::sqrt(static_cast<float>(s.shape.back())));
     if (meta[i].dtype == DType::F32) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <string>
@@ -17,6 +18,14 @@ struct TensorData {
   std::vector<long long> shape;
   std::vector<uint8_t> bytes;
 };
+
+// A tensor's bytes as the file holds them (little-endian, as this machine).
+template <typename T>
+std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
+  std::vector<uint8_t> out(v.size() * sizeof(T));
+  std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
 
 // Tensors are laid out in the given order; throws Error if a byte count does not match.
 void write_safetensors(const std::string& path, const std::vector<TensorData>& tensors,

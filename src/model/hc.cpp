@@ -9,14 +9,13 @@
 #include <immintrin.h>
 
 #include "core/cpu.h"
+#include "core/sigmoid.h"
 #include "core/thread_pool.h"
 #include "ops/norm.h"
 
 namespace dsv4 {
 
 namespace {
-
-float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
 constexpr int B = HcParams::kHcMixBlock;
 constexpr int S = 8;  // partial sums per output, over k mod 8

@@ -17,9 +17,9 @@ constexpr char kMagic[8] = {'D', 'S', 'V', '4', 'S', 'N', 'A', 'P'};
 // Far above any real count: a corrupt count fails here, not in an allocation.
 constexpr uint64_t kMaxCount = uint64_t{1} << 40;
 
-class Writer {
+class SnapshotWriter {
  public:
-  explicit Writer(std::string& out) : out_(out) {}
+  explicit SnapshotWriter(std::string& out) : out_(out) {}
   template <typename T>
   void put(T v) {
     out_.append(reinterpret_cast<const char*>(&v), sizeof v);
@@ -59,11 +59,11 @@ class Writer {
   std::string& out_;
 };
 
-// Reads what Writer wrote, checking every size against what is left and against the layout
+// Reads what SnapshotWriter wrote, checking every size against what is left and against the layout
 // expected (a fresh session's), so that a bad file is an Error, never a crash.
-class Reader {
+class SnapshotReader {
  public:
-  Reader(std::string_view in, const std::string& what) : in_(in), what_(what) {}
+  SnapshotReader(std::string_view in, const std::string& what) : in_(in), what_(what) {}
   template <typename T>
   T get() {
     T v;
@@ -169,7 +169,7 @@ uint64_t snapshot_fingerprint(const Model& m) {
 
 std::string encode_snapshot(const Snapshot& s, uint64_t fingerprint) {
   std::string payload;
-  Writer w(payload);
+  SnapshotWriter w(payload);
   w.put<uint32_t>(static_cast<uint32_t>(s.mode));
   w.put<uint64_t>(s.tokens.size());
   w.put_span(std::span<const int>(s.tokens));
@@ -185,7 +185,7 @@ std::string encode_snapshot(const Snapshot& s, uint64_t fingerprint) {
 
   std::string out;
   out.reserve(kSnapshotHeaderBytes + payload.size());
-  Writer h(out);
+  SnapshotWriter h(out);
   h.put_span(std::span<const char>(kMagic, 8));
   h.put<uint32_t>(kSnapshotVersion);
   h.put<uint32_t>(0);
@@ -209,7 +209,7 @@ bool same_layout(const DsparkState& a, const DsparkState& b) {
 SnapshotHeader read_snapshot_header(std::string_view bytes, const std::string& what) {
   DSV4_CHECK(bytes.size() >= kSnapshotHeaderBytes && std::memcmp(bytes.data(), kMagic, 8) == 0, what,
              ": not a dsv4 snapshot");
-  Reader r(bytes.substr(8, kSnapshotHeaderBytes - 8), what);
+  SnapshotReader r(bytes.substr(8, kSnapshotHeaderBytes - 8), what);
   const auto version = r.get<uint32_t>();
   DSV4_CHECK(version == kSnapshotVersion, what, ": snapshot format version ", version, ", this dsv4 reads ",
              kSnapshotVersion);
@@ -230,7 +230,7 @@ Snapshot decode_snapshot(std::string_view bytes, uint64_t fingerprint, const Mod
              " payload bytes)");
   DSV4_CHECK(hash_bytes(payload.data(), payload.size(), 0) == h.checksum, what, ": corrupt (checksum mismatch)");
 
-  Reader r(payload, what);
+  SnapshotReader r(payload, what);
   Snapshot s;
   const auto mode = r.get<uint32_t>();
   DSV4_CHECK(mode <= static_cast<uint32_t>(SpecMode::dspark), what, ": drafting mode ", mode);

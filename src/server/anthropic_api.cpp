@@ -9,33 +9,29 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-[[noreturn]] void bad(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, "invalid_request_error", param, "invalid_value");
-}
-
 // An object's string field, or def when it is absent or not a string (never throws).
 std::string string_or(const json& j, const char* key, const std::string& def) {
   return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : def;
 }
 
 const json& blocks_of(const json& content, const std::string& where) {
-  if (!content.is_array()) bad("messages", where + " must be a string or an array of content blocks");
+  if (!content.is_array()) bad_request("messages", where + " must be a string or an array of content blocks");
   return content;
 }
 
 std::string block_type(const json& b, const std::string& where) {
   if (!b.is_object() || !b.contains("type") || !b["type"].is_string())
-    bad("messages", where + " must be an object with a string 'type'");
+    bad_request("messages", where + " must be an object with a string 'type'");
   return b["type"].get<std::string>();
 }
 
 std::string string_field(const json& b, const char* key, const std::string& where) {
-  if (!b.contains(key) || !b[key].is_string()) bad("messages", where + " needs a string '" + key + "'");
+  if (!b.contains(key) || !b[key].is_string()) bad_request("messages", where + " needs a string '" + key + "'");
   return b[key].get<std::string>();
 }
 
 [[noreturn]] void unsupported(const std::string& type, const std::string& where) {
-  bad("messages", where + ": content blocks of type '" + type + "' are not supported (this model reads text only)");
+  bad_request("messages", where + ": content blocks of type '" + type + "' are not supported (this model reads text only)");
 }
 
 // A tool result's content: a string, or text blocks (joined by a blank line, as the encoder joins
@@ -59,10 +55,10 @@ json tool_result_content(const json& b, const std::string& where) {
 void convert_message(const json& m, size_t index, json& out) {
   const std::string where = "messages[" + std::to_string(index) + "]";
   if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-    bad("messages", where + " must be an object with a string 'role'");
+    bad_request("messages", where + " must be an object with a string 'role'");
   const std::string role = m["role"].get<std::string>();
-  if (role != "user" && role != "assistant") bad("messages", where + ".role must be 'user' or 'assistant', got '" + role + "'");
-  if (!m.contains("content")) bad("messages", where + " has no 'content'");
+  if (role != "user" && role != "assistant") bad_request("messages", where + ".role must be 'user' or 'assistant', got '" + role + "'");
+  if (!m.contains("content")) bad_request("messages", where + " has no 'content'");
   const json& content = m["content"];
   if (content.is_string()) {
     out.push_back({{"role", role}, {"content", content}});
@@ -87,7 +83,7 @@ void convert_message(const json& m, size_t index, json& out) {
     } else if (role == "assistant" && type == "redacted_thinking") {
       // Encrypted by another model: nothing this one can read.
     } else if (role == "assistant" && type == "tool_use") {
-      if (!b.contains("input") || !b["input"].is_object()) bad("messages", at + " needs an object 'input'");
+      if (!b.contains("input") || !b["input"].is_object()) bad_request("messages", at + " needs an object 'input'");
       calls.push_back({{"id", string_field(b, "id", at)}, {"type", "function"},
                        {"function", {{"name", string_field(b, "name", at)}, {"arguments", dump(b["input"])}}}});
     } else {
@@ -117,27 +113,27 @@ std::string as_chat_body(const json& j, bool need_max_tokens) {
       for (size_t i = 0; i < s.size(); ++i) {
         const std::string at = "system[" + std::to_string(i) + "]";
         const std::string type = block_type(s[i], at);
-        if (type != "text") bad("system", at + ": system blocks must be text, got '" + type + "'");
+        if (type != "text") bad_request("system", at + ": system blocks must be text, got '" + type + "'");
         text += (i ? "\n\n" : "") + string_field(s[i], "text", at);
       }
     } else {
-      bad("system", "'system' must be a string or an array of text blocks");
+      bad_request("system", "'system' must be a string or an array of text blocks");
     }
     messages.push_back({{"role", "system"}, {"content", text}});
   }
   if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
-    bad("messages", "'messages' must be a non-empty array");
+    bad_request("messages", "'messages' must be a non-empty array");
   for (size_t i = 0; i < j["messages"].size(); ++i) convert_message(j["messages"][i], i, messages);
   c["messages"] = messages;
   if (j.contains("tools") && !j["tools"].is_null()) {
-    if (!j["tools"].is_array()) bad("tools", "'tools' must be an array");
+    if (!j["tools"].is_array()) bad_request("tools", "'tools' must be an array");
     json tools = json::array();
     for (size_t i = 0; i < j["tools"].size(); ++i) {
       const json& t = j["tools"][i];
       const std::string at = "tools[" + std::to_string(i) + "]";
-      if (!t.is_object() || !t.contains("name") || !t["name"].is_string()) bad("tools", at + " needs a string 'name'");
+      if (!t.is_object() || !t.contains("name") || !t["name"].is_string()) bad_request("tools", at + " needs a string 'name'");
       if (t.contains("type") && t["type"].is_string() && t["type"] != "custom")
-        bad("tools", at + ": tools of type '" + t["type"].get<std::string>() + "' (Anthropic's own) are not available here");
+        bad_request("tools", at + ": tools of type '" + t["type"].get<std::string>() + "' (Anthropic's own) are not available here");
       json fn = {{"name", t["name"]}};
       if (t.contains("description")) fn["description"] = t["description"];
       fn["parameters"] = t.value("input_schema", json::object());
@@ -148,11 +144,11 @@ std::string as_chat_body(const json& j, bool need_max_tokens) {
   if (j.contains("tool_choice") && !j["tool_choice"].is_null()) {
     const std::string type = string_or(j["tool_choice"], "type", "");
     if (type != "auto" && type != "none")
-      bad("tool_choice", "only tool_choice {\"type\": \"auto\"} and {\"type\": \"none\"} are supported");
+      bad_request("tool_choice", "only tool_choice {\"type\": \"auto\"} and {\"type\": \"none\"} are supported");
     c["tool_choice"] = type;
   }
   if (need_max_tokens && (!j.contains("max_tokens") || j["max_tokens"].is_null()))
-    bad("max_tokens", "'max_tokens' is required");
+    bad_request("max_tokens", "'max_tokens' is required");
   for (const char* key : {"max_tokens", "temperature", "top_p", "top_k", "stream", "dsv4_forced_text"})
     if (j.contains(key)) c[key] = j[key];
   if (j.contains("stop_sequences")) c["stop"] = j["stop_sequences"];
@@ -162,12 +158,12 @@ std::string as_chat_body(const json& j, bool need_max_tokens) {
     if (type == "enabled") {
       const long long budget = t.contains("budget_tokens") && t["budget_tokens"].is_number_integer()
                                    ? t["budget_tokens"].get<long long>() : 0;
-      if (budget < 1) bad("thinking", "thinking.budget_tokens must be a positive integer");
+      if (budget < 1) bad_request("thinking", "thinking.budget_tokens must be a positive integer");
       c["reasoning_effort"] = budget >= kThinkMaxBudget ? "max" : "high";
     } else if (type == "disabled") {
       c["thinking"] = false;
     } else {
-      bad("thinking", "'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} or {\"type\": \"disabled\"}");
+      bad_request("thinking", "'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} or {\"type\": \"disabled\"}");
     }
   }
   return dump(c);

@@ -13,11 +13,11 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-[[noreturn]] void bad(const std::string& param, const std::string& message, const std::string& code = "invalid_value") {
+}  // namespace
+
+void bad_request(const std::string& param, const std::string& message, const std::string& code) {
   throw ApiError(400, message, "invalid_request_error", param, code);
 }
-
-}  // namespace
 
 std::string dump(const nlohmann::ordered_json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -26,11 +26,11 @@ nlohmann::ordered_json parse_request_body(const std::string& body) {
   try {
     j = parse_json<json>(body);
   } catch (const JsonTooDeep& e) {
-    bad("", std::string("the request body is ") + e.what() + " (the limit)", "json_too_deep");
+    bad_request("", std::string("the request body is ") + e.what() + " (the limit)", "json_too_deep");
   } catch (const json::exception& e) {  // malformed, or a number beyond double's range
-    bad("", std::string("the request body is not valid JSON: ") + e.what(), "invalid_json");
+    bad_request("", std::string("the request body is not valid JSON: ") + e.what(), "invalid_json");
   }
-  if (!j.is_object()) bad("", "the request body must be a JSON object", "invalid_json");
+  if (!j.is_object()) bad_request("", "the request body must be a JSON object", "invalid_json");
   return j;
 }
 
@@ -43,7 +43,7 @@ const json* field(const json& j, const char* key, json::value_t type, const char
   const bool ok = type == json::value_t::number_float ? v.is_number()
                   : type == json::value_t::number_integer ? v.is_number_integer()
                                                           : v.type() == type;
-  if (!ok) bad(key, std::string("'") + key + "' must be " + type_name + ", got " + v.dump());
+  if (!ok) bad_request(key, std::string("'") + key + "' must be " + type_name + ", got " + v.dump());
   return &v;
 }
 
@@ -52,7 +52,7 @@ double number(const json& j, const char* key, double def, double lo, double hi) 
   if (!v) return def;
   const double x = v->get<double>();
   if (!(x >= lo && x <= hi))
-    bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
+    bad_request(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
   return x;
 }
 
@@ -61,7 +61,7 @@ std::optional<long long> integer(const json& j, const char* key, long long lo, l
   if (!v) return std::nullopt;
   const long long x = v->is_number_unsigned() ? static_cast<long long>(std::min<uint64_t>(v->get<uint64_t>(), INT64_MAX)) : v->get<long long>();
   if (x < lo || x > hi)
-    bad(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
+    bad_request(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v->dump());
   return x;
 }
 
@@ -75,12 +75,12 @@ std::string joined_text_parts(const json& parts, size_t message) {
     const json& p = parts[k];
     const std::string at = where + "[" + std::to_string(k) + "]";
     if (!p.is_object() || !p.contains("type") || !p["type"].is_string())
-      bad("messages", at + " must be an object with a string 'type'");
+      bad_request("messages", at + " must be an object with a string 'type'");
     const std::string type = p["type"].get<std::string>();
     if (type != "text")
-      bad("messages", at + ": content parts of type '" + type + "' are not supported (this model reads text only)",
+      bad_request("messages", at + ": content parts of type '" + type + "' are not supported (this model reads text only)",
           "unsupported_content_type");
-    if (!p.contains("text") || !p["text"].is_string()) bad("messages", at + " must have a string 'text'");
+    if (!p.contains("text") || !p["text"].is_string()) bad_request("messages", at + " must have a string 'text'");
     if (k > 0) text += "\n\n";
     text += p["text"].get<std::string>();
   }
@@ -96,7 +96,7 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
     if (auto v = integer(j, key, 1, 1 << 30)) r.max_tokens = static_cast<int>(*v);
   r.sampling.temperature = static_cast<float>(number(j, "temperature", 1.0, 0.0, 2.0));
   r.sampling.top_p = static_cast<float>(number(j, "top_p", 1.0, 0.0, 1.0));
-  if (j.contains("top_p") && r.sampling.top_p <= 0) bad("top_p", "'top_p' must be greater than 0");
+  if (j.contains("top_p") && r.sampling.top_p <= 0) bad_request("top_p", "'top_p' must be greater than 0");
   r.sampling.min_p = static_cast<float>(number(j, "min_p", 0.0, 0.0, 0.999999));
   r.sampling.top_k = static_cast<int>(integer(j, "top_k", 0, 1 << 30).value_or(0));
   if (auto s = integer(j, "seed", INT64_MIN, INT64_MAX)) r.sampling.seed = static_cast<uint64_t>(*s);
@@ -105,40 +105,40 @@ void parse_common(const json& j, CommonRequest& r, bool test_hooks) {
   r.adjust.presence = static_cast<float>(number(j, "presence_penalty", 0.0, -2.0, 2.0));
   r.adjust.frequency = static_cast<float>(number(j, "frequency_penalty", 0.0, -2.0, 2.0));
   r.adjust.repetition = static_cast<float>(number(j, "repetition_penalty", 1.0, 0.0, 100.0));
-  if (r.adjust.repetition <= 0) bad("repetition_penalty", "'repetition_penalty' must be greater than 0");
+  if (r.adjust.repetition <= 0) bad_request("repetition_penalty", "'repetition_penalty' must be greater than 0");
   if (const json* v = field(j, "logit_bias", json::value_t::object, "an object")) {
-    if (v->size() > 1024) bad("logit_bias", "'logit_bias' may name at most 1024 tokens");
+    if (v->size() > 1024) bad_request("logit_bias", "'logit_bias' may name at most 1024 tokens");
     for (const auto& [key, value] : v->items()) {
       // Keys are token ids in decimal, as OpenAI's; the server checks them against the vocabulary.
       const bool digits = !key.empty() && key.size() <= 9 &&
                           std::all_of(key.begin(), key.end(), [](unsigned char c) { return c >= '0' && c <= '9'; });
-      if (!digits) bad("logit_bias", "logit_bias: '" + key + "' is not a token id");
+      if (!digits) bad_request("logit_bias", "logit_bias: '" + key + "' is not a token id");
       if (!value.is_number() || !(value.get<double>() >= -100 && value.get<double>() <= 100))
-        bad("logit_bias", "logit_bias: the bias of token " + key + " must be a number in [-100, 100], got " + value.dump());
+        bad_request("logit_bias", "logit_bias: the bias of token " + key + " must be a number in [-100, 100], got " + value.dump());
       r.adjust.bias.emplace_back(std::stoi(key), static_cast<float>(value.get<double>()));
     }
   }
   if (const json* v = field(j, "return_tokens_as_token_ids", json::value_t::boolean, "a boolean"))
     r.token_ids = v->get<bool>();
-  if (integer(j, "best_of", 1, 1 << 20).value_or(1) != 1) bad("best_of", "only best_of = 1 is supported (n gives samples)");
+  if (integer(j, "best_of", 1, 1 << 20).value_or(1) != 1) bad_request("best_of", "only best_of = 1 is supported (n gives samples)");
   if (j.contains("stop") && !j["stop"].is_null()) {
     const json& s = j["stop"];
     if (s.is_string()) {
       r.stop.push_back(s.get<std::string>());
     } else if (s.is_array()) {
       for (const auto& x : s) {
-        if (!x.is_string()) bad("stop", "'stop' must be a string or an array of strings");
+        if (!x.is_string()) bad_request("stop", "'stop' must be a string or an array of strings");
         r.stop.push_back(x.get<std::string>());
       }
     } else {
-      bad("stop", "'stop' must be a string or an array of strings");
+      bad_request("stop", "'stop' must be a string or an array of strings");
     }
-    if (r.stop.size() > 16) bad("stop", "at most 16 stop strings");
+    if (r.stop.size() > 16) bad_request("stop", "at most 16 stop strings");
     for (const auto& x : r.stop)
-      if (x.empty()) bad("stop", "stop strings must not be empty");
+      if (x.empty()) bad_request("stop", "stop strings must not be empty");
   }
   if (const json* v = field(j, "dsv4_forced_text", json::value_t::string, "a string")) {
-    if (!test_hooks) bad("dsv4_forced_text", "dsv4_forced_text is a test hook; start the server with --test-hooks");
+    if (!test_hooks) bad_request("dsv4_forced_text", "dsv4_forced_text is a test hook; start the server with --test-hooks");
     r.forced_text = v->get<std::string>();
   }
 }
@@ -158,25 +158,25 @@ namespace {
 // encoder does, from the response_format the client sent.
 void response_format(const json& rf, ChatRequest& r) {
   const json* type = field(rf, "type", json::value_t::string, "a string");
-  if (!type) bad("response_format", "response_format needs a 'type' (text, json_object or json_schema)", "missing_required_parameter");
+  if (!type) bad_request("response_format", "response_format needs a 'type' (text, json_object or json_schema)", "missing_required_parameter");
   if (*type == "text") return;
   if (*type == "json_object") {
     r.format = JsonSchema::any_object();
   } else if (*type == "json_schema") {
     const json* js = field(rf, "json_schema", json::value_t::object, "an object");
-    if (!js) bad("response_format", "response_format json_schema needs a 'json_schema' object", "missing_required_parameter");
+    if (!js) bad_request("response_format", "response_format json_schema needs a 'json_schema' object", "missing_required_parameter");
     const json* schema = field(*js, "schema", json::value_t::object, "an object");
     try {
       // OpenAI's json_schema without a schema: any JSON object.
       r.format = schema ? JsonSchema::compile(nlohmann::json::parse(schema->dump())) : JsonSchema::any_object();
     } catch (const Error& e) {
-      bad("response_format", std::string("response_format.json_schema: ") + e.what());
+      bad_request("response_format", std::string("response_format.json_schema: ") + e.what());
     }
   } else {
-    bad("response_format", "response_format type must be text, json_object or json_schema, got " + type->dump());
+    bad_request("response_format", "response_format type must be text, json_object or json_schema, got " + type->dump());
   }
   if (!r.tools.is_null() && !r.tools.empty())
-    bad("response_format", "a JSON response_format with tools: a constrained answer cannot call a tool (send tool_choice \"none\" or no tools)");
+    bad_request("response_format", "a JSON response_format with tools: a constrained answer cannot call a tool (send tool_choice \"none\" or no tools)");
   r.answer_after_think = r.mode != ReasoningMode::non_think;
   if (!r.messages.empty() && r.messages[0].value("role", "") == "system") {
     r.messages[0]["response_format"] = rf;
@@ -197,15 +197,15 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
   parse_common(j, r, test_hooks);
   const json* lp = field(j, "logprobs", json::value_t::boolean, "a boolean");
   const std::optional<long long> top = integer(j, "top_logprobs", 0, kMaxTopLogprobs);
-  if (top.value_or(0) > 0 && !(lp && lp->get<bool>())) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  if (top.value_or(0) > 0 && !(lp && lp->get<bool>())) bad_request("top_logprobs", "'top_logprobs' needs 'logprobs': true");
   if (lp && lp->get<bool>()) r.logprobs = static_cast<int>(top.value_or(0));
   const json* m = field(j, "messages", json::value_t::array, "an array");
-  if (!m || m->empty()) bad("messages", "'messages' must be a non-empty array", "missing_required_parameter");
+  if (!m || m->empty()) bad_request("messages", "'messages' must be a non-empty array", "missing_required_parameter");
   r.messages = *m;
   for (size_t i = 0; i < r.messages.size(); ++i) {
     json& x = r.messages[i];
     if (!x.is_object() || !x.contains("role") || !x["role"].is_string())
-      bad("messages", "messages[" + std::to_string(i) + "] must be an object with a string 'role'");
+      bad_request("messages", "messages[" + std::to_string(i) + "] must be an object with a string 'role'");
     // A tool result's parts are the encoder's own to render (non-text ones as "[Unsupported
     // TYPE]", as the official encoder does).
     if (x.contains("content") && x["content"].is_array() && x["role"] != "tool")
@@ -215,7 +215,7 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
   if (j.contains("tool_choice") && !j["tool_choice"].is_null()) {
     const json& tc = j["tool_choice"];
     if (tc == "none") r.tools = nullptr;
-    else if (tc != "auto") bad("tool_choice", "only tool_choice \"auto\" and \"none\" are supported");
+    else if (tc != "auto") bad_request("tool_choice", "only tool_choice \"auto\" and \"none\" are supported");
   }
   r.mode = default_mode;
   // vLLM's way of choosing the template's reasoning: chat_template_kwargs {"thinking": true}.
@@ -227,7 +227,7 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
     for (const auto& [key, value] : kw->items()) {
       const std::string name = key == "enable_thinking" ? "thinking" : key;
       if (name != "thinking" && name != "reasoning_effort")
-        bad("chat_template_kwargs", "chat_template_kwargs: '" + key +
+        bad_request("chat_template_kwargs", "chat_template_kwargs: '" + key +
                                         "' is not a setting of the DeepSeek-V4 template (known: thinking, "
                                         "reasoning_effort)");
       if (!settings.contains(name) || settings[name].is_null()) settings[name] = value;
@@ -238,7 +238,7 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
     bool on;
     if (t.is_boolean()) on = t.get<bool>();
     else if (t.is_object() && t.contains("type") && (t["type"] == "enabled" || t["type"] == "disabled")) on = t["type"] == "enabled";
-    else bad("thinking", "'thinking' must be a boolean or {\"type\": \"enabled\" | \"disabled\"}");
+    else bad_request("thinking", "'thinking' must be a boolean or {\"type\": \"enabled\" | \"disabled\"}");
     r.mode = on ? ReasoningMode::think_high : ReasoningMode::non_think;
   }
   if (const json* e = field(settings, "reasoning_effort", json::value_t::string, "a string")) {
@@ -247,7 +247,7 @@ ChatRequest parse_chat_request(const std::string& body, ReasoningMode default_mo
       // A reasoning effort selects thinking unless "thinking" turned it off explicitly.
       if (!(settings.contains("thinking") && r.mode == ReasoningMode::non_think)) r.mode = m2;
     } catch (const Error& err) {
-      bad("reasoning_effort", err.what());
+      bad_request("reasoning_effort", err.what());
     }
   }
   if (const json* rf = field(j, "response_format", json::value_t::object, "an object")) response_format(*rf, r);
@@ -259,16 +259,16 @@ CompletionRequest parse_completion_request(const std::string& body, bool test_ho
   CompletionRequest r;
   parse_common(j, r, test_hooks);
   if (const std::optional<long long> lp = integer(j, "logprobs", 0, kMaxTopLogprobs)) r.logprobs = static_cast<int>(*lp);
-  if (r.n > 1 && r.stream) bad("n", "n > 1 with stream is supported on /v1/chat/completions only");
-  if (!j.contains("prompt")) bad("prompt", "'prompt' is required", "missing_required_parameter");
+  if (r.n > 1 && r.stream) bad_request("n", "n > 1 with stream is supported on /v1/chat/completions only");
+  if (!j.contains("prompt")) bad_request("prompt", "'prompt' is required", "missing_required_parameter");
   const json& p = j["prompt"];
   if (p.is_string()) r.prompt = p.get<std::string>();
   else if (p.is_array() && p.size() == 1 && p[0].is_string()) r.prompt = p[0].get<std::string>();
-  else bad("prompt", "'prompt' must be a string (or an array of one string)");
-  if (r.prompt.empty()) bad("prompt", "'prompt' must not be empty");
-  if (const json* e = field(j, "echo", json::value_t::boolean, "a boolean"); e && e->get<bool>()) bad("echo", "echo is not supported");
+  else bad_request("prompt", "'prompt' must be a string (or an array of one string)");
+  if (r.prompt.empty()) bad_request("prompt", "'prompt' must not be empty");
+  if (const json* e = field(j, "echo", json::value_t::boolean, "a boolean"); e && e->get<bool>()) bad_request("echo", "echo is not supported");
   if (const json* s = field(j, "suffix", json::value_t::string, "a string"); s && !s->get<std::string>().empty())
-    bad("suffix", "suffix is not supported");
+    bad_request("suffix", "suffix is not supported");
   return r;
 }
 

@@ -27,6 +27,10 @@ struct ApiError {
   nlohmann::ordered_json body() const;
 };
 
+// Throws the 400 invalid_request_error that names the request's field at fault.
+[[noreturn]] void bad_request(const std::string& param, const std::string& message,
+                              const std::string& code = "invalid_value");
+
 inline constexpr int kMaxSamples = 16;
 
 struct CommonRequest {

@@ -9,20 +9,16 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-[[noreturn]] void bad(const std::string& param, const std::string& message, const std::string& code = "invalid_value") {
-  throw ApiError(400, message, "invalid_request_error", param, code);
-}
-
 bool present(const json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
 
 std::string string_field(const json& item, const char* key, const std::string& param, const std::string& at) {
-  if (!item.contains(key) || !item[key].is_string()) bad(param, at + " needs a string '" + key + "'");
+  if (!item.contains(key) || !item[key].is_string()) bad_request(param, at + " needs a string '" + key + "'");
   return item[key].get<std::string>();
 }
 
 std::string type_of(const json& x, const std::string& param, const std::string& at) {
   if (!x.is_object() || !x.contains("type") || !x["type"].is_string())
-    bad(param, at + " must be an object with a string 'type'");
+    bad_request(param, at + " must be an object with a string 'type'");
   return x["type"].get<std::string>();
 }
 
@@ -31,7 +27,7 @@ std::string type_of(const json& x, const std::string& param, const std::string& 
 std::string parts_text(const json& content, std::initializer_list<const char*> types, const char* sep,
                        const std::string& param, const std::string& at) {
   if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) bad(param, at + " must be a string or an array of content parts");
+  if (!content.is_array()) bad_request(param, at + " must be a string or an array of content parts");
   std::string text;
   for (size_t k = 0; k < content.size(); ++k) {
     const std::string part_at = at + "[" + std::to_string(k) + "]";
@@ -39,7 +35,7 @@ std::string parts_text(const json& content, std::initializer_list<const char*> t
     bool known = false;
     for (const char* t : types) known = known || type == t;
     if (!known)
-      bad(param, part_at + ": content parts of type '" + type + "' are not supported (this model reads text only)",
+      bad_request(param, part_at + ": content parts of type '" + type + "' are not supported (this model reads text only)",
           "unsupported_content_type");
     if (k > 0) text += sep;
     text += string_field(content[k], "text", param, part_at);
@@ -80,12 +76,12 @@ class ItemsToMessages {
   }
 
   void add_item(const json& item, const std::string& param, const std::string& at) {
-    if (!item.is_object()) bad(param, at + " must be an object");
+    if (!item.is_object()) bad_request(param, at + " must be an object");
     // An item without a type is a message (the SDK's EasyInputMessage).
     const std::string type = item.contains("type") ? type_of(item, param, at) : "message";
     if (type == "message") {
       const std::string role = string_field(item, "role", param, at);
-      if (!item.contains("content")) bad(param, at + " has no 'content'");
+      if (!item.contains("content")) bad_request(param, at + " has no 'content'");
       if (role == "assistant") {
         const std::string text = parts_text(item["content"], {"output_text", "input_text"}, "", param, at + ".content");
         json& a = assistant(false);
@@ -94,7 +90,7 @@ class ItemsToMessages {
         return;
       }
       if (role != "user" && role != "system" && role != "developer")
-        bad(param, at + ".role must be 'user', 'system', 'developer' or 'assistant', got '" + role + "'");
+        bad_request(param, at + ".role must be 'user', 'system', 'developer' or 'assistant', got '" + role + "'");
       open_ = -1;
       messages_.push_back({{"role", role},
                            {"content", parts_text(item["content"], {"input_text", "output_text"}, "\n\n", param, at + ".content")}});
@@ -109,14 +105,14 @@ class ItemsToMessages {
       if (!a.contains("tool_calls")) a["tool_calls"] = json::array();
       a["tool_calls"].push_back(std::move(call));
     } else if (type == "function_call_output") {
-      if (!item.contains("output")) bad(param, at + " has no 'output'");
+      if (!item.contains("output")) bad_request(param, at + " has no 'output'");
       open_ = -1;
       messages_.push_back({{"role", "tool"}, {"tool_call_id", string_field(item, "call_id", param, at)},
                            {"content", parts_text(item["output"], {"input_text"}, "\n\n", param, at + ".output")}});
     } else if (type == "item_reference") {
-      bad(param, at + ": items by reference are not supported (send the item, or previous_response_id)");
+      bad_request(param, at + ": items by reference are not supported (send the item, or previous_response_id)");
     } else {
-      bad(param, at + ": items of type '" + type + "' are not supported");
+      bad_request(param, at + ": items of type '" + type + "' are not supported");
     }
   }
 
@@ -126,23 +122,23 @@ class ItemsToMessages {
 
 // Responses' efforts -> the reasoning modes (parse_reasoning_mode's names).
 std::string effort_name(const json& reasoning) {
-  if (!reasoning.is_object()) bad("reasoning", "'reasoning' must be an object");
+  if (!reasoning.is_object()) bad_request("reasoning", "'reasoning' must be an object");
   if (!present(reasoning, "effort")) return "";
   const json& e = reasoning["effort"];
   const std::string s = e.is_string() ? e.get<std::string>() : "";
   if (s == "minimal") return "low";
   if (s == "xhigh") return "max";
   if (s == "none" || s == "low" || s == "medium" || s == "high" || s == "max") return s;
-  bad("reasoning", "reasoning.effort must be one of none, minimal, low, medium, high, xhigh, max; got " + dump(e));
+  bad_request("reasoning", "reasoning.effort must be one of none, minimal, low, medium, high, xhigh, max; got " + dump(e));
 }
 
 json function_tools(const json& tools) {
-  if (!tools.is_array()) bad("tools", "'tools' must be an array");
+  if (!tools.is_array()) bad_request("tools", "'tools' must be an array");
   json out = json::array();
   for (size_t i = 0; i < tools.size(); ++i) {
     const std::string at = "tools[" + std::to_string(i) + "]";
     const std::string type = type_of(tools[i], "tools", at);
-    if (type != "function") bad("tools", at + ": tools of type '" + type + "' are not available here (function tools only)");
+    if (type != "function") bad_request("tools", at + ": tools of type '" + type + "' are not available here (function tools only)");
     json fn = {{"name", string_field(tools[i], "name", "tools", at)}};
     if (present(tools[i], "description")) fn["description"] = tools[i]["description"];
     fn["parameters"] = present(tools[i], "parameters") ? tools[i]["parameters"] : json::object();
@@ -153,24 +149,24 @@ json function_tools(const json& tools) {
 
 // Fields that would change the answer and are not implemented: refused, never ignored.
 void refuse_unsupported(const json& j) {
-  if (present(j, "background") && j["background"] != false) bad("background", "background responses are not supported");
-  if (present(j, "conversation")) bad("conversation", "conversations are not supported (use previous_response_id)");
-  if (present(j, "prompt")) bad("prompt", "prompt templates are not supported");
-  if (present(j, "top_logprobs") && j["top_logprobs"] != 0) bad("top_logprobs", "logprobs are not supported here yet");
+  if (present(j, "background") && j["background"] != false) bad_request("background", "background responses are not supported");
+  if (present(j, "conversation")) bad_request("conversation", "conversations are not supported (use previous_response_id)");
+  if (present(j, "prompt")) bad_request("prompt", "prompt templates are not supported");
+  if (present(j, "top_logprobs") && j["top_logprobs"] != 0) bad_request("top_logprobs", "logprobs are not supported here yet");
   if (present(j, "include")) {
-    if (!j["include"].is_array()) bad("include", "'include' must be an array");
+    if (!j["include"].is_array()) bad_request("include", "'include' must be an array");
     for (const json& x : j["include"])
-      if (x == "message.output_text.logprobs") bad("include", "logprobs are not supported here yet");
+      if (x == "message.output_text.logprobs") bad_request("include", "logprobs are not supported here yet");
   }
   if (present(j, "text")) {
     const json& t = j["text"];
-    if (!t.is_object()) bad("text", "'text' must be an object");
+    if (!t.is_object()) bad_request("text", "'text' must be an object");
     if (present(t, "format") && (!t["format"].is_object() || !t["format"].contains("type") ||
                                  !t["format"]["type"].is_string()))
-      bad("text", "text.format must be an object with a string 'type' (text, json_object or json_schema)");
+      bad_request("text", "text.format must be an object with a string 'type' (text, json_object or json_schema)");
   }
   if (present(j, "truncation") && j["truncation"] != "auto" && j["truncation"] != "disabled")
-    bad("truncation", "'truncation' must be 'auto' or 'disabled'");
+    bad_request("truncation", "'truncation' must be 'auto' or 'disabled'");
 }
 
 json usage(const GenerateResult& r, int reasoning_tokens) {
@@ -209,11 +205,11 @@ ResponsesRequest parse_responses_request(const std::string& body, ReasoningMode 
   json messages = json::array();
   ItemsToMessages items(messages);
   if (present(j, "instructions")) {
-    if (!j["instructions"].is_string()) bad("instructions", "'instructions' must be a string");
+    if (!j["instructions"].is_string()) bad_request("instructions", "'instructions' must be a string");
     messages.push_back({{"role", "system"}, {"content", j["instructions"]}});
   }
   if (present(j, "previous_response_id")) {
-    if (!j["previous_response_id"].is_string()) bad("previous_response_id", "'previous_response_id' must be a string");
+    if (!j["previous_response_id"].is_string()) bad_request("previous_response_id", "'previous_response_id' must be a string");
     const std::string id = j["previous_response_id"].get<std::string>();
     std::optional<json> h = history(id);
     if (!h) throw ApiError(404, "Previous response with id '" + id + "' not found.", "invalid_request_error",
@@ -221,11 +217,11 @@ ResponsesRequest parse_responses_request(const std::string& body, ReasoningMode 
     r.history = std::move(*h);
     items.add(r.history, "previous_response_id");
   }
-  if (!present(j, "input")) bad("input", "'input' is required", "missing_required_parameter");
+  if (!present(j, "input")) bad_request("input", "'input' is required", "missing_required_parameter");
   const json& input = j["input"];
   if (input.is_string()) r.input_items.push_back({{"type", "message"}, {"role", "user"}, {"content", input}});
   else if (input.is_array() && !input.empty()) r.input_items = input;
-  else bad("input", "'input' must be a string or a non-empty array of items");
+  else bad_request("input", "'input' must be a string or a non-empty array of items");
   items.add(r.input_items, "input");
 
   // The chat request these stand for, which parse_chat_request checks as the chat route's.
@@ -233,7 +229,7 @@ ResponsesRequest parse_responses_request(const std::string& body, ReasoningMode 
   if (present(j, "tools")) c["tools"] = function_tools(j["tools"]);
   if (present(j, "tool_choice")) {
     const json& tc = j["tool_choice"];
-    if (tc != "auto" && tc != "none") bad("tool_choice", "only tool_choice \"auto\" and \"none\" are supported");
+    if (tc != "auto" && tc != "none") bad_request("tool_choice", "only tool_choice \"auto\" and \"none\" are supported");
     c["tool_choice"] = tc;
   }
   if (present(j, "reasoning"))
@@ -241,7 +237,7 @@ ResponsesRequest parse_responses_request(const std::string& body, ReasoningMode 
   if (present(j, "max_output_tokens")) {
     const json& m = j["max_output_tokens"];
     if (!m.is_number_integer() || m.get<long long>() < 1 || m.get<long long>() > (1 << 30))
-      bad("max_output_tokens", "'max_output_tokens' must be an integer in [1, 1073741824], got " + dump(m));
+      bad_request("max_output_tokens", "'max_output_tokens' must be an integer in [1, 1073741824], got " + dump(m));
     c["max_tokens"] = m;
   }
   // text.format json_object / json_schema: chat's response_format, constrained the same way.
@@ -258,19 +254,19 @@ ResponsesRequest parse_responses_request(const std::string& body, ReasoningMode 
   for (const char* key : {"temperature", "top_p", "top_k", "min_p", "seed", "stream", "dsv4_forced_text"})
     if (j.contains(key)) c[key] = j[key];
   if (present(j, "store")) {
-    if (!j["store"].is_boolean()) bad("store", "'store' must be a boolean");
+    if (!j["store"].is_boolean()) bad_request("store", "'store' must be a boolean");
     r.store = j["store"].get<bool>();
   }
   if (present(j, "metadata")) {
     const json& m = j["metadata"];
-    if (!m.is_object() || m.size() > 16) bad("metadata", "'metadata' must be an object of at most 16 keys");
+    if (!m.is_object() || m.size() > 16) bad_request("metadata", "'metadata' must be an object of at most 16 keys");
     for (const auto& [key, value] : m.items())
       if (!value.is_string() || key.size() > 64 || value.get<std::string>().size() > 512)
-        bad("metadata", "metadata: '" + key + "' must be a string of at most 512 characters (keys at most 64)");
+        bad_request("metadata", "metadata: '" + key + "' must be a string of at most 512 characters (keys at most 64)");
   }
   for (const char* key : {"parallel_tool_calls"})
-    if (present(j, key) && !j[key].is_boolean()) bad(key, std::string("'") + key + "' must be a boolean");
-  if (present(j, "user") && !j["user"].is_string()) bad("user", "'user' must be a string");
+    if (present(j, key) && !j[key].is_boolean()) bad_request(key, std::string("'") + key + "' must be a boolean");
+  if (present(j, "user") && !j["user"].is_string()) bad_request("user", "'user' must be a string");
 
   static_cast<ChatRequest&>(r) = parse_chat_request(dump(c), default_mode, test_hooks);
   if (present(j, "model") && j["model"].is_string()) r.model = j["model"].get<std::string>();

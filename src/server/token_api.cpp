@@ -11,13 +11,9 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-[[noreturn]] void bad(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, "invalid_request_error", param, "invalid_value");
-}
-
 bool flag(const json& j, const char* key, bool def) {
   if (!j.contains(key) || j[key].is_null()) return def;
-  if (!j[key].is_boolean()) bad(key, std::string("'") + key + "' must be a boolean, got " + j[key].dump());
+  if (!j[key].is_boolean()) bad_request(key, std::string("'") + key + "' must be a boolean, got " + j[key].dump());
   return j[key].get<bool>();
 }
 
@@ -25,7 +21,7 @@ std::string text_field(const json& j, const char* key) {
   const json& v = j[key];
   if (v.is_string()) return v.get<std::string>();
   if (v.is_array() && v.size() == 1 && v[0].is_string()) return v[0].get<std::string>();
-  bad(key, std::string("'") + key + "' must be a string");
+  bad_request(key, std::string("'") + key + "' must be a string");
 }
 
 // A token's bytes as text when they are whole UTF-8, else as the byte values (llama-server's
@@ -49,13 +45,13 @@ json tokenize_response(const Engine& e, const std::string& body, ReasoningMode d
       ids = chat_prompt_tokens(e, c.messages, c.tools, c.mode);
     } else {
       const bool llama = j.contains("content");
-      if (!llama && !j.contains("prompt")) bad("content", "give 'content' or 'prompt' (text) or 'messages' (a chat)");
+      if (!llama && !j.contains("prompt")) bad_request("content", "give 'content' or 'prompt' (text) or 'messages' (a chat)");
       ids = e.tokenizer().encode(text_field(j, llama ? "content" : "prompt"));
       const bool bos = llama ? flag(j, "add_special", false) : flag(j, "add_special_tokens", true);
       if (bos && e.bos_id() >= 0) ids.insert(ids.begin(), e.bos_id());
     }
   } catch (const Error& err) {
-    bad(j.contains("messages") ? "messages" : "content", err.what());
+    bad_request(j.contains("messages") ? "messages" : "content", err.what());
   }
   json tokens = json::array();
   const bool with_pieces = flag(j, "with_pieces", false);
@@ -65,14 +61,14 @@ json tokenize_response(const Engine& e, const std::string& body, ReasoningMode d
 
 json detokenize_response(const Engine& e, const std::string& body) {
   const json j = parse_request_body(body);
-  if (!j.contains("tokens") || !j["tokens"].is_array()) bad("tokens", "'tokens' must be an array of token ids");
+  if (!j.contains("tokens") || !j["tokens"].is_array()) bad_request("tokens", "'tokens' must be an array of token ids");
   const json& t = j["tokens"];
   std::vector<int> ids;
   ids.reserve(t.size());
   const int vocab = e.tokenizer().vocab_size();
   for (size_t i = 0; i < t.size(); ++i) {
     if (!t[i].is_number_integer() || t[i].get<long long>() < 0 || t[i].get<long long>() >= vocab)
-      bad("tokens", "tokens[" + std::to_string(i) + "] = " + t[i].dump() + " is not a token id (the vocabulary has " +
+      bad_request("tokens", "tokens[" + std::to_string(i) + "] = " + t[i].dump() + " is not a token id (the vocabulary has " +
                         std::to_string(vocab) + ")");
     ids.push_back(t[i].get<int>());
   }

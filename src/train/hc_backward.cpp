@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/sigmoid.h"
 #include "core/thread_pool.h"
 #include "model/hc.h"
 #include "train/matmul.h"
@@ -14,8 +15,6 @@
 namespace dsv4 {
 
 namespace {
-
-double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 
 using Mat = std::vector<double>;  // [hc, hc] row-major
 

@@ -3,11 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-namespace dsv4 {
+#include "core/sigmoid.h"
 
-namespace {
-double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
-}  // namespace
+namespace dsv4 {
 
 void swiglu_backward(std::span<const float> gate, std::span<const float> up, float limit, std::span<const float> dy,
                      std::span<float> dgate, std::span<float> dup) {

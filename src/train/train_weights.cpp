@@ -63,10 +63,6 @@ void visit(W& w, F&& f) {
   }
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 std::map<std::string, std::vector<long long>> param_shapes(const ModelConfig& c) {
@@ -122,7 +118,7 @@ void for_each_block(const TrainWeights& w, const std::function<void(const std::s
 }
 
 bool uses_muon(const std::string& name, const std::vector<long long>& shape) {
-  return shape.size() == 2 && name != "embed.weight" && name != "head.weight" && !ends_with(name, ".ape");
+  return shape.size() == 2 && name != "embed.weight" && name != "head.weight" && !name.ends_with(".ape");
 }
 
 TrainWeights zero_weights(const ModelConfig& c) {
@@ -153,13 +149,13 @@ TrainWeights init_weights(const ModelConfig& c, uint64_t seed) {
   visit(w, [&](const std::string& name, std::vector<float>& v) {
     const std::vector<long long>& shape = shapes.at(name);
     float sd = 0, fill = 0;
-    if (ends_with(name, "norm.weight") || ends_with(name, "_scale")) fill = 1;
-    else if (ends_with(name, "_base") || ends_with(name, ".ape") || ends_with(name, "attn_sink")) fill = 0;
-    else if (ends_with(name, "_fn")) sd = 0.01f;
+    if (name.ends_with("norm.weight") || name.ends_with("_scale")) fill = 1;
+    else if (name.ends_with("_base") || name.ends_with(".ape") || name.ends_with("attn_sink")) fill = 0;
+    else if (name.ends_with("_fn")) sd = 0.01f;
     else if (name == "embed.weight") sd = 1;
     else {
       sd = 1.0f / std::sqrt(static_cast<float>(shape.back()));
-      if (ends_with(name, ".wo_b.weight") || ends_with(name, ".w2.weight")) sd *= out_scale;
+      if (name.ends_with(".wo_b.weight") || name.ends_with(".w2.weight")) sd *= out_scale;
     }
     if (sd == 0) {
       std::fill(v.begin(), v.end(), fill);
@@ -218,13 +214,6 @@ void quantize_fp4(const std::vector<float>& v, long long out, long long in, std:
         w[(r * in + b * 32 + i) / 2] |= static_cast<uint8_t>(i % 2 ? nib << 4 : nib);
       }
     }
-}
-
-template <typename T>
-std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
-  std::vector<uint8_t> out(v.size() * sizeof(T));
-  std::memcpy(out.data(), v.data(), out.size());
-  return out;
 }
 
 }  // namespace
