@@ -11,6 +11,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/sigmoid.h"
 #include "core/thread_pool.h"
 #include "dist/comm.h"
 #include "ops/swiglu.h"
@@ -28,7 +29,7 @@ constexpr double kWholeExpertMacs = 32e6;
 
 float score_fn(ScoreFunc f, float z) {
   switch (f) {
-    case ScoreFunc::sigmoid: return 1.0f / (1.0f + std::exp(-z));
+    case ScoreFunc::sigmoid: return sigmoid(z);
     case ScoreFunc::sqrtsoftplus: return sqrt_softplus(z);
     case ScoreFunc::softmax: return z;  // normalised over experts by the caller
   }

@@ -28,6 +28,7 @@
 // total = fma(a + b, sb, total); FP4: one chain over the four pieces,
 // total = fma(piece, sb[lane group], total). A final 16-lane reduction in a fixed tree.
 #include <cpuid.h>
+
 #include <algorithm>
 #include <array>
 #include <span>

@@ -232,7 +232,7 @@ void hc_head_backward(std::span<const float> fn, const HcParams& p, std::span<co
   double dr = 0;
   for (int i = 0; i < hc; ++i) {
     for (int k = 0; k < flat; ++k) raw[i] += double(fn[size_t(i) * flat + k]) * x[k];
-    const double s = 1.0 / (1.0 + std::exp(-(raw[i] * r * p.scale[0] + p.base[i])));
+    const double s = sigmoid(raw[i] * r * p.scale[0] + p.base[i]);
     double dpre = 0;
     for (int d = 0; d < dim; ++d) {
       dpre += double(dy[d]) * x[size_t(i) * dim + d];
