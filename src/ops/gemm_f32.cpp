@@ -18,35 +18,34 @@ namespace {
 
 #define DSV4_AVX512F __attribute__((target("avx512f,avx2,fma")))
 
+// What every tile of one product shares. A(i, kk) = a[i * a_row + kk * a_col]; C's rows are ldc apart.
 struct Operands {
-  const float* a;
   size_t a_row, a_col;
-  const float* b;
-  size_t ldb;
-  float* c;
   size_t ldc;
   int k0, k1;       // this pass's part of the chain
   bool from_c;      // the chain goes on from C's values (a later pass), else from zero
   bool accumulate;  // the finished chain is added to C (single-pass products only)
 };
 
-// Rows [i0, i0 + R), columns [j0, j0 + 32) (the first `cols` of them), kk in [k0, k1).
+// One tile: R rows of A from `a` (its row i0, kk = 0), against the B panel whose column j is
+// b[kk * ldb + j], into C from `c` (its element (i0, j0)); the first `cols` columns of the tile.
+//
+// AVX-512: R rows x 32 columns, its masks native, so every tile takes them.
 template <int R>
-DSV4_AVX512F void tile_avx512(const Operands& o, int i0, int j0, int cols) {
+DSV4_AVX512F void tile_avx512(const Operands& o, const float* a, const float* b, size_t ldb, float* c, int cols) {
   const __mmask16 m0 = cols >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << cols) - 1);
   const __mmask16 m1 = cols >= 32 ? 0xFFFF : cols <= 16 ? 0 : static_cast<__mmask16>((1u << (cols - 16)) - 1);
   __m512 acc[R][2];
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    const float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
+    const float* ci = c + static_cast<size_t>(i) * o.ldc;
     acc[i][0] = o.from_c ? _mm512_maskz_loadu_ps(m0, ci) : _mm512_setzero_ps();
     acc[i][1] = o.from_c ? _mm512_maskz_loadu_ps(m1, ci + 16) : _mm512_setzero_ps();
   }
-  const float* arow = o.a + static_cast<size_t>(i0) * o.a_row;
-  const float* bk = o.b + static_cast<size_t>(o.k0) * o.ldb + j0;
-  for (int kk = o.k0; kk < o.k1; ++kk, bk += o.ldb) {
+  const float* bk = b + static_cast<size_t>(o.k0) * ldb;
+  for (int kk = o.k0; kk < o.k1; ++kk, bk += ldb) {
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, bk), b1 = _mm512_maskz_loadu_ps(m1, bk + 16);
-    const float* ak = arow + static_cast<size_t>(kk) * o.a_col;
+    const float* ak = a + static_cast<size_t>(kk) * o.a_col;
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const __m512 av = _mm512_set1_ps(ak[static_cast<size_t>(i) * o.a_row]);
@@ -56,7 +55,7 @@ DSV4_AVX512F void tile_avx512(const Operands& o, int i0, int j0, int cols) {
   }
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
+    float* ci = c + static_cast<size_t>(i) * o.ldc;
     if (o.accumulate) {
       acc[i][0] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), acc[i][0]);
       acc[i][1] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), acc[i][1]);
@@ -66,25 +65,40 @@ DSV4_AVX512F void tile_avx512(const Operands& o, int i0, int j0, int cols) {
   }
 }
 
-// Rows [i0, i0 + R), columns [j0, j0 + 16) (the first `cols`), kk in [k0, k1).
-template <int R>
-DSV4_AVX2 void tile_avx2(const Operands& o, int i0, int j0, int cols) {
-  alignas(32) static constexpr int kLanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  const __m256i lim = _mm256_set1_epi32(cols);
-  const __m256i m0 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes)));
-  const __m256i m1 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes + 8)));
+// AVX2: R rows x 16 columns. A whole tile (Full) takes plain loads and stores: AVX2's masked
+// ones are slow (a masked store is microcoded on AMD's cores), so only the last column tile
+// of a product pays for them.
+template <bool Full>
+struct Lanes16 {
+  __m256i m0, m1;
+  DSV4_AVX2 explicit Lanes16(int cols) {
+    alignas(32) static constexpr int kLanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const __m256i lim = _mm256_set1_epi32(cols);
+    m0 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes)));
+    m1 = _mm256_cmpgt_epi32(lim, _mm256_load_si256(reinterpret_cast<const __m256i*>(kLanes + 8)));
+  }
+  DSV4_AVX2 __m256 load0(const float* p) const { return Full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m0); }
+  DSV4_AVX2 __m256 load1(const float* p) const { return Full ? _mm256_loadu_ps(p + 8) : _mm256_maskload_ps(p + 8, m1); }
+  DSV4_AVX2 void store(float* p, __m256 v0, __m256 v1) const {
+    if (Full) _mm256_storeu_ps(p, v0), _mm256_storeu_ps(p + 8, v1);
+    else _mm256_maskstore_ps(p, m0, v0), _mm256_maskstore_ps(p + 8, m1, v1);
+  }
+};
+
+template <int R, bool Full>
+DSV4_AVX2 void tile_avx2_cols(const Operands& o, const float* a, const float* b, size_t ldb, float* c, int cols) {
+  const Lanes16<Full> l(cols);
   __m256 acc[R][2];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
-    const float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
-    acc[i][0] = o.from_c ? _mm256_maskload_ps(ci, m0) : _mm256_setzero_ps();
-    acc[i][1] = o.from_c ? _mm256_maskload_ps(ci + 8, m1) : _mm256_setzero_ps();
+    const float* ci = c + static_cast<size_t>(i) * o.ldc;
+    acc[i][0] = o.from_c ? l.load0(ci) : _mm256_setzero_ps();
+    acc[i][1] = o.from_c ? l.load1(ci) : _mm256_setzero_ps();
   }
-  const float* arow = o.a + static_cast<size_t>(i0) * o.a_row;
-  const float* bk = o.b + static_cast<size_t>(o.k0) * o.ldb + j0;
-  for (int kk = o.k0; kk < o.k1; ++kk, bk += o.ldb) {
-    const __m256 b0 = _mm256_maskload_ps(bk, m0), b1 = _mm256_maskload_ps(bk + 8, m1);
-    const float* ak = arow + static_cast<size_t>(kk) * o.a_col;
+  const float* bk = b + static_cast<size_t>(o.k0) * ldb;
+  for (int kk = o.k0; kk < o.k1; ++kk, bk += ldb) {
+    const __m256 b0 = l.load0(bk), b1 = l.load1(bk);
+    const float* ak = a + static_cast<size_t>(kk) * o.a_col;
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const __m256 av = _mm256_broadcast_ss(ak + static_cast<size_t>(i) * o.a_row);
@@ -94,17 +108,19 @@ DSV4_AVX2 void tile_avx2(const Operands& o, int i0, int j0, int cols) {
   }
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
-    float* ci = o.c + static_cast<size_t>(i0 + i) * o.ldc + j0;
-    if (o.accumulate) {
-      acc[i][0] = _mm256_add_ps(_mm256_maskload_ps(ci, m0), acc[i][0]);
-      acc[i][1] = _mm256_add_ps(_mm256_maskload_ps(ci + 8, m1), acc[i][1]);
-    }
-    _mm256_maskstore_ps(ci, m0, acc[i][0]);
-    _mm256_maskstore_ps(ci + 8, m1, acc[i][1]);
+    float* ci = c + static_cast<size_t>(i) * o.ldc;
+    if (o.accumulate) acc[i][0] = _mm256_add_ps(l.load0(ci), acc[i][0]), acc[i][1] = _mm256_add_ps(l.load1(ci), acc[i][1]);
+    l.store(ci, acc[i][0], acc[i][1]);
   }
 }
 
-using Tile = void (*)(const Operands&, int, int, int);
+template <int R>
+void tile_avx2(const Operands& o, const float* a, const float* b, size_t ldb, float* c, int cols) {
+  if (cols == 16) tile_avx2_cols<R, true>(o, a, b, ldb, c, cols);
+  else tile_avx2_cols<R, false>(o, a, b, ldb, c, cols);
+}
+
+using Tile = void (*)(const Operands&, const float*, const float*, size_t, float*, int);
 
 template <int... R>
 constexpr auto avx512_tiles(std::integer_sequence<int, R...>) {
@@ -116,6 +132,7 @@ constexpr auto avx2_tiles(std::integer_sequence<int, R...>) {
 }
 
 constexpr int kRows512 = 12, kCols512 = 32, kRows2 = 6, kCols2 = 16;
+constexpr size_t kPackRowTiles = 8, kPackMax = size_t{16} << 20;
 
 }  // namespace
 
@@ -152,24 +169,54 @@ void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_
   // across the tiles. An accumulating product computes its chains apart, then adds them.
   constexpr int kChain = 256;
   if (accumulate && k > kChain) {
-    std::vector<float> chains(static_cast<size_t>(m) * n);
-    gemm_f32_with(path, m, n, k, a, a_row, a_col, b, ldb, chains.data(), n, false);
+    thread_local std::vector<float> chains;  // the calling thread's, kept for its next product
+    chains.resize(static_cast<size_t>(m) * n);
+    float* sums = chains.data();
+    gemm_f32_with(path, m, n, k, a, a_row, a_col, b, ldb, sums, n, false);
     pool().parallel_for(static_cast<size_t>(m), [&](size_t i0, size_t i1) {
       for (size_t i = i0; i < i1; ++i)
-        for (int j = 0; j < n; ++j) c[i * ldc + j] = c[i * ldc + j] + chains[i * n + j];
+        for (int j = 0; j < n; ++j) c[i * ldc + j] = c[i * ldc + j] + sums[i * n + j];
     });
     return;
   }
   const size_t row_tiles = (m + tr - 1) / tr, col_tiles = (n + tc - 1) / tc;
+  // B's column panels, read once per row tile, are copied into contiguous [k][tc] blocks (zeros
+  // past n) when enough row tiles share them: read in place, a panel's rows lie ldb apart, and
+  // the power-of-two widths of the model's matrices put them all in a few sets of the
+  // first-level cache, which then cannot hold one panel (1.2-1.9x on the trainer's products).
+  // The copy lives in a buffer of the calling thread's, kept for its next product; a B too
+  // large to copy (kPackMax floats) is read in place.
+  const size_t panel_floats = col_tiles * tc * static_cast<size_t>(k);
+  const bool pack = row_tiles >= kPackRowTiles && panel_floats <= kPackMax;
+  thread_local std::vector<float> panels;
+  if (pack) {
+    panels.resize(panel_floats);
+    float* dst = panels.data();
+    pool().parallel_for(col_tiles, [&](size_t q0, size_t q1) {
+      for (size_t q = q0; q < q1; ++q) {
+        const int j0 = static_cast<int>(q) * tc, cols = std::min(tc, n - j0);
+        float* d = dst + q * tc * static_cast<size_t>(k);
+        for (int kk = 0; kk < k; ++kk, d += tc) {
+          std::copy_n(b + static_cast<size_t>(kk) * ldb + j0, cols, d);
+          std::fill(d + cols, d + tc, 0.0f);
+        }
+      }
+    });
+  }
+  const float* packed = panels.data();
   // Tiles column panel by column panel (a panel of B stays in cache across its row tiles); a
   // thread's tiles pass by pass.
   pool().parallel_for(row_tiles * col_tiles, [&](size_t t0, size_t t1) {
     for (int k0 = 0; k0 < std::max(k, 1); k0 += kChain) {
-      const Operands o{a, a_row, a_col, b, ldb, c, ldc, k0, std::min(k, k0 + kChain), k0 > 0, accumulate};
+      const Operands o{a_row, a_col, ldc, k0, std::min(k, k0 + kChain), k0 > 0, accumulate};
       for (size_t t = t0; t < t1; ++t) {
-        const int j0 = static_cast<int>(t / row_tiles) * tc, i0 = static_cast<int>(t % row_tiles) * tr;
+        const size_t q = t / row_tiles;
+        const int j0 = static_cast<int>(q) * tc, i0 = static_cast<int>(t % row_tiles) * tr;
         const int rows = std::min(tr, m - i0), cols = std::min(tc, n - j0);
-        (wide ? t512[rows - 1] : t2[rows - 1])(o, i0, j0, cols);
+        const float* panel = pack ? packed + q * tc * static_cast<size_t>(k) : b + j0;
+        (wide ? t512[rows - 1] : t2[rows - 1])(o, a + static_cast<size_t>(i0) * a_row, panel,
+                                               pack ? static_cast<size_t>(tc) : ldb,
+                                               c + static_cast<size_t>(i0) * ldc + j0, cols);
       }
     }
   });

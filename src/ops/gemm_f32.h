@@ -6,7 +6,8 @@
 // and any tiling, since a tile only decides which elements are computed together.
 //
 // The SIMD paths hold a tile of C in registers (AVX-512: 12 rows x 32 columns, AVX2: 6 x 16)
-// and per kk load one row of B's panel and broadcast one A value per row: the products' outputs
+// and per kk load one row of B's panel (copied contiguous first when the product has 8 row tiles
+// or more to share it) and broadcast one A value per row: the products' outputs
 // lie in the vector lanes, so no lane reduction follows (linear()'s F32 kernels, dot products
 // along k, end every output in a 16-lane sum, which at the trainer's k of 128-256 cost about as
 // much as the products).
