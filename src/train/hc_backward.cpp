@@ -16,11 +16,9 @@ namespace dsv4 {
 
 namespace {
 
-using Mat = std::vector<double>;  // [hc, hc] row-major
-
-// y[j][k] = x[j][k] / (sum over the normalized axis + eps); rows: over k, else over j.
-Mat normalize(const Mat& x, int hc, bool rows, double eps) {
-  Mat y(x.size());
+// y[j][k] = x[j][k] / (sum over the normalized axis + eps); rows: over k, else over j. x and y
+// are [hc, hc] row-major and apart.
+void normalize(const double* x, double* y, int hc, bool rows, double eps) {
   for (int a = 0; a < hc; ++a) {
     double sum = 0;
     for (int b = 0; b < hc; ++b) sum += rows ? x[a * hc + b] : x[b * hc + a];
@@ -29,26 +27,24 @@ Mat normalize(const Mat& x, int hc, bool rows, double eps) {
       y[i] = x[i] / (sum + eps);
     }
   }
-  return y;
 }
 
-// dx of normalize: with S = sum + eps, y_i = x_i / S: dx_i = dy_i / S - sum_l dy_l x_l / S^2.
-Mat normalize_backward(const Mat& x, const Mat& dy, int hc, bool rows, double eps) {
-  Mat dx(x.size());
+// dx of normalize, in place (d holds dy, then dx): with S = sum + eps, y_i = x_i / S:
+// dx_i = dy_i / S - sum_l dy_l x_l / S^2. Each normalized row (or column) reads only its own.
+void normalize_backward(const double* x, double* d, int hc, bool rows, double eps) {
   for (int a = 0; a < hc; ++a) {
     double sum = 0, dot = 0;
     for (int b = 0; b < hc; ++b) {
       const int i = rows ? a * hc + b : b * hc + a;
       sum += x[i];
-      dot += dy[i] * x[i];
+      dot += d[i] * x[i];
     }
     const double s = sum + eps;
     for (int b = 0; b < hc; ++b) {
       const int i = rows ? a * hc + b : b * hc + a;
-      dx[i] = dy[i] / s - dot / (s * s);
+      d[i] = d[i] / s - dot / (s * s);
     }
   }
-  return dx;
 }
 
 }  // namespace
@@ -82,9 +78,13 @@ HcSplitGrads hc_split_sinkhorn_backward(std::span<const float> mixes, const HcPa
     dscale[1] += dz * mixes[m];
     g.base[m] = static_cast<float>(dz);
   }
-  // comb: z -> row softmax (+ eps) -> column normalize -> (row, column) x (iters - 1).
-  Mat z(hc * hc), soft(hc * hc);
-  for (int i = 0; i < hc * hc; ++i) z[i] = mixes[2 * hc + i] * double(s[2]) + b[2 * hc + i];
+  // comb: z -> row softmax (+ eps) -> column normalize -> (row, column) x (iters - 1). The
+  // input of every normalization is kept, in one buffer (this runs per token and per mHC:
+  // a vector per state cost more than the arithmetic): state k is normalized by rows when k
+  // is odd, by columns when even.
+  const int hh = hc * hc, n_states = 2 * iters - 1;
+  std::vector<double> z(hh), soft(hh), states(size_t(n_states) * hh), d(dcomb.begin(), dcomb.end());
+  for (int i = 0; i < hh; ++i) z[i] = mixes[2 * hc + i] * double(s[2]) + b[2 * hc + i];
   for (int j = 0; j < hc; ++j) {
     double mx = z[j * hc];
     for (int k = 1; k < hc; ++k) mx = std::max(mx, z[j * hc + k]);
@@ -92,17 +92,10 @@ HcSplitGrads hc_split_sinkhorn_backward(std::span<const float> mixes, const HcPa
     for (int k = 0; k < hc; ++k) sum += std::exp(z[j * hc + k] - mx);
     for (int k = 0; k < hc; ++k) soft[j * hc + k] = std::exp(z[j * hc + k] - mx) / sum;
   }
-  std::vector<Mat> states;  // the input of every normalization, in order
-  std::vector<bool> by_rows;
-  Mat c(hc * hc);
-  for (int i = 0; i < hc * hc; ++i) c[i] = soft[i] + eps;
-  states.push_back(c), by_rows.push_back(false), c = normalize(c, hc, false, eps);
-  for (int it = 0; it < iters - 1; ++it) {
-    states.push_back(c), by_rows.push_back(true), c = normalize(c, hc, true, eps);
-    states.push_back(c), by_rows.push_back(false), c = normalize(c, hc, false, eps);
-  }
-  Mat d(dcomb.begin(), dcomb.end());
-  for (size_t k = states.size(); k-- > 0;) d = normalize_backward(states[k], d, hc, by_rows[k], eps);
+  for (int i = 0; i < hh; ++i) states[i] = soft[i] + eps;
+  for (int k = 0; k + 1 < n_states; ++k)
+    normalize(&states[size_t(k) * hh], &states[size_t(k + 1) * hh], hc, k % 2 == 1, eps);
+  for (int k = n_states; k-- > 0;) normalize_backward(&states[size_t(k) * hh], d.data(), hc, k % 2 == 1, eps);
   // Through the row softmax: dz = soft * (d - sum(d * soft)).
   for (int j = 0; j < hc; ++j) {
     double dot = 0;
