@@ -361,7 +361,12 @@ TEST(Backward, AttentionHeadWithSinkAndRopeMatchesFiniteDifferences) {
   const float scale = 0.4f;
   const long long pos = 37;
   std::vector<float> dq(dim), dkeys(keys.size(), 0.0f);
-  const float dsink = attention_head_backward(q, keys, n_keys, dim, scale, sink[0], rope, pos, probe, dq, dkeys);
+  std::vector<double> probs;
+  const float dsink =
+      attention_head_backward(q, keys, n_keys, dim, scale, sink[0], rope, pos, probe, dq, dkeys, probs);
+  std::vector<double> want_probs;
+  attention_probs(q, keys, n_keys, dim, scale, sink[0], want_probs);
+  EXPECT_EQ(probs, want_probs);  // left for the indexer's target
   auto loss = [&] {
     std::vector<float> o(dim), scores, sums;  // the inference forward's head
     std::vector<const float*> rows;

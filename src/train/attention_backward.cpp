@@ -141,11 +141,10 @@ void token_backward(const AttentionF32& a, const Rope& rope, const AttentionTape
   for (int h = 0; h < H; ++h) {
     std::span<const float> qh = std::span<const float>(f.q).subspan((t * H + h) * D, D);
     c.dsink[h] += attention_head_backward(qh, keys, nk, D, scale, a.attn_sink[h], rope, p,
-                                          d_o.subspan((t * H + h) * D, D), dq.subspan((t * H + h) * D, D), dkeys);
-    if (a.ratio == 4 && !ch.empty()) {
-      attention_probs(qh, keys, nk, D, scale, a.attn_sink[h], probs);
+                                          d_o.subspan((t * H + h) * D, D), dq.subspan((t * H + h) * D, D), dkeys,
+                                          probs);
+    if (a.ratio == 4)
       for (size_t i = 0; i < ch.size(); ++i) target[i] += probs[nw + i];
-    }
   }
   for (int i = 0; i < nw; ++i)
     for (int d = 0; d < D; ++d) c.dkv[size_t(k0 - kv0 + i) * D + d] += dkeys[size_t(i) * D + d];

@@ -18,10 +18,11 @@ double attention_probs(std::span<const float> q, std::span<const float> keys, in
 // entries; one kv row is both key and value), whose forward is model/attention.h's
 // attend_heads: z_j = scale q.k_j, p = softmax over the keys and the sink, o = sum_j p_j k_j,
 // then the rope dims of o rotated back (inverse RoPE at pos).
-// dq overwritten, dkeys [n_keys, dim] accumulated, returns dsink.
+// dq overwritten, dkeys [n_keys, dim] accumulated, returns dsink; p is left holding the
+// head's attention_probs (the indexer's target is built from them).
 float attention_head_backward(std::span<const float> q, std::span<const float> keys, int n_keys, int dim, float scale,
                               float sink, const Rope& rope, long long pos, std::span<const float> dout,
-                              std::span<float> dq, std::span<float> dkeys);
+                              std::span<float> dq, std::span<float> dkeys, std::vector<double>& p);
 
 // RoPE is a rotation: its backward rotates the gradient the other way.
 void rope_backward(const Rope& rope, std::span<float> dx, long long pos, bool inverse_in_forward);
