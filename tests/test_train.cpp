@@ -334,6 +334,25 @@ TEST(Backward, MhcSplitAndSinkhornMatchFiniteDifferences) {
   check_grad("mHC split + Sinkhorn dscale", p.scale, std::vector<float>(g.scale, g.scale + 3), loss, 1e-3f);
 }
 
+TEST(Backward, MhcPostFastPathIsThePlainLoopsBitwise) {
+  // Metric: exact. hc_post_backward's 4-wide path (AVX2, hc = 4) against scalar::'s loops, on
+  // the default model's width and on widths with a tail of 1-3 after the groups of 4.
+  std::mt19937 rng(18);
+  const int hc = 4;
+  for (int dim : {256, 13, 3}) {
+    std::vector<float> post = randn(hc, rng), comb = randn(hc * hc, rng), out = randn(dim, rng),
+                       res = randn(hc * dim, rng), dnew = randn(hc * dim, rng);
+    std::vector<float> dpost(hc), dcomb(hc * hc), dout(dim), dres(hc * dim);
+    std::vector<float> want_post(hc), want_comb(hc * hc), want_out(dim), want_res(hc * dim);
+    hc_post_backward(post, comb, out, res, hc, dim, dnew, dpost, dcomb, dout, dres);
+    scalar::hc_post_backward(post, comb, out, res, hc, dim, dnew, want_post, want_comb, want_out, want_res);
+    EXPECT_EQ(dpost, want_post) << "dim " << dim;
+    EXPECT_EQ(dcomb, want_comb) << "dim " << dim;
+    EXPECT_EQ(dout, want_out) << "dim " << dim;
+    EXPECT_EQ(dres, want_res) << "dim " << dim;
+  }
+}
+
 TEST(Backward, MhcPostMatchesFiniteDifferences) {
   std::mt19937 rng(8);
   const int hc = 4, dim = 6;

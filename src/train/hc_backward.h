@@ -47,8 +47,15 @@ void hc_head_backward(std::span<const float> fn, const HcParams& p, std::span<co
 
 // hc_post for one token: new[j] = post[j] * out + sum_i comb[i, j] * res[i] (rows of dim).
 // Gradients with respect to post [hc], comb [hc, hc], out [dim] and res [hc, dim] (overwritten).
+// With AVX2 and hc = 4 the sums run 4 doubles wide: the same bits as the plain loops
+// (scalar::, tests/test_train.cpp).
 void hc_post_backward(std::span<const float> post, std::span<const float> comb, std::span<const float> out,
                       std::span<const float> res, int hc, int dim, std::span<const float> dnew, std::span<float> dpost,
                       std::span<float> dcomb, std::span<float> dout, std::span<float> dres);
+namespace scalar {
+void hc_post_backward(std::span<const float> post, std::span<const float> comb, std::span<const float> out,
+                      std::span<const float> res, int hc, int dim, std::span<const float> dnew, std::span<float> dpost,
+                      std::span<float> dcomb, std::span<float> dout, std::span<float> dres);
+}  // namespace scalar
 
 }  // namespace dsv4
