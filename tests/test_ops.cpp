@@ -262,8 +262,9 @@ TEST(Dot, EachPathComputesItsStatedOrderWhateverTheShape) {
 TEST(GemmF32, EveryPathIsTheFmaChainBitwise) {
   // Metric: exact. The AVX-512 and AVX2 tiles against the std::fma reference, on shapes around
   // their tiles (12 x 32, 6 x 16: full, partial and single rows and columns; a chain of 700
-  // in passes of 256; B read in place and, from 8 row tiles on, from packed panels), with A
-  // read directly and transposed through its strides, overwriting
+  // in passes of 256; B read in place and, from 8 row tiles on, from packed panels; row tile by
+  // row tile when m > n, where a transposed A is copied per row tile), with A read directly,
+  // transposed and every other element through its strides, overwriting
   // and accumulating into C, on 1 and 2 threads. The paths this CPU lacks are skipped by name (DSV4_NO_AVX512=1 / DSV4_NO_AVX2=1
   // select the others).
   std::mt19937 rng(11);
@@ -275,7 +276,8 @@ TEST(GemmF32, EveryPathIsTheFmaChainBitwise) {
     set_num_threads(threads);
     for (const auto& [m, n, k] : std::vector<std::array<int, 3>>{{1, 1, 1}, {12, 32, 7}, {13, 33, 130}, {7, 17, 64},
                                                                    {25, 70, 256}, {6, 16, 0},
-                                                                   {19, 40, 700}, {97, 33, 300}, {200, 64, 40}}) {
+                                                                   {19, 40, 700}, {97, 33, 300}, {200, 64, 40},
+                                                                   {150, 40, 600}}) {
       std::vector<float> a(size_t(m) * k), b(size_t(k) * n), c0(size_t(m) * n);
       for (float& v : a) v = nd(rng);
       for (float& v : b) v = nd(rng);
@@ -283,18 +285,21 @@ TEST(GemmF32, EveryPathIsTheFmaChainBitwise) {
       std::vector<float> at(a.size());  // A^T [k, m], read back as A through strides
       for (int i = 0; i < m; ++i)
         for (int kk = 0; kk < k; ++kk) at[size_t(kk) * m + i] = a[size_t(i) * k + kk];
+      std::vector<float> a2(2 * a.size());  // A's elements at the even places
+      for (size_t i = 0; i < a.size(); ++i) a2[2 * i] = a[i];
       for (bool accumulate : {false, true}) {
         std::vector<float> want = c0;
         gemm_f32_reference(m, n, k, a.data(), k, 1, b.data(), n, want.data(), n, accumulate);
         for (GemmPath p : paths)
-          for (bool transposed : {false, true}) {
+          for (const char* layout : {"rows", "transposed", "strided"}) {
             std::vector<float> got = c0;
-            if (transposed) gemm_f32_with(p, m, n, k, at.data(), 1, m, b.data(), n, got.data(), n, accumulate);
+            if (layout[0] == 't') gemm_f32_with(p, m, n, k, at.data(), 1, m, b.data(), n, got.data(), n, accumulate);
+            else if (layout[0] == 's') gemm_f32_with(p, m, n, k, a2.data(), 2 * size_t(k), 2, b.data(), n, got.data(), n, accumulate);
             else gemm_f32_with(p, m, n, k, a.data(), k, 1, b.data(), n, got.data(), n, accumulate);
             for (size_t i = 0; i < got.size(); ++i)
               ASSERT_EQ(got[i], want[i]) << "path " << int(p) << " " << m << "x" << n << "x" << k << " at " << i
-                                         << (transposed ? " transposed" : "") << (accumulate ? " accumulating" : "")
-                                         << " threads " << threads;
+                                         << " A " << layout << (accumulate ? " accumulating" : "") << " threads "
+                                         << threads;
           }
       }
     }

@@ -85,30 +85,45 @@ struct Lanes16 {
   }
 };
 
-template <int R, bool Full>
+// How A's elements lie: the layouts the trainer uses get their strides at compile time, so that
+// a broadcast's address is a base register plus kk (row-major) or plus a constant (transposed).
+enum class ALayout { rows, columns, strided };  // a_col == 1; a_row == 1; anything else
+
+template <ALayout L>
+struct AWalk {
+  size_t a_row, a_col;
+  DSV4_AVX2 size_t row(int i) const { return L == ALayout::columns ? static_cast<size_t>(i) : i * a_row; }
+  DSV4_AVX2 size_t step() const { return L == ALayout::rows ? 1 : a_col; }
+};
+
+template <int R, bool Full, ALayout L>
 DSV4_AVX2 void tile_avx2_cols(const Operands& o, const float* a, const float* b, size_t ldb, float* c, int cols) {
   const Lanes16<Full> l(cols);
+  // The operands in locals: read through `o` in the loop, they were loaded again every kk.
+  const AWalk<L> w{o.a_row, o.a_col};
+  const size_t ldc = o.ldc;
+  const int k0 = o.k0, k1 = o.k1;
   __m256 acc[R][2];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
-    const float* ci = c + static_cast<size_t>(i) * o.ldc;
+    const float* ci = c + static_cast<size_t>(i) * ldc;
     acc[i][0] = o.from_c ? l.load0(ci) : _mm256_setzero_ps();
     acc[i][1] = o.from_c ? l.load1(ci) : _mm256_setzero_ps();
   }
-  const float* bk = b + static_cast<size_t>(o.k0) * ldb;
-  for (int kk = o.k0; kk < o.k1; ++kk, bk += ldb) {
+  const float* bk = b + static_cast<size_t>(k0) * ldb;
+  const float* ak = a + static_cast<size_t>(k0) * w.step();
+  for (int kk = k0; kk < k1; ++kk, bk += ldb, ak += w.step()) {
     const __m256 b0 = l.load0(bk), b1 = l.load1(bk);
-    const float* ak = a + static_cast<size_t>(kk) * o.a_col;
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const __m256 av = _mm256_broadcast_ss(ak + static_cast<size_t>(i) * o.a_row);
+      const __m256 av = _mm256_broadcast_ss(ak + w.row(i));
       acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
     }
   }
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
-    float* ci = c + static_cast<size_t>(i) * o.ldc;
+    float* ci = c + static_cast<size_t>(i) * ldc;
     if (o.accumulate) acc[i][0] = _mm256_add_ps(l.load0(ci), acc[i][0]), acc[i][1] = _mm256_add_ps(l.load1(ci), acc[i][1]);
     l.store(ci, acc[i][0], acc[i][1]);
   }
@@ -116,8 +131,13 @@ DSV4_AVX2 void tile_avx2_cols(const Operands& o, const float* a, const float* b,
 
 template <int R>
 void tile_avx2(const Operands& o, const float* a, const float* b, size_t ldb, float* c, int cols) {
-  if (cols == 16) tile_avx2_cols<R, true>(o, a, b, ldb, c, cols);
-  else tile_avx2_cols<R, false>(o, a, b, ldb, c, cols);
+  const bool full = cols == 16;
+  if (o.a_col == 1) return full ? tile_avx2_cols<R, true, ALayout::rows>(o, a, b, ldb, c, cols)
+                                : tile_avx2_cols<R, false, ALayout::rows>(o, a, b, ldb, c, cols);
+  if (o.a_row == 1) return full ? tile_avx2_cols<R, true, ALayout::columns>(o, a, b, ldb, c, cols)
+                                : tile_avx2_cols<R, false, ALayout::columns>(o, a, b, ldb, c, cols);
+  return full ? tile_avx2_cols<R, true, ALayout::strided>(o, a, b, ldb, c, cols)
+              : tile_avx2_cols<R, false, ALayout::strided>(o, a, b, ldb, c, cols);
 }
 
 using Tile = void (*)(const Operands&, const float*, const float*, size_t, float*, int);
@@ -204,18 +224,37 @@ void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_
     });
   }
   const float* packed = panels.data();
-  // Tiles column panel by column panel (a panel of B stays in cache across its row tiles); a
-  // thread's tiles pass by pass.
+  // The larger operand is walked once: when A has more rows than B has columns, a thread goes
+  // row tile by row tile (A's rows stay in the first-level cache across the column tiles, B's
+  // panels in the second), else column panel by column panel (a panel stays across the row
+  // tiles). A read down its columns (a transposed operand: a_row == 1, a_col its row length)
+  // is then copied per row tile into [k][tr]: in place, consecutive kk lie a_col apart, and the
+  // gradients' power-of-two widths put them in one set of the first-level cache.
+  const bool rows_first = m > n;
+  const bool pack_a = rows_first && a_col != 1 && col_tiles > 1;
   pool().parallel_for(row_tiles * col_tiles, [&](size_t t0, size_t t1) {
+    thread_local std::vector<float> a_panel;  // the calling thread's copy of a row tile of A
+    if (pack_a) a_panel.resize(static_cast<size_t>(k) * tr);
     for (int k0 = 0; k0 < std::max(k, 1); k0 += kChain) {
-      const Operands o{a_row, a_col, ldc, k0, std::min(k, k0 + kChain), k0 > 0, accumulate};
+      const int k1 = std::min(k, k0 + kChain);
+      Operands o{a_row, a_col, ldc, k0, k1, k0 > 0, accumulate};
+      size_t copied = row_tiles;  // which row tile a_panel holds for this pass
       for (size_t t = t0; t < t1; ++t) {
-        const size_t q = t / row_tiles;
-        const int j0 = static_cast<int>(q) * tc, i0 = static_cast<int>(t % row_tiles) * tr;
+        const size_t q = rows_first ? t % col_tiles : t / row_tiles, r = rows_first ? t / col_tiles : t % row_tiles;
+        const int j0 = static_cast<int>(q) * tc, i0 = static_cast<int>(r) * tr;
         const int rows = std::min(tr, m - i0), cols = std::min(tc, n - j0);
+        const float* ai = a + static_cast<size_t>(i0) * a_row;
+        if (pack_a) {
+          if (copied != r) {
+            for (int kk = k0; kk < k1; ++kk)
+              for (int i = 0; i < rows; ++i)
+                a_panel[static_cast<size_t>(kk) * tr + i] = ai[static_cast<size_t>(i) * a_row + kk * a_col];
+            copied = r;
+          }
+          o.a_row = 1, o.a_col = tr, ai = a_panel.data();
+        }
         const float* panel = pack ? packed + q * tc * static_cast<size_t>(k) : b + j0;
-        (wide ? t512[rows - 1] : t2[rows - 1])(o, a + static_cast<size_t>(i0) * a_row, panel,
-                                               pack ? static_cast<size_t>(tc) : ldb,
+        (wide ? t512[rows - 1] : t2[rows - 1])(o, ai, panel, pack ? static_cast<size_t>(tc) : ldb,
                                                c + static_cast<size_t>(i0) * ldc + j0, cols);
       }
     }

@@ -77,17 +77,22 @@ void gram_nt(std::span<const float> a, int m, int k, std::span<float> c) {
   DSV4_CHECK(a.size() == size_t(m) * k && c.size() == size_t(m) * m, "gram_nt: sizes do not match [", m, ", ", k,
              "] x its transpose");
   if (m == 0) return;
-  // Row blocks of 24 (two of the AVX-512 tile's 12 rows) against themselves and every later
-  // row, into C's upper triangle (and a little below the diagonal, within each block).
-  constexpr int kBlock = 24;
-  const std::vector<float> at = transposed(a, m, k, m);
-  for (int i0 = 0; i0 < m; i0 += kBlock) {
-    const int rows = std::min(kBlock, m - i0);
-    gemm_f32(rows, m - i0, k, a.data() + size_t(i0) * k, k, 1, at.data() + i0, m, c.data() + size_t(i0) * m + i0,
-             m);
+  // Column panels of 32 (a whole AVX-512 tile, two AVX2 ones): the panel's rows of A,
+  // transposed into [k][32], are B for every row of A down to the panel's last, so that C's
+  // upper triangle (and the lower half of the diagonal blocks) is computed once and B is
+  // contiguous (A^T read in place has its rows m floats apart, in a few cache sets).
+  constexpr int kPanel = 32;
+  thread_local std::vector<float> panel;
+  for (int j0 = 0; j0 < m; j0 += kPanel) {
+    const int w = std::min(kPanel, m - j0);
+    panel.resize(size_t(k) * w);
+    for (int j = 0; j < w; ++j)
+      for (int kk = 0; kk < k; ++kk) panel[size_t(kk) * w + j] = a[size_t(j0 + j) * k + kk];
+    gemm_f32(j0 + w, w, k, a.data(), k, 1, panel.data(), w, c.data() + j0, m);
   }
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < i - i % kBlock; ++j) c[size_t(i) * m + j] = c[size_t(j) * m + i];
+  // Below the diagonal blocks, from above: each element is one chain of the same products.
+  for (int i = kPanel; i < m; ++i)
+    for (int j = 0; j < i - i % kPanel; ++j) c[size_t(i) * m + j] = c[size_t(j) * m + i];
 }
 
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y) {
