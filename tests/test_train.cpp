@@ -216,12 +216,12 @@ TEST(Backward, TransposedInTilesIsTheTranspose) {
 }
 
 TEST(Backward, GramIsTheFullProductBitwise) {
-  // Metric: exact. Newton-Schulz's X X^T and A A^T from the blocks on and above the diagonal,
-  // mirrored, against the whole product: sizes across the 32-row blocks and the kernels' 16-wide
-  // padding of k. (The AVX2 and scalar paths are symmetric in the same way: DSV4_NO_AVX512=1 /
+  // Metric: exact. Newton-Schulz's X X^T and A A^T from column panels of 32 down to the
+  // diagonal, mirrored block by block, against the whole product: sizes across the panels (a
+  // partial last one) and the kernels' 16-wide padding of k. (The AVX2 and scalar paths are symmetric in the same way: DSV4_NO_AVX512=1 /
   // DSV4_NO_AVX2=1 run this test on them.)
   std::mt19937 rng(5);
-  for (const auto& [m, k] : std::vector<std::array<int, 2>>{{1, 7}, {33, 16}, {64, 256}, {70, 130}, {128, 128}}) {
+  for (const auto& [m, k] : std::vector<std::array<int, 2>>{{1, 7}, {33, 16}, {64, 256}, {70, 130}, {128, 128}, {100, 9}}) {
     const std::vector<float> a = randn(size_t(m) * k, rng);
     std::vector<float> full(size_t(m) * m), gram(full.size(), -1.0f);
     matmul_nt(a, a, m, m, k, full);

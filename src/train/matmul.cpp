@@ -17,7 +17,7 @@ namespace {
 
 // out[c * ld + r] = in[r * cols + c] for an 8 x 8 block at (r0, c0): eight row loads, the
 // standard unpack / shuffle / lane-permute network, eight column stores.
-DSV4_AVX2 void transpose8x8(const float* in, int cols, float* out, int ld) {
+DSV4_AVX2 void transpose8x8(const float* in, size_t cols, float* out, size_t ld) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(in + static_cast<size_t>(i) * cols);
   for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -36,11 +36,8 @@ DSV4_AVX2 void transpose8x8(const float* in, int cols, float* out, int ld) {
 
 }  // namespace
 
-std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld) {
-  DSV4_CHECK(in.size() == size_t(rows) * cols && ld >= rows, "transposed: [", rows, ", ", cols, "] into rows of ",
-             ld);
+void transpose_to(const float* in, size_t in_ld, int rows, int cols, float* out, size_t out_ld) {
   constexpr int kTile = 32;
-  std::vector<float> out(size_t(cols) * ld);
   const bool simd = use_avx2_fma();
   for (int r0 = 0; r0 < rows; r0 += kTile)
     for (int c0 = 0; c0 < cols; c0 += kTile) {
@@ -49,14 +46,21 @@ std::vector<float> transposed(std::span<const float> in, int rows, int cols, int
       if (simd) {
         r8 = r0 + (r1 - r0) / 8 * 8, c8 = c0 + (c1 - c0) / 8 * 8;
         for (int r = r0; r < r8; r += 8)
-          for (int c = c0; c < c8; c += 8) transpose8x8(&in[size_t(r) * cols + c], cols, &out[size_t(c) * ld + r], ld);
+          for (int c = c0; c < c8; c += 8) transpose8x8(&in[r * in_ld + c], in_ld, &out[c * out_ld + r], out_ld);
       }
       // The rest, plainly: columns right of the blocks for the blocks' rows, then the rows below.
       for (int c = c8; c < c1; ++c)
-        for (int r = r0; r < r8; ++r) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
+        for (int r = r0; r < r8; ++r) out[c * out_ld + r] = in[r * in_ld + c];
       for (int c = c0; c < c1; ++c)
-        for (int r = r8; r < r1; ++r) out[size_t(c) * ld + r] = in[size_t(r) * cols + c];
+        for (int r = r8; r < r1; ++r) out[c * out_ld + r] = in[r * in_ld + c];
     }
+}
+
+std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld) {
+  DSV4_CHECK(in.size() == size_t(rows) * cols && ld >= rows, "transposed: [", rows, ", ", cols, "] into rows of ",
+             ld);
+  std::vector<float> out(size_t(cols) * ld);
+  transpose_to(in.data(), cols, rows, cols, out.data(), ld);
   return out;  // the padding stays as the vector started: zeros
 }
 
@@ -86,13 +90,15 @@ void gram_nt(std::span<const float> a, int m, int k, std::span<float> c) {
   for (int j0 = 0; j0 < m; j0 += kPanel) {
     const int w = std::min(kPanel, m - j0);
     panel.resize(size_t(k) * w);
-    for (int j = 0; j < w; ++j)
-      for (int kk = 0; kk < k; ++kk) panel[size_t(kk) * w + j] = a[size_t(j0 + j) * k + kk];
+    transpose_to(a.data() + size_t(j0) * k, k, w, k, panel.data(), w);
     gemm_f32(j0 + w, w, k, a.data(), k, 1, panel.data(), w, c.data() + j0, m);
   }
-  // Below the diagonal blocks, from above: each element is one chain of the same products.
-  for (int i = kPanel; i < m; ++i)
-    for (int j = 0; j < i - i % kPanel; ++j) c[size_t(i) * m + j] = c[size_t(j) * m + i];
+  // Below the diagonal blocks, from above, a block at a time: each element is one chain of the
+  // same products.
+  for (int i0 = kPanel; i0 < m; i0 += kPanel)
+    for (int j0 = 0; j0 < i0; j0 += kPanel)
+      transpose_to(c.data() + size_t(j0) * m + i0, m, kPanel, std::min(kPanel, m - i0), c.data() + size_t(i0) * m + j0,
+                   m);
 }
 
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y) {

@@ -13,6 +13,8 @@ namespace dsv4 {
 // In square tiles, so that reads and writes both run along rows (the plain loop, writing down
 // columns, was 8% of a training step).
 std::vector<float> transposed(std::span<const float> in, int rows, int cols, int ld);
+// out[c * out_ld + r] = in[r * in_ld + c] for r < rows, c < cols (the buffers do not overlap).
+void transpose_to(const float* in, size_t in_ld, int rows, int cols, float* out, size_t out_ld);
 
 // C [m, p] = A [m, k] . B [p, k]^T (B transposed once, then gemm_f32).
 void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c);
