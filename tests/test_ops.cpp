@@ -96,7 +96,7 @@ TEST(Ops, TopkPicksLargestAndBreaksTiesLikeTorch) {
 
 // hc_pre's mixes (seen through post and comb) are the plain order's bits: per mix row, eight
 // partial sums over k mod 8 (a tail of flat % 8 inputs into the first), a fixed tree, times
-// 1 / sqrt(mean(x^2) + eps). On every path (AVX-512 lanes or the compiler's loop), for token
+// 1 / sqrt(mean(x^2) + eps). On every path (AVX-512 or AVX2 lanes, or the compiler's loop), for token
 // counts that fill and split hc_mixes' token groups and widths with and without a tail.
 TEST(Ops, HcPreMixesFollowThePlainOrder) {
   const int hc = 4, n_mix = (2 + hc) * hc;
@@ -128,6 +128,29 @@ TEST(Ops, HcPreMixesFollowThePlainOrder) {
           EXPECT_EQ(comb[j], mix.comb[static_cast<size_t>(t) * hc * hc + j]) << dim << " " << n << " " << t;
       }
     }
+}
+
+// hc_post is the plain loop's bits on this CPU's path (AVX2's 8 lanes, with a tail of dim % 8):
+// per output, the products comb[i][j] * residual[i] added in i order from zero, then
+// post[j] * out. new_residual aliasing residual, as the model calls it.
+TEST(Ops, HcPostFollowsThePlainOrder) {
+  const int hc = 4;
+  for (const int dim : {35, 256}) {
+    const int n = 3;
+    const std::vector<float> post = randn(n * hc, 1), comb = randn(n * hc * hc, 2), out = randn(n * dim, 3),
+                             res = randn(static_cast<size_t>(n) * hc * dim, 4);
+    std::vector<float> got = res;
+    hc_post(HcMix{post, comb}, out, got, n, hc, dim, got);
+    for (int t = 0; t < n; ++t)
+      for (int j = 0; j < hc; ++j)
+        for (int d = 0; d < dim; ++d) {
+          float acc = 0;
+          for (int i = 0; i < hc; ++i)
+            acc += comb[(t * hc + i) * hc + j] * res[(static_cast<size_t>(t) * hc + i) * dim + d];
+          const float want = post[t * hc + j] * out[static_cast<size_t>(t) * dim + d] + acc;
+          ASSERT_EQ(got[(static_cast<size_t>(t) * hc + j) * dim + d], want) << dim << " " << t << " " << j << " " << d;
+        }
+  }
 }
 
 TEST(Ops, SinkhornCombIsDoublyStochastic) {

@@ -42,17 +42,54 @@ __attribute__((target("avx512f,avx2"))) int mix_dots_avx512(const float* f, cons
   return k;
 }
 
+// The same with AVX2, 8 lanes at a time (lane 4 j + m of vector v holds acc[2 v + j][m]).
+DSV4_AVX2 int mix_dots_avx2(const float* f, const float* xt, int k0, int k1, float (&acc)[S][B]) {
+  static_assert(S == 8 && B == 4, "four vectors of 2 x 4 lanes");
+  __m256 v[4];
+  __m256i spread[4];  // x's element per lane: 2 v + (lane / 4)
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(&acc[2 * i][0]);
+    spread[i] = _mm256_setr_epi32(2 * i, 2 * i, 2 * i, 2 * i, 2 * i + 1, 2 * i + 1, 2 * i + 1, 2 * i + 1);
+  }
+  int k = k0;
+  for (; k + S <= k1; k += S) {
+    const __m256 xv = _mm256_loadu_ps(xt + k);
+    const float* fk = f + static_cast<size_t>(k) * B;
+    for (int i = 0; i < 4; ++i)
+      v[i] = _mm256_add_ps(v[i], _mm256_mul_ps(_mm256_loadu_ps(fk + 8 * i), _mm256_permutevar8x32_ps(xv, spread[i])));
+  }
+  for (int i = 0; i < 4; ++i) _mm256_storeu_ps(&acc[2 * i][0], v[i]);
+  return k;
+}
+
+// hc_post's mix for one token, 8 of dim at a time: each output's products added in i order from
+// zero, then post * out added, as the plain loop does (the same bits). Returns the first d left.
+DSV4_AVX2 int post_mix_avx2(const float* post, const float* comb, const float* res, const float* o, int hc, int dim,
+                            float* dst) {
+  int d0 = 0;
+  for (; d0 + 8 <= dim; d0 += 8)
+    for (int j = 0; j < hc; ++j) {
+      __m256 acc = _mm256_setzero_ps();
+      for (int i = 0; i < hc; ++i)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(comb[i * hc + j]),
+                                               _mm256_loadu_ps(res + static_cast<size_t>(i) * dim + d0)));
+      _mm256_storeu_ps(dst + static_cast<size_t>(j) * dim + d0,
+                       _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(post[j]), _mm256_loadu_ps(o + d0)), acc));
+    }
+  return d0;
+}
+
 // mixes[t][m] = (fn[m] . x_t) / sqrt(mean(x_t^2) + eps). Each dot product is summed in input
 // order, one rounded multiply and one rounded add per element like the plain scalar loop (the
 // faithful goldens are sensitive to this order: a blocked SIMD order flips an FP8 rounding of
-// golden tiny-long); the rows of a block are the vector lanes (mix_dots_avx512 where the CPU
-// has AVX-512), and (block, group of tokens) pairs are split across threads. A group's tokens
+// golden tiny-long); the rows of a block are the vector lanes (mix_dots_avx512 or _avx2 where
+// the CPU has them), and (block, group of tokens) pairs are split across threads. A group's tokens
 // go through the block a chunk of inputs at a time, their sums kept in between, so a batched
 // decode step reads a block (hc * dim * kHcMixBlock floats, 256 KB at V4-Flash's size) once per
 // group rather than once per token; every sum takes its products in the same order.
 std::vector<float> hc_mixes(const HcParams& p, std::span<const float> x, int n, int flat, int n_mix,
                             float norm_eps) {
-  const bool simd = use_avx512();
+  const bool wide = use_avx512(), simd = use_avx2_fma();
   constexpr int kGroup = 4, kChunk = 2048;  // tokens sharing a pass over a block; inputs per chunk (32 KB of it)
   const int n_blocks = (n_mix + B - 1) / B, n_groups = (n + kGroup - 1) / kGroup;
   std::vector<float> padded(static_cast<size_t>(n) * n_blocks * B);
@@ -69,7 +106,7 @@ std::vector<float> hc_mixes(const HcParams& p, std::span<const float> x, int n, 
         for (int t = t0; t < t1; ++t) {
           const float* xt = x.data() + static_cast<size_t>(t) * flat;
           float(&a)[S][B] = acc[t - t0];
-          int k = simd ? mix_dots_avx512(f, xt, c0, c1, a) : c0;
+          int k = wide ? mix_dots_avx512(f, xt, c0, c1, a) : simd ? mix_dots_avx2(f, xt, c0, c1, a) : c0;
           for (; k + S <= c1; k += S)
             for (int j = 0; j < S; ++j)
               for (int m = 0; m < B; ++m) a[j][m] += f[static_cast<size_t>(k + j) * B + m] * xt[k + j];
@@ -156,6 +193,7 @@ void hc_pre(const HcParams& p, std::span<const float> x, int n, int hc, int dim,
 
 void hc_post(const HcMix& mix, std::span<const float> out, std::span<const float> residual, int n,
              int hc, int dim, std::span<float> new_residual) {
+  const bool simd = use_avx2_fma();
   pool().parallel_for(n, [&](size_t t0, size_t t1) {
     std::vector<float> res(static_cast<size_t>(hc) * dim);
     for (size_t t = t0; t < t1; ++t) {
@@ -165,8 +203,9 @@ void hc_post(const HcMix& mix, std::span<const float> out, std::span<const float
       const float* comb = mix.comb.data() + t * hc * hc;
       const float* o = out.data() + t * dim;
       float* dst = new_residual.data() + t * hc * dim;
+      const int d0 = simd ? post_mix_avx2(post, comb, res.data(), o, hc, dim, dst) : 0;
       for (int j = 0; j < hc; ++j)
-        for (int d = 0; d < dim; ++d) {
+        for (int d = d0; d < dim; ++d) {
           float acc = 0;
           for (int i = 0; i < hc; ++i) acc += comb[i * hc + j] * res[static_cast<size_t>(i) * dim + d];
           dst[static_cast<size_t>(j) * dim + d] = post[j] * o[d] + acc;
