@@ -15,6 +15,7 @@
 #include "model/compressor.h"
 #include "model/hc.h"
 #include "model/moe.h"
+#include "ops/gemm_f32.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
 #include "ops/swiglu.h"
@@ -99,6 +100,45 @@ TEST(AdamW, FirstStepsByHand) {
   adamw_step(w, std::vector<float>{0.0f, 0.0f}, s, p, lr);
   const double m_hat = 0.9 * 0.1 * 0.5 / (1 - 0.81), v_hat = 0.95 * 0.05 * 0.25 / (1 - 0.9025);
   EXPECT_NEAR(w[0], w0 - lr * (m_hat / (std::sqrt(v_hat) + 1e-8) + 0.1 * w0), 1e-6);
+}
+
+TEST(NewtonSchulz, IsThePlainIterationBitwise) {
+  // Metric: exact. newton_schulz (Gram panels, gemm_f32's tiles, AVX2 combinations) against the
+  // iteration written plainly: gemm_f32_reference's fma chains for X X^T, A A and B X (A is
+  // symmetric, so A A^T is A A), a
+  // rounded multiply and add per element for B and X. Wide, tall (run transposed) and odd
+  // sizes (the vector loops' tails).
+  std::mt19937 rng(4);
+  for (const auto& [rows, cols] : {std::pair{48, 80}, std::pair{80, 48}, std::pair{37, 45}}) {
+    const std::vector<float> g = randn(size_t(rows) * cols, rng);
+    const bool tall = rows > cols;
+    const int r = tall ? cols : rows, c = tall ? rows : cols;
+    std::vector<float> x(g.size());
+    for (int i = 0; i < r; ++i)
+      for (int j = 0; j < c; ++j) x[size_t(i) * c + j] = tall ? g[size_t(j) * cols + i] : g[size_t(i) * cols + j];
+    double norm = 0;
+    for (float v : x) norm += double(v) * v;
+    norm = std::sqrt(norm) + 1e-7;
+    for (float& v : x) v = static_cast<float>(v / norm);
+    std::vector<float> a(size_t(r) * r), aa(a.size()), b(a.size()), bx(x.size());
+    for (int it = 0; it < 10; ++it) {
+      const bool f = it < 8;
+      const float ka = f ? 3.4445f : 2.0f, kb = f ? -4.7750f : -1.5f, kc = f ? 2.0315f : 0.5f;
+      std::vector<float> xt(x.size());  // X^T [c, r]
+      for (int i = 0; i < r; ++i)
+        for (int j = 0; j < c; ++j) xt[size_t(j) * r + i] = x[size_t(i) * c + j];
+      gemm_f32_reference(r, r, c, x.data(), c, 1, xt.data(), r, a.data(), r);
+      gemm_f32_reference(r, r, r, a.data(), r, 1, a.data(), r, aa.data(), r);
+      for (size_t i = 0; i < a.size(); ++i) b[i] = kb * a[i] + kc * aa[i];
+      gemm_f32_reference(r, c, r, b.data(), r, 1, x.data(), c, bx.data(), c);
+      for (size_t i = 0; i < x.size(); ++i) x[i] = ka * x[i] + bx[i];
+    }
+    const std::vector<float> got = newton_schulz(g, rows, cols, 8, 2);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j)
+        ASSERT_EQ(got[size_t(i) * cols + j], tall ? x[size_t(j) * c + i] : x[size_t(i) * c + j])
+            << rows << "x" << cols << " at " << i << ", " << j;
+  }
 }
 
 TEST(Muon, UpdateHasTheTargetRmsAndDescends) {
