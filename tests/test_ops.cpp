@@ -285,7 +285,8 @@ TEST(Dot, EachPathComputesItsStatedOrderWhateverTheShape) {
 TEST(GemmF32, EveryPathIsTheFmaChainBitwise) {
   // Metric: exact. The AVX-512 and AVX2 tiles against the std::fma reference, on shapes around
   // their tiles (12 x 32, 6 x 16: full, partial and single rows and columns; a chain of 700
-  // in passes of 256; B read in place and, from 8 row tiles on, from packed panels; row tile by
+  // in passes of 256; B read in place and, from 8 row tiles on, from packed panels unless it is
+  // one panel already (n = 16 or 32, as wide as the tiles); row tile by
   // row tile when m > n, where a transposed A is copied per row tile), with A read directly,
   // transposed and every other element through its strides, overwriting
   // and accumulating into C, on 1 and 2 threads. The paths this CPU lacks are skipped by name (DSV4_NO_AVX512=1 / DSV4_NO_AVX2=1
@@ -300,7 +301,7 @@ TEST(GemmF32, EveryPathIsTheFmaChainBitwise) {
     for (const auto& [m, n, k] : std::vector<std::array<int, 3>>{{1, 1, 1}, {12, 32, 7}, {13, 33, 130}, {7, 17, 64},
                                                                    {25, 70, 256}, {6, 16, 0},
                                                                    {19, 40, 700}, {97, 33, 300}, {200, 64, 40},
-                                                                   {150, 40, 600}}) {
+                                                                   {150, 40, 600}, {60, 16, 50}, {100, 32, 20}}) {
       std::vector<float> a(size_t(m) * k), b(size_t(k) * n), c0(size_t(m) * n);
       for (float& v : a) v = nd(rng);
       for (float& v : b) v = nd(rng);

@@ -205,9 +205,11 @@ void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_
   // the power-of-two widths of the model's matrices put them all in a few sets of the
   // first-level cache, which then cannot hold one panel (1.2-1.9x on the trainer's products).
   // The copy lives in a buffer of the calling thread's, kept for its next product; a B too
-  // large to copy (kPackMax floats) is read in place.
+  // large to copy (kPackMax floats) is read in place, and so is one that is a panel already
+  // (n <= tc, ldb = tc: gram_nt's).
   const size_t panel_floats = col_tiles * tc * static_cast<size_t>(k);
-  const bool pack = row_tiles >= kPackRowTiles && panel_floats <= kPackMax;
+  const bool one_panel = n <= tc && ldb == static_cast<size_t>(tc);
+  const bool pack = row_tiles >= kPackRowTiles && panel_floats <= kPackMax && !one_panel;
   thread_local std::vector<float> panels;
   if (pack) {
     panels.resize(panel_floats);

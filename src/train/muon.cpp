@@ -48,8 +48,10 @@ std::vector<float> newton_schulz(std::span<const float> g, int rows, int cols, i
   for (float& v : x) v = static_cast<float>(v / norm);
   // One thread runs a matrix's iterations while the other runs another's: at the default
   // model's 128 x 256 the buffers (with gemm_f32's packed copy of X) just fill a core's
-  // second-level cache, so B takes A^2's place.
-  std::vector<float> a(static_cast<size_t>(r) * r), b(a.size()), bx(x.size());
+  // second-level cache, so B takes A^2's place. They stay with the thread for its next matrix
+  // (fresh ones cost page faults).
+  thread_local std::vector<float> a, b, bx;
+  a.resize(static_cast<size_t>(r) * r), b.resize(a.size()), bx.resize(x.size());
   for (int it = 0; it < fast + stable; ++it) {
     const bool f = it < fast;
     const float ka = f ? 3.4445f : 2.0f, kb = f ? -4.7750f : -1.5f, kc = f ? 2.0315f : 0.5f;
