@@ -287,6 +287,11 @@ TEST(Backward, FastLinearMatchesTheReferenceLoops) {
     linear_backward_reference(x, w, dy, n, in, out, dxr, dwr);
     for (size_t i = 0; i < dx.size(); ++i) ASSERT_NEAR(dx[i], dxr[i], 1e-4 * std::sqrt(out)) << "dx " << i;
     for (size_t i = 0; i < dw.size(); ++i) ASSERT_NEAR(dw[i], dwr[i], 1e-4 * std::sqrt(n)) << "dw " << i;
+    // add_dx: dx added to what is there, exactly as computing it apart and adding (bitwise).
+    std::vector<float> dx_added = randn(x.size(), rng), want = dx_added;
+    for (size_t i = 0; i < want.size(); ++i) want[i] += dx[i];
+    linear_backward(x, w, dy, n, in, out, dx_added, dw, /*add_dx=*/true);
+    for (size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx_added[i], want[i]) << "dx added " << i;
   }
 }
 

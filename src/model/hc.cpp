@@ -123,11 +123,12 @@ std::vector<float> hc_mixes(const HcParams& p, std::span<const float> x, int n, 
     }
   });
   std::vector<float> mixes(static_cast<size_t>(n) * n_mix);
-  for (int t = 0; t < n; ++t) {
-    const float rsqrt = 1.0f / std::sqrt(mean_square(x.data() + static_cast<size_t>(t) * flat, flat) + norm_eps);
-    for (int m = 0; m < n_mix; ++m)
-      mixes[static_cast<size_t>(t) * n_mix + m] = padded[static_cast<size_t>(t) * n_blocks * B + m] * rsqrt;
-  }
+  pool().parallel_for(static_cast<size_t>(n), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const float rsqrt = 1.0f / std::sqrt(mean_square(x.data() + t * flat, flat) + norm_eps);
+      for (int m = 0; m < n_mix; ++m) mixes[t * n_mix + m] = padded[t * n_blocks * B + m] * rsqrt;
+    }
+  });
   return mixes;
 }
 
@@ -218,12 +219,14 @@ void hc_head(const HcParams& p, std::span<const float> x, int n, int hc, int dim
              float hc_eps, std::span<float> y) {
   const int flat = hc * dim;
   const std::vector<float> mixes = hc_mixes(p, x, n, flat, hc, norm_eps);
-  std::vector<float> pre(hc);
-  for (int t = 0; t < n; ++t) {
-    const float* xt = x.data() + static_cast<size_t>(t) * flat;
-    for (int i = 0; i < hc; ++i) pre[i] = sigmoid(mixes[static_cast<size_t>(t) * hc + i] * p.scale[0] + p.base[i]) + hc_eps;
-    weighted_sum(pre.data(), xt, hc, dim, y.data() + static_cast<size_t>(t) * dim);
-  }
+  pool().parallel_for(static_cast<size_t>(n), [&](size_t t0, size_t t1) {
+    std::vector<float> pre(hc);
+    for (size_t t = t0; t < t1; ++t) {
+      const float* xt = x.data() + t * flat;
+      for (int i = 0; i < hc; ++i) pre[i] = sigmoid(mixes[t * hc + i] * p.scale[0] + p.base[i]) + hc_eps;
+      weighted_sum(pre.data(), xt, hc, dim, y.data() + t * dim);
+    }
+  });
 }
 
 }  // namespace dsv4

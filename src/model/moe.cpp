@@ -156,7 +156,9 @@ int moe_forward(const MoeWeights& w, bool hash, const ModelConfig& c, std::span<
   if (w.shared) {
     ye.resize(static_cast<size_t>(n) * dim);
     expert_forward(*w.shared, c.swiglu_limit, x, n, {}, act_quant, ye, saved ? &saved->shared[0] : nullptr);
-    for (size_t i = 0; i < ye.size(); ++i) out[i] += ye[i];
+    pool().parallel_for(ye.size(), [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) out[i] += ye[i];
+    });
   }
   if (saved) saved->logits = std::move(logits), saved->rows = std::move(rows), saved->weight = std::move(row_w);
   return static_cast<int>(active.size());

@@ -152,6 +152,12 @@ constexpr auto avx2_tiles(std::integer_sequence<int, R...>) {
 }
 
 constexpr int kRows512 = 12, kCols512 = 32, kRows2 = 6, kCols2 = 16;
+
+// A thread's scratch buffer at least n long: it only grows (a resize down and up again would
+// zero the regrown part, megabytes a training step).
+void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
 constexpr size_t kPackRowTiles = 8, kPackMax = size_t{16} << 20;
 
 }  // namespace
@@ -190,7 +196,7 @@ void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_
   constexpr int kChain = 256;
   if (accumulate && k > kChain) {
     thread_local std::vector<float> chains;  // the calling thread's, kept for its next product
-    chains.resize(static_cast<size_t>(m) * n);
+    grow(chains, static_cast<size_t>(m) * n);
     float* sums = chains.data();
     gemm_f32_with(path, m, n, k, a, a_row, a_col, b, ldb, sums, n, false);
     pool().parallel_for(static_cast<size_t>(m), [&](size_t i0, size_t i1) {
@@ -212,7 +218,7 @@ void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_
   const bool pack = row_tiles >= kPackRowTiles && panel_floats <= kPackMax && !one_panel;
   thread_local std::vector<float> panels;
   if (pack) {
-    panels.resize(panel_floats);
+    grow(panels, panel_floats);
     float* dst = panels.data();
     pool().parallel_for(col_tiles, [&](size_t q0, size_t q1) {
       for (size_t q = q0; q < q1; ++q) {
@@ -236,7 +242,7 @@ void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_
   const bool pack_a = rows_first && a_col != 1 && col_tiles > 1;
   pool().parallel_for(row_tiles * col_tiles, [&](size_t t0, size_t t1) {
     thread_local std::vector<float> a_panel;  // the calling thread's copy of a row tile of A
-    if (pack_a) a_panel.resize(static_cast<size_t>(k) * tr);
+    if (pack_a) grow(a_panel, static_cast<size_t>(k) * tr);
     for (int k0 = 0; k0 < std::max(k, 1); k0 += kChain) {
       const int k1 = std::min(k, k0 + kChain);
       Operands o{a_row, a_col, ldc, k0, k1, k0 > 0, accumulate};

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/thread_pool.h"
 
 namespace dsv4 {
 
@@ -21,12 +22,19 @@ void rmsnorm(std::span<const float> x, std::span<const float> weight, float eps,
              std::span<float> y) {
   DSV4_CHECK(x.size() % d == 0 && y.size() == x.size() && (weight.empty() || (int)weight.size() == d),
              "rmsnorm: bad shapes");
-  for (size_t r = 0; r < x.size() / d; ++r) {
-    const float* xr = x.data() + r * d;
-    float* yr = y.data() + r * d;
-    const float inv = 1.0f / std::sqrt(mean_square(xr, d) + eps);
-    for (int i = 0; i < d; ++i) yr[i] = weight.empty() ? xr[i] * inv : weight[i] * (xr[i] * inv);
-  }
+  auto rows = [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      const float* xr = x.data() + r * d;
+      float* yr = y.data() + r * d;
+      const float inv = 1.0f / std::sqrt(mean_square(xr, d) + eps);
+      for (int i = 0; i < d; ++i) yr[i] = weight.empty() ? xr[i] * inv : weight[i] * (xr[i] * inv);
+    }
+  };
+  // Rows over the threads when there are many (a prefill's or a training step's); each row's
+  // arithmetic is the same either way.
+  const size_t n = x.size() / d;
+  if (x.size() < (size_t{1} << 14)) return rows(0, n);
+  pool().parallel_for(n, rows);
 }
 
 }  // namespace dsv4

@@ -267,10 +267,9 @@ double attention_backward(const AttentionF32& a, const Rope& rope, std::span<con
     for (size_t t = t0; t < t1; ++t)
       rope_backward(rope, std::span<float>(dkv).subspan(t * D + D - rd, rd), pos[t], false);
   });
-  std::vector<float> dkva(f.kva.size()), dpart_x(dx.size());
+  std::vector<float> dkva(f.kva.size());
   rmsnorm_backward(f.kva, a.kv_norm, a.eps, D, dkv, dkva, g.kv_norm);
-  linear_backward(x, a.wkv, dkva, n, dim, D, dpart_x, g.wkv);
-  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dpart_x[i];
+  linear_backward(x, a.wkv, dkva, n, dim, D, dx, g.wkv, /*add_dx=*/true);
   // q path: RoPE, per-head norm, wq_b, q_norm, wq_a.
   for_row_chunks(n, kChunk, [&](size_t, size_t t0, size_t t1) {
     for (size_t t = t0; t < t1; ++t)
@@ -281,8 +280,7 @@ double attention_backward(const AttentionF32& a, const Rope& rope, std::span<con
   rmsnorm_backward(f.qb, {}, a.eps, D, dq, dqb, {});
   linear_backward(f.qn, a.wq_b, dqb, n, a.q_lora, H * D, dqn, g.wq_b);
   rmsnorm_backward(f.qa, a.q_norm, a.eps, a.q_lora, dqn, dqa, g.q_norm);
-  linear_backward(x, a.wq_a, dqa, n, dim, a.q_lora, dpart_x, g.wq_a);
-  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dpart_x[i];
+  linear_backward(x, a.wq_a, dqa, n, dim, a.q_lora, dx, g.wq_a, /*add_dx=*/true);
   return index_loss;
 }
 

@@ -122,10 +122,8 @@ void compressor_backward(const CompressorF32& c, const Rope& rope, float norm_ep
     }
   });
   for (int s = 0; s < seg.count(); ++s) add_to(g.norm, g_norm[s]), add_to(g.ape, g_ape[s]);
-  std::vector<float> dx2(dx.size());
   linear_backward(x, c.wkv, dkv, n, dim, width, dx, g.wkv);
-  linear_backward(x, c.wgate, dscore, n, dim, width, dx2, g.wgate);
-  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dx2[i];
+  linear_backward(x, c.wgate, dscore, n, dim, width, dx, g.wgate, /*add_dx=*/true);
 }
 
 }  // namespace dsv4

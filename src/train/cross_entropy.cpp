@@ -14,8 +14,10 @@ double cross_entropy(std::span<const float> logits, std::span<const int> targets
   DSV4_CHECK(logits.size() == n * vocab && dlogits.size() == logits.size(), "cross_entropy: sizes do not match");
   size_t counted = 0;
   for (int t : targets) counted += t >= 0;
-  std::fill(dlogits.begin(), dlogits.end(), 0.0f);
-  if (counted == 0) return 0;
+  if (counted == 0) {
+    std::fill(dlogits.begin(), dlogits.end(), 0.0f);
+    return 0;
+  }
   for (size_t r = 0; r < n; ++r)
     DSV4_CHECK(targets[r] < vocab, "cross_entropy: target ", targets[r], " outside the vocabulary");
   // Rows in fixed chunks; the loss summed per chunk, then over the chunks in order.
@@ -24,7 +26,10 @@ double cross_entropy(std::span<const float> logits, std::span<const int> targets
   for_row_chunks(n, kChunk, [&](size_t k, size_t r0, size_t r1) {
     std::vector<double> e(vocab);  // exp(l - max) of the row, once for the sum and the softmax
     for (size_t r = r0; r < r1; ++r) {
-      if (targets[r] < 0) continue;
+      if (targets[r] < 0) {
+        std::fill_n(dlogits.begin() + r * vocab, vocab, 0.0f);
+        continue;
+      }
       const float* l = logits.data() + r * vocab;
       const double mx = *std::max_element(l, l + vocab);
       double sum = 0;

@@ -209,9 +209,7 @@ void hc_pre_backward_batch(std::span<const float> fn, const HcParams& p, std::sp
     for (int j = 0; j < 3; ++j) dscale[j] += static_cast<float>(part_scale[k][j]);
   }
   // The part through raw = x . fn^T: a linear layer's backward.
-  std::vector<float> dx_raw(dx.size());
-  linear_backward(x, fn, draw, n, flat, n_mix, dx_raw, dfn);
-  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dx_raw[i];
+  linear_backward(x, fn, draw, n, flat, n_mix, dx, dfn, /*add_dx=*/true);
 }
 
 void hc_head_backward(std::span<const float> fn, const HcParams& p, std::span<const float> x, int hc, int dim,

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "core/cpu.h"
+#include "core/thread_pool.h"
 #include "ops/gemm_f32.h"
 
 namespace dsv4 {
@@ -66,7 +67,15 @@ std::vector<float> transposed(std::span<const float> in, int rows, int cols, int
 
 void add_to(std::span<float> dst, std::span<const float> src) {
   DSV4_CHECK(dst.size() == src.size(), "add_to: sizes ", dst.size(), " and ", src.size(), " differ");
-  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
+  // Over the threads when long (a step's activations: 1M floats); each element's add is the same.
+  constexpr size_t kSerial = size_t{1} << 15;
+  if (dst.size() < kSerial) {
+    for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
+    return;
+  }
+  pool().parallel_for(dst.size(), [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) dst[i] += src[i];
+  });
 }
 
 void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p, int k, std::span<float> c) {
@@ -109,13 +118,13 @@ void linear_forward(std::span<const float> x, std::span<const float> w, int n, i
 }
 
 void linear_backward(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n, int in,
-                     int out, std::span<float> dx, std::span<float> dw) {
+                     int out, std::span<float> dx, std::span<float> dw, bool add_dx) {
   DSV4_CHECK(x.size() == size_t(n) * in && w.size() == size_t(out) * in && dy.size() == size_t(n) * out &&
                  dx.size() == x.size() && dw.size() == w.size(),
              "linear_backward: sizes do not match");
   if (n == 0) return;
-  // dx = dy . w, w as it is; dw += dy^T . x, dy read transposed through its strides.
-  gemm_f32(n, in, out, dy.data(), out, 1, w.data(), in, dx.data(), in);
+  // dx = dy . w (or dx += it), w as it is; dw += dy^T . x, dy read transposed through its strides.
+  gemm_f32(n, in, out, dy.data(), out, 1, w.data(), in, dx.data(), in, add_dx);
   gemm_f32(out, in, n, dy.data(), 1, out, x.data(), in, dw.data(), in, /*accumulate=*/true);
 }
 

@@ -25,15 +25,17 @@ void matmul_nt(std::span<const float> a, std::span<const float> b, int m, int p,
 // blocks on and above the diagonal are computed and the others mirrored.
 void gram_nt(std::span<const float> a, int m, int k, std::span<float> c);
 
-// dst += src, elementwise (gradients of one tensor summed over its uses); sizes must match.
+// dst += src, elementwise (gradients of one tensor summed over its uses), over the threads when
+// long; sizes must match.
 void add_to(std::span<float> dst, std::span<const float> src);
 
 // y [n, out] = x [n, in] . w [out, in]^T
 void linear_forward(std::span<const float> x, std::span<const float> w, int n, int in, int out, std::span<float> y);
 
-// dx [n, in] = dy . w (overwritten); dw [out, in] += dy^T . x
+// dx [n, in] = dy . w (overwritten; with add_dx, added to dx: the bits of computing it apart
+// and adding, without the buffer); dw [out, in] += dy^T . x
 void linear_backward(std::span<const float> x, std::span<const float> w, std::span<const float> dy, int n, int in,
-                     int out, std::span<float> dx, std::span<float> dw);
+                     int out, std::span<float> dx, std::span<float> dw, bool add_dx = false);
 
 // The same as plain double-accumulating loops: the definition the fast ones are tested against.
 void linear_forward_reference(std::span<const float> x, std::span<const float> w, int n, int in, int out,

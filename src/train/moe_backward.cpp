@@ -136,12 +136,11 @@ void moe_backward_f32(const MoeF32& m, const MoeRouting& r, const ModelConfig& c
     expert_backward_rows(m.shared[i], dim, inter, c.swiglu_limit, all, ones, tp.shared[i], dout, g.shared[i], dx_shared);
     add_rows(all, dx_shared, dim, dx);
   }
-  std::vector<float> dlogits(tp.logits.size(), 0.0f), dxg(dx.size());
+  std::vector<float> dlogits(tp.logits.size(), 0.0f);
   for (int t = 0; t < n; ++t)
     routing_weights_backward(std::span<const float>(tp.logits).subspan(size_t(t) * E, E), tp.chosen[t],
                              c.routed_scaling_factor, dweights[t], std::span<float>(dlogits).subspan(size_t(t) * E, E));
-  linear_backward(x, m.gate, dlogits, n, dim, E, dxg, g.gate);
-  for (size_t i = 0; i < dx.size(); ++i) dx[i] += dxg[i];
+  linear_backward(x, m.gate, dlogits, n, dim, E, dx, g.gate, /*add_dx=*/true);
 }
 
 void moe_token_backward(const MoeF32& m, const ModelConfig& c, std::span<const float> x,

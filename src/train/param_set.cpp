@@ -31,7 +31,9 @@ ParamSet::ParamSet(const ModelConfig& c, TrainWeights& w, TrainWeights& g, const
 }
 
 void ParamSet::zero_grads() {
-  for (Param& p : params_) std::fill(p.g->begin(), p.g->end(), 0.0f);
+  pool().parallel_for(params_.size(), [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) std::fill(params_[i].g->begin(), params_[i].g->end(), 0.0f);
+  });
 }
 
 void ParamSet::scale_indexer_grads(double tokens) {

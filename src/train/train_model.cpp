@@ -202,6 +202,27 @@ std::vector<float> train_logits(const TrainWeights& w, const ModelConfig& c, con
   return tp.logits;
 }
 
+namespace {
+
+// v *= s, elementwise over the threads (the logits' gradients: a step's rows times the vocabulary).
+void scale_all(std::vector<float>& v, float s) {
+  pool().parallel_for(v.size(), [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) v[i] *= s;
+  });
+}
+
+// out [n, dim] += the hc copies of x [n, hc, dim], copy by copy: the gradient of a row used
+// by every copy of the residual stream.
+void sum_copies(std::span<const float> x, int n, int hc, int dim, std::span<float> out) {
+  pool().parallel_for(size_t(n), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t)
+      for (int i = 0; i < hc; ++i)
+        for (int d = 0; d < dim; ++d) out[t * dim + d] += x[(t * hc + i) * dim + d];
+  });
+}
+
+}  // namespace
+
 BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
                       std::span<const BatchSequence> batch, const SequenceOptions& o, TrainWeights* g,
                       std::vector<std::vector<long long>>* loads) {
@@ -274,13 +295,13 @@ BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRo
   }
   if (!g) return loss;
 
-  for (float& v : dlogits) v *= o.grad_scale;
+  scale_all(dlogits, o.grad_scale);
   std::vector<float> dstream;
   head_back(w.hc_head, w.norm, w.head, c, final_stream, n, head, dlogits, g->hc_head, g->norm, g->head, dstream);
   if (mtp) {
     const MtpF32& mw = w.mtp[0];
     MtpF32& gm = g->mtp[0];
-    for (float& v : dlogits_m) v *= o.grad_scale * o.mtp_weight;
+    scale_all(dlogits_m, o.grad_scale * o.mtp_weight);
     std::vector<float> dhm1, dhm0;
     head_back(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead, dlogits_m, gm.hc_head, gm.norm, g->head, dhm1);
     loss.index += block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, mseg, mtape, dhm1, gm.block,
@@ -290,11 +311,11 @@ BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRo
         de(e.size());
     linear_backward(in.hn, mw.h_proj, dhm0, m * hc, dim, dim, dhn, gm.h_proj);
     rmsnorm_backward(mstream, mw.hnorm, eps, dim, dhn, dstream_m, gm.hnorm);
-    for (int j = 0; j < m; ++j)
-      for (size_t i = 0; i < flat; ++i) dstream[size_t(mrows[j]) * flat + i] += dstream_m[size_t(j) * flat + i];
-    for (int t = 0; t < m; ++t)
-      for (int i = 0; i < hc; ++i)
-        for (int d = 0; d < dim; ++d) dep[size_t(t) * dim + d] += dhm0[(size_t(t) * hc + i) * dim + d];
+    pool().parallel_for(size_t(m), [&](size_t j0, size_t j1) {
+      for (size_t j = j0; j < j1; ++j)
+        for (size_t i = 0; i < flat; ++i) dstream[size_t(mrows[j]) * flat + i] += dstream_m[j * flat + i];
+    });
+    sum_copies(dhm0, m, hc, dim, dep);
     linear_backward(in.en, mw.e_proj, dep, m, dim, dim, den, gm.e_proj);
     rmsnorm_backward(e, mw.enorm, eps, dim, den, de, gm.enorm);
     embedding_backward(next, de, dim, g->embed);
@@ -307,9 +328,7 @@ BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRo
     dstream = std::move(dh_in);
   }
   std::vector<float> de(size_t(n) * dim, 0.0f);
-  for (int t = 0; t < n; ++t)
-    for (int i = 0; i < hc; ++i)
-      for (int d = 0; d < dim; ++d) de[size_t(t) * dim + d] += dstream[(size_t(t) * hc + i) * dim + d];
+  sum_copies(dstream, n, hc, dim, de);
   embedding_backward(inputs, de, dim, g->embed);
   return loss;
 }
