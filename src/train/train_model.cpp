@@ -12,6 +12,7 @@
 
 #include "core/check.h"
 #include "core/thread_pool.h"
+#include "core/uninit_vector.h"
 #include "model/hc.h"
 #include "model/mtp_input.h"
 #include "ops/norm.h"
@@ -38,13 +39,13 @@ HcParams params_of(const HcF32& h) { return HcParams::from(h.fn, h.base, h.scale
 // The inside of one block, from its input stream; with keep, attention's and MoE's too.
 struct BlockTape {
   HcMix mix_a, mix_f;
-  std::vector<float> ya, xa, oa, h_mid, yf, xf, of;
+  UninitFloats ya, xa, oa, h_mid, yf, xf, of;
   AttentionTape attn;
   MoeTape ffn;
 };
 
 void block_run(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
-               std::span<const int> tokens, const Segments& seg, BlockTape& tp, std::vector<float>& h_out,
+               std::span<const int> tokens, const Segments& seg, BlockTape& tp, UninitFloats& h_out,
                std::vector<long long>* load, bool keep) {
   const int hc = c.hc_mult, dim = c.hidden_size, n = seg.rows();
   const float eps = c.rms_norm_eps;
@@ -64,8 +65,8 @@ void block_run(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::s
 // hc_post's backward for every token: dnew [n, hc, dim] -> dpost [n, hc], dcomb [n, hc, hc],
 // dout [n, dim], dres [n, hc, dim].
 void hc_post_back(const HcMix& mix, std::span<const float> out, std::span<const float> res, int n, int hc, int dim,
-                  std::span<const float> dnew, std::vector<float>& dpost, std::vector<float>& dcomb,
-                  std::vector<float>& dout, std::vector<float>& dres) {
+                  std::span<const float> dnew, UninitFloats& dpost, UninitFloats& dcomb, UninitFloats& dout,
+                  UninitFloats& dres) {
   dpost.resize(size_t(n) * hc), dcomb.resize(size_t(n) * hc * hc), dout.resize(size_t(n) * dim);
   dres.resize(res.size());
   const size_t flat = size_t(hc) * dim;
@@ -81,8 +82,8 @@ void hc_post_back(const HcMix& mix, std::span<const float> out, std::span<const 
 
 // hc_pre's backward for every token, its dx added into dx_acc [n, hc, dim].
 void hc_pre_back(const HcF32& p, const ModelConfig& c, std::span<const float> x, int n, std::span<const float> dy,
-                 std::span<const float> dpost, std::span<const float> dcomb, std::vector<float>& dx_acc, HcF32& g) {
-  std::vector<float> dx(x.size());
+                 std::span<const float> dpost, std::span<const float> dcomb, std::span<float> dx_acc, HcF32& g) {
+  UninitFloats dx(x.size());
   hc_pre_backward_batch(p.fn, params_of(p), x, n, c.hc_mult, c.hidden_size, c.rms_norm_eps, c.hc_sinkhorn_iters,
                         c.hc_eps, dy, dpost, dcomb, dx, g.fn, g.base, g.scale);
   add_to(dx_acc, dx);
@@ -92,16 +93,16 @@ void hc_pre_back(const HcF32& p, const ModelConfig& c, std::span<const float> x,
 // the indexer's loss.
 double block_backward(const BlockF32& b, const ModelConfig& c, const Rope& rope, std::span<const float> h_in,
                       std::span<const int> tokens, const Segments& seg, const BlockTape& tp,
-                      std::span<const float> dh_out, BlockF32& gb, std::vector<float>& dh_in) {
+                      std::span<const float> dh_out, BlockF32& gb, UninitFloats& dh_in) {
   const int hc = c.hc_mult, dim = c.hidden_size, n = seg.rows();
   const float eps = c.rms_norm_eps;
-  std::vector<float> dpost, dcomb, dsub, dres, dx(size_t(n) * dim), dy(dx.size());
+  UninitFloats dpost, dcomb, dsub, dres, dx(size_t(n) * dim), dy(dx.size());
   // MoE sub-layer.
   hc_post_back(tp.mix_f, tp.of, tp.h_mid, n, hc, dim, dh_out, dpost, dcomb, dsub, dres);
   moe_backward_f32(b.ffn, b.routing, c, tp.xf, tokens, n, dsub, gb.ffn, dx, &tp.ffn);
   rmsnorm_backward(tp.yf, b.ffn_norm, eps, dim, dx, dy, gb.ffn_norm);
   hc_pre_back(b.hc_ffn, c, tp.h_mid, n, dy, dpost, dcomb, dres, gb.hc_ffn);
-  const std::vector<float> dh_mid = std::move(dres);
+  const UninitFloats dh_mid = std::move(dres);
   // Attention sub-layer.
   hc_post_back(tp.mix_a, tp.oa, h_in, n, hc, dim, dh_mid, dpost, dcomb, dsub, dres);
   const double index_loss = attention_backward(b.attn, rope, tp.xa, seg, dsub, gb.attn, dx, &tp.attn);
@@ -113,7 +114,7 @@ double block_backward(const BlockF32& b, const ModelConfig& c, const Rope& rope,
 
 // Logits [n, vocab] of a final stream through hc_head, norm and the head; keeps y and yn.
 struct HeadTape {
-  std::vector<float> y, yn, logits;
+  UninitFloats y, yn, logits;
 };
 
 void head_run(const HcF32& hc_head_p, const std::vector<float>& norm, const std::vector<float>& head,
@@ -129,10 +130,10 @@ void head_run(const HcF32& hc_head_p, const std::vector<float>& norm, const std:
 void head_back(const HcF32& hc_head_p, const std::vector<float>& norm, const std::vector<float>& head,
                const ModelConfig& c, std::span<const float> stream, int n, const HeadTape& tp,
                std::span<const float> dlogits, HcF32& g_hc, std::vector<float>& g_norm, std::vector<float>& g_head,
-               std::vector<float>& dstream) {
+               UninitFloats& dstream) {
   const int dim = c.hidden_size, hc = c.hc_mult, V = c.vocab_size;
   const size_t flat = size_t(hc) * dim;
-  std::vector<float> dyn(tp.yn.size()), dy(tp.y.size());
+  UninitFloats dyn(tp.yn.size()), dy(tp.y.size());
   linear_backward(tp.yn, head, dlogits, n, dim, V, dyn, g_head);
   rmsnorm_backward(tp.y, norm, c.rms_norm_eps, dim, dyn, dy, g_norm);
   dstream.resize(size_t(n) * flat);
@@ -161,19 +162,18 @@ std::vector<float> embed_rows(const TrainWeights& w, std::span<const int> ids, i
 // The main layers' streams: hs[l] is block l's input, hs.back() the final stream; with tapes,
 // every block's inside for the backward, kept rather than computed again (the default model's
 // training, 10 steps, peaked at 360 MB resident with them).
-std::vector<std::vector<float>> main_streams(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
-                                             std::span<const int> inputs, const Segments& seg,
-                                             std::vector<std::vector<long long>>* loads,
-                                             std::vector<BlockTape>* tapes = nullptr) {
+std::vector<UninitFloats> main_streams(const TrainWeights& w, const ModelConfig& c, const TrainRopes& ropes,
+                                       std::span<const int> inputs, const Segments& seg,
+                                       std::vector<std::vector<long long>>* loads, std::vector<BlockTape>* tapes = nullptr) {
   const int n = seg.rows(), hc = c.hc_mult, dim = c.hidden_size;
   const std::vector<float> e = embed_rows(w, inputs, dim);
-  std::vector<std::vector<float>> hs(1, std::vector<float>(size_t(n) * hc * dim));
+  std::vector<UninitFloats> hs(1, UninitFloats(size_t(n) * hc * dim));
   for (int t = 0; t < n; ++t)
     for (int i = 0; i < hc; ++i) std::copy_n(e.begin() + size_t(t) * dim, dim, hs[0].begin() + (size_t(t) * hc + i) * dim);
   BlockTape scratch;
   if (tapes) tapes->resize(w.layers.size());
   for (size_t l = 0; l < w.layers.size(); ++l) {
-    std::vector<float> out;
+    UninitFloats out;
     block_run(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs.back(), inputs, seg, tapes ? (*tapes)[l] : scratch,
               out, loads ? &(*loads)[l] : nullptr, tapes != nullptr);
     hs.push_back(std::move(out));
@@ -199,13 +199,13 @@ std::vector<float> train_logits(const TrainWeights& w, const ModelConfig& c, con
   const auto hs = main_streams(w, c, ropes, inputs, seg, nullptr);
   HeadTape tp;
   head_run(w.hc_head, w.norm, w.head, c, hs.back(), seg.rows(), tp);
-  return tp.logits;
+  return std::vector<float>(tp.logits.begin(), tp.logits.end());
 }
 
 namespace {
 
 // v *= s, elementwise over the threads (the logits' gradients: a step's rows times the vocabulary).
-void scale_all(std::vector<float>& v, float s) {
+void scale_all(std::span<float> v, float s) {
   pool().parallel_for(v.size(), [&](size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; ++i) v[i] *= s;
   });
@@ -242,10 +242,10 @@ BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRo
   if (loads) loads->assign(w.layers.size() + w.mtp.size(), {});
   std::vector<BlockTape> tapes;
   const auto hs = main_streams(w, c, ropes, inputs, seg, loads, g ? &tapes : nullptr);
-  const std::vector<float>& final_stream = hs.back();
+  const UninitFloats& final_stream = hs.back();
   HeadTape head;
   head_run(w.hc_head, w.norm, w.head, c, final_stream, n, head);
-  std::vector<float> dlogits(head.logits.size());
+  UninitFloats dlogits(head.logits.size());
   for (int s = 0; s < seg.count(); ++s) {
     const size_t r0 = size_t(seg.start(s)) * V, rn = size_t(seg.len(s)) * V;
     const auto logits = std::span<const float>(head.logits).subspan(r0, rn);
@@ -269,7 +269,8 @@ BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRo
   const bool mtp = !mlens.empty();
   const Segments mseg = mtp ? Segments(mlens) : Segments::one(1);
   const int m = static_cast<int>(mrows.size());
-  std::vector<float> e, mstream, hm0, hm1, dlogits_m;
+  std::vector<float> e, hm0;
+  UninitFloats mstream, hm1, dlogits_m;
   MtpInputSaved in;  // en, ep, hn
   HeadTape mhead;
   BlockTape mtape;
@@ -296,13 +297,13 @@ BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRo
   if (!g) return loss;
 
   scale_all(dlogits, o.grad_scale);
-  std::vector<float> dstream;
+  UninitFloats dstream;
   head_back(w.hc_head, w.norm, w.head, c, final_stream, n, head, dlogits, g->hc_head, g->norm, g->head, dstream);
   if (mtp) {
     const MtpF32& mw = w.mtp[0];
     MtpF32& gm = g->mtp[0];
     scale_all(dlogits_m, o.grad_scale * o.mtp_weight);
-    std::vector<float> dhm1, dhm0;
+    UninitFloats dhm1, dhm0;
     head_back(mw.hc_head, mw.norm, w.head, c, hm1, m, mhead, dlogits_m, gm.hc_head, gm.norm, g->head, dhm1);
     loss.index += block_backward(mw.block, c, ropes.of(mw.block.attn.ratio), hm0, next, mseg, mtape, dhm1, gm.block,
                                  dhm0);
@@ -321,7 +322,7 @@ BatchLoss train_batch(const TrainWeights& w, const ModelConfig& c, const TrainRo
     embedding_backward(next, de, dim, g->embed);
   }
   for (size_t l = w.layers.size(); l-- > 0;) {
-    std::vector<float> dh_in;
+    UninitFloats dh_in;
     loss.index += block_backward(w.layers[l], c, ropes.of(w.layers[l].attn.ratio), hs[l], inputs, seg, tapes[l],
                                  dstream, g->layers[l], dh_in);
     tapes[l] = {};  // done with it
