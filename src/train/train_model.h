@@ -42,7 +42,8 @@ struct SequenceOptions {
   float mtp_weight = 0.3f;  // the MTP loss enters the total with this weight
   float grad_scale = 1.0f;  // gradients of the total loss are multiplied by this (1 / batch)
   // Replaces the main cross-entropy (post-training losses): given the logits [n, vocab], fills
-  // dlogits [n, vocab] with the gradient of its loss and returns the loss (SequenceLoss::main).
+  // all of dlogits [n, vocab] (it starts unset) with the gradient of its loss and returns the
+  // loss (SequenceLoss::main).
   std::function<double(std::span<const float> logits, std::span<float> dlogits)> head_loss;
 };
 
