@@ -153,13 +153,13 @@ constexpr auto avx2_tiles(std::integer_sequence<int, R...>) {
 }
 
 constexpr int kRows512 = 12, kCols512 = 32, kRows2 = 6, kCols2 = 16;
+constexpr size_t kPackRowTiles = 8, kPackMax = size_t{16} << 20;
 
 // A thread's scratch buffer at least n long: it only grows (a resize down and up again would
 // zero the regrown part, megabytes a training step).
 void grow(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
-constexpr size_t kPackRowTiles = 8, kPackMax = size_t{16} << 20;
 
 }  // namespace
 
@@ -180,6 +180,8 @@ void gemm_f32_reference(int m, int n, int k, const float* a, size_t a_row, size_
       out = accumulate ? out + acc : acc;
     }
 }
+
+int gemm_f32_panel_cols(GemmPath path) { return path == GemmPath::avx512 ? kCols512 : kCols2; }
 
 void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_row, size_t a_col, const float* b,
                    size_t ldb, float* c, size_t ldc, bool accumulate) {

@@ -26,6 +26,9 @@ void gemm_f32_reference(int m, int n, int k, const float* a, size_t a_row, size_
 
 enum class GemmPath { scalar, avx2, avx512 };
 GemmPath gemm_f32_path();  // the process's choice (core/cpu.h's switches)
+// The width of the path's column tiles: a B of at most this many columns with ldb equal to it is
+// one panel already, read as it is (the scalar path reports AVX2's).
+int gemm_f32_panel_cols(GemmPath path);
 void gemm_f32_with(GemmPath path, int m, int n, int k, const float* a, size_t a_row, size_t a_col, const float* b,
                    size_t ldb, float* c, size_t ldc, bool accumulate = false);
 

@@ -90,12 +90,12 @@ void gram_nt(std::span<const float> a, int m, int k, std::span<float> c) {
   DSV4_CHECK(a.size() == size_t(m) * k && c.size() == size_t(m) * m, "gram_nt: sizes do not match [", m, ", ", k,
              "] x its transpose");
   if (m == 0) return;
-  // Column panels as wide as gemm_f32's tiles (AVX-512: 32, else 16): the panel's rows of A,
+  // Column panels as wide as gemm_f32's tiles (gemm_f32_panel_cols): the panel's rows of A,
   // transposed into [k][w], are B for every row of A down to the panel's last, so that C's
   // upper triangle (and the lower half of the diagonal blocks) is computed once and B is one
   // contiguous panel, which gemm_f32 reads as it is (A^T read in place has its rows m floats
   // apart, in a few cache sets).
-  const int kPanel = gemm_f32_path() == GemmPath::avx512 ? 32 : 16;
+  const int kPanel = gemm_f32_panel_cols(gemm_f32_path());
   thread_local std::vector<float> panel;
   for (int j0 = 0; j0 < m; j0 += kPanel) {
     const int w = std::min(kPanel, m - j0);
