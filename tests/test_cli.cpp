@@ -578,6 +578,8 @@ TEST(Cli, EverySubcommandFailsWithNonZeroStatus) {
       {"average /nonexistent /nonexistent2 -o " + never, "/nonexistent"},
       {"train-tokenizer --text-file /nonexistent.txt -o " + never + ".json", "/nonexistent.txt"},
       {"prepare-brown --corpus /nonexistent --out-train a.txt --out-held-out b.txt", "/nonexistent"},
+      {"prepare-gutenberg --corpus /nonexistent --out-train a.txt --out-held-out b.txt", "/nonexistent"},
+      {"prepare-gutenberg --corpus " + d.path() + " --out-train " + never + " --out-held-out b.txt", "no Gutenberg books"},
       {"make-chat-data -o /proc/dsv4-never.jsonl", "/proc/dsv4-never.jsonl"},
       {"run -m " + m + " -p hi -n 2 > /dev/full", "cannot write to standard output"},
       {"info --config " + tiny + "/config.json > /dev/full", "cannot write to standard output"},

@@ -22,6 +22,7 @@
 #include "train/attention_backward.h"
 #include "train/attention_head.h"
 #include "train/brown.h"
+#include "train/gutenberg.h"
 #include "train/chat_data.h"
 #include "train/compressor_backward.h"
 #include "train/compressor_pool.h"
@@ -532,6 +533,29 @@ TEST(Brown, TagsStrippedAndPunctuationAttached) {
   EXPECT_EQ(brown_to_text(tagged),
             "The jury said \"no evidence\", and Atlanta's mayor. He wasn't there (1/2 hour); it ended.\n"
             "A new paragraph?\n");
+}
+
+TEST(Gutenberg, WrappedProseJoinedAndVerseKeptLineByLine) {
+  const std::string wrapped1 = "Emma Woodhouse, handsome, clever, and rich, with a comfortable home";
+  const std::string wrapped2 = "and happy disposition, seemed to unite some of the best blessings";
+  const std::string raw = "[Emma by Jane Austen 1816]\r\n\r\nCHAPTER I\n\n\n" + wrapped1 + "\n" + wrapped2 +
+                          "\nof existence; and _had_ lived  nearly\ttwenty-one years.\n\n"
+                          "   Hor. Before my God, I might not this beleeue\n"
+                          "Without the sensible and true auouch\n"
+                          "Of mine owne eyes\n\n"
+                          "1:3 And God said, Let there be light: and there was light.\n";
+  EXPECT_EQ(gutenberg_to_text(raw), "[Emma by Jane Austen 1816]\nCHAPTER I\n" + wrapped1 + " " + wrapped2 +
+                                        " of existence; and had lived nearly twenty-one years.\n"
+                                        "Hor. Before my God, I might not this beleeue\n"
+                                        "Without the sensible and true auouch\n"
+                                        "Of mine owne eyes\n"
+                                        "1:3 And God said, Let there be light: and there was light.\n");
+  // Short lines make a paragraph verse even where one starts in lower case (Whitman's go on).
+  EXPECT_EQ(gutenberg_to_text("Be it so, then I answer'd,\nshort\n" + wrapped2 + "\n"),
+            "Be it so, then I answer'd,\nshort\n" + wrapped2 + "\n");
+  // Every line a capital: verse, however long its lines.
+  EXPECT_EQ(gutenberg_to_text(wrapped1 + "\n(" + wrapped2 + ")\n"), wrapped1 + "\n(" + wrapped2 + ")\n");
+  EXPECT_EQ(gutenberg_to_text(" \n\t\n___\n"), "");
 }
 
 TEST(ChatData, ConversationsAreCorrectAndRenderedInEveryMode) {

@@ -26,6 +26,7 @@ void add_convert(CLI::App& app, std::vector<Command>& out);
 void add_perplexity(CLI::App& app, std::vector<Command>& out);
 void add_train_tokenizer(CLI::App& app, std::vector<Command>& out);
 void add_prepare_brown(CLI::App& app, std::vector<Command>& out);
+void add_prepare_gutenberg(CLI::App& app, std::vector<Command>& out);
 void add_make_chat_data(CLI::App& app, std::vector<Command>& out);
 void add_train(CLI::App& app, std::vector<Command>& out);
 void add_plot_runs(CLI::App& app, std::vector<Command>& out);

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   dsv4::tools::add_post_training(app, commands);
   dsv4::tools::add_train_tokenizer(app, commands);
   dsv4::tools::add_prepare_brown(app, commands);
+  dsv4::tools::add_prepare_gutenberg(app, commands);
   dsv4::tools::add_make_chat_data(app, commands);
   if (argc > 1 && argv[1][0] != '-' && std::none_of(commands.begin(), commands.end(),
                                                    [&](const auto& c) { return c.sub->get_name() == argv[1]; })) {
