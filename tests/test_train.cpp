@@ -556,6 +556,10 @@ TEST(Gutenberg, WrappedProseJoinedAndVerseKeptLineByLine) {
   // Every line a capital: verse, however long its lines.
   EXPECT_EQ(gutenberg_to_text(wrapped1 + "\n(" + wrapped2 + ")\n"), wrapped1 + "\n(" + wrapped2 + ")\n");
   EXPECT_EQ(gutenberg_to_text(" \n\t\n___\n"), "");
+  // Not UTF-8: Latin-1, written as UTF-8; UTF-8 stays as it is.
+  EXPECT_EQ(gutenberg_to_text("Cassi. And why should C\xe6sar be a Tyrant then?\n"),
+            "Cassi. And why should C\xc3\xa6sar be a Tyrant then?\n");
+  EXPECT_EQ(gutenberg_to_text("caf\xc3\xa9\n"), "caf\xc3\xa9\n");
 }
 
 TEST(ChatData, ConversationsAreCorrectAndRenderedInEveryMode) {

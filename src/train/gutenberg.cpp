@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "tokenizer/utf8.h"
 
 namespace dsv4 {
 
@@ -33,10 +34,16 @@ bool wrapped_prose(const std::vector<std::string>& lines) {
   return goes_on && chars >= kProseLine * (lines.size() - 1);
 }
 
+std::string latin1_to_utf8(const std::string& s) {
+  std::string out;
+  for (unsigned char ch : s) utf8_append(out, ch);
+  return out;
+}
+
 }  // namespace
 
 std::string gutenberg_to_text(const std::string& raw) {
-  std::istringstream in(raw);
+  std::istringstream in(utf8_invalid_at(raw) == std::string_view::npos ? raw : latin1_to_utf8(raw));
   std::string line, out;
   std::vector<std::string> paragraph;  // its lines, cleaned
   auto flush = [&] {

@@ -14,6 +14,8 @@ namespace dsv4 {
 // characters or more (the books wrap at 59-73 columns); any other keeps its lines: verse and
 // a play's speeches start every line with a capital (or a parenthesis), and headings are one
 // line. Whitespace runs become one space; the underscores Gutenberg marks _emphasis_ with go.
+// A book that is not UTF-8 is read as Latin-1 (two of the package's have a few such bytes:
+// "C\xe6sar", "caf\xe9") and written as UTF-8.
 std::string gutenberg_to_text(const std::string& raw);
 inline constexpr size_t kProseLine = 45;
 
