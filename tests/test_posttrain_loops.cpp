@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/check.h"
 #include "core/read_file.h"
@@ -108,6 +109,17 @@ TEST(Grpo, AnUpdateFollowsTheAdvantagesAndTheKlPullsBack) {
   EXPECT_LT(std::abs(completion_logp(w, c, good) - good0), std::abs(good1 - good0));
 }
 
+TEST(Grpo, LearningRateWarmsUpLinearly) {
+  RlSettings s;
+  s.lr = 2e-4f, s.warmup = 4;
+  EXPECT_FLOAT_EQ(s.at_step(0).lr, 0.5e-4f);
+  EXPECT_FLOAT_EQ(s.at_step(2).lr, 1.5e-4f);
+  EXPECT_FLOAT_EQ(s.at_step(3).lr, 2e-4f);
+  EXPECT_FLOAT_EQ(s.at_step(100).lr, 2e-4f);
+  s.warmup = 0;
+  EXPECT_FLOAT_EQ(s.at_step(0).lr, 2e-4f);
+}
+
 std::string dsv4(const std::string& args) { return test::dsv4_binary() + " " + args + " --threads 1"; }
 
 // One run of each command; every output is a model directory the engine loads (eval runs on it).
@@ -121,9 +133,21 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
                              " --steps 2 --batch 1 --seq-len 64"));
   ASSERT_EQ(r.status, 0) << r.output;
   r = test::run_command(dsv4("grpo -m " + sft + " --domain math --out " + grpo +
-                             " --steps 1 --prompts 1 --group 2 --max-tokens 8 --mode both --temperature 1"));
+                             " --steps 1 --prompts 1 --group 2 --max-tokens 8 --mode both --temperature 1"
+                             " --max-draws 3 --warmup 4"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("GRPO on math"), std::string::npos) << r.output;
+  {
+    // Groups are drawn until one differs in reward, three at most.
+    std::istringstream log(test::read_file(grpo + "/rl_log.tsv"));
+    std::string header, step, reward, loss, kl, tokens, groups, kept;
+    std::getline(log, header);
+    EXPECT_EQ(header, "step\tmean_reward\tloss\tkl\ttokens\tgroups\tkept");
+    log >> step >> reward >> loss >> kl >> tokens >> groups >> kept;
+    EXPECT_TRUE((kept == "1" && (groups == "1" || groups == "2" || groups == "3")) || (kept == "0" && groups == "3"))
+        << groups << " drawn, " << kept << " kept";
+    EXPECT_EQ(tokens == "0", kept == "0") << "only a kept group's completions are learned from";
+  }
   r = test::run_command(dsv4("distill -m " + sft + " --expert math=" + grpo + " --expert code=" + sft + " --out " +
                              student + " --steps 1 --prompts 2 --group 1 --max-tokens 8 --mode both"));
   ASSERT_EQ(r.status, 0) << r.output;
@@ -147,7 +171,8 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
   EXPECT_TRUE(j.contains("math") && j.contains("code")) << r.output;
 }
 
-TEST(PostTrainingCommands, AverageRejectsBadInput) {
+// Bad input to average (models that do not share a base) and to grpo's settings: refused, named.
+TEST(PostTrainingCommands, RejectBadInput) {
   test::TempDir tmp;
   // The default model with one config value changed (its weights still load).
   const std::string other = tmp.file("other");
@@ -167,6 +192,9 @@ TEST(PostTrainingCommands, AverageRejectsBadInput) {
       {"average " + kModel + " " + kModel + ":0 -o " + tmp.file("b"), "the share after ':' must be positive"},
       {"average " + kModel + " " + tmp.file("missing") + " -o " + tmp.file("c"), tmp.file("missing")},
       {"average " + kModel + " " + other + " -o " + tmp.file("d"), other + ": its config.json differs"},
+      {"grpo -m " + kModel + " --domain math --out " + tmp.file("e") + " --prompts 4 --max-draws 2",
+       "--max-draws (2) must be at least --prompts (4)"},
+      {"grpo -m " + kModel + " --domain math --out " + tmp.file("f") + " --warmup -1", "--warmup must be >= 0"},
   };
   for (const Case& c : cases) {
     const auto r = test::run_command(test::dsv4_binary() + " " + c.args);

@@ -74,8 +74,9 @@ RlCallbacks callbacks(ProgressBar& bar) {
   cb.on_message = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
   cb.on_step = [&bar](const RlLog& l, int total) {
     char extra[160];
-    std::snprintf(extra, sizeof extra, "step %d/%d reward %.3f loss %.4f kl %.4f", l.step, total, l.mean_reward,
-                  l.loss, l.kl);
+    int n = std::snprintf(extra, sizeof extra, "step %d/%d reward %.3f loss %.4f kl %.4f", l.step, total,
+                          l.mean_reward, l.loss, l.kl);
+    if (l.groups > 0 && n > 0 && n < int(sizeof extra)) std::snprintf(extra + n, sizeof extra - n, " groups %d/%d", l.kept, l.groups);
     bar.update(double(l.step) / total, extra);
   };
   return cb;
@@ -135,6 +136,7 @@ void rl_options(CLI::App* sub, RlArgs& a) {
   sub->add_option("--updates", a.s.updates, "gradient steps per batch of samples");
   sub->add_option("--max-tokens", a.s.max_tokens, "tokens per completion");
   sub->add_option("--lr", a.s.lr, "learning rate");
+  sub->add_option("--warmup", a.s.warmup, "steps over which the learning rate rises linearly to --lr");
   sub->add_option("--temperature", a.s.temperature, "sampling temperature");
   sub->add_option("--seed", a.s.seed, "task seed of the training prompts");
   sub->add_option("--mode", a.mode, "chat, thinking, or both alternating by prompt");
@@ -166,6 +168,8 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
   grpo->add_option("--domain", g->domain, "math, code or agentic")->required();
   grpo->add_option("--clip", g->s.loss.clip, "ratio clip");
   grpo->add_option("--beta", g->s.loss.beta, "KL weight");
+  grpo->add_option("--max-draws", g->s.max_draws,
+                   "groups sampled per step at most, until --prompts of them differ in reward (default: --prompts)");
   rl_options(grpo, *g);
   out.push_back({grpo, [g] { return run_grpo_cmd(*g); }});
 

@@ -1,5 +1,6 @@
 #include "posttrain/grpo.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -62,12 +63,15 @@ void write_log(const std::string& path, const std::vector<RlLog>& log) {
   std::set<std::string> domains;
   for (const RlLog& l : log)
     for (const auto& [d, kl] : l.domain_kl) domains.insert(d);
+  const bool groups = std::any_of(log.begin(), log.end(), [](const RlLog& l) { return l.groups > 0; });
   std::ofstream f(path);
   f << "step\tmean_reward\tloss\tkl\ttokens";
+  if (groups) f << "\tgroups\tkept";
   for (const std::string& d : domains) f << "\tkl_" << d;
   f << "\n";
   for (const RlLog& l : log) {
     f << l.step << "\t" << l.mean_reward << "\t" << l.loss << "\t" << l.kl << "\t" << l.tokens;
+    if (groups) f << "\t" << l.groups << "\t" << l.kept;
     for (const std::string& d : domains) {
       f << "\t";
       if (l.domain_kl.count(d)) f << l.domain_kl.at(d);
@@ -80,6 +84,9 @@ void write_log(const std::string& path, const std::vector<RlLog>& log) {
 void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.steps >= 1 && s.prompts >= 1 && s.group >= 1 && s.updates >= 1 && s.max_tokens >= 1,
              "steps, prompts, group, updates and max_tokens must be at least 1");
+  DSV4_CHECK(s.max_draws == 0 || s.max_draws >= s.prompts, "--max-draws (", s.max_draws,
+             ") must be at least --prompts (", s.prompts, ")");
+  DSV4_CHECK(s.warmup >= 0, "--warmup must be >= 0, got ", s.warmup);
   DSV4_CHECK(s.seed < 1000000, "the task seed must be below 1000000 (larger seeds are kept for evaluation)");
   DSV4_CHECK(s.temperature > 0, "sampling needs a temperature above 0");
   DSV4_CHECK(s.lr > 0 && s.grad_clip > 0, "lr and grad_clip must be positive");
@@ -204,28 +211,34 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
   ModelDir r = load_model(ref_dir, cb);
   check_same_model(m, r, ref_dir);
   const TrainWeights ref = std::move(r.w);
+  int index = 0;  // the next task's: prompts are never repeated, whatever was redrawn
   for (int step = 0; step < s.steps; ++step) {
     const std::unique_ptr<Engine> engine = tr.serve();
     std::vector<RlSample> samples;
+    size_t drawn = 0;
     RlLog l;
     l.step = step + 1;
-    for (int p = 0; p < s.prompts; ++p) {
-      const int index = step * s.prompts + p;
+    while (l.kept < s.prompts && l.groups < s.draws()) {
       std::vector<RlSample> group =
           sample_group(*engine, task_at(domain, s.seed, index), s.thinking_at(index), s, uint64_t(index) + 1);
+      ++index, ++l.groups;
       std::vector<double> rewards;
       for (const RlSample& x : group) rewards.push_back(x.reward), l.mean_reward += x.reward;
       const std::vector<double> adv = group_advantages(rewards);
       for (size_t k = 0; k < group.size(); ++k) group[k].advantage = adv[k];
-      for (RlSample& x : group) samples.push_back(std::move(x));
+      // Completions whose group all scored the same carry no advantage: only the KL term would
+      // move them, and it is left out with them.
+      const bool differ = std::any_of(adv.begin(), adv.end(), [](double a) { return a != 0; });
+      l.kept += differ;
+      drawn += group.size();
+      if (differ)
+        for (RlSample& x : group) samples.push_back(std::move(x));
     }
-    l.mean_reward /= std::max<size_t>(1, samples.size());
-    // Completions whose group all scored the same carry no advantage: only the KL term would
-    // move them, and it is left out with them.
+    l.mean_reward /= std::max<size_t>(1, drawn);
     std::vector<RlSample*> learn;
     for (RlSample& x : samples)
       if (x.advantage != 0) learn.push_back(&x);
-    grpo_update(tr.policy, ref, learn, s, l);
+    grpo_update(tr.policy, ref, learn, s.at_step(step), l);
     tr.logged(l);
   }
   return tr.finish();
@@ -273,7 +286,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     const size_t V = m.c.vocab_size;
     double kl_sum = 0;
     std::map<std::string, std::pair<double, int>> by_domain;  // KL sum, tokens
-    policy_step(tr.policy, all, s, [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+    policy_step(tr.policy, all, s.at_step(step), [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
       const double scale = 1.0 / (double(samples[i].completion_len()) * double(samples.size()));
       const double kl = reverse_kl(row, std::span<const float>(teacher_logits[i]).subspan(size_t(k) * V, V), drow, scale);
       kl_sum += kl;

@@ -3,7 +3,10 @@
 // dsv4 would serve), G completions are sampled per prompt, scored by the task's checker, their
 // advantages normalized within the group; then the float policy takes `updates` gradient
 // steps on the clipped-ratio loss with the KL penalty toward the reference (rl_loss.h),
-// averaged per completion over its tokens and over the completions.
+// averaged per completion over its tokens and over the completions. A group whose completions
+// all scored alike has no advantage and teaches nothing; with `max_draws` above `prompts`, a
+// step draws further prompts until `prompts` groups differ (DAPO's dynamic sampling), so that
+// a model that passes most tasks still learns from the ones it sometimes fails.
 //
 // On-policy distillation (distill): the student samples completions for prompts of every
 // domain; the expert of each prompt's domain scores the student's tokens (its logits at the
@@ -28,6 +31,8 @@ struct RlSettings {
   int prompts = 4;      // prompts per step
   int group = 8;        // completions per prompt (GRPO) / per prompt (distill: 1 is usual)
   int updates = 1;      // gradient steps per batch of samples (> 1: the ratio moves off 1)
+  int max_draws = 0;    // GRPO: groups sampled per step at most (0: `prompts`, none redrawn)
+  int warmup = 0;       // steps over which the learning rate rises linearly to lr
   int max_tokens = 96;
   // The reasoning mode of the prompts: one mode, or both alternating prompt by prompt (so a
   // model evaluated in both modes is trained in both).
@@ -36,6 +41,13 @@ struct RlSettings {
     return modes == Modes::thinking || (modes == Modes::both && prompt_index % 2 == 1);
   }
   float lr = 2e-4f, temperature = 1.0f, grad_clip = 1.0f;
+  // These settings at a step (0-based) of the loop: lr through the warm-up.
+  RlSettings at_step(int step) const {
+    RlSettings now = *this;
+    if (step < warmup) now.lr = lr * float(step + 1) / float(warmup);
+    return now;
+  }
+  int draws() const { return max_draws > 0 ? max_draws : prompts; }
   std::string optimizer = "adamw";
   uint64_t seed = 11;  // task seed of the training prompts (below 1000000)
   GrpoParams loss;
@@ -43,7 +55,8 @@ struct RlSettings {
 
 struct RlLog {
   int step = 0;
-  double mean_reward = 0;  // GRPO: over all samples; distill: the student's pass rate
+  double mean_reward = 0;  // GRPO: over all samples drawn; distill: the student's pass rate
+  int groups = 0, kept = 0;  // GRPO: groups drawn, and those whose rewards differ (learned from)
   double loss = 0, kl = 0;
   int tokens = 0;
   // distill: the per-token reverse KL of each domain's prompts (by domain name), which shows
