@@ -40,7 +40,7 @@ if run grpo; then
     prompts=8 group=8 steps=100
     [[ $d == agentic ]] && prompts=2 group=6 steps=30
     done_in "$out/grpo-$d" || $dsv4 grpo -m "$out/sft-$d" --domain $d --out "$out/grpo-$d" --steps $steps \
-      --prompts $prompts --group $group --max-tokens 96 --mode both --lr 5e-5 --temperature 0.8 --seed 21 \
+      --prompts $prompts --group $group --max-tokens 96 --mode both --lr 5e-5 --temperature 0.8 --seed 500021 \
       --threads "$THREADS"
   done
 fi
@@ -53,7 +53,7 @@ if run merge; then
     --out "$out/sft-mixed" --steps 400 --batch 4 --seq-len 256 --threads "$THREADS"
   done_in "$out/student" || $dsv4 distill -m "$out/sft-mixed" --expert math="$out/grpo-math" --expert code="$out/grpo-code" \
     --expert agentic="$out/grpo-agentic" --out "$out/student" --steps 120 --prompts 6 --group 1 --max-tokens 96 \
-    --mode both --lr 1e-4 --temperature 1 --seed 31 --threads "$THREADS"
+    --mode both --lr 1e-4 --temperature 1 --seed 500031 --threads "$THREADS"
 fi
 
 if run eval; then

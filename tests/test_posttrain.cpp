@@ -123,18 +123,31 @@ TEST(Tasks, EvaluationTasksDrawWordsTrainingNeverSees) {
 }
 
 // Two-digit problems are few (about 24,000): without the split, training data would hold many
-// of the evaluation's problems. Training seeds and the evaluation seed never share one.
-TEST(Tasks, EvaluationNeverScoresAComputedProblemTrainingSees) {
-  std::set<std::string> train;
+// of the evaluation's problems, and GRPO would sample what supervised training showed. The
+// three kinds of seed never share a computed problem.
+TEST(Tasks, SupervisedGrpoAndEvaluationTasksNeverShareAComputedProblem) {
+  std::set<std::string> sft, rl;
   for (uint64_t seed : {1, 2, 3})
     for (int i = 0; i < 4000; ++i)
-      for (Domain d : {Domain::math, Domain::code}) train.insert(task_at(d, seed, i).user);
+      for (Domain d : {Domain::math, Domain::code}) sft.insert(task_at(d, seed, i).user);
+  int rl_sums = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const Task math = task_at(Domain::math, kRlSeeds + 11, i), code = task_at(Domain::code, kRlSeeds + 11, i);
+    EXPECT_EQ(sft.count(math.user), 0u) << math.user;
+    rl.insert(math.user);
+    if (code.user.find("sum(") != std::string::npos) {
+      EXPECT_EQ(sft.count(code.user), 0u) << code.user;
+      rl.insert(code.user);
+      ++rl_sums;
+    }
+  }
+  EXPECT_GT(rl_sums, 100);
   int sums = 0;
   for (int i = 0; i < 400; ++i) {
-    const Task math = task_at(Domain::math, 1000003, i), code = task_at(Domain::code, 1000003, i);
-    EXPECT_EQ(train.count(math.user), 0u) << math.user;
+    const Task math = task_at(Domain::math, kEvalSeeds + 3, i), code = task_at(Domain::code, kEvalSeeds + 3, i);
+    EXPECT_EQ(sft.count(math.user) + rl.count(math.user), 0u) << math.user;
     if (code.user.find("sum(") != std::string::npos) {
-      EXPECT_EQ(train.count(code.user), 0u) << code.user;
+      EXPECT_EQ(sft.count(code.user) + rl.count(code.user), 0u) << code.user;
       ++sums;
     }
   }

@@ -171,7 +171,8 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
   EXPECT_TRUE(j.contains("math") && j.contains("code")) << r.output;
 }
 
-// Bad input to average (models that do not share a base) and to grpo's settings: refused, named.
+// Bad input to average (models that do not share a base), to grpo's settings and to the task
+// seeds (each kind of seed its own tasks, tasks.h): refused, named.
 TEST(PostTrainingCommands, RejectBadInput) {
   test::TempDir tmp;
   // The default model with one config value changed (its weights still load).
@@ -195,6 +196,10 @@ TEST(PostTrainingCommands, RejectBadInput) {
       {"grpo -m " + kModel + " --domain math --out " + tmp.file("e") + " --prompts 4 --max-draws 2",
        "--max-draws (2) must be at least --prompts (4)"},
       {"grpo -m " + kModel + " --domain math --out " + tmp.file("f") + " --warmup -1", "--warmup must be >= 0"},
+      {"grpo -m " + kModel + " --domain math --out " + tmp.file("g") + " --seed 11",
+       "--seed must be from 500000 to 999999 (smaller seeds are supervised data's tasks"},
+      {"make-task-data --domain math -o " + tmp.file("h.jsonl") + " --seed 500011", "--seed must be below 500000"},
+      {"eval -m " + kModel + " --task-seed 7", "--task-seed must be at least 1000000"},
   };
   for (const Case& c : cases) {
     const auto r = test::run_command(test::dsv4_binary() + " " + c.args);

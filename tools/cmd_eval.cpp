@@ -24,6 +24,8 @@ struct EvalArgs {
 int run(EvalArgs& a) {
   set_num_threads(a.threads);
   DSV4_CHECK(a.mode == "chat" || a.mode == "thinking", "--mode must be chat or thinking, got ", a.mode);
+  DSV4_CHECK(a.o.task_seed >= kEvalSeeds, "--task-seed must be at least ", kEvalSeeds,
+             " (smaller seeds are training's tasks), got ", a.o.task_seed);
   a.o.thinking = a.mode == "thinking";
   if (!a.domains.empty()) {
     a.o.domains.clear();
@@ -62,7 +64,7 @@ void add_eval(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--mode", a->mode, "chat or thinking");
   sub->add_option("--domain", a->domains, "only these domains (repeatable)");
   sub->add_option("--tasks", a->o.per_domain, "tasks per domain");
-  sub->add_option("--task-seed", a->o.task_seed, "which tasks (a seed unused by training data)");
+  sub->add_option("--task-seed", a->o.task_seed, "which tasks (at least 1000000: evaluation's)");
   sub->add_option("--temperature", a->o.temperature, "sampling temperature (0 = greedy)");
   sub->add_option("--seed", a->o.sample_seed, "sampling seed");
   sub->add_option("--max-tokens", a->o.max_tokens, "tokens per answer");

@@ -24,7 +24,7 @@ struct TaskDataArgs {
 int run(const TaskDataArgs& a) {
   DSV4_CHECK(a.mode == "chat" || a.mode == "thinking" || a.mode == "both", "--mode must be chat, thinking or both");
   DSV4_CHECK(a.count >= 1, "--count must be at least 1");
-  DSV4_CHECK(a.seed < 1000000, "--seed must be below 1000000 (larger seeds are kept for evaluation)");
+  DSV4_CHECK(a.seed < kRlSeeds, "--seed must be below ", kRlSeeds, " (larger seeds are GRPO's prompts and evaluation's tasks)");
   std::vector<Domain> domains;
   for (const std::string& d : a.domains) domains.push_back(parse_domain(d));
   std::ofstream out(a.out);
@@ -51,7 +51,7 @@ void add_make_task_data(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("-o,--out", a->out, "JSON lines to write")->required();
   sub->add_option("--count", a->count, "examples");
   sub->add_option("--mode", a->mode, "chat, thinking or both (default: alternate)");
-  sub->add_option("--seed", a->seed, "task seed (below 1000000)");
+  sub->add_option("--seed", a->seed, "task seed (below 500000)");
   out.push_back({sub, [a] { return run(*a); }});
 }
 

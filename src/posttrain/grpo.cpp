@@ -87,7 +87,8 @@ void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.max_draws == 0 || s.max_draws >= s.prompts, "--max-draws (", s.max_draws,
              ") must be at least --prompts (", s.prompts, ")");
   DSV4_CHECK(s.warmup >= 0, "--warmup must be >= 0, got ", s.warmup);
-  DSV4_CHECK(s.seed < 1000000, "the task seed must be below 1000000 (larger seeds are kept for evaluation)");
+  DSV4_CHECK(s.seed >= kRlSeeds && s.seed < kEvalSeeds, "--seed must be from ", kRlSeeds, " to ", kEvalSeeds - 1,
+             " (smaller seeds are supervised data's tasks, larger ones evaluation's), got ", s.seed);
   DSV4_CHECK(s.temperature > 0, "sampling needs a temperature above 0");
   DSV4_CHECK(s.lr > 0 && s.grad_clip > 0, "lr and grad_clip must be positive");
   DSV4_CHECK(s.loss.clip >= 0 && s.loss.clip < 1, "--clip must be in [0, 1), got ", s.loss.clip);

@@ -49,7 +49,7 @@ struct RlSettings {
   }
   int draws() const { return max_draws > 0 ? max_draws : prompts; }
   std::string optimizer = "adamw";
-  uint64_t seed = 11;  // task seed of the training prompts (below 1000000)
+  uint64_t seed = kRlSeeds + 11;  // task seed of the prompts, in [kRlSeeds, kEvalSeeds) (tasks.h)
   GrpoParams loss;
 };
 

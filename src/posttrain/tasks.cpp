@@ -22,32 +22,34 @@ std::string list_text(const std::vector<int>& v) {
   return s + "]";
 }
 
-// Words and cities come from two disjoint pools: training tasks (seeds below kEvalSeeds) draw
-// from the first, evaluation tasks from the second, so pass@1 does not reward memorizing them.
-constexpr uint64_t kEvalSeeds = 1000000;
-thread_local bool eval_pool = false;
+// Whose tasks the generator is making (task_at sets it from the seed; see tasks.h).
+enum class Split { sft, rl, eval };
+thread_local Split split = Split::sft;
 
+// Words and cities come from two disjoint pools: supervised and GRPO tasks draw from the first,
+// evaluation tasks from the second, so pass@1 does not reward memorizing them.
 const std::vector<std::string>& words() {
   static const std::vector<std::string> train = {"garden", "river", "window", "planet", "silver", "market",
                                                  "candle", "forest", "letter", "bridge", "summer", "pencil"};
   static const std::vector<std::string> eval = {"harbor", "meadow", "rocket", "violin", "castle", "jacket",
                                                 "island", "mirror", "tunnel", "parrot"};
-  return eval_pool ? eval : train;
+  return split == Split::eval ? eval : train;
 }
 
 const std::vector<std::string>& cities() {
   static const std::vector<std::string> train = {"Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Delhi"};
   static const std::vector<std::string> eval = {"Rome", "Quito", "Seoul", "Accra", "Perth"};
-  return eval_pool ? eval : train;
+  return split == Split::eval ? eval : train;
 }
 
-// Tasks whose answer is computed (a sum, a product) are split the same way: a quarter of all
-// problems, chosen by a hash of their text, is kept for evaluation, so a two-digit problem seen
-// in training is never scored. (Tasks that copy from the prompt need no split.)
-bool held_out(const std::string& problem) {
+// Tasks whose answer is computed (a sum, a product) are split by a hash of their text: a
+// quarter of all problems for evaluation, a quarter for GRPO, half for supervised data, so a
+// two-digit problem seen in training is never scored and GRPO's are new to the model it
+// starts from. (Tasks that copy from the prompt need no split.)
+Split split_of(const std::string& problem) {
   uint64_t h = 1469598103934665603ULL;  // FNV-1a: stable across platforms and runs
   for (unsigned char c : problem) h = (h ^ c) * 1099511628211ULL;
-  return h % 4 == 0;
+  return h % 4 == 0 ? Split::eval : h % 4 == 1 ? Split::rl : Split::sft;
 }
 
 // The default model attends 64 tokens back at full resolution (its sliding window), so every
@@ -114,7 +116,7 @@ Task math_problem(std::mt19937_64& rng) {
 Task math_task(std::mt19937_64& rng) {
   Task t;
   do t = math_problem(rng);
-  while (held_out(t.user) != eval_pool);
+  while (split_of(t.user) != split);
   return t;
 }
 
@@ -142,10 +144,10 @@ Task code_task(std::mt19937_64& rng) {
     }
     case 2: {
       // Digits only, so that the running total is a chain of small sums; a computed answer,
-      // so the lists are split between training and evaluation.
+      // so the lists are split between supervised data, GRPO and evaluation.
       do
         for (int& x : xs) x = pick(rng, 10);
-      while (held_out(list_text(xs)) != eval_pool);
+      while (split_of(list_text(xs)) != split);
       program = "xs = " + list_text(xs) + "\nprint(sum(xs))";
       int total = xs[0];
       why = "sum adds the numbers: " + str(total);
@@ -332,9 +334,9 @@ Task make_task(Domain d, std::mt19937_64& rng) {
 
 Task task_at(Domain d, uint64_t seed, int i) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i) * 2654435761ULL + static_cast<int>(d));
-  eval_pool = seed >= kEvalSeeds;
+  split = seed >= kEvalSeeds ? Split::eval : seed >= kRlSeeds ? Split::rl : Split::sft;
   Task t = make_task(d, rng);
-  eval_pool = false;
+  split = Split::sft;
   return t;
 }
 

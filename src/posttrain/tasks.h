@@ -8,8 +8,11 @@
 //   agentic  a request that needs one of four tools (add, multiply, get_weather, reverse_text);
 //            correct when the answer is a DSML tool call that the checker executes to the
 //            result of the right call.
-// Evaluation (task seeds >= 1000000) never scores what training sees: words and cities come
-// from their own pools, and computed problems (arithmetic, sums) from their own quarter.
+// Task seeds say whose tasks they are: below kRlSeeds supervised data's, from kRlSeeds GRPO's
+// (and distillation's) prompts, from kEvalSeeds evaluation's. Computed problems (arithmetic,
+// digit sums) are split between them by a hash of their text (half, a quarter, a quarter), so
+// GRPO samples problems supervised training never showed and evaluation scores problems
+// neither saw; words and cities of evaluation come from their own pools.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,7 @@
 namespace dsv4 {
 
 enum class Domain { math, code, agentic };
+inline constexpr uint64_t kRlSeeds = 500000, kEvalSeeds = 1000000;
 const std::vector<Domain>& all_domains();
 const char* domain_name(Domain d);
 Domain parse_domain(const std::string& s);  // throws Error listing the domains
