@@ -149,18 +149,27 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
     EXPECT_EQ(tokens == "0", kept == "0") << "only a kept group's completions are learned from";
   }
   r = test::run_command(dsv4("distill -m " + sft + " --expert math=" + grpo + " --expert code=" + sft + " --out " +
-                             student + " --steps 1 --prompts 2 --group 1 --max-tokens 8 --mode both"));
+                             student + " --steps 1 --prompts 2 --group 1 --max-tokens 8 --mode both --replay " +
+                             std::string(DSV4_SOURCE_DIR) + "/tests/data/brown-held-sample.txt --replay-len 32"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("distilled 2 experts"), std::string::npos) << r.output;
   for (const std::string& dir : {grpo, student}) {
     const std::string log = test::read_file(dir + "/rl_log.tsv");
     EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 2) << dir << ": header + one step\n" << log;
   }
-  // Distillation logs each domain's KL: both prompts of its one step have a value.
+  // Distillation logs each domain's KL (both prompts of its one step have a value) and the
+  // replay text's cross-entropy (a little below the uniform ln 4096 = 8.3 at worst).
   const std::string log = test::read_file(student + "/rl_log.tsv");
-  EXPECT_EQ(log.substr(0, log.find('\n')), "step\tmean_reward\tloss\tkl\ttokens\tkl_code\tkl_math");
-  EXPECT_EQ(std::count(log.begin(), log.end(), '\t'), 12) << log;
+  EXPECT_EQ(log.substr(0, log.find('\n')), "step\tmean_reward\tloss\tkl\ttokens\treplay_loss\tkl_code\tkl_math");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\t'), 14) << log;
   EXPECT_EQ(log.find("\t\t"), std::string::npos) << log;
+  {
+    std::istringstream row(log.substr(log.find('\n') + 1));
+    double step, reward, loss, kl, tokens, replay = -1;
+    row >> step >> reward >> loss >> kl >> tokens >> replay;
+    EXPECT_GT(replay, 1.0) << log;
+    EXPECT_LT(replay, 8.0) << log;
+  }
   r = test::run_command(test::dsv4_binary() + " average " + sft + " " + student + ":3 -o " + avg);
   ASSERT_EQ(r.status, 0) << r.output;
   r = test::run_command(dsv4("eval -m " + avg + " --domain math --domain code --tasks 2 --mode thinking --json"));
@@ -200,6 +209,10 @@ TEST(PostTrainingCommands, RejectBadInput) {
        "--seed must be from 500000 to 999999 (smaller seeds are supervised data's tasks"},
       {"make-task-data --domain math -o " + tmp.file("h.jsonl") + " --seed 500011", "--seed must be below 500000"},
       {"eval -m " + kModel + " --task-seed 7", "--task-seed must be at least 1000000"},
+      {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("i") + " --replay /nonexistent.txt",
+       "/nonexistent.txt"},
+      {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("j") + " --replay-len 1",
+       "--replay-len at least 2"},
   };
   for (const Case& c : cases) {
     const auto r = test::run_command(test::dsv4_binary() + " " + c.args);

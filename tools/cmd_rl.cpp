@@ -76,7 +76,10 @@ RlCallbacks callbacks(ProgressBar& bar) {
     char extra[160];
     int n = std::snprintf(extra, sizeof extra, "step %d/%d reward %.3f loss %.4f kl %.4f", l.step, total,
                           l.mean_reward, l.loss, l.kl);
-    if (l.groups > 0 && n > 0 && n < int(sizeof extra)) std::snprintf(extra + n, sizeof extra - n, " groups %d/%d", l.kept, l.groups);
+    if (l.groups > 0 && n > 0 && n < int(sizeof extra))
+      n += std::snprintf(extra + n, sizeof extra - n, " groups %d/%d", l.kept, l.groups);
+    if (l.replay_loss >= 0 && n > 0 && n < int(sizeof extra))
+      std::snprintf(extra + n, sizeof extra - n, " replay %.3f", l.replay_loss);
     bar.update(double(l.step) / total, extra);
   };
   return cb;
@@ -178,6 +181,12 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
   CLI::App* distill = app.add_subcommand("distill", "on-policy distillation of domain experts into one student");
   distill->add_option("-m,--model", d->model_dir, "the student to train")->required();
   distill->add_option("--expert", d->experts, "DOMAIN=DIR, one per domain (repeatable)")->required();
+  distill->add_option("--replay", d->s.replay,
+                      "text (FILE or FILE:WEIGHT, repeatable) whose cross-entropy each step also learns");
+  distill->add_option("--replay-sequences", d->s.replay_sequences, "replay windows per step")->capture_default_str();
+  distill->add_option("--replay-len", d->s.replay_len, "tokens per replay window")->capture_default_str();
+  distill->add_option("--replay-weight", d->s.replay_weight, "the replay loss's weight beside the KL")
+      ->capture_default_str();
   rl_options(distill, *d);
   out.push_back({distill, [d] { return run_distill_cmd(*d); }});
 

@@ -12,7 +12,9 @@
 #include "posttrain/eval.h"
 #include "posttrain/model_dir.h"
 #include "runtime/engine.h"
+#include "tokenizer/tokenizer.h"
 #include "train/param_set.h"
+#include "train/train_data.h"
 #include "train/train_model.h"
 #include "train/train_state.h"
 
@@ -64,14 +66,17 @@ void write_log(const std::string& path, const std::vector<RlLog>& log) {
   for (const RlLog& l : log)
     for (const auto& [d, kl] : l.domain_kl) domains.insert(d);
   const bool groups = std::any_of(log.begin(), log.end(), [](const RlLog& l) { return l.groups > 0; });
+  const bool replay = std::any_of(log.begin(), log.end(), [](const RlLog& l) { return l.replay_loss >= 0; });
   std::ofstream f(path);
   f << "step\tmean_reward\tloss\tkl\ttokens";
   if (groups) f << "\tgroups\tkept";
+  if (replay) f << "\treplay_loss";
   for (const std::string& d : domains) f << "\tkl_" << d;
   f << "\n";
   for (const RlLog& l : log) {
     f << l.step << "\t" << l.mean_reward << "\t" << l.loss << "\t" << l.kl << "\t" << l.tokens;
     if (groups) f << "\t" << l.groups << "\t" << l.kept;
+    if (replay) f << "\t" << l.replay_loss;
     for (const std::string& d : domains) {
       f << "\t";
       if (l.domain_kl.count(d)) f << l.domain_kl.at(d);
@@ -87,6 +92,8 @@ void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.max_draws == 0 || s.max_draws >= s.prompts, "--max-draws (", s.max_draws,
              ") must be at least --prompts (", s.prompts, ")");
   DSV4_CHECK(s.warmup >= 0, "--warmup must be >= 0, got ", s.warmup);
+  DSV4_CHECK(s.replay_sequences >= 1 && s.replay_len >= 2 && s.replay_weight >= 0,
+             "--replay-sequences must be at least 1, --replay-len at least 2 and --replay-weight >= 0");
   DSV4_CHECK(s.seed >= kRlSeeds && s.seed < kEvalSeeds, "--seed must be from ", kRlSeeds, " to ", kEvalSeeds - 1,
              " (smaller seeds are supervised data's tasks, larger ones evaluation's), got ", s.seed);
   DSV4_CHECK(s.temperature > 0, "sampling needs a temperature above 0");
@@ -134,9 +141,12 @@ struct Trainee {
 };
 
 // One gradient step of the policy over samples, the per-position loss given by token_loss(i,
-// position, logits row, dlogits row) -> loss (already scaled).
+// position, logits row, dlogits row) -> loss (already scaled), and over replay windows (their
+// cross-entropy, and the MTP head's, weighted by s.replay_weight). Returns the replay windows'
+// mean cross-entropy (-1 without them).
 template <class F>
-void policy_step(Policy& p, const std::vector<RlSample*>& samples, const RlSettings& s, F token_loss) {
+double policy_step(Policy& p, const std::vector<RlSample*>& samples, const RlSettings& s, F token_loss,
+                   const std::vector<TrainSequence>& replay = {}) {
   p.ps.zero_grads();
   const size_t V = p.c.vocab_size;
   double tokens = 0;
@@ -158,8 +168,16 @@ void policy_step(Policy& p, const std::vector<RlSample*>& samples, const RlSetti
     train_sequence(p.w, p.c, p.ropes, inputs, targets, o, &p.g);
     tokens += double(inputs.size());
   }
+  double replay_loss = 0;
+  for (const TrainSequence& r : replay) {
+    SequenceOptions o;
+    o.grad_scale = s.replay_weight / float(replay.size());
+    replay_loss += train_sequence(p.w, p.c, p.ropes, r.inputs, r.targets, o, &p.g).main / double(replay.size());
+    tokens += double(r.inputs.size());
+  }
   if (tokens > 0) p.ps.scale_indexer_grads(tokens);
   p.ps.step(s.lr, s.grad_clip);
+  return replay.empty() ? -1 : replay_loss;
 }
 
 }  // namespace
@@ -253,6 +271,12 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
   const ModelDir& m = tr.m;
   std::map<Domain, TrainWeights> teachers;
   std::vector<Domain> domains;
+  // The replay text in the student's tokens.
+  std::vector<TrainSource> replay;
+  if (!s.replay.empty()) {
+    const Tokenizer tok = Tokenizer::from_json(m.tokenizer_json, student_dir + "/tokenizer.json");
+    for (const std::string& spec : s.replay) replay.push_back(load_train_source(spec, tok, m.c.bos_token_id));
+  }
   for (const auto& [d, dir] : experts) {
     ModelDir t = load_model(dir, cb);
     check_same_model(m, t, dir);
@@ -287,14 +311,18 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     const size_t V = m.c.vocab_size;
     double kl_sum = 0;
     std::map<std::string, std::pair<double, int>> by_domain;  // KL sum, tokens
-    policy_step(tr.policy, all, s.at_step(step), [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
+    std::vector<TrainSequence> windows;
+    for (int b = 0; !replay.empty() && b < s.replay_sequences; ++b)
+      windows.push_back(sample_sequence(replay, s.replay_len, s.seed, step, b));
+    const auto token_kl = [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
       const double scale = 1.0 / (double(samples[i].completion_len()) * double(samples.size()));
       const double kl = reverse_kl(row, std::span<const float>(teacher_logits[i]).subspan(size_t(k) * V, V), drow, scale);
       kl_sum += kl;
       auto& [sum, n] = by_domain[domain_name(sample_domain[i])];
       sum += kl, ++n;
       return kl * scale;
-    });
+    };
+    l.replay_loss = policy_step(tr.policy, all, s.at_step(step), token_kl, windows);
     l.kl = kl_sum / std::max(1, l.tokens), l.loss = l.kl;
     for (const auto& [d, sn] : by_domain) l.domain_kl[d] = sn.first / sn.second;
     tr.logged(l);

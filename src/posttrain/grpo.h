@@ -11,7 +11,9 @@
 // On-policy distillation (distill): the student samples completions for prompts of every
 // domain; the expert of each prompt's domain scores the student's tokens (its logits at the
 // same positions), and the student minimizes the reverse KL to that expert at every position
-// of its own completion.
+// of its own completion. With `replay`, each step also takes the language-modelling loss on
+// windows of a text (the base's pretraining data), so that the student keeps the prose and
+// chat the base had while it learns the experts' domains.
 #pragma once
 
 #include <functional>
@@ -50,6 +52,11 @@ struct RlSettings {
   int draws() const { return max_draws > 0 ? max_draws : prompts; }
   std::string optimizer = "adamw";
   uint64_t seed = kRlSeeds + 11;  // task seed of the prompts, in [kRlSeeds, kEvalSeeds) (tasks.h)
+  // distill: text (or FILE:WEIGHT sources, train_data.h) whose cross-entropy on `replay_sequences`
+  // windows of `replay_len` tokens a step joins the KL, weighted by replay_weight.
+  std::vector<std::string> replay;
+  int replay_sequences = 2, replay_len = 256;
+  float replay_weight = 1.0f;
   GrpoParams loss;
 };
 
@@ -57,6 +64,7 @@ struct RlLog {
   int step = 0;
   double mean_reward = 0;  // GRPO: over all samples drawn; distill: the student's pass rate
   int groups = 0, kept = 0;  // GRPO: groups drawn, and those whose rewards differ (learned from)
+  double replay_loss = -1;   // distill with replay: the mean cross-entropy of its windows
   double loss = 0, kl = 0;
   int tokens = 0;
   // distill: the per-token reverse KL of each domain's prompts (by domain name), which shows
