@@ -109,6 +109,21 @@ TEST(Grpo, AnUpdateFollowsTheAdvantagesAndTheKlPullsBack) {
   EXPECT_LT(std::abs(completion_logp(w, c, good) - good0), std::abs(good1 - good0));
 }
 
+// Distillation's expert-answered prompts are spread over the step: a share of 1/4 of 8 prompts
+// is the 4th and the 8th.
+TEST(Distill, TheTeacherShareIsSpreadOverTheStep) {
+  RlSettings s;
+  s.teacher_share = 0.25;
+  std::vector<int> answered;
+  for (int p = 0; p < 8; ++p)
+    if (s.teacher_answers(p)) answered.push_back(p);
+  EXPECT_EQ(answered, (std::vector<int>{3, 7}));
+  s.teacher_share = 0;
+  for (int p = 0; p < 8; ++p) EXPECT_FALSE(s.teacher_answers(p));
+  s.teacher_share = 1;
+  for (int p = 0; p < 8; ++p) EXPECT_TRUE(s.teacher_answers(p));
+}
+
 TEST(Grpo, LearningRateWarmsUpLinearly) {
   RlSettings s;
   s.lr = 2e-4f, s.warmup = 4;
@@ -149,10 +164,11 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
     EXPECT_EQ(tokens == "0", kept == "0") << "only a kept group's completions are learned from";
   }
   r = test::run_command(dsv4("distill -m " + sft + " --expert math=" + grpo + " --expert code=" + sft + " --out " +
-                             student + " --steps 1 --prompts 2 --group 1 --max-tokens 8 --mode both --replay " +
+                             student + " --steps 1 --prompts 2 --group 1 --max-tokens 8 --mode both --teacher-share 0.5 --replay " +
                              std::string(DSV4_SOURCE_DIR) + "/tests/data/brown-held-sample.txt --replay-len 32"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("distilled 2 experts"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("1 of 2 prompts a step answered by the experts"), std::string::npos) << r.output;
   for (const std::string& dir : {grpo, student}) {
     const std::string log = test::read_file(dir + "/rl_log.tsv");
     EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 2) << dir << ": header + one step\n" << log;
@@ -213,6 +229,8 @@ TEST(PostTrainingCommands, RejectBadInput) {
        "/nonexistent.txt"},
       {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("j") + " --replay-len 1",
        "--replay-len at least 2"},
+      {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("k") + " --teacher-share 1.5",
+       "--teacher-share must be in [0, 1], got 1.5"},
   };
   for (const Case& c : cases) {
     const auto r = test::run_command(test::dsv4_binary() + " " + c.args);

@@ -181,6 +181,8 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
   CLI::App* distill = app.add_subcommand("distill", "on-policy distillation of domain experts into one student");
   distill->add_option("-m,--model", d->model_dir, "the student to train")->required();
   distill->add_option("--expert", d->experts, "DOMAIN=DIR, one per domain (repeatable)")->required();
+  distill->add_option("--teacher-share", d->s.teacher_share,
+                      "the share of each step's prompts that the experts answer (the student learns along them)");
   distill->add_option("--replay", d->s.replay,
                       "text (FILE or FILE:WEIGHT, repeatable) whose cross-entropy each step also learns");
   distill->add_option("--replay-sequences", d->s.replay_sequences, "replay windows per step")->capture_default_str();

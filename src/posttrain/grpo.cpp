@@ -92,6 +92,7 @@ void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.max_draws == 0 || s.max_draws >= s.prompts, "--max-draws (", s.max_draws,
              ") must be at least --prompts (", s.prompts, ")");
   DSV4_CHECK(s.warmup >= 0, "--warmup must be >= 0, got ", s.warmup);
+  DSV4_CHECK(s.teacher_share >= 0 && s.teacher_share <= 1, "--teacher-share must be in [0, 1], got ", s.teacher_share);
   DSV4_CHECK(s.replay_sequences >= 1 && s.replay_len >= 2 && s.replay_weight >= 0,
              "--replay-sequences must be at least 1, --replay-len at least 2 and --replay-weight >= 0");
   DSV4_CHECK(s.seed >= kRlSeeds && s.seed < kEvalSeeds, "--seed must be from ", kRlSeeds, " to ", kEvalSeeds - 1,
@@ -277,30 +278,39 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     const Tokenizer tok = Tokenizer::from_json(m.tokenizer_json, student_dir + "/tokenizer.json");
     for (const std::string& spec : s.replay) replay.push_back(load_train_source(spec, tok, m.c.bos_token_id));
   }
+  std::map<Domain, std::unique_ptr<Engine>> teacher_engines;  // for the prompts experts answer
   for (const auto& [d, dir] : experts) {
     ModelDir t = load_model(dir, cb);
     check_same_model(m, t, dir);
     teachers.emplace(d, std::move(t.w));
     domains.push_back(d);
+    if (s.teacher_share > 0) teacher_engines.emplace(d, std::make_unique<Engine>(dir));
   }
+  int answered = 0;
+  for (int p = 0; p < s.prompts; ++p) answered += s.teacher_answers(p);
+  if (answered > 0 && cb.on_message)
+    cb.on_message(std::to_string(answered) + " of " + std::to_string(s.prompts) + " prompts a step answered by the experts");
   for (int step = 0; step < s.steps; ++step) {
     const std::unique_ptr<Engine> engine = tr.serve();
     std::vector<RlSample> samples;
     std::vector<Domain> sample_domain;
     RlLog l;
     l.step = step + 1;
+    int own = 0;  // the student's samples (the reward is its pass rate)
     for (int p = 0; p < s.prompts; ++p) {
       const int index = step * s.prompts + p;
       const Domain d = domains[index % domains.size()];
       // Domains cycle with the prompt index, modes with each round of domains.
       const bool thinking = s.thinking_at(index / static_cast<int>(domains.size()));
-      for (RlSample& x : sample_group(*engine, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
-        l.mean_reward += x.reward;
+      const bool teacher = s.teacher_answers(p);
+      const Engine& answers = teacher ? *teacher_engines.at(d) : *engine;
+      for (RlSample& x : sample_group(answers, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
+        if (!teacher) l.mean_reward += x.reward, ++own;
         samples.push_back(std::move(x));
         sample_domain.push_back(d);
       }
     }
-    l.mean_reward /= std::max<size_t>(1, samples.size());
+    l.mean_reward /= std::max(1, own);
     std::vector<std::vector<float>> teacher_logits(samples.size());
     std::vector<RlSample*> all;
     for (size_t i = 0; i < samples.size(); ++i) {

@@ -13,9 +13,13 @@
 // same positions), and the student minimizes the reverse KL to that expert at every position
 // of its own completion. With `replay`, each step also takes the language-modelling loss on
 // windows of a text (the base's pretraining data), so that the student keeps the prose and
-// chat the base had while it learns the experts' domains.
+// chat the base had while it learns the experts' domains. With `teacher_share`, that share of
+// a step's prompts is answered by its expert instead (sampled by the engine from the expert's
+// directory), and the student learns the same per-position KL along the expert's answer: on
+// prompts where the student's own answers go wrong early, it sees where a good one goes.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <map>
 #include <string>
@@ -57,12 +61,17 @@ struct RlSettings {
   std::vector<std::string> replay;
   int replay_sequences = 2, replay_len = 256;
   float replay_weight = 1.0f;
+  // distill: the share of each step's prompts its expert answers (spread over the step).
+  double teacher_share = 0;
+  bool teacher_answers(int prompt) const {
+    return std::floor((prompt + 1) * teacher_share) > std::floor(prompt * teacher_share);
+  }
   GrpoParams loss;
 };
 
 struct RlLog {
   int step = 0;
-  double mean_reward = 0;  // GRPO: over all samples drawn; distill: the student's pass rate
+  double mean_reward = 0;  // GRPO: over all samples drawn; distill: the student's own pass rate
   int groups = 0, kept = 0;  // GRPO: groups drawn, and those whose rewards differ (learned from)
   double replay_loss = -1;   // distill with replay: the mean cross-entropy of its windows
   double loss = 0, kl = 0;
