@@ -546,6 +546,28 @@ TEST(Cli, PerplexityMatchesTokenByTokenDecoding) {
 namespace dsv4 {
 namespace {
 
+// Ctrl-C or SIGTERM in the middle of `dsv4 train`: the step under way finishes, the run is
+// saved at it, and the process exits 0 saying so (a long run loses nothing).
+TEST(Cli, TrainSavesAndStopsOnASignal) {
+  test::TempDir d;
+  const std::string src = DSV4_SOURCE_DIR, out = d.file("run");
+  const auto r = test::run_command(
+      "bash -c '" + test::dsv4_binary() + " train --config " + src + "/models/dsv4-tiny/pretrain.json --data " + src +
+      "/tests/data/brown-held-sample.txt --tokenizer " + src + "/models/dsv4-tiny/tokenizer.json --out " + out +
+      " --steps 1000 --threads 1 & pid=$!; sleep 3; kill -TERM $pid; wait $pid; echo status=$?'");
+  EXPECT_NE(r.output.find("status=0"), std::string::npos) << r.output;
+  const size_t at = r.output.find("stopped after step ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const int step = std::stoi(r.output.substr(at + 19));
+  EXPECT_GE(step, 1);
+  EXPECT_LT(step, 1000);
+  // The log saved ends at that step (Trainer.ResumedRun... resumes a run stopped so).
+  const std::string log = test::read_file(out + "/train_log.tsv");
+  const size_t last = log.rfind('\n', log.size() - 2) + 1;
+  EXPECT_EQ(std::stoi(log.substr(last)), step) << log;
+  EXPECT_TRUE(std::filesystem::exists(out + "/train_state.safetensors"));
+}
+
 // Every subcommand, given something wrong, exits non-zero (and below 128: no crash) naming the
 // problem; so does a command whose standard output cannot be written (a full disk).
 TEST(Cli, EverySubcommandFailsWithNonZeroStatus) {

@@ -305,6 +305,18 @@ TEST(Trainer, ResumedRunEndsWithTheBitsOfAnUninterruptedOne) {
   std::ifstream fa(a.run.out_dir + "/model.safetensors", std::ios::binary), fb(b.run.out_dir + "/model.safetensors", std::ios::binary);
   const std::string ba((std::istreambuf_iterator<char>(fa)), {}), bb((std::istreambuf_iterator<char>(fb)), {});
   EXPECT_EQ(ba, bb);
+  // A stop asked for after a step (`dsv4 train` on a signal) saves there; resumed, the same.
+  TinyRun c("dsv4_train_signalled", settings);
+  c.run.out_dir = c.dir + "/out";
+  int asked = 0;
+  c.run.should_stop = [&asked] { return ++asked == 3; };
+  ASSERT_EQ(train(c.run).size(), 3u);
+  c.run.should_stop = nullptr, c.run.resume = true;
+  const std::vector<StepLog> signalled = train(c.run);
+  ASSERT_EQ(signalled.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(straight[i].loss, signalled[i].loss) << "step " << i + 1;
+  std::ifstream fc(c.run.out_dir + "/model.safetensors", std::ios::binary);
+  EXPECT_EQ(ba, std::string((std::istreambuf_iterator<char>(fc)), {}));
   // The output loads as a model.
   ModelOptions mo;
   const Model model(a.run.out_dir, mo);

@@ -1,6 +1,8 @@
 // dsv4 train: trains a DeepSeek-V4-architecture model on the CPU (see src/train/trainer.h):
 // a progress bar with the loss, tokens/s, the achieved GFLOP/s against the FMA peak measured
-// at the start, and the time left; a line per evaluation.
+// at the start, and the time left; a line per evaluation. Ctrl-C (or SIGTERM) saves the run
+// after the step under way and ends it, to be resumed with --resume.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
+#include "tools/stop_signals.h"
 #include "train/trainer.h"
 
 namespace dsv4::tools {
@@ -30,6 +33,11 @@ std::string duration(double s) {
 }
 
 int run(TrainArgs& a) {
+  // Before any thread starts (stop_signals.h): SIGINT or SIGTERM saves after the step under way
+  // and ends the run; a second one ends it at once.
+  std::atomic<bool> stop{false};
+  const StopSignals signals([&stop] { stop.store(true); });
+  a.run.should_stop = [&stop] { return stop.load(); };
   set_num_threads(a.threads);
   keep_freed_memory();
   ProgressBar bar("train");

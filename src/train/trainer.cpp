@@ -118,7 +118,12 @@ class Trainer {
         log.eval_loss = eval_loss(w_, c_, eval_);
       history_.push_back(log);
       if (run_.on_step) run_.on_step(log, settings_.steps);
-      if (step_ % settings_.save_every == 0 || step_ == end) save();
+      const bool stop = step_ < end && run_.should_stop && run_.should_stop();
+      if (step_ % settings_.save_every == 0 || step_ == end || stop) save();
+      if (stop) {
+        message("stopped after step " + std::to_string(step_) + " and saved; --resume goes on from there");
+        break;
+      }
     }
     return history_;
   }

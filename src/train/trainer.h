@@ -37,6 +37,9 @@ struct TrainRun {
   std::string optimizer_override;
   std::function<void(const StepLog&, long long total)> on_step;  // progress
   std::function<void(const std::string&)> on_message;
+  // Asked after every step: true saves the run there and ends it (`dsv4 train` on SIGINT or
+  // SIGTERM), to be resumed later with the same bits.
+  std::function<bool()> should_stop;
 };
 
 // Runs (or resumes) training; returns the log of every step of the run so far.
