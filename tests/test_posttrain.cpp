@@ -115,7 +115,7 @@ TEST(Tasks, EvaluationTasksDrawWordsTrainingNeverSees) {
   };
   for (int i = 0; i < 300; ++i) {
     train_words.insert(quoted(task_at(Domain::agentic, 1, i).user));
-    eval_words.insert(quoted(task_at(Domain::agentic, 1000003, i).user));
+    eval_words.insert(quoted(task_at(Domain::agentic, kEvalSeeds + 3, i).user));
   }
   train_words.erase(""), eval_words.erase("");
   ASSERT_FALSE(eval_words.empty());

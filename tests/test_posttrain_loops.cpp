@@ -109,19 +109,24 @@ TEST(Grpo, AnUpdateFollowsTheAdvantagesAndTheKlPullsBack) {
   EXPECT_LT(std::abs(completion_logp(w, c, good) - good0), std::abs(good1 - good0));
 }
 
-// Distillation's expert-answered prompts are spread over the step: a share of 1/4 of 8 prompts
-// is the 4th and the 8th.
-TEST(Distill, TheTeacherShareIsSpreadOverTheStep) {
+// Distillation's expert-answered prompts: each domain gets its share, in both reasoning modes
+// (the odd and the even prompts of a domain), whatever the share and the number of domains.
+TEST(Distill, EveryDomainGetsItsTeacherShareInBothModes) {
   RlSettings s;
-  s.teacher_share = 0.25;
-  std::vector<int> answered;
-  for (int p = 0; p < 8; ++p)
-    if (s.teacher_answers(p)) answered.push_back(p);
-  EXPECT_EQ(answered, (std::vector<int>{3, 7}));
+  for (double share : {0.25, 1.0 / 3, 0.5, 2.0 / 3}) {
+    s.teacher_share = share;
+    for (int domain = 0; domain < 3; ++domain) {
+      int answered = 0, odd = 0;
+      for (int k = 0; k < 300; ++k)
+        if (s.teacher_answers(domain, k)) ++answered, odd += k % 2;
+      EXPECT_NEAR(answered / 300.0, share, 0.02) << "share " << share << ", domain " << domain;
+      EXPECT_NEAR(double(odd) / answered, 0.5, 0.1) << "share " << share << ", domain " << domain;
+    }
+  }
   s.teacher_share = 0;
-  for (int p = 0; p < 8; ++p) EXPECT_FALSE(s.teacher_answers(p));
+  for (int k = 0; k < 50; ++k) EXPECT_FALSE(s.teacher_answers(1, k));
   s.teacher_share = 1;
-  for (int p = 0; p < 8; ++p) EXPECT_TRUE(s.teacher_answers(p));
+  for (int k = 0; k < 50; ++k) EXPECT_TRUE(s.teacher_answers(1, k));
 }
 
 TEST(Grpo, LearningRateWarmsUpLinearly) {
@@ -153,12 +158,14 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("GRPO on math"), std::string::npos) << r.output;
   {
-    // Groups are drawn until one differs in reward, three at most.
+    // Groups are drawn until one differs in reward, three at most; the first step's learning
+    // rate is a quarter of the default 2e-4 (--warmup 4).
     std::istringstream log(test::read_file(grpo + "/rl_log.tsv"));
-    std::string header, step, reward, loss, kl, tokens, groups, kept;
+    std::string header, step, lr, reward, loss, kl, tokens, groups, kept;
     std::getline(log, header);
-    EXPECT_EQ(header, "step\tmean_reward\tloss\tkl\ttokens\tgroups\tkept");
-    log >> step >> reward >> loss >> kl >> tokens >> groups >> kept;
+    EXPECT_EQ(header, "step\tlr\tmean_reward\tloss\tkl\ttokens\tgroups\tkept");
+    log >> step >> lr >> reward >> loss >> kl >> tokens >> groups >> kept;
+    EXPECT_FLOAT_EQ(std::stof(lr), 0.5e-4f);
     EXPECT_TRUE((kept == "1" && (groups == "1" || groups == "2" || groups == "3")) || (kept == "0" && groups == "3"))
         << groups << " drawn, " << kept << " kept";
     EXPECT_EQ(tokens == "0", kept == "0") << "only a kept group's completions are learned from";
@@ -168,23 +175,26 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
                              std::string(DSV4_SOURCE_DIR) + "/tests/data/brown-held-sample.txt --replay-len 32"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("distilled 2 experts"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("1 of 2 prompts a step answered by the experts"), std::string::npos) << r.output;
   for (const std::string& dir : {grpo, student}) {
     const std::string log = test::read_file(dir + "/rl_log.tsv");
     EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 2) << dir << ": header + one step\n" << log;
   }
-  // Distillation logs each domain's KL (both prompts of its one step have a value) and the
-  // replay text's cross-entropy (a little below the uniform ln 4096 = 8.3 at worst).
+  // Distillation logs each domain's KL (both prompts of its one step have a value), the replay
+  // text's cross-entropy (a little below the uniform ln 4096 = 8.3 at worst), and how many
+  // prompts the experts answered (of the two, the code one: teacher_answers(1, 0)).
   const std::string log = test::read_file(student + "/rl_log.tsv");
-  EXPECT_EQ(log.substr(0, log.find('\n')), "step\tmean_reward\tloss\tkl\ttokens\treplay_loss\tkl_code\tkl_math");
-  EXPECT_EQ(std::count(log.begin(), log.end(), '\t'), 14) << log;
+  EXPECT_EQ(log.substr(0, log.find('\n')),
+            "step\tlr\tmean_reward\tloss\tkl\ttokens\treplay_loss\texpert_answers\tkl_code\tkl_math");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\t'), 18) << log;
   EXPECT_EQ(log.find("\t\t"), std::string::npos) << log;
   {
     std::istringstream row(log.substr(log.find('\n') + 1));
-    double step, reward, loss, kl, tokens, replay = -1;
-    row >> step >> reward >> loss >> kl >> tokens >> replay;
+    double step, lr, reward, loss, kl, tokens, replay = -1, answers = -1;
+    row >> step >> lr >> reward >> loss >> kl >> tokens >> replay >> answers;
     EXPECT_GT(replay, 1.0) << log;
     EXPECT_LT(replay, 8.0) << log;
+    EXPECT_EQ(answers, 1) << log;
+    EXPECT_FLOAT_EQ(lr, 2e-4f) << log;  // distill's default, no warm-up
   }
   r = test::run_command(test::dsv4_binary() + " average " + sft + " " + student + ":3 -o " + avg);
   ASSERT_EQ(r.status, 0) << r.output;
@@ -228,7 +238,10 @@ TEST(PostTrainingCommands, RejectBadInput) {
       {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("i") + " --replay /nonexistent.txt",
        "/nonexistent.txt"},
       {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("j") + " --replay-len 1",
-       "--replay-len at least 2"},
+       "--replay-len must be at least 2, got 1"},
+      {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("l") + " --replay " +
+           std::string(DSV4_SOURCE_DIR) + "/models/dsv4-tiny/config.json --replay-len 100000",
+       "fewer than a --replay-len window (100000)"},
       {"distill -m " + kModel + " --expert math=" + kModel + " --out " + tmp.file("k") + " --teacher-share 1.5",
        "--teacher-share must be in [0, 1], got 1.5"},
   };

@@ -67,16 +67,19 @@ void write_log(const std::string& path, const std::vector<RlLog>& log) {
     for (const auto& [d, kl] : l.domain_kl) domains.insert(d);
   const bool groups = std::any_of(log.begin(), log.end(), [](const RlLog& l) { return l.groups > 0; });
   const bool replay = std::any_of(log.begin(), log.end(), [](const RlLog& l) { return l.replay_loss >= 0; });
+  const bool answers = std::any_of(log.begin(), log.end(), [](const RlLog& l) { return l.expert_answers > 0; });
   std::ofstream f(path);
-  f << "step\tmean_reward\tloss\tkl\ttokens";
+  f << "step\tlr\tmean_reward\tloss\tkl\ttokens";
   if (groups) f << "\tgroups\tkept";
   if (replay) f << "\treplay_loss";
+  if (answers) f << "\texpert_answers";
   for (const std::string& d : domains) f << "\tkl_" << d;
   f << "\n";
   for (const RlLog& l : log) {
-    f << l.step << "\t" << l.mean_reward << "\t" << l.loss << "\t" << l.kl << "\t" << l.tokens;
+    f << l.step << "\t" << l.lr << "\t" << l.mean_reward << "\t" << l.loss << "\t" << l.kl << "\t" << l.tokens;
     if (groups) f << "\t" << l.groups << "\t" << l.kept;
     if (replay) f << "\t" << l.replay_loss;
+    if (answers) f << "\t" << l.expert_answers;
     for (const std::string& d : domains) {
       f << "\t";
       if (l.domain_kl.count(d)) f << l.domain_kl.at(d);
@@ -93,8 +96,9 @@ void check_settings(const RlSettings& s) {
              ") must be at least --prompts (", s.prompts, ")");
   DSV4_CHECK(s.warmup >= 0, "--warmup must be >= 0, got ", s.warmup);
   DSV4_CHECK(s.teacher_share >= 0 && s.teacher_share <= 1, "--teacher-share must be in [0, 1], got ", s.teacher_share);
-  DSV4_CHECK(s.replay_sequences >= 1 && s.replay_len >= 2 && s.replay_weight >= 0,
-             "--replay-sequences must be at least 1, --replay-len at least 2 and --replay-weight >= 0");
+  DSV4_CHECK(s.replay_sequences >= 1, "--replay-sequences must be at least 1, got ", s.replay_sequences);
+  DSV4_CHECK(s.replay_len >= 2, "--replay-len must be at least 2, got ", s.replay_len);
+  DSV4_CHECK(s.replay_weight >= 0, "--replay-weight must be >= 0, got ", s.replay_weight);
   DSV4_CHECK(s.seed >= kRlSeeds && s.seed < kEvalSeeds, "--seed must be from ", kRlSeeds, " to ", kEvalSeeds - 1,
              " (smaller seeds are supervised data's tasks, larger ones evaluation's), got ", s.seed);
   DSV4_CHECK(s.temperature > 0, "sampling needs a temperature above 0");
@@ -238,10 +242,12 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
     size_t drawn = 0;
     RlLog l;
     l.step = step + 1;
-    while (l.kept < s.prompts && l.groups < s.draws()) {
+    l.lr = s.at_step(step).lr;
+    int groups = 0;
+    while (l.kept < s.prompts && groups < s.draws()) {
       std::vector<RlSample> group =
           sample_group(*engine, task_at(domain, s.seed, index), s.thinking_at(index), s, uint64_t(index) + 1);
-      ++index, ++l.groups;
+      ++index, ++groups;
       std::vector<double> rewards;
       for (const RlSample& x : group) rewards.push_back(x.reward), l.mean_reward += x.reward;
       const std::vector<double> adv = group_advantages(rewards);
@@ -255,6 +261,7 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
         for (RlSample& x : group) samples.push_back(std::move(x));
     }
     l.mean_reward /= std::max<size_t>(1, drawn);
+    if (s.draws() > s.prompts) l.groups = groups;  // logged only where groups are redrawn
     std::vector<RlSample*> learn;
     for (RlSample& x : samples)
       if (x.advantage != 0) learn.push_back(&x);
@@ -276,7 +283,13 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
   std::vector<TrainSource> replay;
   if (!s.replay.empty()) {
     const Tokenizer tok = Tokenizer::from_json(m.tokenizer_json, student_dir + "/tokenizer.json");
-    for (const std::string& spec : s.replay) replay.push_back(load_train_source(spec, tok, m.c.bos_token_id));
+    for (const std::string& spec : s.replay) {
+      replay.push_back(load_train_source(spec, tok, m.c.bos_token_id));
+      const TrainSource& r = replay.back();
+      DSV4_CHECK(!r.stream.empty() || !r.examples.empty(), spec, ": no text to replay");
+      DSV4_CHECK(r.stream.empty() || r.stream.size() > size_t(s.replay_len), spec, ": ", r.stream.size(),
+                 " tokens, fewer than a --replay-len window (", s.replay_len, ") and its next token");
+    }
   }
   std::map<Domain, std::unique_ptr<Engine>> teacher_engines;  // for the prompts experts answer
   for (const auto& [d, dir] : experts) {
@@ -286,23 +299,22 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     domains.push_back(d);
     if (s.teacher_share > 0) teacher_engines.emplace(d, std::make_unique<Engine>(dir));
   }
-  int answered = 0;
-  for (int p = 0; p < s.prompts; ++p) answered += s.teacher_answers(p);
-  if (answered > 0 && cb.on_message)
-    cb.on_message(std::to_string(answered) + " of " + std::to_string(s.prompts) + " prompts a step answered by the experts");
   for (int step = 0; step < s.steps; ++step) {
     const std::unique_ptr<Engine> engine = tr.serve();
     std::vector<RlSample> samples;
     std::vector<Domain> sample_domain;
     RlLog l;
     l.step = step + 1;
+    l.lr = s.at_step(step).lr;
     int own = 0;  // the student's samples (the reward is its pass rate)
     for (int p = 0; p < s.prompts; ++p) {
       const int index = step * s.prompts + p;
       const Domain d = domains[index % domains.size()];
       // Domains cycle with the prompt index, modes with each round of domains.
       const bool thinking = s.thinking_at(index / static_cast<int>(domains.size()));
-      const bool teacher = s.teacher_answers(p);
+      const int n = static_cast<int>(domains.size());
+      const bool teacher = s.teacher_answers(index % n, index / n);
+      l.expert_answers += teacher;
       const Engine& answers = teacher ? *teacher_engines.at(d) : *engine;
       for (RlSample& x : sample_group(answers, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
         if (!teacher) l.mean_reward += x.reward, ++own;
@@ -310,7 +322,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
         sample_domain.push_back(d);
       }
     }
-    l.mean_reward /= std::max(1, own);
+    l.mean_reward = own > 0 ? l.mean_reward / own : std::nan("");
     std::vector<std::vector<float>> teacher_logits(samples.size());
     std::vector<RlSample*> all;
     for (size_t i = 0; i < samples.size(); ++i) {
@@ -322,7 +334,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     double kl_sum = 0;
     std::map<std::string, std::pair<double, int>> by_domain;  // KL sum, tokens
     std::vector<TrainSequence> windows;
-    for (int b = 0; !replay.empty() && b < s.replay_sequences; ++b)
+    for (int b = 0; !replay.empty() && s.replay_weight > 0 && b < s.replay_sequences; ++b)
       windows.push_back(sample_sequence(replay, s.replay_len, s.seed, step, b));
     const auto token_kl = [&](size_t i, int k, std::span<const float> row, std::span<float> drow) {
       const double scale = 1.0 / (double(samples[i].completion_len()) * double(samples.size()));

@@ -27,8 +27,9 @@
 
 #include "posttrain/tasks.h"
 #include "train/param_set.h"
-#include "train/train_model.h"
 #include "train/rl_loss.h"
+#include "train/schedule.h"
+#include "train/train_model.h"
 
 namespace dsv4 {
 
@@ -47,10 +48,10 @@ struct RlSettings {
     return modes == Modes::thinking || (modes == Modes::both && prompt_index % 2 == 1);
   }
   float lr = 2e-4f, temperature = 1.0f, grad_clip = 1.0f;
-  // These settings at a step (0-based) of the loop: lr through the warm-up.
+  // These settings at a step (0-based) of the loop: lr through the warm-up (then constant).
   RlSettings at_step(int step) const {
     RlSettings now = *this;
-    if (step < warmup) now.lr = lr * float(step + 1) / float(warmup);
+    now.lr = lr_at(step, warmup, steps, lr, 1.0f);
     return now;
   }
   int draws() const { return max_draws > 0 ? max_draws : prompts; }
@@ -61,19 +62,26 @@ struct RlSettings {
   std::vector<std::string> replay;
   int replay_sequences = 2, replay_len = 256;
   float replay_weight = 1.0f;
-  // distill: the share of each step's prompts its expert answers (spread over the step).
+  // distill: the share of each domain's prompts that its expert answers. Which ones: the k-th
+  // prompt of a domain when the golden-ratio sequence at k (offset by half a turn per domain)
+  // falls below the share, so that every domain gets its share, spread evenly and across both
+  // reasoning modes (prompt k of a domain is in thinking mode when k is odd, under --mode both).
   double teacher_share = 0;
-  bool teacher_answers(int prompt) const {
-    return std::floor((prompt + 1) * teacher_share) > std::floor(prompt * teacher_share);
+  bool teacher_answers(int domain, int k) const {
+    return std::fmod((k + 1) * 0.6180339887498949 + domain * 0.5, 1.0) < teacher_share;
   }
   GrpoParams loss;
 };
 
 struct RlLog {
   int step = 0;
-  double mean_reward = 0;  // GRPO: over all samples drawn; distill: the student's own pass rate
+  // GRPO: over all samples drawn; distill: the student's own pass rate (NaN when the experts
+  // answered every prompt).
+  double mean_reward = 0;
   int groups = 0, kept = 0;  // GRPO: groups drawn, and those whose rewards differ (learned from)
   double replay_loss = -1;   // distill with replay: the mean cross-entropy of its windows
+  int expert_answers = 0;    // distill: prompts the experts answered
+  double lr = 0;             // the step's learning rate
   double loss = 0, kl = 0;
   int tokens = 0;
   // distill: the per-token reverse KL of each domain's prompts (by domain name), which shows

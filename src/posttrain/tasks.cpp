@@ -334,10 +334,12 @@ Task make_task(Domain d, std::mt19937_64& rng) {
 
 Task task_at(Domain d, uint64_t seed, int i) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i) * 2654435761ULL + static_cast<int>(d));
-  split = seed >= kEvalSeeds ? Split::eval : seed >= kRlSeeds ? Split::rl : Split::sft;
-  Task t = make_task(d, rng);
-  split = Split::sft;
-  return t;
+  // The split for this task only, whatever make_task throws.
+  struct Scope {
+    explicit Scope(Split s) { split = s; }
+    ~Scope() { split = Split::sft; }
+  } scope(seed >= kEvalSeeds ? Split::eval : seed >= kRlSeeds ? Split::rl : Split::sft);
+  return make_task(d, rng);
 }
 
 double check_answer(const Task& t, const chat::ParsedMessage& m) {

@@ -217,7 +217,10 @@ double attention_backward(const AttentionF32& a, const Rope& rope, std::span<con
   std::vector<float> dq(f.q.size(), 0.0f), diq(f.iq.size(), 0.0f), diw(f.iw.size(), 0.0f);
   std::vector<ChunkGrads> cg;
   for (int s = 0; s < seg.count(); ++s)
-    for (int t0 = 0; t0 < seg.len(s); t0 += kChunk) cg.push_back({s, t0, std::min(seg.len(s), t0 + kChunk)});
+    for (int t0 = 0; t0 < seg.len(s); t0 += kChunk) {
+      ChunkGrads& c = cg.emplace_back();
+      c.seq = s, c.t0 = t0, c.t1 = std::min(seg.len(s), t0 + kChunk);
+    }
   pool().parallel_for(cg.size(), [&](size_t c0, size_t c1) {
     std::vector<float> keys, dkeys;
     for (size_t c = c0; c < c1; ++c) {

@@ -28,7 +28,8 @@ std::string clean(const std::string& line) {
 
 bool wrapped_prose(const std::vector<std::string>& lines) {
   if (lines.size() < 2) return false;
-  const bool goes_on = std::any_of(lines.begin() + 1, lines.end(), [](const std::string& l) { return std::islower(static_cast<unsigned char>(l[0])); });
+  const bool goes_on = std::any_of(lines.begin() + 1, lines.end(),
+                                   [](const std::string& l) { return std::islower(static_cast<unsigned char>(l[0])); });
   size_t chars = 0;
   for (size_t i = 0; i + 1 < lines.size(); ++i) chars += lines[i].size();
   return goes_on && chars >= kProseLine * (lines.size() - 1);

@@ -3,8 +3,8 @@
 // shapes (a text/plain body, a foreign Host header), numbers beyond double's range, and more
 // requests than --parallel + --queue. Each is refused with a 4xx / 503 naming the limit or
 // served; /health answers throughout, also while the slow clients hold their connections; the
-// server stays up and its resident
-// memory returns to its baseline (the figures are printed for the README).
+// server stays up and its resident memory returns to its baseline (the figures are printed for
+// the README).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -42,9 +42,10 @@ before(async () => {
   });
   // A sanitizer report ends the server: show it.
   server.on('exit', (code) => { if (code) console.log(`server exited with ${code}:\n${log}`); });
-  // /health, polled throughout: every answer must be 200. How long one takes is not asserted (on
-  // two busy cores this process's own event loop, opening 500 connections, dominates it); what is
-  // asserted is that answers come while slow clients hold connections (the test of those).
+  // /health, polled throughout: every answer must be 200. Its round trip is bounded only loosely
+  // (on two busy cores this process's own event loop, opening 500 connections, dominates it:
+  // 1.1 s seen in CI); what is asserted closely is that answers come while slow clients hold
+  // connections (the test of those).
   watcher = (async () => {
     while (watching) {
       const sent = performance.now();
@@ -199,6 +200,7 @@ test('40 slow clients are closed after --http-timeout while others are served', 
       s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n');
       opened(performance.now());
     });
+    s.on('close', () => opened(Infinity));  // never connected: no window to check (a no-op once opened)
     const drip = setInterval(() => s.write('X-Slow: 1\r\n'), 200);
     s.on('error', () => {});
     s.on('close', () => {
@@ -216,6 +218,7 @@ test('40 slow clients are closed after --http-timeout while others are served', 
   assert.ok(last < (httpTimeout + 3 * scale) * 1000, `the last slow client was closed after ${last} ms`);
   // /health was asked and answered while all 40 held their connections: they starve nobody.
   const allOpen = Math.max(...await Promise.all(connected)), firstClosed = t0 + first;
+  assert.ok(Number.isFinite(allOpen), 'a slow client never connected');
   const during = healthAnswers.filter((h) => h.sent >= allOpen && h.answered <= firstClosed).length;
   console.log(`/health answered ${during} times while the 40 slow clients held their connections`);
   assert.ok(during > 0, '/health not answered while the slow clients held their connections');
@@ -266,4 +269,5 @@ test('/health answered throughout', async () => {
   const slowest = Math.max(...healthAnswers.map((h) => h.answered - h.sent));
   console.log(`/health: ${healthAnswers.length} answers, the slowest round trip ${slowest.toFixed(0)} ms`);
   assert.ok(healthAnswers.length > 10);
+  assert.ok(slowest < 5000 * scale, `a /health round trip took ${slowest} ms`);
 });
