@@ -240,9 +240,10 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
     const std::unique_ptr<Engine> engine = tr.serve();
     std::vector<RlSample> samples;
     size_t drawn = 0;
+    const RlSettings now = s.at_step(step);
     RlLog l;
     l.step = step + 1;
-    l.lr = s.at_step(step).lr;
+    l.lr = now.lr;
     int groups = 0;
     while (l.kept < s.prompts && groups < s.draws()) {
       std::vector<RlSample> group =
@@ -265,7 +266,7 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
     std::vector<RlSample*> learn;
     for (RlSample& x : samples)
       if (x.advantage != 0) learn.push_back(&x);
-    grpo_update(tr.policy, ref, learn, s.at_step(step), l);
+    grpo_update(tr.policy, ref, learn, now, l);
     tr.logged(l);
   }
   return tr.finish();
@@ -303,17 +304,19 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
     const std::unique_ptr<Engine> engine = tr.serve();
     std::vector<RlSample> samples;
     std::vector<Domain> sample_domain;
+    const RlSettings now = s.at_step(step);
     RlLog l;
     l.step = step + 1;
-    l.lr = s.at_step(step).lr;
+    l.lr = now.lr;
     int own = 0;  // the student's samples (the reward is its pass rate)
     for (int p = 0; p < s.prompts; ++p) {
       const int index = step * s.prompts + p;
-      const Domain d = domains[index % domains.size()];
-      // Domains cycle with the prompt index, modes with each round of domains.
-      const bool thinking = s.thinking_at(index / static_cast<int>(domains.size()));
-      const int n = static_cast<int>(domains.size());
-      const bool teacher = s.teacher_answers(index % n, index / n);
+      // Domains cycle with the prompt index; modes and the experts' share go by each domain's
+      // count of prompts (each round of domains).
+      const int n = static_cast<int>(domains.size()), round = index / n;
+      const Domain d = domains[index % n];
+      const bool thinking = s.thinking_at(round);
+      const bool teacher = s.teacher_answers(index % n, round);
       l.expert_answers += teacher;
       const Engine& answers = teacher ? *teacher_engines.at(d) : *engine;
       for (RlSample& x : sample_group(answers, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
@@ -344,7 +347,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
       sum += kl, ++n;
       return kl * scale;
     };
-    l.replay_loss = policy_step(tr.policy, all, s.at_step(step), token_kl, windows);
+    l.replay_loss = policy_step(tr.policy, all, now, token_kl, windows);
     l.kl = kl_sum / std::max(1, l.tokens), l.loss = l.kl;
     for (const auto& [d, sn] : by_domain) l.domain_kl[d] = sn.first / sn.second;
     tr.logged(l);
