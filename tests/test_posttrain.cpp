@@ -2,6 +2,7 @@
 // read back by the V4 parser, passes its checker; wrong answers do not.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <regex>
 #include <set>
 
@@ -20,16 +21,65 @@ chat::ParsedMessage parsed_solution(const Task& t, bool thinking) {
 }
 
 TEST(Tasks, SolutionsPassTheirCheckersInBothModes) {
-  for (Domain d : all_domains())
-    for (int i = 0; i < 60; ++i)
-      for (bool thinking : {false, true}) {
-        const Task t = task_at(d, 7, i);
-        const chat::ParsedMessage m = parsed_solution(t, thinking);
-        EXPECT_EQ(check_answer(t, m), 1.0) << domain_name(d) << " task " << i << ": " << t.user;
-        if (thinking) {
-          EXPECT_EQ(m.reasoning_content, t.reasoning);
+  for (int level = 1; level <= kMaxLevel; ++level)
+    for (Domain d : all_domains())
+      for (int i = 0; i < 60; ++i)
+        for (bool thinking : {false, true}) {
+          const Task t = task_at(d, 7, i, level);
+          const chat::ParsedMessage m = parsed_solution(t, thinking);
+          EXPECT_EQ(check_answer(t, m), 1.0) << domain_name(d) << " level " << level << " task " << i << ": " << t.user;
+          if (thinking) {
+            EXPECT_EQ(m.reasoning_content, t.reasoning);
+          }
         }
+}
+
+// Level 1 is the tasks the recorded runs (docs/post-training) trained and were scored on: the
+// levels above must not have moved a draw.
+TEST(Tasks, LevelOneIsTheRecordedRunsTasks) {
+  EXPECT_EQ(task_at(Domain::math, 1, 0).user, "What is 88 - 85?");
+  EXPECT_EQ(task_at(Domain::code, 1, 1).user, "What does this Python program print?\n```python\nxs = [0, 0, 1]\nprint(sum(xs))\n```");
+  EXPECT_EQ(task_at(Domain::math, 1, 0, 1).reasoning, task_at(Domain::math, 1, 0).reasoning);
+  // A product's worked solution as the recorded data wrote it.
+  for (int i = 0;; ++i) {
+    const Task t = task_at(Domain::math, 1, i);
+    if (t.user.find('*') == std::string::npos) continue;
+    const std::regex two_parts(R"(^(\d+) \* (\d) = \d+ and (\d) \* \d = \d+, and \d+ \+ \d+ = (\d+)\.$)");
+    const std::string work = t.reasoning.substr(t.reasoning.find(". ") + 2, t.reasoning.find(" So ") - t.reasoning.find(". ") - 2);
+    EXPECT_TRUE(std::regex_match(work, two_parts)) << work;
+    break;
+  }
+}
+
+// Each level up, longer operands and lists; every level's computed problems keep the split.
+TEST(Tasks, LevelsLengthenOperandsAndLists) {
+  const std::regex operands(R"(What is (\d+) [-+*] (\d+)\?)");
+  const std::regex list(R"(xs = \[([^\]]*)\])");
+  for (int level = 1; level <= kMaxLevel; ++level) {
+    std::set<size_t> digits, lengths;
+    for (int i = 0; i < 200; ++i) {
+      const Task math = task_at(Domain::math, 5, i, level);
+      std::smatch m;
+      ASSERT_TRUE(std::regex_match(math.user, m, operands)) << math.user;
+      digits.insert(m[1].length());
+      if (math.user.find('*') == std::string::npos) digits.insert(m[2].length());
+      const Task code = task_at(Domain::code, 5, i, level);
+      if (std::regex_search(code.user, m, list)) {
+        const std::string items = m[1];
+        lengths.insert(std::count(items.begin(), items.end(), ',') + 1);
       }
+    }
+    EXPECT_EQ(digits, std::set<size_t>{size_t(level) + 1}) << "level " << level;
+    EXPECT_EQ(lengths, (std::set<size_t>{size_t(2 * level + 1), size_t(2 * level + 2)})) << "level " << level;
+  }
+  std::set<std::string> sft;
+  for (int i = 0; i < 3000; ++i) sft.insert(task_at(Domain::math, 1, i, 2).user);
+  for (int i = 0; i < 400; ++i) {
+    const std::string rl = task_at(Domain::math, kRlSeeds + 11, i, 2).user, eval = task_at(Domain::math, kEvalSeeds + 3, i, 2).user;
+    EXPECT_EQ(sft.count(rl) + sft.count(eval), 0u) << rl << " / " << eval;
+  }
+  EXPECT_THROW(task_at(Domain::math, 1, 0, 0), Error);
+  EXPECT_THROW(task_at(Domain::code, 1, 0, kMaxLevel + 1), Error);
 }
 
 // Every equation a worked solution writes ("7 + 5 + 1 = 13", "13 - 8 = 5", "40 * 3 = 120") is
@@ -38,23 +88,24 @@ TEST(Tasks, WorkedSolutionsWriteOnlyTrueEquations) {
   const std::regex equation(R"(\b(\d+)((?: [-+*] \d+)+) = (\d+)\b)");
   const std::regex term(R"( ([-+*]) (\d+))");
   int checked = 0;
-  for (Domain d : {Domain::math, Domain::code})
-    for (int i = 0; i < 300; ++i) {
-      const Task t = task_at(d, 5, i);
-      const std::string text = t.reasoning + " " + t.answer;
-      for (std::sregex_iterator e(text.begin(), text.end(), equation), end; e != end; ++e) {
-        long long value = std::stoll((*e)[1]);
-        const std::string terms = (*e)[2];
-        for (std::sregex_iterator k(terms.begin(), terms.end(), term); k != end; ++k) {
-          const long long x = std::stoll((*k)[2]);
-          const char op = (*k)[1].str()[0];
-          value = op == '+' ? value + x : op == '-' ? value - x : value * x;
+  for (int level = 1; level <= kMaxLevel; ++level)
+    for (Domain d : {Domain::math, Domain::code})
+      for (int i = 0; i < 300; ++i) {
+        const Task t = task_at(d, 5, i, level);
+        const std::string text = t.reasoning + " " + t.answer;
+        for (std::sregex_iterator e(text.begin(), text.end(), equation), end; e != end; ++e) {
+          long long value = std::stoll((*e)[1]);
+          const std::string terms = (*e)[2];
+          for (std::sregex_iterator k(terms.begin(), terms.end(), term); k != end; ++k) {
+            const long long x = std::stoll((*k)[2]);
+            const char op = (*k)[1].str()[0];
+            value = op == '+' ? value + x : op == '-' ? value - x : value * x;
+          }
+          EXPECT_EQ(value, std::stoll((*e)[3])) << e->str() << " in: " << text;
+          ++checked;
         }
-        EXPECT_EQ(value, std::stoll((*e)[3])) << e->str() << " in: " << text;
-        ++checked;
       }
-    }
-  EXPECT_GT(checked, 1000);
+  EXPECT_GT(checked, 3000);
 }
 
 TEST(Tasks, WrongAnswersFail) {

@@ -48,8 +48,8 @@ int run(EvalArgs& a) {
     std::printf("}\n");
     return 0;
   }
-  std::printf("%s, %s mode, %d tasks per domain (task seed %llu):\n", a.model_dir.c_str(), a.mode.c_str(),
-              a.o.per_domain, static_cast<unsigned long long>(a.o.task_seed));
+  std::printf("%s, %s mode, %d tasks per domain (task seed %llu, level %d):\n", a.model_dir.c_str(), a.mode.c_str(),
+              a.o.per_domain, static_cast<unsigned long long>(a.o.task_seed), a.o.level);
   for (const DomainScore& s : scores)
     std::printf("  %-8s pass@1 %.3f (%d / %d)\n", domain_name(s.domain), s.pass_at_1(), s.passed, s.total);
   return 0;
@@ -65,6 +65,7 @@ void add_eval(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--domain", a->domains, "only these domains (repeatable)");
   sub->add_option("--tasks", a->o.per_domain, "tasks per domain");
   sub->add_option("--task-seed", a->o.task_seed, "which tasks (at least 1000000: evaluation's)");
+  sub->add_option("--level", a->o.level, "the tasks' difficulty")->check(CLI::Range(1, kMaxLevel))->capture_default_str();
   sub->add_option("--temperature", a->o.temperature, "sampling temperature (0 = greedy)");
   sub->add_option("--seed", a->o.sample_seed, "sampling seed");
   sub->add_option("--max-tokens", a->o.max_tokens, "tokens per answer");

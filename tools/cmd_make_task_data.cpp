@@ -19,6 +19,7 @@ struct TaskDataArgs {
   std::string out, mode = "both";
   int count = 2000;
   uint64_t seed = 1;
+  int level = 1;
 };
 
 int run(const TaskDataArgs& a) {
@@ -32,7 +33,7 @@ int run(const TaskDataArgs& a) {
   for (int i = 0; i < a.count; ++i) {
     const Domain d = domains[i % domains.size()];
     const bool thinking = a.mode == "thinking" || (a.mode == "both" && (i / domains.size()) % 2 == 1);
-    const RenderedTask r = render_task(task_at(d, a.seed, i), thinking);
+    const RenderedTask r = render_task(task_at(d, a.seed, i, a.level), thinking);
     out << nlohmann::ordered_json{{"domain", domain_name(d)}, {"mode", thinking ? "thinking" : "chat"},
                                   {"prompt", r.prompt}, {"completion", r.completion}}.dump()
         << "\n";
@@ -52,6 +53,7 @@ void add_make_task_data(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--count", a->count, "examples");
   sub->add_option("--mode", a->mode, "chat, thinking or both (default: alternate)");
   sub->add_option("--seed", a->seed, "task seed (below 500000)");
+  sub->add_option("--level", a->level, "the tasks' difficulty")->check(CLI::Range(1, kMaxLevel))->capture_default_str();
   out.push_back({sub, [a] { return run(*a); }});
 }
 

@@ -39,7 +39,7 @@ std::vector<DomainScore> evaluate(const Engine& e, const EvalOptions& o,
   for (Domain d : o.domains) {
     DomainScore score{d};
     for (int i = 0; i < o.per_domain; ++i) {
-      const Task t = task_at(d, o.task_seed, i);
+      const Task t = task_at(d, o.task_seed, i, o.level);
       s.seed = o.sample_seed + static_cast<uint64_t>(i);
       const std::string text = complete_task(e, t, o.thinking, s, o.max_tokens).text;
       const double r = score_completion(t, text, o.thinking);

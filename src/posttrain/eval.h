@@ -16,6 +16,7 @@ struct EvalOptions {
   int per_domain = 40;
   bool thinking = false;
   uint64_t task_seed = kEvalSeeds + 3;  // evaluation's tasks (tasks.h)
+  int level = 1;                        // their difficulty (tasks.h)
   float temperature = 0.0f;
   uint64_t sample_seed = 1;
   int max_tokens = 160;

@@ -247,7 +247,7 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
     int groups = 0;
     while (l.kept < s.prompts && groups < s.draws()) {
       std::vector<RlSample> group =
-          sample_group(*engine, task_at(domain, s.seed, index), s.thinking_at(index), s, uint64_t(index) + 1);
+          sample_group(*engine, task_at(domain, s.seed, index, s.level), s.thinking_at(index), s, uint64_t(index) + 1);
       ++index, ++groups;
       std::vector<double> rewards;
       for (const RlSample& x : group) rewards.push_back(x.reward), l.mean_reward += x.reward;
@@ -319,7 +319,7 @@ std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Do
       const bool teacher = s.teacher_answers(index % n, round);
       l.expert_answers += teacher;
       const Engine& answers = teacher ? *teacher_engines.at(d) : *engine;
-      for (RlSample& x : sample_group(answers, task_at(d, s.seed, index), thinking, s, uint64_t(index) + 1)) {
+      for (RlSample& x : sample_group(answers, task_at(d, s.seed, index, s.level), thinking, s, uint64_t(index) + 1)) {
         if (!teacher) l.mean_reward += x.reward, ++own;
         samples.push_back(std::move(x));
         sample_domain.push_back(d);

@@ -57,6 +57,7 @@ struct RlSettings {
   int draws() const { return max_draws > 0 ? max_draws : prompts; }
   std::string optimizer = "adamw";
   uint64_t seed = kRlSeeds + 11;  // task seed of the prompts, in [kRlSeeds, kEvalSeeds) (tasks.h)
+  int level = 1;                  // the tasks' difficulty (tasks.h)
   // distill: text (or FILE:WEIGHT sources, train_data.h) whose cross-entropy on `replay_sequences`
   // windows of `replay_len` tokens a step joins the KL, weighted by replay_weight.
   std::vector<std::string> replay;

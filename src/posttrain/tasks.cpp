@@ -52,16 +52,24 @@ Split split_of(const std::string& problem) {
   return h % 4 == 0 ? Split::eval : h % 4 == 1 ? Split::rl : Split::sft;
 }
 
-// The default model attends 64 tokens back at full resolution (its sliding window), so every
+// The small models attend 64 or 128 tokens back at full resolution (the sliding window), so every
 // worked solution is written so that each step copies from at most a few dozen tokens earlier:
 // the columns restate their digits, and the answer follows the result it repeats.
-const char* const kColumns[] = {"Ones", "Tens", "Hundreds"};
+const char* const kColumns[] = {"Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands"};
+constexpr int kMaxColumns = 5;  // a sum of two four-digit numbers (level 3)
+
+// 10^n.
+long long power_of_ten(int n) {
+  long long p = 1;
+  while (n-- > 0) p *= 10;
+  return p;
+}
 
 // Column addition of two numbers, the carries written out.
 std::string addition_work(long long a, long long b) {
   std::string r;
   int carry = 0;
-  for (int col = 0; (a > 0 || b > 0 || carry) && col < 3; ++col) {
+  for (int col = 0; (a > 0 || b > 0 || carry) && col < kMaxColumns; ++col) {
     const int da = static_cast<int>(a % 10), db = static_cast<int>(b % 10), s = da + db + carry;
     r += std::string(col ? " " : "") + kColumns[col] + ": " + str(da) + " + " + str(db) + (carry ? " + 1" : "") +
          " = " + str(s) + (s >= 10 ? ", write " + str(s % 10) + " and carry 1." : ".");
@@ -74,7 +82,7 @@ std::string addition_work(long long a, long long b) {
 std::string subtraction_work(long long a, long long b) {
   std::string r;
   int borrow = 0;
-  for (int col = 0; a > 0 && col < 3; ++col) {
+  for (int col = 0; a > 0 && col < kMaxColumns; ++col) {
     const int da = static_cast<int>(a % 10), db = static_cast<int>(b % 10);
     const std::string left = str(da) + (borrow ? " - 1" : "") + " - " + str(db);
     const int d = da - borrow - db;
@@ -85,10 +93,24 @@ std::string subtraction_work(long long a, long long b) {
   return r;
 }
 
-Task math_problem(std::mt19937_64& rng) {
+// A product with one digit, place by place: "40 * 6 = 240 and 7 * 6 = 42, and 240 + 42 = 282."
+std::string product_work(long long a, long long b) {
+  std::vector<long long> places;  // 347: 300, 40, 7
+  for (long long p = power_of_ten(static_cast<int>(str(a).size()) - 1); p >= 1; p /= 10) places.push_back(a / p % 10 * p);
+  std::string parts, sum;
+  for (size_t i = 0; i < places.size(); ++i) {
+    parts += std::string(i == 0 ? "" : i + 1 == places.size() ? " and " : ", ") + str(places[i]) + " * " + str(b) +
+             " = " + str(places[i] * b);
+    sum += (i ? " + " : "") + str(places[i] * b);
+  }
+  return parts + ", and " + sum + " = " + str(a * b) + ".";
+}
+
+Task math_problem(std::mt19937_64& rng, int level) {
   Task t;
   t.domain = Domain::math;
-  long long a = 10 + pick(rng, 90), b = 10 + pick(rng, 90), result = 0;
+  const long long low = power_of_ten(level);  // operands of level + 1 digits
+  long long a = low + pick(rng, 9 * low), b = low + pick(rng, 9 * low), result = 0;
   std::string op, work, what;
   switch (pick(rng, 3)) {
     case 0:
@@ -100,9 +122,7 @@ Task math_problem(std::mt19937_64& rng) {
       break;
     default:
       b = 2 + pick(rng, 8);
-      op = "*", result = a * b, what = "product";
-      work = str(a / 10 * 10) + " * " + str(b) + " = " + str(a / 10 * 10 * b) + " and " + str(a % 10) + " * " + str(b) +
-             " = " + str(a % 10 * b) + ", and " + str(a / 10 * 10 * b) + " + " + str(a % 10 * b) + " = " + str(result) + ".";
+      op = "*", result = a * b, work = product_work(a, b), what = "product";
       break;
   }
   const std::string problem = str(a) + " " + op + " " + str(b);
@@ -113,18 +133,18 @@ Task math_problem(std::mt19937_64& rng) {
   return t;
 }
 
-Task math_task(std::mt19937_64& rng) {
+Task math_task(std::mt19937_64& rng, int level) {
   Task t;
-  do t = math_problem(rng);
+  do t = math_problem(rng, level);
   while (split_of(t.user) != split);
   return t;
 }
 
-Task code_task(std::mt19937_64& rng) {
+Task code_task(std::mt19937_64& rng, int level) {
   Task t;
   t.domain = Domain::code;
-  std::vector<int> xs(3 + pick(rng, 2));
-  for (int& x : xs) x = pick(rng, 50);
+  std::vector<int> xs(2 * level + 1 + pick(rng, 2));
+  for (int& x : xs) x = pick(rng, 50 * level);
   std::string program, why;
   switch (pick(rng, 7)) {
     case 0: {
@@ -136,6 +156,13 @@ Task code_task(std::mt19937_64& rng) {
       break;
     }
     case 1: {
+      if (level > 1) {  // any element
+        const int k = pick(rng, static_cast<int>(xs.size()));
+        program = "xs = " + list_text(xs) + "\nprint(xs[" + str(k) + "])";
+        t.expected = str(xs[k]);
+        why = "xs[" + str(k) + "] is element " + str(k) + ", counting from 0";
+        break;
+      }
       const bool first = pick(rng, 2) == 0;
       program = "xs = " + list_text(xs) + "\nprint(xs[" + (first ? "0" : "-1") + "])";
       t.expected = str(first ? xs.front() : xs.back());
@@ -175,13 +202,13 @@ Task code_task(std::mt19937_64& rng) {
       why = "min returns the smallest element";
       break;
     default: {
-      std::vector<std::string> ws(3);
+      std::vector<std::string> ws(2 + level);
       std::string list = "[";
       for (size_t i = 0; i < ws.size(); ++i) {
         ws[i] = words()[pick(rng, static_cast<int>(words().size()))];
         list += (i ? ", \"" : "\"") + ws[i] + "\"";
       }
-      const int k = pick(rng, 3);
+      const int k = pick(rng, static_cast<int>(ws.size()));
       program = "ws = " + list + "]\nprint(ws[" + str(k) + "])";
       t.expected = ws[k];
       why = "ws[" + str(k) + "] is element " + str(k) + ", counting from 0";
@@ -194,20 +221,21 @@ Task code_task(std::mt19937_64& rng) {
   return t;
 }
 
-Task agentic_task(std::mt19937_64& rng) {
+Task agentic_task(std::mt19937_64& rng, int level) {
+  const int hundreds = static_cast<int>(power_of_ten(2 * (level - 1)));  // each level two digits more
   Task t;
   t.domain = Domain::agentic;
   t.tools = agent_tools();
   switch (pick(rng, 4)) {
     case 0: {
-      const int a = pick(rng, 1000), b = pick(rng, 1000);
+      const int a = pick(rng, 1000 * hundreds), b = pick(rng, 1000 * hundreds);
       t.user = "Use the add tool to add " + str(a) + " and " + str(b) + ".";
       t.call = {{"name", "add"}, {"arguments", {{"a", a}, {"b", b}}}};
       t.reasoning = "The user wants the sum of " + str(a) + " and " + str(b) + ", so I call add.";
       break;
     }
     case 1: {
-      const int a = pick(rng, 100), b = pick(rng, 100);
+      const int a = pick(rng, 100 * hundreds), b = pick(rng, 100 * hundreds);
       t.user = "What is " + str(a) + " times " + str(b) + "? Use the multiply tool.";
       t.call = {{"name", "multiply"}, {"arguments", {{"a", a}, {"b", b}}}};
       t.reasoning = "The user wants the product of " + str(a) + " and " + str(b) + ", so I call multiply.";
@@ -221,7 +249,8 @@ Task agentic_task(std::mt19937_64& rng) {
       break;
     }
     default: {
-      const std::string& w = words()[pick(rng, static_cast<int>(words().size()))];
+      std::string w;
+      for (int i = 0; i < level; ++i) w += (i ? " " : "") + words()[pick(rng, static_cast<int>(words().size()))];
       t.user = "Reverse the text \"" + w + "\" with the reverse_text tool.";
       t.call = {{"name", "reverse_text"}, {"arguments", {{"text", w}}}};
       t.reasoning = "The user wants \"" + w + "\" reversed, so I call reverse_text.";
@@ -323,23 +352,24 @@ std::optional<std::string> execute_tool(const std::string& name, const nlohmann:
   return std::nullopt;
 }
 
-Task make_task(Domain d, std::mt19937_64& rng) {
+Task make_task(Domain d, std::mt19937_64& rng, int level) {
+  DSV4_CHECK(level >= 1 && level <= kMaxLevel, "task level ", level, " is not in [1, ", kMaxLevel, "]");
   switch (d) {
-    case Domain::math: return math_task(rng);
-    case Domain::code: return code_task(rng);
-    case Domain::agentic: return agentic_task(rng);
+    case Domain::math: return math_task(rng, level);
+    case Domain::code: return code_task(rng, level);
+    case Domain::agentic: return agentic_task(rng, level);
   }
   fail("unknown domain");
 }
 
-Task task_at(Domain d, uint64_t seed, int i) {
+Task task_at(Domain d, uint64_t seed, int i, int level) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i) * 2654435761ULL + static_cast<int>(d));
   // The split for this task only, whatever make_task throws.
   struct Scope {
     explicit Scope(Split s) { split = s; }
     ~Scope() { split = Split::sft; }
   } scope(seed >= kEvalSeeds ? Split::eval : seed >= kRlSeeds ? Split::rl : Split::sft);
-  return make_task(d, rng);
+  return make_task(d, rng, level);
 }
 
 double check_answer(const Task& t, const chat::ParsedMessage& m) {

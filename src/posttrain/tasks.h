@@ -8,6 +8,13 @@
 //   agentic  a request that needs one of four tools (add, multiply, get_weather, reverse_text);
 //            correct when the answer is a DSML tool call that the checker executes to the
 //            result of the right call.
+// That is level 1. Each level up the same families take longer numbers and lists, so that a
+// model that has learned level 1 still fails some tasks (GRPO needs pass rates near one half):
+//   math     operands of level + 1 digits (and their products with one digit);
+//   code     lists of 2 level + 1 or 2 level + 2 numbers below 50 level, indexed anywhere, and
+//            lists of 2 + level words;
+//   agentic  sums of numbers below 1000 x 100^(level-1), products below 100^level, and texts of
+//            `level` words to reverse.
 // Task seeds say whose tasks they are: below kRlSeeds supervised data's, from kRlSeeds GRPO's
 // (and distillation's) prompts, from kEvalSeeds evaluation's. Computed problems (arithmetic,
 // digit sums) are split between them by a hash of their text (half, a quarter, a quarter), so
@@ -27,6 +34,7 @@ namespace dsv4 {
 
 enum class Domain { math, code, agentic };
 inline constexpr uint64_t kRlSeeds = 500000, kEvalSeeds = 1000000;
+inline constexpr int kMaxLevel = 3;
 const std::vector<Domain>& all_domains();
 const char* domain_name(Domain d);
 Domain parse_domain(const std::string& s);  // throws Error listing the domains
@@ -41,12 +49,13 @@ struct Task {
   std::string expected;          // math: the number; code: the printed output
 };
 
-// Deterministic for a generator state; draws from the domain's task families.
-Task make_task(Domain d, std::mt19937_64& rng);
+// Deterministic for a generator state; draws from the domain's task families at a level in
+// [1, kMaxLevel] (throws Error otherwise).
+Task make_task(Domain d, std::mt19937_64& rng, int level = 1);
 
 // The i-th task of a domain for a seed (one generator per (seed, i): the same task whatever
 // else was drawn).
-Task task_at(Domain d, uint64_t seed, int i);
+Task task_at(Domain d, uint64_t seed, int i, int level = 1);
 
 // 1 when the parsed answer solves the task, else 0.
 double check_answer(const Task& t, const chat::ParsedMessage& m);
