@@ -697,6 +697,22 @@ TEST(Cli, ReasoningOutputWhenPiped) {
   EXPECT_NE(hidden.output.find(answer), std::string::npos) << hidden.output;
 }
 
+// Progress written to a log (not a terminal) is a line at every 5%: enough to follow a run of
+// hours, few enough to read.
+TEST(Cli, ProgressInALogIsALineEveryFivePercent) {
+  const std::string model = std::string(DSV4_SOURCE_DIR) + "/models/dsv4-tiny";
+  const auto r = test::run_command("(" + test::dsv4_binary() + " eval -m " + model +
+                                   " --domain math --tasks 20 --max-tokens 4 --threads 1 --json 2>&1 >/dev/null)");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::vector<int> percents;
+  for (size_t at = r.output.find("eval "); at != std::string::npos; at = r.output.find("\neval ", at + 1)) {
+    const size_t start = r.output[at] == '\n' ? at + 6 : at + 5;
+    percents.push_back(std::stoi(r.output.substr(start, 4)));
+  }
+  ASSERT_EQ(percents.size(), 20u) << r.output;  // one per task: 5%, 10%, ..., 100%
+  for (size_t i = 0; i < percents.size(); ++i) EXPECT_NEAR(percents[i], 5 * int(i + 1), 1) << r.output;
+}
+
 // The chat banner says what the model is: random weights are called noise, a dsv4-trained
 // model points to its model card.
 TEST(Cli, ChatBannerDescribesTheModel) {

@@ -10,6 +10,10 @@
 
 namespace dsv4::tools {
 
+namespace {
+constexpr int kLogStep = 5;  // percent between the lines of a log (not a terminal)
+}  // namespace
+
 ProgressBar::ProgressBar(std::string label)
     : label_(std::move(label)), tty_(isatty(2)), t0_(std::chrono::steady_clock::now()) {}
 
@@ -28,8 +32,8 @@ void ProgressBar::draw(double f, const std::string& extra) {
     if (cols > 1 && static_cast<int>(line.size()) >= cols) line.resize(cols - 1);
     std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
     drawn_ = true;
-  } else if (pct / 25 > last_step_) {
-    last_step_ = pct / 25;
+  } else if (pct / kLogStep > last_step_) {
+    last_step_ = pct / kLogStep;
     std::fprintf(stderr, "%s %3d%% %.1fs %s\n", label_.c_str(), pct, secs, extra.c_str());
   }
   std::fflush(stderr);

@@ -1,6 +1,7 @@
 // A one-line progress bar on stderr: on a terminal it is redrawn in place, cut to the
 // terminal's width and erased to the end of the line, so no earlier, longer state is left
-// behind; otherwise it prints a line at 25% steps, so logs stay short.
+// behind; otherwise (a log file) it prints a line at every 5%: twenty lines for a whole run,
+// a few minutes apart in a training run of hours.
 #pragma once
 
 #include <chrono>
