@@ -704,11 +704,10 @@ TEST(Cli, ProgressInALogIsALineEveryFivePercent) {
   const auto r = test::run_command("(" + test::dsv4_binary() + " eval -m " + model +
                                    " --domain math --tasks 20 --max-tokens 4 --threads 1 --json 2>&1 >/dev/null)");
   ASSERT_EQ(r.status, 0) << r.output;
-  std::vector<int> percents;
-  for (size_t at = r.output.find("eval "); at != std::string::npos; at = r.output.find("\neval ", at + 1)) {
-    const size_t start = r.output[at] == '\n' ? at + 6 : at + 5;
-    percents.push_back(std::stoi(r.output.substr(start, 4)));
-  }
+  std::vector<int> percents;  // "eval  15% 0.0s ": the percentage of each progress line
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("eval ", 0) == 0) percents.push_back(std::stoi(line.substr(5, 4)));
   ASSERT_EQ(percents.size(), 20u) << r.output;  // one per task: 5%, 10%, ..., 100%
   for (size_t i = 0; i < percents.size(); ++i) EXPECT_NEAR(percents[i], 5 * int(i + 1), 1) << r.output;
 }

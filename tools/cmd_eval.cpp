@@ -7,6 +7,7 @@
 #include "core/thread_pool.h"
 #include "posttrain/eval.h"
 #include "tools/commands.h"
+#include "tools/options.h"
 #include "tools/progress.h"
 
 namespace dsv4::tools {
@@ -65,7 +66,7 @@ void add_eval(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--domain", a->domains, "only these domains (repeatable)");
   sub->add_option("--tasks", a->o.per_domain, "tasks per domain");
   sub->add_option("--task-seed", a->o.task_seed, "which tasks (at least 1000000: evaluation's)");
-  sub->add_option("--level", a->o.level, "the tasks' difficulty")->check(CLI::Range(1, kMaxLevel))->capture_default_str();
+  add_level_option(sub, a->o.level);
   sub->add_option("--temperature", a->o.temperature, "sampling temperature (0 = greedy)");
   sub->add_option("--seed", a->o.sample_seed, "sampling seed");
   sub->add_option("--max-tokens", a->o.max_tokens, "tokens per answer");

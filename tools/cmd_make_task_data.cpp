@@ -9,6 +9,7 @@
 #include "core/write_file.h"
 #include "posttrain/tasks.h"
 #include "tools/commands.h"
+#include "tools/options.h"
 
 namespace dsv4::tools {
 
@@ -53,7 +54,7 @@ void add_make_task_data(CLI::App& app, std::vector<Command>& out) {
   sub->add_option("--count", a->count, "examples");
   sub->add_option("--mode", a->mode, "chat, thinking or both (default: alternate)");
   sub->add_option("--seed", a->seed, "task seed (below 500000)");
-  sub->add_option("--level", a->level, "the tasks' difficulty")->check(CLI::Range(1, kMaxLevel))->capture_default_str();
+  add_level_option(sub, a->level);
   out.push_back({sub, [a] { return run(*a); }});
 }
 

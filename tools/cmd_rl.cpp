@@ -16,6 +16,7 @@
 #include "posttrain/average.h"
 #include "posttrain/grpo.h"
 #include "tools/commands.h"
+#include "tools/options.h"
 #include "tools/progress.h"
 #include "train/trainer.h"
 
@@ -142,7 +143,7 @@ void rl_options(CLI::App* sub, RlArgs& a) {
   sub->add_option("--warmup", a.s.warmup, "steps over which the learning rate rises linearly to --lr");
   sub->add_option("--temperature", a.s.temperature, "sampling temperature");
   sub->add_option("--seed", a.s.seed, "task seed of the prompts (500000 to 999999: GRPO's and distillation's tasks)");
-  sub->add_option("--level", a.s.level, "the tasks' difficulty")->check(CLI::Range(1, kMaxLevel))->capture_default_str();
+  add_level_option(sub, a.s.level);
   sub->add_option("--mode", a.mode, "chat, thinking, or both alternating by prompt");
   sub->add_option("--optimizer", a.s.optimizer, "adamw or muon");
   sub->add_option("--threads", a.threads, "worker threads (0 = all cores)");

@@ -1,6 +1,7 @@
 #include "tools/options.h"
 
 #include "core/check.h"
+#include "posttrain/tasks.h"
 
 namespace dsv4::tools {
 
@@ -13,6 +14,10 @@ CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& wh
 
 CLI::Option* add_threads_option(CLI::App* sub, int& threads) {
   return sub->add_option("-t,--threads", threads, "worker threads (0 = all cores, or $DSV4_THREADS where that is set)");
+}
+
+CLI::Option* add_level_option(CLI::App* sub, int& level) {
+  return sub->add_option("--level", level, "the tasks' difficulty")->check(CLI::Range(1, kMaxLevel))->capture_default_str();
 }
 
 void add_cache_options(CLI::App* sub, CacheArgs& a) {

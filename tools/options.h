@@ -14,6 +14,8 @@ namespace dsv4::tools {
 
 CLI::Option* add_ctx_option(CLI::App* sub, long long& ctx, const std::string& what);
 CLI::Option* add_threads_option(CLI::App* sub, int& threads);
+// --level N: the post-training tasks' difficulty, 1 to kMaxLevel (posttrain/tasks.h).
+CLI::Option* add_level_option(CLI::App* sub, int& level);
 // The prefix cache (runtime/prefix_cache.h): --cache-ram SIZE (bytes in RAM, 512M, 4G
 // accepted; 0 = none), --cache-dir DIR (its disk tier) and --cache-disk SIZE (that tier's
 // budget). check_cache_args (before the model loads) throws Error naming a bad one;

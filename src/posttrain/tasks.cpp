@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <iterator>
 
 #include "chat/encode.h"
 #include "core/check.h"
@@ -55,8 +56,9 @@ Split split_of(const std::string& problem) {
 // The small models attend 64 or 128 tokens back at full resolution (the sliding window), so every
 // worked solution is written so that each step copies from at most a few dozen tokens earlier:
 // the columns restate their digits, and the answer follows the result it repeats.
+// Five columns: a sum of two four-digit numbers (level 3).
 const char* const kColumns[] = {"Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands"};
-constexpr int kMaxColumns = 5;  // a sum of two four-digit numbers (level 3)
+constexpr int kMaxColumns = static_cast<int>(std::size(kColumns));
 
 // 10^n.
 long long power_of_ten(int n) {
