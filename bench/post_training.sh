@@ -13,8 +13,9 @@
 #   eval     pass@1 of every model per domain in both modes (TASKS held-out tasks, greedy) and
 #            the held-out prose perplexity of the base, the chat model and the student.
 #   bash bench/post_training.sh [OUT_DIR]
-# STAGE=chat|experts|grpo|merge|eval runs one stage (finished runs are kept); THREADS (default
-# 0: all cores) per run, so two runs can share the machine's cores with THREADS=1. The text
+# STAGE=chat|experts|grpo|merge|eval runs one stage (finished runs are kept), DOMAINS="math code"
+# some of the experts; THREADS (default 0: all cores) per run, so two runs can share the
+# machine's cores with THREADS=1. The text
 # (bench/corpora.sh) is made in OUT_DIR/text.
 # Status (2026-12-07): only the chat stage has run (models/dsv4-small/README.md); the other
 # stages' step counts and learning rates are first guesses, to be set from measurements.
@@ -25,6 +26,7 @@ base=${BASE:-models/dsv4-small/base}
 small=models/dsv4-small
 dsv4=build/dsv4
 STAGE=${STAGE:-all} THREADS=${THREADS:-0} TASKS=${TASKS:-400} LEVEL=${LEVEL:-2}
+DOMAINS=${DOMAINS:-math code agentic}
 mkdir -p "$out"
 run() { [[ $STAGE == all || $STAGE == "$1" ]]; }
 done_in() { [[ -e $1/model.safetensors ]]; }
@@ -48,23 +50,24 @@ if run chat; then
 fi
 
 if run experts; then
-  for d in math code agentic; do
+  for d in $DOMAINS; do
     # An agentic prompt (the four tool schemas) is ~780 tokens: 2 sequences of 1024 per step.
     shape=(--batch 4 --seq-len 512)
     [[ $d == agentic ]] && shape=(--batch 2 --seq-len 1024)
     done_in "$out/sft-$d" || $dsv4 sft -m "$out/chat" --data "$out/task-$d-1.jsonl:0.4" \
-      --data "$out/task-$d-2.jsonl:0.4" --data "$out/chat.jsonl:0.2" --out "$out/sft-$d" --steps "${SFT_STEPS:-400}" \
+      --data "$out/task-$d-2.jsonl:0.4" --data "$out/chat.jsonl:0.2" --out "$out/sft-$d" --steps "${SFT_STEPS:-800}" \
       "${shape[@]}" --threads "$THREADS"
   done
 fi
 
 if run grpo; then
-  for d in math code agentic; do
+  for d in $DOMAINS; do
     prompts=8 draws=24 group=8
     [[ $d == agentic ]] && prompts=4 draws=12
     done_in "$out/grpo-$d" || $dsv4 grpo -m "$out/sft-$d" --domain $d --level "$LEVEL" --out "$out/grpo-$d" \
       --steps "${GRPO_STEPS:-100}" --prompts $prompts --max-draws $draws --group $group --max-tokens 160 \
-      --mode both --lr "${GRPO_LR:-5e-5}" --warmup 10 --temperature 1 --seed 500021 --threads "$THREADS"
+      --mode both --lr "${GRPO_LR:-5e-5}" --warmup 10 --temperature 1 --seed 500021 --eval-every 10 \
+      --eval-tasks 100 --threads "$THREADS"
   done
 fi
 

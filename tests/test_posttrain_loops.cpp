@@ -154,9 +154,34 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
   ASSERT_EQ(r.status, 0) << r.output;
   r = test::run_command(dsv4("grpo -m " + sft + " --domain math --out " + grpo +
                              " --steps 1 --prompts 1 --group 2 --max-tokens 8 --mode both --temperature 1"
-                             " --max-draws 3 --warmup 4"));
+                             " --max-draws 3 --warmup 4 --eval-every 1 --eval-tasks 3"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("GRPO on math"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("held-out pass@1 after 1 steps (3 tasks, greedy): chat "), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::file_size(grpo + "/rl.png") > 0);
+  {
+    // Held-out pass@1 before the step and after it, in both modes the run trains; the last row
+    // is what `dsv4 eval` measures on the written model.
+    std::istringstream log(test::read_file(grpo + "/rl_eval.tsv"));
+    std::string header;
+    std::getline(log, header);
+    EXPECT_EQ(header, "step\ttasks\tchat\tthinking");
+    double step = -1, tasks = 0, chat = -1, thinking = -1;
+    for (int row = 0; row < 2; ++row) {
+      log >> step >> tasks >> chat >> thinking;
+      EXPECT_EQ(step, row);
+      EXPECT_EQ(tasks, 3);
+    }
+    EXPECT_TRUE(log >> std::ws && log.eof()) << "two evaluations";
+    for (const auto& [mode, pass] : {std::pair{"chat", chat}, std::pair{"thinking", thinking}}) {
+      r = test::run_command(dsv4("eval -m " + grpo + " --domain math --tasks 3 --mode " + mode + " --json"));
+      ASSERT_EQ(r.status, 0) << r.output;
+      const size_t open = r.output.find('{');
+      ASSERT_NE(open, std::string::npos) << r.output;
+      const nlohmann::json j = nlohmann::json::parse(r.output.substr(open, r.output.find('}', open) + 1 - open));
+      EXPECT_NEAR(j["math"].get<double>(), pass, 1e-4) << mode;
+    }
+  }
   {
     // Groups are drawn until one differs in reward, three at most; the first step's learning
     // rate is a quarter of the default 2e-4 (--warmup 4).
@@ -231,6 +256,9 @@ TEST(PostTrainingCommands, RejectBadInput) {
       {"grpo -m " + kModel + " --domain math --out " + tmp.file("e") + " --prompts 4 --max-draws 2",
        "--max-draws (2) must be at least --prompts (4)"},
       {"grpo -m " + kModel + " --domain math --out " + tmp.file("f") + " --warmup -1", "--warmup must be >= 0"},
+      {"grpo -m " + kModel + " --domain math --out " + tmp.file("o") + " --eval-every -2", "--eval-every must be >= 0, got -2"},
+      {"grpo -m " + kModel + " --domain math --out " + tmp.file("p") + " --eval-tasks 0",
+       "--eval-tasks must be at least 1, got 0"},
       {"grpo -m " + kModel + " --domain math --out " + tmp.file("g") + " --seed 11",
        "--seed must be from 500000 to 999999 (smaller seeds are supervised data's tasks"},
       {"make-task-data --domain math -o " + tmp.file("h.jsonl") + " --seed 500011", "--seed must be below 500000"},

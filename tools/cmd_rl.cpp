@@ -1,6 +1,7 @@
 // dsv4 sft / grpo / distill / average: the post-training stages (src/posttrain): supervised fine-tuning
 // of a copy of a model on chat-format data, GRPO on one domain's checked tasks, and on-policy
 // distillation of several domain experts into one student, and averaging of their weights.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -82,6 +83,14 @@ RlCallbacks callbacks(ProgressBar& bar) {
     if (l.replay_loss >= 0 && n > 0 && n < int(sizeof extra))
       std::snprintf(extra + n, sizeof extra - n, " replay %.3f", l.replay_loss);
     bar.update(double(l.step) / total, extra);
+  };
+  cb.on_eval = [&bar](const RlEval& e) {
+    std::string line = "held-out pass@1 after " + std::to_string(e.step) + " steps (" + std::to_string(e.tasks) +
+                       " tasks, greedy):";
+    char v[32];
+    if (!std::isnan(e.chat)) std::snprintf(v, sizeof v, " chat %.3f", e.chat), line += v;
+    if (!std::isnan(e.thinking)) std::snprintf(v, sizeof v, " thinking %.3f", e.thinking), line += v;
+    bar.message(line);
   };
   return cb;
 }
@@ -175,6 +184,9 @@ void add_post_training(CLI::App& app, std::vector<Command>& out) {
   grpo->add_option("--beta", g->s.loss.beta, "KL weight");
   grpo->add_option("--max-draws", g->s.max_draws,
                    "groups sampled per step at most, until --prompts of them differ in reward (default: --prompts)");
+  grpo->add_option("--eval-every", g->s.eval_every,
+                   "greedy pass@1 on held-out tasks before the first step, every N steps and after the last (0: never)");
+  grpo->add_option("--eval-tasks", g->s.eval_tasks, "held-out tasks per evaluation")->capture_default_str();
   rl_options(grpo, *g);
   out.push_back({grpo, [g] { return run_grpo_cmd(*g); }});
 

@@ -14,6 +14,7 @@
 #include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"
 #include "train/param_set.h"
+#include "train/plot.h"
 #include "train/train_data.h"
 #include "train/train_model.h"
 #include "train/train_state.h"
@@ -89,12 +90,64 @@ void write_log(const std::string& path, const std::vector<RlLog>& log) {
   close_checked(f, path);
 }
 
+// Greedy pass@1 of the served policy on held-out tasks of its domain, in each mode it trains.
+RlEval held_out_eval(const Engine& e, Domain d, const RlSettings& s, int step) {
+  RlEval r;
+  r.step = step, r.tasks = s.eval_tasks;
+  EvalOptions o;
+  o.per_domain = s.eval_tasks, o.level = s.level, o.domains = {d};
+  for (const bool thinking : {false, true}) {
+    if (s.modes != RlSettings::Modes::both && (s.modes == RlSettings::Modes::thinking) != thinking) continue;
+    o.thinking = thinking;
+    (thinking ? r.thinking : r.chat) = evaluate(e, o).front().pass_at_1();
+  }
+  return r;
+}
+
+void write_eval_log(const std::string& path, const std::vector<RlEval>& evals) {
+  std::ofstream f(path);
+  f << "step\ttasks\tchat\tthinking\n";
+  for (const RlEval& e : evals) {
+    f << e.step << "\t" << e.tasks << "\t";
+    if (!std::isnan(e.chat)) f << e.chat;
+    f << "\t";
+    if (!std::isnan(e.thinking)) f << e.thinking;
+    f << "\n";
+  }
+  close_checked(f, path);
+}
+
+// The sampled reward per step, averaged over 10 steps (a step's few prompts make it swing),
+// and the held-out pass@1 per mode, on one plot.
+void plot_grpo(const std::string& path, Domain d, const std::vector<RlLog>& log, const std::vector<RlEval>& evals) {
+  PlotSeries reward{"mean sampled reward (moving average of 10 steps)", {}, {}, 0x1f77b4};
+  for (size_t i = 0; i < log.size(); ++i) {
+    const size_t from = i >= 9 ? i - 9 : 0;
+    double sum = 0;
+    for (size_t k = from; k <= i; ++k) sum += log[k].mean_reward;
+    reward.x.push_back(log[i].step), reward.y.push_back(sum / double(i + 1 - from));
+  }
+  std::vector<PlotSeries> series{reward};
+  const std::string tasks = evals.empty() ? "" : " (" + std::to_string(evals.front().tasks) + " held-out tasks)";
+  PlotSeries chat{"greedy pass@1, chat mode" + tasks, {}, {}, 0xd62728},
+      thinking{"greedy pass@1, thinking mode" + tasks, {}, {}, 0x2ca02c};
+  for (const RlEval& e : evals) {
+    if (!std::isnan(e.chat)) chat.x.push_back(e.step), chat.y.push_back(e.chat);
+    if (!std::isnan(e.thinking)) thinking.x.push_back(e.step), thinking.y.push_back(e.thinking);
+  }
+  for (const PlotSeries& p : {chat, thinking})
+    if (!p.x.empty()) series.push_back(p);
+  write_line_plot_png(path, series, {std::string("GRPO on ") + domain_name(d), "step", "reward, pass@1", 900, 540, false});
+}
+
 void check_settings(const RlSettings& s) {
   DSV4_CHECK(s.steps >= 1 && s.prompts >= 1 && s.group >= 1 && s.updates >= 1 && s.max_tokens >= 1,
              "steps, prompts, group, updates and max_tokens must be at least 1");
   DSV4_CHECK(s.max_draws == 0 || s.max_draws >= s.prompts, "--max-draws (", s.max_draws,
              ") must be at least --prompts (", s.prompts, ")");
   DSV4_CHECK(s.warmup >= 0, "--warmup must be >= 0, got ", s.warmup);
+  DSV4_CHECK(s.eval_every >= 0, "--eval-every must be >= 0, got ", s.eval_every);
+  DSV4_CHECK(s.eval_tasks >= 1, "--eval-tasks must be at least 1, got ", s.eval_tasks);
   DSV4_CHECK(s.teacher_share >= 0 && s.teacher_share <= 1, "--teacher-share must be in [0, 1], got ", s.teacher_share);
   DSV4_CHECK(s.replay_sequences >= 1, "--replay-sequences must be at least 1, got ", s.replay_sequences);
   DSV4_CHECK(s.replay_len >= 2, "--replay-len must be at least 2, got ", s.replay_len);
@@ -236,8 +289,14 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
   check_same_model(m, r, ref_dir);
   const TrainWeights ref = std::move(r.w);
   int index = 0;  // the next task's: prompts are never repeated, whatever was redrawn
+  std::vector<RlEval> evals;
+  const auto evaluated = [&](const Engine& e, int step) {
+    evals.push_back(held_out_eval(e, domain, s, step));
+    if (cb.on_eval) cb.on_eval(evals.back());
+  };
   for (int step = 0; step < s.steps; ++step) {
     const std::unique_ptr<Engine> engine = tr.serve();
+    if (s.eval_every > 0 && step % s.eval_every == 0) evaluated(*engine, step);
     std::vector<RlSample> samples;
     size_t drawn = 0;
     const RlSettings now = s.at_step(step);
@@ -269,7 +328,11 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
     grpo_update(tr.policy, ref, learn, now, l);
     tr.logged(l);
   }
-  return tr.finish();
+  if (s.eval_every > 0) evaluated(*tr.serve(), s.steps);
+  const std::vector<RlLog> log = tr.finish();
+  if (!evals.empty()) write_eval_log((fs::path(out_dir) / "rl_eval.tsv").string(), evals);
+  plot_grpo((fs::path(out_dir) / "rl.png").string(), domain, log, evals);
+  return log;
 }
 
 std::vector<RlLog> run_distill(const std::string& student_dir, const std::map<Domain, std::string>& experts,

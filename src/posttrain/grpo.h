@@ -72,6 +72,10 @@ struct RlSettings {
     return std::fmod((k + 1) * 0.6180339887498949 + domain * 0.5, 1.0) < teacher_share;
   }
   GrpoParams loss;
+  // GRPO: greedy pass@1 on `eval_tasks` held-out tasks of the domain (evaluation's seed, the
+  // run's level, each mode the run trains; what `dsv4 eval --tasks eval_tasks` measures) before
+  // the first step, every `eval_every` steps and after the last; 0: never.
+  int eval_every = 0, eval_tasks = 100;
 };
 
 struct RlLog {
@@ -90,8 +94,16 @@ struct RlLog {
   std::map<std::string, double> domain_kl;
 };
 
+// A held-out evaluation during GRPO: greedy pass@1 after `step` steps, per mode trained (NaN
+// for a mode the run does not train).
+struct RlEval {
+  int step = 0, tasks = 0;
+  double chat = std::nan(""), thinking = std::nan("");
+};
+
 struct RlCallbacks {
   std::function<void(const RlLog&, int total)> on_step;
+  std::function<void(const RlEval&)> on_eval;
   std::function<void(const std::string&)> on_message;
 };
 
@@ -125,7 +137,8 @@ void grpo_update(Policy& p, const TrainWeights& ref, const std::vector<RlSample*
 
 // policy_dir: the model to improve (its float state if it has one); ref_dir: the frozen
 // reference; writes out_dir as a model directory (released checkpoint + float state +
-// rl_log.tsv). Returns the log.
+// rl_log.tsv, with eval_every rl_eval.tsv) and rl.png, the sampled reward per step (and the
+// held-out pass@1) as a plot. Returns the log.
 std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& ref_dir, Domain domain,
                             const std::string& out_dir, const RlSettings& s, const RlCallbacks& cb = {});
 
