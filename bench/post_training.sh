@@ -84,18 +84,34 @@ if run merge; then
 fi
 
 if run eval; then
+  # Each model and mode on one thread, JOBS of them at once (one stream of a model this small
+  # gains little from a second thread); finished ones are kept in $out/eval.
   models=("$base" "$out/chat" "$out/sft-math" "$out/grpo-math" "$out/sft-code" "$out/grpo-code"
           "$out/sft-agentic" "$out/grpo-agentic" "$out/sft-mixed" "$out/student")
-  {
+  mkdir -p "$out/eval"
+  for m in "${models[@]}"; do
     for mode in chat thinking; do
-      echo "== pass@1, $mode mode ($TASKS level-$LEVEL tasks per domain, task seed 1000003, greedy) =="
-      for m in "${models[@]}"; do
-        printf '%-40s %s\n' "$m" "$($dsv4 eval -m "$m" --mode "$mode" --level "$LEVEL" --tasks "$TASKS" \
-          --threads "$THREADS" --json)"
+      f=$out/eval/$(basename "$m")-$mode.txt
+      [[ -e $f || ! -e $m/model.safetensors ]] && continue
+      while (( $(jobs -rp | wc -l) >= ${JOBS:-2} )); do wait -n; done
+      { $dsv4 eval -m "$m" --mode $mode --level "$LEVEL" --tasks "$TASKS" --threads 1 > "$f.part" 2>/dev/null &&
+          mv "$f.part" "$f"; } &
+    done
+  done
+  wait
+  {
+    echo "== pass@1 +- standard error ($TASKS level-$LEVEL tasks per domain, task seed 1000003, greedy) =="
+    printf '%-14s %-9s %-16s %-16s %-16s\n' model mode math code agentic
+    for m in "${models[@]}"; do
+      for mode in chat thinking; do
+        f=$out/eval/$(basename "$m")-$mode.txt
+        [[ -e $f ]] && awk -v m="$(basename "$m")" -v mode=$mode '$2 == "pass@1" { p[$1] = $3 " +- " $5 }
+          END { printf "%-14s %-9s %-16s %-16s %-16s\n", m, mode, p["math"], p["code"], p["agentic"] }' "$f"
       done
     done
     echo "== held-out prose perplexity (brown-held.txt, windows of 512 tokens) =="
     for m in "$base" "$out/chat" "$out/sft-mixed" "$out/student"; do
+      [[ -e $m/model.safetensors ]] || continue
       printf '%-40s %s\n' "$m" "$($dsv4 perplexity -m "$m" --text-file "$text/brown-held.txt" --ctx 512 \
         --threads "$THREADS" 2>/dev/null | tail -n 1)"
     done

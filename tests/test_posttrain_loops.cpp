@@ -3,9 +3,11 @@
 // against hand-computed values. The full-size runs are bench/post_training.sh.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 
 #include "core/check.h"
@@ -229,6 +231,15 @@ TEST(PostTrainingCommands, RunEndToEndAtTheSmallestSize) {
   ASSERT_NE(open, std::string::npos) << r.output;
   const nlohmann::json j = nlohmann::json::parse(r.output.substr(open, r.output.find('}', open) + 1 - open));
   EXPECT_TRUE(j.contains("math") && j.contains("code")) << r.output;
+  // Without --json: each pass rate with its binomial standard error, sqrt(p (1 - p) / n).
+  r = test::run_command(dsv4("eval -m " + avg + " --domain math --tasks 4 --mode chat"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex(R"(math +pass@1 (\d\.\d{3}) \+- (\d\.\d{3}) \((\d) / 4\))")))
+      << r.output;
+  const double p = std::stod(m[3]) / 4;
+  EXPECT_NEAR(std::stod(m[1]), p, 5e-4);
+  EXPECT_NEAR(std::stod(m[2]), std::sqrt(p * (1 - p) / 4), 5e-4);
 }
 
 // Bad input to average (models that do not share a base), to grpo's settings and to the task

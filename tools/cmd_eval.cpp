@@ -1,5 +1,7 @@
 // dsv4 eval: pass@1 per post-training domain (src/posttrain/eval.h) for a model, in chat or
 // thinking mode; with --json one object {"domain": pass_at_1, ...}.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -51,8 +53,10 @@ int run(EvalArgs& a) {
   }
   std::printf("%s, %s mode, %d tasks per domain (task seed %llu, level %d):\n", a.model_dir.c_str(), a.mode.c_str(),
               a.o.per_domain, static_cast<unsigned long long>(a.o.task_seed), a.o.level);
+  // The binomial standard error of each pass rate: differences of a few of them are noise.
   for (const DomainScore& s : scores)
-    std::printf("  %-8s pass@1 %.3f (%d / %d)\n", domain_name(s.domain), s.pass_at_1(), s.passed, s.total);
+    std::printf("  %-8s pass@1 %.3f +- %.3f (%d / %d)\n", domain_name(s.domain), s.pass_at_1(),
+                std::sqrt(s.pass_at_1() * (1 - s.pass_at_1()) / std::max(1, s.total)), s.passed, s.total);
   return 0;
 }
 
