@@ -17,8 +17,9 @@
 # some of the experts; THREADS (default 0: all cores) per run, so two runs can share the
 # machine's cores with THREADS=1. The text
 # (bench/corpora.sh) is made in OUT_DIR/text.
-# Status (2026-12-07): only the chat stage has run (models/dsv4-small/README.md); the other
-# stages' step counts and learning rates are first guesses, to be set from measurements.
+# Status (2026-12-08): the chat stage and the experts' SFT have run (models/dsv4-small/README.md,
+# their models in models/dsv4-small/stages); GRPO's and the merge's step counts and learning
+# rates are first guesses, to be set from measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/dsv4-small-post}
@@ -28,6 +29,13 @@ dsv4=build/dsv4
 STAGE=${STAGE:-all} THREADS=${THREADS:-0} TASKS=${TASKS:-400} LEVEL=${LEVEL:-2}
 DOMAINS=${DOMAINS:-math code agentic}
 mkdir -p "$out"
+# FROM_STAGES=1: start from the stages committed in models/dsv4-small/stages (released format,
+# without their float state) instead of training them again.
+if [[ ${FROM_STAGES:-0} == 1 ]]; then
+  for s in "$small"/stages/*/; do
+    [[ -e $out/$(basename "$s") ]] || cp -r "$s" "$out/$(basename "$s")"
+  done
+fi
 run() { [[ $STAGE == all || $STAGE == "$1" ]]; }
 done_in() { [[ -e $1/model.safetensors ]]; }
 text=$out/text
@@ -52,10 +60,10 @@ fi
 if run experts; then
   for d in $DOMAINS; do
     # An agentic prompt (the four tool schemas) is ~780 tokens: 2 sequences of 1024 per step.
-    shape=(--batch 4 --seq-len 512)
-    [[ $d == agentic ]] && shape=(--batch 2 --seq-len 1024)
+    shape=(--batch 4 --seq-len 512) steps=${SFT_STEPS:-800}
+    [[ $d == agentic ]] && shape=(--batch 2 --seq-len 1024) steps=${SFT_STEPS:-600}
     done_in "$out/sft-$d" || $dsv4 sft -m "$out/chat" --data "$out/task-$d-1.jsonl:0.4" \
-      --data "$out/task-$d-2.jsonl:0.4" --data "$out/chat.jsonl:0.2" --out "$out/sft-$d" --steps "${SFT_STEPS:-800}" \
+      --data "$out/task-$d-2.jsonl:0.4" --data "$out/chat.jsonl:0.2" --out "$out/sft-$d" --steps "$steps" \
       "${shape[@]}" --threads "$THREADS"
   done
 fi
