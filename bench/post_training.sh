@@ -17,9 +17,9 @@
 # some of the experts; THREADS (default 0: all cores) per run, so two runs can share the
 # machine's cores with THREADS=1. The text
 # (bench/corpora.sh) is made in OUT_DIR/text.
-# Status (2026-12-08): the chat stage and the experts' SFT have run (models/dsv4-small/README.md,
-# their models in models/dsv4-small/stages); GRPO's and the merge's step counts and learning
-# rates are first guesses, to be set from measurements.
+# Status (2026-12-08): the chat stage and the three experts' SFT have run
+# (models/dsv4-small/README.md, their models in models/dsv4-small/stages); GRPO's and the
+# merge's step counts and learning rates are first guesses, to be set from measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/dsv4-small-post}
