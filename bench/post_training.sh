@@ -15,8 +15,7 @@
 #   bash bench/post_training.sh [OUT_DIR]
 # STAGE=chat|experts|grpo|merge|eval runs one stage (finished runs are kept), DOMAINS="math code"
 # some of the experts; THREADS (default 0: all cores) per run, so two runs can share the
-# machine's cores with THREADS=1. The text
-# (bench/corpora.sh) is made in OUT_DIR/text.
+# machine's cores with THREADS=1. The text (bench/corpora.sh) is made in OUT_DIR/text.
 # Status (2026-12-08): the chat stage and the three experts' SFT have run
 # (models/dsv4-small/README.md, their models in models/dsv4-small/stages); GRPO's and the
 # merge's step counts and learning rates are first guesses, to be set from measurements.

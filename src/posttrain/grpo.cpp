@@ -97,7 +97,8 @@ RlEval held_out_eval(const Engine& e, Domain d, const RlSettings& s, int step) {
   EvalOptions o;
   o.per_domain = s.eval_tasks, o.level = s.level, o.domains = {d};
   for (const bool thinking : {false, true}) {
-    if (s.modes != RlSettings::Modes::both && (s.modes == RlSettings::Modes::thinking) != thinking) continue;
+    const bool trained = s.modes == RlSettings::Modes::both || (s.modes == RlSettings::Modes::thinking) == thinking;
+    if (!trained) continue;
     o.thinking = thinking;
     (thinking ? r.thinking : r.chat) = evaluate(e, o).front().pass_at_1();
   }
@@ -328,8 +329,8 @@ std::vector<RlLog> run_grpo(const std::string& policy_dir, const std::string& re
     grpo_update(tr.policy, ref, learn, now, l);
     tr.logged(l);
   }
-  if (s.eval_every > 0) evaluated(*tr.serve(), s.steps);
   const std::vector<RlLog> log = tr.finish();
+  if (s.eval_every > 0) evaluated(Engine(out_dir), s.steps);  // the model written
   if (!evals.empty()) write_eval_log((fs::path(out_dir) / "rl_eval.tsv").string(), evals);
   plot_grpo((fs::path(out_dir) / "rl.png").string(), domain, log, evals);
   return log;
